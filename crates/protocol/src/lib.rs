@@ -1,0 +1,95 @@
+//! The worker ⇄ scheduler contract: the job file a worker reads ([`WorkerJob`]), the JSON-lines
+//! [`Event`]s it writes, the environment variables it is given and the exit codes it returns.
+//!
+//! The worker never opens the database; everything it has to say travels as one [`Event`] per
+//! line on stdout, so the scheduler stays the only writer of the store.
+//!
+//! ```
+//! use oodlab_protocol::Event;
+//! let line = Event::Progress { epoch: 1, step: 3, steps: 10 }.to_line();
+//! assert_eq!(Event::parse_line(&line).unwrap(), Event::Progress { epoch: 1, step: 3, steps: 10 });
+//! ```
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+pub mod env;
+pub mod exit_codes;
+
+/// What a worker is asked to do, written by the scheduler as `run.json` in the run folder.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerJob {
+    /// The run's identity, as planned.
+    pub run_id: String,
+    /// The resolved run configuration (the spec crate's `RunConfig`), kept as JSON so that this
+    /// crate stays independent of the spec's types.
+    pub config: serde_json::Value,
+    /// Folder the worker writes its checkpoint and scores into.
+    pub run_dir: PathBuf,
+    /// Checkpoint to start from (a fine-tune's parent run), if any.
+    pub init_checkpoint: Option<PathBuf>,
+}
+
+/// One line of a worker's output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    /// The worker has read its job and is about to load data.
+    Started { run_id: String, host: String, device: String, pid: u32, threads: usize },
+    /// One finished training epoch.
+    Epoch {
+        epoch: u32,
+        train_loss: f64,
+        train_acc: f64,
+        val_acc: Option<f64>,
+        lr: f64,
+        seconds: f64,
+    },
+    /// A step inside an epoch, for progress bars; never stored.
+    Progress { epoch: u32, step: u32, steps: u32 },
+    /// A scalar result of the run, such as `id_acc`.
+    Metric { name: String, value: f64 },
+    /// OOD detection metrics of one score on one OOD set.
+    OodMetric {
+        ood_set: String,
+        score: String,
+        auroc: f64,
+        fpr95: f64,
+        aupr_in: f64,
+        aupr_out: f64,
+        n_id: u64,
+        n_ood: u64,
+    },
+    /// A file the run produced, relative to the run folder.
+    Artifact { kind: String, path: String },
+    /// The run completed; every metric has been sent before this line.
+    Finished { seconds: f64 },
+    /// The run failed; `reason` says why in one line.
+    Failed { reason: String },
+}
+
+impl Event {
+    /// The event as one JSON line, without the trailing newline.
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).expect("events always serialize")
+    }
+
+    /// Parses one line written by a worker.
+    pub fn parse_line(line: &str) -> Result<Event, serde_json::Error> {
+        serde_json::from_str(line)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_lines_carry_their_tag() {
+        let line = Event::Failed { reason: "boom".into() }.to_line();
+        assert_eq!(line, r#"{"event":"failed","reason":"boom"}"#);
+        assert!(Event::parse_line(r#"{"event":"nope"}"#).is_err());
+    }
+}

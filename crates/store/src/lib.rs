@@ -1,0 +1,1 @@
+//! oodlab-store
