@@ -1,1 +1,122 @@
-//! oodlab-spec
+//! Experiment specs: YAML types, validation with file:line:column and field path, grid and zip
+//! expansion, run identity and the run DAG. The main entry point is [`load`], which returns an
+//! [`Experiment`] whose runs are ready to schedule, parents before children.
+//!
+//! ```no_run
+//! let exp = oodlab_spec::load("experiments/quickstart.yaml".as_ref(), &["train.epochs=1".into()], "1").unwrap();
+//! for run in &exp.runs {
+//!     println!("{} {} seed={} split={}", run.run_id, run.settings.method.name(), run.seed, run.split);
+//! }
+//! ```
+
+mod error;
+mod locate;
+mod overrides;
+mod plan;
+mod position;
+mod types;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use error::{did_you_mean, Origin, SpecError};
+pub use plan::{RunConfig, RunId, SplitClasses};
+pub use position::Position;
+pub use types::*;
+
+use locate::Locator;
+
+/// A validated, expanded experiment.
+#[derive(Debug, Clone)]
+pub struct Experiment {
+    /// The spec file, as given.
+    pub path: PathBuf,
+    pub name: String,
+    pub description: String,
+    /// The spec after `--set` overrides, as YAML, for the record.
+    pub resolved_yaml: String,
+    pub resources: ResourcesSpec,
+    /// Unique runs in dependency order: a run's parent comes before it.
+    pub runs: Vec<RunConfig>,
+}
+
+fn whole(file: &Path, message: String) -> SpecError {
+    SpecError { file: file.to_owned(), origin: Origin::Whole, field: String::new(), message, hint: None }
+}
+
+/// Reads, overrides, validates and expands the spec at `path`. `overrides` are `path=value`
+/// strings as given to `--set`; `code_version` is the training code's version, part of run ids.
+pub fn load(path: &Path, overrides: &[String], code_version: &str) -> Result<Experiment, SpecError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| whole(path, format!("cannot read the spec: {e}")).with_hint("check the path to the YAML file"))?;
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let mut root: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
+        let origin = e.location().map_or(Origin::Whole, |l| Origin::File(Position { line: l.line(), column: l.column() }));
+        let message = e.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+        SpecError { file: path.to_owned(), origin, field: String::new(), message: format!("invalid YAML: {message}"), hint: Some("fix the YAML syntax at this position".into()) }
+    })?;
+    if !root.is_mapping() {
+        return Err(whole(path, "the spec must be a YAML mapping with name, datasets, data and methods".into()));
+    }
+
+    let mut parsed = Vec::new();
+    for raw in overrides {
+        let o = overrides::parse(raw).map_err(|m| SpecError { file: path.to_owned(), origin: Origin::Override(raw.clone()), field: String::new(), message: m, hint: None })?;
+        overrides::apply(&mut root, &o).map_err(|m| SpecError { file: path.to_owned(), origin: Origin::Override(raw.clone()), field: o.field(), message: m, hint: None })?;
+        parsed.push(o);
+    }
+    let loc = Locator::new(path, &text, parsed);
+
+    let resolved_yaml = serde_yaml::to_string(&root).unwrap_or_default();
+    let spec: SpecFile = serde_path_to_error::deserialize(root).map_err(|e| loc.serde_error("", e, &|f, key| loc.file_origin(f, key)))?;
+    if spec.name.is_empty() || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(loc.error("name", format!("`{}` is not a valid experiment name", spec.name)).with_hint("use letters, digits, `-`, `_` and `.`; it names a folder under runs/"));
+    }
+    let datasets = resolve_datasets(&spec.datasets, &base_dir, &loc)?;
+    check_resources(&spec.resources, &loc)?;
+    let runs = plan::expand(&spec, &datasets, &loc, code_version)?;
+    Ok(Experiment { path: path.to_owned(), name: spec.name, description: spec.description, resolved_yaml, resources: spec.resources, runs })
+}
+
+fn resolve_datasets(datasets: &BTreeMap<String, DatasetSpec>, base: &Path, loc: &Locator) -> Result<BTreeMap<String, DatasetSpec>, SpecError> {
+    let mut out = BTreeMap::new();
+    for (name, ds) in datasets {
+        let mut ds = ds.clone();
+        for (part, pair) in [("train", &mut ds.train), ("test", &mut ds.test)] {
+            let Some(pair) = pair else { continue };
+            for (kind, file) in [("images", &mut pair.images), ("labels", &mut pair.labels)] {
+                let full = base.join(&*file);
+                if !full.is_file() {
+                    let field = format!("datasets.{name}.{part}.{kind}");
+                    return Err(loc
+                        .error(&field, format!("file not found: {}", full.display()))
+                        .with_hint("paths are relative to the spec file's folder; run scripts/fetch-data.sh for the full datasets"));
+                }
+                *file = std::path::absolute(&full).unwrap_or(full);
+            }
+        }
+        if ds.classes == 0 {
+            return Err(loc.error(&format!("datasets.{name}.classes"), "must be at least 1"));
+        }
+        out.insert(name.clone(), ds);
+    }
+    Ok(out)
+}
+
+fn check_resources(r: &ResourcesSpec, loc: &Locator) -> Result<(), SpecError> {
+    if r.jobs == Some(0) {
+        return Err(loc.error("resources.jobs", "must be at least 1"));
+    }
+    if r.threads_per_job == 0 {
+        return Err(loc.error("resources.threads_per_job", "must be at least 1"));
+    }
+    if r.runs_per_gpu == 0 {
+        return Err(loc.error("resources.runs_per_gpu", "must be at least 1"));
+    }
+    if !(r.grace_seconds >= 0.0 && r.grace_seconds.is_finite()) {
+        return Err(loc.error("resources.grace_seconds", format!("must be a non-negative number of seconds, found {}", r.grace_seconds)));
+    }
+    Ok(())
+}

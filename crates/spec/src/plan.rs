@@ -1,0 +1,362 @@
+//! Expansion of a spec into runs: grid points × method entries, merged settings, run identity
+//! and the dependency DAG (a fine-tune names the run whose checkpoint it starts from).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use oodlab_data::split::ClassSplit;
+use serde::{Deserialize, Serialize};
+use serde_yaml::{Mapping, Value};
+use sha2::{Digest, Sha256};
+
+use crate::error::{Origin, SpecError};
+use crate::locate::{ancestors, Locator};
+use crate::position::child;
+use crate::types::{DatasetSpec, RunSettings, SpecFile};
+use crate::validate;
+
+/// A run's identity: a hash of its semantic configuration only.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RunId(pub String);
+
+impl std::fmt::Display for RunId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The resolved classes of a run's split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SplitClasses {
+    pub id_classes: Vec<u32>,
+    pub heldout: Vec<u32>,
+}
+
+/// Everything a worker needs to train and evaluate one run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    pub run_id: RunId,
+    pub experiment: String,
+    /// The method entry of the spec this run came from.
+    pub entry: String,
+    pub seed: u64,
+    /// Index into `data.splits`.
+    pub split: usize,
+    pub classes: SplitClasses,
+    pub settings: RunSettings,
+    /// The datasets this run reads, with absolute paths.
+    pub datasets: BTreeMap<String, DatasetSpec>,
+    pub parent: Option<RunId>,
+    /// Version of the training code; part of the identity.
+    pub code_version: String,
+    /// This run's values of the grid axes, for display.
+    pub grid: BTreeMap<String, serde_json::Value>,
+}
+
+impl RunConfig {
+    /// The semantic part of the config that the run id hashes. Paths, the experiment and entry
+    /// names, evaluation batch size and resources are left out; outliers count only for methods
+    /// that train on them, so a baseline is shared by specs that differ only in outliers.
+    pub fn identity(&self) -> serde_json::Value {
+        let s = &self.settings;
+        let used: Vec<&String> = std::iter::once(&s.data.id)
+            .chain(s.data.outliers.iter().filter(|_| s.method.uses_outliers()))
+            .chain(&s.data.ood)
+            .collect();
+        let datasets: BTreeMap<&String, serde_json::Value> = used
+            .into_iter()
+            .map(|n| (n, serde_json::json!({"format": self.datasets[n].format, "classes": self.datasets[n].classes})))
+            .collect();
+        serde_json::json!({
+            "method": s.method,
+            "seed": self.seed,
+            "data": {
+                "id": s.data.id,
+                "id_classes": self.classes.id_classes,
+                "outliers": if s.method.uses_outliers() { s.data.outliers.clone() } else { None },
+                "ood": s.data.ood,
+                "normalize": s.data.normalize,
+                "val_fraction": s.data.val_fraction,
+                "train_limit": s.data.train_limit,
+                "datasets": datasets,
+            },
+            "model": s.model,
+            "train": s.train,
+            "eval": {"scores": s.eval.scores},
+            "parent": self.parent,
+            "code_version": self.code_version,
+        })
+    }
+
+    fn compute_id(&self) -> RunId {
+        let bytes = serde_json::to_vec(&self.identity()).expect("identity serializes");
+        let digest = Sha256::digest(&bytes);
+        RunId(digest.iter().take(6).map(|b| format!("{b:02x}")).collect())
+    }
+}
+
+/// One grid point: seed, split index and field assignments (path relative to a run, value,
+/// the grid field that set it, and the entry it is scoped to).
+#[derive(Debug, Clone)]
+struct Point {
+    seed: u64,
+    split: usize,
+    sets: Vec<Assignment>,
+}
+
+#[derive(Debug, Clone)]
+struct Assignment {
+    path: String,
+    value: Value,
+    grid_field: String,
+    only_entry: Option<String>,
+}
+
+const RUN_SECTIONS: [&str; 5] = ["method", "data", "model", "train", "eval"];
+
+/// Resolves a grid key to (path within a run, entry it is scoped to).
+fn axis_target(key: &str, entries: &BTreeMap<String, crate::types::MethodEntry>) -> Result<(String, Option<String>), String> {
+    let (path, entry) = match key.strip_prefix("methods.") {
+        Some(rest) => {
+            let (entry, path) = rest.split_once('.').ok_or("expected methods.<entry>.<field>")?;
+            if !entries.contains_key(entry) {
+                return Err(format!("no method entry named `{entry}`"));
+            }
+            (path.to_string(), Some(entry.to_string()))
+        }
+        None => (key.to_string(), None),
+    };
+    let head = path.split(['.', '[']).next().unwrap_or("");
+    if !RUN_SECTIONS.contains(&head) {
+        return Err(format!("`{key}` is not a field of a run; grid paths start with method, data, model, train or eval (or methods.<entry>.)"));
+    }
+    Ok((path, entry))
+}
+
+fn expand_points(spec: &SpecFile, n_splits: usize, loc: &Locator) -> Result<Vec<Point>, SpecError> {
+    let g = &spec.grid;
+    if g.seeds.is_empty() {
+        return Err(loc.error("grid.seeds", "the grid is empty: no seeds").with_hint("list at least one seed, for example [0, 1, 2]"));
+    }
+    let splits: Vec<usize> = g.splits.clone().unwrap_or_else(|| (0..n_splits).collect());
+    if splits.is_empty() {
+        return Err(loc.error("grid.splits", "the grid is empty: no splits").with_hint("remove `splits` to use all of data.splits"));
+    }
+    for (i, &s) in splits.iter().enumerate() {
+        if s >= n_splits {
+            return Err(loc.error(&format!("grid.splits[{i}]"), format!("split {s} does not exist; data.splits has {n_splits}")));
+        }
+    }
+    // Each axis (and each zipped group) is a list of alternatives; the grid is their product.
+    let mut factors: Vec<Vec<Vec<Assignment>>> = Vec::new();
+    for (key, values) in &g.axes {
+        let field = child("grid.axes", key);
+        let (path, only_entry) = axis_target(key, &spec.methods).map_err(|m| loc.error(&field, m))?;
+        if values.is_empty() {
+            return Err(loc.error(&field, "the grid is empty: this axis has no values").with_hint("give at least one value or remove the axis"));
+        }
+        factors.push(values.iter().map(|v| vec![Assignment { path: path.clone(), value: v.clone(), grid_field: field.clone(), only_entry: only_entry.clone() }]).collect());
+    }
+    for (gi, group) in g.zip.iter().enumerate() {
+        let gfield = format!("grid.zip[{gi}]");
+        let len = group.values().next().map_or(0, Vec::len);
+        if len == 0 {
+            return Err(loc.error(&gfield, "the grid is empty: this zipped group has no values"));
+        }
+        let mut alternatives = vec![Vec::new(); len];
+        for (key, values) in group {
+            let field = child(&gfield, key);
+            let (path, only_entry) = axis_target(key, &spec.methods).map_err(|m| loc.error(&field, m))?;
+            if values.len() != len {
+                return Err(loc.error(&field, format!("zipped lists must be equally long: this one has {}, the group's first has {len}", values.len())));
+            }
+            for (alt, v) in alternatives.iter_mut().zip(values) {
+                alt.push(Assignment { path: path.clone(), value: v.clone(), grid_field: field.clone(), only_entry: only_entry.clone() });
+            }
+        }
+        factors.push(alternatives);
+    }
+    let mut combos: Vec<Vec<Assignment>> = vec![Vec::new()];
+    for factor in &factors {
+        combos = combos.iter().flat_map(|c| factor.iter().map(move |alt| [c.clone(), alt.clone()].concat())).collect();
+    }
+    let mut points = Vec::new();
+    for &seed in &g.seeds {
+        for &split in &splits {
+            for sets in &combos {
+                points.push(Point { seed, split, sets: sets.clone() });
+            }
+        }
+    }
+    Ok(points)
+}
+
+fn merge(base: &Value, over: &Value) -> Value {
+    match (base, over) {
+        (Value::Mapping(b), Value::Mapping(o)) => {
+            let mut out = b.clone();
+            for (k, v) in o {
+                let merged = match out.get(k) {
+                    Some(existing) => merge(existing, v),
+                    None => v.clone(),
+                };
+                out.insert(k.clone(), merged);
+            }
+            Value::Mapping(out)
+        }
+        _ => over.clone(),
+    }
+}
+
+/// `method: ce` is short for `method: {kind: ce}`.
+fn normalize_method(v: &Value) -> Value {
+    match v {
+        Value::String(s) => {
+            let mut m = Mapping::new();
+            m.insert(Value::String("kind".into()), Value::String(s.clone()));
+            Value::Mapping(m)
+        }
+        other => other.clone(),
+    }
+}
+
+fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), String> {
+    let o = crate::overrides::parse(&format!("{path}=x"))?;
+    crate::overrides::apply(root, &crate::overrides::Override { value, ..o })
+}
+
+/// Finds where a field of entry `entry`'s runs is written: a grid axis, the entry, or the top.
+fn run_origin(loc: &Locator, entry: &str, sets: &[&Assignment], field: &str, key: bool) -> Origin {
+    for a in sets {
+        if field == a.path || field.starts_with(&format!("{}.", a.path)) || a.path.starts_with(&format!("{field}.")) {
+            return loc.key_origin(&a.grid_field);
+        }
+    }
+    for anc in ancestors(field) {
+        let in_entry = if anc.is_empty() { format!("methods.{entry}") } else { format!("methods.{entry}.{anc}") };
+        for candidate in [in_entry, anc.clone()] {
+            if loc.defines(&candidate) {
+                let exact = if candidate.starts_with("methods.") { format!("methods.{entry}.{field}") } else { field.to_string() };
+                return if key { loc.key_origin(&exact) } else { loc.origin(&exact) };
+            }
+        }
+    }
+    Origin::Whole
+}
+
+fn entry_order(spec: &SpecFile, loc: &Locator) -> Result<Vec<String>, SpecError> {
+    for (name, e) in &spec.methods {
+        if let Some(p) = &e.init_from {
+            if !spec.methods.contains_key(p) {
+                let hint = match crate::error::did_you_mean(p, spec.methods.keys().map(String::as_str)) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => format!("method entries: {}", spec.methods.keys().cloned().collect::<Vec<_>>().join(", ")),
+                };
+                return Err(loc.error(&format!("methods.{name}.init_from"), format!("no method entry named `{p}`")).with_hint(hint));
+            }
+        }
+    }
+    // Depth-first topological order; a node met again while on the path closes a cycle.
+    fn visit(n: &str, spec: &SpecFile, on_path: &mut Vec<String>, done: &mut HashSet<String>, out: &mut Vec<String>) -> Result<(), Vec<String>> {
+        if done.contains(n) {
+            return Ok(());
+        }
+        if let Some(i) = on_path.iter().position(|p| p == n) {
+            let mut cycle = on_path[i..].to_vec();
+            cycle.push(n.to_string());
+            return Err(cycle);
+        }
+        on_path.push(n.to_string());
+        if let Some(p) = &spec.methods[n].init_from {
+            visit(p, spec, on_path, done, out)?;
+        }
+        on_path.pop();
+        done.insert(n.to_string());
+        out.push(n.to_string());
+        Ok(())
+    }
+    let (mut done, mut out) = (HashSet::new(), Vec::new());
+    for name in spec.methods.keys() {
+        if let Err(cycle) = visit(name, spec, &mut Vec::new(), &mut done, &mut out) {
+            let field = format!("methods.{}.init_from", cycle[cycle.len() - 2]);
+            return Err(loc.error(&field, format!("dependency cycle: {}", cycle.join(" -> "))).with_hint("a run can only start from an entry that does not depend on it"));
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn expand(spec: &SpecFile, datasets: &BTreeMap<String, DatasetSpec>, loc: &Locator, code_version: &str) -> Result<Vec<RunConfig>, SpecError> {
+    if spec.methods.is_empty() {
+        return Err(loc.error("methods", "no method entries; nothing to run").with_hint("add one, for example `baseline: {method: ce}`"));
+    }
+    let order = entry_order(spec, loc)?;
+    let n_splits = spec.data.get("splits").and_then(Value::as_sequence).map_or(0, Vec::len);
+    let points = expand_points(spec, n_splits.max(1), loc)?;
+
+    let mut runs: Vec<RunConfig> = Vec::new();
+    let mut seen: HashSet<RunId> = HashSet::new();
+    // (entry, point index) → run id, to find a fine-tune's parent at the same grid point.
+    let mut by_point: HashMap<(String, usize), RunId> = HashMap::new();
+    for entry_name in &order {
+        let entry = &spec.methods[entry_name];
+        for (pi, point) in points.iter().enumerate() {
+            let sets: Vec<&Assignment> = point.sets.iter().filter(|a| a.only_entry.as_ref().is_none_or(|e| e == entry_name)).collect();
+            let origin_of = |field: &str, key: bool| run_origin(loc, entry_name, &sets, field, key);
+            let mut merged = Mapping::new();
+            merged.insert("method".into(), normalize_method(&entry.method));
+            for (section, base, over) in [("data", &spec.data, &entry.data), ("model", &spec.model, &entry.model), ("train", &spec.train, &entry.train), ("eval", &spec.eval, &entry.eval)] {
+                let v = over.as_ref().map_or_else(|| base.clone(), |o| merge(base, o));
+                merged.insert(section.into(), v);
+            }
+            let mut merged = Value::Mapping(merged);
+            for a in &sets {
+                set_path(&mut merged, &a.path, a.value.clone()).map_err(|m| loc.error(&a.grid_field, m))?;
+            }
+            let settings: RunSettings = serde_path_to_error::deserialize(merged)
+                .map_err(|e| loc.serde_error("", e, &origin_of))?;
+            if let Some((field, message, hint)) = validate::run_settings(&settings, datasets) {
+                let mut err = loc.error_at(origin_of(&field, false), &field, message);
+                err.hint = hint;
+                return Err(err);
+            }
+            let id_ds = &datasets[&settings.data.id];
+            let split_spec = &settings.data.splits[point.split.min(settings.data.splits.len() - 1)];
+            let split = match (&split_spec.classes, split_spec.draw) {
+                (Some(list), _) => ClassSplit::explicit(id_ds.classes, list.clone()),
+                (None, Some(k)) => ClassSplit::draw(id_ds.classes, k, split_spec.seed),
+                (None, None) => unreachable!("validated: a split has classes or draw"),
+            };
+            let parent = match &entry.init_from {
+                Some(p) => Some(by_point[&(p.clone(), pi)].clone()),
+                None => None,
+            };
+            let used: BTreeMap<String, DatasetSpec> = std::iter::once(&settings.data.id)
+                .chain(&settings.data.outliers)
+                .chain(&settings.data.ood)
+                .map(|n| (n.clone(), datasets[n].clone()))
+                .collect();
+            let grid = sets.iter().map(|a| (a.path.clone(), serde_json::to_value(&a.value).unwrap_or_default())).collect();
+            let mut run = RunConfig {
+                run_id: RunId(String::new()),
+                experiment: spec.name.clone(),
+                entry: entry_name.clone(),
+                seed: point.seed,
+                split: point.split,
+                classes: SplitClasses { id_classes: split.id_classes, heldout: split.heldout },
+                settings,
+                datasets: used,
+                parent,
+                code_version: code_version.to_string(),
+                grid,
+            };
+            run.run_id = run.compute_id();
+            by_point.insert((entry_name.clone(), pi), run.run_id.clone());
+            // Identical semantic configs are one run, trained once.
+            if seen.insert(run.run_id.clone()) {
+                runs.push(run);
+            }
+        }
+    }
+    Ok(runs)
+}

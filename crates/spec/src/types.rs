@@ -1,0 +1,373 @@
+//! The typed experiment spec. Defaults follow DESIGN.md's Fashion-MNIST protocol; every field is
+//! documented in docs/spec.md.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
+
+/// The top level of an experiment file.
+///
+/// `data`, `model`, `train` and `eval` stay YAML values here: each run merges them with its method
+/// entry's overrides and its grid values, then reads them as typed [`RunSettings`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpecFile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub datasets: BTreeMap<String, DatasetSpec>,
+    pub data: Value,
+    #[serde(default = "empty_map")]
+    pub model: Value,
+    #[serde(default = "empty_map")]
+    pub train: Value,
+    #[serde(default = "empty_map")]
+    pub eval: Value,
+    pub methods: BTreeMap<String, MethodEntry>,
+    #[serde(default)]
+    pub grid: GridSpec,
+    #[serde(default)]
+    pub resources: ResourcesSpec,
+}
+
+fn empty_map() -> Value {
+    Value::Mapping(Default::default())
+}
+
+/// A named dataset on disk. Paths are relative to the spec file's folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    pub format: DatasetFormat,
+    /// Number of classes of the labels (IDs 0..classes).
+    pub classes: u32,
+    pub train: Option<FilePair>,
+    pub test: Option<FilePair>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetFormat {
+    /// MNIST-style IDX files, gzipped or raw.
+    Idx,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilePair {
+    pub images: PathBuf,
+    pub labels: PathBuf,
+}
+
+/// One named method entry: a method and what it changes for its runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodEntry {
+    /// `ce`, or a mapping `{kind: ce, ...}` with the method's parameters.
+    pub method: Value,
+    /// Another entry whose run (same seed, split and grid values) this one fine-tunes.
+    pub init_from: Option<String>,
+    pub data: Option<Value>,
+    pub model: Option<Value>,
+    pub train: Option<Value>,
+    pub eval: Option<Value>,
+}
+
+/// The ablation grid: seeds × splits × every axis × every zipped group.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GridSpec {
+    #[serde(default = "default_seeds")]
+    pub seeds: Vec<u64>,
+    /// Indices into `data.splits`; all of them when absent.
+    pub splits: Option<Vec<usize>>,
+    /// Field path → values; a path `methods.<entry>.<field>` varies that entry only.
+    #[serde(default)]
+    pub axes: BTreeMap<String, Vec<Value>>,
+    /// Groups of field paths whose values advance together (all lists of a group equally long).
+    #[serde(default)]
+    pub zip: Vec<BTreeMap<String, Vec<Value>>>,
+}
+
+impl Default for GridSpec {
+    fn default() -> Self {
+        GridSpec { seeds: default_seeds(), splits: None, axes: BTreeMap::new(), zip: Vec::new() }
+    }
+}
+
+fn default_seeds() -> Vec<u64> {
+    vec![0]
+}
+
+/// Where and how runs execute; never part of a run's identity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourcesSpec {
+    /// Concurrent CPU runs; `--jobs` overrides. Default: cores / threads_per_job.
+    pub jobs: Option<usize>,
+    /// CPU threads each run may use.
+    pub threads_per_job: usize,
+    /// `auto` (discover with nvidia-smi), `none`, or a list of GPU indices or UUIDs.
+    pub gpus: GpuSelection,
+    /// Runs per GPU at once (packing); 1 gives each run a GPU of its own.
+    pub runs_per_gpu: usize,
+    /// Extra attempts for a failed run.
+    pub retries: u32,
+    /// Seconds a worker gets to stop after SIGTERM before it is killed.
+    pub grace_seconds: f64,
+}
+
+impl Default for ResourcesSpec {
+    fn default() -> Self {
+        ResourcesSpec { jobs: None, threads_per_job: 1, gpus: GpuSelection::default(), runs_per_gpu: 1, retries: 0, grace_seconds: 10.0 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum GpuSelection {
+    Keyword(GpuKeyword),
+    List(Vec<String>),
+}
+
+impl Default for GpuSelection {
+    fn default() -> Self {
+        GpuSelection::Keyword(GpuKeyword::Auto)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GpuKeyword {
+    Auto,
+    None,
+}
+
+/// Everything a single run trains and evaluates with, after merging.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSettings {
+    pub method: Method,
+    pub data: DataSettings,
+    #[serde(default)]
+    pub model: ModelSettings,
+    #[serde(default)]
+    pub train: TrainSettings,
+    #[serde(default)]
+    pub eval: EvalSettings,
+}
+
+/// The training method and its parameters. One variant per method (DESIGN.md, "The methods").
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Method {
+    /// Cross-entropy on the ID classes: the baseline.
+    Ce {},
+}
+
+impl Method {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Ce {} => "ce",
+        }
+    }
+
+    /// Whether the method trains on auxiliary outliers.
+    pub fn uses_outliers(&self) -> bool {
+        match self {
+            Method::Ce {} => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSettings {
+    /// Name of the in-distribution dataset (a key of `datasets`).
+    pub id: String,
+    /// Class splits of the ID dataset; the grid picks one per run.
+    pub splits: Vec<SplitSpec>,
+    /// Dataset whose training images are the auxiliary outliers.
+    #[serde(default)]
+    pub outliers: Option<String>,
+    /// Coarse OOD datasets, evaluated on their test images.
+    #[serde(default)]
+    pub ood: Vec<String>,
+    #[serde(default)]
+    pub normalize: Normalize,
+    /// Fraction of the ID training images carved out, seeded, for validation.
+    #[serde(default = "default_val_fraction")]
+    pub val_fraction: f64,
+    /// Keep only the first N ID training images (after the split); for quick runs.
+    #[serde(default)]
+    pub train_limit: Option<usize>,
+}
+
+fn default_val_fraction() -> f64 {
+    0.1
+}
+
+/// `{classes: [0, 1, 3]}` for an explicit list, or `{draw: 6, seed: 1}` for a seeded draw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitSpec {
+    #[serde(default)]
+    pub classes: Option<Vec<u32>>,
+    #[serde(default)]
+    pub draw: Option<u32>,
+    #[serde(default)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Normalize {
+    pub mean: f64,
+    pub std: f64,
+}
+
+impl Default for Normalize {
+    fn default() -> Self {
+        // Fashion-MNIST's training statistics (DESIGN.md), used for every set.
+        Normalize { mean: 0.2860, std: 0.3530 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSettings {
+    pub arch: Arch,
+    /// Output channels of the three conv layers.
+    pub channels: Vec<usize>,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings { arch: Arch::Cnn, channels: vec![32, 64, 128] }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// conv+BN+ReLU+pool, conv+BN+ReLU+pool, conv+ReLU, global average pool, linear.
+    Cnn,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSettings {
+    pub epochs: u32,
+    pub batch_size: usize,
+    pub optimizer: OptimizerSettings,
+    pub schedule: ScheduleSettings,
+    pub augment: AugmentSettings,
+}
+
+impl Default for TrainSettings {
+    fn default() -> Self {
+        TrainSettings {
+            epochs: 8,
+            batch_size: 128,
+            optimizer: OptimizerSettings::default(),
+            schedule: ScheduleSettings::default(),
+            augment: AugmentSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimizerSettings {
+    pub kind: OptimizerKind,
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+}
+
+impl Default for OptimizerSettings {
+    fn default() -> Self {
+        OptimizerSettings { kind: OptimizerKind::Sgd, lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 5e-4 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    Sgd,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleSettings {
+    pub kind: ScheduleKind,
+    /// The floor of the cosine schedule.
+    pub min_lr: f64,
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        ScheduleSettings { kind: ScheduleKind::Cosine, min_lr: 1e-6 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScheduleKind {
+    /// The learning rate stays at `lr`.
+    Constant,
+    /// Cosine from `lr` to `min_lr`, updated every step.
+    Cosine,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentSettings {
+    /// Random horizontal flip with probability 1/2.
+    pub hflip: bool,
+}
+
+impl Default for AugmentSettings {
+    fn default() -> Self {
+        AugmentSettings { hflip: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSettings {
+    pub scores: Vec<Score>,
+    /// Images per forward pass at evaluation; does not change results.
+    pub batch_size: usize,
+}
+
+impl Default for EvalSettings {
+    fn default() -> Self {
+        EvalSettings { scores: vec![Score::Msp, Score::Maxlogit, Score::Energy], batch_size: 500 }
+    }
+}
+
+/// OOD scores; larger = more ID-like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Score {
+    /// Maximum softmax probability.
+    Msp,
+    /// Maximum logit.
+    Maxlogit,
+    /// `T logsumexp(z / T)` with T = 1.
+    Energy,
+}
+
+impl Score {
+    pub fn name(self) -> &'static str {
+        match self {
+            Score::Msp => "msp",
+            Score::Maxlogit => "maxlogit",
+            Score::Energy => "energy",
+        }
+    }
+}

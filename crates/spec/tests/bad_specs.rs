@@ -1,0 +1,203 @@
+//! Every kind of bad spec is rejected before anything runs, with the file, line and column (or
+//! the `--set` that caused it) and the field path. Line numbers below are counted by hand in BASE.
+
+use std::path::{Path, PathBuf};
+
+use oodlab_spec::{load, Origin, Position, SpecError};
+
+/// A valid spec; `@` stands for the sample data folder. Line numbers matter for the tests.
+const BASE: &str = "\
+name: t
+datasets:
+  fashion:
+    format: idx
+    classes: 10
+    train: {images: @/fashion-mnist/train-images-idx3-ubyte.gz, labels: @/fashion-mnist/train-labels-idx1-ubyte.gz}
+    test: {images: @/fashion-mnist/t10k-images-idx3-ubyte.gz, labels: @/fashion-mnist/t10k-labels-idx1-ubyte.gz}
+  mnist:
+    format: idx
+    classes: 10
+    test: {images: @/mnist/t10k-images-idx3-ubyte.gz, labels: @/mnist/t10k-labels-idx1-ubyte.gz}
+data:
+  id: fashion
+  splits: [{classes: [0, 1, 3, 5, 8, 9]}]
+  ood: [mnist]
+train:
+  epochs: 2
+  optimizer: {lr: 0.05}
+methods:
+  baseline: {method: ce}
+  tuned: {method: ce, init_from: baseline, train: {epochs: 1}}
+grid:
+  seeds: [0, 1]
+";
+
+fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sample").canonicalize().unwrap()
+}
+
+/// Writes `BASE` with `from` replaced by `to` and loads it with `sets`.
+fn try_spec(from: &str, to: &str, sets: &[&str]) -> (PathBuf, Result<oodlab_spec::Experiment, SpecError>) {
+    assert!(BASE.contains(from), "test edit `{from}` not found in BASE");
+    let text = BASE.replacen(from, to, 1).replace('@', sample().to_str().unwrap());
+    let dir = tempfile::tempdir().unwrap().keep();
+    let path = dir.join("exp.yaml");
+    std::fs::write(&path, text).unwrap();
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    let res = load(&path, &sets, "1");
+    (path, res)
+}
+
+fn bad(from: &str, to: &str, sets: &[&str]) -> (PathBuf, SpecError) {
+    let (path, res) = try_spec(from, to, sets);
+    (path, res.expect_err("the spec should be rejected"))
+}
+
+fn at(line: usize, column: usize) -> Origin {
+    Origin::File(Position { line, column })
+}
+
+#[test]
+fn the_base_spec_is_valid() {
+    let (_, res) = try_spec("name: t", "name: t", &[]);
+    let exp = res.unwrap();
+    // 2 seeds × 2 entries; each fine-tune depends on the baseline of its seed.
+    assert_eq!(exp.runs.len(), 4);
+    let tuned: Vec<_> = exp.runs.iter().filter(|r| r.entry == "tuned").collect();
+    for t in tuned {
+        let parent = exp.runs.iter().find(|r| Some(&r.run_id) == t.parent.as_ref()).unwrap();
+        assert_eq!((parent.entry.as_str(), parent.seed), ("baseline", t.seed));
+    }
+}
+
+#[test]
+fn yaml_syntax_error_names_line_and_column() {
+    let (path, e) = bad("  ood: [mnist]", "  ood: [mnist", &[]);
+    assert_eq!(e.field, "");
+    assert!(matches!(e.origin, Origin::File(Position { line: 16, .. })), "{e}");
+    assert!(e.to_string().starts_with(&format!("{}:16:", path.display())), "{e}");
+    assert!(e.message.contains("invalid YAML"), "{e}");
+}
+
+#[test]
+fn unknown_key_suggests_the_right_one() {
+    let (path, e) = bad("  epochs: 2", "  epoch: 2", &[]);
+    assert_eq!(e.field, "train.epoch");
+    assert_eq!(e.origin, at(17, 3));
+    assert!(e.hint.as_deref().unwrap().contains("did you mean `epochs`"), "{e}");
+    assert!(e.to_string().starts_with(&format!("{}:17:3: field `train.epoch`: unknown key", path.display())), "{e}");
+}
+
+#[test]
+fn unknown_top_level_key() {
+    let (_, e) = bad("grid:", "gird:", &[]);
+    assert_eq!(e.field, "gird");
+    assert_eq!(e.origin, at(22, 1));
+    assert!(e.hint.as_deref().unwrap().contains("did you mean `grid`"), "{e}");
+}
+
+#[test]
+fn wrong_type_names_the_field() {
+    let (_, e) = bad("  epochs: 2", "  epochs: many", &[]);
+    assert_eq!(e.field, "train.epochs");
+    assert_eq!(e.origin, at(17, 11));
+    assert!(e.message.contains("invalid type"), "{e}");
+}
+
+#[test]
+fn negative_learning_rate_is_out_of_range() {
+    let (_, e) = bad("{lr: 0.05}", "{lr: -0.1}", &[]);
+    assert_eq!(e.field, "train.optimizer.lr");
+    assert_eq!(e.origin, at(18, 19));
+    assert!(e.message.contains("positive"), "{e}");
+}
+
+#[test]
+fn empty_grid_is_rejected() {
+    let (_, e) = bad("  seeds: [0, 1]", "  seeds: []", &[]);
+    assert_eq!(e.field, "grid.seeds");
+    assert_eq!(e.origin, at(23, 10));
+    assert!(e.message.contains("grid is empty"), "{e}");
+}
+
+#[test]
+fn unknown_method_suggests_a_known_one() {
+    let (_, e) = bad("baseline: {method: ce}", "baseline: {method: cee}", &[]);
+    assert_eq!(e.field, "method.kind");
+    assert!(matches!(e.origin, Origin::File(Position { line: 20, .. })), "{e}");
+    assert!(e.hint.as_deref().unwrap().contains("did you mean `ce`"), "{e}");
+}
+
+#[test]
+fn unknown_dataset_suggests_a_declared_one() {
+    let (_, e) = bad("  ood: [mnist]", "  ood: [mnsit]", &[]);
+    assert_eq!(e.field, "data.ood[0]");
+    assert_eq!(e.origin, at(15, 9));
+    assert!(e.hint.as_deref().unwrap().contains("did you mean `mnist`"), "{e}");
+}
+
+#[test]
+fn missing_data_file_names_the_path() {
+    let (_, e) = bad("@/mnist/t10k-images-idx3-ubyte.gz", "@/mnist/nope.gz", &[]);
+    assert_eq!(e.field, "datasets.mnist.test.images");
+    assert_eq!(e.origin, at(11, 20));
+    assert!(e.message.contains("file not found") && e.message.contains("nope.gz"), "{e}");
+}
+
+#[test]
+fn dependency_cycle_is_rejected() {
+    let (_, e) = bad("baseline: {method: ce}", "baseline: {method: ce, init_from: tuned}", &[]);
+    assert!(e.message.contains("dependency cycle"), "{e}");
+    assert!(e.message.contains("baseline -> tuned -> baseline") || e.message.contains("tuned -> baseline -> tuned"), "{e}");
+    assert!(matches!(e.origin, Origin::File(Position { line: 20 | 21, .. })), "{e}");
+}
+
+#[test]
+fn unknown_init_from_entry() {
+    let (_, e) = bad("init_from: baseline", "init_from: basline", &[]);
+    assert_eq!(e.field, "methods.tuned.init_from");
+    assert!(e.hint.as_deref().unwrap().contains("did you mean `baseline`"), "{e}");
+}
+
+#[test]
+fn bad_override_names_the_set_flag() {
+    let (_, e) = bad("name: t", "name: t", &["train.optimizer.lr=-1"]);
+    assert_eq!(e.field, "train.optimizer.lr");
+    assert_eq!(e.origin, Origin::Override("train.optimizer.lr=-1".into()));
+    assert!(e.to_string().contains("(from --set train.optimizer.lr=-1)"), "{e}");
+}
+
+#[test]
+fn bad_grid_value_points_at_its_axis() {
+    let (_, e) = bad("  seeds: [0, 1]", "  seeds: [0, 1]\n  axes:\n    train.optimizer.lr: [0.1, -2]", &[]);
+    assert_eq!(e.field, "train.optimizer.lr");
+    assert_eq!(e.origin, at(25, 5));
+}
+
+#[test]
+fn entry_override_is_located_in_the_entry() {
+    let (_, e) = bad("train: {epochs: 1}", "train: {epochs: 0}", &[]);
+    assert_eq!(e.field, "train.epochs");
+    assert_eq!(e.origin, at(21, 60));
+}
+
+#[test]
+fn overrides_and_grid_axes_change_the_plan() {
+    let (_, res) = try_spec("  seeds: [0, 1]", "  seeds: [0]\n  axes:\n    methods.tuned.train.optimizer.lr: [0.1, 0.01]", &["grid.seeds=[3]"]);
+    let exp = res.unwrap();
+    // The axis only scopes `tuned`: one shared baseline, two fine-tunes, all seed 3.
+    assert_eq!(exp.runs.len(), 3);
+    assert!(exp.runs.iter().all(|r| r.seed == 3));
+    assert_eq!(exp.runs.iter().filter(|r| r.entry == "baseline").count(), 1);
+}
+
+#[test]
+fn run_ids_ignore_paths_and_resources() {
+    let (_, a) = try_spec("name: t", "name: t", &[]);
+    let (_, b) = try_spec("name: t", "name: other\nresources: {threads_per_job: 2}", &["eval.batch_size=7"]);
+    let ids = |e: oodlab_spec::Experiment| e.runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+    assert_eq!(ids(a.unwrap()), ids(b.unwrap()));
+    let (_, c) = try_spec("name: t", "name: t", &["train.epochs=3"]);
+    let (_, d) = try_spec("name: t", "name: t", &[]);
+    assert_ne!(ids(c.unwrap()), ids(d.unwrap()));
+}
