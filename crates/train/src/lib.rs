@@ -1,1 +1,74 @@
-//! oodlab-train
+//! Training and evaluation of one run with candle: the model, the methods (one file each), the
+//! optimizer and schedule, evaluation with OOD scores, checkpoints and per-sample scores.
+//!
+//! The entry point is [`run`], which reports through a sink of protocol events and never prints.
+//!
+//! ```no_run
+//! # let config: oodlab_spec::RunConfig = unimplemented!();
+//! let req = oodlab_train::RunRequest { config: &config, run_dir: "runs/x/abc".as_ref(), init_checkpoint: None };
+//! oodlab_train::run(&req, &mut |event| eprintln!("{}", event.to_line())).unwrap();
+//! ```
+
+pub mod evaluate;
+pub mod inputs;
+pub mod methods;
+pub mod model;
+pub mod optim;
+
+mod fit;
+mod sets;
+
+use std::path::Path;
+
+use oodlab_protocol::Event;
+use oodlab_spec::RunConfig;
+use thiserror::Error;
+
+pub use fit::run;
+
+/// Version of the training semantics; part of every run id. Bump it when a change to this crate
+/// changes what a run computes, so that old results are not mistaken for new ones.
+pub const CODE_VERSION: &str = concat!("train-", env!("CARGO_PKG_VERSION"), "-1");
+
+pub struct RunRequest<'a> {
+    pub config: &'a RunConfig,
+    pub run_dir: &'a Path,
+    pub init_checkpoint: Option<&'a Path>,
+}
+
+#[derive(Debug, Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] oodlab_data::DataError),
+    #[error("{context}: {source}")]
+    Candle {
+        context: String,
+        #[source]
+        source: candle_core::Error,
+    },
+    #[error("training diverged: the loss is {loss} at epoch {epoch}, step {step}; lower train.optimizer.lr")]
+    Diverged { epoch: u32, step: usize, loss: f32 },
+    #[error("metrics of {score} on {set}: {source}")]
+    Metrics {
+        set: String,
+        score: String,
+        #[source]
+        source: oodlab_metrics::MetricsError,
+    },
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Adds what was being done to a candle error.
+pub(crate) trait Context<T> {
+    fn context(self, what: &str) -> Result<T, TrainError>;
+}
+
+impl<T> Context<T> for candle_core::Result<T> {
+    fn context(self, what: &str) -> Result<T, TrainError> {
+        self.map_err(|source| TrainError::Candle { context: what.to_string(), source })
+    }
+}
+
+/// A sink for the run's events.
+pub type Sink<'a> = &'a mut dyn FnMut(Event);

@@ -1,0 +1,225 @@
+//! One small async function per query.
+
+use std::collections::HashMap;
+
+use oodlab_protocol::Event;
+
+use crate::rows::*;
+use crate::{now, Store, StoreError};
+
+type R<T> = Result<T, StoreError>;
+
+impl Store {
+    /// Records the experiment and its planned runs; runs already known keep their state.
+    pub async fn register(&self, experiment: &str, spec_path: &str, spec_yaml: &str, runs: &[NewRun]) -> R<()> {
+        let mut tx = self.pool.begin().await?;
+        let t = now();
+        sqlx::query(
+            "INSERT INTO experiments (name, spec_path, spec_yaml, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
+             ON CONFLICT(name) DO UPDATE SET spec_path = ?2, spec_yaml = ?3, updated_at = ?4",
+        )
+        .bind(experiment)
+        .bind(spec_path)
+        .bind(spec_yaml)
+        .bind(&t)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM experiment_runs WHERE experiment = ?1").bind(experiment).execute(&mut *tx).await?;
+        for (position, r) in runs.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO runs (id, method, seed, split, parent_id, config, run_dir) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT(id) DO NOTHING",
+            )
+            .bind(&r.id)
+            .bind(&r.method)
+            .bind(r.seed)
+            .bind(r.split)
+            .bind(&r.parent_id)
+            .bind(&r.config_json)
+            .bind(&r.run_dir)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO experiment_runs (experiment, run_id, entry, grid, position) VALUES (?1, ?2, ?3, ?4, ?5)")
+                .bind(experiment)
+                .bind(&r.id)
+                .bind(&r.entry)
+                .bind(&r.grid_json)
+                .bind(position as i64)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Status of each known run among `ids`.
+    pub async fn statuses(&self, ids: &[String]) -> R<HashMap<String, RunStatus>> {
+        let mut out = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(",");
+            let sql = format!("SELECT id, status FROM runs WHERE id IN ({marks})");
+            let mut q = sqlx::query_as::<_, (String, RunStatus)>(&sql);
+            for id in chunk {
+                q = q.bind(id);
+            }
+            out.extend(q.fetch_all(&self.pool).await?);
+        }
+        Ok(out)
+    }
+
+    /// Marks runs left `running` by a scheduler that is gone as interrupted. Called by a scheduler
+    /// at start, when it is the only one working on this store.
+    pub async fn recover_stale(&self) -> R<u64> {
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'interrupted', failure = 'the scheduler stopped while the run was running', ended_at = ?1
+             WHERE status = 'running'",
+        )
+        .bind(now())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Starts an attempt: counts it and clears what an earlier attempt recorded.
+    pub async fn start_attempt(&self, run_id: &str, slot: &str, host: &str, git_commit: Option<&str>) -> R<()> {
+        let mut tx = self.pool.begin().await?;
+        for table in ["epochs", "run_metrics", "ood_metrics", "artifacts"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE run_id = ?1")).bind(run_id).execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "UPDATE runs SET status = 'running', attempts = attempts + 1, started_at = ?2, ended_at = NULL, exit_code = NULL,
+             failure = NULL, stderr_tail = NULL, slot = ?3, host = ?4, git_commit = ?5, device = NULL, pid = NULL,
+             cuda_visible_devices = NULL WHERE id = ?1",
+        )
+        .bind(run_id)
+        .bind(now())
+        .bind(slot)
+        .bind(host)
+        .bind(git_commit)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Stores what a worker reported. Progress events are not stored.
+    pub async fn record_event(&self, run_id: &str, event: &Event) -> R<()> {
+        match event {
+            Event::Started { device, pid, .. } => {
+                sqlx::query("UPDATE runs SET device = ?2, pid = ?3 WHERE id = ?1")
+                    .bind(run_id)
+                    .bind(device)
+                    .bind(*pid as i64)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Event::Epoch { epoch, train_loss, train_acc, val_acc, lr, seconds } => {
+                sqlx::query("INSERT OR REPLACE INTO epochs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                    .bind(run_id)
+                    .bind(*epoch as i64)
+                    .bind(train_loss)
+                    .bind(train_acc)
+                    .bind(val_acc)
+                    .bind(lr)
+                    .bind(seconds)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Event::Metric { name, value } => {
+                sqlx::query("INSERT OR REPLACE INTO run_metrics VALUES (?1, ?2, ?3)").bind(run_id).bind(name).bind(value).execute(&self.pool).await?;
+            }
+            Event::OodMetric { ood_set, score, auroc, fpr95, aupr_in, aupr_out, n_id, n_ood } => {
+                sqlx::query("INSERT OR REPLACE INTO ood_metrics VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+                    .bind(run_id)
+                    .bind(ood_set)
+                    .bind(score)
+                    .bind(auroc)
+                    .bind(fpr95)
+                    .bind(aupr_in)
+                    .bind(aupr_out)
+                    .bind(*n_id as i64)
+                    .bind(*n_ood as i64)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Event::Artifact { kind, path } => {
+                sqlx::query("INSERT OR REPLACE INTO artifacts VALUES (?1, ?2, ?3)").bind(run_id).bind(kind).bind(path).execute(&self.pool).await?;
+            }
+            Event::Progress { .. } | Event::Finished { .. } | Event::Failed { .. } => {}
+        }
+        Ok(())
+    }
+
+    /// Records the GPU environment a worker saw.
+    pub async fn record_visible_devices(&self, run_id: &str, cuda_visible_devices: Option<&str>) -> R<()> {
+        sqlx::query("UPDATE runs SET cuda_visible_devices = ?2 WHERE id = ?1").bind(run_id).bind(cuda_visible_devices).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Ends the current attempt.
+    pub async fn end_attempt(&self, run_id: &str, outcome: &Outcome) -> R<()> {
+        let (status, exit_code, failure, tail) = match outcome {
+            Outcome::Done { exit_code } => ("done", Some(*exit_code), None, None),
+            Outcome::Failed { exit_code, reason, stderr_tail } => ("failed", *exit_code, Some(reason.as_str()), Some(stderr_tail.as_str())),
+            Outcome::Interrupted { reason } => ("interrupted", None, Some(reason.as_str()), None),
+        };
+        sqlx::query("UPDATE runs SET status = ?2, exit_code = ?3, failure = ?4, stderr_tail = ?5, ended_at = ?6 WHERE id = ?1")
+            .bind(run_id)
+            .bind(status)
+            .bind(exit_code)
+            .bind(failure)
+            .bind(tail)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Results of an experiment's finished runs, in plan order.
+    pub async fn results(&self, experiment: &str) -> R<Vec<ResultRow>> {
+        Ok(sqlx::query_as::<_, ResultRow>(
+            "SELECT res.run_id, res.entry, res.method, res.seed, res.split, res.score, res.ood_set, res.id_acc, res.auroc, res.fpr95,
+                    res.aupr_in, res.aupr_out, res.n_id, res.n_ood
+             FROM results res JOIN experiment_runs er ON er.experiment = res.experiment AND er.run_id = res.run_id
+             WHERE res.experiment = ?1 ORDER BY er.position, res.ood_set, res.score",
+        )
+        .bind(experiment)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Every run of an experiment with its status, in plan order.
+    pub async fn run_statuses(&self, experiment: &str) -> R<Vec<StatusRow>> {
+        Ok(sqlx::query_as::<_, StatusRow>(
+            "SELECT run_id, entry, method, seed, split, parent_id, status, attempts, exit_code, failure, started_at, ended_at, slot, device
+             FROM run_status WHERE experiment = ?1 ORDER BY position",
+        )
+        .bind(experiment)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Names of the experiments in the store.
+    pub async fn experiments(&self) -> R<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT name FROM experiments ORDER BY name").fetch_all(&self.pool).await?)
+    }
+
+    /// One run's details.
+    pub async fn run_detail(&self, run_id: &str) -> R<Option<RunDetail>> {
+        Ok(sqlx::query_as::<_, RunDetail>(
+            "SELECT id, method, seed, split, status, attempts, exit_code, failure, stderr_tail, started_at, ended_at, host, slot,
+                    device, cuda_visible_devices, pid, git_commit, run_dir FROM runs WHERE id = ?1",
+        )
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Epoch curve of a run.
+    pub async fn epochs(&self, run_id: &str) -> R<Vec<EpochRow>> {
+        Ok(sqlx::query_as::<_, EpochRow>("SELECT epoch, train_loss, train_acc, val_acc, lr, seconds FROM epochs WHERE run_id = ?1 ORDER BY epoch")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+}

@@ -1,0 +1,121 @@
+//! Row types read from and written to the store.
+
+use serde::Serialize;
+
+/// The lifecycle of a run in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[sqlx(type_name = "TEXT", rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Pending,
+    Running,
+    Done,
+    Failed,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Done => "done",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// A planned run, as registered before scheduling.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: String,
+    pub entry: String,
+    pub method: String,
+    pub seed: i64,
+    pub split: i64,
+    pub parent_id: Option<String>,
+    pub config_json: String,
+    pub grid_json: String,
+    pub run_dir: String,
+}
+
+/// One row of the `results` view.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ResultRow {
+    pub run_id: String,
+    pub entry: String,
+    pub method: String,
+    pub seed: i64,
+    pub split: i64,
+    pub score: String,
+    pub ood_set: String,
+    pub id_acc: Option<f64>,
+    pub auroc: f64,
+    pub fpr95: f64,
+    pub aupr_in: f64,
+    pub aupr_out: f64,
+    pub n_id: i64,
+    pub n_ood: i64,
+}
+
+/// One row of the `run_status` view.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct StatusRow {
+    pub run_id: String,
+    pub entry: String,
+    pub method: String,
+    pub seed: i64,
+    pub split: i64,
+    pub parent_id: Option<String>,
+    pub status: RunStatus,
+    pub attempts: i64,
+    pub exit_code: Option<i64>,
+    pub failure: Option<String>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub slot: Option<String>,
+    pub device: Option<String>,
+}
+
+/// Details of one run, for `oodlab status RUN`.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct RunDetail {
+    pub id: String,
+    pub method: String,
+    pub seed: i64,
+    pub split: i64,
+    pub status: RunStatus,
+    pub attempts: i64,
+    pub exit_code: Option<i64>,
+    pub failure: Option<String>,
+    pub stderr_tail: Option<String>,
+    pub started_at: Option<String>,
+    pub ended_at: Option<String>,
+    pub host: Option<String>,
+    pub slot: Option<String>,
+    pub device: Option<String>,
+    pub cuda_visible_devices: Option<String>,
+    pub pid: Option<i64>,
+    pub git_commit: Option<String>,
+    pub run_dir: String,
+}
+
+/// One epoch of a run.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct EpochRow {
+    pub epoch: i64,
+    pub train_loss: f64,
+    pub train_acc: f64,
+    pub val_acc: Option<f64>,
+    pub lr: f64,
+    pub seconds: f64,
+}
+
+/// How an attempt ended, for [`crate::Store::end_attempt`].
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Done { exit_code: i32 },
+    Failed { exit_code: Option<i32>, reason: String, stderr_tail: String },
+    Interrupted { reason: String },
+}

@@ -1,0 +1,66 @@
+//! The store keeps runs, attempts and results consistent across attempts and readers.
+
+use oodlab_protocol::Event;
+use oodlab_store::{NewRun, Outcome, RunStatus, Store};
+
+fn new_run(id: &str, parent: Option<&str>) -> NewRun {
+    NewRun {
+        id: id.into(),
+        entry: "baseline".into(),
+        method: "ce".into(),
+        seed: 0,
+        split: 0,
+        parent_id: parent.map(Into::into),
+        config_json: "{}".into(),
+        grid_json: "{}".into(),
+        run_dir: format!("runs/x/{id}"),
+    }
+}
+
+fn ood(score: &str, auroc: f64) -> Event {
+    Event::OodMetric { ood_set: "mnist".into(), score: score.into(), auroc, fpr95: 0.5, aupr_in: 0.6, aupr_out: 0.7, n_id: 10, n_ood: 20 }
+}
+
+#[tokio::test]
+async fn a_retry_replaces_the_failed_attempt_and_results_show_only_done_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("oodlab.db");
+    let store = Store::open(&db).await.unwrap();
+    store.register("x", "x.yaml", "name: x", &[new_run("a", None), new_run("b", Some("a"))]).await.unwrap();
+
+    store.start_attempt("a", "cpu:0", "host", None).await.unwrap();
+    store.record_event("a", &ood("msp", 0.1)).await.unwrap();
+    store.end_attempt("a", &Outcome::Failed { exit_code: Some(10), reason: "boom".into(), stderr_tail: "tail".into() }).await.unwrap();
+    // A failed run's metrics are kept for inspection but never shown as results.
+    assert!(store.results("x").await.unwrap().is_empty());
+
+    store.start_attempt("a", "cpu:1", "host", None).await.unwrap();
+    store.record_event("a", &Event::Metric { name: "id_acc".into(), value: 0.9 }).await.unwrap();
+    store.record_event("a", &ood("energy", 0.8)).await.unwrap();
+    store.end_attempt("a", &Outcome::Done { exit_code: 0 }).await.unwrap();
+
+    let rows = store.results("x").await.unwrap();
+    assert_eq!(rows.len(), 1, "the first attempt's metric is gone");
+    assert_eq!((rows[0].score.as_str(), rows[0].auroc, rows[0].id_acc), ("energy", 0.8, Some(0.9)));
+    let detail = store.run_detail("a").await.unwrap().unwrap();
+    assert_eq!((detail.attempts, detail.status, detail.failure), (2, RunStatus::Done, None));
+
+    let st = store.statuses(&["a".into(), "b".into(), "zz".into()]).await.unwrap();
+    assert_eq!(st.get("a"), Some(&RunStatus::Done));
+    assert_eq!(st.get("b"), Some(&RunStatus::Pending));
+    assert_eq!(st.get("zz"), None);
+    store.close().await;
+
+    // Registering again (a rerun) keeps the finished run's state.
+    let store = Store::open(&db).await.unwrap();
+    store.register("x", "x.yaml", "name: x", &[new_run("a", None), new_run("b", Some("a"))]).await.unwrap();
+    assert_eq!(store.statuses(&["a".into()]).await.unwrap()["a"], RunStatus::Done);
+    store.start_attempt("b", "cpu:0", "host", None).await.unwrap();
+    assert_eq!(store.recover_stale().await.unwrap(), 1);
+    assert_eq!(store.statuses(&["b".into()]).await.unwrap()["b"], RunStatus::Interrupted);
+    store.close().await;
+
+    let ro = Store::open_read_only(&db).await.unwrap().unwrap();
+    assert!(ro.start_attempt("b", "cpu:0", "host", None).await.is_err(), "a read-only store refuses writes");
+    assert!(Store::open_read_only(&dir.path().join("none.db")).await.unwrap().is_none());
+}

@@ -1,0 +1,59 @@
+//! Forward passes in evaluation mode and the OOD scores computed from logits.
+
+use candle_core::{Device, Result, Tensor};
+use candle_nn::ModuleT;
+use oodlab_data::ImageSet;
+use oodlab_spec::{Normalize, Score};
+
+/// Logits of every image of `set`, row-major `(n, k)`, in evaluation mode.
+pub fn logits(model: &dyn ModuleT, set: &ImageSet, norm: Normalize, batch: usize, device: &Device) -> Result<(Vec<f32>, usize)> {
+    let mut out = Vec::new();
+    let mut k = 0;
+    let idx: Vec<usize> = (0..set.len()).collect();
+    for chunk in idx.chunks(batch.max(1)) {
+        let x = crate::inputs::batch_tensor(set, chunk, norm, &mut || false, device)?;
+        let z: Tensor = model.forward_t(&x, false)?;
+        k = z.dim(1)?;
+        out.extend(z.flatten_all()?.to_vec1::<f32>()?);
+    }
+    Ok((out, k))
+}
+
+/// One score per row of `logits` (larger = more ID-like).
+pub fn scores(logits: &[f32], k: usize, score: Score) -> Vec<f64> {
+    logits
+        .chunks(k)
+        .map(|z| {
+            let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let lse = max + z.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+            match score {
+                Score::Msp => (max - lse).exp(),
+                Score::Maxlogit => max,
+                Score::Energy => lse, // T logsumexp(z / T), T = 1
+            }
+        })
+        .collect()
+}
+
+/// Arg-max of each row.
+pub fn predictions(logits: &[f32], k: usize) -> Vec<u32> {
+    logits
+        .chunks(k)
+        .map(|z| z.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0 as u32)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_by_hand() {
+        // z = [0, ln 3]: softmax = [1/4, 3/4]; logsumexp = ln 4.
+        let z = [0.0f32, 3f32.ln()];
+        assert!((scores(&z, 2, Score::Msp)[0] - 0.75).abs() < 1e-6);
+        assert!((scores(&z, 2, Score::Maxlogit)[0] - 3f64.ln()).abs() < 1e-6);
+        assert!((scores(&z, 2, Score::Energy)[0] - 4f64.ln()).abs() < 1e-6);
+        assert_eq!(predictions(&[0.1, 0.5, -1.0, 2.0, 0.0, 1.0], 3), vec![1, 0]);
+    }
+}

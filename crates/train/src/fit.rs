@@ -1,0 +1,153 @@
+//! Fit and evaluate one run.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use oodlab_protocol::Event;
+use rand::seq::SliceRandom;
+
+use crate::evaluate::{logits, predictions, scores};
+use crate::inputs::{batch_tensor, coin, label_tensor};
+use crate::methods::{step_loss, Batch};
+use crate::model::{init_seeded, Cnn};
+use crate::optim::{learning_rate, Sgd};
+use crate::sets::{load_sets, RunSets};
+use crate::{Context, RunRequest, Sink, TrainError};
+
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+pub const SCORES: &str = "scores.safetensors";
+
+/// Progress events are sent about this many times per epoch.
+const PROGRESS_PER_EPOCH: usize = 20;
+
+/// Trains and evaluates the run, sending events to `sink`; the metrics arrive before `Finished`,
+/// which the caller sends.
+pub fn run(req: &RunRequest, sink: Sink) -> Result<(), TrainError> {
+    let cfg = req.config;
+    let s = &cfg.settings;
+    let device = Device::Cpu;
+    let sets = load_sets(cfg)?;
+    let classes = cfg.classes.id_classes.len();
+
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
+    let model = Cnn::new(&s.model.channels, classes, vb).context("building the model")?;
+    init_seeded(&varmap, cfg.seed).context("initialising weights")?;
+    if let Some(ckpt) = req.init_checkpoint {
+        let mut vm = varmap.clone();
+        vm.load(ckpt).context(&format!("loading the parent checkpoint {}", ckpt.display()))?;
+    }
+
+    train(req, &sets, &model, &varmap, &device, sink)?;
+
+    std::fs::create_dir_all(req.run_dir).map_err(|e| TrainError::Setup(format!("creating {}: {e}", req.run_dir.display())))?;
+    varmap.save(req.run_dir.join(CHECKPOINT)).context("saving the checkpoint")?;
+    sink(Event::Artifact { kind: "checkpoint".into(), path: CHECKPOINT.into() });
+    evaluate(req, &sets, &model, &device, sink)
+}
+
+fn train(req: &RunRequest, sets: &RunSets, model: &Cnn, varmap: &VarMap, device: &Device, sink: Sink) -> Result<(), TrainError> {
+    let s = &req.config.settings;
+    let t = &s.train;
+    let mut sgd = Sgd::new(varmap.all_vars(), &t.optimizer);
+    let n = sets.train.len();
+    // A last batch of one image would break batch-norm's variance; it is dropped.
+    let steps_per_epoch = n / t.batch_size + usize::from(n % t.batch_size > 1);
+    let total = steps_per_epoch * t.epochs as usize;
+    let mut order_rng = oodlab_data::order::rng(req.config.seed, "batch-order");
+    let mut flip_rng = oodlab_data::order::rng(req.config.seed, "augment");
+    let mut step = 0;
+    for epoch in 1..=t.epochs {
+        let started = Instant::now();
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut order_rng);
+        let (mut loss_sum, mut hits, mut seen) = (0.0f64, 0usize, 0usize);
+        let mut lr = t.optimizer.lr;
+        for (i, chunk) in order.chunks(t.batch_size).take(steps_per_epoch).enumerate() {
+            lr = learning_rate(&t.optimizer, &t.schedule, step, total);
+            let mut flip = if t.augment.hflip { Box::new(coin(&mut flip_rng)) as Box<dyn FnMut() -> bool> } else { Box::new(|| false) };
+            let images = batch_tensor(&sets.train, chunk, s.data.normalize, &mut *flip, device).context("building a batch")?;
+            let labels = label_tensor(&sets.train, chunk, device).context("building a batch")?;
+            let out = step_loss(&s.method, model, &Batch { images: &images, labels: &labels }).context("forward pass")?;
+            let loss = out.loss.to_scalar::<f32>().context("reading the loss")?;
+            if !loss.is_finite() {
+                return Err(TrainError::Diverged { epoch, step: i + 1, loss });
+            }
+            let grads = out.loss.backward().context("backward pass")?;
+            sgd.step(&grads, lr).context("optimizer step")?;
+            let (z, k) = (out.id_logits.flatten_all().and_then(|z| z.to_vec1::<f32>()).context("reading logits")?, classes_of(&out.id_logits));
+            let labels: Vec<u32> = chunk.iter().map(|&j| sets.train.labels[j]).collect();
+            hits += predictions(&z, k).iter().zip(&labels).filter(|(p, l)| p == l).count();
+            seen += chunk.len();
+            loss_sum += loss as f64 * chunk.len() as f64;
+            step += 1;
+            if (i + 1) % (steps_per_epoch / PROGRESS_PER_EPOCH).max(1) == 0 {
+                sink(Event::Progress { epoch, step: i as u32 + 1, steps: steps_per_epoch as u32 });
+            }
+        }
+        let val_acc = if sets.val.is_empty() { None } else { Some(accuracy(model, &sets.val, req, device)?) };
+        sink(Event::Epoch {
+            epoch,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_acc: hits as f64 / seen.max(1) as f64,
+            val_acc,
+            lr,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(())
+}
+
+fn classes_of(logits: &Tensor) -> usize {
+    logits.dims().last().copied().unwrap_or(1)
+}
+
+fn accuracy(model: &Cnn, set: &oodlab_data::ImageSet, req: &RunRequest, device: &Device) -> Result<f64, TrainError> {
+    let s = &req.config.settings;
+    let (z, k) = logits(model, set, s.data.normalize, s.eval.batch_size, device).context("evaluating")?;
+    Ok(oodlab_metrics::accuracy(&predictions(&z, k), &set.labels))
+}
+
+fn evaluate(req: &RunRequest, sets: &RunSets, model: &Cnn, device: &Device, sink: Sink) -> Result<(), TrainError> {
+    let s = &req.config.settings;
+    let mut saved: HashMap<String, Tensor> = HashMap::new();
+    let mut eval_set = |name: &str, set: &oodlab_data::ImageSet| -> Result<(Vec<f32>, usize), TrainError> {
+        let (z, k) = logits(model, set, s.data.normalize, s.eval.batch_size, device).context(&format!("evaluating {name}"))?;
+        let n = set.len();
+        saved.insert(format!("{name}.logits"), Tensor::from_vec(z.clone(), (n, k), &Device::Cpu).context("saving logits")?);
+        saved.insert(format!("{name}.labels"), Tensor::from_vec(set.labels.clone(), n, &Device::Cpu).context("saving labels")?);
+        for &score in &s.eval.scores {
+            let v: Vec<f32> = scores(&z, k, score).into_iter().map(|x| x as f32).collect();
+            saved.insert(format!("{name}.{}", score.name()), Tensor::from_vec(v, n, &Device::Cpu).context("saving scores")?);
+        }
+        Ok((z, k))
+    };
+    let (id_z, k) = eval_set("id", &sets.id_test)?;
+    sink(Event::Metric { name: "id_acc".into(), value: oodlab_metrics::accuracy(&predictions(&id_z, k), &sets.id_test.labels) });
+    let mut ood_logits = Vec::new();
+    for (name, set) in &sets.ood {
+        ood_logits.push((name.clone(), eval_set(name, set)?.0, set.len()));
+    }
+    for &score in &s.eval.scores {
+        let id_scores = scores(&id_z, k, score);
+        for (name, z, n) in &ood_logits {
+            let m = oodlab_metrics::ood_metrics(&id_scores, &scores(z, k, score))
+                .map_err(|source| TrainError::Metrics { set: name.clone(), score: score.name().into(), source })?;
+            sink(Event::OodMetric {
+                ood_set: name.clone(),
+                score: score.name().into(),
+                auroc: m.auroc,
+                fpr95: m.fpr95,
+                aupr_in: m.aupr_in,
+                aupr_out: m.aupr_out,
+                n_id: id_scores.len() as u64,
+                n_ood: *n as u64,
+            });
+        }
+    }
+    candle_core::safetensors::save(&saved, req.run_dir.join(SCORES)).context("writing scores")?;
+    sink(Event::Artifact { kind: "scores".into(), path: SCORES.into() });
+    Ok(())
+}
