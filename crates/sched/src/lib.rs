@@ -1,1 +1,102 @@
-//! oodlab-sched
+//! The scheduler: runs a plan's DAG of runs on local slots (CPU thread budgets or GPUs), one
+//! `oodlab worker` process per run, and records what the workers report in the store, of which
+//! it is the only writer.
+//!
+//! Split by role: [`slots`] discovers and hands out places to run, `executor` owns one worker
+//! process, `dispatcher` owns all run state in one `select!` loop, and [`Reporter`] is how the
+//! caller hears about progress (this crate never prints).
+//!
+//! ```no_run
+//! # async fn f(store: oodlab_store::Store, runs: Vec<oodlab_sched::PlannedRun>, reporter: &dyn oodlab_sched::Reporter) {
+//! use oodlab_sched::{run_plan, SchedulerConfig, WorkerCommand, slots};
+//! let config = SchedulerConfig {
+//!     worker: WorkerCommand { program: std::env::current_exe().unwrap(), args: vec!["worker".into()] },
+//!     slots: slots::cpu_slots(2, 1),
+//!     retries: 1,
+//!     grace: std::time::Duration::from_secs(10),
+//!     host: "localhost".into(),
+//!     git_commit: None,
+//! };
+//! let summary = run_plan(&store, runs, &config, reporter, tokio::signal::ctrl_c()).await.unwrap();
+//! println!("{} done, {} failed", summary.done, summary.failed);
+//! # }
+//! ```
+
+mod dispatcher;
+mod executor;
+mod reporter;
+pub mod slots;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use oodlab_protocol::WorkerJob;
+use thiserror::Error;
+
+pub use dispatcher::run_plan;
+pub use reporter::{Reporter, RunEnd};
+pub use slots::Slot;
+
+/// A run ready to be scheduled.
+#[derive(Debug, Clone)]
+pub struct PlannedRun {
+    pub id: String,
+    /// The run whose checkpoint this one starts from; it must finish first.
+    pub parent: Option<String>,
+    /// Short human label (entry, seed, split) for progress display.
+    pub label: String,
+    pub job: WorkerJob,
+}
+
+impl PlannedRun {
+    pub fn run_dir(&self) -> &PathBuf {
+        &self.job.run_dir
+    }
+}
+
+/// How to start a worker: `program args... --run <run.json>`.
+#[derive(Debug, Clone)]
+pub struct WorkerCommand {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    pub worker: WorkerCommand,
+    pub slots: Vec<Slot>,
+    /// Extra attempts after a failure.
+    pub retries: u32,
+    /// Time a worker gets between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    pub host: String,
+    pub git_commit: Option<String>,
+}
+
+/// What a scheduling session did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Runs that were already done before this session and were not started.
+    pub already_done: usize,
+    pub done: usize,
+    pub failed: usize,
+    pub interrupted: usize,
+    /// Runs not started because a run they depend on failed.
+    pub blocked: usize,
+    /// Whether the session stopped because of SIGINT or SIGTERM.
+    pub cancelled: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum SchedError {
+    #[error(transparent)]
+    Store(#[from] oodlab_store::StoreError),
+    #[error("writing {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no slots to run on; give --jobs 1 or more")]
+    NoSlots,
+}

@@ -1,0 +1,121 @@
+//! Command-line flags, as typed.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(name = "oodlab", version, about = "Plan, run and compare OOD-detection experiments")]
+pub struct Cli {
+    /// Folder holding oodlab.db and runs/.
+    #[arg(long, global = true, env = "OODLAB_HOME", default_value = ".oodlab")]
+    pub home: PathBuf,
+    /// More log output on stderr (-v info, -vv debug); OODLAB_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Validate a spec and list its runs with their status in the store.
+    Plan(PlanArgs),
+    /// Run what is not done yet of a spec's plan.
+    Run(RunArgs),
+    /// Show experiments, the runs of one, or one run in detail.
+    Status(StatusArgs),
+    /// One row per (run, score, OOD set) of an experiment's finished runs.
+    Results(ResultsArgs),
+    /// Compute OOD metrics from two files of scores (one number a line, larger = more ID-like).
+    Metrics(MetricsArgs),
+    /// Train and evaluate one run (started by the scheduler); writes JSON-lines events to stdout.
+    Worker(WorkerArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SpecArgs {
+    /// The experiment spec (YAML).
+    pub spec: PathBuf,
+    /// Override a field, Hydra-style: --set train.epochs=3 (repeatable; values are YAML).
+    #[arg(long = "set", value_name = "PATH=VALUE")]
+    pub set: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Concurrent CPU runs (default: resources.jobs, else cores / threads per job).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// CPU threads per run (default: resources.threads_per_job).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Extra attempts for a failed run (default: resources.retries).
+    #[arg(long)]
+    pub retries: Option<u32>,
+    /// `auto`, `none`, or comma-separated GPU indices (default: resources.gpus).
+    #[arg(long)]
+    pub gpus: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// A spec file or an experiment name; without it, every experiment.
+    pub target: Option<String>,
+    /// Show one run in detail (config, failure, stderr tail, epochs).
+    #[arg(long)]
+    pub run: Option<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct ResultsArgs {
+    /// A spec file or an experiment name.
+    pub target: String,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Only this score (msp, maxlogit, energy).
+    #[arg(long)]
+    pub score: Option<String>,
+    /// Only this OOD set.
+    #[arg(long)]
+    pub ood_set: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct MetricsArgs {
+    /// Scores of ID samples, one number a line.
+    #[arg(long)]
+    pub id: PathBuf,
+    /// Scores of OOD samples, one number a line.
+    #[arg(long)]
+    pub ood: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerArgs {
+    /// The job file the scheduler wrote (run.json).
+    #[arg(long)]
+    pub run: PathBuf,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Csv,
+    Json,
+    Markdown,
+}

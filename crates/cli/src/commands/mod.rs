@@ -1,0 +1,55 @@
+//! One file per command.
+
+mod metrics;
+mod plan;
+mod results;
+mod run;
+mod status;
+mod worker;
+
+use std::path::Path;
+
+use oodlab_protocol::exit_codes;
+use oodlab_spec::Experiment;
+
+use crate::args::{Cli, Command, SpecArgs};
+use crate::CliError;
+
+pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Plan(a) => runtime()?.block_on(plan::plan(&cli.home, a)),
+        Command::Run(a) => runtime()?.block_on(run::run(&cli.home, a)),
+        Command::Status(a) => runtime()?.block_on(status::status(&cli.home, a)),
+        Command::Results(a) => runtime()?.block_on(results::results(&cli.home, a)),
+        Command::Metrics(a) => metrics::metrics(a),
+        Command::Worker(a) => Ok(worker::worker(a)),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
+}
+
+/// Loads and validates a spec; a bad spec is an input error, reported before anything else.
+pub fn load_spec(args: &SpecArgs) -> anyhow::Result<Experiment> {
+    oodlab_spec::load(&args.spec, &args.set, oodlab_train::CODE_VERSION)
+        .map_err(|e| CliError { code: exit_codes::INVALID_INPUT, message: e.to_string() }.into())
+}
+
+/// A spec path or an experiment name → the experiment name.
+pub fn experiment_name(target: &str) -> anyhow::Result<String> {
+    let path = Path::new(target);
+    if path.is_file() {
+        Ok(load_spec(&SpecArgs { spec: path.to_path_buf(), set: Vec::new() })?.name)
+    } else {
+        Ok(target.to_string())
+    }
+}
+
+/// The store for reading, or an input error saying there is none yet.
+pub async fn read_store(home: &Path) -> anyhow::Result<oodlab_store::Store> {
+    let db = crate::settings::db_path(home);
+    oodlab_store::Store::open_read_only(&db)
+        .await?
+        .ok_or_else(|| crate::invalid(format!("no store at {}; run `oodlab run SPEC` first, or pass --home", db.display())))
+}

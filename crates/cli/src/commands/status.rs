@@ -1,0 +1,74 @@
+//! `oodlab status [SPEC|EXPERIMENT] [--run ID]`: experiments, their runs, or one run in detail.
+
+use std::path::Path;
+
+use oodlab_store::RunStatus;
+
+use crate::args::{Format, StatusArgs};
+use crate::output::{num, opt_num, Table};
+
+pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
+    let store = super::read_store(home).await?;
+    if let Some(id) = &args.run {
+        let Some(d) = store.run_detail(id).await? else { return Err(crate::invalid(format!("no run `{id}` in the store"))) };
+        let epochs = store.epochs(id).await?;
+        if args.format == Format::Json {
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"run": d, "epochs": epochs}))?);
+            return Ok(0);
+        }
+        let fields = [
+            ("run", d.id.clone()),
+            ("method", d.method.clone()),
+            ("seed / split", format!("{} / {}", d.seed, d.split)),
+            ("status", d.status.as_str().into()),
+            ("attempts", d.attempts.to_string()),
+            ("exit code", d.exit_code.map_or("-".into(), |c| c.to_string())),
+            ("started / ended", format!("{} / {}", d.started_at.as_deref().unwrap_or("-"), d.ended_at.as_deref().unwrap_or("-"))),
+            ("host / slot", format!("{} / {}", d.host.as_deref().unwrap_or("-"), d.slot.as_deref().unwrap_or("-"))),
+            ("device", d.device.clone().unwrap_or("-".into())),
+            ("git commit", d.git_commit.clone().unwrap_or("-".into())),
+            ("folder", d.run_dir.clone()),
+            ("failure", d.failure.clone().unwrap_or("-".into())),
+        ];
+        for (k, v) in fields {
+            println!("{k:<16} {v}");
+        }
+        if let Some(tail) = d.stderr_tail.as_deref().filter(|t| !t.is_empty()) {
+            println!("stderr (last lines):\n{tail}");
+        }
+        let mut t = Table::new(vec!["epoch", "train_loss", "train_acc", "val_acc", "lr", "seconds"]);
+        for e in epochs {
+            t.push(vec![e.epoch.to_string(), num(e.train_loss), num(e.train_acc), opt_num(e.val_acc), format!("{:.2e}", e.lr), format!("{:.1}", e.seconds)]);
+        }
+        print!("{}", t.render(Format::Table));
+        return Ok(0);
+    }
+    let names = match &args.target {
+        Some(t) => vec![super::experiment_name(t)?],
+        None => store.experiments().await?,
+    };
+    if args.target.is_none() {
+        let mut t = Table::new(vec!["experiment", "runs", "done", "running", "failed", "interrupted", "pending"]);
+        for name in &names {
+            let rows = store.run_statuses(name).await?;
+            let count = |s: RunStatus| rows.iter().filter(|r| r.status == s).count().to_string();
+            t.push(vec![name.clone(), rows.len().to_string(), count(RunStatus::Done), count(RunStatus::Running), count(RunStatus::Failed), count(RunStatus::Interrupted), count(RunStatus::Pending)]);
+        }
+        print!("{}", t.render(args.format));
+        return Ok(0);
+    }
+    let rows = store.run_statuses(&names[0]).await?;
+    if rows.is_empty() {
+        return Err(crate::invalid(format!("no experiment `{}` in the store", names[0])));
+    }
+    if args.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(0);
+    }
+    let mut t = Table::new(vec!["run_id", "entry", "method", "seed", "split", "status", "attempts", "slot", "failure"]);
+    for r in rows {
+        t.push(vec![r.run_id, r.entry, r.method, r.seed.to_string(), r.split.to_string(), r.status.as_str().into(), r.attempts.to_string(), r.slot.unwrap_or("-".into()), r.failure.unwrap_or_default()]);
+    }
+    print!("{}", t.render(args.format));
+    Ok(0)
+}
