@@ -37,7 +37,15 @@ pub struct WorkerJob {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     /// The worker has read its job and is about to load data.
-    Started { run_id: String, host: String, device: String, pid: u32, threads: usize },
+    Started {
+        run_id: String,
+        host: String,
+        device: String,
+        pid: u32,
+        threads: usize,
+        /// `CUDA_VISIBLE_DEVICES` as the worker saw it.
+        cuda_visible_devices: Option<String>,
+    },
     /// One finished training epoch.
     Epoch {
         epoch: u32,

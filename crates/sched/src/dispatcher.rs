@@ -107,10 +107,6 @@ pub async fn run_plan(
                         match &event {
                             Event::Finished { .. } => r.finished = true,
                             Event::Failed { reason } => r.failed_reason = Some(reason.clone()),
-                            Event::Started { .. } => {
-                                let visible = r.slot.env.iter().find(|(k, _)| k == oodlab_protocol::env::CUDA_VISIBLE_DEVICES).map(|(_, v)| v.as_str());
-                                store.record_visible_devices(&run_id, visible).await?;
-                            }
                             _ => {}
                         }
                         if !matches!(event, Event::Progress { .. }) {

@@ -105,11 +105,12 @@ impl Store {
     /// Stores what a worker reported. Progress events are not stored.
     pub async fn record_event(&self, run_id: &str, event: &Event) -> R<()> {
         match event {
-            Event::Started { device, pid, .. } => {
-                sqlx::query("UPDATE runs SET device = ?2, pid = ?3 WHERE id = ?1")
+            Event::Started { device, pid, cuda_visible_devices, .. } => {
+                sqlx::query("UPDATE runs SET device = ?2, pid = ?3, cuda_visible_devices = ?4 WHERE id = ?1")
                     .bind(run_id)
                     .bind(device)
                     .bind(*pid as i64)
+                    .bind(cuda_visible_devices)
                     .execute(&self.pool)
                     .await?;
             }
@@ -147,12 +148,6 @@ impl Store {
             }
             Event::Progress { .. } | Event::Finished { .. } | Event::Failed { .. } => {}
         }
-        Ok(())
-    }
-
-    /// Records the GPU environment a worker saw.
-    pub async fn record_visible_devices(&self, run_id: &str, cuda_visible_devices: Option<&str>) -> R<()> {
-        sqlx::query("UPDATE runs SET cuda_visible_devices = ?2 WHERE id = ?1").bind(run_id).bind(cuda_visible_devices).execute(&self.pool).await?;
         Ok(())
     }
 

@@ -45,6 +45,7 @@ pub fn worker(args: WorkerArgs) -> i32 {
         device,
         pid: std::process::id(),
         threads,
+        cuda_visible_devices: visible,
     });
     let req = oodlab_train::RunRequest { config: &config, run_dir: &job.run_dir, init_checkpoint: job.init_checkpoint.as_deref() };
     match oodlab_train::run(&req, &mut |e| emit(&e)) {

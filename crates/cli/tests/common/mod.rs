@@ -1,0 +1,93 @@
+//! Helpers for the CLI's end-to-end tests: small specs on the committed sample, the real binary.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn sample() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sample").canonicalize().unwrap()
+}
+
+/// A small, quick experiment on the sample: `methods`, `grid` and `extra` are YAML blocks.
+pub fn spec_text(name: &str, methods: &str, grid: &str, extra: &str) -> String {
+    let s = sample().display().to_string();
+    format!(
+        "name: {name}
+datasets:
+  fashion:
+    format: idx
+    classes: 10
+    train: {{images: {s}/fashion-mnist/train-images-idx3-ubyte.gz, labels: {s}/fashion-mnist/train-labels-idx1-ubyte.gz}}
+    test: {{images: {s}/fashion-mnist/t10k-images-idx3-ubyte.gz, labels: {s}/fashion-mnist/t10k-labels-idx1-ubyte.gz}}
+  mnist:
+    format: idx
+    classes: 10
+    test: {{images: {s}/mnist/t10k-images-idx3-ubyte.gz, labels: {s}/mnist/t10k-labels-idx1-ubyte.gz}}
+{extra}
+data:
+  id: fashion
+  splits: [{{classes: [0, 1, 3, 5, 8, 9]}}]
+  ood: [mnist]
+  train_limit: 400
+model: {{channels: [4, 8, 8]}}
+train: {{epochs: 1, batch_size: 64}}
+methods:
+{methods}
+grid:
+{grid}
+"
+    )
+}
+
+pub fn write_spec(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("spec.yaml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn oodlab(home: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_oodlab"));
+    c.arg("--home").arg(home);
+    c
+}
+
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "command failed: {}\nstdout:\n{}\nstderr:\n{}", out.status, text(&out.stdout), text(&out.stderr));
+    out
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// `oodlab status EXPERIMENT --format json`.
+pub fn statuses(home: &Path, experiment: &str) -> Vec<serde_json::Value> {
+    let out = run_ok(oodlab(home).args(["status", experiment, "--format", "json"]));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `oodlab status --run ID --format json`, the run part.
+pub fn run_detail(home: &Path, id: &str) -> serde_json::Value {
+    let out = run_ok(oodlab(home).args(["status", "--run", id, "--format", "json"]));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["run"].clone()
+}
+
+/// Processes whose command line mentions `needle` (workers of a test's home).
+pub fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        if entry.file_name().to_string_lossy().parse::<u32>().is_err() {
+            continue;
+        }
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) && cmd.contains(" worker ") {
+                found.push(format!("{}: {cmd}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}

@@ -1,0 +1,46 @@
+//! A run whose worker fails is recorded failed, with its reason, while the other runs finish;
+//! runs that depend on it are blocked; retries count attempts.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn failed_worker_is_recorded_while_other_runs_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    // A real failure: an MNIST copy whose test labels file is truncated (valid gzip, short body).
+    let broken = dir.path().join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::copy(sample().join("mnist/t10k-images-idx3-ubyte.gz"), broken.join("images.gz")).unwrap();
+    std::fs::write(broken.join("labels.idx"), [0u8, 0, 8, 1, 0, 0, 3, 232, 1, 2, 3]).unwrap();
+    let extra = format!(
+        "  broken:\n    format: idx\n    classes: 10\n    test: {{images: {0}/images.gz, labels: {0}/labels.idx}}",
+        broken.display()
+    );
+    let methods = "  baseline: {method: ce}\n  bad: {method: ce, data: {ood: [broken]}}\n  after_bad: {method: ce, init_from: bad}";
+    let spec = write_spec(dir.path(), &spec_text("fail", methods, "  seeds: [0]", &extra).replace("grid:", "resources: {retries: 1}\ngrid:"));
+
+    let out = oodlab(&home).arg("run").arg(&spec).args(["--jobs", "2"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+
+    let rows = statuses(&home, "fail");
+    let by_entry = |e: &str| rows.iter().find(|r| r["entry"] == e).unwrap().clone();
+    assert_eq!(by_entry("baseline")["status"], "done");
+    let bad = by_entry("bad");
+    assert_eq!(bad["status"], "failed");
+    assert_eq!(bad["attempts"], 2, "one retry was allowed");
+    assert_eq!(bad["exit_code"], 10);
+    let reason = bad["failure"].as_str().unwrap();
+    assert!(reason.contains("labels.idx") && reason.contains("need 1000 bytes"), "{reason}");
+    let detail = run_detail(&home, bad["run_id"].as_str().unwrap());
+    assert!(detail["stderr_tail"].as_str().unwrap().contains("worker failed"), "{detail}");
+    // The fine-tune of the failed run never started.
+    assert_eq!(by_entry("after_bad")["status"], "pending");
+    assert_eq!(by_entry("after_bad")["attempts"], 0);
+    assert!(text(&out.stderr).contains("blocked"), "{}", text(&out.stderr));
+
+    let results = run_ok(oodlab(&home).args(["results", "fail", "--format", "json"]));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&results.stdout).unwrap();
+    assert!(!rows.is_empty() && rows.iter().all(|r| r["entry"] == "baseline"));
+}
