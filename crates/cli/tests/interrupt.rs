@@ -18,8 +18,8 @@ fn sigint_leaves_no_worker_and_a_rerun_completes_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     // Runs of a few seconds each, so that the signal lands while one is running.
-    let text = spec_text("sig", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3]", "").replace("train_limit: 400", "train_limit: 1500").replace("epochs: 1,", "epochs: 3,");
-    let spec = write_spec(dir.path(), &text);
+    let yaml = spec_text("sig", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3]", "").replace("train_limit: 400", "train_limit: 1500").replace("epochs: 1,", "epochs: 3,");
+    let spec = write_spec(dir.path(), &yaml);
     let mut child = oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
 
     // Wait until one run is done and the next is running.
