@@ -41,7 +41,7 @@ impl Reporter for Progress {
     fn planned(&self, total: usize, already_done: usize) {
         self.grid.set_length(total as u64);
         self.grid.set_position(already_done as u64);
-        if already_done > 0 {
+        if already_done > 0 && already_done < total {
             self.say(format!("{already_done} of {total} runs already done"));
         }
     }

@@ -75,7 +75,10 @@ pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<i32> {
         eprintln!("see `oodlab status {}` for the failures", exp.name);
         return Ok(exit_codes::RUNS_FAILED);
     }
-    eprintln!("results: `oodlab results {}`", exp.name);
+    // The point of a run: its results table, as `oodlab results` prints it.
+    let args = crate::args::ResultsArgs { target: exp.name.clone(), format: crate::args::Format::Table, score: None, ood_set: None };
+    super::results::results(home, args).await?;
+    eprintln!("more: `oodlab results {} --format csv|json|markdown`, `oodlab status {}`", exp.name, exp.name);
     Ok(exit_codes::OK)
 }
 
