@@ -52,7 +52,11 @@ impl Table {
 }
 
 fn csv_cell(c: &str) -> String {
-    if c.contains([',', '"', '\n']) { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.to_string() }
+    if c.contains([',', '"', '\n']) {
+        format!("\"{}\"", c.replace('"', "\"\""))
+    } else {
+        c.to_string()
+    }
 }
 
 pub fn num(v: f64) -> String {

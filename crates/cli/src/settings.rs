@@ -35,7 +35,8 @@ pub fn placement(args: &RunArgs, res: &ResourcesSpec) -> anyhow::Result<Placemen
         GpuSelection::Keyword(GpuKeyword::Auto) => oodlab_sched::slots::discover_gpus(),
         GpuSelection::List(wanted) => {
             let all = oodlab_sched::slots::discover_gpus();
-            let picked: Vec<_> = all.iter().filter(|g| wanted.contains(&g.index.to_string()) || wanted.contains(&g.uuid)).cloned().collect();
+            let picked: Vec<_> =
+                all.iter().filter(|g| wanted.contains(&g.index.to_string()) || wanted.contains(&g.uuid)).cloned().collect();
             if picked.len() != wanted.len() {
                 let have: Vec<String> = all.iter().map(|g| format!("{} ({})", g.index, g.uuid)).collect();
                 return Err(crate::invalid(format!("GPUs {wanted:?} asked for, nvidia-smi lists: [{}]", have.join(", "))));

@@ -97,7 +97,8 @@ fn metrics_command_matches_the_sklearn_reference() {
     let lines = |k: &str| case[k].as_array().unwrap().iter().map(|v| v.to_string()).collect::<Vec<_>>().join("\n");
     std::fs::write(dir.path().join("id.txt"), lines("id")).unwrap();
     std::fs::write(dir.path().join("ood.txt"), lines("ood")).unwrap();
-    let out = run_ok(oodlab(dir.path()).current_dir(dir.path()).args(["metrics", "--id", "id.txt", "--ood", "ood.txt", "--format", "json"]));
+    let out =
+        run_ok(oodlab(dir.path()).current_dir(dir.path()).args(["metrics", "--id", "id.txt", "--ood", "ood.txt", "--format", "json"]));
     let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for k in ["auroc", "fpr95", "aupr_in", "aupr_out"] {
         assert!((got[k].as_f64().unwrap() - case[k].as_f64().unwrap()).abs() < 1e-9, "{k}");

@@ -19,7 +19,8 @@ fn failed_worker_is_recorded_while_other_runs_finish() {
         broken.display()
     );
     let methods = "  baseline: {method: ce}\n  bad: {method: ce, data: {ood: [broken]}}\n  after_bad: {method: ce, init_from: bad}";
-    let spec = write_spec(dir.path(), &spec_text("fail", methods, "  seeds: [0]", &extra).replace("grid:", "resources: {retries: 1}\ngrid:"));
+    let spec =
+        write_spec(dir.path(), &spec_text("fail", methods, "  seeds: [0]", &extra).replace("grid:", "resources: {retries: 1}\ngrid:"));
 
     let out = oodlab(&home).arg("run").arg(&spec).args(["--jobs", "2"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));

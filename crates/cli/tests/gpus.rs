@@ -35,7 +35,10 @@ fn fake_nvidia_smi_with_two_gpus_places_four_runs_one_per_gpu_at_a_time() {
             other => panic!("run placed on {other}, not a GPU slot"),
         };
         assert_eq!(seen, want, "slot {slot} must give its own GPU");
-        per_gpu.entry(seen.to_string()).or_default().push((detail["started_at"].as_str().unwrap().into(), detail["ended_at"].as_str().unwrap().into()));
+        per_gpu
+            .entry(seen.to_string())
+            .or_default()
+            .push((detail["started_at"].as_str().unwrap().into(), detail["ended_at"].as_str().unwrap().into()));
     }
     assert_eq!(per_gpu.len(), 2, "both GPUs are used");
     for (gpu, mut spans) in per_gpu {

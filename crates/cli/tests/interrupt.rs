@@ -18,7 +18,9 @@ fn sigint_leaves_no_worker_and_a_rerun_completes_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     // Runs of a few seconds each, so that the signal lands while one is running.
-    let yaml = spec_text("sig", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3]", "").replace("train_limit: 400", "train_limit: 1500").replace("epochs: 1,", "epochs: 3,");
+    let yaml = spec_text("sig", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3]", "")
+        .replace("train_limit: 400", "train_limit: 1500")
+        .replace("epochs: 1,", "epochs: 3,");
     let spec = write_spec(dir.path(), &yaml);
     let mut child = oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
 
@@ -46,7 +48,8 @@ fn sigint_leaves_no_worker_and_a_rerun_completes_the_rest() {
 
     let after = statuses(&home, "sig");
     assert_eq!(count(&after, "running"), 0, "no run stays running: {after:?}");
-    let done_before: Vec<_> = before.iter().filter(|r| r["status"] == "done").map(|r| (r["run_id"].clone(), r["ended_at"].clone())).collect();
+    let done_before: Vec<_> =
+        before.iter().filter(|r| r["status"] == "done").map(|r| (r["run_id"].clone(), r["ended_at"].clone())).collect();
     // A run may have finished between the snapshot and the signal; none that was done is lost.
     for (id, ended) in &done_before {
         let r = after.iter().find(|r| &r["run_id"] == id).unwrap();
@@ -55,7 +58,8 @@ fn sigint_leaves_no_worker_and_a_rerun_completes_the_rest() {
     assert!(count(&after, "interrupted") >= 1, "{after:?}");
     assert_eq!(count(&after, "done") + count(&after, "interrupted") + count(&after, "pending"), 4);
 
-    let done_after_signal: Vec<_> = after.iter().filter(|r| r["status"] == "done").map(|r| (r["run_id"].clone(), r["ended_at"].clone())).collect();
+    let done_after_signal: Vec<_> =
+        after.iter().filter(|r| r["status"] == "done").map(|r| (r["run_id"].clone(), r["ended_at"].clone())).collect();
     let rerun = run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
     let log = text(&rerun.stderr);
     let final_rows = statuses(&home, "sig");

@@ -43,9 +43,7 @@ pub fn parse(bytes: &[u8], path: &Path) -> Result<IdxArray, DataError> {
     if ndim == 0 || bytes.len() < header {
         return Err(bad(format!("truncated header for {ndim} dimensions")));
     }
-    let dims: Vec<usize> = (0..ndim)
-        .map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize)
-        .collect();
+    let dims: Vec<usize> = (0..ndim).map(|d| u32::from_be_bytes(bytes[4 + 4 * d..8 + 4 * d].try_into().unwrap()) as usize).collect();
     let expected: usize = dims.iter().product();
     let body = &bytes[header..];
     if body.len() != expected {
@@ -79,12 +77,7 @@ pub fn load(images: impl AsRef<Path>, labels: impl AsRef<Path>) -> Result<ImageS
             n_labels: lab.dims[0],
         });
     }
-    Ok(ImageSet {
-        images: img.data,
-        labels: lab.data.into_iter().map(u32::from).collect(),
-        height: img.dims[1],
-        width: img.dims[2],
-    })
+    Ok(ImageSet { images: img.data, labels: lab.data.into_iter().map(u32::from).collect(), height: img.dims[1], width: img.dims[2] })
 }
 
 #[cfg(test)]

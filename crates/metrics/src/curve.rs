@@ -38,7 +38,11 @@ fn counts(pos: &[f64], neg: &[f64]) -> Counts {
     let (mut tp, mut fp) = (Vec::new(), Vec::new());
     let (mut t, mut f) = (0.0, 0.0);
     for (i, &(s, is_pos)) in all.iter().enumerate() {
-        if is_pos { t += 1.0 } else { f += 1.0 }
+        if is_pos {
+            t += 1.0
+        } else {
+            f += 1.0
+        }
         // Tied statistics form one threshold: emit a point only after the last of a tie run.
         // `==` treats -0.0 and 0.0 as one value, as numpy does.
         if all.get(i + 1).is_none_or(|next| next.0 != s) {

@@ -47,29 +47,13 @@ pub enum Event {
         cuda_visible_devices: Option<String>,
     },
     /// One finished training epoch.
-    Epoch {
-        epoch: u32,
-        train_loss: f64,
-        train_acc: f64,
-        val_acc: Option<f64>,
-        lr: f64,
-        seconds: f64,
-    },
+    Epoch { epoch: u32, train_loss: f64, train_acc: f64, val_acc: Option<f64>, lr: f64, seconds: f64 },
     /// A step inside an epoch, for progress bars; never stored.
     Progress { epoch: u32, step: u32, steps: u32 },
     /// A scalar result of the run, such as `id_acc`.
     Metric { name: String, value: f64 },
     /// OOD detection metrics of one score on one OOD set.
-    OodMetric {
-        ood_set: String,
-        score: String,
-        auroc: f64,
-        fpr95: f64,
-        aupr_in: f64,
-        aupr_out: f64,
-        n_id: u64,
-        n_ood: u64,
-    },
+    OodMetric { ood_set: String, score: String, auroc: f64, fpr95: f64, aupr_in: f64, aupr_out: f64, n_id: u64, n_ood: u64 },
     /// A file the run produced, relative to the run folder.
     Artifact { kind: String, path: String },
     /// The run completed; every metric has been sent before this line.

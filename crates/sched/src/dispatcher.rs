@@ -181,5 +181,9 @@ fn judge(r: &Running, exit: &Result<std::process::ExitStatus, String>, cancelled
             }
         },
     };
-    if tries <= retries { Verdict::Retry(reason) } else { Verdict::Failed(reason) }
+    if tries <= retries {
+        Verdict::Retry(reason)
+    } else {
+        Verdict::Failed(reason)
+    }
 }

@@ -25,13 +25,19 @@ pub(crate) enum ExecMsg {
     Exited { run_id: String, exit: Result<ExitStatus, String>, stderr_tail: String, cancelled: bool },
 }
 
-pub(crate) async fn execute(run: PlannedRun, slot: Slot, cfg: Arc<SchedulerConfig>, tx: mpsc::Sender<ExecMsg>, mut cancel: watch::Receiver<bool>) {
+pub(crate) async fn execute(
+    run: PlannedRun,
+    slot: Slot,
+    cfg: Arc<SchedulerConfig>,
+    tx: mpsc::Sender<ExecMsg>,
+    mut cancel: watch::Receiver<bool>,
+) {
     let run_id = run.id.clone();
     let exited = |exit, stderr_tail, cancelled| ExecMsg::Exited { run_id: run_id.clone(), exit, stderr_tail, cancelled };
     let dir = run.run_dir().clone();
     let job_path = dir.join("run.json");
-    let prepared = std::fs::create_dir_all(&dir)
-        .and_then(|_| std::fs::write(&job_path, serde_json::to_vec_pretty(&run.job).expect("jobs serialize")));
+    let prepared =
+        std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&job_path, serde_json::to_vec_pretty(&run.job).expect("jobs serialize")));
     if let Err(e) = prepared {
         let _ = tx.send(exited(Err(format!("cannot write {}: {e}", job_path.display())), String::new(), false)).await;
         return;
@@ -120,7 +126,8 @@ pub(crate) async fn execute(run: PlannedRun, slot: Slot, cfg: Arc<SchedulerConfi
     };
     // Every event is forwarded before the exit, so the dispatcher sees them in order.
     let stray = tokio::time::timeout(Duration::from_secs(10), stdout_task).await.ok().and_then(Result::ok).unwrap_or_default();
-    let mut tail: Vec<String> = tokio::time::timeout(Duration::from_secs(10), stderr_task).await.ok().and_then(Result::ok).map(Vec::from).unwrap_or_default();
+    let mut tail: Vec<String> =
+        tokio::time::timeout(Duration::from_secs(10), stderr_task).await.ok().and_then(Result::ok).map(Vec::from).unwrap_or_default();
     if !stray.is_empty() {
         tail.push(format!("({} stdout lines were not events; first: {})", stray.len(), stray[0]));
     }

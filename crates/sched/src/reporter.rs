@@ -9,10 +9,15 @@ use crate::PlannedRun;
 pub enum RunEnd {
     Done,
     /// Failed; `retrying` when another attempt follows.
-    Failed { reason: String, retrying: bool },
+    Failed {
+        reason: String,
+        retrying: bool,
+    },
     Interrupted,
     /// Not started: a run it depends on failed.
-    Blocked { parent: String },
+    Blocked {
+        parent: String,
+    },
 }
 
 pub trait Reporter: Send + Sync {

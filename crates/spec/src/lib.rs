@@ -55,7 +55,13 @@ pub fn load(path: &Path, overrides: &[String], code_version: &str) -> Result<Exp
         let origin = e.location().map_or(Origin::Whole, |l| Origin::File(Position { line: l.line(), column: l.column() }));
         let message = e.to_string();
         let message = message.split(" at line ").next().unwrap_or(&message).to_string();
-        SpecError { file: path.to_owned(), origin, field: String::new(), message: format!("invalid YAML: {message}"), hint: Some("fix the YAML syntax at this position".into()) }
+        SpecError {
+            file: path.to_owned(),
+            origin,
+            field: String::new(),
+            message: format!("invalid YAML: {message}"),
+            hint: Some("fix the YAML syntax at this position".into()),
+        }
     })?;
     if !root.is_mapping() {
         return Err(whole(path, "the spec must be a YAML mapping with name, datasets, data and methods".into()));
@@ -63,8 +69,20 @@ pub fn load(path: &Path, overrides: &[String], code_version: &str) -> Result<Exp
 
     let mut parsed = Vec::new();
     for raw in overrides {
-        let o = overrides::parse(raw).map_err(|m| SpecError { file: path.to_owned(), origin: Origin::Override(raw.clone()), field: String::new(), message: m, hint: None })?;
-        overrides::apply(&mut root, &o).map_err(|m| SpecError { file: path.to_owned(), origin: Origin::Override(raw.clone()), field: o.field(), message: m, hint: None })?;
+        let o = overrides::parse(raw).map_err(|m| SpecError {
+            file: path.to_owned(),
+            origin: Origin::Override(raw.clone()),
+            field: String::new(),
+            message: m,
+            hint: None,
+        })?;
+        overrides::apply(&mut root, &o).map_err(|m| SpecError {
+            file: path.to_owned(),
+            origin: Origin::Override(raw.clone()),
+            field: o.field(),
+            message: m,
+            hint: None,
+        })?;
         parsed.push(o);
     }
     let loc = Locator::new(path, &text, parsed);
@@ -72,7 +90,9 @@ pub fn load(path: &Path, overrides: &[String], code_version: &str) -> Result<Exp
     let resolved_yaml = serde_yaml::to_string(&root).unwrap_or_default();
     let spec: SpecFile = serde_path_to_error::deserialize(root).map_err(|e| loc.serde_error("", e, &|f, key| loc.file_origin(f, key)))?;
     if spec.name.is_empty() || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-        return Err(loc.error("name", format!("`{}` is not a valid experiment name", spec.name)).with_hint("use letters, digits, `-`, `_` and `.`; it names a folder under runs/"));
+        return Err(loc
+            .error("name", format!("`{}` is not a valid experiment name", spec.name))
+            .with_hint("use letters, digits, `-`, `_` and `.`; it names a folder under runs/"));
     }
     let datasets = resolve_datasets(&spec.datasets, &base_dir, &loc)?;
     check_resources(&spec.resources, &loc)?;
@@ -80,7 +100,11 @@ pub fn load(path: &Path, overrides: &[String], code_version: &str) -> Result<Exp
     Ok(Experiment { path: path.to_owned(), name: spec.name, description: spec.description, resolved_yaml, resources: spec.resources, runs })
 }
 
-fn resolve_datasets(datasets: &BTreeMap<String, DatasetSpec>, base: &Path, loc: &Locator) -> Result<BTreeMap<String, DatasetSpec>, SpecError> {
+fn resolve_datasets(
+    datasets: &BTreeMap<String, DatasetSpec>,
+    base: &Path,
+    loc: &Locator,
+) -> Result<BTreeMap<String, DatasetSpec>, SpecError> {
     let mut out = BTreeMap::new();
     for (name, ds) in datasets {
         let mut ds = ds.clone();

@@ -14,9 +14,7 @@ pub(crate) struct Locator {
 
 /// `inner` lies at or below `outer` in the field tree.
 fn within(inner: &str, outer: &str) -> bool {
-    inner == outer
-        || outer.is_empty()
-        || (inner.starts_with(outer) && matches!(inner.as_bytes().get(outer.len()), Some(b'.') | Some(b'[')))
+    inner == outer || outer.is_empty() || (inner.starts_with(outer) && matches!(inner.as_bytes().get(outer.len()), Some(b'.') | Some(b'[')))
 }
 
 impl Locator {
@@ -66,7 +64,13 @@ impl Locator {
         origin_of: &dyn Fn(&str, bool) -> Origin,
     ) -> SpecError {
         let path = err.path().to_string();
-        let mut field = if path == "." { prefix.to_string() } else if prefix.is_empty() { path } else { format!("{prefix}.{path}") };
+        let mut field = if path == "." {
+            prefix.to_string()
+        } else if prefix.is_empty() {
+            path
+        } else {
+            format!("{prefix}.{path}")
+        };
         let message = err.inner().to_string();
         let message = strip_location(&message);
         let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
@@ -91,14 +95,21 @@ impl Locator {
         }
         if let Some(name) = message.strip_prefix("missing field `").and_then(|r| r.split('`').next()) {
             let msg = format!("missing required key `{name}`");
-            return self.error_at(origin_of(&field, false), &field, msg).with_hint(format!("add `{name}:` under `{}` (see docs/spec.md)", if field.is_empty() { "the top level" } else { &field }));
+            return self.error_at(origin_of(&field, false), &field, msg).with_hint(format!(
+                "add `{name}:` under `{}` (see docs/spec.md)",
+                if field.is_empty() { "the top level" } else { &field }
+            ));
         }
         self.error_at(origin_of(&field, false), &field, message.to_string()).with_hint("see docs/spec.md for the field's type")
     }
 
     /// The default way to place a field of the file itself.
     pub fn file_origin(&self, field: &str, key: bool) -> Origin {
-        if key { self.key_origin(field) } else { self.origin(field) }
+        if key {
+            self.key_origin(field)
+        } else {
+            self.origin(field)
+        }
     }
 }
 

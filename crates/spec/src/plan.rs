@@ -60,10 +60,8 @@ impl RunConfig {
     /// that train on them, so a baseline is shared by specs that differ only in outliers.
     pub fn identity(&self) -> serde_json::Value {
         let s = &self.settings;
-        let used: Vec<&String> = std::iter::once(&s.data.id)
-            .chain(s.data.outliers.iter().filter(|_| s.method.uses_outliers()))
-            .chain(&s.data.ood)
-            .collect();
+        let used: Vec<&String> =
+            std::iter::once(&s.data.id).chain(s.data.outliers.iter().filter(|_| s.method.uses_outliers())).chain(&s.data.ood).collect();
         let datasets: BTreeMap<&String, serde_json::Value> = used
             .into_iter()
             .map(|n| (n, serde_json::json!({"format": self.datasets[n].format, "classes": self.datasets[n].classes})))
@@ -129,7 +127,9 @@ fn axis_target(key: &str, entries: &BTreeMap<String, crate::types::MethodEntry>)
     };
     let head = path.split(['.', '[']).next().unwrap_or("");
     if !RUN_SECTIONS.contains(&head) {
-        return Err(format!("`{key}` is not a field of a run; grid paths start with method, data, model, train or eval (or methods.<entry>.)"));
+        return Err(format!(
+            "`{key}` is not a field of a run; grid paths start with method, data, model, train or eval (or methods.<entry>.)"
+        ));
     }
     Ok((path, entry))
 }
@@ -154,9 +154,18 @@ fn expand_points(spec: &SpecFile, n_splits: usize, loc: &Locator) -> Result<Vec<
         let field = child("grid.axes", key);
         let (path, only_entry) = axis_target(key, &spec.methods).map_err(|m| loc.error(&field, m))?;
         if values.is_empty() {
-            return Err(loc.error(&field, "the grid is empty: this axis has no values").with_hint("give at least one value or remove the axis"));
+            return Err(loc
+                .error(&field, "the grid is empty: this axis has no values")
+                .with_hint("give at least one value or remove the axis"));
         }
-        factors.push(values.iter().map(|v| vec![Assignment { path: path.clone(), value: v.clone(), grid_field: field.clone(), only_entry: only_entry.clone() }]).collect());
+        factors.push(
+            values
+                .iter()
+                .map(|v| {
+                    vec![Assignment { path: path.clone(), value: v.clone(), grid_field: field.clone(), only_entry: only_entry.clone() }]
+                })
+                .collect(),
+        );
     }
     for (gi, group) in g.zip.iter().enumerate() {
         let gfield = format!("grid.zip[{gi}]");
@@ -169,7 +178,10 @@ fn expand_points(spec: &SpecFile, n_splits: usize, loc: &Locator) -> Result<Vec<
             let field = child(&gfield, key);
             let (path, only_entry) = axis_target(key, &spec.methods).map_err(|m| loc.error(&field, m))?;
             if values.len() != len {
-                return Err(loc.error(&field, format!("zipped lists must be equally long: this one has {}, the group's first has {len}", values.len())));
+                return Err(loc.error(
+                    &field,
+                    format!("zipped lists must be equally long: this one has {}, the group's first has {len}", values.len()),
+                ));
             }
             for (alt, v) in alternatives.iter_mut().zip(values) {
                 alt.push(Assignment { path: path.clone(), value: v.clone(), grid_field: field.clone(), only_entry: only_entry.clone() });
@@ -258,7 +270,13 @@ fn entry_order(spec: &SpecFile, loc: &Locator) -> Result<Vec<String>, SpecError>
         }
     }
     // Depth-first topological order; a node met again while on the path closes a cycle.
-    fn visit(n: &str, spec: &SpecFile, on_path: &mut Vec<String>, done: &mut HashSet<String>, out: &mut Vec<String>) -> Result<(), Vec<String>> {
+    fn visit(
+        n: &str,
+        spec: &SpecFile,
+        on_path: &mut Vec<String>,
+        done: &mut HashSet<String>,
+        out: &mut Vec<String>,
+    ) -> Result<(), Vec<String>> {
         if done.contains(n) {
             return Ok(());
         }
@@ -280,13 +298,20 @@ fn entry_order(spec: &SpecFile, loc: &Locator) -> Result<Vec<String>, SpecError>
     for name in spec.methods.keys() {
         if let Err(cycle) = visit(name, spec, &mut Vec::new(), &mut done, &mut out) {
             let field = format!("methods.{}.init_from", cycle[cycle.len() - 2]);
-            return Err(loc.error(&field, format!("dependency cycle: {}", cycle.join(" -> "))).with_hint("a run can only start from an entry that does not depend on it"));
+            return Err(loc
+                .error(&field, format!("dependency cycle: {}", cycle.join(" -> ")))
+                .with_hint("a run can only start from an entry that does not depend on it"));
         }
     }
     Ok(out)
 }
 
-pub(crate) fn expand(spec: &SpecFile, datasets: &BTreeMap<String, DatasetSpec>, loc: &Locator, code_version: &str) -> Result<Vec<RunConfig>, SpecError> {
+pub(crate) fn expand(
+    spec: &SpecFile,
+    datasets: &BTreeMap<String, DatasetSpec>,
+    loc: &Locator,
+    code_version: &str,
+) -> Result<Vec<RunConfig>, SpecError> {
     if spec.methods.is_empty() {
         return Err(loc.error("methods", "no method entries; nothing to run").with_hint("add one, for example `baseline: {method: ce}`"));
     }
@@ -305,7 +330,12 @@ pub(crate) fn expand(spec: &SpecFile, datasets: &BTreeMap<String, DatasetSpec>, 
             let origin_of = |field: &str, key: bool| run_origin(loc, entry_name, &sets, field, key);
             let mut merged = Mapping::new();
             merged.insert("method".into(), normalize_method(&entry.method));
-            for (section, base, over) in [("data", &spec.data, &entry.data), ("model", &spec.model, &entry.model), ("train", &spec.train, &entry.train), ("eval", &spec.eval, &entry.eval)] {
+            for (section, base, over) in [
+                ("data", &spec.data, &entry.data),
+                ("model", &spec.model, &entry.model),
+                ("train", &spec.train, &entry.train),
+                ("eval", &spec.eval, &entry.eval),
+            ] {
                 let v = over.as_ref().map_or_else(|| base.clone(), |o| merge(base, o));
                 merged.insert(section.into(), v);
             }
@@ -313,8 +343,7 @@ pub(crate) fn expand(spec: &SpecFile, datasets: &BTreeMap<String, DatasetSpec>, 
             for a in &sets {
                 set_path(&mut merged, &a.path, a.value.clone()).map_err(|m| loc.error(&a.grid_field, m))?;
             }
-            let settings: RunSettings = serde_path_to_error::deserialize(merged)
-                .map_err(|e| loc.serde_error("", e, &origin_of))?;
+            let settings: RunSettings = serde_path_to_error::deserialize(merged).map_err(|e| loc.serde_error("", e, &origin_of))?;
             if let Some((field, message, hint)) = validate::run_settings(&settings, datasets) {
                 let mut err = loc.error_at(origin_of(&field, false), &field, message);
                 err.hint = hint;
@@ -327,10 +356,7 @@ pub(crate) fn expand(spec: &SpecFile, datasets: &BTreeMap<String, DatasetSpec>, 
                 (None, Some(k)) => ClassSplit::draw(id_ds.classes, k, split_spec.seed),
                 (None, None) => unreachable!("validated: a split has classes or draw"),
             };
-            let parent = match &entry.init_from {
-                Some(p) => Some(by_point[&(p.clone(), pi)].clone()),
-                None => None,
-            };
+            let parent = entry.init_from.as_ref().map(|p| by_point[&(p.clone(), pi)].clone());
             let used: BTreeMap<String, DatasetSpec> = std::iter::once(&settings.data.id)
                 .chain(&settings.data.outliers)
                 .chain(&settings.data.ood)

@@ -75,7 +75,11 @@ pub fn parent(path: &str) -> Option<String> {
 
 /// Appends a map key to a path.
 pub fn child(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 enum Frame {

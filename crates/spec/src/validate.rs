@@ -19,13 +19,28 @@ pub(crate) fn run_settings(s: &RunSettings, datasets: &BTreeMap<String, DatasetS
     let checks: [(bool, &str, String, &str); 11] = [
         (t.epochs >= 1, "train.epochs", format!("must be at least 1, found {}", t.epochs), ""),
         (t.batch_size >= 1, "train.batch_size", "must be at least 1, found 0".into(), ""),
-        (o.lr > 0.0 && o.lr.is_finite(), "train.optimizer.lr", format!("learning rate must be a positive number, found {}", o.lr), "typical values for SGD are 0.001 to 0.1"),
+        (
+            o.lr > 0.0 && o.lr.is_finite(),
+            "train.optimizer.lr",
+            format!("learning rate must be a positive number, found {}", o.lr),
+            "typical values for SGD are 0.001 to 0.1",
+        ),
         ((0.0..1.0).contains(&o.momentum), "train.optimizer.momentum", format!("must be in [0, 1), found {}", o.momentum), ""),
         (o.weight_decay >= 0.0, "train.optimizer.weight_decay", format!("must be >= 0, found {}", o.weight_decay), ""),
-        (t.schedule.min_lr >= 0.0 && t.schedule.min_lr <= o.lr, "train.schedule.min_lr", format!("must be in [0, lr = {}], found {}", o.lr, t.schedule.min_lr), ""),
+        (
+            t.schedule.min_lr >= 0.0 && t.schedule.min_lr <= o.lr,
+            "train.schedule.min_lr",
+            format!("must be in [0, lr = {}], found {}", o.lr, t.schedule.min_lr),
+            "",
+        ),
         ((0.0..1.0).contains(&s.data.val_fraction), "data.val_fraction", format!("must be in [0, 1), found {}", s.data.val_fraction), ""),
         (s.data.normalize.std > 0.0, "data.normalize.std", format!("must be positive, found {}", s.data.normalize.std), ""),
-        (s.model.channels.len() == 3 && s.model.channels.iter().all(|&c| c >= 1), "model.channels", format!("the cnn needs 3 positive channel counts, found {:?}", s.model.channels), "for example [32, 64, 128]"),
+        (
+            s.model.channels.len() == 3 && s.model.channels.iter().all(|&c| c >= 1),
+            "model.channels",
+            format!("the cnn needs 3 positive channel counts, found {:?}", s.model.channels),
+            "for example [32, 64, 128]",
+        ),
         (!s.eval.scores.is_empty(), "eval.scores", "must name at least one score".into(), "msp, maxlogit, energy"),
         (s.eval.batch_size >= 1, "eval.batch_size", "must be at least 1".into(), ""),
     ];
@@ -54,7 +69,11 @@ fn dataset_refs(s: &RunSettings, datasets: &BTreeMap<String, DatasetSpec>) -> Op
         return Some(problem("data.id", format!("dataset `{}` needs both `train` and `test` files to be the ID dataset", d.id), ""));
     }
     if d.splits.is_empty() {
-        return Some(problem("data.splits", "must list at least one split".into(), "for example [{classes: [0, 1, 3, 5, 8, 9]}] or [{draw: 6, seed: 1}]"));
+        return Some(problem(
+            "data.splits",
+            "must list at least one split".into(),
+            "for example [{classes: [0, 1, 3, 5, 8, 9]}] or [{draw: 6, seed: 1}]",
+        ));
     }
     for (i, split) in d.splits.iter().enumerate() {
         if let Some(p) = split_problem(&format!("data.splits[{i}]"), split, id.classes) {
@@ -67,7 +86,11 @@ fn dataset_refs(s: &RunSettings, datasets: &BTreeMap<String, DatasetSpec>) -> Op
             return Some(problem("data.outliers", format!("dataset `{out}` has no `train` files to draw outliers from"), ""));
         }
         if d.ood.contains(out) || *out == d.id {
-            return Some(problem("data.outliers", format!("`{out}` is also a test set of this run; outliers must never come from a test set"), "use a separate auxiliary dataset"));
+            return Some(problem(
+                "data.outliers",
+                format!("`{out}` is also a test set of this run; outliers must never come from a test set"),
+                "use a separate auxiliary dataset",
+            ));
         }
     }
     for (i, name) in d.ood.iter().enumerate() {
@@ -77,7 +100,11 @@ fn dataset_refs(s: &RunSettings, datasets: &BTreeMap<String, DatasetSpec>) -> Op
             return Some(problem(&field, format!("dataset `{name}` has no `test` files to evaluate on"), ""));
         }
         if *name == d.id {
-            return Some(problem(&field, "the ID dataset cannot be a coarse OOD set; its held-out classes are the fine-grained OOD set already".into(), ""));
+            return Some(problem(
+                &field,
+                "the ID dataset cannot be a coarse OOD set; its held-out classes are the fine-grained OOD set already".into(),
+                "",
+            ));
         }
     }
     None
@@ -85,14 +112,22 @@ fn dataset_refs(s: &RunSettings, datasets: &BTreeMap<String, DatasetSpec>) -> Op
 
 fn split_problem(field: &str, s: &SplitSpec, classes: u32) -> Option<Problem> {
     match (&s.classes, s.draw) {
-        (Some(_), Some(_)) | (None, None) => Some(problem(field, "give exactly one of `classes` (a list) or `draw` (a count)".into(), "{classes: [0, 1, 3]} or {draw: 6, seed: 1}")),
+        (Some(_), Some(_)) | (None, None) => Some(problem(
+            field,
+            "give exactly one of `classes` (a list) or `draw` (a count)".into(),
+            "{classes: [0, 1, 3]} or {draw: 6, seed: 1}",
+        )),
         (Some(list), None) => {
             if list.is_empty() {
                 return Some(problem(&format!("{field}.classes"), "must list at least one class".into(), ""));
             }
             for (i, &c) in list.iter().enumerate() {
                 if c >= classes {
-                    return Some(problem(&format!("{field}.classes[{i}]"), format!("class {c} does not exist; the dataset has classes 0..{}", classes - 1), ""));
+                    return Some(problem(
+                        &format!("{field}.classes[{i}]"),
+                        format!("class {c} does not exist; the dataset has classes 0..{}", classes - 1),
+                        "",
+                    ));
                 }
                 if list[..i].contains(&c) {
                     return Some(problem(&format!("{field}.classes[{i}]"), format!("class {c} is listed twice"), ""));

@@ -183,7 +183,8 @@ fn entry_override_is_located_in_the_entry() {
 
 #[test]
 fn overrides_and_grid_axes_change_the_plan() {
-    let (_, res) = try_spec("  seeds: [0, 1]", "  seeds: [0]\n  axes:\n    methods.tuned.train.optimizer.lr: [0.1, 0.01]", &["grid.seeds=[3]"]);
+    let (_, res) =
+        try_spec("  seeds: [0, 1]", "  seeds: [0]\n  axes:\n    methods.tuned.train.optimizer.lr: [0.1, 0.01]", &["grid.seeds=[3]"]);
     let exp = res.unwrap();
     // The axis only scopes `tuned`: one shared baseline, two fine-tunes, all seed 3.
     assert_eq!(exp.runs.len(), 3);

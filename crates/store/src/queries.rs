@@ -127,7 +127,12 @@ impl Store {
                     .await?;
             }
             Event::Metric { name, value } => {
-                sqlx::query("INSERT OR REPLACE INTO run_metrics VALUES (?1, ?2, ?3)").bind(run_id).bind(name).bind(value).execute(&self.pool).await?;
+                sqlx::query("INSERT OR REPLACE INTO run_metrics VALUES (?1, ?2, ?3)")
+                    .bind(run_id)
+                    .bind(name)
+                    .bind(value)
+                    .execute(&self.pool)
+                    .await?;
             }
             Event::OodMetric { ood_set, score, auroc, fpr95, aupr_in, aupr_out, n_id, n_ood } => {
                 sqlx::query("INSERT OR REPLACE INTO ood_metrics VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
@@ -144,7 +149,12 @@ impl Store {
                     .await?;
             }
             Event::Artifact { kind, path } => {
-                sqlx::query("INSERT OR REPLACE INTO artifacts VALUES (?1, ?2, ?3)").bind(run_id).bind(kind).bind(path).execute(&self.pool).await?;
+                sqlx::query("INSERT OR REPLACE INTO artifacts VALUES (?1, ?2, ?3)")
+                    .bind(run_id)
+                    .bind(kind)
+                    .bind(path)
+                    .execute(&self.pool)
+                    .await?;
             }
             Event::Progress { .. } | Event::Finished { .. } | Event::Failed { .. } => {}
         }
@@ -212,9 +222,11 @@ impl Store {
 
     /// Epoch curve of a run.
     pub async fn epochs(&self, run_id: &str) -> R<Vec<EpochRow>> {
-        Ok(sqlx::query_as::<_, EpochRow>("SELECT epoch, train_loss, train_acc, val_acc, lr, seconds FROM epochs WHERE run_id = ?1 ORDER BY epoch")
-            .bind(run_id)
-            .fetch_all(&self.pool)
-            .await?)
+        Ok(sqlx::query_as::<_, EpochRow>(
+            "SELECT epoch, train_loss, train_acc, val_acc, lr, seconds FROM epochs WHERE run_id = ?1 ORDER BY epoch",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 }

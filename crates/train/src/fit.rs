@@ -77,7 +77,8 @@ fn train(req: &RunRequest, sets: &RunSets, model: &Cnn, varmap: &VarMap, device:
             }
             let grads = out.loss.backward().context("backward pass")?;
             sgd.step(&grads, lr).context("optimizer step")?;
-            let (z, k) = (out.id_logits.flatten_all().and_then(|z| z.to_vec1::<f32>()).context("reading logits")?, classes_of(&out.id_logits));
+            let (z, k) =
+                (out.id_logits.flatten_all().and_then(|z| z.to_vec1::<f32>()).context("reading logits")?, classes_of(&out.id_logits));
             let labels: Vec<u32> = chunk.iter().map(|&j| sets.train.labels[j]).collect();
             hits += predictions(&z, k).iter().zip(&labels).filter(|(p, l)| p == l).count();
             seen += chunk.len();
@@ -133,8 +134,11 @@ fn evaluate(req: &RunRequest, sets: &RunSets, model: &Cnn, device: &Device, sink
     for &score in &s.eval.scores {
         let id_scores = scores(&id_z, k, score);
         for (name, z, n) in &ood_logits {
-            let m = oodlab_metrics::ood_metrics(&id_scores, &scores(z, k, score))
-                .map_err(|source| TrainError::Metrics { set: name.clone(), score: score.name().into(), source })?;
+            let m = oodlab_metrics::ood_metrics(&id_scores, &scores(z, k, score)).map_err(|source| TrainError::Metrics {
+                set: name.clone(),
+                score: score.name().into(),
+                source,
+            })?;
             sink(Event::OodMetric {
                 ood_set: name.clone(),
                 score: score.name().into(),

@@ -13,7 +13,9 @@ fn read_scores(path: &Path) -> anyhow::Result<Vec<f64>> {
         if line.is_empty() {
             continue;
         }
-        let v: f64 = line.parse().map_err(|_| crate::invalid(format!("{}:{}: `{line}` is not a number; expected one score per line", path.display(), i + 1)))?;
+        let v: f64 = line
+            .parse()
+            .map_err(|_| crate::invalid(format!("{}:{}: `{line}` is not a number; expected one score per line", path.display(), i + 1)))?;
         out.push(v);
     }
     Ok(out)

@@ -51,7 +51,16 @@ pub async fn plan(home: &Path, args: PlanArgs) -> anyhow::Result<i32> {
     let mut t = Table::new(vec!["run_id", "entry", "method", "seed", "split", "depends_on", "status", "grid"]);
     for r in &rows {
         let grid = r.grid.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
-        t.push(vec![r.run_id.clone(), r.entry.clone(), r.method.clone(), r.seed.to_string(), r.split.to_string(), r.depends_on.clone().unwrap_or("-".into()), r.status.clone(), grid]);
+        t.push(vec![
+            r.run_id.clone(),
+            r.entry.clone(),
+            r.method.clone(),
+            r.seed.to_string(),
+            r.split.to_string(),
+            r.depends_on.clone().unwrap_or("-".into()),
+            r.status.clone(),
+            grid,
+        ]);
     }
     print!("{}", t.render(args.format));
     if args.format == Format::Table {

@@ -22,7 +22,9 @@ pub async fn results(home: &Path, args: ResultsArgs) -> anyhow::Result<i32> {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(0);
     }
-    let mut t = Table::new(vec!["run_id", "entry", "method", "seed", "split", "score", "ood_set", "id_acc", "auroc", "fpr95", "aupr_in", "aupr_out"]);
+    let mut t = Table::new(vec![
+        "run_id", "entry", "method", "seed", "split", "score", "ood_set", "id_acc", "auroc", "fpr95", "aupr_in", "aupr_out",
+    ]);
     for r in &rows {
         t.push(vec![
             r.run_id.clone(),

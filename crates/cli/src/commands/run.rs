@@ -44,7 +44,10 @@ pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<i32> {
     store.register(&exp.name, &exp.path.display().to_string(), &exp.resolved_yaml, &new_runs).await?;
 
     let config = SchedulerConfig {
-        worker: WorkerCommand { program: std::env::current_exe()?, args: vec!["--home".into(), home.display().to_string(), "worker".into()] },
+        worker: WorkerCommand {
+            program: std::env::current_exe()?,
+            args: vec!["--home".into(), home.display().to_string(), "worker".into()],
+        },
         slots: placement.slots,
         retries: placement.retries,
         grace: placement.grace,
@@ -52,7 +55,14 @@ pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<i32> {
         git_commit: settings::git_commit(&exp.path),
     };
     let slot_names: Vec<&str> = config.slots.iter().map(|s| s.name.as_str()).collect();
-    eprintln!("experiment `{}`: {} runs on {} slot(s) [{}], store {}", exp.name, planned.len(), slot_names.len(), slot_names.join(", "), settings::db_path(home).display());
+    eprintln!(
+        "experiment `{}`: {} runs on {} slot(s) [{}], store {}",
+        exp.name,
+        planned.len(),
+        slot_names.len(),
+        slot_names.join(", "),
+        settings::db_path(home).display()
+    );
     let progress = Progress::new();
     let summary = oodlab_sched::run_plan(&store, planned, &config, &progress, shutdown_signal()).await?;
     progress.finish();

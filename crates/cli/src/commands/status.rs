@@ -38,7 +38,14 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
         }
         let mut t = Table::new(vec!["epoch", "train_loss", "train_acc", "val_acc", "lr", "seconds"]);
         for e in epochs {
-            t.push(vec![e.epoch.to_string(), num(e.train_loss), num(e.train_acc), opt_num(e.val_acc), format!("{:.2e}", e.lr), format!("{:.1}", e.seconds)]);
+            t.push(vec![
+                e.epoch.to_string(),
+                num(e.train_loss),
+                num(e.train_acc),
+                opt_num(e.val_acc),
+                format!("{:.2e}", e.lr),
+                format!("{:.1}", e.seconds),
+            ]);
         }
         print!("{}", t.render(Format::Table));
         return Ok(0);
@@ -52,7 +59,15 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
         for name in &names {
             let rows = store.run_statuses(name).await?;
             let count = |s: RunStatus| rows.iter().filter(|r| r.status == s).count().to_string();
-            t.push(vec![name.clone(), rows.len().to_string(), count(RunStatus::Done), count(RunStatus::Running), count(RunStatus::Failed), count(RunStatus::Interrupted), count(RunStatus::Pending)]);
+            t.push(vec![
+                name.clone(),
+                rows.len().to_string(),
+                count(RunStatus::Done),
+                count(RunStatus::Running),
+                count(RunStatus::Failed),
+                count(RunStatus::Interrupted),
+                count(RunStatus::Pending),
+            ]);
         }
         print!("{}", t.render(args.format));
         return Ok(0);
@@ -67,7 +82,17 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
     }
     let mut t = Table::new(vec!["run_id", "entry", "method", "seed", "split", "status", "attempts", "slot", "failure"]);
     for r in rows {
-        t.push(vec![r.run_id, r.entry, r.method, r.seed.to_string(), r.split.to_string(), r.status.as_str().into(), r.attempts.to_string(), r.slot.unwrap_or("-".into()), r.failure.unwrap_or_default()]);
+        t.push(vec![
+            r.run_id,
+            r.entry,
+            r.method,
+            r.seed.to_string(),
+            r.split.to_string(),
+            r.status.as_str().into(),
+            r.attempts.to_string(),
+            r.slot.unwrap_or("-".into()),
+            r.failure.unwrap_or_default(),
+        ]);
     }
     print!("{}", t.render(args.format));
     Ok(0)

@@ -24,15 +24,19 @@ fn fail(reason: String) -> i32 {
 
 pub fn worker(args: WorkerArgs) -> i32 {
     let started = Instant::now();
-    let job: WorkerJob = match std::fs::read(&args.run).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
-        Ok(j) => j,
-        Err(e) => return fail(format!("cannot read the job file {}: {e}", args.run.display())),
-    };
+    let job: WorkerJob =
+        match std::fs::read(&args.run).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+            Ok(j) => j,
+            Err(e) => return fail(format!("cannot read the job file {}: {e}", args.run.display())),
+        };
     let config: RunConfig = match serde_json::from_value(job.config.clone()) {
         Ok(c) => c,
         Err(e) => return fail(format!("the job's run config does not match this oodlab version: {e}")),
     };
-    let threads = std::env::var(env::THREADS).ok().and_then(|t| t.parse().ok()).unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let threads = std::env::var(env::THREADS)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let visible = std::env::var(env::CUDA_VISIBLE_DEVICES).ok().filter(|v| !v.is_empty());
     // This build trains on CPU; a GPU given to it is noted so that the record says so.
     let device = match &visible {
