@@ -11,6 +11,7 @@
 
 mod error;
 mod locate;
+mod method;
 mod overrides;
 mod plan;
 mod position;
@@ -21,6 +22,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub use error::{did_you_mean, Origin, SpecError};
+pub use method::*;
 pub use plan::{RunConfig, RunId, SplitClasses};
 pub use position::Position;
 pub use types::*;

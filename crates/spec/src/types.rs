@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
+use crate::method::Method;
+
 /// The top level of an experiment file.
 ///
 /// `data`, `model`, `train` and `eval` stay YAML values here: each run merges them with its method
@@ -159,29 +161,6 @@ pub struct RunSettings {
     pub eval: EvalSettings,
 }
 
-/// The training method and its parameters. One variant per method (DESIGN.md, "The methods").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum Method {
-    /// Cross-entropy on the ID classes: the baseline.
-    Ce {},
-}
-
-impl Method {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Method::Ce {} => "ce",
-        }
-    }
-
-    /// Whether the method trains on auxiliary outliers.
-    pub fn uses_outliers(&self) -> bool {
-        match self {
-            Method::Ce {} => false,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSettings {
@@ -261,9 +240,35 @@ pub enum Arch {
 pub struct TrainSettings {
     pub epochs: u32,
     pub batch_size: usize,
+    /// Outliers per step for methods that use them; default `batch_size * outlier_ratio`.
+    pub outlier_batch_size: Option<usize>,
+    pub outlier_ratio: f64,
     pub optimizer: OptimizerSettings,
     pub schedule: ScheduleSettings,
     pub augment: AugmentSettings,
+    /// Which weights the run keeps and evaluates.
+    pub keep: Keep,
+}
+
+impl TrainSettings {
+    /// Outliers drawn for a step with `batch` ID images.
+    pub fn outliers_for(&self, batch: usize) -> usize {
+        let full = self.outlier_batch_size.unwrap_or_else(|| (self.batch_size as f64 * self.outlier_ratio).round() as usize);
+        if batch == self.batch_size {
+            full
+        } else {
+            ((batch * full) as f64 / self.batch_size as f64).round().max(1.0) as usize
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Keep {
+    /// The weights after the last epoch.
+    Last,
+    /// The weights of the epoch with the best validation accuracy (as MixOE's code keeps).
+    BestVal,
 }
 
 impl Default for TrainSettings {
@@ -271,9 +276,12 @@ impl Default for TrainSettings {
         TrainSettings {
             epochs: 8,
             batch_size: 128,
+            outlier_batch_size: None,
+            outlier_ratio: 1.0,
             optimizer: OptimizerSettings::default(),
             schedule: ScheduleSettings::default(),
             augment: AugmentSettings::default(),
+            keep: Keep::Last,
         }
     }
 }
@@ -283,21 +291,39 @@ impl Default for TrainSettings {
 pub struct OptimizerSettings {
     pub kind: OptimizerKind,
     pub lr: f64,
+    /// SGD only.
     pub momentum: f64,
+    /// SGD only.
     pub nesterov: bool,
+    /// SGD: L2 added to the gradient; AdamW: decoupled decay `p -= lr * weight_decay * p`.
     pub weight_decay: f64,
+    /// AdamW only.
+    pub betas: [f64; 2],
+    /// AdamW only.
+    pub eps: f64,
 }
 
 impl Default for OptimizerSettings {
     fn default() -> Self {
-        OptimizerSettings { kind: OptimizerKind::Sgd, lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 5e-4 }
+        OptimizerSettings {
+            kind: OptimizerKind::Sgd,
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: true,
+            weight_decay: 5e-4,
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+        }
     }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OptimizerKind {
+    /// SGD with momentum, Nesterov and L2 weight decay, as `torch.optim.SGD`.
     Sgd,
+    /// Adam with decoupled weight decay, as `torch.optim.AdamW`.
+    Adamw,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -306,11 +332,15 @@ pub struct ScheduleSettings {
     pub kind: ScheduleKind,
     /// The floor of the cosine schedule.
     pub min_lr: f64,
+    /// Step schedule: epochs between decays.
+    pub step_size: u32,
+    /// Step schedule: factor applied at each decay.
+    pub gamma: f64,
 }
 
 impl Default for ScheduleSettings {
     fn default() -> Self {
-        ScheduleSettings { kind: ScheduleKind::Cosine, min_lr: 1e-6 }
+        ScheduleSettings { kind: ScheduleKind::Cosine, min_lr: 1e-6, step_size: 30, gamma: 0.1 }
     }
 }
 
@@ -319,6 +349,8 @@ impl Default for ScheduleSettings {
 pub enum ScheduleKind {
     /// The learning rate stays at `lr`.
     Constant,
+    /// `lr * gamma^floor(epoch / step_size)`, as `torch.optim.lr_scheduler.StepLR`.
+    Step,
     /// Cosine from `lr` to `min_lr`, updated every step.
     Cosine,
 }

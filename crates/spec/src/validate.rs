@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::did_you_mean;
-use crate::types::{DatasetSpec, RunSettings, SplitSpec};
+use crate::types::{DatasetSpec, Keep, OptimizerKind, RunSettings, ScheduleKind, SplitSpec};
 
 /// A problem with one field: (field path relative to the run, message, hint).
 pub(crate) type Problem = (String, String, Option<String>);
@@ -47,10 +47,70 @@ pub(crate) fn run_settings(s: &RunSettings, datasets: &BTreeMap<String, DatasetS
     if let Some((_, field, msg, hint)) = checks.into_iter().find(|c| !c.0) {
         return Some(problem(field, msg, hint));
     }
+    if let Some((field, msg)) = s.method.problem() {
+        return Some(problem(&format!("method.{field}"), msg, ""));
+    }
+    if let Some(p) = training_problem(s) {
+        return Some(p);
+    }
     if s.data.train_limit == Some(0) {
         return Some(problem("data.train_limit", "must be at least 1 when given".into(), "remove it to use every image"));
     }
     dataset_refs(s, datasets)
+}
+
+fn training_problem(s: &RunSettings) -> Option<Problem> {
+    let t = &s.train;
+    let o = &t.optimizer;
+    let method = s.method.name();
+    if s.method.uses_outliers() && s.data.outliers.is_none() {
+        return Some(problem(
+            "data.outliers",
+            format!("method `{method}` trains on auxiliary outliers, but no outlier dataset is named"),
+            "name a dataset with `train` files, for example `outliers: animal`",
+        ));
+    }
+    let n_out = t.outliers_for(t.batch_size);
+    if s.method.uses_outliers() && n_out == 0 {
+        return Some(problem(
+            "train.outlier_ratio",
+            "gives 0 outliers per step".into(),
+            "use a larger ratio or set train.outlier_batch_size",
+        ));
+    }
+    if s.method.mixes() && n_out != t.batch_size {
+        let field = if t.outlier_batch_size.is_some() { "train.outlier_batch_size" } else { "train.outlier_ratio" };
+        return Some(problem(field, format!("method `{method}` mixes ID and outlier images pairwise, so it needs as many outliers as ID images per step ({}), not {n_out}", t.batch_size), "remove the setting, or use oe / energy-oe for other ratios"));
+    }
+    if !(t.outlier_ratio > 0.0 && t.outlier_ratio.is_finite()) {
+        return Some(problem("train.outlier_ratio", format!("must be positive, found {}", t.outlier_ratio), ""));
+    }
+    if t.keep == Keep::BestVal && s.data.val_fraction == 0.0 {
+        return Some(problem(
+            "train.keep",
+            "`best-val` needs a validation set, but data.val_fraction is 0".into(),
+            "set data.val_fraction, for example 0.1, or keep `last`",
+        ));
+    }
+    if o.kind == OptimizerKind::Adamw {
+        for (i, b) in o.betas.iter().enumerate() {
+            if !(0.0..1.0).contains(b) {
+                return Some(problem(&format!("train.optimizer.betas[{i}]"), format!("must be in [0, 1), found {b}"), ""));
+            }
+        }
+        if !(o.eps > 0.0) {
+            return Some(problem("train.optimizer.eps", format!("must be positive, found {}", o.eps), ""));
+        }
+    }
+    if t.schedule.kind == ScheduleKind::Step {
+        if t.schedule.step_size == 0 {
+            return Some(problem("train.schedule.step_size", "must be at least 1 epoch".into(), ""));
+        }
+        if !(t.schedule.gamma > 0.0 && t.schedule.gamma <= 1.0) {
+            return Some(problem("train.schedule.gamma", format!("must be in (0, 1], found {}", t.schedule.gamma), ""));
+        }
+    }
+    None
 }
 
 fn unknown_dataset(field: &str, name: &str, datasets: &BTreeMap<String, DatasetSpec>) -> Problem {

@@ -6,14 +6,15 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use oodlab_protocol::Event;
+use oodlab_spec::Keep;
 use rand::seq::SliceRandom;
 
 use crate::evaluate::{logits, predictions, scores};
 use crate::inputs::{batch_tensor, coin, label_tensor};
 use crate::methods::{step_loss, Batch};
 use crate::model::{init_seeded, Cnn};
-use crate::optim::{learning_rate, Sgd};
-use crate::sets::{load_sets, RunSets};
+use crate::optim::{learning_rate, Optimizer};
+use crate::sets::{load_sets, OutlierStream, RunSets};
 use crate::{Context, RunRequest, Sink, TrainError};
 
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
@@ -51,13 +52,19 @@ pub fn run(req: &RunRequest, sink: Sink) -> Result<(), TrainError> {
 fn train(req: &RunRequest, sets: &RunSets, model: &Cnn, varmap: &VarMap, device: &Device, sink: Sink) -> Result<(), TrainError> {
     let s = &req.config.settings;
     let t = &s.train;
-    let mut sgd = Sgd::new(varmap.all_vars(), &t.optimizer);
+    let seed = req.config.seed;
+    let classes = req.config.classes.id_classes.len();
+    let mut optimizer = Optimizer::new(varmap.all_vars(), &t.optimizer);
     let n = sets.train.len();
     // A last batch of one image would break batch-norm's variance; it is dropped.
     let steps_per_epoch = n / t.batch_size + usize::from(n % t.batch_size > 1);
     let total = steps_per_epoch * t.epochs as usize;
-    let mut order_rng = oodlab_data::order::rng(req.config.seed, "batch-order");
-    let mut flip_rng = oodlab_data::order::rng(req.config.seed, "augment");
+    let mut order_rng = oodlab_data::order::rng(seed, "batch-order");
+    let mut flip_rng = oodlab_data::order::rng(seed, "augment");
+    let mut outlier_flip_rng = oodlab_data::order::rng(seed, "outlier-augment");
+    let mut mix_rng = oodlab_data::order::rng(seed, "mixing");
+    let mut outlier_stream = sets.outliers.as_ref().map(|o| OutlierStream::new(o.len(), seed));
+    let mut best: Option<(f64, u32, Vec<Tensor>)> = None;
     let mut step = 0;
     for epoch in 1..=t.epochs {
         let started = Instant::now();
@@ -66,21 +73,29 @@ fn train(req: &RunRequest, sets: &RunSets, model: &Cnn, varmap: &VarMap, device:
         let (mut loss_sum, mut hits, mut seen) = (0.0f64, 0usize, 0usize);
         let mut lr = t.optimizer.lr;
         for (i, chunk) in order.chunks(t.batch_size).take(steps_per_epoch).enumerate() {
-            lr = learning_rate(&t.optimizer, &t.schedule, step, total);
-            let mut flip = if t.augment.hflip { Box::new(coin(&mut flip_rng)) as Box<dyn FnMut() -> bool> } else { Box::new(|| false) };
-            let images = batch_tensor(&sets.train, chunk, s.data.normalize, &mut *flip, device).context("building a batch")?;
+            lr = learning_rate(&t.optimizer, &t.schedule, step, total, steps_per_epoch);
+            let images = batch_tensor(&sets.train, chunk, s.data.normalize, &mut flipper(t.augment.hflip, &mut flip_rng), device)
+                .context("building a batch")?;
             let labels = label_tensor(&sets.train, chunk, device).context("building a batch")?;
-            let out = step_loss(&s.method, model, &Batch { images: &images, labels: &labels }).context("forward pass")?;
+            let outliers = match (&sets.outliers, outlier_stream.as_mut()) {
+                (Some(pool), Some(stream)) => {
+                    let idx = stream.next(t.outliers_for(chunk.len()));
+                    let mut flip = flipper(t.augment.hflip, &mut outlier_flip_rng);
+                    Some(batch_tensor(pool, &idx, s.data.normalize, &mut flip, device).context("building an outlier batch")?)
+                }
+                _ => None,
+            };
+            let batch = Batch { images: &images, labels: &labels, outliers: outliers.as_ref(), classes };
+            let out = step_loss(&s.method, model, &batch, &mut mix_rng).context("forward pass")?;
             let loss = out.loss.to_scalar::<f32>().context("reading the loss")?;
             if !loss.is_finite() {
                 return Err(TrainError::Diverged { epoch, step: i + 1, loss });
             }
             let grads = out.loss.backward().context("backward pass")?;
-            sgd.step(&grads, lr).context("optimizer step")?;
-            let (z, k) =
-                (out.id_logits.flatten_all().and_then(|z| z.to_vec1::<f32>()).context("reading logits")?, classes_of(&out.id_logits));
+            optimizer.step(&grads, lr).context("optimizer step")?;
+            let z = out.id_logits.flatten_all().and_then(|z| z.to_vec1::<f32>()).context("reading logits")?;
             let labels: Vec<u32> = chunk.iter().map(|&j| sets.train.labels[j]).collect();
-            hits += predictions(&z, k).iter().zip(&labels).filter(|(p, l)| p == l).count();
+            hits += predictions(&z, classes).iter().zip(&labels).filter(|(p, l)| p == l).count();
             seen += chunk.len();
             loss_sum += loss as f64 * chunk.len() as f64;
             step += 1;
@@ -89,6 +104,13 @@ fn train(req: &RunRequest, sets: &RunSets, model: &Cnn, varmap: &VarMap, device:
             }
         }
         let val_acc = if sets.val.is_empty() { None } else { Some(accuracy(model, &sets.val, req, device)?) };
+        if t.keep == Keep::BestVal {
+            let acc = val_acc.expect("validated: best-val needs a validation set");
+            // Ties keep the earlier epoch, as MixOE's `>` comparison does.
+            if best.as_ref().is_none_or(|(b, _, _)| acc > *b) {
+                best = Some((acc, epoch, snapshot(varmap).context("keeping the best weights")?));
+            }
+        }
         sink(Event::Epoch {
             epoch,
             train_loss: loss_sum / seen.max(1) as f64,
@@ -98,11 +120,32 @@ fn train(req: &RunRequest, sets: &RunSets, model: &Cnn, varmap: &VarMap, device:
             seconds: started.elapsed().as_secs_f64(),
         });
     }
+    if let Some((acc, epoch, weights)) = best {
+        restore(varmap, &weights).context("restoring the best weights")?;
+        sink(Event::Metric { name: "best_epoch".into(), value: epoch as f64 });
+        sink(Event::Metric { name: "best_val_acc".into(), value: acc });
+    }
     Ok(())
 }
 
-fn classes_of(logits: &Tensor) -> usize {
-    logits.dims().last().copied().unwrap_or(1)
+fn flipper<'a>(on: bool, rng: &'a mut rand_chacha::ChaCha8Rng) -> Box<dyn FnMut() -> bool + 'a> {
+    if on {
+        Box::new(coin(rng))
+    } else {
+        Box::new(|| false)
+    }
+}
+
+/// Copies of every variable, in `all_vars` order (batch-norm statistics included).
+fn snapshot(varmap: &VarMap) -> candle_core::Result<Vec<Tensor>> {
+    varmap.all_vars().iter().map(|v| v.as_tensor().copy()).collect()
+}
+
+fn restore(varmap: &VarMap, weights: &[Tensor]) -> candle_core::Result<()> {
+    for (v, w) in varmap.all_vars().iter().zip(weights) {
+        v.set(w)?;
+    }
+    Ok(())
 }
 
 fn accuracy(model: &Cnn, set: &oodlab_data::ImageSet, req: &RunRequest, device: &Device) -> Result<f64, TrainError> {

@@ -34,7 +34,7 @@ pub fn label_tensor(set: &ImageSet, indices: &[usize], device: &Device) -> Resul
 
 /// A flip decision with probability 1/2 from `rng`.
 pub fn coin<R: Rng>(rng: &mut R) -> impl FnMut() -> bool + '_ {
-    move || rng.gen_bool(0.5)
+    move || rng.random_bool(0.5)
 }
 
 #[cfg(test)]

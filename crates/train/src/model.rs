@@ -57,7 +57,7 @@ pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<()> {
         let fan_in: usize = weight.dims()[1..].iter().product();
         let bound = 1.0 / (fan_in as f64).sqrt();
         let var = &data[name];
-        let values: Vec<f32> = (0..var.elem_count()).map(|_| rng.gen_range(-bound..bound) as f32).collect();
+        let values: Vec<f32> = (0..var.elem_count()).map(|_| rng.random_range(-bound..bound) as f32).collect();
         var.set(&Tensor::from_vec(values, var.shape(), var.device())?.to_dtype(DType::F32)?)?;
     }
     Ok(())

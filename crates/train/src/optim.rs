@@ -1,7 +1,66 @@
-//! SGD with momentum, Nesterov and weight decay (PyTorch's semantics), and learning-rate schedules.
+//! Optimizers with PyTorch's semantics (SGD with momentum, Nesterov and weight decay; AdamW) and
+//! learning-rate schedules.
 
 use candle_core::{backprop::GradStore, Result, Tensor, Var};
-use oodlab_spec::{OptimizerSettings, ScheduleKind, ScheduleSettings};
+use oodlab_spec::{OptimizerKind, OptimizerSettings, ScheduleKind, ScheduleSettings};
+
+/// The optimizer a run's settings ask for.
+pub enum Optimizer {
+    Sgd(Sgd),
+    AdamW(AdamW),
+}
+
+impl Optimizer {
+    pub fn new(vars: Vec<Var>, s: &OptimizerSettings) -> Optimizer {
+        match s.kind {
+            OptimizerKind::Sgd => Optimizer::Sgd(Sgd::new(vars, s)),
+            OptimizerKind::Adamw => Optimizer::AdamW(AdamW::new(vars, s)),
+        }
+    }
+
+    pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        match self {
+            Optimizer::Sgd(o) => o.step(grads, lr),
+            Optimizer::AdamW(o) => o.step(grads, lr),
+        }
+    }
+}
+
+/// AdamW as `torch.optim.AdamW`: `p -= lr wd p`, then the bias-corrected Adam update.
+pub struct AdamW {
+    vars: Vec<Var>,
+    moments: Vec<Option<(Tensor, Tensor)>>,
+    steps: i32,
+    betas: [f64; 2],
+    eps: f64,
+    weight_decay: f64,
+}
+
+impl AdamW {
+    pub fn new(vars: Vec<Var>, s: &OptimizerSettings) -> AdamW {
+        let n = vars.len();
+        AdamW { vars, moments: vec![None; n], steps: 0, betas: s.betas, eps: s.eps, weight_decay: s.weight_decay }
+    }
+
+    pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        self.steps += 1;
+        let [b1, b2] = self.betas;
+        let (c1, c2) = (1.0 - b1.powi(self.steps), 1.0 - b2.powi(self.steps));
+        for (var, moment) in self.vars.iter().zip(&mut self.moments) {
+            let Some(grad) = grads.get(var) else { continue };
+            let g = grad.detach();
+            let p = (var.as_detached_tensor() * (1.0 - lr * self.weight_decay))?;
+            let (m, v) = match moment.take() {
+                None => ((&g * (1.0 - b1))?, (g.sqr()? * (1.0 - b2))?),
+                Some((m, v)) => (((m * b1)? + (&g * (1.0 - b1))?)?, ((v * b2)? + (g.sqr()? * (1.0 - b2))?)?),
+            };
+            let update = ((&m / c1)? / ((&v / c2)?.sqrt()? + self.eps)?)?;
+            var.set(&(p - (update * lr)?)?)?;
+            *moment = Some((m, v));
+        }
+        Ok(())
+    }
+}
 
 pub struct Sgd {
     vars: Vec<Var>,
@@ -41,10 +100,14 @@ impl Sgd {
     }
 }
 
-/// The learning rate at `step` of `total` steps.
-pub fn learning_rate(opt: &OptimizerSettings, sched: &ScheduleSettings, step: usize, total: usize) -> f64 {
+/// The learning rate at `step` (0-based) of `total` steps, `steps_per_epoch` to an epoch.
+pub fn learning_rate(opt: &OptimizerSettings, sched: &ScheduleSettings, step: usize, total: usize, steps_per_epoch: usize) -> f64 {
     match sched.kind {
         ScheduleKind::Constant => opt.lr,
+        ScheduleKind::Step => {
+            let epoch = step / steps_per_epoch.max(1);
+            opt.lr * sched.gamma.powi((epoch / sched.step_size as usize) as i32)
+        }
         ScheduleKind::Cosine => {
             let t = step as f64 / total.max(1) as f64;
             sched.min_lr + (opt.lr - sched.min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
@@ -60,10 +123,41 @@ mod tests {
     #[test]
     fn cosine_runs_from_lr_to_the_floor() {
         let opt = OptimizerSettings { lr: 0.1, ..Default::default() };
-        let sched = ScheduleSettings { kind: ScheduleKind::Cosine, min_lr: 0.0 };
-        assert_eq!(learning_rate(&opt, &sched, 0, 10), 0.1);
-        assert!((learning_rate(&opt, &sched, 5, 10) - 0.05).abs() < 1e-12);
-        assert!(learning_rate(&opt, &sched, 10, 10).abs() < 1e-12);
+        let sched = ScheduleSettings { kind: ScheduleKind::Cosine, min_lr: 0.0, ..Default::default() };
+        assert_eq!(learning_rate(&opt, &sched, 0, 10, 5), 0.1);
+        assert!((learning_rate(&opt, &sched, 5, 10, 5) - 0.05).abs() < 1e-12);
+        assert!(learning_rate(&opt, &sched, 10, 10, 5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn step_schedule_decays_every_step_size_epochs() {
+        let opt = OptimizerSettings { lr: 0.1, ..Default::default() };
+        let sched = ScheduleSettings { kind: ScheduleKind::Step, step_size: 2, gamma: 0.5, ..Default::default() };
+        // 10 steps per epoch: epochs 0-1 at 0.1, 2-3 at 0.05, 4 at 0.025.
+        let lrs: Vec<f64> = [0, 19, 20, 39, 40].iter().map(|&s| learning_rate(&opt, &sched, s, 50, 10)).collect();
+        assert_eq!(lrs, vec![0.1, 0.1, 0.05, 0.05, 0.025]);
+    }
+
+    #[test]
+    fn matches_pytorch_adamw_by_hand() {
+        // p0 = 1, loss p^2/2 so grad = p; lr 0.1, betas (0.9, 0.999), eps 1e-8, wd 0.1. The update
+        // of torch.optim.AdamW, written out:
+        // step 1: p = 0.99 p0 = 0.99; m = 0.1 g, v = 0.001 g^2 with g = 1; mhat = 1, vhat = 1;
+        //         p1 = 0.99 - 0.1 * 1 / (1 + 1e-8)
+        let p1 = 0.99 - 0.1 / (1.0 + 1e-8);
+        // step 2: g = p1; p = 0.99 p1; m = 0.9 * 0.1 + 0.1 g; v = 0.999 * 0.001 + 0.001 g^2;
+        //         mhat = m / (1 - 0.81), vhat = v / (1 - 0.998001)
+        let (m, v): (f64, f64) = (0.09 + 0.1 * p1, 0.000999 + 0.001 * p1 * p1);
+        let p2 = 0.99 * p1 - 0.1 * (m / 0.19) / ((v / 0.001999).sqrt() + 1e-8);
+        let var = Var::new(&[1.0f64], &Device::Cpu).unwrap();
+        let s = OptimizerSettings { kind: OptimizerKind::Adamw, lr: 0.1, weight_decay: 0.1, ..Default::default() };
+        let mut opt = Optimizer::new(vec![var.clone()], &s);
+        for want in [p1, p2] {
+            let loss = (var.as_tensor().sqr().unwrap() * 0.5).unwrap().sum_all().unwrap();
+            opt.step(&loss.backward().unwrap(), 0.1).unwrap();
+            let got = var.as_tensor().to_vec1::<f64>().unwrap()[0];
+            assert!((got - want).abs() < 1e-12, "got {got}, want {want}");
+        }
     }
 
     #[test]

@@ -15,6 +15,36 @@ pub struct RunSets {
     pub id_test: ImageSet,
     /// (name, images) of every OOD set: the held-out classes first, then coarse sets.
     pub ood: Vec<(String, ImageSet)>,
+    /// Auxiliary outliers (training images of `data.outliers`) for methods that use them.
+    pub outliers: Option<ImageSet>,
+}
+
+/// An endless, seeded stream of outlier indices that reshuffles each time it runs out.
+pub struct OutlierStream {
+    order: Vec<usize>,
+    pos: usize,
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+impl OutlierStream {
+    pub fn new(len: usize, seed: u64) -> OutlierStream {
+        OutlierStream { order: (0..len).collect(), pos: len, rng: order::rng(seed, "outlier-order") }
+    }
+
+    pub fn next(&mut self, n: usize) -> Vec<usize> {
+        use rand::seq::SliceRandom;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            if self.pos == self.order.len() {
+                self.order.shuffle(&mut self.rng);
+                self.pos = 0;
+            }
+            let take = (n - out.len()).min(self.order.len() - self.pos);
+            out.extend_from_slice(&self.order[self.pos..self.pos + take]);
+            self.pos += take;
+        }
+        out
+    }
 }
 
 fn load(pair: &FilePair) -> Result<ImageSet, TrainError> {
@@ -43,11 +73,36 @@ pub fn load_sets(cfg: &RunConfig) -> Result<RunSets, TrainError> {
     for name in &d.ood {
         ood.push((name.clone(), load(part(cfg, name, false)?)?));
     }
-    let sets = RunSets { train: train_all.select(&train_idx), val: train_all.select(&val_idx), id_test: split.id_subset(&test), ood };
+    let outliers = match (&d.outliers, cfg.settings.method.uses_outliers()) {
+        (Some(name), true) => Some(load(part(cfg, name, true)?)?),
+        _ => None,
+    };
+    let sets =
+        RunSets { train: train_all.select(&train_idx), val: train_all.select(&val_idx), id_test: split.id_subset(&test), ood, outliers };
+    if sets.outliers.as_ref().is_some_and(|o| o.is_empty()) {
+        return Err(TrainError::Setup("the outlier set is empty".into()));
+    }
     for (name, set) in [("ID training", &sets.train), ("ID test", &sets.id_test)] {
         if set.is_empty() {
             return Err(TrainError::Setup(format!("the {name} set of this split is empty")));
         }
     }
     Ok(sets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outlier_stream_covers_the_pool_before_repeating() {
+        let mut s = OutlierStream::new(5, 1);
+        let mut first: Vec<usize> = s.next(3).into_iter().chain(s.next(2)).collect();
+        first.sort_unstable();
+        assert_eq!(first, vec![0, 1, 2, 3, 4]);
+        assert_eq!(s.next(7).len(), 7);
+        let mut a = OutlierStream::new(50, 9);
+        let mut b = OutlierStream::new(50, 9);
+        assert_eq!(a.next(80), b.next(80));
+    }
 }

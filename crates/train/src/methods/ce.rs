@@ -3,10 +3,10 @@
 use candle_core::Result;
 use candle_nn::ModuleT;
 
+use super::losses::ce;
 use super::{Batch, StepLoss};
 
-pub fn loss(model: &dyn ModuleT, batch: &Batch) -> Result<StepLoss> {
+pub fn step(model: &dyn ModuleT, batch: &Batch) -> Result<StepLoss> {
     let logits = model.forward_t(batch.images, true)?;
-    let loss = candle_nn::loss::cross_entropy(&logits, batch.labels)?;
-    Ok(StepLoss { loss, id_logits: logits })
+    Ok(StepLoss { loss: ce(&logits, batch.labels)?, id_logits: logits })
 }

@@ -1,0 +1,192 @@
+//! Training methods and their parameters, with the defaults of DESIGN.md ("The methods").
+//! One variant per method; the train crate has one file per variant.
+
+use serde::{Deserialize, Serialize};
+
+/// The training method of a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Method {
+    /// Cross-entropy on the ID classes: the baseline.
+    Ce {},
+    /// Outlier Exposure: `CE + weight * SoftCE(f(x_out), U)`.
+    Oe {
+        #[serde(default = "oe_weight")]
+        weight: f64,
+    },
+    /// Energy-bounded OE: `CE + weight * (mean relu(E_in - m_in)^2 + mean relu(m_out - E_out)^2)`.
+    EnergyOe {
+        #[serde(default = "energy_weight")]
+        weight: f64,
+        #[serde(default = "m_in")]
+        m_in: f64,
+        #[serde(default = "m_out")]
+        m_out: f64,
+    },
+    /// Mixture Outlier Exposure: `CE + weight * SoftCE(f(x_mix), lam onehot(y) + (1 - lam) U)`.
+    Mixoe {
+        #[serde(default)]
+        mix: Mix,
+        /// Beta(alpha, alpha) for lambda; default 1 for mixup, 2 for cutmix.
+        #[serde(default)]
+        alpha: Option<f64>,
+        #[serde(default = "mix_weight")]
+        weight: f64,
+    },
+    /// Logit-space mixing: `CE + weight * SoftCE(z_lmix, t) + c * D(f(x_mix), z_lmix)`, with
+    /// `z_lmix = lam f(x_in) + (1 - lam) f(x_out)`.
+    Lmoe {
+        /// The input-space mix compared with the logit mix.
+        #[serde(default)]
+        mix: Mix,
+        #[serde(default)]
+        alpha: Option<f64>,
+        /// Weight of `SoftCE(z_lmix, t)` (and of the input-mix term when it is on).
+        #[serde(default = "mix_weight")]
+        weight: f64,
+        #[serde(default)]
+        consistency: Consistency,
+        /// Also keep MixOE's `SoftCE(f(x_mix), t)` term.
+        #[serde(default, alias = "input-mix-ce")]
+        input_mix_ce: bool,
+        /// One lambda per batch (as MixOE) or one per sample.
+        #[serde(default, alias = "lam-per")]
+        lam_per: LamPer,
+    },
+}
+
+/// LMOE's consistency term `c * D(f(x_mix), z_lmix)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Consistency {
+    pub loss: ConsistencyLoss,
+    /// The weight `c`.
+    pub weight: f64,
+    /// Which side is a fixed target (no gradient flows into it through D).
+    pub detach: Detach,
+}
+
+impl Default for Consistency {
+    fn default() -> Self {
+        Consistency { loss: ConsistencyLoss::Mse, weight: 1.0, detach: Detach::LogitMix }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsistencyLoss {
+    /// Mean squared difference of the logits.
+    Mse,
+    /// KL(softmax(target) || softmax(other)), averaged over the batch.
+    Kl,
+    /// No consistency term.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Detach {
+    /// The logit mix is the fixed target; gradients reach the network through `f(x_mix)`.
+    LogitMix,
+    /// The input mix is the fixed target; gradients reach it through `f(x_in)`, `f(x_out)`.
+    InputMix,
+    /// Gradients flow into both sides.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mix {
+    /// `x_mix = lam x_in + (1 - lam) x_out`.
+    #[default]
+    Mixup,
+    /// A box of `x_out` with area `1 - lam` pasted into `x_in`; lam becomes the exact kept share.
+    Cutmix,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LamPer {
+    #[default]
+    Batch,
+    Sample,
+}
+
+fn oe_weight() -> f64 {
+    0.5
+}
+fn energy_weight() -> f64 {
+    0.1
+}
+fn m_in() -> f64 {
+    -13.0
+}
+fn m_out() -> f64 {
+    -6.0
+}
+fn mix_weight() -> f64 {
+    5.0
+}
+
+impl Mix {
+    /// DESIGN.md's Beta parameter for this mix: 1 for mixup, 2 for cutmix.
+    pub fn default_alpha(self) -> f64 {
+        match self {
+            Mix::Mixup => 1.0,
+            Mix::Cutmix => 2.0,
+        }
+    }
+}
+
+impl Method {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Ce {} => "ce",
+            Method::Oe { .. } => "oe",
+            Method::EnergyOe { .. } => "energy-oe",
+            Method::Mixoe { .. } => "mixoe",
+            Method::Lmoe { .. } => "lmoe",
+        }
+    }
+
+    /// Whether the method trains on auxiliary outliers.
+    pub fn uses_outliers(&self) -> bool {
+        !matches!(self, Method::Ce {})
+    }
+
+    /// Whether it mixes ID and outlier images pairwise (outlier batches must match ID batches).
+    pub fn mixes(&self) -> bool {
+        matches!(self, Method::Mixoe { .. } | Method::Lmoe { .. })
+    }
+
+    /// The method with defaults that depend on other fields filled in, so that equal methods
+    /// serialize (and hash) equally.
+    pub fn resolved(mut self) -> Method {
+        if let Method::Mixoe { mix, alpha, .. } | Method::Lmoe { mix, alpha, .. } = &mut self {
+            alpha.get_or_insert(mix.default_alpha());
+        }
+        self
+    }
+
+    /// Problems with the parameters: (field below `method`, message).
+    pub fn problem(&self) -> Option<(String, String)> {
+        let positive = |field: &str, v: f64| {
+            (!(v > 0.0 && v.is_finite())).then(|| (field.to_string(), format!("must be a positive number, found {v}")))
+        };
+        let non_negative =
+            |field: &str, v: f64| (!(v >= 0.0 && v.is_finite())).then(|| (field.to_string(), format!("must be >= 0, found {v}")));
+        match self {
+            Method::Ce {} => None,
+            Method::Oe { weight } => non_negative("weight", *weight),
+            Method::EnergyOe { weight, m_in, m_out } => non_negative("weight", *weight).or_else(|| {
+                (m_in >= m_out)
+                    .then(|| ("m_in".to_string(), format!("the ID margin m_in ({m_in}) must be below the OOD margin m_out ({m_out})")))
+            }),
+            Method::Mixoe { alpha, weight, .. } => alpha.and_then(|a| positive("alpha", a)).or_else(|| non_negative("weight", *weight)),
+            Method::Lmoe { alpha, weight, consistency, .. } => alpha
+                .and_then(|a| positive("alpha", a))
+                .or_else(|| non_negative("weight", *weight))
+                .or_else(|| non_negative("consistency.weight", consistency.weight)),
+        }
+    }
+}

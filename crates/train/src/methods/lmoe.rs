@@ -1,0 +1,107 @@
+//! `lmoe`, logit-space mixing: `z_lmix = lam f(x_in) + (1 - lam) f(x_out)`,
+//! loss `CE(f(x_in), y) + w SoftCE(z_lmix, t) [+ w SoftCE(f(x_mix), t)] + c D(f(x_mix), z_lmix)`,
+//! with `t = lam onehot(y) + (1 - lam) U` and `x_mix` the input-space mix. Every choice the paper's
+//! abstract leaves open is a switch (docs/methods.md).
+
+use candle_core::{Result, Tensor, D};
+use candle_nn::ModuleT;
+use oodlab_spec::{Consistency, ConsistencyLoss, Detach, LamPer, Method, Mix};
+use rand_chacha::ChaCha8Rng;
+
+use super::losses::{ce, lam_column, lerp, mix_targets, soft_ce};
+use super::mixing::{draw_lambdas, mix_inputs};
+use super::{forward_joint, Batch, StepLoss};
+
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub mix: Mix,
+    pub alpha: f64,
+    pub weight: f64,
+    pub consistency: Consistency,
+    pub input_mix_ce: bool,
+    pub lam_per: LamPer,
+}
+
+impl Params {
+    pub fn from_method(m: &Method) -> Params {
+        match m {
+            Method::Lmoe { mix, alpha, weight, consistency, input_mix_ce, lam_per } => Params {
+                mix: *mix,
+                alpha: alpha.unwrap_or(mix.default_alpha()),
+                weight: *weight,
+                consistency: consistency.clone(),
+                input_mix_ce: *input_mix_ce,
+                lam_per: *lam_per,
+            },
+            other => panic!("lmoe parameters asked of method {}", other.name()),
+        }
+    }
+
+    /// Whether the input-space mix is used at all.
+    fn needs_input_mix(&self) -> bool {
+        self.input_mix_ce || self.consistency.loss != ConsistencyLoss::None
+    }
+}
+
+/// `D(z_xmix, z_lmix)` with the configured detach side. MSE: mean squared difference over all
+/// logits. KL: `KL(softmax(target) || softmax(other))` per sample, batch mean, where the target is
+/// the detached side (the logit mix when nothing is detached).
+pub fn consistency(z_xmix: &Tensor, z_lmix: &Tensor, c: &Consistency) -> Result<Option<Tensor>> {
+    let (x, l) = match c.detach {
+        Detach::LogitMix => (z_xmix.clone(), z_lmix.detach()),
+        Detach::InputMix => (z_xmix.detach(), z_lmix.clone()),
+        Detach::None => (z_xmix.clone(), z_lmix.clone()),
+    };
+    let d = match c.loss {
+        ConsistencyLoss::None => return Ok(None),
+        ConsistencyLoss::Mse => (x - l)?.sqr()?.mean_all()?,
+        ConsistencyLoss::Kl => {
+            let (target, other) = if c.detach == Detach::InputMix { (x, l) } else { (l, x) };
+            let log_t = candle_nn::ops::log_softmax(&target, D::Minus1)?;
+            let log_o = candle_nn::ops::log_softmax(&other, D::Minus1)?;
+            (log_t.exp()? * (log_t - log_o)?)?.sum(D::Minus1)?.mean(0)?
+        }
+    };
+    Ok(Some((d * c.weight)?))
+}
+
+/// The loss from logits; `lam` is `(b, 1)`; `z_xmix` is needed when the consistency term or the
+/// input-mix term is on.
+pub fn loss(
+    z_in: &Tensor,
+    z_out: &Tensor,
+    z_xmix: Option<&Tensor>,
+    y: &Tensor,
+    lam: &Tensor,
+    p: &Params,
+    classes: usize,
+) -> Result<Tensor> {
+    let z_lmix = lerp(z_in, z_out, lam)?;
+    let t = mix_targets(y, lam, classes)?;
+    let mut total = (ce(z_in, y)? + (soft_ce(&z_lmix, &t)? * p.weight)?)?;
+    if p.needs_input_mix() {
+        let z_xmix = z_xmix.ok_or_else(|| candle_core::Error::Msg("lmoe needs the input-mix logits".into()))?;
+        if p.input_mix_ce {
+            total = (total + (soft_ce(z_xmix, &t)? * p.weight)?)?;
+        }
+        if let Some(d) = consistency(z_xmix, &z_lmix, &p.consistency)? {
+            total = (total + d)?;
+        }
+    }
+    Ok(total)
+}
+
+pub fn step(model: &dyn ModuleT, batch: &Batch, p: &Params, rng: &mut ChaCha8Rng) -> Result<StepLoss> {
+    let b = batch.images.dim(0)?;
+    let x_out = batch.outliers()?;
+    let lams = draw_lambdas(rng, p.alpha, b, p.lam_per);
+    let (z, lams) = if p.needs_input_mix() {
+        let (x_mix, lams) = mix_inputs(batch.images, x_out, &lams, p.mix, rng)?;
+        (forward_joint(model, &[batch.images, x_out, &x_mix])?, lams)
+    } else {
+        (forward_joint(model, &[batch.images, x_out])?, lams)
+    };
+    let lam = lam_column(&lams, &z[0])?;
+    let loss = loss(&z[0], &z[1], z.get(2), batch.labels, &lam, p, batch.classes)?;
+    Ok(StepLoss { loss, id_logits: z[0].clone() })
+}
