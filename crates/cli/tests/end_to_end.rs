@@ -108,3 +108,81 @@ fn metrics_command_matches_the_sklearn_reference() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("bad.txt:2: `not-a-number` is not a number"), "{}", text(&out.stderr));
 }
+
+/// `--set` overrides that point a committed spec's datasets at the committed sample.
+fn sample_overrides() -> Vec<String> {
+    let s = sample();
+    let mut sets = Vec::new();
+    for (name, folder, parts) in [
+        ("fashion", "fashion-mnist", &["train", "test"][..]),
+        ("mnist", "mnist", &["test"][..]),
+        ("animal", "animal-mnist", &["train"][..]),
+    ] {
+        for part in parts {
+            let stem = if *part == "train" { "train" } else { "t10k" };
+            sets.push(format!("datasets.{name}.{part}.images={}/{folder}/{stem}-images-idx3-ubyte.gz", s.display()));
+            sets.push(format!("datasets.{name}.{part}.labels={}/{folder}/{stem}-labels-idx1-ubyte.gz", s.display()));
+        }
+    }
+    sets
+}
+
+fn experiments() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments")
+}
+
+#[test]
+fn paper_plan_shows_each_fine_tune_on_its_baseline_trained_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = oodlab(dir.path());
+    cmd.arg("plan").arg(experiments().join("paper-fmnist.yaml")).args(["--format", "json"]);
+    for s in sample_overrides() {
+        cmd.arg("--set").arg(s);
+    }
+    let out = run_ok(&mut cmd);
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let baselines: Vec<_> = rows.iter().filter(|r| r["entry"] == "baseline").collect();
+    // 3 seeds × 3 splits, each once; 11 OE-family entries fine-tune from them.
+    assert_eq!(baselines.len(), 9);
+    assert_eq!(rows.len(), 9 + 9 * 11);
+    let methods: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["method"].as_str().unwrap()).collect();
+    assert_eq!(methods.into_iter().collect::<Vec<_>>(), ["ce", "energy-oe", "lmoe", "mixoe", "oe"]);
+    for r in rows.iter().filter(|r| r["entry"] != "baseline") {
+        let parent =
+            baselines.iter().find(|b| b["run_id"] == r["depends_on"]).unwrap_or_else(|| panic!("{r} does not depend on a baseline"));
+        assert_eq!((&parent["seed"], &parent["split"]), (&r["seed"], &r["split"]));
+    }
+    // Splits 1 and 2 are seeded draws of 6 classes, different from split 0.
+    let classes = |split: i64| baselines.iter().find(|b| b["split"] == split).unwrap()["id_classes"].clone();
+    assert_eq!(classes(0), serde_json::json!([0, 1, 3, 5, 8, 9]));
+    assert_ne!(classes(1), classes(0));
+    assert_eq!(classes(1).as_array().unwrap().len(), 6);
+}
+
+#[test]
+fn quickstart_results_list_all_four_methods_with_every_score_and_ood_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    // The committed quickstart, made smaller so that the test stays quick.
+    let spec = experiments().join("quickstart.yaml");
+    run_ok(oodlab(&home).arg("run").arg(&spec).args(["--set", "data.train_limit=300", "--set", "train.epochs=1", "--jobs", "2"]));
+    let out = run_ok(oodlab(&home).args(["results", "quickstart", "--format", "json"]));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let mut cells = std::collections::BTreeSet::new();
+    for r in &rows {
+        cells.insert((
+            r["method"].as_str().unwrap().to_string(),
+            r["score"].as_str().unwrap().to_string(),
+            r["ood_set"].as_str().unwrap().to_string(),
+        ));
+    }
+    for method in ["ce", "oe", "mixoe", "lmoe"] {
+        for score in ["msp", "maxlogit", "energy"] {
+            for set in ["heldout", "mnist"] {
+                assert!(cells.contains(&(method.to_string(), score.to_string(), set.to_string())), "no {method}/{score}/{set} in {rows:?}");
+            }
+        }
+    }
+    // Two seeds of each of the four methods.
+    assert_eq!(rows.len(), 4 * 2 * 3 * 2);
+}

@@ -65,6 +65,9 @@ pub fn load(path: &Path, overrides: &[String], code_version: &str) -> Result<Exp
             hint: Some("fix the YAML syntax at this position".into()),
         }
     })?;
+    // YAML merge keys (`<<: *anchor`) are resolved before anything reads the document.
+    root.apply_merge()
+        .map_err(|e| whole(path, format!("invalid YAML merge key: {e}")).with_hint("`<<` takes an alias of a mapping or a list of them"))?;
     if !root.is_mapping() {
         return Err(whole(path, "the spec must be a YAML mapping with name, datasets, data and methods".into()));
     }

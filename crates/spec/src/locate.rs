@@ -64,15 +64,19 @@ impl Locator {
         origin_of: &dyn Fn(&str, bool) -> Origin,
     ) -> SpecError {
         let path = err.path().to_string();
-        let mut field = if path == "." {
+        let field = if path == "." {
             prefix.to_string()
         } else if prefix.is_empty() {
             path
         } else {
             format!("{prefix}.{path}")
         };
-        let message = err.inner().to_string();
-        let message = strip_location(&message);
+        self.deserialize_error(field, &err.inner().to_string(), origin_of)
+    }
+
+    /// A located error for a deserialization `message` about `field`.
+    pub fn deserialize_error(&self, mut field: String, message: &str, origin_of: &dyn Fn(&str, bool) -> Origin) -> SpecError {
+        let message = strip_location(message);
         let quoted: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
         if let Some(name) = message.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
             if !field.ends_with(name) {

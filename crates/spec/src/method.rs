@@ -3,56 +3,106 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The training method of a run.
+/// The training method of a run, written `method: NAME` or `method: {kind: NAME, ...}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Method {
     /// Cross-entropy on the ID classes: the baseline.
-    Ce {},
+    Ce(CeParams),
     /// Outlier Exposure: `CE + weight * SoftCE(f(x_out), U)`.
-    Oe {
-        #[serde(default = "oe_weight")]
-        weight: f64,
-    },
+    Oe(OeParams),
     /// Energy-bounded OE: `CE + weight * (mean relu(E_in - m_in)^2 + mean relu(m_out - E_out)^2)`.
-    EnergyOe {
-        #[serde(default = "energy_weight")]
-        weight: f64,
-        #[serde(default = "m_in")]
-        m_in: f64,
-        #[serde(default = "m_out")]
-        m_out: f64,
-    },
+    EnergyOe(EnergyOeParams),
     /// Mixture Outlier Exposure: `CE + weight * SoftCE(f(x_mix), lam onehot(y) + (1 - lam) U)`.
-    Mixoe {
-        #[serde(default)]
-        mix: Mix,
-        /// Beta(alpha, alpha) for lambda; default 1 for mixup, 2 for cutmix.
-        #[serde(default)]
-        alpha: Option<f64>,
-        #[serde(default = "mix_weight")]
-        weight: f64,
-    },
+    Mixoe(MixoeParams),
     /// Logit-space mixing: `CE + weight * SoftCE(z_lmix, t) + c * D(f(x_mix), z_lmix)`, with
     /// `z_lmix = lam f(x_in) + (1 - lam) f(x_out)`.
-    Lmoe {
-        /// The input-space mix compared with the logit mix.
-        #[serde(default)]
-        mix: Mix,
-        #[serde(default)]
-        alpha: Option<f64>,
-        /// Weight of `SoftCE(z_lmix, t)` (and of the input-mix term when it is on).
-        #[serde(default = "mix_weight")]
-        weight: f64,
-        #[serde(default)]
-        consistency: Consistency,
-        /// Also keep MixOE's `SoftCE(f(x_mix), t)` term.
-        #[serde(default, alias = "input-mix-ce")]
-        input_mix_ce: bool,
-        /// One lambda per batch (as MixOE) or one per sample.
-        #[serde(default, alias = "lam-per")]
-        lam_per: LamPer,
-    },
+    Lmoe(LmoeParams),
+}
+
+/// The same variants, externally tagged. serde reads an internally tagged enum through a buffer
+/// that hides the path of an error inside it; reading the method again in this form gives the
+/// path (`method.consistency.loss`) for the error message.
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum MethodByName {
+    Ce(#[allow(dead_code)] CeParams),
+    Oe(#[allow(dead_code)] OeParams),
+    EnergyOe(#[allow(dead_code)] EnergyOeParams),
+    Mixoe(#[allow(dead_code)] MixoeParams),
+    Lmoe(#[allow(dead_code)] LmoeParams),
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CeParams {}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OeParams {
+    #[serde(default = "oe_weight")]
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnergyOeParams {
+    #[serde(default = "energy_weight")]
+    pub weight: f64,
+    #[serde(default = "m_in")]
+    pub m_in: f64,
+    #[serde(default = "m_out")]
+    pub m_out: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MixoeParams {
+    #[serde(default)]
+    pub mix: Mix,
+    /// Beta(alpha, alpha) for lambda; default 1 for mixup, 2 for cutmix.
+    #[serde(default)]
+    pub alpha: Option<f64>,
+    #[serde(default = "mix_weight")]
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LmoeParams {
+    /// The input-space mix compared with the logit mix.
+    #[serde(default)]
+    pub mix: Mix,
+    #[serde(default)]
+    pub alpha: Option<f64>,
+    /// Weight of `SoftCE(z_lmix, t)` (and of the input-mix term when it is on).
+    #[serde(default = "mix_weight")]
+    pub weight: f64,
+    #[serde(default)]
+    pub consistency: Consistency,
+    /// Also keep MixOE's `SoftCE(f(x_mix), t)` term.
+    #[serde(default, alias = "input-mix-ce")]
+    pub input_mix_ce: bool,
+    /// One lambda per batch (as MixOE) or one per sample.
+    #[serde(default, alias = "lam-per")]
+    pub lam_per: LamPer,
+}
+
+impl MixoeParams {
+    pub fn alpha(&self) -> f64 {
+        self.alpha.unwrap_or(self.mix.default_alpha())
+    }
+}
+
+impl LmoeParams {
+    pub fn alpha(&self) -> f64 {
+        self.alpha.unwrap_or(self.mix.default_alpha())
+    }
+
+    /// Whether the input-space mix is used at all.
+    pub fn needs_input_mix(&self) -> bool {
+        self.input_mix_ce || self.consistency.loss != ConsistencyLoss::None
+    }
 }
 
 /// LMOE's consistency term `c * D(f(x_mix), z_lmix)`.
@@ -141,29 +191,31 @@ impl Mix {
 impl Method {
     pub fn name(&self) -> &'static str {
         match self {
-            Method::Ce {} => "ce",
-            Method::Oe { .. } => "oe",
-            Method::EnergyOe { .. } => "energy-oe",
-            Method::Mixoe { .. } => "mixoe",
-            Method::Lmoe { .. } => "lmoe",
+            Method::Ce(_) => "ce",
+            Method::Oe(_) => "oe",
+            Method::EnergyOe(_) => "energy-oe",
+            Method::Mixoe(_) => "mixoe",
+            Method::Lmoe(_) => "lmoe",
         }
     }
 
     /// Whether the method trains on auxiliary outliers.
     pub fn uses_outliers(&self) -> bool {
-        !matches!(self, Method::Ce {})
+        !matches!(self, Method::Ce(_))
     }
 
     /// Whether it mixes ID and outlier images pairwise (outlier batches must match ID batches).
     pub fn mixes(&self) -> bool {
-        matches!(self, Method::Mixoe { .. } | Method::Lmoe { .. })
+        matches!(self, Method::Mixoe(_) | Method::Lmoe(_))
     }
 
     /// The method with defaults that depend on other fields filled in, so that equal methods
     /// serialize (and hash) equally.
     pub fn resolved(mut self) -> Method {
-        if let Method::Mixoe { mix, alpha, .. } | Method::Lmoe { mix, alpha, .. } = &mut self {
-            alpha.get_or_insert(mix.default_alpha());
+        match &mut self {
+            Method::Mixoe(p) => p.alpha = Some(p.alpha()),
+            Method::Lmoe(p) => p.alpha = Some(p.alpha()),
+            _ => {}
         }
         self
     }
@@ -176,17 +228,19 @@ impl Method {
         let non_negative =
             |field: &str, v: f64| (!(v >= 0.0 && v.is_finite())).then(|| (field.to_string(), format!("must be >= 0, found {v}")));
         match self {
-            Method::Ce {} => None,
-            Method::Oe { weight } => non_negative("weight", *weight),
-            Method::EnergyOe { weight, m_in, m_out } => non_negative("weight", *weight).or_else(|| {
-                (m_in >= m_out)
-                    .then(|| ("m_in".to_string(), format!("the ID margin m_in ({m_in}) must be below the OOD margin m_out ({m_out})")))
+            Method::Ce(_) => None,
+            Method::Oe(p) => non_negative("weight", p.weight),
+            Method::EnergyOe(p) => non_negative("weight", p.weight).or_else(|| {
+                (p.m_in >= p.m_out).then(|| {
+                    ("m_in".to_string(), format!("the ID margin m_in ({}) must be below the OOD margin m_out ({})", p.m_in, p.m_out))
+                })
             }),
-            Method::Mixoe { alpha, weight, .. } => alpha.and_then(|a| positive("alpha", a)).or_else(|| non_negative("weight", *weight)),
-            Method::Lmoe { alpha, weight, consistency, .. } => alpha
+            Method::Mixoe(p) => p.alpha.and_then(|a| positive("alpha", a)).or_else(|| non_negative("weight", p.weight)),
+            Method::Lmoe(p) => p
+                .alpha
                 .and_then(|a| positive("alpha", a))
-                .or_else(|| non_negative("weight", *weight))
-                .or_else(|| non_negative("consistency.weight", consistency.weight)),
+                .or_else(|| non_negative("weight", p.weight))
+                .or_else(|| non_negative("consistency.weight", p.consistency.weight)),
         }
     }
 }

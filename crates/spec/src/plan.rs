@@ -221,6 +221,25 @@ fn merge(base: &Value, over: &Value) -> Value {
     }
 }
 
+/// Reads `{kind: K, ...rest}` as `!K rest` into the externally tagged mirror of `Method`, whose
+/// errors carry the path below the method. Returns the field path (`method.consistency.loss`,
+/// `method.kind`) and the message.
+fn method_by_name_error(v: &Value) -> Option<(String, String)> {
+    let map = v.as_mapping()?;
+    let kind = map.get("kind")?.as_str()?.to_string();
+    let mut rest = map.clone();
+    rest.remove("kind");
+    let tagged = serde_yaml::value::TaggedValue { tag: serde_yaml::value::Tag::new(&kind), value: Value::Mapping(rest) };
+    let err = serde_path_to_error::deserialize::<_, crate::method::MethodByName>(Value::Tagged(Box::new(tagged))).err()?;
+    // The path starts with the variant (`lmoe.consistency.loss`); an unknown variant is the kind.
+    let path = err.path().to_string();
+    let field = match path.strip_prefix(&kind) {
+        Some(rest) if !rest.is_empty() => format!("method{rest}"),
+        _ => "method.kind".to_string(),
+    };
+    Some((field, err.inner().to_string()))
+}
+
 /// `method: ce` is short for `method: {kind: ce}`.
 fn normalize_method(v: &Value) -> Value {
     match v {
@@ -343,7 +362,17 @@ pub(crate) fn expand(
             for a in &sets {
                 set_path(&mut merged, &a.path, a.value.clone()).map_err(|m| loc.error(&a.grid_field, m))?;
             }
-            let settings: RunSettings = serde_path_to_error::deserialize(merged).map_err(|e| loc.serde_error("", e, &origin_of))?;
+            let method_value = merged.get("method").cloned();
+            let mut settings: RunSettings = serde_path_to_error::deserialize(merged).map_err(|e| {
+                // An error inside the method has no inner path; read it again by name to get one.
+                let inner =
+                    if e.path().to_string().starts_with("method") { method_value.as_ref().and_then(method_by_name_error) } else { None };
+                match inner {
+                    Some((field, message)) => loc.deserialize_error(field, &message, &origin_of),
+                    None => loc.serde_error("", e, &origin_of),
+                }
+            })?;
+            settings.method = settings.method.resolved();
             if let Some((field, message, hint)) = validate::run_settings(&settings, datasets) {
                 let mut err = loc.error_at(origin_of(&field, false), &field, message);
                 err.hint = hint;

@@ -202,3 +202,26 @@ fn run_ids_ignore_paths_and_resources() {
     let (_, d) = try_spec("name: t", "name: t", &[]);
     assert_ne!(ids(c.unwrap()), ids(d.unwrap()));
 }
+
+#[test]
+fn outliers_from_a_test_set_are_refused() {
+    let (_, e) = bad("  ood: [mnist]", "  ood: [mnist]\n  outliers: fashion", &[]);
+    assert_eq!(e.field, "data.outliers");
+    assert!(e.message.contains("outliers must never come from a test set"), "{e}");
+}
+
+#[test]
+fn an_oe_method_without_outliers_is_refused() {
+    let (_, e) = bad("baseline: {method: ce}", "baseline: {method: oe}", &[]);
+    assert_eq!(e.field, "data.outliers");
+    assert!(e.message.contains("method `oe` trains on auxiliary outliers"), "{e}");
+}
+
+#[test]
+fn lmoe_switches_are_checked_by_name() {
+    let (_, e) = bad("baseline: {method: ce}", "baseline: {method: {kind: lmoe, consistency: {loss: l2}}}", &[]);
+    assert_eq!(e.field, "method.consistency.loss");
+    assert!(e.hint.as_deref().unwrap().contains("mse, kl, none"), "{e}");
+    let (_, e) = bad("baseline: {method: ce}", "baseline: {method: {kind: mixoe, alpha: -1}}", &[]);
+    assert_eq!(e.field, "method.alpha");
+}

@@ -3,7 +3,7 @@
 //! lambda and the gradients of LMOE's consistency term; the detached side receives no gradient.
 
 use candle_core::{DType, Device, Tensor, Var};
-use oodlab_spec::{Consistency, ConsistencyLoss, Detach, LamPer, Mix};
+use oodlab_spec::{Consistency, ConsistencyLoss, Detach, LamPer, LmoeParams, Mix};
 use oodlab_train::methods::{energy_oe, lmoe, losses, mixing, mixoe, oe};
 use serde_json::Value;
 
@@ -69,9 +69,9 @@ fn lmoe_matches_numpy_for_every_switch() {
     let cases = f["lmoe"].as_array().unwrap();
     assert_eq!(cases.len(), 2 * 3 * 3 * 2);
     for case in cases {
-        let params = lmoe::Params {
+        let params = LmoeParams {
             mix: Mix::Mixup,
-            alpha: 1.0,
+            alpha: Some(1.0),
             weight: case["weight"].as_f64().unwrap(),
             consistency: Consistency {
                 loss: enum_of(&case["loss_kind"]),

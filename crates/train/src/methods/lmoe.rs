@@ -5,43 +5,12 @@
 
 use candle_core::{Result, Tensor, D};
 use candle_nn::ModuleT;
-use oodlab_spec::{Consistency, ConsistencyLoss, Detach, LamPer, Method, Mix};
+use oodlab_spec::{Consistency, ConsistencyLoss, Detach, LmoeParams};
 use rand_chacha::ChaCha8Rng;
 
 use super::losses::{ce, lam_column, lerp, mix_targets, soft_ce};
 use super::mixing::{draw_lambdas, mix_inputs};
 use super::{forward_joint, Batch, StepLoss};
-
-#[derive(Debug, Clone)]
-pub struct Params {
-    pub mix: Mix,
-    pub alpha: f64,
-    pub weight: f64,
-    pub consistency: Consistency,
-    pub input_mix_ce: bool,
-    pub lam_per: LamPer,
-}
-
-impl Params {
-    pub fn from_method(m: &Method) -> Params {
-        match m {
-            Method::Lmoe { mix, alpha, weight, consistency, input_mix_ce, lam_per } => Params {
-                mix: *mix,
-                alpha: alpha.unwrap_or(mix.default_alpha()),
-                weight: *weight,
-                consistency: consistency.clone(),
-                input_mix_ce: *input_mix_ce,
-                lam_per: *lam_per,
-            },
-            other => panic!("lmoe parameters asked of method {}", other.name()),
-        }
-    }
-
-    /// Whether the input-space mix is used at all.
-    fn needs_input_mix(&self) -> bool {
-        self.input_mix_ce || self.consistency.loss != ConsistencyLoss::None
-    }
-}
 
 /// `D(z_xmix, z_lmix)` with the configured detach side. MSE: mean squared difference over all
 /// logits. KL: `KL(softmax(target) || softmax(other))` per sample, batch mean, where the target is
@@ -73,7 +42,7 @@ pub fn loss(
     z_xmix: Option<&Tensor>,
     y: &Tensor,
     lam: &Tensor,
-    p: &Params,
+    p: &LmoeParams,
     classes: usize,
 ) -> Result<Tensor> {
     let z_lmix = lerp(z_in, z_out, lam)?;
@@ -91,10 +60,10 @@ pub fn loss(
     Ok(total)
 }
 
-pub fn step(model: &dyn ModuleT, batch: &Batch, p: &Params, rng: &mut ChaCha8Rng) -> Result<StepLoss> {
+pub fn step(model: &dyn ModuleT, batch: &Batch, p: &LmoeParams, rng: &mut ChaCha8Rng) -> Result<StepLoss> {
     let b = batch.images.dim(0)?;
     let x_out = batch.outliers()?;
-    let lams = draw_lambdas(rng, p.alpha, b, p.lam_per);
+    let lams = draw_lambdas(rng, p.alpha(), b, p.lam_per);
     let (z, lams) = if p.needs_input_mix() {
         let (x_mix, lams) = mix_inputs(batch.images, x_out, &lams, p.mix, rng)?;
         (forward_joint(model, &[batch.images, x_out, &x_mix])?, lams)

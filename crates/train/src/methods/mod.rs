@@ -52,10 +52,10 @@ pub fn forward_joint(model: &dyn ModuleT, inputs: &[&Tensor]) -> Result<Vec<Tens
 /// The step loss of `method`; `rng` draws the mixing coefficients and boxes.
 pub fn step_loss(method: &Method, model: &dyn ModuleT, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<StepLoss> {
     match method {
-        Method::Ce {} => ce::step(model, batch),
-        Method::Oe { weight } => oe::step(model, batch, *weight),
-        Method::EnergyOe { weight, m_in, m_out } => energy_oe::step(model, batch, *weight, *m_in, *m_out),
-        Method::Mixoe { mix, alpha, weight } => mixoe::step(model, batch, *mix, alpha.unwrap_or(mix.default_alpha()), *weight, rng),
-        Method::Lmoe { .. } => lmoe::step(model, batch, &lmoe::Params::from_method(method), rng),
+        Method::Ce(_) => ce::step(model, batch),
+        Method::Oe(p) => oe::step(model, batch, p.weight),
+        Method::EnergyOe(p) => energy_oe::step(model, batch, p.weight, p.m_in, p.m_out),
+        Method::Mixoe(p) => mixoe::step(model, batch, p.mix, p.alpha(), p.weight, rng),
+        Method::Lmoe(p) => lmoe::step(model, batch, p, rng),
     }
 }
