@@ -23,9 +23,10 @@ fn paper_benchmark_is_valid_or_asks_for_the_full_data() {
     match oodlab_spec::load(&path, &[], "v") {
         Ok(exp) => {
             assert!(full.exists());
-            // 3 splits × 3 seeds; split 0 is the explicit one, 1 and 2 seeded draws of 6 classes.
-            assert_eq!(exp.runs.len(), 9);
+            // 3 splits × 3 seeds of a baseline and 11 OE-family fine-tunes of it.
+            assert_eq!(exp.runs.len(), 9 * 12);
             assert!(exp.runs.iter().all(|r| r.classes.id_classes.len() == 6));
+            assert_eq!(exp.runs.iter().filter(|r| r.parent.is_none()).count(), 9);
         }
         Err(e) => {
             assert!(!full.exists(), "{e}");
