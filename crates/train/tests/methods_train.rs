@@ -47,7 +47,7 @@ methods:
   mixoe-cutmix: {{method: {{kind: mixoe, mix: cutmix}}}}
   lmoe: {{method: lmoe}}
   lmoe-kl-sample-cutmix: {{method: {{kind: lmoe, mix: cutmix, lam_per: sample, input_mix_ce: true, consistency: {{loss: kl, detach: none}}}}}}
-  lmoe-adamw-best: {{method: {{kind: lmoe, consistency: {{loss: none}}}}, train: {{keep: best-val, optimizer: {{kind: adamw, lr: 0.003, weight_decay: 0.01}}}}}}
+  lmoe-adamw-best: {{method: {{kind: lmoe, consistency: {{loss: none}}}}, train: {{epochs: 3, keep: best-val, optimizer: {{kind: adamw, lr: 0.003, weight_decay: 0.01}}}}}}
 "
     );
     let path = dir.join("methods.yaml");
@@ -120,7 +120,14 @@ fn whole_runs_report_every_metric_and_repeat_bit_identically() {
         // 3 scores × 2 OOD sets and id_acc (+ best_epoch, best_val_acc with keep: best-val).
         assert!(metrics.len() >= 7, "{}", run.entry);
         if run.entry == "lmoe-adamw-best" {
-            assert!(events.iter().any(|e| matches!(e, Event::Metric { name, .. } if name == "best_epoch")));
+            // The kept weights are those of the first epoch with the highest validation accuracy.
+            let vals: Vec<f64> = events.iter().filter_map(|e| if let Event::Epoch { val_acc, .. } = e { *val_acc } else { None }).collect();
+            assert_eq!(vals.len(), 3);
+            let best = vals.iter().copied().fold(f64::MIN, f64::max);
+            let best_epoch = vals.iter().position(|&v| v == best).unwrap() + 1;
+            let metric = |n: &str| events.iter().find_map(|e| if let Event::Metric { name, value } = e { (name == n).then_some(*value) } else { None });
+            assert_eq!(metric("best_val_acc"), Some(best));
+            assert_eq!(metric("best_epoch"), Some(best_epoch as f64));
         }
         // The same config and seed again: identical metrics, bit for bit.
         if run.entry.starts_with("lmoe-kl") || run.entry == "energy-oe" {
