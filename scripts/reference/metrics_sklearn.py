@@ -25,7 +25,10 @@ def openood(id_scores, ood_scores):
     fpr, tpr, _ = metrics.roc_curve(ood, -conf, drop_intermediate=False)
     p_in, r_in, _ = metrics.precision_recall_curve(1 - ood, conf)
     p_out, r_out, _ = metrics.precision_recall_curve(ood, -conf)
+    # MixOE's TNR@95: ID positive, default roc_curve, the point nearest TPR 0.95.
+    fpr_in, tpr_in, _ = metrics.roc_curve(1 - ood, conf)
     return {
+        "tnr95": float(1 - fpr_in[np.argmin(np.abs(tpr_in - 0.95))]),
         "auroc": metrics.auc(fpr, tpr),
         "fpr95": float(fpr[np.argmax(tpr >= 0.95)]),
         "aupr_in": metrics.auc(r_in, p_in),
@@ -40,9 +43,13 @@ def main():
         (50, 40, 1.0, 1),
         (200, 300, 0.5, 1),
         (1000, 800, 0.3, 2),
-        (7, 5, 0.0, 0),
-        (500, 500, 2.0, 0),
-        (30, 1, 1.0, 1),
+        (7, 5, 0.0, 0),  # heavy ties: scores rounded to integers
+        (500, 500, 2.0, 0),  # heavy ties
+        (30, 1, 1.0, 1),  # unbalanced
+        (5000, 20, 0.8, 1),  # unbalanced
+        (15, 3000, 0.5, 2),  # unbalanced the other way
+        (400, 300, 8.0, 2),  # near-perfect separation
+        (300, 300, 6.0, 1),  # near-perfect separation with ties
     ]:
         id_scores = np.round(rng.normal(shift, 1.0, n_id), decimals)
         ood_scores = np.round(rng.normal(0.0, 1.0, n_ood), decimals)

@@ -9,6 +9,7 @@ struct Case {
     ood: Vec<f64>,
     auroc: f64,
     fpr95: f64,
+    tnr95: f64,
     aupr_in: f64,
     aupr_out: f64,
 }
@@ -18,11 +19,12 @@ struct Reference {
     cases: Vec<Case>,
 }
 
+/// Cases: heavy ties, unbalanced sizes both ways, near-perfect separation (see the script).
 #[test]
-fn metrics_match_sklearn_on_tied_scores() {
+fn metrics_match_sklearn_on_tied_unbalanced_and_separated_scores() {
     let text = include_str!("fixtures/sklearn_reference.json");
     let reference: Reference = serde_json::from_str(text).unwrap();
-    assert_eq!(reference.cases.len(), 6);
+    assert_eq!(reference.cases.len(), 10);
     for (i, case) in reference.cases.iter().enumerate() {
         let got = oodlab_metrics::ood_metrics(&case.id, &case.ood).unwrap();
         for (name, g, want) in [
@@ -33,5 +35,7 @@ fn metrics_match_sklearn_on_tied_scores() {
         ] {
             assert!((g - want).abs() < 1e-9, "case {i} {name}: got {g}, sklearn {want}");
         }
+        let tnr = oodlab_metrics::tnr_at_tpr95(&case.id, &case.ood).unwrap();
+        assert!((tnr - case.tnr95).abs() < 1e-12, "case {i} tnr95: got {tnr}, sklearn {}", case.tnr95);
     }
 }
