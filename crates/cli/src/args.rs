@@ -27,6 +27,8 @@ pub enum Command {
     Status(StatusArgs),
     /// One row per (run, score, OOD set) of an experiment's finished runs.
     Results(ResultsArgs),
+    /// A comparison table of one metric: mean ± std (n) per method and OOD set, paired tests.
+    Compare(CompareArgs),
     /// Compute OOD metrics from two files of scores (one number a line, larger = more ID-like).
     Metrics(MetricsArgs),
     /// Train and evaluate one run (started by the scheduler); writes JSON-lines events to stdout.
@@ -91,6 +93,45 @@ pub struct ResultsArgs {
     /// Only this OOD set.
     #[arg(long)]
     pub ood_set: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// A spec file or an experiment name.
+    pub target: String,
+    /// auroc, fpr95, aupr_in, aupr_out, tnr95 or id_acc.
+    #[arg(long, default_value = "auroc")]
+    pub metric: String,
+    /// The OOD score: msp, maxlogit or energy.
+    #[arg(long, default_value = "msp")]
+    pub score: String,
+    /// What a row is: `entry` (the spec's method entries, with their grid values), `method`, or
+    /// any field of a run's settings such as `train.optimizer.lr` or `method.consistency.loss`.
+    #[arg(long, default_value = "entry")]
+    pub rows: String,
+    /// The row every other row is tested against (Wilcoxon signed-rank over matched cells).
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// A paired comparison A:B printed under the table (repeatable), e.g. --pair lmoe:mixoe.
+    #[arg(long = "pair", value_name = "A:B")]
+    pub pairs: Vec<String>,
+    /// Significance level of the marks against the baseline.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Values × 100.
+    #[arg(long)]
+    pub percent: bool,
+    #[arg(long, value_enum, default_value_t = CompareFormat::Table)]
+    pub format: CompareFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareFormat {
+    Table,
+    Markdown,
+    Csv,
+    Latex,
+    Json,
 }
 
 #[derive(Args, Debug)]

@@ -77,8 +77,9 @@ pub fn wilcoxon(d: &[f64]) -> Option<Wilcoxon> {
         return None;
     }
     let (ranks, tie_sizes) = average_ranks(&nonzero.iter().map(|v| v.abs()).collect::<Vec<_>>());
-    let r_plus: f64 = nonzero.iter().zip(&ranks).filter(|(v, _)| **v > 0.0).map(|(_, r)| r).sum();
-    let r_minus: f64 = nonzero.iter().zip(&ranks).filter(|(v, _)| **v < 0.0).map(|(_, r)| r).sum();
+    // Folds from +0.0: `sum` of no f64 is -0.0, which would print as "-0".
+    let r_plus: f64 = nonzero.iter().zip(&ranks).filter(|(v, _)| **v > 0.0).map(|(_, r)| r).fold(0.0, |a, b| a + b);
+    let r_minus: f64 = nonzero.iter().zip(&ranks).filter(|(v, _)| **v < 0.0).map(|(_, r)| r).fold(0.0, |a, b| a + b);
     let has_ties = tie_sizes.iter().any(|&t| t > 1);
     let zeros = d.len() - n;
     let method = if d.len() > 50 {

@@ -53,7 +53,19 @@ pub enum Event {
     /// A scalar result of the run, such as `id_acc`.
     Metric { name: String, value: f64 },
     /// OOD detection metrics of one score on one OOD set.
-    OodMetric { ood_set: String, score: String, auroc: f64, fpr95: f64, aupr_in: f64, aupr_out: f64, n_id: u64, n_ood: u64 },
+    OodMetric {
+        ood_set: String,
+        score: String,
+        auroc: f64,
+        fpr95: f64,
+        aupr_in: f64,
+        aupr_out: f64,
+        /// MixOE's TNR@95 (ID positive, nearest point to TPR 0.95); not 1 - FPR@95.
+        #[serde(default)]
+        tnr95: Option<f64>,
+        n_id: u64,
+        n_ood: u64,
+    },
     /// A file the run produced, relative to the run folder.
     Artifact { kind: String, path: String },
     /// The run completed; every metric has been sent before this line.

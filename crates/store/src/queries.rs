@@ -134,8 +134,11 @@ impl Store {
                     .execute(&self.pool)
                     .await?;
             }
-            Event::OodMetric { ood_set, score, auroc, fpr95, aupr_in, aupr_out, n_id, n_ood } => {
-                sqlx::query("INSERT OR REPLACE INTO ood_metrics VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)")
+            Event::OodMetric { ood_set, score, auroc, fpr95, aupr_in, aupr_out, tnr95, n_id, n_ood } => {
+                sqlx::query(
+                    "INSERT OR REPLACE INTO ood_metrics (run_id, ood_set, score, auroc, fpr95, aupr_in, aupr_out, n_id, n_ood, tnr95)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
                     .bind(run_id)
                     .bind(ood_set)
                     .bind(score)
@@ -145,6 +148,7 @@ impl Store {
                     .bind(aupr_out)
                     .bind(*n_id as i64)
                     .bind(*n_ood as i64)
+                    .bind(tnr95)
                     .execute(&self.pool)
                     .await?;
             }
@@ -183,10 +187,21 @@ impl Store {
     /// Results of an experiment's finished runs, in plan order.
     pub async fn results(&self, experiment: &str) -> R<Vec<ResultRow>> {
         Ok(sqlx::query_as::<_, ResultRow>(
-            "SELECT res.run_id, res.entry, res.method, res.seed, res.split, res.score, res.ood_set, res.id_acc, res.auroc, res.fpr95,
-                    res.aupr_in, res.aupr_out, res.n_id, res.n_ood
+            "SELECT res.run_id, res.entry, res.method, res.seed, res.split, res.id_dataset, res.score, res.ood_set, res.id_acc, res.auroc,
+                    res.fpr95, res.aupr_in, res.aupr_out, res.tnr95, res.n_id, res.n_ood
              FROM results res JOIN experiment_runs er ON er.experiment = res.experiment AND er.run_id = res.run_id
              WHERE res.experiment = ?1 ORDER BY er.position, res.ood_set, res.score",
+        )
+        .bind(experiment)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Every run of an experiment with its config, for tables that group by any spec field.
+    pub async fn experiment_runs(&self, experiment: &str) -> R<Vec<ExperimentRun>> {
+        Ok(sqlx::query_as::<_, ExperimentRun>(
+            "SELECT er.run_id, er.entry, r.method, r.seed, r.split, r.status, r.config, er.grid
+             FROM experiment_runs er JOIN runs r ON r.id = er.run_id WHERE er.experiment = ?1 ORDER BY er.position",
         )
         .bind(experiment)
         .fetch_all(&self.pool)

@@ -48,6 +48,7 @@ pub struct ResultRow {
     pub method: String,
     pub seed: i64,
     pub split: i64,
+    pub id_dataset: Option<String>,
     pub score: String,
     pub ood_set: String,
     pub id_acc: Option<f64>,
@@ -55,8 +56,23 @@ pub struct ResultRow {
     pub fpr95: f64,
     pub aupr_in: f64,
     pub aupr_out: f64,
+    /// MixOE's TNR@95; absent for results recorded before it was computed.
+    pub tnr95: Option<f64>,
     pub n_id: i64,
     pub n_ood: i64,
+}
+
+/// A run of an experiment with its resolved config (JSON) and grid values (JSON).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct ExperimentRun {
+    pub run_id: String,
+    pub entry: String,
+    pub method: String,
+    pub seed: i64,
+    pub split: i64,
+    pub status: RunStatus,
+    pub config: String,
+    pub grid: String,
 }
 
 /// One row of the `run_status` view.

@@ -177,11 +177,10 @@ fn evaluate(req: &RunRequest, sets: &RunSets, model: &Cnn, device: &Device, sink
     for &score in &s.eval.scores {
         let id_scores = scores(&id_z, k, score);
         for (name, z, n) in &ood_logits {
-            let m = oodlab_metrics::ood_metrics(&id_scores, &scores(z, k, score)).map_err(|source| TrainError::Metrics {
-                set: name.clone(),
-                score: score.name().into(),
-                source,
-            })?;
+            let ood_scores = scores(z, k, score);
+            let err = |source| TrainError::Metrics { set: name.clone(), score: score.name().into(), source };
+            let m = oodlab_metrics::ood_metrics(&id_scores, &ood_scores).map_err(err)?;
+            let tnr95 = oodlab_metrics::tnr_at_tpr95(&id_scores, &ood_scores).map_err(err)?;
             sink(Event::OodMetric {
                 ood_set: name.clone(),
                 score: score.name().into(),
@@ -189,6 +188,7 @@ fn evaluate(req: &RunRequest, sets: &RunSets, model: &Cnn, device: &Device, sink
                 fpr95: m.fpr95,
                 aupr_in: m.aupr_in,
                 aupr_out: m.aupr_out,
+                tnr95: Some(tnr95),
                 n_id: id_scores.len() as u64,
                 n_ood: *n as u64,
             });

@@ -1,5 +1,6 @@
 //! One file per command.
 
+mod compare;
 mod metrics;
 mod plan;
 mod results;
@@ -21,6 +22,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Run(a) => runtime()?.block_on(run::run(&cli.home, a)),
         Command::Status(a) => runtime()?.block_on(status::status(&cli.home, a)),
         Command::Results(a) => runtime()?.block_on(results::results(&cli.home, a)),
+        Command::Compare(a) => runtime()?.block_on(compare::compare(&cli.home, a)),
         Command::Metrics(a) => metrics::metrics(a),
         Command::Worker(a) => Ok(worker::worker(a)),
     }
@@ -49,6 +51,10 @@ pub fn experiment_name(target: &str) -> anyhow::Result<String> {
 /// The store for reading, or an input error saying there is none yet.
 pub async fn read_store(home: &Path) -> anyhow::Result<oodlab_store::Store> {
     let db = crate::settings::db_path(home);
+    if db.exists() {
+        // A store made by an older oodlab gets this version's migrations (tables and views) first.
+        oodlab_store::Store::open(&db).await?.close().await;
+    }
     oodlab_store::Store::open_read_only(&db)
         .await?
         .ok_or_else(|| crate::invalid(format!("no store at {}; run `oodlab run SPEC` first, or pass --home", db.display())))

@@ -1,0 +1,131 @@
+//! `oodlab compare SPEC`: one metric pivoted into rows × OOD sets, from the store only, so it can
+//! be made while a grid still runs.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use oodlab_report::render::{Format, NumberStyle};
+use oodlab_report::{CompareInput, Metric, Observation};
+use oodlab_store::RunStatus;
+
+use crate::args::{CompareArgs, CompareFormat};
+
+/// The fine-grained OOD set (held-out classes); every other set is coarse.
+const NEAR_SET: &str = "heldout";
+
+/// The value of a field path in a run's config: settings first (`train.optimizer.lr`), then the
+/// top level (`seed`, `split`, `entry`).
+fn field_value(config: &serde_json::Value, path: &str) -> Option<String> {
+    let pointer = |prefix: &str| format!("{prefix}/{}", path.replace('.', "/"));
+    let v = config.pointer(&pointer("/settings")).or_else(|| config.pointer(&pointer("")))?;
+    Some(match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    })
+}
+
+fn row_label(rows: &str, entry: &str, method: &str, grid: &str, config: &serde_json::Value) -> anyhow::Result<String> {
+    Ok(match rows {
+        "entry" => {
+            let grid: BTreeMap<String, serde_json::Value> = serde_json::from_str(grid).unwrap_or_default();
+            if grid.is_empty() { entry.to_string() } else { format!("{entry} [{}]", grid.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")) }
+        }
+        "method" => method.to_string(),
+        field => field_value(config, field).ok_or_else(|| crate::invalid(format!("--rows {field}: no such field in the runs' config; use entry, method, or a settings path like train.optimizer.lr")))?,
+    })
+}
+
+pub async fn compare(home: &Path, args: CompareArgs) -> anyhow::Result<i32> {
+    let metric = Metric::parse(&args.metric).ok_or_else(|| {
+        let all: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
+        crate::invalid(format!("--metric {}: expected one of {}", args.metric, all.join(", ")))
+    })?;
+    if !["msp", "maxlogit", "energy"].contains(&args.score.as_str()) {
+        return Err(crate::invalid(format!("--score {}: expected msp, maxlogit or energy", args.score)));
+    }
+    let name = super::experiment_name(&args.target)?;
+    let store = super::read_store(home).await?;
+    let runs = store.experiment_runs(&name).await?;
+    if runs.is_empty() {
+        return Err(crate::invalid(format!("no experiment `{name}` in the store; `oodlab status` lists them")));
+    }
+
+    // Rows in plan order with their planned and finished runs.
+    let mut labels: BTreeMap<String, String> = BTreeMap::new();
+    let mut order: Vec<(String, usize, usize)> = Vec::new();
+    for r in &runs {
+        let config: serde_json::Value = serde_json::from_str(&r.config)?;
+        let label = row_label(&args.rows, &r.entry, &r.method, &r.grid, &config)?;
+        match order.iter_mut().find(|(l, _, _)| *l == label) {
+            Some(row) => row.1 += 1,
+            None => order.push((label.clone(), 1, 0)),
+        }
+        if r.status == RunStatus::Done {
+            order.iter_mut().find(|(l, _, _)| *l == label).expect("just added").2 += 1;
+        }
+        labels.insert(r.run_id.clone(), label);
+    }
+
+    let results = store.results(&name).await?;
+    let datasets: std::collections::BTreeSet<Option<&String>> = results.iter().map(|r| r.id_dataset.as_ref()).collect();
+    let mut observations = Vec::new();
+    let mut seen_id_acc = std::collections::HashSet::new();
+    for r in results.iter().filter(|r| r.score == args.score) {
+        let key = (r.seed as u64, r.split as u64);
+        let row = labels[&r.run_id].clone();
+        let prefix = if datasets.len() > 1 { format!("{}/", r.id_dataset.as_deref().unwrap_or("?")) } else { String::new() };
+        let value = match metric {
+            Metric::Auroc => Some(r.auroc),
+            Metric::Fpr95 => Some(r.fpr95),
+            Metric::AuprIn => Some(r.aupr_in),
+            Metric::AuprOut => Some(r.aupr_out),
+            Metric::Tnr95 => r.tnr95,
+            Metric::IdAcc => {
+                // One value per run, in one column named for the ID dataset's test set.
+                if seen_id_acc.insert(r.run_id.clone()) {
+                    if let Some(v) = r.id_acc {
+                        let column = format!("{prefix}{} test", r.id_dataset.as_deref().unwrap_or("ID"));
+                        observations.push(Observation { row: row.clone(), column, near: false, key, value: v });
+                    }
+                }
+                None
+            }
+        };
+        if let Some(value) = value {
+            observations.push(Observation { row, column: format!("{prefix}{}", r.ood_set), near: r.ood_set == NEAR_SET, key, value });
+        }
+    }
+    if let Some(b) = &args.baseline {
+        if !order.iter().any(|(l, _, _)| l == b) {
+            let rows: Vec<&str> = order.iter().map(|(l, _, _)| l.as_str()).collect();
+            return Err(crate::invalid(format!("--baseline {b}: no such row; rows are {}", rows.join(", "))));
+        }
+    }
+    let input = CompareInput { metric, observations, runs: order.clone(), baseline: args.baseline.clone(), alpha: args.alpha };
+    let format = match args.format {
+        CompareFormat::Table => Format::Table,
+        CompareFormat::Markdown => Format::Markdown,
+        CompareFormat::Csv => Format::Csv,
+        CompareFormat::Latex => Format::Latex,
+        CompareFormat::Json => Format::Json,
+    };
+    let style = NumberStyle { scale: if args.percent { 100.0 } else { 1.0 }, decimals: if args.percent { 1 } else { 3 } };
+    let table = oodlab_report::compare(&input);
+    print!("{}", oodlab_report::render::table(&table, format, style));
+    if format == Format::Json && !args.pairs.is_empty() {
+        println!();
+    }
+    for pair in &args.pairs {
+        let (a, b) = pair.split_once(':').ok_or_else(|| crate::invalid(format!("--pair {pair}: expected A:B, for example lmoe:mixoe")))?;
+        for side in [a, b] {
+            if !order.iter().any(|(l, _, _)| l == side) {
+                let rows: Vec<&str> = order.iter().map(|(l, _, _)| l.as_str()).collect();
+                return Err(crate::invalid(format!("--pair {pair}: no row `{side}`; rows are {}", rows.join(", "))));
+            }
+        }
+        let comparisons = oodlab_report::paired(&input, a, b);
+        println!();
+        print!("{}", oodlab_report::render::paired(&comparisons, metric.lower_is_better(), format, style));
+    }
+    Ok(0)
+}

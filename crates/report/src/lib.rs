@@ -1,0 +1,277 @@
+//! Comparison tables: one metric pivoted into rows (methods, or any spec field) × columns (OOD sets,
+//! with near/far averages), cells `mean ± std (n)` across seeds and splits, the best value marked,
+//! significance against a baseline row, and paired comparisons between two rows. Rendering to a
+//! terminal table, Markdown, CSV, LaTeX and JSON is in [`render`].
+//!
+//! ```
+//! use oodlab_report::{compare, CompareInput, Metric, Observation};
+//! let obs = |row: &str, seed: u64, v: f64| Observation { row: row.into(), column: "mnist".into(), near: false, key: (seed, 0), value: v };
+//! let input = CompareInput {
+//!     metric: Metric::Fpr95,
+//!     observations: vec![obs("oe", 0, 0.30), obs("oe", 1, 0.32), obs("mixoe", 0, 0.25), obs("mixoe", 1, 0.27)],
+//!     runs: vec![("oe".into(), 2, 2), ("mixoe".into(), 2, 2)],
+//!     baseline: Some("oe".into()),
+//!     alpha: 0.05,
+//! };
+//! let table = compare(&input);
+//! assert_eq!(table.best_row("mnist"), Some("mixoe")); // lower FPR@95 is better
+//! ```
+
+mod paired;
+pub mod render;
+
+use std::collections::BTreeMap;
+
+use oodlab_metrics::stats::{summary, wilcoxon, Summary, Wilcoxon};
+use serde::Serialize;
+
+pub use paired::{paired, PairedComparison};
+
+/// The metrics a table can show, and which direction is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    Auroc,
+    Fpr95,
+    AuprIn,
+    AuprOut,
+    Tnr95,
+    IdAcc,
+}
+
+impl Metric {
+    pub const ALL: [Metric; 6] = [Metric::Auroc, Metric::Fpr95, Metric::AuprIn, Metric::AuprOut, Metric::Tnr95, Metric::IdAcc];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Auroc => "auroc",
+            Metric::Fpr95 => "fpr95",
+            Metric::AuprIn => "aupr_in",
+            Metric::AuprOut => "aupr_out",
+            Metric::Tnr95 => "tnr95",
+            Metric::IdAcc => "id_acc",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Metric> {
+        Metric::ALL.into_iter().find(|m| m.name() == s)
+    }
+
+    /// FPR@95 is an error rate; every other metric is better when larger.
+    pub fn lower_is_better(self) -> bool {
+        self == Metric::Fpr95
+    }
+
+    /// Whether `a` is better than `b`.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        if self.lower_is_better() { a < b } else { a > b }
+    }
+}
+
+/// One value of the metric: a finished run's result on one column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Observation {
+    pub row: String,
+    pub column: String,
+    /// Fine-grained (held-out classes) rather than coarse OOD.
+    pub near: bool,
+    /// The matched cell: (seed, split). Paired comparisons match rows on it.
+    pub key: (u64, u64),
+    pub value: f64,
+}
+
+pub struct CompareInput {
+    pub metric: Metric,
+    pub observations: Vec<Observation>,
+    /// (row, runs planned, runs done), in the order rows are shown.
+    pub runs: Vec<(String, usize, usize)>,
+    /// The row others are tested against.
+    pub baseline: Option<String>,
+    /// Significance level of the paired test.
+    pub alpha: f64,
+}
+
+impl CompareInput {
+    /// Near/far average columns; not for metrics that have one value per run (ID accuracy).
+    fn averages(&self) -> bool {
+        self.metric != Metric::IdAcc
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnKind {
+    Near,
+    Far,
+    NearAverage,
+    FarAverage,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Column {
+    pub name: String,
+    pub kind: ColumnKind,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    /// None when no finished run has a value here yet.
+    pub summary: Option<Summary>,
+    pub best: bool,
+    /// Paired test against the baseline row, when there is one and this is not it.
+    pub vs_baseline: Option<Wilcoxon>,
+    /// `vs_baseline` is significant at `alpha`.
+    pub significant: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub runs_planned: usize,
+    pub runs_done: usize,
+    pub cells: Vec<Cell>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareTable {
+    pub metric: Metric,
+    pub lower_is_better: bool,
+    pub baseline: Option<String>,
+    pub alpha: f64,
+    pub columns: Vec<Column>,
+    pub rows: Vec<Row>,
+}
+
+impl CompareTable {
+    /// The row holding the best value of a column.
+    pub fn best_row(&self, column: &str) -> Option<&str> {
+        let c = self.columns.iter().position(|c| c.name == column)?;
+        self.rows.iter().find(|r| r.cells[c].best).map(|r| r.name.as_str())
+    }
+}
+
+/// Per row and column: the values by matched cell. Averages are taken per cell over the columns
+/// of a kind, so that a near/far average is itself a per-(seed, split) value.
+pub(crate) fn values_by_key(input: &CompareInput) -> (Vec<Column>, BTreeMap<(String, String), BTreeMap<(u64, u64), f64>>) {
+    let mut columns: Vec<Column> = Vec::new();
+    for kind in [ColumnKind::Near, ColumnKind::Far] {
+        let mut names: Vec<&String> = input.observations.iter().filter(|o| o.near == (kind == ColumnKind::Near)).map(|o| &o.column).collect();
+        names.sort();
+        names.dedup();
+        columns.extend(names.into_iter().map(|n| Column { name: n.clone(), kind }));
+    }
+    let mut values: BTreeMap<(String, String), BTreeMap<(u64, u64), Vec<f64>>> = BTreeMap::new();
+    for o in &input.observations {
+        values.entry((o.row.clone(), o.column.clone())).or_default().entry(o.key).or_default().push(o.value);
+    }
+    // Several runs of one row in one cell (a row that pools grid values) count as their mean.
+    let mut by_key: BTreeMap<(String, String), BTreeMap<(u64, u64), f64>> =
+        values.into_iter().map(|(k, cells)| (k, cells.into_iter().map(|(key, v)| (key, v.iter().sum::<f64>() / v.len() as f64)).collect())).collect();
+    for (kind, avg_kind, name) in [(ColumnKind::Near, ColumnKind::NearAverage, "near avg"), (ColumnKind::Far, ColumnKind::FarAverage, "far avg")] {
+        let members: Vec<String> = columns.iter().filter(|c| c.kind == kind).map(|c| c.name.clone()).collect();
+        if members.is_empty() || !input.averages() {
+            continue;
+        }
+        for (row, _, _) in &input.runs {
+            let per_column: Vec<&BTreeMap<(u64, u64), f64>> = members.iter().filter_map(|m| by_key.get(&(row.clone(), m.clone()))).collect();
+            if per_column.len() < members.len() {
+                continue;
+            }
+            // A cell's average needs every member column of that cell.
+            let avg: BTreeMap<(u64, u64), f64> = per_column[0]
+                .keys()
+                .filter(|k| per_column.iter().all(|c| c.contains_key(k)))
+                .map(|k| (*k, per_column.iter().map(|c| c[k]).sum::<f64>() / members.len() as f64))
+                .collect();
+            by_key.insert((row.clone(), name.to_string()), avg);
+        }
+        columns.push(Column { name: name.to_string(), kind: avg_kind });
+    }
+    (columns, by_key)
+}
+
+/// Builds the table from the store's observations.
+pub fn compare(input: &CompareInput) -> CompareTable {
+    let (columns, by_key) = values_by_key(input);
+    let mut rows: Vec<Row> = input
+        .runs
+        .iter()
+        .map(|(name, planned, done)| {
+            let cells = columns
+                .iter()
+                .map(|c| {
+                    let vals: Vec<f64> = by_key.get(&(name.clone(), c.name.clone())).map(|m| m.values().copied().collect()).unwrap_or_default();
+                    let vs_baseline = match &input.baseline {
+                        Some(b) if b != name => by_key.get(&(b.clone(), c.name.clone())).and_then(|base| {
+                            let mine = by_key.get(&(name.clone(), c.name.clone()))?;
+                            let d: Vec<f64> = mine.iter().filter_map(|(k, v)| base.get(k).map(|bv| v - bv)).collect();
+                            wilcoxon(&d)
+                        }),
+                        _ => None,
+                    };
+                    let significant = vs_baseline.is_some_and(|w| w.p_value < input.alpha);
+                    Cell { summary: (!vals.is_empty()).then(|| summary(&vals)), best: false, vs_baseline, significant }
+                })
+                .collect();
+            Row { name: name.clone(), runs_planned: *planned, runs_done: *done, cells }
+        })
+        .collect();
+    for c in 0..columns.len() {
+        let best = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| r.cells[c].summary.map(|s| (i, s.mean)))
+            .reduce(|a, b| if input.metric.better(b.1, a.1) { b } else { a });
+        if let Some((i, value)) = best {
+            // Ties for the best value are all marked.
+            for r in rows.iter_mut() {
+                if r.cells[c].summary.is_some_and(|s| s.mean == value) {
+                    r.cells[c].best = true;
+                }
+            }
+            let _ = i;
+        }
+    }
+    CompareTable { metric: input.metric, lower_is_better: input.metric.lower_is_better(), baseline: input.baseline.clone(), alpha: input.alpha, columns, rows }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obs(row: &str, column: &str, near: bool, seed: u64, value: f64) -> Observation {
+        Observation { row: row.into(), column: column.into(), near, key: (seed, 0), value }
+    }
+
+    #[test]
+    fn cells_averages_best_and_significance_by_hand() {
+        let mut observations = Vec::new();
+        // Six seeds; `b` beats `a` on every seed by 0.1 on mnist (exact Wilcoxon p = 2/64).
+        for seed in 0..6 {
+            let s = seed as f64 * 0.01;
+            observations.push(obs("a", "heldout", true, seed, 0.60 + s));
+            observations.push(obs("a", "mnist", false, seed, 0.70 + s));
+            observations.push(obs("a", "cifar", false, seed, 0.50 + s));
+            observations.push(obs("b", "heldout", true, seed, 0.60 + s));
+            observations.push(obs("b", "mnist", false, seed, 0.80 + s));
+            observations.push(obs("b", "cifar", false, seed, 0.50 + s));
+        }
+        let input = CompareInput { metric: Metric::Auroc, observations, runs: vec![("a".into(), 6, 6), ("b".into(), 8, 6)], baseline: Some("a".into()), alpha: 0.05 };
+        let t = compare(&input);
+        let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["heldout", "cifar", "mnist", "near avg", "far avg"]);
+        let b = &t.rows[1];
+        let mnist = &b.cells[2];
+        let s = mnist.summary.unwrap();
+        // mean of 0.80..0.85 = 0.825; std of 0, 0.01, ..., 0.05 (ddof 1) = sqrt(0.00035) .
+        assert!((s.mean - 0.825).abs() < 1e-12 && (s.std - 0.00035f64.sqrt()).abs() < 1e-12 && s.n == 6);
+        assert!(mnist.best && !t.rows[0].cells[2].best);
+        assert!(mnist.significant);
+        assert!((mnist.vs_baseline.unwrap().p_value - 2.0 / 64.0).abs() < 1e-12);
+        // far avg of b per seed = (0.80 + s + 0.50 + s) / 2 = 0.65 + s → mean 0.675.
+        assert!((b.cells[4].summary.unwrap().mean - 0.675).abs() < 1e-12);
+        // Equal held-out values: both best, no difference to test.
+        assert!(t.rows[0].cells[0].best && b.cells[0].best && b.cells[0].vs_baseline.is_none());
+        assert_eq!((b.runs_planned, b.runs_done), (8, 6));
+    }
+}

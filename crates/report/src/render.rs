@@ -1,0 +1,209 @@
+//! Rendering comparison tables: aligned text, Markdown, CSV, LaTeX (booktabs) and JSON.
+
+use crate::{Cell, CompareTable, PairedComparison};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Markdown,
+    Csv,
+    Latex,
+    Json,
+}
+
+/// How numbers are written: `scale` multiplies values (100 for percentages), `decimals` digits.
+#[derive(Debug, Clone, Copy)]
+pub struct NumberStyle {
+    pub scale: f64,
+    pub decimals: usize,
+}
+
+impl Default for NumberStyle {
+    fn default() -> Self {
+        NumberStyle { scale: 1.0, decimals: 3 }
+    }
+}
+
+fn num(v: f64, s: NumberStyle) -> String {
+    if v.is_nan() { "-".into() } else { format!("{:.*}", s.decimals, v * s.scale) }
+}
+
+/// `mean ± std (n)`, or `pending` for a cell with no finished run.
+fn cell_text(c: &Cell, s: NumberStyle, pm: &str) -> String {
+    match c.summary {
+        None => "pending".into(),
+        Some(x) => format!("{} {pm} {} ({})", num(x.mean, s), num(x.std, s), x.n),
+    }
+}
+
+fn direction(t: &CompareTable) -> &'static str {
+    if t.lower_is_better { "lower is better" } else { "higher is better" }
+}
+
+fn caption(t: &CompareTable) -> String {
+    let base = match &t.baseline {
+        Some(b) => format!("; † = Wilcoxon signed-rank p < {} against `{b}` over matched (seed, split) cells", t.alpha),
+        None => String::new(),
+    };
+    format!("{} ({}); mean ± sample std (ddof = 1) over seeds and splits, (n) runs; best in bold{base}", t.metric.name(), direction(t))
+}
+
+fn runs_text(r: &crate::Row) -> String {
+    if r.runs_done == r.runs_planned { format!("{}", r.runs_done) } else { format!("{}/{} done", r.runs_done, r.runs_planned) }
+}
+
+pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
+    match format {
+        Format::Json => serde_json::to_string_pretty(t).expect("tables serialize"),
+        Format::Csv => {
+            let mut out = String::from("row,column,n,mean,std,ci95,best,p_vs_baseline,significant,runs_done,runs_planned\n");
+            for r in &t.rows {
+                for (c, cell) in t.columns.iter().zip(&r.cells) {
+                    let (n, mean, std, ci) = cell.summary.map_or((0, f64::NAN, f64::NAN, f64::NAN), |s| (s.n, s.mean, s.std, s.ci95));
+                    let p = cell.vs_baseline.map_or(String::new(), |w| w.p_value.to_string());
+                    let f = |v: f64| if v.is_nan() { String::new() } else { (v * style.scale).to_string() };
+                    out += &format!("{},{},{n},{},{},{},{},{p},{},{},{}\n", r.name, c.name, f(mean), f(std), f(ci), cell.best, cell.significant, r.runs_done, r.runs_planned);
+                }
+            }
+            out
+        }
+        Format::Markdown => {
+            let mut out = format!("| {} | {} | runs |\n", "method", t.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(" | "));
+            out += &format!("|---|{}---:|\n", "---:|".repeat(t.columns.len()));
+            for r in &t.rows {
+                let cells: Vec<String> = r
+                    .cells
+                    .iter()
+                    .map(|c| {
+                        let mut s = cell_text(c, style, "±");
+                        if c.best {
+                            s = format!("**{s}**");
+                        }
+                        if c.significant {
+                            s.push_str(" †");
+                        }
+                        s
+                    })
+                    .collect();
+                out += &format!("| {} | {} | {} |\n", r.name, cells.join(" | "), runs_text(r));
+            }
+            out + &format!("\n{}\n", caption(t))
+        }
+        Format::Latex => {
+            let esc = |s: &str| s.replace('_', "\\_").replace('%', "\\%").replace('&', "\\&");
+            let mut out = format!("\\begin{{table}}[t]\n\\centering\n\\caption{{{}}}\n", esc(&caption(t)).replace('`', "").replace("±", "$\\pm$").replace("†", "$^\\dagger$"));
+            out += &format!("\\begin{{tabular}}{{l{}r}}\n\\toprule\n", "c".repeat(t.columns.len()));
+            out += &format!("Method & {} & Runs \\\\\n\\midrule\n", t.columns.iter().map(|c| esc(&c.name)).collect::<Vec<_>>().join(" & "));
+            for r in &t.rows {
+                let cells: Vec<String> = r
+                    .cells
+                    .iter()
+                    .map(|c| {
+                        let mut s = cell_text(c, style, "$\\pm$");
+                        if c.best {
+                            s = format!("\\textbf{{{s}}}");
+                        }
+                        if c.significant {
+                            s.push_str("$^\\dagger$");
+                        }
+                        s
+                    })
+                    .collect();
+                out += &format!("{} & {} & {} \\\\\n", esc(&r.name), cells.join(" & "), runs_text(r));
+            }
+            out + "\\bottomrule\n\\end{tabular}\n\\end{table}\n"
+        }
+        Format::Table => {
+            let header: Vec<String> = std::iter::once("method".to_string()).chain(t.columns.iter().map(|c| c.name.clone())).chain(["runs".to_string()]).collect();
+            let mut rows: Vec<Vec<String>> = vec![header];
+            for r in &t.rows {
+                let mut line = vec![r.name.clone()];
+                for c in &r.cells {
+                    let mut s = cell_text(c, style, "±");
+                    if c.best {
+                        s = format!("[{s}]");
+                    }
+                    if c.significant {
+                        s.push_str(" †");
+                    }
+                    line.push(s);
+                }
+                line.push(runs_text(r));
+                rows.push(line);
+            }
+            aligned(&rows) + &format!("{}; [best]\n", caption(t).replace("; best in bold", ""))
+        }
+    }
+}
+
+fn aligned(rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        out += line.join("  ").trim_end();
+        out.push('\n');
+    }
+    out
+}
+
+/// Paired comparisons (`a − b` on each column).
+pub fn paired(pairs: &[PairedComparison], lower_is_better: bool, format: Format, style: NumberStyle) -> String {
+    if format == Format::Json {
+        return serde_json::to_string_pretty(pairs).expect("comparisons serialize");
+    }
+    let Some(first) = pairs.first() else { return "no matched (seed, split) cells to compare\n".into() };
+    let better = if lower_is_better { "lower" } else { "higher" };
+    let title = format!(
+        "{} vs {}: mean difference ({} − {}; {better} is better), 95% bootstrap CI ({} resamples, seed {}), two-sided Wilcoxon signed-rank test, wins/ties/losses of {} over matched (seed, split) cells",
+        first.a, first.b, first.a, first.b, crate::paired::RESAMPLES, crate::paired::SEED, first.a
+    );
+    let header = ["column", "n", "mean diff", "95% CI", "W", "p", "test", "W/T/L"];
+    let rows: Vec<Vec<String>> = pairs
+        .iter()
+        .map(|p| {
+            let (w, pv, method) = p.wilcoxon.map_or(("-".into(), "-".into(), "-".into()), |w| (format!("{}", w.statistic), format!("{:.4}", w.p_value), format!("{:?}", w.method).to_lowercase()));
+            vec![
+                p.column.clone(),
+                p.n.to_string(),
+                num(p.mean_diff, style),
+                format!("[{}, {}]", num(p.ci95.0, style), num(p.ci95.1, style)),
+                w,
+                pv,
+                method,
+                format!("{}/{}/{}", p.wins, p.ties, p.losses),
+            ]
+        })
+        .collect();
+    match format {
+        Format::Csv => {
+            let mut out = "a,b,column,n,mean_diff,ci_low,ci_high,statistic,p_value,test,wins,ties,losses\n".to_string();
+            for p in pairs {
+                let (w, pv, m) = p.wilcoxon.map_or((String::new(), String::new(), String::new()), |w| (w.statistic.to_string(), w.p_value.to_string(), format!("{:?}", w.method).to_lowercase()));
+                out += &format!("{},{},{},{},{},{},{},{w},{pv},{m},{},{},{}\n", p.a, p.b, p.column, p.n, p.mean_diff * style.scale, p.ci95.0 * style.scale, p.ci95.1 * style.scale, p.wins, p.ties, p.losses);
+            }
+            out
+        }
+        Format::Markdown => {
+            let mut out = format!("{title}\n\n| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+            for r in &rows {
+                out += &format!("| {} |\n", r.join(" | "));
+            }
+            out
+        }
+        Format::Latex => {
+            let esc = |s: &str| s.replace('_', "\\_");
+            let mut out = format!("\\begin{{table}}[t]\n\\centering\n\\caption{{{}}}\n\\begin{{tabular}}{{lrrrrrlr}}\n\\toprule\n", esc(&title).replace('−', "$-$"));
+            out += "Column & $n$ & Mean diff & 95\\% CI & $W$ & $p$ & Test & W/T/L \\\\\n\\midrule\n";
+            for r in &rows {
+                out += &format!("{} \\\\\n", r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" & "));
+            }
+            out + "\\bottomrule\n\\end{tabular}\n\\end{table}\n"
+        }
+        Format::Table | Format::Json => {
+            let mut all = vec![header.iter().map(|s| s.to_string()).collect::<Vec<_>>()];
+            all.extend(rows);
+            format!("{title}\n{}", aligned(&all))
+        }
+    }
+}
