@@ -189,10 +189,24 @@ fn quickstart_results_list_all_four_methods_with_every_score_and_ood_set() {
     // The comparison table, as Markdown and LaTeX, with mean ± std (n) in every cell, and LMOE
     // against MixOE paired over the matched seeds.
     for (format, pm) in [("markdown", "±"), ("latex", "$\\pm$")] {
-        let out = run_ok(oodlab(&home).args(["compare", "quickstart", "--metric", "fpr95", "--format", format, "--baseline", "baseline", "--pair", "lmoe:mixoe"]));
+        let out = run_ok(oodlab(&home).args([
+            "compare",
+            "quickstart",
+            "--metric",
+            "fpr95",
+            "--format",
+            format,
+            "--baseline",
+            "baseline",
+            "--pair",
+            "lmoe:mixoe",
+        ]));
         let text = text(&out.stdout);
         for method in ["baseline", "oe", "mixoe", "lmoe"] {
-            let line = text.lines().find(|l| l.starts_with(&format!("| {method} |")) || l.starts_with(&format!("{method} &"))).unwrap_or_else(|| panic!("no {method} row in\n{text}"));
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(&format!("| {method} |")) || l.starts_with(&format!("{method} &")))
+                .unwrap_or_else(|| panic!("no {method} row in\n{text}"));
             // heldout, mnist, near avg, far avg: every cell has mean ± std and n = 2.
             assert_eq!(line.matches(pm).count(), 4, "{line}");
             assert_eq!(line.matches("(2)").count(), 4, "{line}");
@@ -208,7 +222,8 @@ fn quickstart_results_list_all_four_methods_with_every_score_and_ood_set() {
     // The compare cells are the numbers of the store's `method_stats` view, as sqlite3 reads them.
     let out = run_ok(oodlab(&home).args(["compare", "quickstart", "--metric", "auroc", "--score", "energy", "--format", "json"]));
     let table: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let sql = "SELECT entry, ood_set, n, mean, std FROM method_stats WHERE experiment = 'quickstart' AND metric = 'auroc' AND score = 'energy'";
+    let sql =
+        "SELECT entry, ood_set, n, mean, std FROM method_stats WHERE experiment = 'quickstart' AND metric = 'auroc' AND score = 'energy'";
     let out = run_ok(std::process::Command::new("sqlite3").arg("-json").arg(home.join("oodlab.db")).arg(sql));
     let view: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(view.len(), 4 * 2);

@@ -164,7 +164,11 @@ pub fn t_quantile(p: f64, df: f64) -> f64 {
     let (mut lo, mut hi) = (-1e3, 1e3);
     for _ in 0..200 {
         let mid = (lo + hi) / 2.0;
-        if t_cdf(mid, df) < p { lo = mid } else { hi = mid }
+        if t_cdf(mid, df) < p {
+            lo = mid
+        } else {
+            hi = mid
+        }
     }
     (lo + hi) / 2.0
 }
@@ -173,7 +177,11 @@ pub fn t_quantile(p: f64, df: f64) -> f64 {
 pub fn t_cdf(t: f64, df: f64) -> f64 {
     let x = df / (df + t * t);
     let tail = 0.5 * incomplete_beta(df / 2.0, 0.5, x);
-    if t >= 0.0 { 1.0 - tail } else { tail }
+    if t >= 0.0 {
+        1.0 - tail
+    } else {
+        tail
+    }
 }
 
 /// Regularized incomplete beta `I_x(a, b)` by its continued fraction (modified Lentz).
@@ -195,7 +203,9 @@ fn incomplete_beta(a: f64, b: f64, x: f64) -> f64 {
     let mut f = d;
     for m in 1..1000 {
         let m = m as f64;
-        for num in [m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m)), -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0))] {
+        for num in
+            [m * (b - m) * x / ((a + 2.0 * m - 1.0) * (a + 2.0 * m)), -(a + m) * (a + b + m) * x / ((a + 2.0 * m) * (a + 2.0 * m + 1.0))]
+        {
             d = 1.0 + num * d;
             d = if d.abs() < tiny { 1.0 / tiny } else { 1.0 / d };
             c = 1.0 + num / c;

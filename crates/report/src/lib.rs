@@ -64,7 +64,11 @@ impl Metric {
 
     /// Whether `a` is better than `b`.
     pub fn better(self, a: f64, b: f64) -> bool {
-        if self.lower_is_better() { a < b } else { a > b }
+        if self.lower_is_better() {
+            a < b
+        } else {
+            a > b
+        }
     }
 }
 
@@ -155,7 +159,8 @@ impl CompareTable {
 pub(crate) fn values_by_key(input: &CompareInput) -> (Vec<Column>, BTreeMap<(String, String), BTreeMap<(u64, u64), f64>>) {
     let mut columns: Vec<Column> = Vec::new();
     for kind in [ColumnKind::Near, ColumnKind::Far] {
-        let mut names: Vec<&String> = input.observations.iter().filter(|o| o.near == (kind == ColumnKind::Near)).map(|o| &o.column).collect();
+        let mut names: Vec<&String> =
+            input.observations.iter().filter(|o| o.near == (kind == ColumnKind::Near)).map(|o| &o.column).collect();
         names.sort();
         names.dedup();
         columns.extend(names.into_iter().map(|n| Column { name: n.clone(), kind }));
@@ -165,15 +170,20 @@ pub(crate) fn values_by_key(input: &CompareInput) -> (Vec<Column>, BTreeMap<(Str
         values.entry((o.row.clone(), o.column.clone())).or_default().entry(o.key).or_default().push(o.value);
     }
     // Several runs of one row in one cell (a row that pools grid values) count as their mean.
-    let mut by_key: BTreeMap<(String, String), BTreeMap<(u64, u64), f64>> =
-        values.into_iter().map(|(k, cells)| (k, cells.into_iter().map(|(key, v)| (key, v.iter().sum::<f64>() / v.len() as f64)).collect())).collect();
-    for (kind, avg_kind, name) in [(ColumnKind::Near, ColumnKind::NearAverage, "near avg"), (ColumnKind::Far, ColumnKind::FarAverage, "far avg")] {
+    let mut by_key: BTreeMap<(String, String), BTreeMap<(u64, u64), f64>> = values
+        .into_iter()
+        .map(|(k, cells)| (k, cells.into_iter().map(|(key, v)| (key, v.iter().sum::<f64>() / v.len() as f64)).collect()))
+        .collect();
+    for (kind, avg_kind, name) in
+        [(ColumnKind::Near, ColumnKind::NearAverage, "near avg"), (ColumnKind::Far, ColumnKind::FarAverage, "far avg")]
+    {
         let members: Vec<String> = columns.iter().filter(|c| c.kind == kind).map(|c| c.name.clone()).collect();
         if members.is_empty() || !input.averages() {
             continue;
         }
         for (row, _, _) in &input.runs {
-            let per_column: Vec<&BTreeMap<(u64, u64), f64>> = members.iter().filter_map(|m| by_key.get(&(row.clone(), m.clone()))).collect();
+            let per_column: Vec<&BTreeMap<(u64, u64), f64>> =
+                members.iter().filter_map(|m| by_key.get(&(row.clone(), m.clone()))).collect();
             if per_column.len() < members.len() {
                 continue;
             }
@@ -200,7 +210,8 @@ pub fn compare(input: &CompareInput) -> CompareTable {
             let cells = columns
                 .iter()
                 .map(|c| {
-                    let vals: Vec<f64> = by_key.get(&(name.clone(), c.name.clone())).map(|m| m.values().copied().collect()).unwrap_or_default();
+                    let vals: Vec<f64> =
+                        by_key.get(&(name.clone(), c.name.clone())).map(|m| m.values().copied().collect()).unwrap_or_default();
                     let vs_baseline = match &input.baseline {
                         Some(b) if b != name => by_key.get(&(b.clone(), c.name.clone())).and_then(|base| {
                             let mine = by_key.get(&(name.clone(), c.name.clone()))?;
@@ -217,11 +228,13 @@ pub fn compare(input: &CompareInput) -> CompareTable {
         })
         .collect();
     for c in 0..columns.len() {
-        let best = rows
-            .iter()
-            .enumerate()
-            .filter_map(|(i, r)| r.cells[c].summary.map(|s| (i, s.mean)))
-            .reduce(|a, b| if input.metric.better(b.1, a.1) { b } else { a });
+        let best = rows.iter().enumerate().filter_map(|(i, r)| r.cells[c].summary.map(|s| (i, s.mean))).reduce(|a, b| {
+            if input.metric.better(b.1, a.1) {
+                b
+            } else {
+                a
+            }
+        });
         if let Some((i, value)) = best {
             // Ties for the best value are all marked.
             for r in rows.iter_mut() {
@@ -232,7 +245,14 @@ pub fn compare(input: &CompareInput) -> CompareTable {
             let _ = i;
         }
     }
-    CompareTable { metric: input.metric, lower_is_better: input.metric.lower_is_better(), baseline: input.baseline.clone(), alpha: input.alpha, columns, rows }
+    CompareTable {
+        metric: input.metric,
+        lower_is_better: input.metric.lower_is_better(),
+        baseline: input.baseline.clone(),
+        alpha: input.alpha,
+        columns,
+        rows,
+    }
 }
 
 #[cfg(test)]
@@ -256,7 +276,13 @@ mod tests {
             observations.push(obs("b", "mnist", false, seed, 0.80 + s));
             observations.push(obs("b", "cifar", false, seed, 0.50 + s));
         }
-        let input = CompareInput { metric: Metric::Auroc, observations, runs: vec![("a".into(), 6, 6), ("b".into(), 8, 6)], baseline: Some("a".into()), alpha: 0.05 };
+        let input = CompareInput {
+            metric: Metric::Auroc,
+            observations,
+            runs: vec![("a".into(), 6, 6), ("b".into(), 8, 6)],
+            baseline: Some("a".into()),
+            alpha: 0.05,
+        };
         let t = compare(&input);
         let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(names, ["heldout", "cifar", "mnist", "near avg", "far avg"]);

@@ -33,7 +33,9 @@ pub fn paired(input: &CompareInput, a: &str, b: &str) -> Vec<PairedComparison> {
     let (columns, by_key) = values_by_key(input);
     let mut out = Vec::new();
     for c in &columns {
-        let (Some(va), Some(vb)) = (by_key.get(&(a.to_string(), c.name.clone())), by_key.get(&(b.to_string(), c.name.clone()))) else { continue };
+        let (Some(va), Some(vb)) = (by_key.get(&(a.to_string(), c.name.clone())), by_key.get(&(b.to_string(), c.name.clone()))) else {
+            continue;
+        };
         let pairs: Vec<(f64, f64)> = va.iter().filter_map(|(k, x)| vb.get(k).map(|y| (*x, *y))).collect();
         if pairs.is_empty() {
             continue;
@@ -64,8 +66,10 @@ mod tests {
 
     #[test]
     fn wins_ties_losses_follow_the_metric_direction() {
-        let o = |row: &str, seed: u64, v: f64| Observation { row: row.into(), column: "mnist".into(), near: false, key: (seed, 0), value: v };
-        let observations = vec![o("a", 0, 0.2), o("a", 1, 0.3), o("a", 2, 0.5), o("b", 0, 0.3), o("b", 1, 0.3), o("b", 2, 0.4), o("b", 3, 0.9)];
+        let o =
+            |row: &str, seed: u64, v: f64| Observation { row: row.into(), column: "mnist".into(), near: false, key: (seed, 0), value: v };
+        let observations =
+            vec![o("a", 0, 0.2), o("a", 1, 0.3), o("a", 2, 0.5), o("b", 0, 0.3), o("b", 1, 0.3), o("b", 2, 0.4), o("b", 3, 0.9)];
         let input = CompareInput { metric: Metric::Fpr95, observations, runs: vec![], baseline: None, alpha: 0.05 };
         let p = &paired(&input, "a", "b")[0];
         // Seed 3 has no match. Lower FPR is better: seed 0 a wins, seed 1 tie, seed 2 a loses.

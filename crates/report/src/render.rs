@@ -24,8 +24,26 @@ impl Default for NumberStyle {
     }
 }
 
+/// Text for LaTeX: special characters escaped, the symbols of captions as math.
+fn tex(s: &str) -> String {
+    s.replace('\\', "\\textbackslash{}")
+        .replace('%', "\\%")
+        .replace('&', "\\&")
+        .replace('_', "\\_")
+        .replace('#', "\\#")
+        .replace('`', "")
+        .replace(" < ", " $<$ ")
+        .replace('±', "$\\pm$")
+        .replace('†', "$^\\dagger$")
+        .replace('−', "$-$")
+}
+
 fn num(v: f64, s: NumberStyle) -> String {
-    if v.is_nan() { "-".into() } else { format!("{:.*}", s.decimals, v * s.scale) }
+    if v.is_nan() {
+        "-".into()
+    } else {
+        format!("{:.*}", s.decimals, v * s.scale)
+    }
 }
 
 /// `mean ± std (n)`, or `pending` for a cell with no finished run.
@@ -37,7 +55,11 @@ fn cell_text(c: &Cell, s: NumberStyle, pm: &str) -> String {
 }
 
 fn direction(t: &CompareTable) -> &'static str {
-    if t.lower_is_better { "lower is better" } else { "higher is better" }
+    if t.lower_is_better {
+        "lower is better"
+    } else {
+        "higher is better"
+    }
 }
 
 fn caption(t: &CompareTable) -> String {
@@ -49,7 +71,11 @@ fn caption(t: &CompareTable) -> String {
 }
 
 fn runs_text(r: &crate::Row) -> String {
-    if r.runs_done == r.runs_planned { format!("{}", r.runs_done) } else { format!("{}/{} done", r.runs_done, r.runs_planned) }
+    if r.runs_done == r.runs_planned {
+        format!("{}", r.runs_done)
+    } else {
+        format!("{}/{} done", r.runs_done, r.runs_planned)
+    }
 }
 
 pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
@@ -62,13 +88,25 @@ pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
                     let (n, mean, std, ci) = cell.summary.map_or((0, f64::NAN, f64::NAN, f64::NAN), |s| (s.n, s.mean, s.std, s.ci95));
                     let p = cell.vs_baseline.map_or(String::new(), |w| w.p_value.to_string());
                     let f = |v: f64| if v.is_nan() { String::new() } else { (v * style.scale).to_string() };
-                    out += &format!("{},{},{n},{},{},{},{},{p},{},{},{}\n", r.name, c.name, f(mean), f(std), f(ci), cell.best, cell.significant, r.runs_done, r.runs_planned);
+                    out += &format!(
+                        "{},{},{n},{},{},{},{},{p},{},{},{}\n",
+                        r.name,
+                        c.name,
+                        f(mean),
+                        f(std),
+                        f(ci),
+                        cell.best,
+                        cell.significant,
+                        r.runs_done,
+                        r.runs_planned
+                    );
                 }
             }
             out
         }
         Format::Markdown => {
-            let mut out = format!("| {} | {} | runs |\n", "method", t.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(" | "));
+            let mut out =
+                format!("| {} | {} | runs |\n", "method", t.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(" | "));
             out += &format!("|---|{}---:|\n", "---:|".repeat(t.columns.len()));
             for r in &t.rows {
                 let cells: Vec<String> = r
@@ -90,8 +128,8 @@ pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
             out + &format!("\n{}\n", caption(t))
         }
         Format::Latex => {
-            let esc = |s: &str| s.replace('_', "\\_").replace('%', "\\%").replace('&', "\\&");
-            let mut out = format!("\\begin{{table}}[t]\n\\centering\n\\caption{{{}}}\n", esc(&caption(t)).replace('`', "").replace("±", "$\\pm$").replace("†", "$^\\dagger$"));
+            let esc = tex;
+            let mut out = format!("\\begin{{table}}[t]\n\\centering\n\\caption{{{}}}\n", tex(&caption(t)));
             out += &format!("\\begin{{tabular}}{{l{}r}}\n\\toprule\n", "c".repeat(t.columns.len()));
             out += &format!("Method & {} & Runs \\\\\n\\midrule\n", t.columns.iter().map(|c| esc(&c.name)).collect::<Vec<_>>().join(" & "));
             for r in &t.rows {
@@ -114,7 +152,8 @@ pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
             out + "\\bottomrule\n\\end{tabular}\n\\end{table}\n"
         }
         Format::Table => {
-            let header: Vec<String> = std::iter::once("method".to_string()).chain(t.columns.iter().map(|c| c.name.clone())).chain(["runs".to_string()]).collect();
+            let header: Vec<String> =
+                std::iter::once("method".to_string()).chain(t.columns.iter().map(|c| c.name.clone())).chain(["runs".to_string()]).collect();
             let mut rows: Vec<Vec<String>> = vec![header];
             for r in &t.rows {
                 let mut line = vec![r.name.clone()];
@@ -162,7 +201,9 @@ pub fn paired(pairs: &[PairedComparison], lower_is_better: bool, format: Format,
     let rows: Vec<Vec<String>> = pairs
         .iter()
         .map(|p| {
-            let (w, pv, method) = p.wilcoxon.map_or(("-".into(), "-".into(), "-".into()), |w| (format!("{}", w.statistic), format!("{:.4}", w.p_value), format!("{:?}", w.method).to_lowercase()));
+            let (w, pv, method) = p.wilcoxon.map_or(("-".into(), "-".into(), "-".into()), |w| {
+                (format!("{}", w.statistic), format!("{:.4}", w.p_value), format!("{:?}", w.method).to_lowercase())
+            });
             vec![
                 p.column.clone(),
                 p.n.to_string(),
@@ -179,8 +220,22 @@ pub fn paired(pairs: &[PairedComparison], lower_is_better: bool, format: Format,
         Format::Csv => {
             let mut out = "a,b,column,n,mean_diff,ci_low,ci_high,statistic,p_value,test,wins,ties,losses\n".to_string();
             for p in pairs {
-                let (w, pv, m) = p.wilcoxon.map_or((String::new(), String::new(), String::new()), |w| (w.statistic.to_string(), w.p_value.to_string(), format!("{:?}", w.method).to_lowercase()));
-                out += &format!("{},{},{},{},{},{},{},{w},{pv},{m},{},{},{}\n", p.a, p.b, p.column, p.n, p.mean_diff * style.scale, p.ci95.0 * style.scale, p.ci95.1 * style.scale, p.wins, p.ties, p.losses);
+                let (w, pv, m) = p.wilcoxon.map_or((String::new(), String::new(), String::new()), |w| {
+                    (w.statistic.to_string(), w.p_value.to_string(), format!("{:?}", w.method).to_lowercase())
+                });
+                out += &format!(
+                    "{},{},{},{},{},{},{},{w},{pv},{m},{},{},{}\n",
+                    p.a,
+                    p.b,
+                    p.column,
+                    p.n,
+                    p.mean_diff * style.scale,
+                    p.ci95.0 * style.scale,
+                    p.ci95.1 * style.scale,
+                    p.wins,
+                    p.ties,
+                    p.losses
+                );
             }
             out
         }
@@ -192,8 +247,9 @@ pub fn paired(pairs: &[PairedComparison], lower_is_better: bool, format: Format,
             out
         }
         Format::Latex => {
-            let esc = |s: &str| s.replace('_', "\\_");
-            let mut out = format!("\\begin{{table}}[t]\n\\centering\n\\caption{{{}}}\n\\begin{{tabular}}{{lrrrrrlr}}\n\\toprule\n", esc(&title).replace('−', "$-$"));
+            let esc = tex;
+            let mut out =
+                format!("\\begin{{table}}[t]\n\\centering\n\\caption{{{}}}\n\\begin{{tabular}}{{lrrrrrlr}}\n\\toprule\n", tex(&title));
             out += "Column & $n$ & Mean diff & 95\\% CI & $W$ & $p$ & Test & W/T/L \\\\\n\\midrule\n";
             for r in &rows {
                 out += &format!("{} \\\\\n", r.iter().map(|c| esc(c)).collect::<Vec<_>>().join(" & "));

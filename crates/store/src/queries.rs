@@ -139,18 +139,18 @@ impl Store {
                     "INSERT OR REPLACE INTO ood_metrics (run_id, ood_set, score, auroc, fpr95, aupr_in, aupr_out, n_id, n_ood, tnr95)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
-                    .bind(run_id)
-                    .bind(ood_set)
-                    .bind(score)
-                    .bind(auroc)
-                    .bind(fpr95)
-                    .bind(aupr_in)
-                    .bind(aupr_out)
-                    .bind(*n_id as i64)
-                    .bind(*n_ood as i64)
-                    .bind(tnr95)
-                    .execute(&self.pool)
-                    .await?;
+                .bind(run_id)
+                .bind(ood_set)
+                .bind(score)
+                .bind(auroc)
+                .bind(fpr95)
+                .bind(aupr_in)
+                .bind(aupr_out)
+                .bind(*n_id as i64)
+                .bind(*n_ood as i64)
+                .bind(tnr95)
+                .execute(&self.pool)
+                .await?;
             }
             Event::Artifact { kind, path } => {
                 sqlx::query("INSERT OR REPLACE INTO artifacts VALUES (?1, ?2, ?3)")

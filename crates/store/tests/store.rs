@@ -18,7 +18,17 @@ fn new_run(id: &str, parent: Option<&str>) -> NewRun {
 }
 
 fn ood(score: &str, auroc: f64) -> Event {
-    Event::OodMetric { ood_set: "mnist".into(), score: score.into(), auroc, fpr95: 0.5, aupr_in: 0.6, aupr_out: 0.7, tnr95: Some(0.4), n_id: 10, n_ood: 20 }
+    Event::OodMetric {
+        ood_set: "mnist".into(),
+        score: score.into(),
+        auroc,
+        fpr95: 0.5,
+        aupr_in: 0.6,
+        aupr_out: 0.7,
+        tnr95: Some(0.4),
+        n_id: 10,
+        n_ood: 20,
+    }
 }
 
 #[tokio::test]

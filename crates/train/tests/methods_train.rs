@@ -125,7 +125,9 @@ fn whole_runs_report_every_metric_and_repeat_bit_identically() {
             assert_eq!(vals.len(), 3);
             let best = vals.iter().copied().fold(f64::MIN, f64::max);
             let best_epoch = vals.iter().position(|&v| v == best).unwrap() + 1;
-            let metric = |n: &str| events.iter().find_map(|e| if let Event::Metric { name, value } = e { (name == n).then_some(*value) } else { None });
+            let metric = |n: &str| {
+                events.iter().find_map(|e| if let Event::Metric { name, value } = e { (name == n).then_some(*value) } else { None })
+            };
             assert_eq!(metric("best_val_acc"), Some(best));
             assert_eq!(metric("best_epoch"), Some(best_epoch as f64));
         }

@@ -28,10 +28,18 @@ fn row_label(rows: &str, entry: &str, method: &str, grid: &str, config: &serde_j
     Ok(match rows {
         "entry" => {
             let grid: BTreeMap<String, serde_json::Value> = serde_json::from_str(grid).unwrap_or_default();
-            if grid.is_empty() { entry.to_string() } else { format!("{entry} [{}]", grid.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")) }
+            if grid.is_empty() {
+                entry.to_string()
+            } else {
+                format!("{entry} [{}]", grid.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "))
+            }
         }
         "method" => method.to_string(),
-        field => field_value(config, field).ok_or_else(|| crate::invalid(format!("--rows {field}: no such field in the runs' config; use entry, method, or a settings path like train.optimizer.lr")))?,
+        field => field_value(config, field).ok_or_else(|| {
+            crate::invalid(format!(
+                "--rows {field}: no such field in the runs' config; use entry, method, or a settings path like train.optimizer.lr"
+            ))
+        })?,
     })
 }
 
