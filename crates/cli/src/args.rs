@@ -115,6 +115,9 @@ pub struct CompareArgs {
     /// A paired comparison A:B printed under the table (repeatable), e.g. --pair lmoe:mixoe.
     #[arg(long = "pair", value_name = "A:B")]
     pub pairs: Vec<String>,
+    /// Only this split (index into data.splits): cells are then across seeds of one split.
+    #[arg(long)]
+    pub split: Option<u64>,
     /// Significance level of the marks against the baseline.
     #[arg(long, default_value_t = 0.05)]
     pub alpha: f64,

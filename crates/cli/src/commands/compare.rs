@@ -57,11 +57,16 @@ pub async fn compare(home: &Path, args: CompareArgs) -> anyhow::Result<i32> {
     if runs.is_empty() {
         return Err(crate::invalid(format!("no experiment `{name}` in the store; `oodlab status` lists them")));
     }
+    if let Some(split) = args.split {
+        if !runs.iter().any(|r| r.split as u64 == split) {
+            return Err(crate::invalid(format!("--split {split}: the experiment has no runs of that split")));
+        }
+    }
 
     // Rows in plan order with their planned and finished runs.
     let mut labels: BTreeMap<String, String> = BTreeMap::new();
     let mut order: Vec<(String, usize, usize)> = Vec::new();
-    for r in &runs {
+    for r in runs.iter().filter(|r| args.split.is_none_or(|s| r.split as u64 == s)) {
         let config: serde_json::Value = serde_json::from_str(&r.config)?;
         let label = row_label(&args.rows, &r.entry, &r.method, &r.grid, &config)?;
         match order.iter_mut().find(|(l, _, _)| *l == label) {
@@ -78,7 +83,7 @@ pub async fn compare(home: &Path, args: CompareArgs) -> anyhow::Result<i32> {
     let datasets: std::collections::BTreeSet<Option<&String>> = results.iter().map(|r| r.id_dataset.as_ref()).collect();
     let mut observations = Vec::new();
     let mut seen_id_acc = std::collections::HashSet::new();
-    for r in results.iter().filter(|r| r.score == args.score) {
+    for r in results.iter().filter(|r| r.score == args.score && args.split.is_none_or(|s| r.split as u64 == s)) {
         let key = (r.seed as u64, r.split as u64);
         let row = labels[&r.run_id].clone();
         let prefix = if datasets.len() > 1 { format!("{}/", r.id_dataset.as_deref().unwrap_or("?")) } else { String::new() };
