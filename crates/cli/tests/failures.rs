@@ -44,7 +44,9 @@ fn failed_worker_is_recorded_while_other_runs_finish() {
     // A table made from a store with unfinished runs says so instead of hiding them.
     let table = run_ok(oodlab(&home).args(["compare", "fail", "--format", "markdown"]));
     let table = text(&table.stdout);
-    let row = |name: &str| table.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap_or_else(|| panic!("no row {name}:\n{table}")).to_string();
+    let row = |name: &str| {
+        table.lines().find(|l| l.starts_with(&format!("| {name} |"))).unwrap_or_else(|| panic!("no row {name}:\n{table}")).to_string()
+    };
     assert!(row("bad").contains("pending") && row("bad").ends_with("| 0/1 done |"), "{table}");
     assert!(row("after_bad").contains("pending"), "{table}");
     assert!(row("baseline").contains("± ") && row("baseline").ends_with("| 1 |"), "{table}");

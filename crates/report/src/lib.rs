@@ -154,9 +154,12 @@ impl CompareTable {
     }
 }
 
+/// (row, column) → matched cell → value.
+pub(crate) type ValuesByKey = BTreeMap<(String, String), BTreeMap<(u64, u64), f64>>;
+
 /// Per row and column: the values by matched cell. Averages are taken per cell over the columns
 /// of a kind, so that a near/far average is itself a per-(seed, split) value.
-pub(crate) fn values_by_key(input: &CompareInput) -> (Vec<Column>, BTreeMap<(String, String), BTreeMap<(u64, u64), f64>>) {
+pub(crate) fn values_by_key(input: &CompareInput) -> (Vec<Column>, ValuesByKey) {
     let mut columns: Vec<Column> = Vec::new();
     for kind in [ColumnKind::Near, ColumnKind::Far] {
         let mut names: Vec<&String> =
@@ -165,12 +168,13 @@ pub(crate) fn values_by_key(input: &CompareInput) -> (Vec<Column>, BTreeMap<(Str
         names.dedup();
         columns.extend(names.into_iter().map(|n| Column { name: n.clone(), kind }));
     }
+    #[allow(clippy::type_complexity)]
     let mut values: BTreeMap<(String, String), BTreeMap<(u64, u64), Vec<f64>>> = BTreeMap::new();
     for o in &input.observations {
         values.entry((o.row.clone(), o.column.clone())).or_default().entry(o.key).or_default().push(o.value);
     }
     // Several runs of one row in one cell (a row that pools grid values) count as their mean.
-    let mut by_key: BTreeMap<(String, String), BTreeMap<(u64, u64), f64>> = values
+    let mut by_key: ValuesByKey = values
         .into_iter()
         .map(|(k, cells)| (k, cells.into_iter().map(|(key, v)| (key, v.iter().sum::<f64>() / v.len() as f64)).collect()))
         .collect();

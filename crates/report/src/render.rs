@@ -54,6 +54,18 @@ fn cell_text(c: &Cell, s: NumberStyle, pm: &str) -> String {
     }
 }
 
+/// A cell with its marks: `bold` wraps the best value, `dagger` follows a significant one.
+fn marked(c: &Cell, s: NumberStyle, pm: &str, bold: impl Fn(String) -> String, dagger: &str) -> String {
+    let mut text = cell_text(c, s, pm);
+    if c.best {
+        text = bold(text);
+    }
+    if c.significant {
+        text.push_str(dagger);
+    }
+    text
+}
+
 fn direction(t: &CompareTable) -> &'static str {
     if t.lower_is_better {
         "lower is better"
@@ -109,20 +121,7 @@ pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
                 format!("| {} | {} | runs |\n", "method", t.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(" | "));
             out += &format!("|---|{}---:|\n", "---:|".repeat(t.columns.len()));
             for r in &t.rows {
-                let cells: Vec<String> = r
-                    .cells
-                    .iter()
-                    .map(|c| {
-                        let mut s = cell_text(c, style, "±");
-                        if c.best {
-                            s = format!("**{s}**");
-                        }
-                        if c.significant {
-                            s.push_str(" †");
-                        }
-                        s
-                    })
-                    .collect();
+                let cells: Vec<String> = r.cells.iter().map(|c| marked(c, style, "±", |s| format!("**{s}**"), " †")).collect();
                 out += &format!("| {} | {} | {} |\n", r.name, cells.join(" | "), runs_text(r));
             }
             out + &format!("\n{}\n", caption(t))
@@ -133,20 +132,8 @@ pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
             out += &format!("\\begin{{tabular}}{{l{}r}}\n\\toprule\n", "c".repeat(t.columns.len()));
             out += &format!("Method & {} & Runs \\\\\n\\midrule\n", t.columns.iter().map(|c| esc(&c.name)).collect::<Vec<_>>().join(" & "));
             for r in &t.rows {
-                let cells: Vec<String> = r
-                    .cells
-                    .iter()
-                    .map(|c| {
-                        let mut s = cell_text(c, style, "$\\pm$");
-                        if c.best {
-                            s = format!("\\textbf{{{s}}}");
-                        }
-                        if c.significant {
-                            s.push_str("$^\\dagger$");
-                        }
-                        s
-                    })
-                    .collect();
+                let cells: Vec<String> =
+                    r.cells.iter().map(|c| marked(c, style, "$\\pm$", |s| format!("\\textbf{{{s}}}"), "$^\\dagger$")).collect();
                 out += &format!("{} & {} & {} \\\\\n", esc(&r.name), cells.join(" & "), runs_text(r));
             }
             out + "\\bottomrule\n\\end{tabular}\n\\end{table}\n"
@@ -157,16 +144,7 @@ pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
             let mut rows: Vec<Vec<String>> = vec![header];
             for r in &t.rows {
                 let mut line = vec![r.name.clone()];
-                for c in &r.cells {
-                    let mut s = cell_text(c, style, "±");
-                    if c.best {
-                        s = format!("[{s}]");
-                    }
-                    if c.significant {
-                        s.push_str(" †");
-                    }
-                    line.push(s);
-                }
+                line.extend(r.cells.iter().map(|c| marked(c, style, "±", |s| format!("[{s}]"), " †")));
                 line.push(runs_text(r));
                 rows.push(line);
             }

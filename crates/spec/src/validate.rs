@@ -98,7 +98,7 @@ fn training_problem(s: &RunSettings) -> Option<Problem> {
                 return Some(problem(&format!("train.optimizer.betas[{i}]"), format!("must be in [0, 1), found {b}"), ""));
             }
         }
-        if !(o.eps > 0.0) {
+        if o.eps.is_nan() || o.eps <= 0.0 {
             return Some(problem("train.optimizer.eps", format!("must be positive, found {}", o.eps), ""));
         }
     }

@@ -105,7 +105,6 @@ fn every_method_lowers_its_loss_in_a_few_steps() {
             losses.push(loss_at(step, Some(&mut opt)).1);
         }
         losses.push(loss_at(12, None).1);
-        eprintln!("{}: {losses:?}", run.entry);
         assert!(losses[12] < 0.98 * losses[0], "{}: the loss did not go down: {losses:?}", run.entry);
     }
 }
