@@ -8,6 +8,8 @@ pub const RUNS_FAILED: i32 = 1;
 pub const INVALID_INPUT: i32 = 2;
 /// The store could not be opened or written.
 pub const STORE_ERROR: i32 = 3;
+/// Another scheduler holds the home; nothing was started.
+pub const HOME_BUSY: i32 = 4;
 /// A worker's run failed (training or evaluation error).
 pub const WORKER_FAILED: i32 = 10;
 /// Interrupted by SIGINT or SIGTERM; a later `oodlab run` resumes.

@@ -24,6 +24,7 @@
 
 mod dispatcher;
 mod executor;
+pub mod home_lock;
 mod reporter;
 pub mod slots;
 
@@ -34,6 +35,7 @@ use oodlab_protocol::WorkerJob;
 use thiserror::Error;
 
 pub use dispatcher::run_plan;
+pub use home_lock::{HomeLock, LockError};
 pub use reporter::{Reporter, RunEnd};
 pub use slots::Slot;
 

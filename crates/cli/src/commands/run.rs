@@ -15,6 +15,11 @@ pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<i32> {
     let exp = super::load_spec(&args.spec)?;
     let placement = settings::placement(&args, &exp.resources)?;
     std::fs::create_dir_all(home)?;
+    // Only one scheduler launches work and writes the store of a home.
+    let _lock = oodlab_sched::HomeLock::acquire(home).map_err(|e| match e {
+        oodlab_sched::LockError::Busy { .. } => crate::CliError { code: exit_codes::HOME_BUSY, message: e.to_string() }.into(),
+        other => anyhow::Error::from(other),
+    })?;
     let store = Store::open(&settings::db_path(home)).await?;
 
     let mut new_runs = Vec::new();

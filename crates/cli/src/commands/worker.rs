@@ -11,9 +11,14 @@ use crate::args::WorkerArgs;
 
 fn emit(event: &Event) {
     let mut out = std::io::stdout().lock();
-    // A closed stdout means the scheduler is gone; nothing useful is left to do with the error.
-    let _ = writeln!(out, "{}", event.to_line());
-    let _ = out.flush();
+    let written = writeln!(out, "{}", event.to_line()).and_then(|_| out.flush());
+    // A closed stdout means the scheduler is gone (killed, or crashed): nobody records this run
+    // any more, and a later scheduler will start it again, so stop now rather than train on.
+    if let Err(e) = written {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(exit_codes::INTERRUPTED);
+        }
+    }
 }
 
 fn fail(reason: String) -> i32 {

@@ -1,0 +1,51 @@
+//! One scheduler per home: a second `oodlab run` on a busy home is refused without touching it,
+//! and a scheduler that dies (SIGKILL) releases the home; its orphaned worker stops by itself, and
+//! the next `oodlab run` resumes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_busy_home_is_refused_and_a_killed_scheduler_releases_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let yaml = spec_text("lock", "  baseline: {method: ce}", "  seeds: [0, 1, 2]", "")
+        .replace("train_limit: 400", "train_limit: 1500")
+        .replace("epochs: 1,", "epochs: 3,");
+    let spec = write_spec(dir.path(), &yaml);
+    let mut first = oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    wait_for("a running run", || home.join("oodlab.db").exists() && statuses(&home, "lock").iter().any(|r| r["status"] == "running"));
+
+    let before = statuses(&home, "lock");
+    let second = oodlab(&home).arg("run").arg(&spec).output().unwrap();
+    assert_eq!(second.status.code(), Some(4), "{}", text(&second.stderr));
+    let err = text(&second.stderr);
+    assert!(err.contains("another scheduler is running") && err.contains(&format!("pid {}", first.id())), "{err}");
+    let attempts = |rows: &[serde_json::Value]| rows.iter().map(|r| (r["run_id"].clone(), r["attempts"].clone())).collect::<Vec<_>>();
+    assert_eq!(attempts(&before), attempts(&statuses(&home, "lock")), "the refused scheduler started nothing");
+
+    kill(Pid::from_raw(first.id() as i32), Signal::SIGKILL).unwrap();
+    first.wait().unwrap();
+    // The orphaned worker notices the closed pipe at its next progress event and exits.
+    let needle = home.display().to_string();
+    wait_for("the orphaned worker to exit", || processes_mentioning(&needle).is_empty());
+
+    let rerun = run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
+    let rows = statuses(&home, "lock");
+    assert!(rows.iter().all(|r| r["status"] == "done"), "{rows:?}\n{}", text(&rerun.stderr));
+    // The run that was running when the scheduler died was started again.
+    assert!(rows.iter().any(|r| r["attempts"] == 2), "{rows:?}");
+}
