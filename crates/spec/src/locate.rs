@@ -27,9 +27,9 @@ impl Locator {
         self.overrides.iter().rev().find(|o| within(field, &o.field()))
     }
 
-    /// Whether the file or an override defines `field` itself.
+    /// Whether the file defines `field`, or an override sets it or a mapping that holds it.
     pub fn defines(&self, field: &str) -> bool {
-        self.override_for(field).is_some_and(|o| o.field() == field) || self.index.value(field).is_some()
+        self.override_for(field).is_some() || self.index.value(field).is_some()
     }
 
     pub fn origin(&self, field: &str) -> Origin {

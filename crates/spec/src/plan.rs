@@ -379,7 +379,12 @@ pub(crate) fn expand(
                 return Err(err);
             }
             let id_ds = &datasets[&settings.data.id];
-            let split_spec = &settings.data.splits[point.split.min(settings.data.splits.len() - 1)];
+            let Some(split_spec) = settings.data.splits.get(point.split) else {
+                let msg =
+                    format!("the grid asks for split {} but this entry's data.splits has {}", point.split, settings.data.splits.len());
+                let hint = "give every entry the same number of splits, or list the ones to run in grid.splits";
+                return Err(loc.error_at(origin_of("data.splits", false), "data.splits", msg).with_hint(hint));
+            };
             let split = match (&split_spec.classes, split_spec.draw) {
                 (Some(list), _) => ClassSplit::explicit(id_ds.classes, list.clone()),
                 (None, Some(k)) => ClassSplit::draw(id_ds.classes, k, split_spec.seed),

@@ -225,3 +225,15 @@ fn lmoe_switches_are_checked_by_name() {
     let (_, e) = bad("baseline: {method: ce}", "baseline: {method: {kind: mixoe, alpha: -1}}", &[]);
     assert_eq!(e.field, "method.alpha");
 }
+
+#[test]
+fn an_entry_with_fewer_splits_than_the_grid_is_refused() {
+    let two = "  splits: [{classes: [0, 1, 3, 5, 8, 9]}, {draw: 6, seed: 1}]";
+    let (_, res) = try_spec("  splits: [{classes: [0, 1, 3, 5, 8, 9]}]", two, &[]);
+    assert_eq!(res.unwrap().runs.len(), 8, "2 entries × 2 seeds × 2 splits");
+    // One entry narrows data.splits to one split while the grid runs splits 0 and 1.
+    let (_, e) = bad("  splits: [{classes: [0, 1, 3, 5, 8, 9]}]", two, &["methods.tuned.data={splits: [{draw: 4}]}"]);
+    assert_eq!(e.field, "data.splits");
+    assert!(e.message.contains("split 1"), "{e}");
+    assert_eq!(e.origin, Origin::Override("methods.tuned.data={splits: [{draw: 4}]}".into()));
+}
