@@ -10,6 +10,14 @@ mod progress;
 mod settings;
 
 use clap::Parser;
+
+/// candle allocates and frees every intermediate tensor of every step; with glibc's allocator the
+/// large ones are fresh `mmap`s that page-fault on first touch (a third of a CPU run's time went to
+/// the kernel). mimalloc keeps and reuses those pages (docs/performance.md).
+/// The `system-allocator` feature builds without it, for the comparison in scripts/bench.
+#[cfg(not(feature = "system-allocator"))]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use oodlab_protocol::exit_codes;
 
 fn main() {
