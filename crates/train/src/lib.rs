@@ -4,9 +4,11 @@
 //! The entry point is [`run`], which reports through a sink of protocol events and never prints.
 //!
 //! ```no_run
-//! # let config: oodlab_spec::RunConfig = unimplemented!();
-//! let req = oodlab_train::RunRequest { config: &config, run_dir: "runs/x/abc".as_ref(), init_checkpoint: None };
-//! oodlab_train::run(&req, &mut |event| eprintln!("{}", event.to_line())).unwrap();
+//! fn train_one(config: &oodlab_spec::RunConfig) -> Result<(), oodlab_train::TrainError> {
+//!     let req = oodlab_train::RunRequest { config, run_dir: "runs/x/abc".as_ref(), init_checkpoint: None };
+//!     let mut events = Vec::new();
+//!     oodlab_train::run(&req, &mut |event| events.push(event))
+//! }
 //! ```
 
 pub mod evaluate;
