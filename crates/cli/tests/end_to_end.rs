@@ -219,6 +219,18 @@ fn quickstart_results_list_all_four_methods_with_every_score_and_ood_set() {
         }
     }
 
+    // Rows by any field: the method name, a training setting, an LMOE switch (`-` for the others).
+    let rows_of = |by: &str| -> Vec<(String, u64)> {
+        let out = run_ok(oodlab(&home).args(["compare", "quickstart", "--rows", by, "--format", "json"]));
+        let t: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        t["rows"].as_array().unwrap().iter().map(|r| (r["name"].as_str().unwrap().to_string(), r["runs_done"].as_u64().unwrap())).collect()
+    };
+    assert_eq!(rows_of("method"), [("ce".to_string(), 2), ("lmoe".into(), 2), ("mixoe".into(), 2), ("oe".into(), 2)]);
+    assert_eq!(rows_of("train.epochs"), [("1".to_string(), 2), ("2".into(), 6)]);
+    assert_eq!(rows_of("method.consistency.loss"), [("-".to_string(), 6), ("mse".into(), 2)]);
+    let bad = oodlab(&home).args(["compare", "quickstart", "--rows", "train.nope"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+
     // The compare cells are the numbers of the store's `method_stats` view, as sqlite3 reads them.
     let out = run_ok(oodlab(&home).args(["compare", "quickstart", "--metric", "auroc", "--score", "energy", "--format", "json"]));
     let table: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

@@ -24,8 +24,8 @@ fn field_value(config: &serde_json::Value, path: &str) -> Option<String> {
     })
 }
 
-fn row_label(rows: &str, entry: &str, method: &str, grid: &str, config: &serde_json::Value) -> anyhow::Result<String> {
-    Ok(match rows {
+fn row_label(rows: &str, entry: &str, method: &str, grid: &str, config: &serde_json::Value) -> String {
+    match rows {
         "entry" => {
             let grid: BTreeMap<String, serde_json::Value> = serde_json::from_str(grid).unwrap_or_default();
             if grid.is_empty() {
@@ -35,12 +35,9 @@ fn row_label(rows: &str, entry: &str, method: &str, grid: &str, config: &serde_j
             }
         }
         "method" => method.to_string(),
-        field => field_value(config, field).ok_or_else(|| {
-            crate::invalid(format!(
-                "--rows {field}: no such field in the runs' config; use entry, method, or a settings path like train.optimizer.lr"
-            ))
-        })?,
-    })
+        // Runs without the field (a switch of another method) form the row `-`.
+        field => field_value(config, field).unwrap_or_else(|| "-".to_string()),
+    }
 }
 
 pub async fn compare(home: &Path, args: CompareArgs) -> anyhow::Result<i32> {
@@ -68,7 +65,7 @@ pub async fn compare(home: &Path, args: CompareArgs) -> anyhow::Result<i32> {
     let mut order: Vec<(String, usize, usize)> = Vec::new();
     for r in runs.iter().filter(|r| args.split.is_none_or(|s| r.split as u64 == s)) {
         let config: serde_json::Value = serde_json::from_str(&r.config)?;
-        let label = row_label(&args.rows, &r.entry, &r.method, &r.grid, &config)?;
+        let label = row_label(&args.rows, &r.entry, &r.method, &r.grid, &config);
         match order.iter_mut().find(|(l, _, _)| *l == label) {
             Some(row) => row.1 += 1,
             None => order.push((label.clone(), 1, 0)),
@@ -77,6 +74,13 @@ pub async fn compare(home: &Path, args: CompareArgs) -> anyhow::Result<i32> {
             order.iter_mut().find(|(l, _, _)| *l == label).expect("just added").2 += 1;
         }
         labels.insert(r.run_id.clone(), label);
+    }
+
+    if !matches!(args.rows.as_str(), "entry" | "method") && order.iter().all(|(l, _, _)| l == "-") {
+        return Err(crate::invalid(format!(
+            "--rows {}: no run has this field; use entry, method, or a settings path like train.optimizer.lr",
+            args.rows
+        )));
     }
 
     let results = store.results(&name).await?;
