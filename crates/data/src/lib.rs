@@ -9,6 +9,7 @@
 //! assert!(id_train.labels.iter().all(|&l| l < 6));
 //! ```
 
+pub mod files;
 pub mod idx;
 pub mod order;
 pub mod split;
@@ -17,11 +18,13 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
-/// Greyscale images of one size, stored row-major as bytes, with one class label each.
+/// Images of one size, stored planar (channel, row, column) as bytes, with one class label each.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageSet {
     pub images: Vec<u8>,
     pub labels: Vec<u32>,
+    /// 1 (greyscale) or 3 (RGB).
+    pub channels: usize,
     pub height: usize,
     pub width: usize,
 }
@@ -35,8 +38,9 @@ impl ImageSet {
         self.labels.is_empty()
     }
 
+    /// Bytes per image: channels × height × width.
     pub fn pixels_per_image(&self) -> usize {
-        self.height * self.width
+        self.channels * self.height * self.width
     }
 
     pub fn image(&self, i: usize) -> &[u8] {
@@ -50,7 +54,7 @@ impl ImageSet {
         for &i in indices {
             images.extend_from_slice(self.image(i));
         }
-        ImageSet { images, labels: indices.iter().map(|&i| self.labels[i]).collect(), height: self.height, width: self.width }
+        ImageSet { images, labels: indices.iter().map(|&i| self.labels[i]).collect(), channels: self.channels, height: self.height, width: self.width }
     }
 
     /// The first `n` images (all of them when `n` is larger).
@@ -70,6 +74,15 @@ pub enum DataError {
     },
     #[error("{path} is not a valid IDX file: {reason}")]
     Format { path: PathBuf, reason: String },
+    #[error("{}{path}: {reason}", origin.as_ref().map(|o| format!("{o}: ")).unwrap_or_default())]
+    Image {
+        /// `list-file:line` the file came from, when it came from a list.
+        origin: Option<String>,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("{path}:{line}: {reason}")]
+    List { path: PathBuf, line: usize, reason: String },
     #[error("{images} holds {n_images} images but {labels} holds {n_labels} labels; use files of the same set")]
     CountMismatch { images: PathBuf, labels: PathBuf, n_images: usize, n_labels: usize },
 }

@@ -5,16 +5,17 @@ use oodlab_data::ImageSet;
 use oodlab_spec::Normalize;
 use rand::Rng;
 
-/// Images `indices` of `set` as a `(b, 1, h, w)` tensor scaled to [0, 1] then normalized;
+/// Images `indices` of `set` as a `(b, c, h, w)` tensor scaled to [0, 1] then normalized;
 /// `flip` decides per image whether to mirror it left-right.
 pub fn batch_tensor(set: &ImageSet, indices: &[usize], norm: Normalize, flip: &mut dyn FnMut() -> bool, device: &Device) -> Result<Tensor> {
-    let (h, w) = (set.height, set.width);
+    let (c, h, w) = (set.channels, set.height, set.width);
     let (scale, shift) = (1.0 / (255.0 * norm.std), norm.mean / norm.std);
-    let mut out = Vec::with_capacity(indices.len() * h * w);
+    let mut out = Vec::with_capacity(indices.len() * c * h * w);
     for &i in indices {
         let img = set.image(i);
         let mirrored = flip();
-        for r in 0..h {
+        // Planar storage: every channel's rows are rows of `w` pixels, mirrored alike.
+        for r in 0..c * h {
             let row = &img[r * w..(r + 1) * w];
             if mirrored {
                 out.extend(row.iter().rev().map(|&p| (p as f64 * scale - shift) as f32));
@@ -23,7 +24,7 @@ pub fn batch_tensor(set: &ImageSet, indices: &[usize], norm: Normalize, flip: &m
             }
         }
     }
-    Tensor::from_vec(out, (indices.len(), 1, h, w), device)
+    Tensor::from_vec(out, (indices.len(), c, h, w), device)
 }
 
 /// Labels `indices` of `set` as a u32 tensor.
@@ -43,7 +44,7 @@ mod tests {
 
     #[test]
     fn normalizes_and_mirrors_rows() {
-        let set = ImageSet { images: vec![0, 255, 51, 102], labels: vec![0], height: 2, width: 2 };
+        let set = ImageSet { images: vec![0, 255, 51, 102], labels: vec![0], channels: 1, height: 2, width: 2 };
         let norm = Normalize { mean: 0.5, std: 0.5 };
         let t = batch_tensor(&set, &[0], norm, &mut || true, &Device::Cpu).unwrap();
         // (p/255 - 0.5) / 0.5 with rows reversed: [255, 0], [102, 51]
