@@ -36,7 +36,8 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> DataError + '_ {
 /// One class per sub-folder of `dir`, numbered in sorted name order; PNG and JPEG files inside,
 /// in sorted order.
 pub fn folder(dir: &Path) -> Result<Vec<LabeledFile>, DataError> {
-    let mut classes: Vec<PathBuf> = std::fs::read_dir(dir).map_err(io(dir))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+    let mut classes: Vec<PathBuf> =
+        std::fs::read_dir(dir).map_err(io(dir))?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
     classes.sort();
     let mut out = Vec::new();
     for (label, class) in classes.iter().enumerate() {
@@ -77,7 +78,11 @@ pub fn cub(root: &Path, train: bool) -> Result<Vec<LabeledFile>, DataError> {
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
         let mut rows = Vec::new();
         for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let (id, value) = line.trim().split_once(' ').ok_or_else(|| DataError::List { path: path.clone(), line: i + 1, reason: format!("`{line}` is not `id value`") })?;
+            let (id, value) = line.trim().split_once(' ').ok_or_else(|| DataError::List {
+                path: path.clone(),
+                line: i + 1,
+                reason: format!("`{line}` is not `id value`"),
+            })?;
             rows.push((id.to_string(), value.trim().to_string(), format!("{}:{}", path.display(), i + 1)));
         }
         Ok(rows)
@@ -86,7 +91,11 @@ pub fn cub(root: &Path, train: bool) -> Result<Vec<LabeledFile>, DataError> {
     let split: HashMap<String, String> = table("train_test_split.txt")?.into_iter().map(|(id, v, _)| (id, v)).collect();
     let mut out = Vec::new();
     for (id, path, origin) in table("images.txt")? {
-        let missing = |what: &str| DataError::List { path: root.join("images.txt"), line: origin.rsplit(':').next().and_then(|l| l.parse().ok()).unwrap_or(0), reason: format!("image {id} has no entry in {what}") };
+        let missing = |what: &str| DataError::List {
+            path: root.join("images.txt"),
+            line: origin.rsplit(':').next().and_then(|l| l.parse().ok()).unwrap_or(0),
+            reason: format!("image {id} has no entry in {what}"),
+        };
         let (class, class_origin) = labels.get(&id).ok_or_else(|| missing("image_class_labels.txt"))?;
         let is_train = split.get(&id).ok_or_else(|| missing("train_test_split.txt"))? == "1";
         if is_train != train {
@@ -183,7 +192,10 @@ mod tests {
 
         std::fs::write(&list_path, "class3/000.png 0\nclass7/nope.png 1\n").unwrap();
         let err = load(&list(dir.path(), &list_path).unwrap(), Decode { height: 28, width: 28, channels: 1 }).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("{}:2: ", list_path.display())) && err.contains("nope.png") && err.contains("cannot open"), "{err}");
+        assert!(
+            err.starts_with(&format!("{}:2: ", list_path.display())) && err.contains("nope.png") && err.contains("cannot open"),
+            "{err}"
+        );
         std::fs::write(&list_path, "class3/000.png zero\n").unwrap();
         let err = list(dir.path(), &list_path).unwrap_err().to_string();
         assert!(err.contains("train.txt:1: label `zero`"), "{err}");
@@ -210,7 +222,10 @@ mod tests {
         std::fs::write(dir.path().join("image_class_labels.txt"), "1 1\n2 1\n3 2\n4 2\n").unwrap();
         std::fs::write(dir.path().join("train_test_split.txt"), "1 1\n2 0\n3 1\n4 0\n").unwrap();
         let train = cub(dir.path(), true).unwrap();
-        assert_eq!(train.iter().map(|f| (f.path.file_name().unwrap().to_str().unwrap(), f.label)).collect::<Vec<_>>(), [("000.png", 0), ("002.png", 1)]);
+        assert_eq!(
+            train.iter().map(|f| (f.path.file_name().unwrap().to_str().unwrap(), f.label)).collect::<Vec<_>>(),
+            [("000.png", 0), ("002.png", 1)]
+        );
         assert_eq!(cub(dir.path(), false).unwrap().len(), 2);
         std::fs::write(dir.path().join("image_class_labels.txt"), "1 1\n2 1\n3 0\n4 2\n").unwrap();
         let err = cub(dir.path(), true).unwrap_err().to_string();

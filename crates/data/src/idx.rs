@@ -77,7 +77,13 @@ pub fn load(images: impl AsRef<Path>, labels: impl AsRef<Path>) -> Result<ImageS
             n_labels: lab.dims[0],
         });
     }
-    Ok(ImageSet { images: img.data, labels: lab.data.into_iter().map(u32::from).collect(), channels: 1, height: img.dims[1], width: img.dims[2] })
+    Ok(ImageSet {
+        images: img.data,
+        labels: lab.data.into_iter().map(u32::from).collect(),
+        channels: 1,
+        height: img.dims[1],
+        width: img.dims[2],
+    })
 }
 
 #[cfg(test)]

@@ -54,7 +54,13 @@ impl ImageSet {
         for &i in indices {
             images.extend_from_slice(self.image(i));
         }
-        ImageSet { images, labels: indices.iter().map(|&i| self.labels[i]).collect(), channels: self.channels, height: self.height, width: self.width }
+        ImageSet {
+            images,
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+        }
     }
 
     /// The first `n` images (all of them when `n` is larger).

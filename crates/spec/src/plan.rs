@@ -64,7 +64,15 @@ impl RunConfig {
             std::iter::once(&s.data.id).chain(s.data.outliers.iter().filter(|_| s.method.uses_outliers())).chain(&s.data.ood).collect();
         let datasets: BTreeMap<&String, serde_json::Value> = used
             .into_iter()
-            .map(|n| (n, serde_json::json!({"format": self.datasets[n].format, "classes": self.datasets[n].classes})))
+            .map(|n| {
+                let ds = &self.datasets[n];
+                let mut v = serde_json::json!({"format": ds.format, "classes": ds.classes});
+                // Only decoded formats have an image size; IDX datasets hash as before.
+                if let Some(image) = ds.image {
+                    v["image"] = serde_json::json!(image);
+                }
+                (n, v)
+            })
             .collect();
         serde_json::json!({
             "method": s.method,

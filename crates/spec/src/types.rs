@@ -45,22 +45,65 @@ pub struct DatasetSpec {
     pub format: DatasetFormat,
     /// Number of classes of the labels (IDs 0..classes).
     pub classes: u32,
-    pub train: Option<FilePair>,
-    pub test: Option<FilePair>,
+    /// The folder list files' paths are relative to (`list`), or the dataset's folder (`cub`).
+    #[serde(default)]
+    pub root: Option<PathBuf>,
+    pub train: Option<DatasetPart>,
+    pub test: Option<DatasetPart>,
+    /// The size and colour images are decoded to (`folder`, `list`, `cub`).
+    #[serde(default)]
+    pub image: Option<ImageSpec>,
+}
+
+impl DatasetSpec {
+    /// CUB's own layout always holds both parts (train_test_split.txt).
+    pub fn has_train(&self) -> bool {
+        self.format == DatasetFormat::Cub || self.train.is_some()
+    }
+
+    pub fn has_test(&self) -> bool {
+        self.format == DatasetFormat::Cub || self.test.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// `[height, width]`.
+    pub size: [usize; 2],
+    /// 1 (greyscale) or 3 (RGB).
+    pub channels: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetFormat {
-    /// MNIST-style IDX files, gzipped or raw.
+    /// MNIST-style IDX files, gzipped or raw: `{images, labels}` per part.
     Idx,
+    /// One sub-folder per class of PNG/JPEG files: `{dir}` per part.
+    Folder,
+    /// A list file of `relative/path label` lines per part (`{list}`), paths relative to `root`.
+    List,
+    /// CUB-200-2011's layout under `root`: images.txt, image_class_labels.txt, train_test_split.txt.
+    Cub,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The files of one part (train or test) of a dataset; which fields apply depends on the format.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FilePair {
-    pub images: PathBuf,
-    pub labels: PathBuf,
+pub struct DatasetPart {
+    /// `idx`: the images file.
+    #[serde(default)]
+    pub images: Option<PathBuf>,
+    /// `idx`: the labels file.
+    #[serde(default)]
+    pub labels: Option<PathBuf>,
+    /// `folder`: the folder of class sub-folders.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// `list`: the list file.
+    #[serde(default)]
+    pub list: Option<PathBuf>,
 }
 
 /// One named method entry: a method and what it changes for its runs.

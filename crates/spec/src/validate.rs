@@ -125,7 +125,7 @@ fn unknown_dataset(field: &str, name: &str, datasets: &BTreeMap<String, DatasetS
 fn dataset_refs(s: &RunSettings, datasets: &BTreeMap<String, DatasetSpec>) -> Option<Problem> {
     let d = &s.data;
     let Some(id) = datasets.get(&d.id) else { return Some(unknown_dataset("data.id", &d.id, datasets)) };
-    if id.train.is_none() || id.test.is_none() {
+    if !id.has_train() || !id.has_test() {
         return Some(problem("data.id", format!("dataset `{}` needs both `train` and `test` files to be the ID dataset", d.id), ""));
     }
     if d.splits.is_empty() {
@@ -142,7 +142,7 @@ fn dataset_refs(s: &RunSettings, datasets: &BTreeMap<String, DatasetSpec>) -> Op
     }
     if let Some(out) = &d.outliers {
         let Some(ds) = datasets.get(out) else { return Some(unknown_dataset("data.outliers", out, datasets)) };
-        if ds.train.is_none() {
+        if !ds.has_train() {
             return Some(problem("data.outliers", format!("dataset `{out}` has no `train` files to draw outliers from"), ""));
         }
         if d.ood.contains(out) || *out == d.id {
@@ -156,7 +156,7 @@ fn dataset_refs(s: &RunSettings, datasets: &BTreeMap<String, DatasetSpec>) -> Op
     for (i, name) in d.ood.iter().enumerate() {
         let field = format!("data.ood[{i}]");
         let Some(ds) = datasets.get(name) else { return Some(unknown_dataset(&field, name, datasets)) };
-        if ds.test.is_none() {
+        if !ds.has_test() {
             return Some(problem(&field, format!("dataset `{name}` has no `test` files to evaluate on"), ""));
         }
         if *name == d.id {

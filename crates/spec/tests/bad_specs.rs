@@ -237,3 +237,28 @@ fn an_entry_with_fewer_splits_than_the_grid_is_refused() {
     assert!(e.message.contains("split 1"), "{e}");
     assert_eq!(e.origin, Origin::Override("methods.tuned.data={splits: [{draw: 4}]}".into()));
 }
+
+#[test]
+fn image_file_formats_are_checked_per_format() {
+    // A folder dataset needs `dir` parts and a decode size; IDX keeps its own size.
+    let folder = "  mnist:\n    format: folder\n    classes: 10\n    test: {images: @/mnist/t10k-images-idx3-ubyte.gz}\n    image: {size: [28, 28], channels: 1}";
+    let (_, e) = bad("  mnist:\n    format: idx\n    classes: 10\n    test: {images: @/mnist/t10k-images-idx3-ubyte.gz, labels: @/mnist/t10k-labels-idx1-ubyte.gz}", folder, &[]);
+    assert_eq!(e.field, "datasets.mnist.test.images");
+    assert!(e.message.contains("does not apply"), "{e}");
+    let (_, e) = bad(
+        "    format: idx\n    classes: 10\n    test: {images: @/mnist",
+        "    format: idx\n    classes: 10\n    image: {size: [28, 28], channels: 1}\n    test: {images: @/mnist",
+        &[],
+    );
+    assert_eq!(e.field, "datasets.mnist.image");
+    let (_, e) = bad(
+        "  mnist:\n    format: idx",
+        "  mnist:\n    root: @\n    format: list",
+        &["datasets.mnist.test={list: nope.txt}", "datasets.mnist.image={size: [28, 28], channels: 2}"],
+    );
+    assert_eq!(e.field, "datasets.mnist.test.list");
+    assert!(e.message.contains("file not found"), "{e}");
+    let (_, e) = bad("  mnist:\n    format: idx", "  mnist:\n    root: @\n    format: cub", &["datasets.mnist.test=null"]);
+    assert_eq!(e.field, "datasets.mnist.root");
+    assert!(e.message.contains("images.txt not found"), "{e}");
+}

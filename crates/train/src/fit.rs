@@ -34,7 +34,7 @@ pub fn run(req: &RunRequest, sink: Sink) -> Result<(), TrainError> {
 
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-    let model = Cnn::new(&s.model.channels, classes, vb).context("building the model")?;
+    let model = Cnn::new(sets.train.channels, &s.model.channels, classes, vb).context("building the model")?;
     init_seeded(&varmap, cfg.seed).context("initialising weights")?;
     if let Some(ckpt) = req.init_checkpoint {
         let mut vm = varmap.clone();

@@ -15,12 +15,13 @@ pub struct Cnn {
 }
 
 impl Cnn {
-    /// `channels` are the three conv widths; `classes` the number of logits.
-    pub fn new(channels: &[usize], classes: usize, vb: VarBuilder) -> Result<Cnn> {
+    /// `in_channels` of the images (1 or 3); `channels` the three conv widths; `classes` the
+    /// number of logits.
+    pub fn new(in_channels: usize, channels: &[usize], classes: usize, vb: VarBuilder) -> Result<Cnn> {
         let same = Conv2dConfig { padding: 1, ..Default::default() };
         let bn = candle_nn::BatchNormConfig { eps: 1e-5, momentum: 0.1, ..Default::default() };
         Ok(Cnn {
-            conv1: conv2d(1, channels[0], 3, same, vb.pp("conv1"))?,
+            conv1: conv2d(in_channels, channels[0], 3, same, vb.pp("conv1"))?,
             bn1: batch_norm(channels[0], bn, vb.pp("bn1"))?,
             conv2: conv2d(channels[0], channels[1], 3, same, vb.pp("conv2"))?,
             bn2: batch_norm(channels[1], bn, vb.pp("bn2"))?,

@@ -1,8 +1,8 @@
 //! The image sets of a run: ID train/validation/test, the held-out classes and coarse OOD sets.
 
 use oodlab_data::split::ClassSplit;
-use oodlab_data::{idx, order, ImageSet};
-use oodlab_spec::{FilePair, RunConfig};
+use oodlab_data::{files, idx, order, ImageSet};
+use oodlab_spec::{DatasetFormat, RunConfig};
 
 use crate::TrainError;
 
@@ -47,38 +47,70 @@ impl OutlierStream {
     }
 }
 
-fn load(pair: &FilePair) -> Result<ImageSet, TrainError> {
-    Ok(idx::load(&pair.images, &pair.labels)?)
-}
-
-fn part<'a>(cfg: &'a RunConfig, name: &str, train: bool) -> Result<&'a FilePair, TrainError> {
+/// The train or test part of dataset `name`, decoded.
+fn load_part(cfg: &RunConfig, name: &str, train: bool) -> Result<ImageSet, TrainError> {
     let ds = cfg.datasets.get(name).ok_or_else(|| TrainError::Setup(format!("dataset `{name}` is missing from the run config")))?;
-    let pair = if train { &ds.train } else { &ds.test };
-    pair.as_ref().ok_or_else(|| TrainError::Setup(format!("dataset `{name}` has no {} files", if train { "train" } else { "test" })))
+    let which = if train { "train" } else { "test" };
+    let missing = || TrainError::Setup(format!("dataset `{name}` has no {which} part"));
+    let part = if train { ds.train.as_ref() } else { ds.test.as_ref() };
+    let field = |v: Option<&std::path::PathBuf>, key: &str| {
+        v.cloned().ok_or_else(|| TrainError::Setup(format!("dataset `{name}`: {which}.{key} is missing")))
+    };
+    let decode = || {
+        ds.image
+            .map(|i| files::Decode { height: i.size[0], width: i.size[1], channels: i.channels })
+            .ok_or_else(|| TrainError::Setup(format!("dataset `{name}` has no image size")))
+    };
+    let root = || ds.root.clone().ok_or_else(|| TrainError::Setup(format!("dataset `{name}` has no root")));
+    Ok(match ds.format {
+        DatasetFormat::Idx => {
+            let part = part.ok_or_else(missing)?;
+            idx::load(field(part.images.as_ref(), "images")?, field(part.labels.as_ref(), "labels")?)?
+        }
+        DatasetFormat::Folder => files::load(&files::folder(&field(part.ok_or_else(missing)?.dir.as_ref(), "dir")?)?, decode()?)?,
+        DatasetFormat::List => files::load(&files::list(&root()?, &field(part.ok_or_else(missing)?.list.as_ref(), "list")?)?, decode()?)?,
+        DatasetFormat::Cub => files::load(&files::cub(&root()?, train)?, decode()?)?,
+    })
 }
 
 pub fn load_sets(cfg: &RunConfig) -> Result<RunSets, TrainError> {
     let d = &cfg.settings.data;
     let split = ClassSplit { id_classes: cfg.classes.id_classes.clone(), heldout: cfg.classes.heldout.clone() };
-    let mut train_all = split.id_subset(&load(part(cfg, &d.id, true)?)?);
+    let mut train_all = split.id_subset(&load_part(cfg, &d.id, true)?);
     if let Some(limit) = d.train_limit {
         train_all = train_all.truncate(limit);
     }
     let (train_idx, val_idx) = order::carve_validation(train_all.len(), d.val_fraction, cfg.seed);
-    let test = load(part(cfg, &d.id, false)?)?;
+    let test = load_part(cfg, &d.id, false)?;
     let mut ood = Vec::new();
     if !split.heldout.is_empty() {
         ood.push((HELDOUT.to_string(), split.heldout_subset(&test)));
     }
     for name in &d.ood {
-        ood.push((name.clone(), load(part(cfg, name, false)?)?));
+        ood.push((name.clone(), load_part(cfg, name, false)?));
     }
     let outliers = match (&d.outliers, cfg.settings.method.uses_outliers()) {
-        (Some(name), true) => Some(load(part(cfg, name, true)?)?),
+        (Some(name), true) => Some(load_part(cfg, name, true)?),
         _ => None,
     };
     let sets =
         RunSets { train: train_all.select(&train_idx), val: train_all.select(&val_idx), id_test: split.id_subset(&test), ood, outliers };
+    // Every set goes through the same network: its images must have the ID images' shape.
+    let shape = |s: &ImageSet| (s.channels, s.height, s.width);
+    let others = sets
+        .ood
+        .iter()
+        .map(|(n, s)| (n.as_str(), s))
+        .chain(sets.outliers.as_ref().map(|o| (d.outliers.as_deref().unwrap_or("outliers"), o)));
+    for (name, set) in others {
+        if !set.is_empty() && shape(set) != shape(&sets.train) {
+            let (c, h, w) = shape(set);
+            let (ic, ih, iw) = shape(&sets.train);
+            return Err(TrainError::Setup(format!(
+                "`{name}` images are {c}×{h}×{w} (channels × height × width) but the ID images are {ic}×{ih}×{iw}; decode them alike (`image: {{size: [{ih}, {iw}], channels: {ic}}}` for image files)"
+            )));
+        }
+    }
     if sets.outliers.as_ref().is_some_and(|o| o.is_empty()) {
         return Err(TrainError::Setup("the outlier set is empty".into()));
     }

@@ -85,7 +85,7 @@ fn every_method_lowers_its_loss_in_a_few_steps() {
     let (x, y, o) = fixed_batch();
     for run in &exp.runs {
         let varmap = VarMap::new();
-        let model = Cnn::new(&run.settings.model.channels, 6, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+        let model = Cnn::new(1, &run.settings.model.channels, 6, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
         init_seeded(&varmap, 0).unwrap();
         let mut opt = Optimizer::new(varmap.all_vars(), &run.settings.train.optimizer);
         let batch = Batch { images: &x, labels: &y, outliers: Some(&o), classes: 6 };

@@ -1,0 +1,81 @@
+//! Runs train on image files: an ID dataset as PNG class folders, a coarse OOD set from a list
+//! file, both made from the committed sample; a set decoded to another shape is a clear error.
+
+use std::path::Path;
+
+use oodlab_data::idx;
+use oodlab_protocol::Event;
+
+/// Writes the first `n` images of an IDX set as PNG files: `dir/class<label>/<i>.png`, and a list
+/// file `list.txt` of `class<label>/<i>.png label` lines.
+fn write_pngs(images: &str, labels: &str, dir: &Path, n: usize) {
+    let s = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sample");
+    let set = idx::load(s.join(images), s.join(labels)).unwrap().truncate(n);
+    let mut list = String::new();
+    for i in 0..set.len() {
+        let rel = format!("class{}/{i:04}.png", set.labels[i]);
+        std::fs::create_dir_all(dir.join(format!("class{}", set.labels[i]))).unwrap();
+        image::GrayImage::from_raw(28, 28, set.image(i).to_vec()).unwrap().save(dir.join(&rel)).unwrap();
+        list += &format!("{rel} {}\n", set.labels[i]);
+    }
+    std::fs::write(dir.join("list.txt"), list).unwrap();
+}
+
+fn spec(dir: &Path, channels: usize) -> std::path::PathBuf {
+    let d = dir.display();
+    let text = format!(
+        "name: files
+datasets:
+  fashion-png:
+    format: folder
+    classes: 10
+    train: {{dir: {d}/train}}
+    test: {{dir: {d}/test}}
+    image: {{size: [28, 28], channels: {channels}}}
+  mnist-list:
+    format: list
+    classes: 10
+    root: {d}/mnist
+    test: {{list: {d}/mnist/list.txt}}
+    image: {{size: [28, 28], channels: 1}}
+data:
+  id: fashion-png
+  splits: [{{classes: [0, 1, 3, 5, 8, 9]}}]
+  ood: [mnist-list]
+model: {{channels: [4, 8, 8]}}
+train: {{epochs: 1, batch_size: 32}}
+methods:
+  baseline: {{method: ce}}
+"
+    );
+    let path = dir.join(format!("files-{channels}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn a_run_trains_on_png_folders_and_a_list_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pngs("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz", &dir.path().join("train"), 400);
+    write_pngs("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("test"), 200);
+    write_pngs("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("mnist"), 100);
+
+    let exp = oodlab_spec::load(&spec(dir.path(), 1), &[], oodlab_train::CODE_VERSION).unwrap();
+    let run = &exp.runs[0];
+    let mut events = Vec::new();
+    let req = oodlab_train::RunRequest { config: run, run_dir: &dir.path().join("run"), init_checkpoint: None };
+    oodlab_train::run(&req, &mut |e| events.push(e)).unwrap();
+    let sets: std::collections::BTreeSet<(String, u64)> = events
+        .iter()
+        .filter_map(|e| if let Event::OodMetric { ood_set, n_ood, .. } = e { Some((ood_set.clone(), *n_ood)) } else { None })
+        .collect();
+    // The first 200 test images hold some of each held-out class; the list has 100 MNIST digits.
+    assert!(sets.iter().any(|(s, n)| s == "heldout" && *n > 0), "{sets:?}");
+    assert!(sets.contains(&("mnist-list".to_string(), 100)), "{sets:?}");
+
+    // Decoded as RGB, the ID images no longer match the greyscale OOD list: a clear error.
+    let exp = oodlab_spec::load(&spec(dir.path(), 3), &[], oodlab_train::CODE_VERSION).unwrap();
+    let req = oodlab_train::RunRequest { config: &exp.runs[0], run_dir: &dir.path().join("run3"), init_checkpoint: None };
+    let err = oodlab_train::run(&req, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("`mnist-list` images are 1×28×28") && err.contains("ID images are 3×28×28"), "{err}");
+}
