@@ -52,6 +52,19 @@ pub fn folder(dir: &Path) -> Result<Vec<LabeledFile>, DataError> {
     Ok(out)
 }
 
+/// The PNG and JPEG files directly in `dir` (a folder of photos), sorted, with label 0.
+pub fn images_in(dir: &Path) -> Result<Vec<LabeledFile>, DataError> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file() && p.extension().and_then(|e| e.to_str()).is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    files.sort();
+    Ok(files.into_iter().map(|path| LabeledFile { path, label: 0, origin: None }).collect())
+}
+
 /// `relative/path label` per line (paths relative to `root`; blank lines skipped).
 pub fn list(root: &Path, list: &Path) -> Result<Vec<LabeledFile>, DataError> {
     let text = std::fs::read_to_string(list).map_err(io(list))?;
@@ -230,5 +243,77 @@ mod tests {
         std::fs::write(dir.path().join("image_class_labels.txt"), "1 1\n2 1\n3 0\n4 2\n").unwrap();
         let err = cub(dir.path(), true).unwrap_err().to_string();
         assert!(err.contains("image_class_labels.txt:3") && err.contains("from 1"), "{err}");
+    }
+}
+
+/// `count` crops of `d`'s size from the images in `files` (label 0), each from an image and a
+/// position drawn from a ChaCha8 stream seeded with `seed`. An image smaller than the crop is
+/// first resized up to cover it. Photos of natural scenes cropped this way make an outlier pool.
+pub fn crops(files: &[LabeledFile], count: usize, seed: u64, d: Decode) -> Result<ImageSet, DataError> {
+    use rand::Rng;
+    if files.is_empty() {
+        return Ok(ImageSet { images: Vec::new(), labels: Vec::new(), channels: d.channels, height: d.height, width: d.width });
+    }
+    // Decode each photo once at its own size (at least the crop's), planar.
+    let mut photos = Vec::with_capacity(files.len());
+    for f in files {
+        let (w, h) = image::image_dimensions(&f.path).map_err(|e| DataError::Image {
+            origin: f.origin.clone(),
+            path: f.path.clone(),
+            reason: format!("cannot read: {e}"),
+        })?;
+        let scale = (d.height as f64 / h as f64).max(d.width as f64 / w as f64).max(1.0);
+        let size = Decode { height: (h as f64 * scale).ceil() as usize, width: (w as f64 * scale).ceil() as usize, channels: d.channels };
+        photos.push((decode(f, size)?, size));
+    }
+    let mut rng = crate::order::rng(seed, "crops");
+    let mut images = Vec::with_capacity(count * d.channels * d.height * d.width);
+    for _ in 0..count {
+        let (pixels, size) = &photos[rng.random_range(0..photos.len())];
+        let y = rng.random_range(0..=size.height - d.height);
+        let x = rng.random_range(0..=size.width - d.width);
+        for c in 0..d.channels {
+            for r in 0..d.height {
+                let start = (c * size.height + y + r) * size.width + x;
+                images.extend_from_slice(&pixels[start..start + d.width]);
+            }
+        }
+    }
+    Ok(ImageSet { images, labels: vec![0; count], channels: d.channels, height: d.height, width: d.width })
+}
+
+#[cfg(test)]
+mod crop_tests {
+    use super::*;
+
+    #[test]
+    fn crops_are_seeded_windows_of_the_photos() {
+        let dir = tempfile::tempdir().unwrap();
+        // A 40×30 "photo" whose pixel value encodes its position, and a 10×8 one that is resized up.
+        let big = image::GrayImage::from_fn(40, 30, |x, y| image::Luma([(x + 2 * y) as u8]));
+        big.save(dir.path().join("a.png")).unwrap();
+        image::GrayImage::from_pixel(10, 8, image::Luma([7])).save(dir.path().join("b.png")).unwrap();
+        let files = folder_like(dir.path());
+        let d = Decode { height: 12, width: 16, channels: 1 };
+        let set = crops(&files, 50, 3, d).unwrap();
+        assert_eq!((set.len(), set.channels, set.height, set.width), (50, 1, 12, 16));
+        assert_eq!(set, crops(&files, 50, 3, d).unwrap(), "seeded");
+        assert_ne!(set, crops(&files, 50, 4, d).unwrap());
+        for i in 0..set.len() {
+            let img = set.image(i);
+            if img[0] == 7 && img.iter().all(|&v| v == 7) {
+                continue; // from the flat photo
+            }
+            // A window of the big photo: value(x, y) = x + 2y, so rows step by 2, columns by 1.
+            for r in 0..12 {
+                for c in 0..16 {
+                    assert_eq!(img[r * 16 + c] as usize, img[0] as usize + c + 2 * r, "crop {i} is not a window of the photo");
+                }
+            }
+        }
+    }
+
+    fn folder_like(dir: &Path) -> Vec<LabeledFile> {
+        images_in(dir).unwrap()
     }
 }

@@ -25,11 +25,17 @@ impl ClassSplit {
     /// `k` ID classes drawn with `seed`: a ChaCha8 shuffle of `0..num_classes`, first `k` kept,
     /// sorted ascending.
     pub fn draw(num_classes: u32, k: u32, seed: u64) -> ClassSplit {
-        let mut classes: Vec<u32> = (0..num_classes).collect();
+        ClassSplit::draw_excluding(num_classes, k, seed, &[])
+    }
+
+    /// As [`ClassSplit::draw`] over the classes not in `excluded`, which are neither ID nor held out.
+    pub fn draw_excluding(num_classes: u32, k: u32, seed: u64, excluded: &[u32]) -> ClassSplit {
+        let mut classes: Vec<u32> = (0..num_classes).filter(|c| !excluded.contains(c)).collect();
         classes.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
         let mut id: Vec<u32> = classes[..k as usize].to_vec();
         id.sort_unstable();
-        ClassSplit::explicit(num_classes, id)
+        let heldout = classes[k as usize..].iter().copied().collect::<std::collections::BTreeSet<u32>>().into_iter().collect();
+        ClassSplit { id_classes: id, heldout }
     }
 
     /// Images of the ID classes, relabelled to their position in `id_classes`.

@@ -135,6 +135,7 @@ fn resolve_datasets(
             DatasetFormat::Folder => (&["dir"], &["images", "labels", "list"]),
             DatasetFormat::List => (&["list"], &["images", "labels", "dir"]),
             DatasetFormat::Cub => (&[], &["images", "labels", "dir", "list"]),
+            DatasetFormat::Crops => (&["dir"], &["images", "labels", "list"]),
         };
         for (part_name, part) in [("train", &mut ds.train), ("test", &mut ds.test)] {
             let Some(part) = part else { continue };
@@ -182,6 +183,19 @@ fn resolve_datasets(
                         .with_hint("`root` is the folder that holds images/, images.txt and the other CUB files"));
                 }
             }
+        }
+        match (format, ds.crops) {
+            (DatasetFormat::Crops, None) => return Err(loc.error(&at("format"), "a `crops` dataset needs `crops: {count: N, seed: S}`")),
+            (DatasetFormat::Crops, Some(c)) if c.count == 0 => return Err(loc.error(&at("crops.count"), "must be at least 1")),
+            (DatasetFormat::Crops, _) => {}
+            (_, Some(_)) => return Err(loc.error(&at("crops"), "`crops` applies to the crops format only")),
+            _ => {}
+        }
+        if let Some((i, c)) = ds.exclude_classes.iter().enumerate().find(|(_, c)| **c >= ds.classes) {
+            return Err(loc.error(
+                &at(&format!("exclude_classes[{i}]")),
+                format!("class {c} does not exist; the dataset has classes 0..{}", ds.classes - 1),
+            ));
         }
         match (format, ds.image) {
             (DatasetFormat::Idx, Some(_)) => {

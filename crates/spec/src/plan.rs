@@ -71,6 +71,12 @@ impl RunConfig {
                 if let Some(image) = ds.image {
                     v["image"] = serde_json::json!(image);
                 }
+                if let Some(crops) = ds.crops {
+                    v["crops"] = serde_json::json!(crops);
+                }
+                if !ds.exclude_classes.is_empty() {
+                    v["exclude_classes"] = serde_json::json!(ds.exclude_classes);
+                }
                 (n, v)
             })
             .collect();
@@ -395,9 +401,11 @@ pub(crate) fn expand(
             };
             let split = match (&split_spec.classes, split_spec.draw) {
                 (Some(list), _) => ClassSplit::explicit(id_ds.classes, list.clone()),
-                (None, Some(k)) => ClassSplit::draw(id_ds.classes, k, split_spec.seed),
+                (None, Some(k)) => ClassSplit::draw_excluding(id_ds.classes, k, split_spec.seed, &id_ds.exclude_classes),
                 (None, None) => unreachable!("validated: a split has classes or draw"),
             };
+            // Excluded classes have no images: they are neither ID nor held out.
+            let split = ClassSplit { heldout: split.heldout.into_iter().filter(|c| !id_ds.exclude_classes.contains(c)).collect(), ..split };
             let parent = entry.init_from.as_ref().map(|p| by_point[&(p.clone(), pi)].clone());
             let used: BTreeMap<String, DatasetSpec> = std::iter::once(&settings.data.id)
                 .chain(&settings.data.outliers)

@@ -50,9 +50,24 @@ pub struct DatasetSpec {
     pub root: Option<PathBuf>,
     pub train: Option<DatasetPart>,
     pub test: Option<DatasetPart>,
-    /// The size and colour images are decoded to (`folder`, `list`, `cub`).
+    /// The size and colour images are decoded to (`folder`, `list`, `cub`, `crops`).
     #[serde(default)]
     pub image: Option<ImageSpec>,
+    /// `crops`: how many random crops to cut from the photos, and the seed of the draw.
+    #[serde(default)]
+    pub crops: Option<CropsSpec>,
+    /// Classes whose images are dropped from every part (MixOE removes from its outlier set the
+    /// concepts that overlap the ID datasets).
+    #[serde(default)]
+    pub exclude_classes: Vec<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CropsSpec {
+    pub count: usize,
+    #[serde(default)]
+    pub seed: u64,
 }
 
 impl DatasetSpec {
@@ -86,6 +101,8 @@ pub enum DatasetFormat {
     List,
     /// CUB-200-2011's layout under `root`: images.txt, image_class_labels.txt, train_test_split.txt.
     Cub,
+    /// Random crops of a folder of photos (`{dir}`), all of class 0: an outlier pool.
+    Crops,
 }
 
 /// The files of one part (train or test) of a dataset; which fields apply depends on the format.
@@ -98,7 +115,7 @@ pub struct DatasetPart {
     /// `idx`: the labels file.
     #[serde(default)]
     pub labels: Option<PathBuf>,
-    /// `folder`: the folder of class sub-folders.
+    /// `folder`: the folder of class sub-folders; `crops`: the folder of photos.
     #[serde(default)]
     pub dir: Option<PathBuf>,
     /// `list`: the list file.

@@ -136,7 +136,7 @@ fn dataset_refs(s: &RunSettings, datasets: &BTreeMap<String, DatasetSpec>) -> Op
         ));
     }
     for (i, split) in d.splits.iter().enumerate() {
-        if let Some(p) = split_problem(&format!("data.splits[{i}]"), split, id.classes) {
+        if let Some(p) = split_problem(&format!("data.splits[{i}]"), split, id.classes, &id.exclude_classes) {
             return Some(p);
         }
     }
@@ -170,7 +170,7 @@ fn dataset_refs(s: &RunSettings, datasets: &BTreeMap<String, DatasetSpec>) -> Op
     None
 }
 
-fn split_problem(field: &str, s: &SplitSpec, classes: u32) -> Option<Problem> {
+fn split_problem(field: &str, s: &SplitSpec, classes: u32, excluded: &[u32]) -> Option<Problem> {
     match (&s.classes, s.draw) {
         (Some(_), Some(_)) | (None, None) => Some(problem(
             field,
@@ -182,6 +182,9 @@ fn split_problem(field: &str, s: &SplitSpec, classes: u32) -> Option<Problem> {
                 return Some(problem(&format!("{field}.classes"), "must list at least one class".into(), ""));
             }
             for (i, &c) in list.iter().enumerate() {
+                if excluded.contains(&c) {
+                    return Some(problem(&format!("{field}.classes[{i}]"), format!("class {c} is in the dataset's exclude_classes"), ""));
+                }
                 if c >= classes {
                     return Some(problem(
                         &format!("{field}.classes[{i}]"),
@@ -195,7 +198,15 @@ fn split_problem(field: &str, s: &SplitSpec, classes: u32) -> Option<Problem> {
             }
             None
         }
-        (None, Some(k)) => (k == 0 || k > classes)
-            .then(|| problem(&format!("{field}.draw"), format!("must be between 1 and {classes} (the dataset's classes), found {k}"), "")),
+        (None, Some(k)) => {
+            let available = classes - excluded.len() as u32;
+            (k == 0 || k > available).then(|| {
+                problem(
+                    &format!("{field}.draw"),
+                    format!("must be between 1 and {available} (the dataset's classes not excluded), found {k}"),
+                    "",
+                )
+            })
+        }
     }
 }

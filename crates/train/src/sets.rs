@@ -62,7 +62,7 @@ fn load_part(cfg: &RunConfig, name: &str, train: bool) -> Result<ImageSet, Train
             .ok_or_else(|| TrainError::Setup(format!("dataset `{name}` has no image size")))
     };
     let root = || ds.root.clone().ok_or_else(|| TrainError::Setup(format!("dataset `{name}` has no root")));
-    Ok(match ds.format {
+    let set = match ds.format {
         DatasetFormat::Idx => {
             let part = part.ok_or_else(missing)?;
             idx::load(field(part.images.as_ref(), "images")?, field(part.labels.as_ref(), "labels")?)?
@@ -70,7 +70,16 @@ fn load_part(cfg: &RunConfig, name: &str, train: bool) -> Result<ImageSet, Train
         DatasetFormat::Folder => files::load(&files::folder(&field(part.ok_or_else(missing)?.dir.as_ref(), "dir")?)?, decode()?)?,
         DatasetFormat::List => files::load(&files::list(&root()?, &field(part.ok_or_else(missing)?.list.as_ref(), "list")?)?, decode()?)?,
         DatasetFormat::Cub => files::load(&files::cub(&root()?, train)?, decode()?)?,
-    })
+        DatasetFormat::Crops => {
+            let c = ds.crops.ok_or_else(|| TrainError::Setup(format!("dataset `{name}` has no crops settings")))?;
+            files::crops(&files::images_in(&field(part.ok_or_else(missing)?.dir.as_ref(), "dir")?)?, c.count, c.seed, decode()?)?
+        }
+    };
+    if ds.exclude_classes.is_empty() {
+        return Ok(set);
+    }
+    let keep: Vec<usize> = (0..set.len()).filter(|&i| !ds.exclude_classes.contains(&set.labels[i])).collect();
+    Ok(set.select(&keep))
 }
 
 pub fn load_sets(cfg: &RunConfig) -> Result<RunSets, TrainError> {

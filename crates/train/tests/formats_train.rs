@@ -32,6 +32,13 @@ datasets:
     train: {{dir: {d}/train}}
     test: {{dir: {d}/test}}
     image: {{size: [28, 28], channels: {channels}}}
+    exclude_classes: [2]
+  photos:
+    format: crops
+    classes: 1
+    train: {{dir: {d}/photos}}
+    image: {{size: [28, 28], channels: {channels}}}
+    crops: {{count: 300, seed: 5}}
   mnist-list:
     format: list
     classes: 10
@@ -41,11 +48,13 @@ datasets:
 data:
   id: fashion-png
   splits: [{{classes: [0, 1, 3, 5, 8, 9]}}]
+  outliers: photos
   ood: [mnist-list]
 model: {{channels: [4, 8, 8]}}
 train: {{epochs: 1, batch_size: 32}}
 methods:
   baseline: {{method: ce}}
+  oe: {{method: oe, init_from: baseline}}
 "
     );
     let path = dir.join(format!("files-{channels}.yaml"));
@@ -59,12 +68,23 @@ fn a_run_trains_on_png_folders_and_a_list_file() {
     write_pngs("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz", &dir.path().join("train"), 400);
     write_pngs("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("test"), 200);
     write_pngs("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("mnist"), 100);
+    // Two "photos" for the crop pool: smooth gradients larger than the crops.
+    std::fs::create_dir_all(dir.path().join("photos")).unwrap();
+    image::GrayImage::from_fn(90, 60, |x, y| image::Luma([(x * 2 + y) as u8])).save(dir.path().join("photos/a.png")).unwrap();
+    image::GrayImage::from_fn(50, 70, |x, y| image::Luma([(255 - x - y) as u8])).save(dir.path().join("photos/b.jpg")).unwrap();
 
     let exp = oodlab_spec::load(&spec(dir.path(), 1), &[], oodlab_train::CODE_VERSION).unwrap();
     let run = &exp.runs[0];
+    // Class 2 is excluded: it is neither ID nor held out.
+    assert_eq!(run.classes.heldout, vec![4, 6, 7]);
     let mut events = Vec::new();
     let req = oodlab_train::RunRequest { config: run, run_dir: &dir.path().join("run"), init_checkpoint: None };
     oodlab_train::run(&req, &mut |e| events.push(e)).unwrap();
+    // The OE fine-tune trains on the photo crops as outliers, from the baseline's checkpoint.
+    let oe = exp.runs.iter().find(|r| r.entry == "oe").unwrap();
+    let ckpt = dir.path().join("run/checkpoint.safetensors");
+    let req = oodlab_train::RunRequest { config: oe, run_dir: &dir.path().join("run-oe"), init_checkpoint: Some(&ckpt) };
+    oodlab_train::run(&req, &mut |_| {}).unwrap();
     let sets: std::collections::BTreeSet<(String, u64)> = events
         .iter()
         .filter_map(|e| if let Event::OodMetric { ood_set, n_ood, .. } = e { Some((ood_set.clone(), *n_ood)) } else { None })
@@ -72,6 +92,16 @@ fn a_run_trains_on_png_folders_and_a_list_file() {
     // The first 200 test images hold some of each held-out class; the list has 100 MNIST digits.
     assert!(sets.iter().any(|(s, n)| s == "heldout" && *n > 0), "{sets:?}");
     assert!(sets.contains(&("mnist-list".to_string(), 100)), "{sets:?}");
+
+    let heldout_n = events
+        .iter()
+        .find_map(|e| if let Event::OodMetric { ood_set, n_ood, .. } = e { (ood_set == "heldout").then_some(*n_ood) } else { None })
+        .unwrap();
+    let s = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sample");
+    let test = idx::load(s.join("fashion-mnist/t10k-images-idx3-ubyte.gz"), s.join("fashion-mnist/t10k-labels-idx1-ubyte.gz"))
+        .unwrap()
+        .truncate(200);
+    assert_eq!(heldout_n as usize, test.labels.iter().filter(|l| [4, 6, 7].contains(*l)).count());
 
     // Decoded as RGB, the ID images no longer match the greyscale OOD list: a clear error.
     let exp = oodlab_spec::load(&spec(dir.path(), 3), &[], oodlab_train::CODE_VERSION).unwrap();
