@@ -83,10 +83,6 @@ impl Store {
         Ok(Some(Store { pool }))
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
     pub async fn close(self) {
         self.pool.close().await;
     }

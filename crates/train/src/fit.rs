@@ -6,7 +6,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use oodlab_protocol::Event;
-use oodlab_spec::Keep;
+use oodlab_spec::{Keep, Score};
 use rand::seq::SliceRandom;
 
 use crate::evaluate::{logits, predictions, scores};
@@ -154,33 +154,38 @@ fn accuracy(model: &Cnn, set: &oodlab_data::ImageSet, req: &RunRequest, device: 
     Ok(oodlab_metrics::accuracy(&predictions(&z, k), &set.labels))
 }
 
+/// Logits and scores of one evaluated set; each score is computed once, saved and measured.
+struct Evaluated {
+    logits: Vec<f32>,
+    scores: Vec<(Score, Vec<f64>)>,
+}
+
 fn evaluate(req: &RunRequest, sets: &RunSets, model: &Cnn, device: &Device, sink: Sink) -> Result<(), TrainError> {
     let s = &req.config.settings;
     let mut saved: HashMap<String, Tensor> = HashMap::new();
-    let mut eval_set = |name: &str, set: &oodlab_data::ImageSet| -> Result<(Vec<f32>, usize), TrainError> {
+    let mut eval_set = |name: &str, set: &oodlab_data::ImageSet| -> Result<Evaluated, TrainError> {
         let (z, k) = logits(model, set, s.data.normalize, s.eval.batch_size, device).context(&format!("evaluating {name}"))?;
         let n = set.len();
         saved.insert(format!("{name}.logits"), Tensor::from_vec(z.clone(), (n, k), &Device::Cpu).context("saving logits")?);
         saved.insert(format!("{name}.labels"), Tensor::from_vec(set.labels.clone(), n, &Device::Cpu).context("saving labels")?);
+        let mut out = Vec::with_capacity(s.eval.scores.len());
         for &score in &s.eval.scores {
-            let v: Vec<f32> = scores(&z, k, score).into_iter().map(|x| x as f32).collect();
-            saved.insert(format!("{name}.{}", score.name()), Tensor::from_vec(v, n, &Device::Cpu).context("saving scores")?);
+            let v = scores(&z, k, score);
+            let as_f32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            saved.insert(format!("{name}.{}", score.name()), Tensor::from_vec(as_f32, n, &Device::Cpu).context("saving scores")?);
+            out.push((score, v));
         }
-        Ok((z, k))
+        Ok(Evaluated { logits: z, scores: out })
     };
-    let (id_z, k) = eval_set("id", &sets.id_test)?;
-    sink(Event::Metric { name: "id_acc".into(), value: oodlab_metrics::accuracy(&predictions(&id_z, k), &sets.id_test.labels) });
-    let mut ood_logits = Vec::new();
+    let id = eval_set("id", &sets.id_test)?;
+    let k = req.config.classes.id_classes.len();
+    sink(Event::Metric { name: "id_acc".into(), value: oodlab_metrics::accuracy(&predictions(&id.logits, k), &sets.id_test.labels) });
     for (name, set) in &sets.ood {
-        ood_logits.push((name.clone(), eval_set(name, set)?.0, set.len()));
-    }
-    for &score in &s.eval.scores {
-        let id_scores = scores(&id_z, k, score);
-        for (name, z, n) in &ood_logits {
-            let ood_scores = scores(z, k, score);
+        let ood = eval_set(name, set)?;
+        for ((score, id_scores), (_, ood_scores)) in id.scores.iter().zip(&ood.scores) {
             let err = |source| TrainError::Metrics { set: name.clone(), score: score.name().into(), source };
-            let m = oodlab_metrics::ood_metrics(&id_scores, &ood_scores).map_err(err)?;
-            let tnr95 = oodlab_metrics::tnr_at_tpr95(&id_scores, &ood_scores).map_err(err)?;
+            let m = oodlab_metrics::ood_metrics(id_scores, ood_scores).map_err(err)?;
+            let tnr95 = oodlab_metrics::tnr_at_tpr95(id_scores, ood_scores).map_err(err)?;
             sink(Event::OodMetric {
                 ood_set: name.clone(),
                 score: score.name().into(),
@@ -190,7 +195,7 @@ fn evaluate(req: &RunRequest, sets: &RunSets, model: &Cnn, device: &Device, sink
                 aupr_out: m.aupr_out,
                 tnr95: Some(tnr95),
                 n_id: id_scores.len() as u64,
-                n_ood: *n as u64,
+                n_ood: ood_scores.len() as u64,
             });
         }
     }
