@@ -33,6 +33,8 @@ pub enum Command {
     Metrics(MetricsArgs),
     /// Train and evaluate one run (started by the scheduler); writes JSON-lines events to stdout.
     Worker(WorkerArgs),
+    /// Time training steps of a network on random inputs (images/s), for benchmarks.
+    BenchStep(BenchStepArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -154,6 +156,39 @@ pub struct WorkerArgs {
     /// The job file the scheduler wrote (run.json).
     #[arg(long)]
     pub run: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchStepArgs {
+    /// cnn, resnet18 or resnet50.
+    #[arg(long, default_value = "cnn")]
+    pub arch: String,
+    /// The CNN's three conv widths.
+    #[arg(long, value_delimiter = ',', default_value = "32,64,128")]
+    pub channels: Vec<usize>,
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Channels x height x width of the inputs.
+    #[arg(long, default_value = "1x28x28")]
+    pub image: String,
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
+    /// f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    pub precision: String,
+    /// cpu, or cuda (device 0 of CUDA_VISIBLE_DEVICES).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Load these weights first (safetensors with torchvision's names).
+    #[arg(long)]
+    pub pretrained: Option<PathBuf>,
+    /// One JSON object instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

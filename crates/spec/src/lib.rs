@@ -101,7 +101,7 @@ pub fn load(path: &Path, overrides: &[String], code_version: &str) -> Result<Exp
     }
     let datasets = resolve_datasets(&spec.datasets, &base_dir, &loc)?;
     check_resources(&spec.resources, &loc)?;
-    let runs = plan::expand(&spec, &datasets, &loc, code_version)?;
+    let runs = plan::expand(&spec, &datasets, &loc, &base_dir, code_version)?;
     Ok(Experiment { path: path.to_owned(), name: spec.name, description: spec.description, resolved_yaml, resources: spec.resources, runs })
 }
 

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Origin, SpecError};
 use crate::locate::{ancestors, Locator};
 use crate::position::child;
-use crate::types::{DatasetSpec, RunSettings, SpecFile};
+use crate::types::{DatasetSpec, ModelSettings, RunSettings, SpecFile};
 use crate::validate;
 
 /// A run's identity: a hash of its semantic configuration only.
@@ -93,7 +93,8 @@ impl RunConfig {
                 "train_limit": s.data.train_limit,
                 "datasets": datasets,
             },
-            "model": s.model,
+            // Like datasets, pretrained weights are known by name, not by where they are.
+            "model": ModelSettings { pretrained: s.model.pretrained.as_ref().and_then(|p| p.file_name()).map(Into::into), ..s.model.clone() },
             "train": s.train,
             "eval": {"scores": s.eval.scores},
             "parent": self.parent,
@@ -343,6 +344,7 @@ pub(crate) fn expand(
     spec: &SpecFile,
     datasets: &BTreeMap<String, DatasetSpec>,
     loc: &Locator,
+    base_dir: &std::path::Path,
     code_version: &str,
 ) -> Result<Vec<RunConfig>, SpecError> {
     if spec.methods.is_empty() {
@@ -391,6 +393,16 @@ pub(crate) fn expand(
                 let mut err = loc.error_at(origin_of(&field, false), &field, message);
                 err.hint = hint;
                 return Err(err);
+            }
+            if let Some(rel) = settings.model.pretrained.take() {
+                let full = base_dir.join(&rel);
+                if !full.is_file() {
+                    let msg = format!("file not found: {}", full.display());
+                    let hint =
+                        "paths are relative to the spec file's folder; scripts/torchvision_to_safetensors.py converts torchvision weights";
+                    return Err(loc.error_at(origin_of("model.pretrained", false), "model.pretrained", msg).with_hint(hint));
+                }
+                settings.model.pretrained = Some(std::path::absolute(&full).unwrap_or(full));
             }
             let id_ds = &datasets[&settings.data.id];
             let Some(split_spec) = settings.data.splits.get(point.split) else {

@@ -278,13 +278,18 @@ impl Default for Normalize {
 #[serde(deny_unknown_fields, default)]
 pub struct ModelSettings {
     pub arch: Arch,
-    /// Output channels of the three conv layers.
+    /// Output channels of the three conv layers (`cnn` only).
     pub channels: Vec<usize>,
+    /// Weights to start from: a safetensors file with torchvision's parameter names
+    /// (scripts/torchvision_to_safetensors.py makes one); the classification head `fc` is left out
+    /// and trained afresh for the run's classes. Resolved against the spec's folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<PathBuf>,
 }
 
 impl Default for ModelSettings {
     fn default() -> Self {
-        ModelSettings { arch: Arch::Cnn, channels: vec![32, 64, 128] }
+        ModelSettings { arch: Arch::Cnn, channels: vec![32, 64, 128], pretrained: None }
     }
 }
 
@@ -293,6 +298,38 @@ impl Default for ModelSettings {
 pub enum Arch {
     /// conv+BN+ReLU+pool, conv+BN+ReLU+pool, conv+ReLU, global average pool, linear.
     Cnn,
+    /// torchvision's ResNet-18 (basic blocks 2-2-2-2).
+    Resnet18,
+    /// torchvision's ResNet-50 (bottleneck blocks 3-4-6-3, stride on the 3x3 conv).
+    Resnet50,
+}
+
+impl Arch {
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Cnn => "cnn",
+            Arch::Resnet18 => "resnet18",
+            Arch::Resnet50 => "resnet50",
+        }
+    }
+}
+
+/// Number format of training's forward and backward passes. `bf16` and `f16` are mixed precision
+/// as PyTorch's autocast does it: weights, optimizer state, batch-norm and the loss stay in f32;
+/// convolutions and matrix products run in the half type.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Precision {
+    fn is_f32(&self) -> bool {
+        *self == Precision::F32
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -308,6 +345,9 @@ pub struct TrainSettings {
     pub augment: AugmentSettings,
     /// Which weights the run keeps and evaluates.
     pub keep: Keep,
+    /// f32 (default), or mixed precision with bf16 or f16 (GPU builds; see docs/gpu.md).
+    #[serde(skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 impl TrainSettings {
@@ -342,6 +382,7 @@ impl Default for TrainSettings {
             schedule: ScheduleSettings::default(),
             augment: AugmentSettings::default(),
             keep: Keep::Last,
+            precision: Precision::F32,
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::did_you_mean;
-use crate::types::{DatasetSpec, Keep, OptimizerKind, RunSettings, ScheduleKind, SplitSpec};
+use crate::types::{Arch, DatasetSpec, Keep, OptimizerKind, RunSettings, ScheduleKind, SplitSpec};
 
 /// A problem with one field: (field path relative to the run, message, hint).
 pub(crate) type Problem = (String, String, Option<String>);
@@ -36,7 +36,7 @@ pub(crate) fn run_settings(s: &RunSettings, datasets: &BTreeMap<String, DatasetS
         ((0.0..1.0).contains(&s.data.val_fraction), "data.val_fraction", format!("must be in [0, 1), found {}", s.data.val_fraction), ""),
         (s.data.normalize.std > 0.0, "data.normalize.std", format!("must be positive, found {}", s.data.normalize.std), ""),
         (
-            s.model.channels.len() == 3 && s.model.channels.iter().all(|&c| c >= 1),
+            s.model.arch != Arch::Cnn || (s.model.channels.len() == 3 && s.model.channels.iter().all(|&c| c >= 1)),
             "model.channels",
             format!("the cnn needs 3 positive channel counts, found {:?}", s.model.channels),
             "for example [32, 64, 128]",

@@ -6,14 +6,15 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use oodlab_protocol::Event;
-use oodlab_spec::{Keep, Score};
+use oodlab_spec::{Keep, Precision, Score};
 use rand::seq::SliceRandom;
 
 use crate::evaluate::{logits, predictions, scores};
 use crate::inputs::{batch_tensor, coin, label_tensor};
 use crate::methods::{step_loss, Batch};
-use crate::model::{init_seeded, Cnn};
+use crate::model::{build, compute_dtype, init_seeded, load_pretrained, Network};
 use crate::optim::{learning_rate, Optimizer};
+use crate::scaler::GradScaler;
 use crate::sets::{load_sets, OutlierStream, RunSets};
 use crate::{Context, RunRequest, Sink, TrainError};
 
@@ -28,28 +29,68 @@ const PROGRESS_PER_EPOCH: usize = 20;
 pub fn run(req: &RunRequest, sink: Sink) -> Result<(), TrainError> {
     let cfg = req.config;
     let s = &cfg.settings;
-    let device = Device::Cpu;
+    let device = req.device;
+    if device.is_cpu() && s.train.precision != Precision::F32 {
+        // candle's CPU matrix product has no bf16, and its f16 one accumulates in f16.
+        let name = if s.train.precision == Precision::Bf16 { "bf16" } else { "f16" };
+        return Err(TrainError::Setup(format!(
+            "train.precision {name} needs a GPU (a CUDA build on a GPU slot); this run is on the CPU: use f32"
+        )));
+    }
     let sets = load_sets(cfg)?;
     let classes = cfg.classes.id_classes.len();
 
     let varmap = VarMap::new();
-    let vb = VarBuilder::from_varmap(&varmap, DType::F32, &device);
-    let model = Cnn::new(sets.train.channels, &s.model.channels, classes, vb).context("building the model")?;
-    init_seeded(&varmap, cfg.seed).context("initialising weights")?;
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let compute = compute_dtype(s.train.precision);
+    let model = build(&s.model, sets.train.channels, classes, compute, vb).context("building the model")?;
+    init_seeded(&varmap, cfg.seed, s.model.arch).context("initialising weights")?;
+    if let Some(path) = &s.model.pretrained {
+        let n = load_pretrained(&varmap, path, s.model.arch).map_err(TrainError::Setup)?;
+        sink(Event::Metric { name: "pretrained_tensors".into(), value: n as f64 });
+    }
     if let Some(ckpt) = req.init_checkpoint {
         let mut vm = varmap.clone();
         vm.load(ckpt).context(&format!("loading the parent checkpoint {}", ckpt.display()))?;
     }
 
-    train(req, &sets, &model, &varmap, &device, sink)?;
+    let mut memory = GpuMemory { device, peak: 0 };
+    train(req, &sets, &model, &varmap, device, &mut memory, sink)?;
 
     std::fs::create_dir_all(req.run_dir).map_err(|e| TrainError::Setup(format!("creating {}: {e}", req.run_dir.display())))?;
     varmap.save(req.run_dir.join(CHECKPOINT)).context("saving the checkpoint")?;
     sink(Event::Artifact { kind: "checkpoint".into(), path: CHECKPOINT.into() });
-    evaluate(req, &sets, &model, &device, sink)
+    evaluate(req, &sets, &model, device, sink)?;
+    memory.sample();
+    if memory.peak > 0 {
+        sink(Event::Metric { name: "gpu_mem_mb".into(), value: memory.peak as f64 / (1 << 20) as f64 });
+    }
+    Ok(())
 }
 
-fn train(req: &RunRequest, sets: &RunSets, model: &Cnn, varmap: &VarMap, device: &Device, sink: Sink) -> Result<(), TrainError> {
+/// The largest GPU memory use seen at the ends of epochs and of evaluation.
+struct GpuMemory<'a> {
+    device: &'a Device,
+    peak: u64,
+}
+
+impl GpuMemory<'_> {
+    fn sample(&mut self) {
+        if let Some(used) = crate::device::gpu_memory_used(self.device) {
+            self.peak = self.peak.max(used);
+        }
+    }
+}
+
+fn train(
+    req: &RunRequest,
+    sets: &RunSets,
+    model: &Network,
+    varmap: &VarMap,
+    device: &Device,
+    memory: &mut GpuMemory,
+    sink: Sink,
+) -> Result<(), TrainError> {
     let s = &req.config.settings;
     let t = &s.train;
     let seed = req.config.seed;
@@ -65,6 +106,10 @@ fn train(req: &RunRequest, sets: &RunSets, model: &Cnn, varmap: &VarMap, device:
     let mut mix_rng = oodlab_data::order::rng(seed, "mixing");
     let mut outlier_stream = sets.outliers.as_ref().map(|o| OutlierStream::new(o.len(), seed));
     let mut best: Option<(f64, u32, Vec<Tensor>)> = None;
+    // f16 needs loss scaling against gradient underflow; bf16 has f32's range and does not.
+    let mut scaler = (t.precision == Precision::F16).then(GradScaler::default);
+    let vars = varmap.all_vars();
+    let mut skipped = 0u64;
     let mut step = 0;
     for epoch in 1..=t.epochs {
         let started = Instant::now();
@@ -91,8 +136,17 @@ fn train(req: &RunRequest, sets: &RunSets, model: &Cnn, varmap: &VarMap, device:
             if !loss.is_finite() {
                 return Err(TrainError::Diverged { epoch, step: i + 1, loss });
             }
-            let grads = out.loss.backward().context("backward pass")?;
-            optimizer.step(&grads, lr).context("optimizer step")?;
+            match scaler.as_mut() {
+                None => optimizer.step(&out.loss.backward().context("backward pass")?, lr).context("optimizer step")?,
+                Some(scaler) => {
+                    let mut grads = scaler.backward(&out.loss).context("backward pass")?;
+                    if scaler.unscale(&mut grads, &vars).context("unscaling gradients")? {
+                        optimizer.step(&grads, lr).context("optimizer step")?;
+                    } else {
+                        skipped += 1;
+                    }
+                }
+            }
             let z = out.id_logits.flatten_all().and_then(|z| z.to_vec1::<f32>()).context("reading logits")?;
             let labels: Vec<u32> = chunk.iter().map(|&j| sets.train.labels[j]).collect();
             hits += predictions(&z, classes).iter().zip(&labels).filter(|(p, l)| p == l).count();
@@ -103,6 +157,7 @@ fn train(req: &RunRequest, sets: &RunSets, model: &Cnn, varmap: &VarMap, device:
                 sink(Event::Progress { epoch, step: i as u32 + 1, steps: steps_per_epoch as u32 });
             }
         }
+        memory.sample();
         let val_acc = if sets.val.is_empty() { None } else { Some(accuracy(model, &sets.val, req, device)?) };
         if t.keep == Keep::BestVal {
             let acc = val_acc.expect("validated: best-val needs a validation set");
@@ -119,6 +174,9 @@ fn train(req: &RunRequest, sets: &RunSets, model: &Cnn, varmap: &VarMap, device:
             lr,
             seconds: started.elapsed().as_secs_f64(),
         });
+    }
+    if scaler.is_some() {
+        sink(Event::Metric { name: "f16_skipped_steps".into(), value: skipped as f64 });
     }
     if let Some((acc, epoch, weights)) = best {
         restore(varmap, &weights).context("restoring the best weights")?;
@@ -148,7 +206,7 @@ fn restore(varmap: &VarMap, weights: &[Tensor]) -> candle_core::Result<()> {
     Ok(())
 }
 
-fn accuracy(model: &Cnn, set: &oodlab_data::ImageSet, req: &RunRequest, device: &Device) -> Result<f64, TrainError> {
+fn accuracy(model: &Network, set: &oodlab_data::ImageSet, req: &RunRequest, device: &Device) -> Result<f64, TrainError> {
     let s = &req.config.settings;
     let (z, k) = logits(model, set, s.data.normalize, s.eval.batch_size, device).context("evaluating")?;
     Ok(oodlab_metrics::accuracy(&predictions(&z, k), &set.labels))
@@ -160,7 +218,7 @@ struct Evaluated {
     scores: Vec<(Score, Vec<f64>)>,
 }
 
-fn evaluate(req: &RunRequest, sets: &RunSets, model: &Cnn, device: &Device, sink: Sink) -> Result<(), TrainError> {
+fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, sink: Sink) -> Result<(), TrainError> {
     let s = &req.config.settings;
     let mut saved: HashMap<String, Tensor> = HashMap::new();
     let mut eval_set = |name: &str, set: &oodlab_data::ImageSet| -> Result<Evaluated, TrainError> {

@@ -5,17 +5,21 @@
 //!
 //! ```no_run
 //! fn train_one(config: &oodlab_spec::RunConfig) -> Result<(), oodlab_train::TrainError> {
-//!     let req = oodlab_train::RunRequest { config, run_dir: "runs/x/abc".as_ref(), init_checkpoint: None };
+//!     let req = oodlab_train::RunRequest { config, run_dir: "runs/x/abc".as_ref(), init_checkpoint: None, device: &candle_core::Device::Cpu };
 //!     let mut events = Vec::new();
 //!     oodlab_train::run(&req, &mut |event| events.push(event))
 //! }
 //! ```
 
+pub mod bench;
+pub mod device;
 pub mod evaluate;
 pub mod inputs;
 pub mod methods;
 pub mod model;
 pub mod optim;
+
+pub mod scaler;
 
 mod fit;
 mod sets;
@@ -36,6 +40,8 @@ pub struct RunRequest<'a> {
     pub config: &'a RunConfig,
     pub run_dir: &'a Path,
     pub init_checkpoint: Option<&'a Path>,
+    /// Where to train ([`device::select`] picks it from the worker's environment).
+    pub device: &'a candle_core::Device,
 }
 
 #[derive(Debug, Error)]

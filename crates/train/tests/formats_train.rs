@@ -78,12 +78,22 @@ fn a_run_trains_on_png_folders_and_a_list_file() {
     // Class 2 is excluded: it is neither ID nor held out.
     assert_eq!(run.classes.heldout, vec![4, 6, 7]);
     let mut events = Vec::new();
-    let req = oodlab_train::RunRequest { config: run, run_dir: &dir.path().join("run"), init_checkpoint: None };
+    let req = oodlab_train::RunRequest {
+        config: run,
+        run_dir: &dir.path().join("run"),
+        init_checkpoint: None,
+        device: &candle_core::Device::Cpu,
+    };
     oodlab_train::run(&req, &mut |e| events.push(e)).unwrap();
     // The OE fine-tune trains on the photo crops as outliers, from the baseline's checkpoint.
     let oe = exp.runs.iter().find(|r| r.entry == "oe").unwrap();
     let ckpt = dir.path().join("run/checkpoint.safetensors");
-    let req = oodlab_train::RunRequest { config: oe, run_dir: &dir.path().join("run-oe"), init_checkpoint: Some(&ckpt) };
+    let req = oodlab_train::RunRequest {
+        config: oe,
+        run_dir: &dir.path().join("run-oe"),
+        init_checkpoint: Some(&ckpt),
+        device: &candle_core::Device::Cpu,
+    };
     oodlab_train::run(&req, &mut |_| {}).unwrap();
     let sets: std::collections::BTreeSet<(String, u64)> = events
         .iter()
@@ -105,7 +115,12 @@ fn a_run_trains_on_png_folders_and_a_list_file() {
 
     // Decoded as RGB, the ID images no longer match the greyscale OOD list: a clear error.
     let exp = oodlab_spec::load(&spec(dir.path(), 3), &[], oodlab_train::CODE_VERSION).unwrap();
-    let req = oodlab_train::RunRequest { config: &exp.runs[0], run_dir: &dir.path().join("run3"), init_checkpoint: None };
+    let req = oodlab_train::RunRequest {
+        config: &exp.runs[0],
+        run_dir: &dir.path().join("run3"),
+        init_checkpoint: None,
+        device: &candle_core::Device::Cpu,
+    };
     let err = oodlab_train::run(&req, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("`mnist-list` images are 1×28×28") && err.contains("ID images are 3×28×28"), "{err}");
 }

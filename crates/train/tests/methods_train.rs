@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use oodlab_data::{idx, split::ClassSplit};
 use oodlab_protocol::Event;
+use oodlab_spec::Arch;
 use oodlab_spec::{Normalize, RunConfig};
 use oodlab_train::methods::{step_loss, Batch};
 use oodlab_train::model::{init_seeded, Cnn};
@@ -57,7 +58,7 @@ methods:
 
 fn train(run: &RunConfig, dir: &Path) -> Vec<Event> {
     let mut events = Vec::new();
-    let req = oodlab_train::RunRequest { config: run, run_dir: dir, init_checkpoint: None };
+    let req = oodlab_train::RunRequest { config: run, run_dir: dir, init_checkpoint: None, device: &candle_core::Device::Cpu };
     oodlab_train::run(&req, &mut |e| events.push(e)).unwrap_or_else(|e| panic!("{}: {e}", run.entry));
     events
 }
@@ -85,8 +86,9 @@ fn every_method_lowers_its_loss_in_a_few_steps() {
     let (x, y, o) = fixed_batch();
     for run in &exp.runs {
         let varmap = VarMap::new();
-        let model = Cnn::new(1, &run.settings.model.channels, 6, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
-        init_seeded(&varmap, 0).unwrap();
+        let model =
+            Cnn::new(1, &run.settings.model.channels, 6, DType::F32, VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu)).unwrap();
+        init_seeded(&varmap, 0, Arch::Cnn).unwrap();
         let mut opt = Optimizer::new(varmap.all_vars(), &run.settings.train.optimizer);
         let batch = Batch { images: &x, labels: &y, outliers: Some(&o), classes: 6 };
         // The same mixing draw at every step, so that only the weights change the loss.

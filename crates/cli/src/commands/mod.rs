@@ -1,5 +1,6 @@
 //! One file per command.
 
+mod bench_step;
 mod compare;
 mod metrics;
 mod plan;
@@ -25,6 +26,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Compare(a) => runtime()?.block_on(compare::compare(&cli.home, a)),
         Command::Metrics(a) => metrics::metrics(a),
         Command::Worker(a) => Ok(worker::worker(a)),
+        Command::BenchStep(a) => bench_step::bench_step(a),
     }
 }
 

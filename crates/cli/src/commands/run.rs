@@ -68,6 +68,9 @@ pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<i32> {
         slot_names.join(", "),
         settings::db_path(home).display()
     );
+    if !oodlab_train::device::CUDA_BUILD && slot_names.iter().any(|s| s.starts_with("gpu:")) {
+        eprintln!("note: this oodlab was built without CUDA: runs on GPU slots train on the CPU (scripts/build-cuda.sh builds a CUDA one)");
+    }
     let progress = Progress::new();
     let summary = oodlab_sched::run_plan(&store, planned, &config, &progress, shutdown_signal()).await?;
     progress.finish();

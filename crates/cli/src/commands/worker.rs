@@ -43,22 +43,29 @@ pub fn worker(args: WorkerArgs) -> i32 {
         .and_then(|t| t.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let visible = std::env::var(env::CUDA_VISIBLE_DEVICES).ok().filter(|v| !v.is_empty());
-    // This build trains on CPU; a GPU given to it is noted so that the record says so.
-    let device = match &visible {
-        Some(v) => format!("cpu (CUDA_VISIBLE_DEVICES={v}; built without CUDA)"),
-        None => "cpu".to_string(),
+    let placement = match oodlab_train::device::select(visible.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return fail(e.to_string()),
     };
     emit(&Event::Started {
         run_id: job.run_id.clone(),
         host: crate::settings::hostname(),
-        device,
+        device: placement.description.clone(),
         pid: std::process::id(),
         threads,
         cuda_visible_devices: visible,
     });
-    let req = oodlab_train::RunRequest { config: &config, run_dir: &job.run_dir, init_checkpoint: job.init_checkpoint.as_deref() };
+    let req = oodlab_train::RunRequest {
+        config: &config,
+        run_dir: &job.run_dir,
+        init_checkpoint: job.init_checkpoint.as_deref(),
+        device: &placement.device,
+    };
     match oodlab_train::run(&req, &mut |e| emit(&e)) {
         Ok(()) => {
+            if let Some(mb) = crate::settings::peak_rss_mb() {
+                emit(&Event::Metric { name: "peak_rss_mb".into(), value: mb });
+            }
             emit(&Event::Finished { seconds: started.elapsed().as_secs_f64() });
             exit_codes::OK
         }

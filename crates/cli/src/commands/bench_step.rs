@@ -1,0 +1,71 @@
+//! `oodlab bench-step`: images/s of a network's training step, printed for the benchmark scripts
+//! (scripts/bench/train-step.sh, scripts/gpu-check.sh).
+
+use oodlab_spec::{Arch, ModelSettings, Precision};
+use oodlab_train::bench::{train_step, StepBench};
+
+use crate::args::BenchStepArgs;
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, value: &str, choices: &str) -> anyhow::Result<T> {
+    serde_json::from_value(serde_json::Value::String(value.into()))
+        .map_err(|_| crate::invalid(format!("--{what} {value}: expected one of {choices}")))
+}
+
+pub fn bench_step(a: BenchStepArgs) -> anyhow::Result<i32> {
+    let arch: Arch = parse("arch", &a.arch, "cnn, resnet18, resnet50")?;
+    let precision: Precision = parse("precision", &a.precision, "f32, bf16, f16")?;
+    let dims: Vec<usize> = a.image.split('x').map(str::parse).collect::<Result<_, _>>().unwrap_or_default();
+    let [c, h, w] = dims[..] else {
+        return Err(crate::invalid(format!("--image {}: expected CxHxW, such as 3x224x224", a.image)));
+    };
+    let placement = match a.device.as_str() {
+        "cpu" => oodlab_train::device::select(None)?,
+        // `select` opens device 0 of what the environment shows, as a worker on a GPU slot does.
+        "cuda" => {
+            let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "0".into());
+            let p = oodlab_train::device::select(Some(&visible))?;
+            if !p.device.is_cuda() {
+                return Err(crate::invalid("--device cuda: this oodlab was built without CUDA (scripts/build-cuda.sh builds one)"));
+            }
+            p
+        }
+        other => return Err(crate::invalid(format!("--device {other}: expected cpu or cuda"))),
+    };
+    let bench = StepBench {
+        model: ModelSettings { arch, channels: a.channels.clone(), pretrained: None },
+        precision,
+        batch: a.batch,
+        image: (c, h, w),
+        classes: a.classes,
+        warmup: a.warmup,
+        steps: a.steps.max(1),
+        pretrained: a.pretrained.clone(),
+    };
+    let times = train_step(&bench, &placement.device)?;
+    let mut sorted = times.seconds.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median_ms = sorted[sorted.len() / 2] * 1e3;
+    let ips = times.images_per_second(a.batch);
+    let gpu_mb = oodlab_train::device::gpu_memory_used(&placement.device).map(|b| b as f64 / (1 << 20) as f64);
+    let rss_mb = crate::settings::peak_rss_mb();
+    if a.json {
+        let v = serde_json::json!({
+            "arch": arch.name(), "precision": a.precision, "batch": a.batch, "image": a.image, "device": placement.description,
+            "steps": times.seconds.len(), "images_per_s": ips, "median_step_ms": median_ms, "peak_rss_mb": rss_mb, "gpu_mem_mb": gpu_mb,
+        });
+        println!("{v}");
+    } else {
+        let gpu = gpu_mb.map(|m| format!(", GPU memory in use {m:.0} MiB")).unwrap_or_default();
+        println!(
+            "oodlab {} {} batch {} {} on {}: {ips:.1} images/s (median step {median_ms:.2} ms, {} steps), peak RSS {:.0} MiB{gpu}",
+            arch.name(),
+            a.precision,
+            a.batch,
+            a.image,
+            placement.description,
+            times.seconds.len(),
+            rss_mb.unwrap_or(f64::NAN),
+        );
+    }
+    Ok(0)
+}

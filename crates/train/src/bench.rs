@@ -1,0 +1,74 @@
+//! Throughput of one training step (forward in training mode, cross-entropy, backward, SGD with
+//! momentum and weight decay) on random inputs, for the benchmarks of docs/performance.md: the
+//! same step as a run's, without data loading.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{ModuleT, VarBuilder, VarMap};
+use oodlab_spec::{ModelSettings, OptimizerSettings, Precision};
+use rand::Rng;
+
+use crate::model::{build, compute_dtype, init_seeded};
+use crate::optim::Optimizer;
+
+/// What to time.
+#[derive(Debug, Clone)]
+pub struct StepBench {
+    pub model: ModelSettings,
+    pub precision: Precision,
+    pub batch: usize,
+    /// Image channels, height and width.
+    pub image: (usize, usize, usize),
+    pub classes: usize,
+    pub warmup: usize,
+    pub steps: usize,
+    /// Weights to load first (torchvision names), as a run's `model.pretrained`.
+    pub pretrained: Option<std::path::PathBuf>,
+}
+
+/// Seconds of each timed step.
+#[derive(Debug, Clone)]
+pub struct StepTimes {
+    pub seconds: Vec<f64>,
+}
+
+impl StepTimes {
+    /// Images per second over all timed steps.
+    pub fn images_per_second(&self, batch: usize) -> f64 {
+        batch as f64 * self.seconds.len() as f64 / self.seconds.iter().sum::<f64>()
+    }
+}
+
+/// Times `b.steps` steps after `b.warmup` untimed ones. Each step reads its loss back, as
+/// training does, which also waits for a GPU to finish the step.
+pub fn train_step(b: &StepBench, device: &Device) -> candle_core::Result<StepTimes> {
+    let varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let (c, h, w) = b.image;
+    let model = build(&b.model, c, b.classes, compute_dtype(b.precision), vb)?;
+    init_seeded(&varmap, 0, b.model.arch)?;
+    if let Some(path) = &b.pretrained {
+        crate::model::load_pretrained(&varmap, path, b.model.arch).map_err(candle_core::Error::Msg)?;
+    }
+    let settings = OptimizerSettings { lr: 0.01, momentum: 0.9, weight_decay: 5e-4, ..Default::default() };
+    let mut optimizer = Optimizer::new(varmap.all_vars(), &settings);
+    let mut rng = oodlab_data::order::rng(0, "bench");
+    let pixels: Vec<f32> = (0..b.batch * c * h * w).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let x = Tensor::from_vec(pixels, (b.batch, c, h, w), device)?;
+    let labels: Vec<u32> = (0..b.batch).map(|i| (i % b.classes) as u32).collect();
+    let y = Tensor::from_vec(labels, b.batch, device)?;
+    let mut seconds = Vec::with_capacity(b.steps);
+    for i in 0..b.warmup + b.steps {
+        let started = Instant::now();
+        let logits = model.forward_t(&x, true)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+        let grads = loss.backward()?;
+        optimizer.step(&grads, settings.lr)?;
+        loss.to_scalar::<f32>()?;
+        if i >= b.warmup {
+            seconds.push(started.elapsed().as_secs_f64());
+        }
+    }
+    Ok(StepTimes { seconds })
+}

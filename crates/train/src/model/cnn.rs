@@ -1,0 +1,41 @@
+//! The CNN of DESIGN.md: conv+BN+ReLU+pool, conv+BN+ReLU+pool, conv+ReLU, global average pool,
+//! linear. Channels are configurable; the reference network uses 32-64-128.
+
+use candle_core::{DType, Result, Tensor};
+use candle_nn::{ModuleT, VarBuilder};
+
+use super::layers::{Bn, Conv, Fc};
+
+pub struct Cnn {
+    conv1: Conv,
+    bn1: Bn,
+    conv2: Conv,
+    bn2: Bn,
+    conv3: Conv,
+    fc: Fc,
+}
+
+impl Cnn {
+    /// `in_channels` of the images (1 or 3); `channels` the three conv widths; `classes` the
+    /// number of logits; convolutions and the head compute in `compute` (f32 unless mixed).
+    pub fn new(in_channels: usize, channels: &[usize], classes: usize, compute: DType, vb: VarBuilder) -> Result<Cnn> {
+        Ok(Cnn {
+            conv1: Conv::new(in_channels, channels[0], 3, 1, 1, true, compute, vb.pp("conv1"))?,
+            bn1: Bn::new(channels[0], vb.pp("bn1"))?,
+            conv2: Conv::new(channels[0], channels[1], 3, 1, 1, true, compute, vb.pp("conv2"))?,
+            bn2: Bn::new(channels[1], vb.pp("bn2"))?,
+            conv3: Conv::new(channels[1], channels[2], 3, 1, 1, true, compute, vb.pp("conv3"))?,
+            fc: Fc::new(channels[2], classes, compute, vb.pp("fc"))?,
+        })
+    }
+}
+
+impl ModuleT for Cnn {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let x = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?.max_pool2d(2)?;
+        let x = self.bn2.forward_t(&self.conv2.forward(&x)?, train)?.relu()?.max_pool2d(2)?;
+        let x = self.conv3.forward(&x)?.relu()?;
+        let x = x.mean((2, 3))?;
+        self.fc.forward(&x)
+    }
+}

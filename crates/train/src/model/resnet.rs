@@ -1,0 +1,128 @@
+//! torchvision's ResNet-18 and ResNet-50 (`torchvision.models.resnet`), with its parameter names
+//! so that its weights load as they are: `conv1`, `bn1`, `layer{1..4}.{i}.{conv,bn}{1..3}`,
+//! `layer{j}.0.downsample.{0,1}`, `fc`. Bottlenecks stride on the 3x3 convolution (ResNet v1.5,
+//! as torchvision).
+
+use candle_core::{DType, Result, Tensor};
+use candle_nn::{ModuleT, VarBuilder};
+
+use super::layers::{Bn, Conv, Fc};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depth {
+    D18,
+    D50,
+}
+
+impl Depth {
+    fn blocks(self) -> [usize; 4] {
+        match self {
+            Depth::D18 => [2, 2, 2, 2],
+            Depth::D50 => [3, 4, 6, 3],
+        }
+    }
+
+    fn expansion(self) -> usize {
+        match self {
+            Depth::D18 => 1,
+            Depth::D50 => 4,
+        }
+    }
+
+    /// Width of the features before the head.
+    pub fn features(self) -> usize {
+        512 * self.expansion()
+    }
+}
+
+/// A residual block: basic (two 3x3) or bottleneck (1x1, 3x3, 1x1), with a projection shortcut
+/// when the shape changes.
+struct Block {
+    convs: Vec<(Conv, Bn)>,
+    downsample: Option<(Conv, Bn)>,
+}
+
+impl Block {
+    fn new(depth: Depth, cin: usize, planes: usize, stride: usize, compute: DType, vb: VarBuilder) -> Result<Block> {
+        let cout = planes * depth.expansion();
+        // (in, out, kernel, stride, padding) of each convolution.
+        let shapes: Vec<(usize, usize, usize, usize, usize)> = match depth {
+            Depth::D18 => vec![(cin, planes, 3, stride, 1), (planes, planes, 3, 1, 1)],
+            Depth::D50 => vec![(cin, planes, 1, 1, 0), (planes, planes, 3, stride, 1), (planes, cout, 1, 1, 0)],
+        };
+        let mut convs = Vec::new();
+        for (i, (a, b, k, s, p)) in shapes.into_iter().enumerate() {
+            let conv = Conv::new(a, b, k, s, p, false, compute, vb.pp(format!("conv{}", i + 1)))?;
+            convs.push((conv, Bn::new(b, vb.pp(format!("bn{}", i + 1)))?));
+        }
+        let downsample = if stride != 1 || cin != cout {
+            let vb = vb.pp("downsample");
+            Some((Conv::new(cin, cout, 1, stride, 0, false, compute, vb.pp("0"))?, Bn::new(cout, vb.pp("1"))?))
+        } else {
+            None
+        };
+        Ok(Block { convs, downsample })
+    }
+
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut y = x.clone();
+        let last = self.convs.len() - 1;
+        for (i, (conv, bn)) in self.convs.iter().enumerate() {
+            y = bn.forward_t(&conv.forward(&y)?, train)?;
+            if i < last {
+                y = y.relu()?;
+            }
+        }
+        let shortcut = match &self.downsample {
+            Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
+            None => x.clone(),
+        };
+        (y + shortcut)?.relu()
+    }
+}
+
+pub struct ResNet {
+    conv1: Conv,
+    bn1: Bn,
+    layers: Vec<Vec<Block>>,
+    fc: Fc,
+    /// The weights' format, which the pooled features are averaged in.
+    master: DType,
+}
+
+impl ResNet {
+    pub fn new(depth: Depth, in_channels: usize, classes: usize, compute: DType, vb: VarBuilder) -> Result<ResNet> {
+        let conv1 = Conv::new(in_channels, 64, 7, 2, 3, false, compute, vb.pp("conv1"))?;
+        let bn1 = Bn::new(64, vb.pp("bn1"))?;
+        let mut cin = 64;
+        let mut layers = Vec::new();
+        for (j, (&n, planes)) in depth.blocks().iter().zip([64, 128, 256, 512]).enumerate() {
+            let vb = vb.pp(format!("layer{}", j + 1));
+            let mut blocks = Vec::new();
+            for i in 0..n {
+                let stride = if i == 0 && j > 0 { 2 } else { 1 };
+                blocks.push(Block::new(depth, cin, planes, stride, compute, vb.pp(i.to_string()))?);
+                cin = planes * depth.expansion();
+            }
+            layers.push(blocks);
+        }
+        let fc = Fc::new(depth.features(), classes, compute, vb.pp("fc"))?;
+        Ok(ResNet { conv1, bn1, layers, fc, master: vb.dtype() })
+    }
+}
+
+impl ModuleT for ResNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let x = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let mut x = super::layers::max_pool_after_relu(&x, 3, 2, 1)?;
+        for layer in &self.layers {
+            for block in layer {
+                x = block.forward_t(&x, train)?;
+            }
+        }
+        // Adaptive average pooling to 1x1 is the mean over the spatial positions.
+        // The mean is taken in f32 under mixed precision.
+        let x = super::layers::cast(&x, self.master)?.mean((2, 3))?;
+        self.fc.forward(&x)
+    }
+}
