@@ -81,6 +81,9 @@ for precision in f32 bf16; do
     step pytorch "$precision" 20
   done
 done
+# ResNet-50, bf16, as the paper's fine-tuning runs it.
+timeout 120 "$bin" bench-step --device cuda --arch resnet50 --batch 64 --image 3x224x224 --precision bf16 --warmup 3 --steps 10
+timeout 120 $py scripts/bench/torch_reference.py --device cuda --arch resnet50 --batch 64 --image 3x224x224 --precision bf16 --warmup 3 --steps 20
 
 section "torchvision weights loaded by oodlab"
 $py scripts/torchvision_to_safetensors.py --arch resnet18 --init-seed 0 --out "$work/resnet18.safetensors" &&

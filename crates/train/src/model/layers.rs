@@ -42,7 +42,18 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = cast(x, self.compute)?.conv2d(&cast(&self.weight, self.compute)?, self.padding, self.stride, 1, 1)?;
+        let (x, w) = (cast(x, self.compute)?, cast(&self.weight, self.compute)?);
+        let (_, _, h, wd) = x.dims4()?;
+        let k = w.dim(2)?;
+        // candle 0.11's conv2d backward sizes the input gradient's width with the height's
+        // remainder of the stride (backprop.rs, `out_padding`): where the two differ it fails with
+        // a shape mismatch, so those convolutions are computed unfolded.
+        let remainder = |size: usize| (size + 2 * self.padding - k) % self.stride;
+        let y = if remainder(h) != remainder(wd) {
+            conv_unfold(&x, &w, self.stride, self.padding)?
+        } else {
+            x.conv2d(&w, self.padding, self.stride, 1, 1)?
+        };
         match &self.bias {
             Some(b) => y.broadcast_add(&cast(b, self.compute)?.reshape((1, (), 1, 1))?),
             None => Ok(y),
@@ -112,4 +123,32 @@ pub fn max_pool_after_relu(x: &Tensor, k: usize, stride: usize, padding: usize) 
         }
     }
     Tensor::stack(&views, 4)?.max(4)
+}
+
+/// A convolution as a matrix product over unfolded patches (im2col written with tensor slices), so
+/// that its backward pass is matrix products and slice gradients. It is not faster than candle's
+/// conv2d, on the CPU or on a GPU, and takes more memory (docs/performance.md); it is used where
+/// candle's backward pass fails.
+pub fn conv_unfold(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let (n, c, h, wd) = x.dims4()?;
+    let (cout, cin, k, _) = w.dims4()?;
+    debug_assert_eq!(c, cin);
+    let (ho, wo) = ((h + 2 * padding - k) / stride + 1, (wd + 2 * padding - k) / stride + 1);
+    let cols = if k == 1 && padding == 0 && stride == 1 {
+        x.reshape((n, c, h * wd))?
+    } else {
+        let x = x.pad_with_zeros(2, padding, padding + stride)?.pad_with_zeros(3, padding, padding + stride)?;
+        let wx = x.dim(3)?;
+        let mut views = Vec::with_capacity(k * k);
+        for di in 0..k {
+            let rows = x.narrow(2, di, stride * ho)?.reshape((n, c, ho, stride, wx))?.narrow(3, 0, 1)?.squeeze(3)?;
+            for dj in 0..k {
+                views.push(rows.narrow(3, dj, stride * wo)?.reshape((n, c, ho, wo, stride))?.narrow(4, 0, 1)?.squeeze(4)?);
+            }
+        }
+        // (n, c, k*k, ho, wo): rows ordered (channel, kernel row, kernel column) as the weight's.
+        Tensor::stack(&views, 2)?.reshape((n, c * k * k, ho * wo))?
+    };
+    let w = w.reshape((cout, c * k * k))?;
+    w.broadcast_left(n)?.matmul(&cols)?.reshape((n, cout, ho, wo))
 }
