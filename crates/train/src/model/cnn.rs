@@ -4,7 +4,7 @@
 use candle_core::{DType, Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
 
-use super::layers::{Bn, Conv, Fc};
+use super::layers::{relu, Bn, Conv, Fc};
 
 pub struct Cnn {
     conv1: Conv,
@@ -32,9 +32,9 @@ impl Cnn {
 
 impl ModuleT for Cnn {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?.max_pool2d(2)?;
-        let x = self.bn2.forward_t(&self.conv2.forward(&x)?, train)?.relu()?.max_pool2d(2)?;
-        let x = self.conv3.forward(&x)?.relu()?;
+        let x = self.bn1.forward_relu_pool_t(&self.conv1.forward(x)?, train, (2, 2, 0))?;
+        let x = self.bn2.forward_relu_pool_t(&self.conv2.forward(&x)?, train, (2, 2, 0))?;
+        let x = relu(&self.conv3.forward(&x)?)?;
         let x = x.mean((2, 3))?;
         self.fc.forward(&x)
     }

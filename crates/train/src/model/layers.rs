@@ -2,8 +2,9 @@
 //! stay f32 (mixed precision, as PyTorch's autocast): the cast of a weight is part of the graph,
 //! so its gradient arrives in f32 on the variable the optimizer updates.
 
+use candle_core::Var;
 use candle_core::{DType, Result, Tensor};
-use candle_nn::{BatchNorm, BatchNormConfig, Init, ModuleT, VarBuilder};
+use candle_nn::{Init, VarBuilder};
 
 /// Casts `t` to `dtype` unless it already is (the cast would be a copy).
 pub fn cast(t: &Tensor, dtype: DType) -> Result<Tensor> {
@@ -49,6 +50,9 @@ impl Conv {
         // remainder of the stride (backprop.rs, `out_padding`): where the two differ it fails with
         // a shape mismatch, so those convolutions are computed unfolded.
         let remainder = |size: usize| (size + 2 * self.padding - k) % self.stride;
+        if oodlab_kernels::applies(&x) {
+            return oodlab_kernels::conv2d(&x, &w, self.bias.as_ref(), self.stride, self.padding);
+        }
         let y = if remainder(h) != remainder(wd) {
             conv_unfold(&x, &w, self.stride, self.padding)?
         } else {
@@ -61,22 +65,106 @@ impl Conv {
     }
 }
 
-/// Batch-norm computed in the weights' format (f32) whatever the input's (its statistics need the
-/// range), the output cast back to the input's format.
+/// Batch-norm with PyTorch's semantics (batch statistics in training, running statistics with
+/// momentum 0.1 and the unbiased variance otherwise), computed in the weights' format (f32)
+/// whatever the input's (its statistics need the range), the output cast back to the input's
+/// format; optionally followed by ReLU, fused on the CPU. Parameter names as torchvision's.
 pub struct Bn {
-    bn: BatchNorm,
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Var,
+    running_var: Var,
     master: DType,
 }
 
+const BN_EPS: f64 = 1e-5;
+const BN_MOMENTUM: f64 = 0.1;
+
 impl Bn {
     pub fn new(channels: usize, vb: VarBuilder) -> Result<Bn> {
-        let config = BatchNormConfig { eps: 1e-5, momentum: 0.1, ..Default::default() };
         let master = vb.dtype();
-        Ok(Bn { bn: candle_nn::batch_norm(channels, config, vb)?, master })
+        let weight = vb.get_with_hints(channels, "weight", Init::Const(1.0))?;
+        let bias = vb.get_with_hints(channels, "bias", Init::Const(0.0))?;
+        // The running statistics are variables of the map (saved, loaded) but not trained:
+        // they get no gradient, so the optimizer leaves them alone.
+        let running_mean = Var::from_tensor(&vb.get_with_hints(channels, "running_mean", Init::Const(0.0))?)?;
+        let running_var = Var::from_tensor(&vb.get_with_hints(channels, "running_var", Init::Const(1.0))?)?;
+        Ok(Bn { weight, bias, running_mean, running_var, master })
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        cast(&self.bn.forward_t(&cast(x, self.master)?, train)?, x.dtype())
+        self.forward(x, train, false, None)
+    }
+
+    /// `relu(bn(x))`.
+    pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward(x, train, true, None)
+    }
+
+    /// `max_pool(relu(bn(x)), k, stride, padding)`, one fused kernel on the CPU in training.
+    pub fn forward_relu_pool_t(&self, x: &Tensor, train: bool, (k, stride, padding): (usize, usize, usize)) -> Result<Tensor> {
+        if train && oodlab_kernels::applies(&cast(x, self.master)?) {
+            return self.forward(x, train, true, Some((k, stride, padding)));
+        }
+        max_pool(&self.forward(x, train, true, None)?, k, stride, padding)
+    }
+
+    fn forward(&self, x: &Tensor, train: bool, relu: bool, pool: Option<(usize, usize, usize)>) -> Result<Tensor> {
+        let input = x.dtype();
+        let x = cast(x, self.master)?;
+        let per_channel = |t: &Tensor| t.reshape((1, (), 1, 1));
+        let y = if train {
+            let (n, _, h, w) = x.dims4()?;
+            let count = (n * h * w) as f64;
+            let (y, mean, var) = if oodlab_kernels::applies(&x) {
+                let out = oodlab_kernels::batch_norm_train(&x, &self.weight, &self.bias, BN_EPS, relu, pool)?;
+                (out.y, out.mean, out.var)
+            } else {
+                let mean = x.mean_keepdim((0, 2, 3))?;
+                let centred = x.broadcast_sub(&mean)?;
+                let var = centred.sqr()?.mean_keepdim((0, 2, 3))?;
+                let y = centred.broadcast_div(&(&var + BN_EPS)?.sqrt()?)?;
+                let y = y.broadcast_mul(&per_channel(&self.weight)?)?.broadcast_add(&per_channel(&self.bias)?)?;
+                let y = if relu { y.relu()? } else { y };
+                (y, mean.flatten_all()?.detach(), var.flatten_all()?.detach())
+            };
+            let rm = ((self.running_mean.as_tensor() * (1.0 - BN_MOMENTUM))? + (mean * BN_MOMENTUM)?)?;
+            let rv = ((self.running_var.as_tensor() * (1.0 - BN_MOMENTUM))? + (var * (BN_MOMENTUM * count / (count - 1.0)))?)?;
+            self.running_mean.set(&rm)?;
+            self.running_var.set(&rv)?;
+            y
+        } else {
+            let scale = (per_channel(&self.weight)? / (per_channel(self.running_var.as_tensor())? + BN_EPS)?.sqrt()?)?;
+            let shift = (per_channel(&self.bias)? - per_channel(self.running_mean.as_tensor())?.broadcast_mul(&scale)?)?;
+            let y = x.broadcast_mul(&scale)?.broadcast_add(&shift)?;
+            if relu {
+                y.relu()?
+            } else {
+                y
+            }
+        };
+        cast(&y, input)
+    }
+}
+
+/// ReLU: the CPU kernel where it applies, candle's elsewhere.
+pub fn relu(x: &Tensor) -> Result<Tensor> {
+    if oodlab_kernels::applies(x) {
+        oodlab_kernels::relu(x)
+    } else {
+        x.relu()
+    }
+}
+
+/// Max-pooling over k x k windows: the CPU kernel where it applies; elsewhere candle's max-pool
+/// for non-overlapping windows and [`max_pool_after_relu`] for overlapping ones.
+pub fn max_pool(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    if oodlab_kernels::applies(x) {
+        oodlab_kernels::max_pool2d(x, k, stride, padding)
+    } else if k == stride && padding == 0 {
+        x.max_pool2d(k)
+    } else {
+        max_pool_after_relu(x, k, stride, padding)
     }
 }
 

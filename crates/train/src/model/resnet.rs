@@ -6,7 +6,7 @@
 use candle_core::{DType, Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
 
-use super::layers::{Bn, Conv, Fc};
+use super::layers::{relu, Bn, Conv, Fc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Depth {
@@ -68,16 +68,14 @@ impl Block {
         let mut y = x.clone();
         let last = self.convs.len() - 1;
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            y = bn.forward_t(&conv.forward(&y)?, train)?;
-            if i < last {
-                y = y.relu()?;
-            }
+            let z = conv.forward(&y)?;
+            y = if i < last { bn.forward_relu_t(&z, train)? } else { bn.forward_t(&z, train)? };
         }
         let shortcut = match &self.downsample {
             Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
             None => x.clone(),
         };
-        (y + shortcut)?.relu()
+        relu(&(y + shortcut)?)
     }
 }
 
@@ -113,8 +111,7 @@ impl ResNet {
 
 impl ModuleT for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
-        let mut x = super::layers::max_pool_after_relu(&x, 3, 2, 1)?;
+        let mut x = self.bn1.forward_relu_pool_t(&self.conv1.forward(x)?, train, (3, 2, 1))?;
         for layer in &self.layers {
             for block in layer {
                 x = block.forward_t(&x, train)?;

@@ -1,0 +1,288 @@
+//! 2-D convolution (square kernel, stride, zero padding; no bias, no groups) by im2col and gemm.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+use crate::{output, slice, unpack};
+
+/// `x` (n, c, h, w) convolved with `w` (o, c, k, k), plus `bias` (o) if given: (n, o, ho, wo), as
+/// PyTorch's conv2d with `groups = dilation = 1`. The bias is added in the same pass, and its
+/// gradient comes with the others.
+pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+    let bias = match bias {
+        Some(b) => b.contiguous()?,
+        None => Tensor::zeros(w.dim(0)?, w.dtype(), w.device())?,
+    };
+    x.contiguous()?.apply_op3(&w.contiguous()?, &bias, Conv { stride, padding })
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    k: usize,
+    stride: usize,
+    padding: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Geometry {
+    fn new(x: &Layout, w: &Layout, stride: usize, padding: usize) -> Result<Geometry> {
+        let (n, c, h, wd) = x.shape().dims4()?;
+        let (o, ci, k, k2) = w.shape().dims4()?;
+        if ci != c || k != k2 || h + 2 * padding < k || wd + 2 * padding < k || stride == 0 {
+            candle_core::bail!("conv2d: input {:?} and kernel {:?} do not fit (stride {stride}, padding {padding})", x.dims(), w.dims());
+        }
+        let (ho, wo) = ((h + 2 * padding - k) / stride + 1, (wd + 2 * padding - k) / stride + 1);
+        Ok(Geometry { n, c, h, w: wd, o, k, stride, padding, ho, wo })
+    }
+
+    /// Rows of an image's column matrix: one per (channel, kernel row, kernel column).
+    fn rows(&self) -> usize {
+        self.c * self.k * self.k
+    }
+
+    /// Output positions of one image: the columns of its column matrix.
+    fn cols(&self) -> usize {
+        self.ho * self.wo
+    }
+
+    fn image(&self) -> usize {
+        self.c * self.h * self.w
+    }
+
+    /// For kernel offset `d` along an axis of `size` input positions: the output positions whose
+    /// input position `pos * stride + d - padding` is inside, as a range.
+    fn valid(&self, d: usize, size: usize, out: usize) -> std::ops::Range<usize> {
+        let (s, p) = (self.stride, self.padding);
+        // pos * s + d >= p  and  pos * s + d - p < size
+        let lo = if d >= p { 0 } else { (p - d).div_ceil(s) };
+        let hi = if size + p > d { ((size + p - d - 1) / s + 1).min(out) } else { 0 };
+        lo.min(hi)..hi
+    }
+
+    /// One image's column matrix (rows × cols) from its (c, h, w) pixels; padding reads as 0.
+    fn im2col(&self, x: &[f32], col: &mut [f32]) {
+        let (k, l) = (self.k, self.cols());
+        for (r, row) in col.chunks_exact_mut(l).enumerate() {
+            let (ch, di, dj) = (r / (k * k), (r / k) % k, r % k);
+            let plane = &x[ch * self.h * self.w..(ch + 1) * self.h * self.w];
+            let (rows, cols) = (self.valid(di, self.h, self.ho), self.valid(dj, self.w, self.wo));
+            for (i, out) in row.chunks_exact_mut(self.wo).enumerate() {
+                if !rows.contains(&i) {
+                    out.fill(0.0);
+                    continue;
+                }
+                let src = &plane[(i * self.stride + di - self.padding) * self.w..][..self.w];
+                out[..cols.start].fill(0.0);
+                out[cols.end..].fill(0.0);
+                if self.stride == 1 {
+                    let first = cols.start + dj - self.padding;
+                    out[cols.clone()].copy_from_slice(&src[first..first + cols.len()]);
+                } else {
+                    for j in cols.clone() {
+                        out[j] = src[j * self.stride + dj - self.padding];
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds a column matrix back onto an image's pixels (the adjoint of `im2col`).
+    fn col2im(&self, col: &[f32], x: &mut [f32]) {
+        let (k, l) = (self.k, self.cols());
+        for (r, row) in col.chunks_exact(l).enumerate() {
+            let (ch, di, dj) = (r / (k * k), (r / k) % k, r % k);
+            let plane = &mut x[ch * self.h * self.w..(ch + 1) * self.h * self.w];
+            let (rows, cols) = (self.valid(di, self.h, self.ho), self.valid(dj, self.w, self.wo));
+            for i in rows {
+                let dst = &mut plane[(i * self.stride + di - self.padding) * self.w..][..self.w];
+                let src = &row[i * self.wo..(i + 1) * self.wo];
+                for j in cols.clone() {
+                    dst[j * self.stride + dj - self.padding] += src[j];
+                }
+            }
+        }
+    }
+}
+
+/// dst (m × n, row-major) = a (m × k) · b (k × n), each given with its row and column strides;
+/// `accumulate` adds to dst instead.
+#[allow(clippy::too_many_arguments, unsafe_code)]
+fn matmul(
+    dst: &mut [f32],
+    a: &[f32],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[f32],
+    b_rs: usize,
+    b_cs: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    accumulate: bool,
+) {
+    debug_assert!(dst.len() >= m * n);
+    // SAFETY: the strides and sizes describe the slices' own elements (checked by the callers'
+    // geometry), and dst does not alias a or b.
+    unsafe {
+        gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            Parallelism::None,
+        )
+    }
+}
+
+/// Images per task of the backward pass (a fixed number, for a fixed order of summation).
+const GROUP: usize = 4;
+
+struct Conv {
+    stride: usize,
+    padding: usize,
+}
+
+impl CustomOp3 for Conv {
+    fn name(&self) -> &'static str {
+        "oodlab-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::new(xl, wl, self.stride, self.padding)?;
+        let (x, w, bias) = (slice(xs, xl)?, slice(ws, wl)?, slice(bs, bl)?);
+        let per_out = g.o * g.cols();
+        let mut y = vec![0f32; g.n * per_out];
+        // One image at a time per thread: its column matrix stays in cache.
+        y.par_chunks_mut(per_out).enumerate().for_each_init(
+            || vec![0f32; g.rows() * g.cols()],
+            |col, (img, y)| {
+                g.im2col(&x[img * g.image()..(img + 1) * g.image()], col);
+                for (row, &b) in y.chunks_exact_mut(g.cols()).zip(bias) {
+                    row.fill(b);
+                }
+                matmul(y, w, g.rows(), 1, col, g.cols(), 1, g.o, g.cols(), g.rows(), true);
+            },
+        );
+        output(y, (g.n, g.o, g.ho, g.wo))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        gy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let packed = x.apply_op3_no_bwd(w, &gy.contiguous()?, &ConvBackward { stride: self.stride, padding: self.padding })?;
+        let mut parts = unpack(&packed, &[x.dims(), w.dims(), b.dims()])?.into_iter();
+        Ok((parts.next(), parts.next(), parts.next()))
+    }
+}
+
+/// Gradients of the input, the kernel and the bias, packed: [dx | dw | db].
+struct ConvBackward {
+    stride: usize,
+    padding: usize,
+}
+
+impl CustomOp3 for ConvBackward {
+    fn name(&self) -> &'static str {
+        "oodlab-conv2d-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let g = Geometry::new(xl, wl, self.stride, self.padding)?;
+        let (x, w, gy) = (slice(xs, xl)?, slice(ws, wl)?, slice(gs, gl)?);
+        let per_out = g.o * g.cols();
+        let nw = g.o * g.rows();
+        let mut packed = vec![0f32; g.n * g.image() + nw + g.o];
+        let (dx, _) = packed.split_at_mut(g.n * g.image());
+        // Per image: dx_img = col2im(wᵀ · gy_img). The kernel's and bias's gradients, sums over
+        // images, are summed per fixed group of images, then the groups' sums in order: the
+        // result does not depend on how rayon shares the work, so runs repeat bit for bit.
+        let partials: Vec<Vec<f32>> = dx
+            .par_chunks_mut(GROUP * g.image())
+            .enumerate()
+            .map(|(group, dx)| {
+                let mut dw = vec![0f32; nw + g.o];
+                let mut col = vec![0f32; g.rows() * g.cols()];
+                for (i, dx) in dx.chunks_exact_mut(g.image()).enumerate() {
+                    let img = group * GROUP + i;
+                    let gy = &gy[img * per_out..(img + 1) * per_out];
+                    for (db, row) in dw[nw..].iter_mut().zip(gy.chunks_exact(g.cols())) {
+                        *db += row.iter().sum::<f32>();
+                    }
+                    g.im2col(&x[img * g.image()..(img + 1) * g.image()], &mut col);
+                    // dw (o × rows) += gy (o × cols) · colᵀ (cols × rows)
+                    matmul(&mut dw, gy, g.cols(), 1, &col, 1, g.cols(), g.o, g.rows(), g.cols(), true);
+                    // dcol (rows × cols) = wᵀ (rows × o) · gy (o × cols)
+                    matmul(&mut col, w, 1, g.rows(), gy, g.cols(), 1, g.rows(), g.cols(), g.o, false);
+                    g.col2im(&col, dx);
+                }
+                dw
+            })
+            .collect();
+        let mut dw = vec![0f32; nw + g.o];
+        for part in &partials {
+            dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+        }
+        packed[g.n * g.image()..].copy_from_slice(&dw);
+        let len = packed.len();
+        output(packed, len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_ranges_by_hand() {
+        let l = Layout::contiguous((1, 1, 5, 5));
+        let wl = Layout::contiguous((1, 1, 3, 3));
+        let g = Geometry::new(&l, &wl, 2, 1).unwrap();
+        assert_eq!((g.ho, g.wo), (3, 3));
+        // input row = 2 i + d - 1 must be in 0..5
+        assert_eq!(g.valid(0, 5, 3), 1..3); // i = 0 reads row -1
+        assert_eq!(g.valid(1, 5, 3), 0..3);
+        assert_eq!(g.valid(2, 5, 3), 0..2); // i = 2 reads row 5
+    }
+}

@@ -1,0 +1,89 @@
+//! CPU kernels for the training step, as candle custom ops: a model calls [`conv2d`],
+//! [`batch_norm_train`], [`max_pool2d`] and [`relu`] on CPU f32 tensors and keeps candle's own ops
+//! (and so its CUDA kernels) everywhere else.
+//!
+//! Why: stock candle 0.11 spends a training step of a small CNN mostly outside arithmetic — a
+//! direct loop for the convolution's input gradient, many passes and allocations for batch-norm
+//! and ReLU gradients, page faults on fresh buffers (docs/performance.md). Here a convolution is
+//! im2col per image into a cache-sized buffer and one matrix product (gemm, the crate candle uses)
+//! with the bias added in the same pass, its backward pass two more products per image;
+//! batch-norm with its ReLU and the max-pool after it is one op, one pass per channel forward and
+//! one backward (the window maxima found again from the input); every op's output is one tensor,
+//! since each intermediate tensor costs candle's backward pass a zeroed buffer and an addition.
+//! Work is split over images or channels with rayon (`RAYON_NUM_THREADS`, which the scheduler
+//! sets per slot).
+//!
+//! Each op's backward pass is itself an op without a backward pass; a backward op that produces
+//! several gradients returns them packed in one flat tensor, which `unpack` slices.
+//!
+//! ```
+//! use candle_core::{Device, Tensor};
+//! let x = Tensor::ones((1, 1, 4, 4), candle_core::DType::F32, &Device::Cpu).unwrap();
+//! let w = Tensor::ones((2, 1, 3, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
+//! let y = oodlab_kernels::conv2d(&x, &w, None, 1, 1).unwrap();
+//! assert_eq!(y.dims(), &[1, 2, 4, 4]);
+//! assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0], 4.0); // a corner sees 4 ones
+//! ```
+
+mod conv;
+mod norm;
+mod pool;
+mod relu;
+
+use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
+
+pub use conv::conv2d;
+pub use norm::{batch_norm_train, BatchNormOutput};
+pub use pool::max_pool2d;
+pub use relu::relu;
+
+/// Whether these kernels apply to `t`: f32 on the CPU.
+pub fn applies(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
+}
+
+/// The f32 values of a contiguous CPU tensor's storage, as its layout sees them.
+fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let data = storage.as_slice::<f32>()?;
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("oodlab-kernels: the input must be contiguous"),
+    }
+}
+
+fn output(values: Vec<f32>, shape: impl Into<Shape>) -> Result<(CpuStorage, Shape)> {
+    Ok((CpuStorage::F32(values), shape.into()))
+}
+
+/// Slices `sizes` consecutive pieces out of a flat tensor, each reshaped to its shape.
+fn unpack(packed: &Tensor, shapes: &[&[usize]]) -> Result<Vec<Tensor>> {
+    let mut at = 0;
+    let mut out = Vec::with_capacity(shapes.len());
+    for shape in shapes {
+        let n: usize = shape.iter().product();
+        out.push(packed.narrow(0, at, n)?.reshape(*shape)?);
+        at += n;
+    }
+    Ok(out)
+}
+
+/// A pointer that rayon tasks may share, each writing a part no other task writes.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+
+// The only unsafe code of the workspace (with gemm's call in conv.rs): kernels that write disjoint
+// parts of one output buffer from several threads.
+#[allow(unsafe_code)]
+unsafe impl Send for SharedMut {}
+#[allow(unsafe_code)]
+unsafe impl Sync for SharedMut {}
+
+#[allow(unsafe_code)]
+impl SharedMut {
+    /// # Safety
+    /// `start..start + len` must be in bounds and written by no other task at the same time.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn part(&self, start: usize, len: usize) -> &mut [f32] {
+        unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
+}

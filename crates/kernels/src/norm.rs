@@ -1,0 +1,287 @@
+//! Batch-norm in training mode, optionally followed by ReLU: one pass per channel forward (batch
+//! statistics, normalize, scale, shift, clamp) and one backward.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::pool::Pool;
+use crate::{output, slice, unpack, SharedMut};
+
+/// What [`batch_norm_train`] gives back: the output and the batch's per-channel mean and biased
+/// variance (for the running statistics; detached from the graph).
+pub struct BatchNormOutput {
+    pub y: Tensor,
+    pub mean: Tensor,
+    pub var: Tensor,
+}
+
+/// PyTorch's `batch_norm(x, training=True)` over (n, c, h, w) with per-channel `gamma` and `beta`,
+/// then `relu` if asked: y = max(0, (x - mean) / sqrt(var + eps) * gamma + beta); then, if `pool`
+/// gives (kernel, stride, padding), max-pooling of that (which needs `relu`). One op: the
+/// full-size intermediate between batch-norm and pool is never kept, and the backward pass finds
+/// the window maxima again from the input.
+pub fn batch_norm_train(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    relu: bool,
+    pool: Option<(usize, usize, usize)>,
+) -> Result<BatchNormOutput> {
+    let x = x.contiguous()?;
+    let (n, c, h, w) = x.dims4()?;
+    if pool.is_some() && !relu {
+        candle_core::bail!("batch_norm_train: pooling is fused only after the ReLU");
+    }
+    let pool = match pool {
+        Some((k, stride, padding)) => {
+            let p = Pool { k, stride, padding, h, w };
+            p.out()?;
+            Some(p)
+        }
+        None => None,
+    };
+    // The statistics are read straight from the input first, so that the op's output is `y`
+    // alone: a packed output would cost the backward pass extra full-size copies.
+    let (mean, var): (Vec<f64>, Vec<f64>) = {
+        let (storage, layout) = x.storage_and_layout();
+        let candle_core::Storage::Cpu(cpu) = &*storage else { candle_core::bail!("batch_norm_train: not a CPU tensor") };
+        let xs = slice(cpu, layout)?;
+        (0..c).into_par_iter().map(|ch| moments(xs, n, c, h * w, ch)).unzip()
+    };
+    let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+    let op = BatchNorm { relu, pool, mean: mean.clone(), inv_std };
+    let y = x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    let as_tensor = |v: Vec<f64>| Tensor::from_vec(v.into_iter().map(|v| v as f32).collect::<Vec<_>>(), c, x.device());
+    Ok(BatchNormOutput { y, mean: as_tensor(mean)?, var: as_tensor(var)? })
+}
+
+struct BatchNorm {
+    relu: bool,
+    pool: Option<Pool>,
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+}
+
+/// (images, channels, pixels per channel) of an (n, c, h, w) layout.
+fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
+    let (n, c, h, w) = l.shape().dims4()?;
+    Ok((n, c, h * w))
+}
+
+/// Lanes of the f32 partial sums: eight f32 lanes make one AVX register, so the compiler
+/// vectorizes the loops below (a single running sum would be kept in order, one add at a time).
+const LANES: usize = 8;
+
+/// Σ f(i) over `0..len` in f32 lanes, the lanes then added in f64: within a plane the sums are
+/// short (a few hundred per lane), across planes and channels they are exact enough in f64.
+#[inline(always)]
+fn lane_sum(len: usize, f: impl Fn(usize) -> f32) -> f64 {
+    let mut acc = [0f32; LANES];
+    let full = len / LANES * LANES;
+    for base in (0..full).step_by(LANES) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += f(base + l);
+        }
+    }
+    let tail: f32 = (full..len).map(&f).sum();
+    acc.iter().map(|&a| a as f64).sum::<f64>() + tail as f64
+}
+
+/// Mean and biased variance of channel `ch` (two passes, as PyTorch, for accuracy).
+fn moments(x: &[f32], n: usize, c: usize, hw: usize, ch: usize) -> (f64, f64) {
+    let plane = |img: usize| &x[(img * c + ch) * hw..][..hw];
+    let m = (n * hw) as f64;
+    let mean = (0..n).map(|img| lane_sum(hw, |i| plane(img)[i])).sum::<f64>() / m;
+    let mf = mean as f32;
+    let var = (0..n)
+        .map(|img| {
+            let p = plane(img);
+            lane_sum(hw, |i| (p[i] - mf) * (p[i] - mf))
+        })
+        .sum::<f64>()
+        / m;
+    (mean, var)
+}
+
+impl CustomOp3 for BatchNorm {
+    fn name(&self) -> &'static str {
+        "oodlab-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, hw) = dims(xl)?;
+        let (x, gamma, beta) = (slice(xs, xl)?, slice(gs, gl)?, slice(bs, bl)?);
+        let (ho, wo) = match &self.pool {
+            Some(p) => p.out()?,
+            None => (xl.dims()[2], xl.dims()[3]),
+        };
+        let per = ho * wo;
+        let mut y = vec![0f32; n * c * per];
+        let out = SharedMut(y.as_mut_ptr());
+        (0..c).into_par_iter().for_each_init(
+            || vec![0f32; hw],
+            |z, ch| {
+                let scale = gamma[ch] as f64 * self.inv_std[ch];
+                let (a, b) = (scale as f32, (beta[ch] as f64 - self.mean[ch] * scale) as f32);
+                for img in 0..n {
+                    let at = (img * c + ch) * hw;
+                    // SAFETY: channel `ch` of image `img` is written by this task only.
+                    #[allow(unsafe_code)]
+                    let y = unsafe { out.part((img * c + ch) * per, per) };
+                    let dst: &mut [f32] = if self.pool.is_some() { z } else { y };
+                    for (d, &v) in dst.iter_mut().zip(&x[at..at + hw]) {
+                        let v = v * a + b;
+                        *d = if self.relu { v.max(0.0) } else { v };
+                    }
+                    if let Some(p) = &self.pool {
+                        for (o, y) in y.iter_mut().enumerate() {
+                            *y = z[p.arg_max(z, o / wo, o % wo)];
+                        }
+                    }
+                }
+            },
+        );
+        let shape = match &self.pool {
+            Some(_) => Shape::from((n, c, ho, wo)),
+            None => xl.shape().clone(),
+        };
+        output(y, shape)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        _beta: &Tensor,
+        y: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let op = BatchNormBackward {
+            relu: self.relu,
+            pool: self.pool,
+            mean: self.mean.clone(),
+            inv_std: self.inv_std.clone(),
+            gamma: gamma.to_vec1::<f32>()?,
+            beta: _beta.to_vec1::<f32>()?,
+        };
+        let packed = x.apply_op3_no_bwd(y, &grad.contiguous()?, &op)?;
+        let c = gamma.dim(0)?;
+        let mut parts = unpack(&packed, &[x.dims(), &[c], &[c]])?.into_iter();
+        Ok((parts.next(), parts.next(), parts.next()))
+    }
+}
+
+/// Gradients of the input, the scale and the shift, packed: [dx | dgamma | dbeta].
+struct BatchNormBackward {
+    relu: bool,
+    pool: Option<Pool>,
+    mean: Vec<f64>,
+    inv_std: Vec<f64>,
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+impl CustomOp3 for BatchNormBackward {
+    fn name(&self) -> &'static str {
+        "oodlab-batch-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ys: &CpuStorage,
+        yl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (n, c, hw) = dims(xl)?;
+        let (x, y, grad) = (slice(xs, xl)?, slice(ys, yl)?, slice(gs, gl)?);
+        let total = n * c * hw;
+        let m = (n * hw) as f64;
+        let mut packed = vec![0f32; total + 2 * c];
+        let out = SharedMut(packed.as_mut_ptr());
+        let sums: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map_init(Vec::new, |gz: &mut Vec<f32>, ch| {
+                let (mean, inv_std) = (self.mean[ch], self.inv_std[ch]);
+                let mf = mean as f32;
+                // With pooling, the gradient at the batch-norm's output: each window's gradient
+                // at its arg-max, found again from the recomputed activations `z`; 0 where the
+                // ReLU was closed. Then the code below reads it as if it were `grad` with y = 1.
+                let pooled = self.pool.map(|p| {
+                    let (_, wo) = p.out().expect("checked in the forward pass");
+                    let per = grad.len() / (n * c);
+                    let scale = self.gamma[ch] as f64 * inv_std;
+                    let (a, b) = (scale as f32, (self.beta[ch] as f64 - mean * scale) as f32);
+                    gz.clear();
+                    gz.resize(n * hw, 0.0);
+                    let mut z = vec![0f32; hw];
+                    for img in 0..n {
+                        let at = (img * c + ch) * hw;
+                        for (z, &v) in z.iter_mut().zip(&x[at..at + hw]) {
+                            *z = (v * a + b).max(0.0);
+                        }
+                        let gout = &grad[(img * c + ch) * per..][..per];
+                        let gzi = &mut gz[img * hw..(img + 1) * hw];
+                        for (o, &g) in gout.iter().enumerate() {
+                            let pos = p.arg_max(&z, o / wo, o % wo);
+                            if z[pos] > 0.0 {
+                                gzi[pos] += g;
+                            }
+                        }
+                    }
+                });
+                let ones = if pooled.is_some() { vec![1f32; hw] } else { Vec::new() };
+                // The gradient reaching the normalization: through the ReLU where it was open.
+                let relu = self.relu;
+                let g = move |y: f32, g: f32| if relu && y <= 0.0 { 0.0 } else { g };
+                let (mut sum_g, mut sum_gx) = (0.0f64, 0.0f64);
+                // (y, grad) of image `img`'s plane; pooled: (ones, gz), the mask already applied.
+                let planes = |img: usize| -> (&[f32], &[f32]) {
+                    let at = (img * c + ch) * hw;
+                    match pooled {
+                        Some(()) => (&ones[..], &gz[img * hw..(img + 1) * hw]),
+                        None => (&y[at..at + hw], &grad[at..at + hw]),
+                    }
+                };
+                for img in 0..n {
+                    let at = (img * c + ch) * hw;
+                    let (x, (y, gr)) = (&x[at..at + hw], planes(img));
+                    sum_g += lane_sum(hw, |i| g(y[i], gr[i]));
+                    sum_gx += lane_sum(hw, |i| g(y[i], gr[i]) * (x[i] - mf));
+                }
+                let (dbeta, dgamma) = (sum_g, sum_gx * inv_std);
+                // dx = k (m g - dbeta - xhat dgamma), xhat = (x - mean) inv_std, k = gamma inv_std / m,
+                // written as a g + b (x - mean) + c for one fused pass.
+                let k = self.gamma[ch] as f64 * inv_std / m;
+                let (a, b, cst) = ((k * m) as f32, (-k * dgamma * inv_std) as f32, (-k * dbeta) as f32);
+                for img in 0..n {
+                    let at = (img * c + ch) * hw;
+                    // SAFETY: channel `ch` of image `img` is written by this task only.
+                    #[allow(unsafe_code)]
+                    let dx = unsafe { out.part(at, hw) };
+                    let (x, (y, gr)) = (&x[at..at + hw], planes(img));
+                    for (((dx, &x), &y), &gr) in dx.iter_mut().zip(x).zip(y).zip(gr) {
+                        *dx = a * g(y, gr) + b * (x - mf) + cst;
+                    }
+                }
+                (dgamma, dbeta)
+            })
+            .collect();
+        for (ch, (dgamma, dbeta)) in sums.into_iter().enumerate() {
+            packed[total + ch] = dgamma as f32;
+            packed[total + c + ch] = dbeta as f32;
+        }
+        output(packed, total + 2 * c)
+    }
+}

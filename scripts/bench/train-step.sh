@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# One training step (forward, cross-entropy, backward, SGD with momentum and weight decay) on
+# random 1x28x28 inputs, batch 128, in oodlab (`oodlab bench-step`) and in PyTorch
+# (scripts/bench/torch_reference.py), alternating, REPEATS times each after warm-up steps:
+#   - the reference network of DESIGN.md (conv 32-64-128 with batch-norm and max-pool),
+#   - the quickstart's network (16-32-64).
+# Both use all cores (THREADS to change). PyTorch comes from PyPI into .venv-bench if missing
+# (a large download the first time). Prints images/s and peak memory of each run, the best of
+# each, and last `ratio oodlab/pytorch = X` for the reference network.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+repeats=${REPEATS:-3}
+steps=${STEPS:-20}
+threads=${THREADS:-$(nproc)}
+venv=${BENCH_VENV:-$here/.venv-bench}
+cd "$here"
+if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q torch==2.15.0 numpy
+fi
+cargo build -q --release -p oodlab-cli
+export RAYON_NUM_THREADS=$threads
+
+declare -A best
+run() { # who network channels
+  local line
+  if [ "$1" = oodlab ]; then
+    line=$(target/release/oodlab bench-step --channels "$3" --batch 128 --image 1x28x28 --warmup 3 --steps "$steps")
+  else
+    line=$("$venv/bin/python" scripts/bench/torch_reference.py --channels "$3" --batch 128 --image 1x28x28 --warmup 3 --steps "$steps" --threads "$threads")
+  fi
+  echo "$2: $line"
+  local ips
+  ips=$(echo "$line" | sed 's/.*: \([0-9.]*\) images\/s.*/\1/')
+  local key="$1 $2"
+  if [ -z "${best[$key]:-}" ] || awk "BEGIN{exit !($ips > ${best[$key]})}"; then
+    best[$key]=$ips
+  fi
+}
+for i in $(seq "$repeats"); do
+  for net in "reference 32,64,128" "quickstart 16,32,64"; do
+    set -- $net
+    run oodlab "$1" "$2"
+    run pytorch "$1" "$2"
+  done
+done
+echo
+for net in quickstart reference; do
+  echo "best $net: oodlab ${best[oodlab $net]} images/s, pytorch ${best[pytorch $net]} images/s"
+done
+awk "BEGIN{printf \"ratio oodlab/pytorch = %.2f\n\", ${best[oodlab reference]} / ${best[pytorch reference]}}"
