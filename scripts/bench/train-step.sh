@@ -6,10 +6,12 @@
 #   - the quickstart's network (16-32-64).
 # Both use all cores (THREADS to change). PyTorch comes from PyPI into .venv-bench if missing
 # (a large download the first time). Prints images/s and peak memory of each run, the best of
-# each, and last `ratio oodlab/pytorch = X` for the reference network.
+# each, and last `ratio oodlab/pytorch = X` for the reference network: the median over the
+# repetitions of oodlab's images/s over PyTorch's in the run right after it (this machine's speed
+# drifts by ±20% from minute to minute; a pair run back to back sees the same machine).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
-repeats=${REPEATS:-3}
+repeats=${REPEATS:-5}
 steps=${STEPS:-20}
 threads=${THREADS:-$(nproc)}
 venv=${BENCH_VENV:-$here/.venv-bench}
@@ -21,7 +23,8 @@ fi
 cargo build -q --release -p oodlab-cli
 export RAYON_NUM_THREADS=$threads
 
-declare -A best
+declare -A best last
+ratios=()
 run() { # who network channels
   local line
   if [ "$1" = oodlab ]; then
@@ -33,6 +36,7 @@ run() { # who network channels
   local ips
   ips=$(echo "$line" | sed 's/.*: \([0-9.]*\) images\/s.*/\1/')
   local key="$1 $2"
+  last[$key]=$ips
   if [ -z "${best[$key]:-}" ] || awk "BEGIN{exit !($ips > ${best[$key]})}"; then
     best[$key]=$ips
   fi
@@ -43,9 +47,11 @@ for i in $(seq "$repeats"); do
     run oodlab "$1" "$2"
     run pytorch "$1" "$2"
   done
+  ratios+=("$(awk "BEGIN{print ${last[oodlab reference]} / ${last[pytorch reference]}}")")
 done
 echo
 for net in quickstart reference; do
   echo "best $net: oodlab ${best[oodlab $net]} images/s, pytorch ${best[pytorch $net]} images/s"
 done
-awk "BEGIN{printf \"ratio oodlab/pytorch = %.2f\n\", ${best[oodlab reference]} / ${best[pytorch reference]}}"
+echo "reference, oodlab/pytorch per pair: ${ratios[*]}; best over best: $(awk "BEGIN{printf \"%.2f\", ${best[oodlab reference]} / ${best[pytorch reference]}}")"
+printf '%s\n' "${ratios[@]}" | sort -g | awk '{v[NR] = $1} END {m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2; printf "ratio oodlab/pytorch = %.2f\n", m}'

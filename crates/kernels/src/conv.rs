@@ -4,7 +4,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use crate::{output, slice, unpack};
+use crate::{output, slice, unpack, SharedMut};
 
 /// `x` (n, c, h, w) convolved with `w` (o, c, k, k), plus `bias` (o) if given: (n, o, ho, wo), as
 /// PyTorch's conv2d with `groups = dilation = 1`. The bias is added in the same pass, and its
@@ -66,10 +66,19 @@ impl Geometry {
         lo.min(hi)..hi
     }
 
-    /// One image's column matrix (rows × cols) from its (c, h, w) pixels; padding reads as 0.
-    fn im2col(&self, x: &[f32], col: &mut [f32]) {
+    /// Images per matrix product: enough that the product has a few hundred columns (small
+    /// late-layer images alone make thin, slow products), at most 8; fixed by the geometry, so
+    /// the order of every sum is too.
+    fn group(&self) -> usize {
+        (512 / self.cols()).clamp(1, 8)
+    }
+
+    /// One image's column matrix (rows × cols) from its (c, h, w) pixels, written at column
+    /// `offset` of a matrix whose rows are `ld` long; padding reads as 0.
+    fn im2col(&self, x: &[f32], col: &mut [f32], ld: usize, offset: usize) {
         let (k, l) = (self.k, self.cols());
-        for (r, row) in col.chunks_exact_mut(l).enumerate() {
+        for r in 0..self.rows() {
+            let row = &mut col[r * ld + offset..r * ld + offset + l];
             let (ch, di, dj) = (r / (k * k), (r / k) % k, r % k);
             let plane = &x[ch * self.h * self.w..(ch + 1) * self.h * self.w];
             let (rows, cols) = (self.valid(di, self.h, self.ho), self.valid(dj, self.w, self.wo));
@@ -93,10 +102,12 @@ impl Geometry {
         }
     }
 
-    /// Adds a column matrix back onto an image's pixels (the adjoint of `im2col`).
-    fn col2im(&self, col: &[f32], x: &mut [f32]) {
+    /// Adds a column matrix (at column `offset` of rows `ld` long) back onto an image's pixels
+    /// (the adjoint of `im2col`).
+    fn col2im(&self, col: &[f32], ld: usize, offset: usize, x: &mut [f32]) {
         let (k, l) = (self.k, self.cols());
-        for (r, row) in col.chunks_exact(l).enumerate() {
+        for r in 0..self.rows() {
+            let row = &col[r * ld + offset..r * ld + offset + l];
             let (ch, di, dj) = (r / (k * k), (r / k) % k, r % k);
             let plane = &mut x[ch * self.h * self.w..(ch + 1) * self.h * self.w];
             let (rows, cols) = (self.valid(di, self.h, self.ho), self.valid(dj, self.w, self.wo));
@@ -155,9 +166,6 @@ fn matmul(
     }
 }
 
-/// Images per task of the backward pass (a fixed number, for a fixed order of summation).
-const GROUP: usize = 4;
-
 struct Conv {
     stride: usize,
     padding: usize,
@@ -179,19 +187,30 @@ impl CustomOp3 for Conv {
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(xl, wl, self.stride, self.padding)?;
         let (x, w, bias) = (slice(xs, xl)?, slice(ws, wl)?, slice(bs, bl)?);
-        let per_out = g.o * g.cols();
+        let (per_out, l, gs) = (g.o * g.cols(), g.cols(), g.group());
         let mut y = vec![0f32; g.n * per_out];
-        // One image at a time per thread: its column matrix stays in cache.
-        y.par_chunks_mut(per_out).enumerate().for_each_init(
-            || vec![0f32; g.rows() * g.cols()],
-            |col, (img, y)| {
-                g.im2col(&x[img * g.image()..(img + 1) * g.image()], col);
-                for (row, &b) in y.chunks_exact_mut(g.cols()).zip(bias) {
-                    row.fill(b);
+        // A group of images per task: their column matrices side by side (rows × gs·cols), one
+        // product, then each image's block of the result copied to its place.
+        // The buffers live as long as a thread's share of the work, not one group.
+        let buffers = || (vec![0f32; g.rows() * gs * l], vec![0f32; g.o * gs * l]);
+        y.par_chunks_mut(gs * per_out).enumerate().for_each_init(buffers, |(col, out), (group, y)| {
+            let count = y.len() / per_out;
+            let ld = count * l;
+            let (col, out) = (&mut col[..g.rows() * ld], &mut out[..g.o * ld]);
+            for t in 0..count {
+                let img = group * gs + t;
+                g.im2col(&x[img * g.image()..(img + 1) * g.image()], col, ld, t * l);
+            }
+            for (row, &b) in out.chunks_exact_mut(ld).zip(bias) {
+                row.fill(b);
+            }
+            matmul(out, w, g.rows(), 1, col, ld, 1, g.o, ld, g.rows(), true);
+            for (t, y) in y.chunks_exact_mut(per_out).enumerate() {
+                for (o, dst) in y.chunks_exact_mut(l).enumerate() {
+                    dst.copy_from_slice(&out[o * ld + t * l..o * ld + (t + 1) * l]);
                 }
-                matmul(y, w, g.rows(), 1, col, g.cols(), 1, g.o, g.cols(), g.rows(), true);
-            },
-        );
+            }
+        });
         output(y, (g.n, g.o, g.ho, g.wo))
     }
 
@@ -203,9 +222,17 @@ impl CustomOp3 for Conv {
         _y: &Tensor,
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let packed = x.apply_op3_no_bwd(w, &gy.contiguous()?, &ConvBackward { stride: self.stride, padding: self.padding })?;
-        let mut parts = unpack(&packed, &[x.dims(), w.dims(), b.dims()])?.into_iter();
-        Ok((parts.next(), parts.next(), parts.next()))
+        // The input's gradient is skipped when nothing needs it (the images of a first layer).
+        let need_dx = x.track_op();
+        let op = ConvBackward { stride: self.stride, padding: self.padding, need_dx };
+        let packed = x.apply_op3_no_bwd(w, &gy.contiguous()?, &op)?;
+        if need_dx {
+            let mut parts = unpack(&packed, &[x.dims(), w.dims(), b.dims()])?.into_iter();
+            Ok((parts.next(), parts.next(), parts.next()))
+        } else {
+            let mut parts = unpack(&packed, &[w.dims(), b.dims()])?.into_iter();
+            Ok((None, parts.next(), parts.next()))
+        }
     }
 }
 
@@ -213,6 +240,8 @@ impl CustomOp3 for Conv {
 struct ConvBackward {
     stride: usize,
     padding: usize,
+    /// Whether to compute dx; without it the output is [dw | db].
+    need_dx: bool,
 }
 
 impl CustomOp3 for ConvBackward {
@@ -233,29 +262,42 @@ impl CustomOp3 for ConvBackward {
         let (x, w, gy) = (slice(xs, xl)?, slice(ws, wl)?, slice(gs, gl)?);
         let per_out = g.o * g.cols();
         let nw = g.o * g.rows();
-        let mut packed = vec![0f32; g.n * g.image() + nw + g.o];
-        let (dx, _) = packed.split_at_mut(g.n * g.image());
-        // Per image: dx_img = col2im(wᵀ · gy_img). The kernel's and bias's gradients, sums over
-        // images, are summed per fixed group of images, then the groups' sums in order: the
-        // result does not depend on how rayon shares the work, so runs repeat bit for bit.
-        let partials: Vec<Vec<f32>> = dx
-            .par_chunks_mut(GROUP * g.image())
-            .enumerate()
-            .map(|(group, dx)| {
+        let dx_len = if self.need_dx { g.n * g.image() } else { 0 };
+        let mut packed = vec![0f32; dx_len + nw + g.o];
+        let dx = SharedMut(packed.as_mut_ptr());
+        // Per group of images (as the forward pass): gy and the column matrices side by side,
+        // dw += gy · colᵀ, dcol = wᵀ · gy, each image's block of dcol added back onto its dx.
+        // The kernel's and bias's gradients are summed per group, then the groups' sums in order:
+        // the result does not depend on how rayon shares the work, so runs repeat bit for bit.
+        let (l, gs) = (g.cols(), g.group());
+        let buffers = || (vec![0f32; g.rows() * gs * l], vec![0f32; g.o * gs * l]);
+        let partials: Vec<Vec<f32>> = (0..g.n.div_ceil(gs))
+            .into_par_iter()
+            .map_init(buffers, |(col, gyg), group| {
+                let imgs = group * gs..((group + 1) * gs).min(g.n);
+                let ld = imgs.len() * l;
                 let mut dw = vec![0f32; nw + g.o];
-                let mut col = vec![0f32; g.rows() * g.cols()];
-                for (i, dx) in dx.chunks_exact_mut(g.image()).enumerate() {
-                    let img = group * GROUP + i;
+                let (col, gyg) = (&mut col[..g.rows() * ld], &mut gyg[..g.o * ld]);
+                for (t, img) in imgs.clone().enumerate() {
                     let gy = &gy[img * per_out..(img + 1) * per_out];
-                    for (db, row) in dw[nw..].iter_mut().zip(gy.chunks_exact(g.cols())) {
-                        *db += row.iter().sum::<f32>();
+                    for (o, row) in gy.chunks_exact(l).enumerate() {
+                        gyg[o * ld + t * l..o * ld + (t + 1) * l].copy_from_slice(row);
                     }
-                    g.im2col(&x[img * g.image()..(img + 1) * g.image()], &mut col);
-                    // dw (o × rows) += gy (o × cols) · colᵀ (cols × rows)
-                    matmul(&mut dw, gy, g.cols(), 1, &col, 1, g.cols(), g.o, g.rows(), g.cols(), true);
-                    // dcol (rows × cols) = wᵀ (rows × o) · gy (o × cols)
-                    matmul(&mut col, w, 1, g.rows(), gy, g.cols(), 1, g.rows(), g.cols(), g.o, false);
-                    g.col2im(&col, dx);
+                    g.im2col(&x[img * g.image()..(img + 1) * g.image()], col, ld, t * l);
+                }
+                for (db, row) in dw[nw..].iter_mut().zip(gyg.chunks_exact(ld)) {
+                    *db = row.iter().sum::<f32>();
+                }
+                // dw (o × rows) = gy (o × ld) · colᵀ (ld × rows)
+                matmul(&mut dw[..nw], gyg, ld, 1, col, 1, ld, g.o, g.rows(), ld, false);
+                if self.need_dx {
+                    // dcol (rows × ld) = wᵀ (rows × o) · gy (o × ld)
+                    matmul(col, w, 1, g.rows(), gyg, ld, 1, g.rows(), ld, g.o, false);
+                    for (t, img) in imgs.enumerate() {
+                        // SAFETY: image `img`'s gradient is written by this task only.
+                        #[allow(unsafe_code)]
+                        g.col2im(col, ld, t * l, unsafe { dx.part(img * g.image(), g.image()) });
+                    }
                 }
                 dw
             })
@@ -264,7 +306,7 @@ impl CustomOp3 for ConvBackward {
         for part in &partials {
             dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
         }
-        packed[g.n * g.image()..].copy_from_slice(&dw);
+        packed[dx_len..].copy_from_slice(&dw);
         let len = packed.len();
         output(packed, len)
     }

@@ -73,35 +73,49 @@ fn dims(l: &Layout) -> Result<(usize, usize, usize)> {
 /// vectorizes the loops below (a single running sum would be kept in order, one add at a time).
 const LANES: usize = 8;
 
-/// Σ f(i) over `0..len` in f32 lanes, the lanes then added in f64: within a plane the sums are
-/// short (a few hundred per lane), across planes and channels they are exact enough in f64.
+/// Two sums Σ f(i) over `0..len`, in f32 lanes, the lanes then added in f64: within a plane the
+/// sums are short (a few hundred per lane), across planes and channels they are exact enough in
+/// f64.
 #[inline(always)]
-fn lane_sum(len: usize, f: impl Fn(usize) -> f32) -> f64 {
-    let mut acc = [0f32; LANES];
+fn lane_sum2(len: usize, f: impl Fn(usize) -> (f32, f32)) -> (f64, f64) {
+    let (mut a, mut b) = ([0f32; LANES], [0f32; LANES]);
     let full = len / LANES * LANES;
     for base in (0..full).step_by(LANES) {
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a += f(base + l);
+        for l in 0..LANES {
+            let (u, v) = f(base + l);
+            a[l] += u;
+            b[l] += v;
         }
     }
-    let tail: f32 = (full..len).map(&f).sum();
-    acc.iter().map(|&a| a as f64).sum::<f64>() + tail as f64
+    let (mut ta, mut tb) = (0f32, 0f32);
+    for i in full..len {
+        let (u, v) = f(i);
+        ta += u;
+        tb += v;
+    }
+    let total = |acc: [f32; LANES], t: f32| acc.iter().map(|&v| v as f64).sum::<f64>() + t as f64;
+    (total(a, ta), total(b, tb))
 }
 
-/// Mean and biased variance of channel `ch` (two passes, as PyTorch, for accuracy).
+/// Mean and biased variance of channel `ch` in one pass: sums of x - k and (x - k)² with k the
+/// channel's first value, which keeps the shifted sums small (the textbook one-pass formula
+/// without a shift loses the variance when the mean is large against the spread).
 fn moments(x: &[f32], n: usize, c: usize, hw: usize, ch: usize) -> (f64, f64) {
     let plane = |img: usize| &x[(img * c + ch) * hw..][..hw];
     let m = (n * hw) as f64;
-    let mean = (0..n).map(|img| lane_sum(hw, |i| plane(img)[i])).sum::<f64>() / m;
-    let mf = mean as f32;
-    let var = (0..n)
-        .map(|img| {
-            let p = plane(img);
-            lane_sum(hw, |i| (p[i] - mf) * (p[i] - mf))
-        })
-        .sum::<f64>()
-        / m;
-    (mean, var)
+    let k = plane(0)[0];
+    let (mut s1, mut s2) = (0f64, 0f64);
+    for img in 0..n {
+        let p = plane(img);
+        let (a, b) = lane_sum2(hw, |i| {
+            let d = p[i] - k;
+            (d, d * d)
+        });
+        s1 += a;
+        s2 += b;
+    }
+    let shifted = s1 / m;
+    (k as f64 + shifted, (s2 / m - shifted * shifted).max(0.0))
 }
 
 impl CustomOp3 for BatchNorm {
@@ -257,8 +271,12 @@ impl CustomOp3 for BatchNormBackward {
                 for img in 0..n {
                     let at = (img * c + ch) * hw;
                     let (x, (y, gr)) = (&x[at..at + hw], planes(img));
-                    sum_g += lane_sum(hw, |i| g(y[i], gr[i]));
-                    sum_gx += lane_sum(hw, |i| g(y[i], gr[i]) * (x[i] - mf));
+                    let (a, b) = lane_sum2(hw, |i| {
+                        let gi = g(y[i], gr[i]);
+                        (gi, gi * (x[i] - mf))
+                    });
+                    sum_g += a;
+                    sum_gx += b;
                 }
                 let (dbeta, dgamma) = (sum_g, sum_gx * inv_std);
                 // dx = k (m g - dbeta - xhat dgamma), xhat = (x - mean) inv_std, k = gamma inv_std / m,

@@ -63,7 +63,22 @@ impl CustomOp1 for Pool {
 
 impl Pool {
     /// The position in `plane` of window (i, j)'s maximum; the first one wins ties, as PyTorch's.
+    #[inline(always)]
     pub(crate) fn arg_max(&self, plane: &[f32], i: usize, j: usize) -> usize {
+        if self.padding == 0 {
+            // Without padding every window lies inside the plane: no bounds to check.
+            let first = i * self.stride * self.w + j * self.stride;
+            let (mut best, mut at) = (plane[first], first);
+            for di in 0..self.k {
+                let row = first + di * self.w;
+                for (dj, &v) in plane[row..row + self.k].iter().enumerate() {
+                    if v > best {
+                        (best, at) = (v, row + dj);
+                    }
+                }
+            }
+            return at;
+        }
         let (mut best, mut at) = (f32::NEG_INFINITY, usize::MAX);
         for di in 0..self.k {
             let Some(r) = (i * self.stride + di).checked_sub(self.padding).filter(|&r| r < self.h) else { continue };

@@ -208,3 +208,29 @@ fn kernels_apply_to_cpu_f32_only() {
     assert!(oodlab_kernels::applies(&x));
     assert!(!oodlab_kernels::applies(&x.to_dtype(DType::F64).unwrap()));
 }
+
+#[test]
+fn batch_norm_of_values_far_from_zero() {
+    // A mean 300 times the spread: the one-pass variance must not cancel away.
+    let x = Var::from_vec(values(4 * 3 * 5 * 5, 0.5).iter().map(|v| 500.0 + v).collect::<Vec<_>>(), (4, 3, 5, 5), &Device::Cpu).unwrap();
+    let (gamma, beta) = (var(&[3], 2.0), var(&[3], 3.0));
+    let out = oodlab_kernels::batch_norm_train(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5, false, None).unwrap();
+    let (y, _, variance) = bn_reference(x.as_tensor(), gamma.as_tensor(), beta.as_tensor());
+    close("var", &flat(&out.var), &flat(&variance));
+    // Normalized values are O(1): f32 rounding of values near 500 limits them to about 1e-3.
+    for (a, b) in flat(&out.y).iter().zip(flat(&y)) {
+        assert!((a - b).abs() < 2e-3, "{a} vs {b}");
+    }
+}
+
+#[test]
+fn conv2d_of_an_input_without_gradient() {
+    // The images of a first layer: no input gradient is computed; the kernel's and bias's are.
+    let x = Tensor::from_vec(values(2 * 1 * 6 * 6, 0.4), (2, 1, 6, 6), &Device::Cpu).unwrap();
+    let (wt, b) = (var(&[3, 1, 3, 3], 0.8), var(&[3], 0.2));
+    let ours = oodlab_kernels::conv2d(&x, wt.as_tensor(), Some(b.as_tensor()), 1, 1).unwrap();
+    let theirs = x.conv2d(wt.as_tensor(), 1, 1, 1, 1).unwrap().broadcast_add(&b.as_tensor().reshape((1, 3, 1, 1)).unwrap()).unwrap();
+    let (a, c) = (grads_of(&ours, &[&wt, &b]), grads_of(&theirs, &[&wt, &b]));
+    close("dw", &a[0], &c[0]);
+    close("db", &a[1], &c[1]);
+}
