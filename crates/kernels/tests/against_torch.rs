@@ -75,3 +75,23 @@ fn max_pool_as_pytorch() {
         close(&format!("pool {:?} dx", case(r)), grads.get(x.as_tensor()).unwrap(), &r["dx"]);
     }
 }
+
+#[test]
+fn candles_own_max_pool_gradient_is_a_quarter_of_pytorchs() {
+    // Why oodlab does not use candle's max_pool2d: for 2x2 windows with one maximum its backward
+    // pass gives a quarter of the gradient (it multiplies by the share of the window holding the
+    // maximum instead of dividing by the number of maxima), and for odd sizes its upsampled mask
+    // misses windows altogether. Runs trained with it learn slower. The reference here is this
+    // crate's max-pool, which matches PyTorch (test above).
+    let x = values(&[2, 3, 8, 8], 0.3);
+    let grad = |y: &Tensor| (y * upstream(y)).unwrap().sum_all().unwrap().backward().unwrap().get(x.as_tensor()).unwrap().clone();
+    let theirs = x.as_tensor().max_pool2d(2).unwrap();
+    let ours = oodlab_kernels::max_pool2d(x.as_tensor(), 2, 2, 0).unwrap();
+    let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(flat(&theirs), flat(&ours));
+    let (candle, right) = (flat(&grad(&theirs)), flat(&grad(&ours)));
+    assert!(right.iter().any(|&v| v != 0.0));
+    for (c, r) in candle.iter().zip(&right) {
+        assert_eq!(4.0 * c, *r);
+    }
+}

@@ -34,7 +34,9 @@ pub use fit::run;
 
 /// Version of the training semantics; part of every run id. Bump it when a change to this crate
 /// changes what a run computes, so that old results are not mistaken for new ones.
-pub const CODE_VERSION: &str = concat!("train-", env!("CARGO_PKG_VERSION"), "-1");
+// -2: max-pooling's gradient is PyTorch's (candle's max_pool2d scaled it by 1/4; see
+// model/layers.rs), so runs of -1 trained differently.
+pub const CODE_VERSION: &str = concat!("train-", env!("CARGO_PKG_VERSION"), "-2");
 
 pub struct RunRequest<'a> {
     pub config: &'a RunConfig,

@@ -358,3 +358,30 @@ fn convolutions_where_candles_backward_fails_are_unfolded() {
     let grads = y.sum_all().unwrap().backward().unwrap();
     assert_eq!(grads.get(x.as_tensor()).unwrap().dims(), &[2, 4, 6, 5]);
 }
+
+#[test]
+fn the_cnn_on_kernels_and_on_candle_ops_agree() {
+    // f32 on the CPU goes through oodlab-kernels; f64 through the candle ops a GPU uses. Same
+    // weights, same batch: the same logits, loss gradient and batch-norm statistics.
+    let (v32, net32) = model_in(Arch::Cnn, 1, 5, DType::F32, DType::F32);
+    let (v64, net64) = model_in(Arch::Cnn, 1, 5, DType::F64, DType::F64);
+    init_seeded(&v32, 4, Arch::Cnn).unwrap();
+    for (name, var) in v64.data().lock().unwrap().iter() {
+        var.set(&v32.data().lock().unwrap()[name].as_tensor().to_dtype(DType::F64).unwrap()).unwrap();
+    }
+    let x: Vec<f32> = (0..6 * 28 * 28).map(|i| ((i as f64) * 0.37).sin() as f32).collect();
+    let x = Tensor::from_vec(x, (6, 1, 28, 28), &Device::Cpu).unwrap();
+    let y = Tensor::new(&[0u32, 1, 2, 3, 4, 0], &Device::Cpu).unwrap();
+    let mut out = Vec::new();
+    for (varmap, net, x) in [(&v32, &net32, x.clone()), (&v64, &net64, x.to_dtype(DType::F64).unwrap())] {
+        let logits = net.forward_t(&x, true).unwrap();
+        let loss = candle_nn::loss::cross_entropy(&logits, &y).unwrap();
+        let grads = loss.backward().unwrap();
+        let data = varmap.data().lock().unwrap();
+        let f = |t: &Tensor| t.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1::<f64>().unwrap();
+        out.push((f(&logits), f(grads.get(data["conv1.weight"].as_tensor()).unwrap()), f(data["bn2.running_var"].as_tensor())));
+    }
+    assert_close("logits", &out[0].0, &out[1].0, 1e-4);
+    assert_close("conv1 gradient", &out[0].1, &out[1].1, 1e-3);
+    assert_close("bn2 running variance", &out[0].2, &out[1].2, 1e-4);
+}

@@ -156,13 +156,13 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// Max-pooling over k x k windows: the CPU kernel where it applies; elsewhere candle's max-pool
-/// for non-overlapping windows and [`max_pool_after_relu`] for overlapping ones.
+/// Max-pooling over k x k windows: the CPU kernel where it applies, [`max_pool_after_relu`]
+/// elsewhere (GPU). Not candle's `max_pool2d`: its backward pass multiplies each window's
+/// gradient by the fraction of the window that holds the maximum (1/4 for a 2x2 window with one
+/// maximum) where it should divide by the number of maxima (tested in crates/kernels/tests).
 pub fn max_pool(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
     if oodlab_kernels::applies(x) {
         oodlab_kernels::max_pool2d(x, k, stride, padding)
-    } else if k == stride && padding == 0 {
-        x.max_pool2d(k)
     } else {
         max_pool_after_relu(x, k, stride, padding)
     }
@@ -189,9 +189,9 @@ impl Fc {
     }
 }
 
-/// Max-pooling with overlapping windows (`k` > `stride`, as ResNet's 3x3 stride-2 stem), whose
-/// backward candle's own max-pool lacks: the maximum of the k² strided views of the input, each a
-/// differentiable slice. Padding is with zeros, so the input must be non-negative (it follows a
+/// Max-pooling as the maximum of the k² strided views of the input, each a differentiable slice
+/// (candle's own max-pool has no backward pass for overlapping windows, and a wrong one for the
+/// others). Padding is with zeros, so with padding the input must be non-negative (it follows a
 /// ReLU), where zeros give the same maxima as PyTorch's -inf padding.
 pub fn max_pool_after_relu(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
