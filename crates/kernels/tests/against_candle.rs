@@ -226,7 +226,7 @@ fn batch_norm_of_values_far_from_zero() {
 #[test]
 fn conv2d_of_an_input_without_gradient() {
     // The images of a first layer: no input gradient is computed; the kernel's and bias's are.
-    let x = Tensor::from_vec(values(2 * 1 * 6 * 6, 0.4), (2, 1, 6, 6), &Device::Cpu).unwrap();
+    let x = Tensor::from_vec(values(2 * 6 * 6, 0.4), (2, 1, 6, 6), &Device::Cpu).unwrap();
     let (wt, b) = (var(&[3, 1, 3, 3], 0.8), var(&[3], 0.2));
     let ours = oodlab_kernels::conv2d(&x, wt.as_tensor(), Some(b.as_tensor()), 1, 1).unwrap();
     let theirs = x.conv2d(wt.as_tensor(), 1, 1, 1, 1).unwrap().broadcast_add(&b.as_tensor().reshape((1, 3, 1, 1)).unwrap()).unwrap();
