@@ -96,7 +96,8 @@ impl RunConfig {
             // Like datasets, pretrained weights are known by name, not by where they are.
             "model": ModelSettings { pretrained: s.model.pretrained.as_ref().and_then(|p| p.file_name()).map(Into::into), ..s.model.clone() },
             "train": s.train,
-            "eval": {"scores": s.eval.scores},
+            // The evaluation crop changes results; the batch size does not.
+            "eval": if s.eval.crop.is_some() { serde_json::json!({"scores": s.eval.scores, "crop": s.eval.crop}) } else { serde_json::json!({"scores": s.eval.scores}) },
             "parent": self.parent,
             "code_version": self.code_version,
         })

@@ -461,11 +461,42 @@ pub enum ScheduleKind {
 pub struct AugmentSettings {
     /// Random horizontal flip with probability 1/2.
     pub hflip: bool,
+    /// Random crop to `size` after zero `padding` on every side (torchvision's RandomCrop).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop: Option<CropSettings>,
+    /// Colour jitter (torchvision's ColorJitter without hue), applied after crop and flip.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<JitterSettings>,
 }
 
 impl Default for AugmentSettings {
     fn default() -> Self {
-        AugmentSettings { hflip: true }
+        AugmentSettings { hflip: true, crop: None, jitter: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CropSettings {
+    /// Output [height, width].
+    pub size: [usize; 2],
+    /// Zeros added on every side before cropping.
+    #[serde(default)]
+    pub padding: usize,
+}
+
+/// Each factor is drawn uniformly from [max(0, 1 - x), 1 + x] per image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JitterSettings {
+    pub brightness: f64,
+    pub contrast: f64,
+    pub saturation: f64,
+}
+
+impl Default for JitterSettings {
+    fn default() -> Self {
+        JitterSettings { brightness: 0.0, contrast: 0.0, saturation: 0.0 }
     }
 }
 
@@ -475,11 +506,14 @@ pub struct EvalSettings {
     pub scores: Vec<Score>,
     /// Images per forward pass at evaluation; does not change results.
     pub batch_size: usize,
+    /// Centre crop [height, width] of every evaluated image (validation and test sets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crop: Option<[usize; 2]>,
 }
 
 impl Default for EvalSettings {
     fn default() -> Self {
-        EvalSettings { scores: vec![Score::Msp, Score::Maxlogit, Score::Energy], batch_size: 500 }
+        EvalSettings { scores: vec![Score::Msp, Score::Maxlogit, Score::Energy], batch_size: 500, crop: None }
     }
 }
 

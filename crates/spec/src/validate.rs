@@ -16,7 +16,7 @@ fn problem(field: &str, message: String, hint: &str) -> Problem {
 pub(crate) fn run_settings(s: &RunSettings, datasets: &BTreeMap<String, DatasetSpec>) -> Option<Problem> {
     let t = &s.train;
     let o = &t.optimizer;
-    let checks: [(bool, &str, String, &str); 11] = [
+    let checks: [(bool, &str, String, &str); 14] = [
         (t.epochs >= 1, "train.epochs", format!("must be at least 1, found {}", t.epochs), ""),
         (t.batch_size >= 1, "train.batch_size", "must be at least 1, found 0".into(), ""),
         (
@@ -43,6 +43,19 @@ pub(crate) fn run_settings(s: &RunSettings, datasets: &BTreeMap<String, DatasetS
         ),
         (!s.eval.scores.is_empty(), "eval.scores", "must name at least one score".into(), "msp, maxlogit, energy"),
         (s.eval.batch_size >= 1, "eval.batch_size", "must be at least 1".into(), ""),
+        (
+            s.train.augment.crop.as_ref().is_none_or(|c| c.size[0] >= 1 && c.size[1] >= 1),
+            "train.augment.crop.size",
+            "must be two positive sizes [height, width]".into(),
+            "for example [448, 448]",
+        ),
+        (s.eval.crop.is_none_or(|c| c[0] >= 1 && c[1] >= 1), "eval.crop", "must be two positive sizes [height, width]".into(), ""),
+        (
+            s.train.augment.jitter.as_ref().is_none_or(|j| [j.brightness, j.contrast, j.saturation].iter().all(|&v| v >= 0.0)),
+            "train.augment.jitter",
+            "brightness, contrast and saturation must be >= 0".into(),
+            "MixOE's pipeline uses 0.4 each",
+        ),
     ];
     if let Some((_, field, msg, hint)) = checks.into_iter().find(|c| !c.0) {
         return Some(problem(field, msg, hint));

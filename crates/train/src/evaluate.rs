@@ -6,12 +6,20 @@ use oodlab_data::ImageSet;
 use oodlab_spec::{Normalize, Score};
 
 /// Logits of every image of `set`, row-major `(n, k)`, in evaluation mode.
-pub fn logits(model: &dyn ModuleT, set: &ImageSet, norm: Normalize, batch: usize, device: &Device) -> Result<(Vec<f32>, usize)> {
+/// `crop`: the centre crop of `eval.crop`.
+pub fn logits(
+    model: &dyn ModuleT,
+    set: &ImageSet,
+    norm: Normalize,
+    batch: usize,
+    crop: Option<[usize; 2]>,
+    device: &Device,
+) -> Result<(Vec<f32>, usize)> {
     let mut out = Vec::new();
     let mut k = 0;
     let idx: Vec<usize> = (0..set.len()).collect();
     for chunk in idx.chunks(batch.max(1)) {
-        let x = crate::inputs::batch_tensor(set, chunk, norm, &mut || false, device)?;
+        let x = crate::inputs::batch_tensor(set, chunk, norm, &mut crate::augment::View::Eval { crop }, device)?;
         let z: Tensor = model.forward_t(&x, false)?;
         k = z.dim(1)?;
         out.extend(z.flatten_all()?.to_vec1::<f32>()?);

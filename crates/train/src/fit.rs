@@ -9,8 +9,9 @@ use oodlab_protocol::Event;
 use oodlab_spec::{Keep, Precision, Score};
 use rand::seq::SliceRandom;
 
+use crate::augment::View;
 use crate::evaluate::{logits, predictions, scores};
-use crate::inputs::{batch_tensor, coin, label_tensor};
+use crate::inputs::{batch_tensor, label_tensor};
 use crate::methods::{step_loss, Batch};
 use crate::model::{build, compute_dtype, init_seeded, load_pretrained, Network};
 use crate::optim::{learning_rate, Optimizer};
@@ -38,6 +39,7 @@ pub fn run(req: &RunRequest, sink: Sink) -> Result<(), TrainError> {
         )));
     }
     let sets = load_sets(cfg)?;
+    check_views(cfg, &sets)?;
     let classes = cfg.classes.id_classes.len();
 
     let varmap = VarMap::new();
@@ -119,14 +121,15 @@ fn train(
         let mut lr = t.optimizer.lr;
         for (i, chunk) in order.chunks(t.batch_size).take(steps_per_epoch).enumerate() {
             lr = learning_rate(&t.optimizer, &t.schedule, step, total, steps_per_epoch);
-            let images = batch_tensor(&sets.train, chunk, s.data.normalize, &mut flipper(t.augment.hflip, &mut flip_rng), device)
-                .context("building a batch")?;
+            let images =
+                batch_tensor(&sets.train, chunk, s.data.normalize, &mut View::Train { augment: &t.augment, rng: &mut flip_rng }, device)
+                    .context("building a batch")?;
             let labels = label_tensor(&sets.train, chunk, device).context("building a batch")?;
             let outliers = match (&sets.outliers, outlier_stream.as_mut()) {
                 (Some(pool), Some(stream)) => {
                     let idx = stream.next(t.outliers_for(chunk.len()));
-                    let mut flip = flipper(t.augment.hflip, &mut outlier_flip_rng);
-                    Some(batch_tensor(pool, &idx, s.data.normalize, &mut flip, device).context("building an outlier batch")?)
+                    let mut view = View::Train { augment: &t.augment, rng: &mut outlier_flip_rng };
+                    Some(batch_tensor(pool, &idx, s.data.normalize, &mut view, device).context("building an outlier batch")?)
                 }
                 _ => None,
             };
@@ -186,14 +189,6 @@ fn train(
     Ok(())
 }
 
-fn flipper<'a>(on: bool, rng: &'a mut rand_chacha::ChaCha8Rng) -> Box<dyn FnMut() -> bool + 'a> {
-    if on {
-        Box::new(coin(rng))
-    } else {
-        Box::new(|| false)
-    }
-}
-
 /// Copies of every variable, in `all_vars` order (batch-norm statistics included).
 fn snapshot(varmap: &VarMap) -> candle_core::Result<Vec<Tensor>> {
     varmap.all_vars().iter().map(|v| v.as_tensor().copy()).collect()
@@ -208,7 +203,7 @@ fn restore(varmap: &VarMap, weights: &[Tensor]) -> candle_core::Result<()> {
 
 fn accuracy(model: &Network, set: &oodlab_data::ImageSet, req: &RunRequest, device: &Device) -> Result<f64, TrainError> {
     let s = &req.config.settings;
-    let (z, k) = logits(model, set, s.data.normalize, s.eval.batch_size, device).context("evaluating")?;
+    let (z, k) = logits(model, set, s.data.normalize, s.eval.batch_size, s.eval.crop, device).context("evaluating")?;
     Ok(oodlab_metrics::accuracy(&predictions(&z, k), &set.labels))
 }
 
@@ -222,7 +217,7 @@ fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, 
     let s = &req.config.settings;
     let mut saved: HashMap<String, Tensor> = HashMap::new();
     let mut eval_set = |name: &str, set: &oodlab_data::ImageSet| -> Result<Evaluated, TrainError> {
-        let (z, k) = logits(model, set, s.data.normalize, s.eval.batch_size, device).context(&format!("evaluating {name}"))?;
+        let (z, k) = logits(model, set, s.data.normalize, s.eval.batch_size, s.eval.crop, device).context(&format!("evaluating {name}"))?;
         let n = set.len();
         saved.insert(format!("{name}.logits"), Tensor::from_vec(z.clone(), (n, k), &Device::Cpu).context("saving logits")?);
         saved.insert(format!("{name}.labels"), Tensor::from_vec(set.labels.clone(), n, &Device::Cpu).context("saving labels")?);
@@ -259,5 +254,25 @@ fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, 
     }
     candle_core::safetensors::save(&saved, req.run_dir.join(SCORES)).context("writing scores")?;
     sink(Event::Artifact { kind: "scores".into(), path: SCORES.into() });
+    Ok(())
+}
+
+/// The crops fit every set they apply to, before any training.
+fn check_views(cfg: &oodlab_spec::RunConfig, sets: &RunSets) -> Result<(), TrainError> {
+    let s = &cfg.settings;
+    let mut rng = oodlab_data::order::rng(0, "unused");
+    let train = View::Train { augment: &s.train.augment, rng: &mut rng };
+    let eval = View::Eval { crop: s.eval.crop };
+    let dims = |set: &oodlab_data::ImageSet| (set.height, set.width);
+    let mut checks = vec![(&train, dims(&sets.train)), (&eval, dims(&sets.id_test))];
+    if let Some(o) = &sets.outliers {
+        checks.push((&train, dims(o)));
+    }
+    for (_, set) in &sets.ood {
+        checks.push((&eval, dims(set)));
+    }
+    for (view, (h, w)) in checks {
+        view.check(h, w).map_err(TrainError::Setup)?;
+    }
     Ok(())
 }

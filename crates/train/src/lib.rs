@@ -11,6 +11,7 @@
 //! }
 //! ```
 
+pub mod augment;
 pub mod bench;
 pub mod device;
 pub mod evaluate;

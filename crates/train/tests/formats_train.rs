@@ -124,3 +124,90 @@ fn a_run_trains_on_png_folders_and_a_list_file() {
     let err = oodlab_train::run(&req, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("`mnist-list` images are 1×28×28") && err.contains("ID images are 3×28×28"), "{err}");
 }
+
+/// MixOE's pipeline, as its code writes it (train: resize 512, random crop 448, flip, colour
+/// jitter 0.4; test: resize 512, centre crop 448), scaled down to the sample's sizes.
+fn mixoe_spec(dir: &Path, resize: usize, crop: usize) -> std::path::PathBuf {
+    let d = dir.display();
+    let text = format!(
+        "name: mixoe-pipeline
+datasets:
+  fashion-png:
+    format: folder
+    classes: 10
+    train: {{dir: {d}/train}}
+    test: {{dir: {d}/test}}
+    image: {{size: [{resize}, {resize}], channels: 3}}
+  mnist-list:
+    format: list
+    classes: 10
+    root: {d}/mnist
+    test: {{list: {d}/mnist/list.txt}}
+    image: {{size: [{resize}, {resize}], channels: 3}}
+data:
+  id: fashion-png
+  splits: [{{classes: [0, 1, 3, 5, 8, 9]}}]
+  ood: [mnist-list]
+model: {{channels: [4, 8, 8]}}
+train:
+  epochs: 1
+  batch_size: 32
+  augment: {{crop: {{size: [{crop}, {crop}]}}, hflip: true, jitter: {{brightness: 0.4, contrast: 0.4, saturation: 0.4}}}}
+eval: {{crop: [{crop}, {crop}]}}
+methods:
+  baseline: {{method: ce}}
+"
+    );
+    let path = dir.join(format!("mixoe-{resize}-{crop}.yaml"));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn mixoe_augmentation_pipeline_trains_and_bad_crops_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pngs("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz", &dir.path().join("train"), 300);
+    write_pngs("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("test"), 150);
+    write_pngs("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("mnist"), 60);
+
+    // As written in MixOE: the plan holds its numbers.
+    let exp = oodlab_spec::load(&mixoe_spec(dir.path(), 512, 448), &[], oodlab_train::CODE_VERSION).unwrap();
+    let t = &exp.runs[0].settings;
+    assert_eq!(t.train.augment.crop.as_ref().unwrap().size, [448, 448]);
+    assert_eq!(t.eval.crop, Some([448, 448]));
+    assert_eq!(t.train.augment.jitter.as_ref().unwrap().saturation, 0.4);
+
+    // Scaled down (resize 32, crop 28): trains and evaluates on 28x28 crops.
+    let exp = oodlab_spec::load(&mixoe_spec(dir.path(), 32, 28), &[], oodlab_train::CODE_VERSION).unwrap();
+    let mut events = Vec::new();
+    let req = oodlab_train::RunRequest {
+        config: &exp.runs[0],
+        run_dir: &dir.path().join("run"),
+        init_checkpoint: None,
+        device: &candle_core::Device::Cpu,
+    };
+    oodlab_train::run(&req, &mut |e| events.push(e)).unwrap();
+    assert!(events.iter().any(|e| matches!(e, Event::OodMetric { ood_set, n_ood: 60, .. } if ood_set == "mnist-list")));
+    // The same seed again: identical metrics (the augmentations are seeded).
+    let mut again = Vec::new();
+    let req = oodlab_train::RunRequest {
+        config: &exp.runs[0],
+        run_dir: &dir.path().join("run2"),
+        init_checkpoint: None,
+        device: &candle_core::Device::Cpu,
+    };
+    oodlab_train::run(&req, &mut |e| again.push(e)).unwrap();
+    let metrics = |ev: &[Event]| ev.iter().filter(|e| matches!(e, Event::OodMetric { .. })).cloned().collect::<Vec<_>>();
+    assert_eq!(metrics(&events), metrics(&again));
+
+    // A crop larger than the images: refused before training, naming the field.
+    let exp = oodlab_spec::load(&mixoe_spec(dir.path(), 24, 28), &[], oodlab_train::CODE_VERSION).unwrap();
+    let req = oodlab_train::RunRequest {
+        config: &exp.runs[0],
+        run_dir: &dir.path().join("run3"),
+        init_checkpoint: None,
+        device: &candle_core::Device::Cpu,
+    };
+    let err = oodlab_train::run(&req, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("train.augment.crop.size [28, 28] is larger than the 24x24 images"), "{err}");
+}
