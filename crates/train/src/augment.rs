@@ -69,7 +69,7 @@ impl View<'_> {
             }
             View::Eval { crop: None } => {}
         }
-        // Pixels in [0, 1], cropped and mirrored.
+        // Pixel values 0..255 (exact in f32), cropped and mirrored.
         let mut px = vec![0f32; c * oh * ow];
         for ch in 0..c {
             for i in 0..oh {
@@ -80,7 +80,7 @@ impl View<'_> {
                 for j in 0..ow {
                     let q = left + (if mirror { ow - 1 - j } else { j }) as isize - pad as isize;
                     if q >= 0 && q < w as isize {
-                        px[(ch * oh + i) * ow + j] = img[(ch * h + r as usize) * w + q as usize] as f32 / 255.0;
+                        px[(ch * oh + i) * ow + j] = img[(ch * h + r as usize) * w + q as usize] as f32;
                     }
                 }
             }
@@ -88,10 +88,14 @@ impl View<'_> {
         if let Some((b, k, s)) = factors {
             jitter(&mut px, c, b as f32, k as f32, s as f32);
         }
-        let (scale, shift) = (1.0 / norm.std, norm.mean / norm.std);
+        // Scaled to [0, 1] and normalized in one step, in f64 as before augmentations existed.
+        let (scale, shift) = (1.0 / (255.0 * norm.std), norm.mean / norm.std);
         out.extend(px.iter().map(|&v| (v as f64 * scale - shift) as f32));
     }
 }
+
+/// The largest pixel value.
+const MAX: f32 = 255.0;
 
 /// Luma of RGB as torchvision's `rgb_to_grayscale`; a single channel is its own.
 fn gray(px: &[f32], c: usize, at: usize, plane: usize) -> f32 {
@@ -103,18 +107,19 @@ fn gray(px: &[f32], c: usize, at: usize, plane: usize) -> f32 {
 }
 
 /// Brightness (scale), contrast (blend with the image's mean gray) and saturation (blend with
-/// each pixel's gray; RGB only) by the given factors, clamping to [0, 1] after each as torchvision.
+/// each pixel's gray; RGB only) by the given factors, clamping to the range after each as
+/// torchvision (here 0..255: the blends do not depend on the scale).
 fn jitter(px: &mut [f32], c: usize, brightness: f32, contrast: f32, saturation: f32) {
     let plane = px.len() / c;
-    px.iter_mut().for_each(|v| *v = (*v * brightness).clamp(0.0, 1.0));
+    px.iter_mut().for_each(|v| *v = (*v * brightness).clamp(0.0, MAX));
     let mean = (0..plane).map(|i| gray(px, c, i, plane) as f64).sum::<f64>() as f32 / plane as f32;
-    px.iter_mut().for_each(|v| *v = (contrast * *v + (1.0 - contrast) * mean).clamp(0.0, 1.0));
+    px.iter_mut().for_each(|v| *v = (contrast * *v + (1.0 - contrast) * mean).clamp(0.0, MAX));
     if c == 3 {
         for i in 0..plane {
             let g = gray(px, c, i, plane);
             for ch in 0..3 {
                 let v = &mut px[ch * plane + i];
-                *v = (saturation * *v + (1.0 - saturation) * g).clamp(0.0, 1.0);
+                *v = (saturation * *v + (1.0 - saturation) * g).clamp(0.0, MAX);
             }
         }
     }
@@ -179,18 +184,18 @@ mod tests {
 
     #[test]
     fn jitter_by_hand() {
-        // Brightness 1.5 on a constant 0.4 gray image gives 0.6; contrast and saturation then keep it.
-        let mut px = vec![0.4f32; 3 * 4];
+        // Brightness 1.5 on a constant gray 102 image gives 153; contrast and saturation keep it.
+        let mut px = vec![102f32; 3 * 4];
         jitter(&mut px, 3, 1.5, 0.5, 0.0);
-        assert!(px.iter().all(|&v| (v - 0.6).abs() < 1e-6), "{px:?}");
-        // Contrast 0.5 on [0, 1] (single channel) pulls both halfway to the mean 0.5.
-        let mut px = vec![0.0f32, 1.0];
+        assert!(px.iter().all(|&v| (v - 153.0).abs() < 1e-4), "{px:?}");
+        // Contrast 0.5 on [0, 255] (single channel) pulls both halfway to the mean 127.5.
+        let mut px = vec![0.0f32, 255.0];
         jitter(&mut px, 1, 1.0, 0.5, 1.0);
-        assert_eq!(px, vec![0.25, 0.75]);
-        // Saturation 0 turns a pure red pixel into its gray 0.299 on every channel.
-        let mut px = vec![1.0f32, 0.0, 0.0];
+        assert_eq!(px, vec![63.75, 191.25]);
+        // Saturation 0 turns a pure red pixel into its gray 0.299 * 255 on every channel.
+        let mut px = vec![255.0f32, 0.0, 0.0];
         jitter(&mut px, 3, 1.0, 1.0, 0.0);
-        assert!(px.iter().all(|&v| (v - 0.299).abs() < 1e-6), "{px:?}");
+        assert!(px.iter().all(|&v| (v - 76.245).abs() < 1e-3), "{px:?}");
         // Factors drawn from [1 - x, 1 + x].
         let augment =
             AugmentSettings { hflip: false, crop: None, jitter: Some(JitterSettings { brightness: 0.4, contrast: 0.0, saturation: 0.0 }) };
