@@ -260,17 +260,58 @@ pub struct SplitSpec {
     pub seed: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// `(x / 255 - mean) / std`, with one value for every channel or one per channel (ImageNet's
+/// `mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]` for pretrained ResNets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Normalize {
-    pub mean: f64,
-    pub std: f64,
+    pub mean: PerChannel,
+    pub std: PerChannel,
 }
 
 impl Default for Normalize {
     fn default() -> Self {
         // Fashion-MNIST's training statistics (DESIGN.md), used for every set.
-        Normalize { mean: 0.2860, std: 0.3530 }
+        Normalize { mean: PerChannel::All(0.2860), std: PerChannel::All(0.3530) }
+    }
+}
+
+impl Normalize {
+    /// (mean, std) of channel `c`.
+    pub fn channel(&self, c: usize) -> (f64, f64) {
+        (self.mean.get(c), self.std.get(c))
+    }
+}
+
+/// One number for every channel, or a list with one per channel. A single number serializes as
+/// before lists existed, so run ids do not change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PerChannel {
+    All(f64),
+    Each(Vec<f64>),
+}
+
+impl PerChannel {
+    /// The value of channel `c` (the last one if the list is shorter; checked against the images
+    /// before a run trains).
+    pub fn get(&self, c: usize) -> f64 {
+        match self {
+            PerChannel::All(v) => *v,
+            PerChannel::Each(v) => v[c.min(v.len().saturating_sub(1))],
+        }
+    }
+
+    pub fn values(&self) -> Vec<f64> {
+        match self {
+            PerChannel::All(v) => vec![*v],
+            PerChannel::Each(v) => v.clone(),
+        }
+    }
+
+    /// Whether it fits images of `channels` channels.
+    pub fn fits(&self, channels: usize) -> bool {
+        matches!(self, PerChannel::All(_)) || matches!(self, PerChannel::Each(v) if v.len() == channels)
     }
 }
 

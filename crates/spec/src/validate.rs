@@ -34,7 +34,12 @@ pub(crate) fn run_settings(s: &RunSettings, datasets: &BTreeMap<String, DatasetS
             "",
         ),
         ((0.0..1.0).contains(&s.data.val_fraction), "data.val_fraction", format!("must be in [0, 1), found {}", s.data.val_fraction), ""),
-        (s.data.normalize.std > 0.0, "data.normalize.std", format!("must be positive, found {}", s.data.normalize.std), ""),
+        (
+            s.data.normalize.std.values().iter().all(|&v| v > 0.0) && !s.data.normalize.std.values().is_empty(),
+            "data.normalize.std",
+            format!("must be positive, found {:?}", s.data.normalize.std.values()),
+            "one number, or one per channel",
+        ),
         (
             s.model.arch != Arch::Cnn || (s.model.channels.len() == 3 && s.model.channels.iter().all(|&c| c >= 1)),
             "model.channels",

@@ -42,7 +42,7 @@ impl View<'_> {
     }
 
     /// Appends image `img` (planar `c` × `h` × `w` bytes) transformed and normalized to `out`.
-    pub fn apply(&mut self, img: &[u8], (c, h, w): (usize, usize, usize), norm: Normalize, out: &mut Vec<f32>) {
+    pub fn apply(&mut self, img: &[u8], (c, h, w): (usize, usize, usize), norm: &Normalize, out: &mut Vec<f32>) {
         let (oh, ow) = self.out_size(h, w);
         // Top-left corner of the output window in the (padded) input, and the padding.
         let (mut top, mut left, mut pad, mut mirror) = (0isize, 0isize, 0usize, false);
@@ -89,8 +89,11 @@ impl View<'_> {
             jitter(&mut px, c, b as f32, k as f32, s as f32);
         }
         // Scaled to [0, 1] and normalized in one step, in f64 as before augmentations existed.
-        let (scale, shift) = (1.0 / (255.0 * norm.std), norm.mean / norm.std);
-        out.extend(px.iter().map(|&v| (v as f64 * scale - shift) as f32));
+        for (ch, plane) in px.chunks_exact(oh * ow).enumerate() {
+            let (mean, std) = norm.channel(ch);
+            let (scale, shift) = (1.0 / (255.0 * std), mean / std);
+            out.extend(plane.iter().map(|&v| (v as f64 * scale - shift) as f32));
+        }
     }
 }
 
@@ -131,12 +134,26 @@ mod tests {
 
     use super::*;
 
-    const RAW: Normalize = Normalize { mean: 0.0, std: 1.0 / 255.0 };
-
     fn run(view: &mut View, img: &[u8], dims: (usize, usize, usize)) -> Vec<f32> {
+        let raw = Normalize { mean: oodlab_spec::PerChannel::All(0.0), std: oodlab_spec::PerChannel::All(1.0 / 255.0) };
         let mut out = Vec::new();
-        view.apply(img, dims, RAW, &mut out);
+        view.apply(img, dims, &raw, &mut out);
         out
+    }
+
+    #[test]
+    fn normalizes_each_channel_with_its_own_statistics() {
+        // ImageNet's statistics on one RGB pixel (255, 0, 51): ((1 - 0.485) / 0.229, ...).
+        let norm = Normalize {
+            mean: oodlab_spec::PerChannel::Each(vec![0.485, 0.456, 0.406]),
+            std: oodlab_spec::PerChannel::Each(vec![0.229, 0.224, 0.225]),
+        };
+        let mut out = Vec::new();
+        View::Eval { crop: None }.apply(&[255, 0, 51], (3, 1, 1), &norm, &mut out);
+        let want = [(1.0 - 0.485) / 0.229, (0.0 - 0.456) / 0.224, (0.2 - 0.406) / 0.225];
+        for (a, b) in out.iter().zip(want) {
+            assert!((*a as f64 - b).abs() < 1e-6, "{out:?}");
+        }
     }
 
     #[test]

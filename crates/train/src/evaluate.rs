@@ -10,7 +10,7 @@ use oodlab_spec::{Normalize, Score};
 pub fn logits(
     model: &dyn ModuleT,
     set: &ImageSet,
-    norm: Normalize,
+    norm: &Normalize,
     batch: usize,
     crop: Option<[usize; 2]>,
     device: &Device,

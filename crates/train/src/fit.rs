@@ -122,14 +122,14 @@ fn train(
         for (i, chunk) in order.chunks(t.batch_size).take(steps_per_epoch).enumerate() {
             lr = learning_rate(&t.optimizer, &t.schedule, step, total, steps_per_epoch);
             let images =
-                batch_tensor(&sets.train, chunk, s.data.normalize, &mut View::Train { augment: &t.augment, rng: &mut flip_rng }, device)
+                batch_tensor(&sets.train, chunk, &s.data.normalize, &mut View::Train { augment: &t.augment, rng: &mut flip_rng }, device)
                     .context("building a batch")?;
             let labels = label_tensor(&sets.train, chunk, device).context("building a batch")?;
             let outliers = match (&sets.outliers, outlier_stream.as_mut()) {
                 (Some(pool), Some(stream)) => {
                     let idx = stream.next(t.outliers_for(chunk.len()));
                     let mut view = View::Train { augment: &t.augment, rng: &mut outlier_flip_rng };
-                    Some(batch_tensor(pool, &idx, s.data.normalize, &mut view, device).context("building an outlier batch")?)
+                    Some(batch_tensor(pool, &idx, &s.data.normalize, &mut view, device).context("building an outlier batch")?)
                 }
                 _ => None,
             };
@@ -203,7 +203,7 @@ fn restore(varmap: &VarMap, weights: &[Tensor]) -> candle_core::Result<()> {
 
 fn accuracy(model: &Network, set: &oodlab_data::ImageSet, req: &RunRequest, device: &Device) -> Result<f64, TrainError> {
     let s = &req.config.settings;
-    let (z, k) = logits(model, set, s.data.normalize, s.eval.batch_size, s.eval.crop, device).context("evaluating")?;
+    let (z, k) = logits(model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, device).context("evaluating")?;
     Ok(oodlab_metrics::accuracy(&predictions(&z, k), &set.labels))
 }
 
@@ -217,7 +217,8 @@ fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, 
     let s = &req.config.settings;
     let mut saved: HashMap<String, Tensor> = HashMap::new();
     let mut eval_set = |name: &str, set: &oodlab_data::ImageSet| -> Result<Evaluated, TrainError> {
-        let (z, k) = logits(model, set, s.data.normalize, s.eval.batch_size, s.eval.crop, device).context(&format!("evaluating {name}"))?;
+        let (z, k) =
+            logits(model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, device).context(&format!("evaluating {name}"))?;
         let n = set.len();
         saved.insert(format!("{name}.logits"), Tensor::from_vec(z.clone(), (n, k), &Device::Cpu).context("saving logits")?);
         saved.insert(format!("{name}.labels"), Tensor::from_vec(set.labels.clone(), n, &Device::Cpu).context("saving labels")?);
@@ -273,6 +274,15 @@ fn check_views(cfg: &oodlab_spec::RunConfig, sets: &RunSets) -> Result<(), Train
     }
     for (view, (h, w)) in checks {
         view.check(h, w).map_err(TrainError::Setup)?;
+    }
+    let norm = &s.data.normalize;
+    let c = sets.train.channels;
+    if !norm.mean.fits(c) || !norm.std.fits(c) {
+        return Err(TrainError::Setup(format!(
+            "data.normalize has {} mean(s) and {} std(s) but the images have {c} channel(s): give one number, or one per channel",
+            norm.mean.values().len(),
+            norm.std.values().len()
+        )));
     }
     Ok(())
 }

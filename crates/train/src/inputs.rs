@@ -9,7 +9,7 @@ use crate::augment::View;
 
 /// Images `indices` of `set` as a `(b, c, h', w')` tensor scaled to [0, 1], transformed by `view`
 /// (crop, flip, jitter; `h'`, `w'` its output size) and normalized.
-pub fn batch_tensor(set: &ImageSet, indices: &[usize], norm: Normalize, view: &mut View, device: &Device) -> Result<Tensor> {
+pub fn batch_tensor(set: &ImageSet, indices: &[usize], norm: &Normalize, view: &mut View, device: &Device) -> Result<Tensor> {
     let (c, h, w) = (set.channels, set.height, set.width);
     let (oh, ow) = view.out_size(h, w);
     let mut out = Vec::with_capacity(indices.len() * c * oh * ow);
@@ -32,12 +32,12 @@ mod tests {
     #[test]
     fn normalizes_and_mirrors_rows() {
         let set = ImageSet { images: vec![0, 255, 51, 102], labels: vec![0], channels: 1, height: 2, width: 2 };
-        let norm = Normalize { mean: 0.5, std: 0.5 };
+        let norm = Normalize { mean: oodlab_spec::PerChannel::All(0.5), std: oodlab_spec::PerChannel::All(0.5) };
         let augment = oodlab_spec::AugmentSettings::default();
         // A seed whose first draw flips.
         let seed = (0..).find(|&s| rand::Rng::random_bool(&mut oodlab_data::order::rng(s, "augment"), 0.5)).unwrap();
         let mut rng = oodlab_data::order::rng(seed, "augment");
-        let t = batch_tensor(&set, &[0], norm, &mut View::Train { augment: &augment, rng: &mut rng }, &Device::Cpu).unwrap();
+        let t = batch_tensor(&set, &[0], &norm, &mut View::Train { augment: &augment, rng: &mut rng }, &Device::Cpu).unwrap();
         // (p/255 - 0.5) / 0.5 with rows reversed: [255, 0], [102, 51]
         let v = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let want = [1.0, -1.0, -0.2, -0.6];

@@ -210,4 +210,26 @@ fn mixoe_augmentation_pipeline_trains_and_bad_crops_are_clear_errors() {
     };
     let err = oodlab_train::run(&req, &mut |_| {}).unwrap_err().to_string();
     assert!(err.contains("train.augment.crop.size [28, 28] is larger than the 24x24 images"), "{err}");
+
+    // Per-channel normalization (ImageNet's, as for pretrained ResNets) must give one value per
+    // channel of the images.
+    let set = ["data.normalize={mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}".to_string(), "train.epochs=1".to_string()];
+    let exp = oodlab_spec::load(&mixoe_spec(dir.path(), 32, 28), &set, oodlab_train::CODE_VERSION).unwrap();
+    let req = oodlab_train::RunRequest {
+        config: &exp.runs[0],
+        run_dir: &dir.path().join("run4"),
+        init_checkpoint: None,
+        device: &candle_core::Device::Cpu,
+    };
+    oodlab_train::run(&req, &mut |_| {}).unwrap();
+    let set = ["data.normalize={mean: [0.5, 0.5], std: 0.25}".to_string()];
+    let exp = oodlab_spec::load(&mixoe_spec(dir.path(), 32, 28), &set, oodlab_train::CODE_VERSION).unwrap();
+    let req = oodlab_train::RunRequest {
+        config: &exp.runs[0],
+        run_dir: &dir.path().join("run5"),
+        init_checkpoint: None,
+        device: &candle_core::Device::Cpu,
+    };
+    let err = oodlab_train::run(&req, &mut |_| {}).unwrap_err().to_string();
+    assert!(err.contains("data.normalize has 2 mean(s) and 1 std(s) but the images have 3 channel(s)"), "{err}");
 }

@@ -73,9 +73,9 @@ fn fixed_batch() -> (Tensor, Tensor, Tensor) {
     let pick: Vec<usize> = (0..32).map(|i| i * 37).collect();
     let norm = Normalize::default();
     let x =
-        oodlab_train::inputs::batch_tensor(&id, &pick, norm, &mut oodlab_train::augment::View::Eval { crop: None }, &Device::Cpu).unwrap();
+        oodlab_train::inputs::batch_tensor(&id, &pick, &norm, &mut oodlab_train::augment::View::Eval { crop: None }, &Device::Cpu).unwrap();
     let y = oodlab_train::inputs::label_tensor(&id, &pick, &Device::Cpu).unwrap();
-    let o = oodlab_train::inputs::batch_tensor(&animal, &pick, norm, &mut oodlab_train::augment::View::Eval { crop: None }, &Device::Cpu)
+    let o = oodlab_train::inputs::batch_tensor(&animal, &pick, &norm, &mut oodlab_train::augment::View::Eval { crop: None }, &Device::Cpu)
         .unwrap();
     (x, y, o)
 }
