@@ -194,9 +194,14 @@ impl Fc {
 /// others). Padding is with zeros, so with padding the input must be non-negative (it follows a
 /// ReLU), where zeros give the same maxima as PyTorch's -inf padding.
 pub fn max_pool_after_relu(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    Tensor::stack(&strided_views(x, k, stride, padding)?, 4)?.max(4)
+}
+
+/// The k² views of `x` (n, c, h, w) zero-padded by `padding` that a k x k window with `stride`
+/// sees at each of its offsets, each (n, c, ho, wo), offsets in row-major order.
+fn strided_views(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Vec<Tensor>> {
     let (n, c, h, w) = x.dims4()?;
-    let (hp, wp) = (h + 2 * padding, w + 2 * padding);
-    let (ho, wo) = ((hp - k) / stride + 1, (wp - k) / stride + 1);
+    let (ho, wo) = ((h + 2 * padding - k) / stride + 1, (w + 2 * padding - k) / stride + 1);
     // Extra zeros at the bottom and right let every offset's slice span `stride * out` rows; the
     // rows they add are never selected.
     let x = x.pad_with_zeros(2, padding, padding + stride)?.pad_with_zeros(3, padding, padding + stride)?;
@@ -206,11 +211,10 @@ pub fn max_pool_after_relu(x: &Tensor, k: usize, stride: usize, padding: usize) 
         // Rows di, di + stride, ...: take stride * ho rows, fold them as (ho, stride), keep the first.
         let rows = x.narrow(2, di, stride * ho)?.reshape((n, c, ho, stride, wx))?.narrow(3, 0, 1)?.squeeze(3)?;
         for dj in 0..k {
-            let cols = rows.narrow(3, dj, stride * wo)?.reshape((n, c, ho, wo, stride))?.narrow(4, 0, 1)?.squeeze(4)?;
-            views.push(cols);
+            views.push(rows.narrow(3, dj, stride * wo)?.reshape((n, c, ho, wo, stride))?.narrow(4, 0, 1)?.squeeze(4)?);
         }
     }
-    Tensor::stack(&views, 4)?.max(4)
+    Ok(views)
 }
 
 /// A convolution as a matrix product over unfolded patches (im2col written with tensor slices), so
@@ -222,21 +226,8 @@ pub fn conv_unfold(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Res
     let (cout, cin, k, _) = w.dims4()?;
     debug_assert_eq!(c, cin);
     let (ho, wo) = ((h + 2 * padding - k) / stride + 1, (wd + 2 * padding - k) / stride + 1);
-    let cols = if k == 1 && padding == 0 && stride == 1 {
-        x.reshape((n, c, h * wd))?
-    } else {
-        let x = x.pad_with_zeros(2, padding, padding + stride)?.pad_with_zeros(3, padding, padding + stride)?;
-        let wx = x.dim(3)?;
-        let mut views = Vec::with_capacity(k * k);
-        for di in 0..k {
-            let rows = x.narrow(2, di, stride * ho)?.reshape((n, c, ho, stride, wx))?.narrow(3, 0, 1)?.squeeze(3)?;
-            for dj in 0..k {
-                views.push(rows.narrow(3, dj, stride * wo)?.reshape((n, c, ho, wo, stride))?.narrow(4, 0, 1)?.squeeze(4)?);
-            }
-        }
-        // (n, c, k*k, ho, wo): rows ordered (channel, kernel row, kernel column) as the weight's.
-        Tensor::stack(&views, 2)?.reshape((n, c * k * k, ho * wo))?
-    };
+    // (n, c, k*k, ho, wo): rows ordered (channel, kernel row, kernel column) as the weight's.
+    let cols = Tensor::stack(&strided_views(x, k, stride, padding)?, 2)?.reshape((n, c * k * k, ho * wo))?;
     let w = w.reshape((cout, c * k * k))?;
     w.broadcast_left(n)?.matmul(&cols)?.reshape((n, cout, ho, wo))
 }
