@@ -27,10 +27,13 @@ pub struct StepBench {
     pub pretrained: Option<std::path::PathBuf>,
 }
 
-/// Seconds of each timed step.
+/// Seconds of each timed step, and the loss of every step (warm-up included): the same seeded
+/// weights and inputs give the same losses on every device, up to rounding, which checks a
+/// device's arithmetic against another's.
 #[derive(Debug, Clone)]
 pub struct StepTimes {
     pub seconds: Vec<f64>,
+    pub losses: Vec<f32>,
 }
 
 impl StepTimes {
@@ -59,16 +62,17 @@ pub fn train_step(b: &StepBench, device: &Device) -> candle_core::Result<StepTim
     let labels: Vec<u32> = (0..b.batch).map(|i| (i % b.classes) as u32).collect();
     let y = Tensor::from_vec(labels, b.batch, device)?;
     let mut seconds = Vec::with_capacity(b.steps);
+    let mut losses = Vec::with_capacity(b.warmup + b.steps);
     for i in 0..b.warmup + b.steps {
         let started = Instant::now();
         let logits = model.forward_t(&x, true)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
         let grads = loss.backward()?;
         optimizer.step(&grads, settings.lr)?;
-        loss.to_scalar::<f32>()?;
+        losses.push(loss.to_scalar::<f32>()?);
         if i >= b.warmup {
             seconds.push(started.elapsed().as_secs_f64());
         }
     }
-    Ok(StepTimes { seconds })
+    Ok(StepTimes { seconds, losses })
 }

@@ -51,7 +51,7 @@ pub fn bench_step(a: BenchStepArgs) -> anyhow::Result<i32> {
     if a.json {
         let v = serde_json::json!({
             "arch": arch.name(), "precision": a.precision, "batch": a.batch, "image": a.image, "device": placement.description,
-            "steps": times.seconds.len(), "images_per_s": ips, "median_step_ms": median_ms, "peak_rss_mb": rss_mb, "gpu_mem_mb": gpu_mb,
+            "steps": times.seconds.len(), "images_per_s": ips, "median_step_ms": median_ms, "peak_rss_mb": rss_mb, "gpu_mem_mb": gpu_mb, "losses": times.losses,
         });
         println!("{v}");
     } else {
