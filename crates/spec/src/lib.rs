@@ -191,6 +191,21 @@ fn resolve_datasets(
             (_, Some(_)) => return Err(loc.error(&at("crops"), "`crops` applies to the crops format only")),
             _ => {}
         }
+        if let Some(rel) = ds.exclude_files.take() {
+            if matches!(format, DatasetFormat::Idx | DatasetFormat::Crops) {
+                return Err(loc.error(&at("exclude_files"), "applies to image files named by the dataset: folder, list or cub formats"));
+            }
+            let mut path = rel;
+            resolve(at("exclude_files"), &mut path, false)?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| loc.error(&at("exclude_files"), format!("cannot read {}: {e}", path.display())))?;
+            let mut entries: Vec<String> =
+                text.lines().map(|l| l.split('#').next().unwrap_or("").trim().to_string()).filter(|l| !l.is_empty()).collect();
+            entries.sort();
+            entries.dedup();
+            ds.excluded_entries = entries;
+            ds.exclude_files = Some(path);
+        }
         if let Some((i, c)) = ds.exclude_classes.iter().enumerate().find(|(_, c)| **c >= ds.classes) {
             return Err(loc.error(
                 &at(&format!("exclude_classes[{i}]")),

@@ -77,6 +77,9 @@ impl RunConfig {
                 if !ds.exclude_classes.is_empty() {
                     v["exclude_classes"] = serde_json::json!(ds.exclude_classes);
                 }
+                if !ds.excluded_entries.is_empty() {
+                    v["excluded_entries"] = serde_json::json!(ds.excluded_entries);
+                }
                 (n, v)
             })
             .collect();

@@ -60,6 +60,16 @@ pub struct DatasetSpec {
     /// concepts that overlap the ID datasets).
     #[serde(default)]
     pub exclude_classes: Vec<u32>,
+    /// A text file of entries to drop, one per line (`#` comments): paths as the dataset names
+    /// them — relative to `root` for `list` (as in the list file), to `root/images` for `cub` (as in
+    /// images.txt), to the part's `dir` for `folder` (`class/file.png`). MixOE drops single
+    /// WebVision images this way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_files: Option<PathBuf>,
+    /// The entries of `exclude_files`, read when the spec is loaded (so the worker needs no file
+    /// and the run id follows the file's content).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_entries: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -67,9 +67,21 @@ fn load_part(cfg: &RunConfig, name: &str, train: bool) -> Result<ImageSet, Train
             let part = part.ok_or_else(missing)?;
             idx::load(field(part.images.as_ref(), "images")?, field(part.labels.as_ref(), "labels")?)?
         }
-        DatasetFormat::Folder => files::load(&files::folder(&field(part.ok_or_else(missing)?.dir.as_ref(), "dir")?)?, decode()?)?,
-        DatasetFormat::List => files::load(&files::list(&root()?, &field(part.ok_or_else(missing)?.list.as_ref(), "list")?)?, decode()?)?,
-        DatasetFormat::Cub => files::load(&files::cub(&root()?, train)?, decode()?)?,
+        DatasetFormat::Folder => {
+            let dir = field(part.ok_or_else(missing)?.dir.as_ref(), "dir")?;
+            files::load(&without(files::folder(&dir)?, &dir, &ds.excluded_entries), decode()?)?
+        }
+        DatasetFormat::List => {
+            let root = root()?;
+            files::load(
+                &without(files::list(&root, &field(part.ok_or_else(missing)?.list.as_ref(), "list")?)?, &root, &ds.excluded_entries),
+                decode()?,
+            )?
+        }
+        DatasetFormat::Cub => {
+            let root = root()?;
+            files::load(&without(files::cub(&root, train)?, &root.join("images"), &ds.excluded_entries), decode()?)?
+        }
         DatasetFormat::Crops => {
             let c = ds.crops.ok_or_else(|| TrainError::Setup(format!("dataset `{name}` has no crops settings")))?;
             files::crops(&files::images_in(&field(part.ok_or_else(missing)?.dir.as_ref(), "dir")?)?, c.count, c.seed, decode()?)?
@@ -80,6 +92,20 @@ fn load_part(cfg: &RunConfig, name: &str, train: bool) -> Result<ImageSet, Train
     }
     let keep: Vec<usize> = (0..set.len()).filter(|&i| !ds.exclude_classes.contains(&set.labels[i])).collect();
     Ok(set.select(&keep))
+}
+
+/// `files` less those whose path relative to `base` is in `excluded` (sorted).
+fn without(files: Vec<files::LabeledFile>, base: &std::path::Path, excluded: &[String]) -> Vec<files::LabeledFile> {
+    if excluded.is_empty() {
+        return files;
+    }
+    files
+        .into_iter()
+        .filter(|f| {
+            let rel = f.path.strip_prefix(base).map(|p| p.to_string_lossy().replace('\\', "/")).unwrap_or_default();
+            excluded.binary_search(&rel).is_err()
+        })
+        .collect()
 }
 
 pub fn load_sets(cfg: &RunConfig) -> Result<RunSets, TrainError> {

@@ -125,6 +125,13 @@ fn a_run_trains_on_png_folders_and_a_list_file() {
     assert!(err.contains("`mnist-list` images are 1×28×28") && err.contains("ID images are 3×28×28"), "{err}");
 }
 
+/// Trains `config` into `dir` on the CPU; its events.
+fn train(config: &oodlab_spec::RunConfig, dir: &Path) -> Result<Vec<Event>, oodlab_train::TrainError> {
+    let mut events = Vec::new();
+    let req = oodlab_train::RunRequest { config, run_dir: dir, init_checkpoint: None, device: &candle_core::Device::Cpu };
+    oodlab_train::run(&req, &mut |e| events.push(e)).map(|()| events)
+}
+
 /// MixOE's pipeline, as its code writes it (train: resize 512, random crop 448, flip, colour
 /// jitter 0.4; test: resize 512, centre crop 448), scaled down to the sample's sizes.
 fn mixoe_spec(dir: &Path, resize: usize, crop: usize) -> std::path::PathBuf {
@@ -179,57 +186,53 @@ fn mixoe_augmentation_pipeline_trains_and_bad_crops_are_clear_errors() {
 
     // Scaled down (resize 32, crop 28): trains and evaluates on 28x28 crops.
     let exp = oodlab_spec::load(&mixoe_spec(dir.path(), 32, 28), &[], oodlab_train::CODE_VERSION).unwrap();
-    let mut events = Vec::new();
-    let req = oodlab_train::RunRequest {
-        config: &exp.runs[0],
-        run_dir: &dir.path().join("run"),
-        init_checkpoint: None,
-        device: &candle_core::Device::Cpu,
-    };
-    oodlab_train::run(&req, &mut |e| events.push(e)).unwrap();
+    let events = train(&exp.runs[0], &dir.path().join("run")).unwrap();
     assert!(events.iter().any(|e| matches!(e, Event::OodMetric { ood_set, n_ood: 60, .. } if ood_set == "mnist-list")));
     // The same seed again: identical metrics (the augmentations are seeded).
-    let mut again = Vec::new();
-    let req = oodlab_train::RunRequest {
-        config: &exp.runs[0],
-        run_dir: &dir.path().join("run2"),
-        init_checkpoint: None,
-        device: &candle_core::Device::Cpu,
-    };
-    oodlab_train::run(&req, &mut |e| again.push(e)).unwrap();
+    let again = train(&exp.runs[0], &dir.path().join("run2")).unwrap();
     let metrics = |ev: &[Event]| ev.iter().filter(|e| matches!(e, Event::OodMetric { .. })).cloned().collect::<Vec<_>>();
     assert_eq!(metrics(&events), metrics(&again));
 
     // A crop larger than the images: refused before training, naming the field.
     let exp = oodlab_spec::load(&mixoe_spec(dir.path(), 24, 28), &[], oodlab_train::CODE_VERSION).unwrap();
-    let req = oodlab_train::RunRequest {
-        config: &exp.runs[0],
-        run_dir: &dir.path().join("run3"),
-        init_checkpoint: None,
-        device: &candle_core::Device::Cpu,
-    };
-    let err = oodlab_train::run(&req, &mut |_| {}).unwrap_err().to_string();
+    let err = train(&exp.runs[0], &dir.path().join("run3")).unwrap_err().to_string();
     assert!(err.contains("train.augment.crop.size [28, 28] is larger than the 24x24 images"), "{err}");
 
     // Per-channel normalization (ImageNet's, as for pretrained ResNets) must give one value per
     // channel of the images.
     let set = ["data.normalize={mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}".to_string(), "train.epochs=1".to_string()];
     let exp = oodlab_spec::load(&mixoe_spec(dir.path(), 32, 28), &set, oodlab_train::CODE_VERSION).unwrap();
-    let req = oodlab_train::RunRequest {
-        config: &exp.runs[0],
-        run_dir: &dir.path().join("run4"),
-        init_checkpoint: None,
-        device: &candle_core::Device::Cpu,
-    };
-    oodlab_train::run(&req, &mut |_| {}).unwrap();
+    train(&exp.runs[0], &dir.path().join("run4")).unwrap();
     let set = ["data.normalize={mean: [0.5, 0.5], std: 0.25}".to_string()];
     let exp = oodlab_spec::load(&mixoe_spec(dir.path(), 32, 28), &set, oodlab_train::CODE_VERSION).unwrap();
-    let req = oodlab_train::RunRequest {
-        config: &exp.runs[0],
-        run_dir: &dir.path().join("run5"),
-        init_checkpoint: None,
-        device: &candle_core::Device::Cpu,
-    };
-    let err = oodlab_train::run(&req, &mut |_| {}).unwrap_err().to_string();
+    let err = train(&exp.runs[0], &dir.path().join("run5")).unwrap_err().to_string();
     assert!(err.contains("data.normalize has 2 mean(s) and 1 std(s) but the images have 3 channel(s)"), "{err}");
+}
+
+#[test]
+fn single_entries_of_a_list_are_excluded_by_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pngs("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz", &dir.path().join("train"), 200);
+    write_pngs("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("test"), 100);
+    write_pngs("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("mnist"), 100);
+    std::fs::create_dir_all(dir.path().join("photos")).unwrap();
+    image::GrayImage::from_fn(90, 60, |x, y| image::Luma([(x * 2 + y) as u8])).save(dir.path().join("photos/a.png")).unwrap();
+    // Five entries of the MNIST list, as the list names them, and a comment.
+    let list = std::fs::read_to_string(dir.path().join("mnist/list.txt")).unwrap();
+    let drop: Vec<&str> = list.lines().step_by(20).map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(drop.len(), 5);
+    std::fs::write(dir.path().join("drop.txt"), format!("# overlapping with the ID set\n{}\n", drop.join("\n"))).unwrap();
+
+    let set = [format!("datasets.mnist-list.exclude_files={}", dir.path().join("drop.txt").display())];
+    let with = oodlab_spec::load(&spec(dir.path(), 1), &set, oodlab_train::CODE_VERSION).unwrap();
+    let without = oodlab_spec::load(&spec(dir.path(), 1), &[], oodlab_train::CODE_VERSION).unwrap();
+    assert_eq!(with.runs[0].datasets["mnist-list"].excluded_entries.len(), 5);
+    assert_ne!(with.runs[0].run_id, without.runs[0].run_id, "the excluded entries are part of the run's identity");
+    let events = train(&with.runs[0], &dir.path().join("run")).unwrap();
+    assert!(events.iter().any(|e| matches!(e, Event::OodMetric { ood_set, n_ood: 95, .. } if ood_set == "mnist-list")));
+
+    // A missing exclusion file: a spec error naming the field.
+    let set = [format!("datasets.fashion-png.exclude_files={}", dir.path().join("missing.txt").display())];
+    let err = oodlab_spec::load(&spec(dir.path(), 1), &set, oodlab_train::CODE_VERSION).unwrap_err().to_string();
+    assert!(err.contains("datasets.fashion-png.exclude_files") && err.contains("file not found"), "{err}");
 }
