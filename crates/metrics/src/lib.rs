@@ -8,6 +8,7 @@
 //! assert!((m.auroc - 8.0 / 9.0).abs() < 1e-12);
 //! ```
 
+pub mod analysis;
 mod curve;
 pub mod stats;
 

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Origin, SpecError};
 use crate::locate::{ancestors, Locator};
 use crate::position::child;
-use crate::types::{DatasetSpec, ModelSettings, RunSettings, SpecFile};
+use crate::types::{DatasetSpec, EvalSettings, ModelSettings, RunSettings, SpecFile};
 use crate::validate;
 
 /// A run's identity: a hash of its semantic configuration only.
@@ -99,8 +99,9 @@ impl RunConfig {
             // Like datasets, pretrained weights are known by name, not by where they are.
             "model": ModelSettings { pretrained: s.model.pretrained.as_ref().and_then(|p| p.file_name()).map(Into::into), ..s.model.clone() },
             "train": s.train,
-            // The evaluation crop changes results; the batch size does not.
-            "eval": if s.eval.crop.is_some() { serde_json::json!({"scores": s.eval.scores, "crop": s.eval.crop}) } else { serde_json::json!({"scores": s.eval.scores}) },
+            // The evaluation crop changes results and the analyses add artifacts; the batch size
+            // changes nothing.
+            "eval": eval_identity(&s.eval),
             "parent": self.parent,
             "code_version": self.code_version,
         })
@@ -111,6 +112,22 @@ impl RunConfig {
         let digest = Sha256::digest(&bytes);
         RunId(digest.iter().take(6).map(|b| format!("{b:02x}")).collect())
     }
+}
+
+/// The evaluation settings that make a run: the scores, and when set the crop and the analyses
+/// (fields left at their defaults are left out, so ids made before they existed stay).
+fn eval_identity(e: &EvalSettings) -> serde_json::Value {
+    let mut v = serde_json::json!({"scores": e.scores});
+    if let Some(crop) = e.crop {
+        v["crop"] = serde_json::json!(crop);
+    }
+    if e.logit_pca {
+        v["logit_pca"] = serde_json::json!(true);
+    }
+    if e.histogram_bins > 0 {
+        v["histogram_bins"] = serde_json::json!(e.histogram_bins);
+    }
+    v
 }
 
 /// One grid point: seed, split index and field assignments (path relative to a run, value,

@@ -560,11 +560,27 @@ pub struct EvalSettings {
     /// Centre crop [height, width] of every evaluated image (validation and test sets).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub crop: Option<[usize; 2]>,
+    /// Save a 2-D PCA of the logits, fitted on ID test logits, with every set's projection.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub logit_pca: bool,
+    /// Save histograms of each score with this many bins (0: none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub histogram_bins: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 impl Default for EvalSettings {
     fn default() -> Self {
-        EvalSettings { scores: vec![Score::Msp, Score::Maxlogit, Score::Energy], batch_size: 500, crop: None }
+        EvalSettings {
+            scores: vec![Score::Msp, Score::Maxlogit, Score::Energy],
+            batch_size: 500,
+            crop: None,
+            logit_pca: false,
+            histogram_bins: 0,
+        }
     }
 }
 

@@ -232,6 +232,7 @@ fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, 
         Ok(Evaluated { logits: z, scores: out })
     };
     let id = eval_set("id", &sets.id_test)?;
+    let mut evaluated = Vec::new();
     let k = req.config.classes.id_classes.len();
     sink(Event::Metric { name: "id_acc".into(), value: oodlab_metrics::accuracy(&predictions(&id.logits, k), &sets.id_test.labels) });
     for (name, set) in &sets.ood {
@@ -252,10 +253,56 @@ fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, 
                 n_ood: ood_scores.len() as u64,
             });
         }
+        evaluated.push((name.clone(), ood));
     }
     candle_core::safetensors::save(&saved, req.run_dir.join(SCORES)).context("writing scores")?;
     sink(Event::Artifact { kind: "scores".into(), path: SCORES.into() });
+    if s.eval.logit_pca || s.eval.histogram_bins > 0 {
+        let all: Vec<(&str, &Evaluated)> = std::iter::once(("id", &id)).chain(evaluated.iter().map(|(n, e)| (n.as_str(), e))).collect();
+        analyses(req, &all, k)?;
+        sink(Event::Artifact { kind: "analysis".into(), path: ANALYSIS.into() });
+    }
     Ok(())
+}
+
+pub const ANALYSIS: &str = "analysis.safetensors";
+
+/// The analyses `eval` asks for, saved together: the logit PCA fitted on ID logits
+/// (`pca.components` 2 × k, `pca.mean`, `pca.explained_variance`, `<set>.pca` n × 2) and
+/// fixed-bin score histograms (`<score>.hist_edges`, `<set>.<score>.hist`) with one set of edges
+/// per score over every set's range.
+fn analyses(req: &RunRequest, sets: &[(&str, &Evaluated)], k: usize) -> Result<(), TrainError> {
+    let s = &req.config.settings;
+    let cpu = &Device::Cpu;
+    let mut out: HashMap<String, Tensor> = HashMap::new();
+    let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    if s.eval.logit_pca {
+        if let Some(pca) = oodlab_metrics::analysis::Pca::fit(&sets[0].1.logits, k) {
+            out.insert("pca.components".into(), Tensor::from_vec(f32s(&pca.components), (2, k), cpu).context("saving the PCA")?);
+            out.insert("pca.mean".into(), Tensor::from_vec(f32s(&pca.mean), k, cpu).context("saving the PCA")?);
+            out.insert("pca.explained_variance".into(), Tensor::from_vec(f32s(&pca.explained_variance), 2, cpu).context("saving the PCA")?);
+            for (name, e) in sets {
+                let p = pca.project(&e.logits);
+                let n = p.len() / 2;
+                out.insert(format!("{name}.pca"), Tensor::from_vec(p, (n, 2), cpu).context("saving the PCA")?);
+            }
+        }
+    }
+    let bins = s.eval.histogram_bins;
+    if bins > 0 {
+        for (i, score) in s.eval.scores.iter().enumerate() {
+            let values = || sets.iter().flat_map(|(_, e)| e.scores[i].1.iter().copied());
+            let (lo, hi) = values().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+            let edges: Vec<f64> = (0..=bins).map(|b| lo + (hi - lo) * b as f64 / bins as f64).collect();
+            out.insert(format!("{}.hist_edges", score.name()), Tensor::from_vec(edges, bins + 1, cpu).context("saving histograms")?);
+            for (name, e) in sets {
+                let counts: Vec<u32> =
+                    oodlab_metrics::analysis::histogram(&e.scores[i].1, lo, hi, bins).iter().map(|&c| c as u32).collect();
+                out.insert(format!("{name}.{}.hist", score.name()), Tensor::from_vec(counts, bins, cpu).context("saving histograms")?);
+            }
+        }
+    }
+    candle_core::safetensors::save(&out, req.run_dir.join(ANALYSIS)).context("writing the analyses")
 }
 
 /// The crops fit every set they apply to, before any training.

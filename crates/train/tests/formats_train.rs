@@ -236,3 +236,41 @@ fn single_entries_of_a_list_are_excluded_by_a_file() {
     let err = oodlab_spec::load(&spec(dir.path(), 1), &set, oodlab_train::CODE_VERSION).unwrap_err().to_string();
     assert!(err.contains("datasets.fashion-png.exclude_files") && err.contains("file not found"), "{err}");
 }
+
+#[test]
+fn analyses_save_the_logit_pca_and_score_histograms() {
+    let dir = tempfile::tempdir().unwrap();
+    write_pngs("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz", &dir.path().join("train"), 200);
+    write_pngs("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("test"), 120);
+    write_pngs("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("mnist"), 50);
+    let set = ["eval.logit_pca=true".to_string(), "eval.histogram_bins=10".to_string()];
+    let exp = oodlab_spec::load(&mixoe_spec(dir.path(), 28, 28), &set, oodlab_train::CODE_VERSION).unwrap();
+    let plain = oodlab_spec::load(&mixoe_spec(dir.path(), 28, 28), &[], oodlab_train::CODE_VERSION).unwrap();
+    assert_ne!(exp.runs[0].run_id, plain.runs[0].run_id, "analyses are part of a run's identity");
+    let run_dir = dir.path().join("run");
+    let events = train(&exp.runs[0], &run_dir).unwrap();
+    assert!(events.iter().any(|e| matches!(e, Event::Artifact { kind, path } if kind == "analysis" && path == "analysis.safetensors")));
+
+    let t = candle_core::safetensors::load(run_dir.join("analysis.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let v = |name: &str| t[name].flatten_all().unwrap().to_dtype(candle_core::DType::F64).unwrap().to_vec1::<f64>().unwrap();
+    // Two orthonormal components over the 6 ID classes.
+    let c = v("pca.components");
+    assert_eq!(t["pca.components"].dims(), &[2, 6]);
+    let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f64>();
+    assert!((dot(&c[..6], &c[..6]) - 1.0).abs() < 1e-5 && (dot(&c[6..], &c[6..]) - 1.0).abs() < 1e-5 && dot(&c[..6], &c[6..]).abs() < 1e-5);
+    // ID projections are centred, and their variance along the first axis is its eigenvalue.
+    let id = v("id.pca");
+    let n = id.len() / 2;
+    let first: Vec<f64> = id.iter().step_by(2).copied().collect();
+    let mean = first.iter().sum::<f64>() / n as f64;
+    let var = first.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    assert!(mean.abs() < 1e-3, "{mean}");
+    assert!((var - v("pca.explained_variance")[0]).abs() < 1e-3 * var, "{var}");
+    assert_eq!(t["mnist-list.pca"].dims(), &[50, 2]);
+    // Every score's histogram counts every image of its set, over shared edges.
+    for score in ["msp", "maxlogit", "energy"] {
+        assert_eq!(v(&format!("{score}.hist_edges")).len(), 11);
+        assert_eq!(v(&format!("id.{score}.hist")).iter().sum::<f64>() as usize, n);
+        assert_eq!(v(&format!("mnist-list.{score}.hist")).iter().sum::<f64>() as usize, 50);
+    }
+}
