@@ -167,3 +167,67 @@ mod tests {
         assert_eq!(histogram(&[0.0, 0.1, 0.25, 0.7, 1.0, 1.5, -0.1], 0.0, 1.0, 4), vec![2, 1, 1, 1]);
     }
 }
+
+/// What a score does along one path of evenly spaced points from an ID input (first) to an OOD
+/// input (last).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PathStats {
+    /// Σ |s(t_{i+1}) − s(t_i)|: how much the score moves in all.
+    pub total_variation: f64,
+    /// max |s(t_{i+1}) − s(t_i)|: its largest single jump.
+    pub largest_jump: f64,
+    /// The first t in [0, 1] where the score falls below `threshold`, if it does.
+    pub crossing: Option<f64>,
+}
+
+/// Statistics of one path's scores against the detection threshold.
+pub fn path_stats(scores: &[f64], threshold: f64) -> PathStats {
+    let steps = scores.windows(2).map(|w| (w[1] - w[0]).abs());
+    let total_variation = steps.clone().sum();
+    let largest_jump = steps.fold(0.0, f64::max);
+    let last = scores.len().saturating_sub(1).max(1) as f64;
+    let crossing = scores.iter().position(|&s| s < threshold).map(|i| i as f64 / last);
+    PathStats { total_variation, largest_jump, crossing }
+}
+
+/// The score above which 95% of ID scores lie: the threshold at which FPR@95 is measured (ID
+/// positive, TPR = 0.95), as the 5th percentile of ID scores (lower interpolation).
+pub fn tpr95_threshold(id_scores: &[f64]) -> f64 {
+    let mut s = id_scores.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[((s.len() as f64) * 0.05).floor() as usize]
+}
+
+/// Mean, median and 90th percentile (linear interpolation, as NumPy's default) of `v`.
+pub fn summary3(v: &[f64]) -> [f64; 3] {
+    if v.is_empty() {
+        return [f64::NAN; 3];
+    }
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    let q = |p: f64| {
+        let x = p * (s.len() - 1) as f64;
+        let (lo, hi) = (x.floor() as usize, x.ceil() as usize);
+        s[lo] + (s[hi] - s[lo]) * (x - lo as f64)
+    };
+    [s.iter().sum::<f64>() / s.len() as f64, q(0.5), q(0.9)]
+}
+
+#[cfg(test)]
+mod path_tests {
+    use super::*;
+
+    #[test]
+    fn path_stats_by_hand() {
+        // Scores 1.0, 0.8, 0.9, 0.2, 0.1 at t = 0, .25, .5, .75, 1: steps .2 .1 .7 .1.
+        let p = path_stats(&[1.0, 0.8, 0.9, 0.2, 0.1], 0.5);
+        assert!((p.total_variation - 1.1).abs() < 1e-12 && (p.largest_jump - 0.7).abs() < 1e-12);
+        assert_eq!(p.crossing, Some(0.75));
+        assert_eq!(path_stats(&[1.0, 0.9], 0.5).crossing, None);
+        // 100 ID scores 0..99: 5% lie below 5.
+        assert_eq!(tpr95_threshold(&(0..100).map(f64::from).collect::<Vec<_>>()), 5.0);
+        // NumPy: mean 2.5, median 2.5, percentile(90) = 3.7 for [1, 2, 3, 4].
+        let s = summary3(&[4.0, 1.0, 3.0, 2.0]);
+        assert!((s[0] - 2.5).abs() < 1e-12 && (s[1] - 2.5).abs() < 1e-12 && (s[2] - 3.7).abs() < 1e-12, "{s:?}");
+    }
+}

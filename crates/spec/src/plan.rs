@@ -127,6 +127,9 @@ fn eval_identity(e: &EvalSettings) -> serde_json::Value {
     if e.histogram_bins > 0 {
         v["histogram_bins"] = serde_json::json!(e.histogram_bins);
     }
+    if let Some(p) = e.paths {
+        v["paths"] = serde_json::json!(p);
+    }
     v
 }
 

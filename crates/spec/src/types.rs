@@ -566,6 +566,26 @@ pub struct EvalSettings {
     /// Save histograms of each score with this many bins (0: none).
     #[serde(skip_serializing_if = "is_zero")]
     pub histogram_bins: usize,
+    /// Interpolation paths between ID and OOD test images (docs/analyses.md).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths: Option<PathSettings>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathSettings {
+    /// (ID image, OOD image) pairs drawn per OOD set.
+    pub pairs: usize,
+    /// Evenly spaced points per path, both ends included.
+    pub points: usize,
+    /// Seed of the pairs' draw.
+    pub seed: u64,
+}
+
+impl Default for PathSettings {
+    fn default() -> Self {
+        PathSettings { pairs: 32, points: 11, seed: 0 }
+    }
 }
 
 fn is_zero(v: &usize) -> bool {
@@ -580,6 +600,7 @@ impl Default for EvalSettings {
             crop: None,
             logit_pca: false,
             histogram_bins: 0,
+            paths: None,
         }
     }
 }

@@ -16,7 +16,7 @@ fn problem(field: &str, message: String, hint: &str) -> Problem {
 pub(crate) fn run_settings(s: &RunSettings, datasets: &BTreeMap<String, DatasetSpec>) -> Option<Problem> {
     let t = &s.train;
     let o = &t.optimizer;
-    let checks: [(bool, &str, String, &str); 14] = [
+    let checks: [(bool, &str, String, &str); 15] = [
         (t.epochs >= 1, "train.epochs", format!("must be at least 1, found {}", t.epochs), ""),
         (t.batch_size >= 1, "train.batch_size", "must be at least 1, found 0".into(), ""),
         (
@@ -55,6 +55,12 @@ pub(crate) fn run_settings(s: &RunSettings, datasets: &BTreeMap<String, DatasetS
             "for example [448, 448]",
         ),
         (s.eval.crop.is_none_or(|c| c[0] >= 1 && c[1] >= 1), "eval.crop", "must be two positive sizes [height, width]".into(), ""),
+        (
+            s.eval.paths.is_none_or(|p| p.pairs >= 1 && p.points >= 2),
+            "eval.paths",
+            "needs pairs >= 1 and points >= 2 (the two ends)".into(),
+            "for example {pairs: 32, points: 11}",
+        ),
         (
             s.train.augment.jitter.as_ref().is_none_or(|j| [j.brightness, j.contrast, j.saturation].iter().all(|&v| v >= 0.0)),
             "train.augment.jitter",

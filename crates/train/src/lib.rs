@@ -19,6 +19,7 @@ pub mod inputs;
 pub mod methods;
 pub mod model;
 pub mod optim;
+pub mod paths;
 
 pub mod scaler;
 

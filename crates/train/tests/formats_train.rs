@@ -243,7 +243,7 @@ fn analyses_save_the_logit_pca_and_score_histograms() {
     write_pngs("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz", &dir.path().join("train"), 200);
     write_pngs("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("test"), 120);
     write_pngs("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("mnist"), 50);
-    let set = ["eval.logit_pca=true".to_string(), "eval.histogram_bins=10".to_string()];
+    let set = ["eval.logit_pca=true".to_string(), "eval.histogram_bins=10".to_string(), "eval.paths={pairs: 4, points: 5}".to_string()];
     let exp = oodlab_spec::load(&mixoe_spec(dir.path(), 28, 28), &set, oodlab_train::CODE_VERSION).unwrap();
     let plain = oodlab_spec::load(&mixoe_spec(dir.path(), 28, 28), &[], oodlab_train::CODE_VERSION).unwrap();
     assert_ne!(exp.runs[0].run_id, plain.runs[0].run_id, "analyses are part of a run's identity");
@@ -272,5 +272,25 @@ fn analyses_save_the_logit_pca_and_score_histograms() {
         assert_eq!(v(&format!("{score}.hist_edges")).len(), 11);
         assert_eq!(v(&format!("id.{score}.hist")).iter().sum::<f64>() as usize, n);
         assert_eq!(v(&format!("mnist-list.{score}.hist")).iter().sum::<f64>() as usize, 50);
+        // Paths: 4 pairs x 5 points; the input path and the logit mix share their ends (the ID
+        // and the OOD image themselves), and between them differ (the network is not linear).
+        for set in ["heldout", "mnist-list"] {
+            assert_eq!(t[&format!("path.input.{set}.{score}")].dims(), &[4, 5]);
+            let (a, b) = (v(&format!("path.input.{set}.{score}")), v(&format!("path.logit.{set}.{score}")));
+            for p in 0..4 {
+                for end in [0, 4] {
+                    assert!((a[p * 5 + end] - b[p * 5 + end]).abs() < 1e-4 * a[p * 5 + end].abs().max(1.0), "{set} {score} pair {p}");
+                }
+            }
+            let metric = |stat: &str| {
+                events.iter().find_map(|e| match e {
+                    Event::Metric { name, value } if *name == format!("path.input.{set}.{score}.{stat}") => Some(*value),
+                    _ => None,
+                })
+            };
+            let (mean, p90, jump) = (metric("tv_mean").unwrap(), metric("tv_p90").unwrap(), metric("jump_mean").unwrap());
+            assert!(mean >= 0.0 && p90 >= 0.0 && jump <= mean + 1e-9, "{set} {score}: tv {mean}, p90 {p90}, jump {jump}");
+            assert!((0.0..=1.0).contains(&metric("crossed").unwrap()));
+        }
     }
 }
