@@ -101,7 +101,8 @@ pub struct ResultsArgs {
 pub struct CompareArgs {
     /// A spec file or an experiment name.
     pub target: String,
-    /// auroc, fpr95, aupr_in, aupr_out, tnr95 or id_acc.
+    /// auroc, fpr95, aupr_in, aupr_out, tnr95, id_acc, or an interpolation-path statistic
+    /// path.<input|logit>.<tv_mean|tv_median|tv_p90|jump_mean|jump_median|jump_p90> (docs/analyses.md).
     #[arg(long, default_value = "auroc")]
     pub metric: String,
     /// The OOD score: msp, maxlogit or energy.

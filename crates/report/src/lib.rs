@@ -28,8 +28,7 @@ use serde::Serialize;
 pub use paired::{paired, PairedComparison};
 
 /// The metrics a table can show, and which direction is better.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
     Auroc,
     Fpr95,
@@ -37,10 +36,55 @@ pub enum Metric {
     AuprOut,
     Tnr95,
     IdAcc,
+    /// A statistic of the interpolation paths (docs/analyses.md): index into [`PATH_METRICS`].
+    Path(usize),
+}
+
+/// The interpolation-path statistics a table can pivot: run metrics named
+/// `path.<kind>.<set>.<score>.<statistic>`, shown as `path.<kind>.<statistic>` with the OOD sets
+/// as columns. Total variation and largest jump: lower is smoother.
+pub const PATH_METRICS: [&str; 12] = [
+    "path.input.tv_mean",
+    "path.input.tv_median",
+    "path.input.tv_p90",
+    "path.input.jump_mean",
+    "path.input.jump_median",
+    "path.input.jump_p90",
+    "path.logit.tv_mean",
+    "path.logit.tv_median",
+    "path.logit.tv_p90",
+    "path.logit.jump_mean",
+    "path.logit.jump_median",
+    "path.logit.jump_p90",
+];
+
+impl Serialize for Metric {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
 }
 
 impl Metric {
-    pub const ALL: [Metric; 6] = [Metric::Auroc, Metric::Fpr95, Metric::AuprIn, Metric::AuprOut, Metric::Tnr95, Metric::IdAcc];
+    pub const ALL: [Metric; 18] = [
+        Metric::Auroc,
+        Metric::Fpr95,
+        Metric::AuprIn,
+        Metric::AuprOut,
+        Metric::Tnr95,
+        Metric::IdAcc,
+        Metric::Path(0),
+        Metric::Path(1),
+        Metric::Path(2),
+        Metric::Path(3),
+        Metric::Path(4),
+        Metric::Path(5),
+        Metric::Path(6),
+        Metric::Path(7),
+        Metric::Path(8),
+        Metric::Path(9),
+        Metric::Path(10),
+        Metric::Path(11),
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -50,6 +94,7 @@ impl Metric {
             Metric::AuprOut => "aupr_out",
             Metric::Tnr95 => "tnr95",
             Metric::IdAcc => "id_acc",
+            Metric::Path(i) => PATH_METRICS[i],
         }
     }
 
@@ -57,9 +102,21 @@ impl Metric {
         Metric::ALL.into_iter().find(|m| m.name() == s)
     }
 
-    /// FPR@95 is an error rate; every other metric is better when larger.
+    /// FPR@95 is an error rate and path statistics measure roughness; every other metric is
+    /// better when larger.
     pub fn lower_is_better(self) -> bool {
-        self == Metric::Fpr95
+        matches!(self, Metric::Fpr95 | Metric::Path(_))
+    }
+
+    /// For a path statistic: the kind (`input`, `logit`) and the statistic (`tv_mean`, ...).
+    pub fn path_parts(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Metric::Path(i) => {
+                let rest = PATH_METRICS[i].strip_prefix("path.")?;
+                rest.split_once('.')
+            }
+            _ => None,
+        }
     }
 
     /// Whether `a` is better than `b`.

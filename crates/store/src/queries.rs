@@ -197,6 +197,19 @@ impl Store {
         .await?)
     }
 
+    /// (run, name, value) of the run metrics of an experiment's runs whose name starts with
+    /// `prefix` (bound, never spliced into the SQL), in plan order.
+    pub async fn run_metrics_with_prefix(&self, experiment: &str, prefix: &str) -> R<Vec<(String, String, f64)>> {
+        Ok(sqlx::query_as::<_, (String, String, f64)>(
+            "SELECT m.run_id, m.name, m.value FROM run_metrics m JOIN experiment_runs er ON er.run_id = m.run_id
+             WHERE er.experiment = ?1 AND substr(m.name, 1, length(?2)) = ?2 ORDER BY er.position, m.name",
+        )
+        .bind(experiment)
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Every run of an experiment with its config, for tables that group by any spec field.
     pub async fn experiment_runs(&self, experiment: &str) -> R<Vec<ExperimentRun>> {
         Ok(sqlx::query_as::<_, ExperimentRun>(

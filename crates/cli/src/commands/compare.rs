@@ -107,9 +107,29 @@ pub async fn compare(home: &Path, args: CompareArgs) -> anyhow::Result<i32> {
                 }
                 None
             }
+            // Read from the run metrics below.
+            Metric::Path(_) => None,
         };
         if let Some(value) = value {
             observations.push(Observation { row, column: format!("{prefix}{}", r.ood_set), near: r.ood_set == NEAR_SET, key, value });
+        }
+    }
+    if let Some((kind, stat)) = metric.path_parts() {
+        // Path statistics are run metrics `path.<kind>.<set>.<score>.<stat>`; the set is the column.
+        for (run_id, metric_name, value) in store.run_metrics_with_prefix(&name, &format!("path.{kind}.")).await? {
+            let Some(row) = labels.get(&run_id) else { continue };
+            let rest = &metric_name[format!("path.{kind}.").len()..];
+            let Some((set_score, s)) = rest.rsplit_once('.') else { continue };
+            let Some((set, score)) = set_score.rsplit_once('.') else { continue };
+            if s != stat || score != args.score {
+                continue;
+            }
+            let Some(r) = runs.iter().find(|r| r.run_id == run_id) else { continue };
+            if args.split.is_some_and(|sp| r.split as u64 != sp) {
+                continue;
+            }
+            let key = (r.seed as u64, r.split as u64);
+            observations.push(Observation { row: row.clone(), column: set.to_string(), near: set == NEAR_SET, key, value });
         }
     }
     if let Some(b) = &args.baseline {
