@@ -11,6 +11,7 @@
 //! }
 //! ```
 
+mod analyses;
 pub mod augment;
 pub mod bench;
 pub mod device;
