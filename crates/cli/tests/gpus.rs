@@ -7,16 +7,22 @@ use std::os::unix::fs::PermissionsExt;
 
 use common::*;
 
+/// A `nvidia-smi` in `dir/bin` that lists `gpus` (`index, uuid` lines); the PATH that finds it.
+fn fake_nvidia_smi(dir: &std::path::Path, gpus: &[&str]) -> String {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let smi = bin.join("nvidia-smi");
+    let lines: String = gpus.iter().map(|g| format!("{g}\\n")).collect();
+    std::fs::write(&smi, format!("#!/bin/sh\nprintf '{lines}'\n")).unwrap();
+    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
+    format!("{}:{}", bin.display(), std::env::var("PATH").unwrap())
+}
+
 #[test]
 fn fake_nvidia_smi_with_two_gpus_places_four_runs_one_per_gpu_at_a_time() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let smi = bin.join("nvidia-smi");
-    std::fs::write(&smi, "#!/bin/sh\nprintf '0, GPU-fake-0000\\n1, GPU-fake-1111\\n'\n").unwrap();
-    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let path = fake_nvidia_smi(dir.path(), &["0, GPU-fake-0000", "1, GPU-fake-1111"]);
 
     let spec = write_spec(dir.path(), &spec_text("gpu", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3]", ""));
     run_ok(oodlab(&home).env("PATH", &path).arg("run").arg(&spec));
@@ -54,12 +60,7 @@ fn fake_nvidia_smi_with_two_gpus_places_four_runs_one_per_gpu_at_a_time() {
 fn runs_packed_two_per_gpu_never_exceed_the_packing() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let smi = bin.join("nvidia-smi");
-    std::fs::write(&smi, "#!/bin/sh\nprintf '0, GPU-fake-0000\\n'\n").unwrap();
-    std::fs::set_permissions(&smi, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let path = fake_nvidia_smi(dir.path(), &["0, GPU-fake-0000"]);
 
     let mut text = spec_text("packed", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3, 4]", "");
     text.push_str("resources: {runs_per_gpu: 2}\n");

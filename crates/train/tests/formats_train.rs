@@ -21,6 +21,20 @@ fn write_pngs(images: &str, labels: &str, dir: &Path, n: usize) {
     std::fs::write(dir.join("list.txt"), list).unwrap();
 }
 
+/// The ID train and test folders (Fashion-MNIST) and the MNIST list of the tests, with this many
+/// images each.
+fn write_sets(dir: &Path, (train, test, mnist): (usize, usize, usize)) {
+    write_pngs("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz", &dir.join("train"), train);
+    write_pngs("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist/t10k-labels-idx1-ubyte.gz", &dir.join("test"), test);
+    write_pngs("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz", &dir.join("mnist"), mnist);
+}
+
+/// A "photo" for the crop pool: a smooth gradient larger than the crops.
+fn write_photo(dir: &Path, name: &str) {
+    std::fs::create_dir_all(dir.join("photos")).unwrap();
+    image::GrayImage::from_fn(90, 60, |x, y| image::Luma([(x * 2 + y) as u8])).save(dir.join("photos").join(name)).unwrap();
+}
+
 fn spec(dir: &Path, channels: usize) -> std::path::PathBuf {
     let d = dir.display();
     let text = format!(
@@ -65,12 +79,9 @@ methods:
 #[test]
 fn a_run_trains_on_png_folders_and_a_list_file() {
     let dir = tempfile::tempdir().unwrap();
-    write_pngs("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz", &dir.path().join("train"), 400);
-    write_pngs("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("test"), 200);
-    write_pngs("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("mnist"), 100);
+    write_sets(dir.path(), (400, 200, 100));
     // Two "photos" for the crop pool: smooth gradients larger than the crops.
-    std::fs::create_dir_all(dir.path().join("photos")).unwrap();
-    image::GrayImage::from_fn(90, 60, |x, y| image::Luma([(x * 2 + y) as u8])).save(dir.path().join("photos/a.png")).unwrap();
+    write_photo(dir.path(), "a.png");
     image::GrayImage::from_fn(50, 70, |x, y| image::Luma([(255 - x - y) as u8])).save(dir.path().join("photos/b.jpg")).unwrap();
 
     let exp = oodlab_spec::load(&spec(dir.path(), 1), &[], oodlab_train::CODE_VERSION).unwrap();
@@ -173,9 +184,7 @@ methods:
 #[test]
 fn mixoe_augmentation_pipeline_trains_and_bad_crops_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
-    write_pngs("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz", &dir.path().join("train"), 300);
-    write_pngs("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("test"), 150);
-    write_pngs("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("mnist"), 60);
+    write_sets(dir.path(), (300, 150, 60));
 
     // As written in MixOE: the plan holds its numbers.
     let exp = oodlab_spec::load(&mixoe_spec(dir.path(), 512, 448), &[], oodlab_train::CODE_VERSION).unwrap();
@@ -212,11 +221,8 @@ fn mixoe_augmentation_pipeline_trains_and_bad_crops_are_clear_errors() {
 #[test]
 fn single_entries_of_a_list_are_excluded_by_a_file() {
     let dir = tempfile::tempdir().unwrap();
-    write_pngs("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz", &dir.path().join("train"), 200);
-    write_pngs("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("test"), 100);
-    write_pngs("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("mnist"), 100);
-    std::fs::create_dir_all(dir.path().join("photos")).unwrap();
-    image::GrayImage::from_fn(90, 60, |x, y| image::Luma([(x * 2 + y) as u8])).save(dir.path().join("photos/a.png")).unwrap();
+    write_sets(dir.path(), (200, 100, 100));
+    write_photo(dir.path(), "a.png");
     // Five entries of the MNIST list, as the list names them, and a comment.
     let list = std::fs::read_to_string(dir.path().join("mnist/list.txt")).unwrap();
     let drop: Vec<&str> = list.lines().step_by(20).map(|l| l.split(' ').next().unwrap()).collect();
@@ -240,9 +246,7 @@ fn single_entries_of_a_list_are_excluded_by_a_file() {
 #[test]
 fn analyses_save_the_logit_pca_and_score_histograms() {
     let dir = tempfile::tempdir().unwrap();
-    write_pngs("fashion-mnist/train-images-idx3-ubyte.gz", "fashion-mnist/train-labels-idx1-ubyte.gz", &dir.path().join("train"), 200);
-    write_pngs("fashion-mnist/t10k-images-idx3-ubyte.gz", "fashion-mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("test"), 120);
-    write_pngs("mnist/t10k-images-idx3-ubyte.gz", "mnist/t10k-labels-idx1-ubyte.gz", &dir.path().join("mnist"), 50);
+    write_sets(dir.path(), (200, 120, 50));
     let set = ["eval.logit_pca=true".to_string(), "eval.histogram_bins=10".to_string(), "eval.paths={pairs: 4, points: 5}".to_string()];
     let exp = oodlab_spec::load(&mixoe_spec(dir.path(), 28, 28), &set, oodlab_train::CODE_VERSION).unwrap();
     let plain = oodlab_spec::load(&mixoe_spec(dir.path(), 28, 28), &[], oodlab_train::CODE_VERSION).unwrap();
