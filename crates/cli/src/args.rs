@@ -35,6 +35,20 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Time training steps of a network on random inputs (images/s), for benchmarks.
     BenchStep(BenchStepArgs),
+    /// Time the data loader alone over a spec's first run (images/s, memory), for benchmarks.
+    BenchLoad(BenchLoadArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchLoadArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Training epochs to load.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: u32,
+    /// One JSON object instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -145,13 +145,39 @@ pub fn decode(file: &LabeledFile, d: Decode) -> Result<Vec<u8>, DataError> {
     })
 }
 
-/// Decodes every file into one set.
-pub fn load(files: &[LabeledFile], d: Decode) -> Result<ImageSet, DataError> {
+/// Decodes every file into one set kept in memory, `workers` threads decoding (none: on this one).
+pub fn load(files: &[LabeledFile], d: Decode, workers: usize) -> Result<ImageSet, DataError> {
+    // Chunks of files decoded on the workers and appended in order: the first bad file in list
+    // order is the error, whatever the threads.
+    const CHUNK: usize = 32;
     let mut images = Vec::with_capacity(files.len() * d.channels * d.height * d.width);
-    for f in files {
-        images.extend(decode(f, d)?);
+    std::thread::scope(|scope| {
+        let mut chunks = files.chunks(CHUNK);
+        let decoded = crate::prefetch::Prefetch::new(
+            scope,
+            workers,
+            2 * workers.max(1),
+            move || chunks.next(),
+            |chunk: &[LabeledFile]| chunk.iter().map(|f| decode(f, d)).collect::<Result<Vec<_>, _>>(),
+        );
+        for chunk in decoded {
+            chunk?.iter().for_each(|img| images.extend_from_slice(img));
+        }
+        Ok::<_, DataError>(())
+    })?;
+    Ok(ImageSet::from_bytes(images, files.iter().map(|f| f.label).collect(), d.channels, d.height, d.width))
+}
+
+/// A set read from its files at each use, for sets too large to keep decoded. Every file must
+/// exist now (an error names the first missing one and its list line); a file that cannot be
+/// decoded is an error when it is read.
+pub fn stream(files: Vec<LabeledFile>, d: Decode) -> Result<ImageSet, DataError> {
+    for f in &files {
+        if let Err(e) = std::fs::metadata(&f.path) {
+            return Err(DataError::Image { origin: f.origin.clone(), path: f.path.clone(), reason: format!("cannot open: {e}") });
+        }
     }
-    Ok(ImageSet { images, labels: files.iter().map(|f| f.label).collect(), channels: d.channels, height: d.height, width: d.width })
+    Ok(ImageSet::from_files(files, d))
 }
 
 #[cfg(test)]
@@ -170,7 +196,7 @@ mod tests {
         for i in 0..picked.len() {
             let class_dir = dir.join(format!("class{}", picked.labels[i]));
             std::fs::create_dir_all(&class_dir).unwrap();
-            let img = image::GrayImage::from_raw(28, 28, picked.image(i).to_vec()).unwrap();
+            let img = image::GrayImage::from_raw(28, 28, picked.image(i).unwrap().to_vec()).unwrap();
             img.save(class_dir.join(format!("{i:03}.png"))).unwrap();
         }
         picked
@@ -182,14 +208,21 @@ mod tests {
         let original = sample_pngs(dir.path(), 4);
         let files = folder(dir.path()).unwrap();
         assert_eq!(files.iter().map(|f| f.label).collect::<Vec<_>>(), vec![0, 0, 0, 0, 1, 1, 1, 1]);
-        let set = load(&files, Decode { height: 28, width: 28, channels: 1 }).unwrap();
-        assert_eq!(set.images, original.images, "PNG round trip is lossless");
+        let d = Decode { height: 28, width: 28, channels: 1 };
+        let set = load(&files, d, 0).unwrap();
+        assert_eq!(set.to_bytes().unwrap(), original.to_bytes().unwrap(), "PNG round trip is lossless");
+        // Decoding on threads, or at each read, gives the same images.
+        assert_eq!(load(&files, d, 3).unwrap(), set);
+        let streamed = stream(files.clone(), d).unwrap();
+        assert!(streamed.is_streamed() && !set.is_streamed());
+        assert_eq!((streamed.to_bytes().unwrap(), &streamed.labels), (set.to_bytes().unwrap(), &set.labels));
+        assert_eq!(streamed.select(&[5, 1]).to_bytes().unwrap(), set.select(&[5, 1]).to_bytes().unwrap());
         // RGB of a greyscale image: three equal planes.
-        let rgb = load(&files[..1], Decode { height: 28, width: 28, channels: 3 }).unwrap();
-        assert_eq!((rgb.channels, rgb.images.len()), (3, 3 * 784));
-        assert_eq!(&rgb.images[..784], &rgb.images[784..1568]);
+        let rgb = load(&files[..1], Decode { height: 28, width: 28, channels: 3 }, 0).unwrap().to_bytes().unwrap();
+        assert_eq!(rgb.len(), 3 * 784);
+        assert_eq!(&rgb[..784], &rgb[784..1568]);
         // Resized: 14×14 from 28×28.
-        assert_eq!(load(&files[..2], Decode { height: 14, width: 14, channels: 1 }).unwrap().images.len(), 2 * 196);
+        assert_eq!(load(&files[..2], Decode { height: 14, width: 14, channels: 1 }, 0).unwrap().to_bytes().unwrap().len(), 2 * 196);
     }
 
     #[test]
@@ -201,14 +234,26 @@ mod tests {
         let files = list(dir.path(), &list_path).unwrap();
         assert_eq!(files.len(), 2);
         assert_eq!(files[1].origin.as_deref(), Some(format!("{}:3", list_path.display()).as_str()));
-        load(&files, Decode { height: 28, width: 28, channels: 1 }).unwrap();
+        let d = Decode { height: 28, width: 28, channels: 1 };
+        load(&files, d, 2).unwrap();
 
+        // A missing file: an error naming the list line, decoded up front or streamed.
         std::fs::write(&list_path, "class3/000.png 0\nclass7/nope.png 1\n").unwrap();
-        let err = load(&list(dir.path(), &list_path).unwrap(), Decode { height: 28, width: 28, channels: 1 }).unwrap_err().to_string();
-        assert!(
-            err.starts_with(&format!("{}:2: ", list_path.display())) && err.contains("nope.png") && err.contains("cannot open"),
-            "{err}"
-        );
+        let files = list(dir.path(), &list_path).unwrap();
+        for err in [load(&files, d, 2).unwrap_err(), stream(files.clone(), d).unwrap_err()] {
+            let err = err.to_string();
+            assert!(
+                err.starts_with(&format!("{}:2: ", list_path.display())) && err.contains("nope.png") && err.contains("cannot open"),
+                "{err}"
+            );
+        }
+        // A file that is not an image: streamed, the error comes when it is read, naming the line.
+        std::fs::write(dir.path().join("class7/bad.png"), b"not a png").unwrap();
+        std::fs::write(&list_path, "class3/000.png 0\nclass7/bad.png 1\n").unwrap();
+        let set = stream(list(dir.path(), &list_path).unwrap(), d).unwrap();
+        assert!(set.image(0).is_ok());
+        let err = set.image(1).unwrap_err().to_string();
+        assert!(err.starts_with(&format!("{}:2: ", list_path.display())) && err.contains("bad.png"), "{err}");
         std::fs::write(&list_path, "class3/000.png zero\n").unwrap();
         let err = list(dir.path(), &list_path).unwrap_err().to_string();
         assert!(err.contains("train.txt:1: label `zero`"), "{err}");
@@ -252,7 +297,7 @@ mod tests {
 pub fn crops(files: &[LabeledFile], count: usize, seed: u64, d: Decode) -> Result<ImageSet, DataError> {
     use rand::Rng;
     if files.is_empty() {
-        return Ok(ImageSet { images: Vec::new(), labels: Vec::new(), channels: d.channels, height: d.height, width: d.width });
+        return Ok(ImageSet::from_bytes(Vec::new(), Vec::new(), d.channels, d.height, d.width));
     }
     // Decode each photo once at its own size (at least the crop's), planar.
     let mut photos = Vec::with_capacity(files.len());
@@ -279,7 +324,7 @@ pub fn crops(files: &[LabeledFile], count: usize, seed: u64, d: Decode) -> Resul
             }
         }
     }
-    Ok(ImageSet { images, labels: vec![0; count], channels: d.channels, height: d.height, width: d.width })
+    Ok(ImageSet::from_bytes(images, vec![0; count], d.channels, d.height, d.width))
 }
 
 #[cfg(test)]
@@ -300,7 +345,7 @@ mod crop_tests {
         assert_eq!(set, crops(&files, 50, 3, d).unwrap(), "seeded");
         assert_ne!(set, crops(&files, 50, 4, d).unwrap());
         for i in 0..set.len() {
-            let img = set.image(i);
+            let img = set.image(i).unwrap();
             if img[0] == 7 && img.iter().all(|&v| v == 7) {
                 continue; // from the flat photo
             }

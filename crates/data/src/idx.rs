@@ -77,13 +77,7 @@ pub fn load(images: impl AsRef<Path>, labels: impl AsRef<Path>) -> Result<ImageS
             n_labels: lab.dims[0],
         });
     }
-    Ok(ImageSet {
-        images: img.data,
-        labels: lab.data.into_iter().map(u32::from).collect(),
-        channels: 1,
-        height: img.dims[1],
-        width: img.dims[2],
-    })
+    Ok(ImageSet::from_bytes(img.data, lab.data.into_iter().map(u32::from).collect(), 1, img.dims[1], img.dims[2]))
 }
 
 #[cfg(test)]

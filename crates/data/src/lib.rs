@@ -1,5 +1,7 @@
-//! Datasets for oodlab: the IDX reader ([`idx`]), in-memory greyscale image sets ([`ImageSet`]),
-//! seeded class-holdout splits ([`split`]) and seeded batching helpers ([`order`]).
+//! Datasets for oodlab: the IDX reader ([`idx`]), image files ([`files`]), image sets in memory or
+//! streamed from files ([`ImageSet`]), seeded class-holdout splits ([`split`]), seeded batching
+//! helpers ([`order`]) and the ordered, bounded prefetch that builds batches on worker threads
+//! ([`prefetch`]).
 //!
 //! ```no_run
 //! use oodlab_data::{idx, split::ClassSplit};
@@ -12,16 +14,24 @@
 pub mod files;
 pub mod idx;
 pub mod order;
+pub mod prefetch;
 pub mod split;
 
+use std::borrow::Cow;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use thiserror::Error;
 
-/// Images of one size, stored planar (channel, row, column) as bytes, with one class label each.
+/// Images of one size, planar (channel, row, column) bytes, with one class label each; the pixels
+/// are in memory, or in files decoded at each read when the set is too large to keep decoded
+/// (`data.loader.cache_mb`). A selection shares its source's pixels: splitting a set into classes,
+/// training and validation images copies no image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageSet {
-    pub images: Vec<u8>,
+    pixels: Pixels,
+    /// Position of each image in `pixels`.
+    index: Vec<usize>,
     pub labels: Vec<u32>,
     /// 1 (greyscale) or 3 (RGB).
     pub channels: usize,
@@ -29,7 +39,35 @@ pub struct ImageSet {
     pub width: usize,
 }
 
+/// Where an [`ImageSet`]'s pixels are.
+#[derive(Debug, Clone, PartialEq)]
+enum Pixels {
+    /// Decoded, image after image.
+    Memory(Arc<Vec<u8>>),
+    /// One file per image, decoded (and resized) when read.
+    Files(Arc<Vec<files::LabeledFile>>),
+}
+
 impl ImageSet {
+    /// A set of decoded images, `images` holding them one after another.
+    pub fn from_bytes(images: Vec<u8>, labels: Vec<u32>, channels: usize, height: usize, width: usize) -> ImageSet {
+        assert_eq!(images.len(), labels.len() * channels * height * width, "one label per image");
+        ImageSet { pixels: Pixels::Memory(Arc::new(images)), index: (0..labels.len()).collect(), labels, channels, height, width }
+    }
+
+    /// A set read from `files` at each use, decoded to `d`; labels from the files.
+    pub fn from_files(files: Vec<files::LabeledFile>, d: files::Decode) -> ImageSet {
+        let labels: Vec<u32> = files.iter().map(|f| f.label).collect();
+        ImageSet {
+            pixels: Pixels::Files(Arc::new(files)),
+            index: (0..labels.len()).collect(),
+            labels,
+            channels: d.channels,
+            height: d.height,
+            width: d.width,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.labels.len()
     }
@@ -43,19 +81,43 @@ impl ImageSet {
         self.channels * self.height * self.width
     }
 
-    pub fn image(&self, i: usize) -> &[u8] {
-        let n = self.pixels_per_image();
-        &self.images[i * n..(i + 1) * n]
+    /// Whether reading an image decodes a file.
+    pub fn is_streamed(&self) -> bool {
+        matches!(self.pixels, Pixels::Files(_))
     }
 
-    /// The images at `indices`, in that order.
-    pub fn select(&self, indices: &[usize]) -> ImageSet {
-        let mut images = Vec::with_capacity(indices.len() * self.pixels_per_image());
-        for &i in indices {
-            images.extend_from_slice(self.image(i));
+    /// Image `i`: borrowed from memory, or decoded from its file (an error names the file and the
+    /// list line it came from).
+    pub fn image(&self, i: usize) -> Result<Cow<'_, [u8]>, DataError> {
+        let at = self.index[i];
+        match &self.pixels {
+            Pixels::Memory(images) => {
+                let n = self.pixels_per_image();
+                Ok(Cow::Borrowed(&images[at * n..(at + 1) * n]))
+            }
+            Pixels::Files(files) => Ok(Cow::Owned(files::decode(&files[at], self.decode())?)),
         }
+    }
+
+    /// Every image decoded, one after another.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, DataError> {
+        let mut out = Vec::with_capacity(self.len() * self.pixels_per_image());
+        for i in 0..self.len() {
+            out.extend_from_slice(&self.image(i)?);
+        }
+        Ok(out)
+    }
+
+    /// The size and colour the set's files decode to.
+    pub fn decode(&self) -> files::Decode {
+        files::Decode { height: self.height, width: self.width, channels: self.channels }
+    }
+
+    /// The images at `indices`, in that order, sharing this set's pixels.
+    pub fn select(&self, indices: &[usize]) -> ImageSet {
         ImageSet {
-            images,
+            pixels: self.pixels.clone(),
+            index: indices.iter().map(|&i| self.index[i]).collect(),
             labels: indices.iter().map(|&i| self.labels[i]).collect(),
             channels: self.channels,
             height: self.height,

@@ -63,7 +63,7 @@ mod tests {
     fn explicit_split_relabels_in_order() {
         let split = ClassSplit::explicit(10, vec![0, 1, 3, 5, 8, 9]);
         assert_eq!(split.heldout, vec![2, 4, 6, 7]);
-        let set = ImageSet { images: vec![0; 4], labels: vec![9, 2, 3, 0], channels: 1, height: 1, width: 1 };
+        let set = ImageSet::from_bytes(vec![0; 4], vec![9, 2, 3, 0], 1, 1, 1);
         assert_eq!(split.id_subset(&set).labels, vec![5, 2, 0]);
         assert_eq!(split.heldout_subset(&set).labels, vec![2]);
     }

@@ -252,6 +252,29 @@ pub struct DataSettings {
     /// Keep only the first N ID training images (after the split); for quick runs.
     #[serde(default)]
     pub train_limit: Option<usize>,
+    /// How batches are built; changes speed and memory, never results (not in the run id).
+    #[serde(default)]
+    pub loader: LoaderSettings,
+}
+
+/// The loader: worker threads decode and augment batches ahead of the trainer, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoaderSettings {
+    /// Threads building batches (decoding, cropping, flipping, jitter, normalization); 0 builds
+    /// each batch on the training thread when it is needed.
+    pub workers: usize,
+    /// Batches built ahead of the trainer, at most: the loader's memory.
+    pub prefetch: usize,
+    /// Image-file sets whose decoded size is at most this many MiB are decoded once and kept in
+    /// memory; larger ones are decoded from their files at each epoch.
+    pub cache_mb: usize,
+}
+
+impl Default for LoaderSettings {
+    fn default() -> Self {
+        LoaderSettings { workers: 1, prefetch: 4, cache_mb: 2048 }
+    }
 }
 
 fn default_val_fraction() -> f64 {

@@ -77,6 +77,9 @@ pub(crate) fn run_settings(s: &RunSettings, datasets: &BTreeMap<String, DatasetS
     if let Some(p) = training_problem(s) {
         return Some(p);
     }
+    if s.data.loader.prefetch == 0 {
+        return Some(problem("data.loader.prefetch", "must be at least 1".into(), "the default is 4 batches"));
+    }
     if s.data.train_limit == Some(0) {
         return Some(problem("data.train_limit", "must be at least 1 when given".into(), "remove it to use every image"));
     }

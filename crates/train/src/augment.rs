@@ -43,32 +43,57 @@ impl View<'_> {
 
     /// Appends image `img` (planar `c` × `h` × `w` bytes) transformed and normalized to `out`.
     pub fn apply(&mut self, img: &[u8], (c, h, w): (usize, usize, usize), norm: &Normalize, out: &mut Vec<f32>) {
+        let size = self.out_size(h, w);
+        self.draw(h, w).apply(img, (c, h, w), size, norm, out);
+    }
+
+    /// The choices for the next image of (h, w): drawn from the training stream, fixed at
+    /// evaluation. Drawing is cheap and sequential; applying can then happen on any thread.
+    pub fn draw(&mut self, h: usize, w: usize) -> Draw {
         let (oh, ow) = self.out_size(h, w);
-        // Top-left corner of the output window in the (padded) input, and the padding.
-        let (mut top, mut left, mut pad, mut mirror) = (0isize, 0isize, 0usize, false);
-        let mut factors = None;
+        let mut d = Draw { top: 0, left: 0, pad: 0, mirror: false, factors: None };
         match self {
             View::Train { augment, rng } => {
                 // The flip is drawn first, as before crops and jitter existed: runs with a flip
                 // alone keep their random stream.
-                mirror = augment.hflip && rng.random_bool(0.5);
+                d.mirror = augment.hflip && rng.random_bool(0.5);
                 if let Some(crop) = &augment.crop {
-                    pad = crop.padding;
-                    top = rng.random_range(0..=h + 2 * pad - oh) as isize;
-                    left = rng.random_range(0..=w + 2 * pad - ow) as isize;
+                    d.pad = crop.padding;
+                    d.top = rng.random_range(0..=h + 2 * d.pad - oh) as isize;
+                    d.left = rng.random_range(0..=w + 2 * d.pad - ow) as isize;
                 }
                 if let Some(j) = &augment.jitter {
                     let mut draw = |x: f64| if x > 0.0 { rng.random_range((1.0 - x).max(0.0)..=1.0 + x) } else { 1.0 };
-                    factors = Some((draw(j.brightness), draw(j.contrast), draw(j.saturation)));
+                    d.factors = Some((draw(j.brightness), draw(j.contrast), draw(j.saturation)));
                 }
             }
             View::Eval { crop: Some(_) } => {
                 // torchvision's CenterCrop: round((h - oh) / 2).
-                top = ((h - oh) as f64 / 2.0).round() as isize;
-                left = ((w - ow) as f64 / 2.0).round() as isize;
+                d.top = ((h - oh) as f64 / 2.0).round() as isize;
+                d.left = ((w - ow) as f64 / 2.0).round() as isize;
             }
             View::Eval { crop: None } => {}
         }
+        d
+    }
+}
+
+/// The transform of one image: its output window's corner in the (padded) input, the padding,
+/// the mirror and the jitter factors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Draw {
+    top: isize,
+    left: isize,
+    pad: usize,
+    mirror: bool,
+    factors: Option<(f64, f64, f64)>,
+}
+
+impl Draw {
+    /// Appends `img` (planar `c` × `h` × `w` bytes) cropped to (oh, ow), mirrored, jittered and
+    /// normalized to `out`.
+    pub fn apply(&self, img: &[u8], (c, h, w): (usize, usize, usize), (oh, ow): (usize, usize), norm: &Normalize, out: &mut Vec<f32>) {
+        let Draw { top, left, pad, mirror, factors } = *self;
         // Pixel values 0..255 (exact in f32), cropped and mirrored.
         let mut px = vec![0f32; c * oh * ow];
         for ch in 0..c {

@@ -76,3 +76,48 @@ pub fn train_step(b: &StepBench, device: &Device) -> candle_core::Result<StepTim
     }
     Ok(StepTimes { seconds, losses })
 }
+
+/// What the loader alone did over a run's training epochs: no model, the batches built and
+/// dropped as fast as the loader makes them.
+#[derive(Debug, Clone)]
+pub struct LoaderTimes {
+    /// Seconds to open the sets (decoding them when they are cached).
+    pub open_seconds: f64,
+    pub seconds: f64,
+    pub images: usize,
+    pub batches: usize,
+    /// Whether the training images are decoded from their files at each epoch.
+    pub streamed: bool,
+    /// Decoded size of the training set, MiB.
+    pub train_mb: f64,
+    /// The most batches the loader held ahead.
+    pub peak_batches: usize,
+}
+
+/// Times the training loader of `config` (its `data.loader`) over `epochs` epochs.
+pub fn loader(config: &oodlab_spec::RunConfig, epochs: u32) -> Result<LoaderTimes, crate::TrainError> {
+    let started = Instant::now();
+    let sets = crate::sets::load_sets(config)?;
+    let open_seconds = started.elapsed().as_secs_f64();
+    let s = &config.settings;
+    let train = oodlab_spec::TrainSettings { epochs, ..s.train.clone() };
+    let started = Instant::now();
+    let (images, batches, peak_batches) = std::thread::scope(|scope| -> Result<_, crate::TrainError> {
+        let mut prefetch = crate::loader::training(scope, &sets, &train, &s.data.normalize, s.data.loader, config.seed);
+        let (mut images, mut batches) = (0, 0);
+        for batch in prefetch.by_ref() {
+            images += batch?.labels.len();
+            batches += 1;
+        }
+        Ok((images, batches, prefetch.peak()))
+    })?;
+    Ok(LoaderTimes {
+        open_seconds,
+        seconds: started.elapsed().as_secs_f64(),
+        images,
+        batches,
+        streamed: sets.train.is_streamed(),
+        train_mb: (sets.train.len() * sets.train.pixels_per_image()) as f64 / (1 << 20) as f64,
+        peak_batches,
+    })
+}

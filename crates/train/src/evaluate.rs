@@ -1,30 +1,36 @@
 //! Forward passes in evaluation mode and the OOD scores computed from logits.
 
-use candle_core::{Device, Result, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::ModuleT;
 use oodlab_data::ImageSet;
-use oodlab_spec::{Normalize, Score};
+use oodlab_spec::{LoaderSettings, Normalize, Score};
 
-/// Logits of every image of `set`, row-major `(n, k)`, in evaluation mode.
-/// `crop`: the centre crop of `eval.crop`.
+use crate::{Context, TrainError};
+
+/// Logits of every image of `set`, row-major `(n, k)`, in evaluation mode, its batches built by
+/// the loader. `crop`: the centre crop of `eval.crop`.
 pub fn logits(
     model: &dyn ModuleT,
     set: &ImageSet,
     norm: &Normalize,
     batch: usize,
     crop: Option<[usize; 2]>,
+    loader: LoaderSettings,
     device: &Device,
-) -> Result<(Vec<f32>, usize)> {
-    let mut out = Vec::new();
-    let mut k = 0;
-    let idx: Vec<usize> = (0..set.len()).collect();
-    for chunk in idx.chunks(batch.max(1)) {
-        let x = crate::inputs::batch_tensor(set, chunk, norm, &mut crate::augment::View::Eval { crop }, device)?;
-        let z: Tensor = model.forward_t(&x, false)?;
-        k = z.dim(1)?;
-        out.extend(z.flatten_all()?.to_vec1::<f32>()?);
-    }
-    Ok((out, k))
+) -> Result<(Vec<f32>, usize), TrainError> {
+    let (oh, ow) = crate::augment::View::Eval { crop }.out_size(set.height, set.width);
+    std::thread::scope(|scope| {
+        let mut out = Vec::new();
+        let mut k = 0;
+        for built in crate::loader::evaluation(scope, set, batch, crop, norm, loader) {
+            let (px, n) = built?;
+            let x = Tensor::from_vec(px, (n, set.channels, oh, ow), device).context("evaluating")?;
+            let z: Tensor = model.forward_t(&x, false).context("evaluating")?;
+            k = z.dim(1).context("evaluating")?;
+            out.extend(z.flatten_all().and_then(|z| z.to_vec1::<f32>()).context("evaluating")?);
+        }
+        Ok((out, k))
+    })
 }
 
 /// One score per row of `logits` (larger = more ID-like).

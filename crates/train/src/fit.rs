@@ -7,16 +7,14 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use oodlab_protocol::Event;
 use oodlab_spec::{Keep, Precision, Score};
-use rand::seq::SliceRandom;
 
 use crate::augment::View;
 use crate::evaluate::{logits, predictions, scores};
-use crate::inputs::{batch_tensor, label_tensor};
 use crate::methods::{step_loss, Batch};
 use crate::model::{build, compute_dtype, init_seeded, load_pretrained, Network};
 use crate::optim::{learning_rate, Optimizer};
 use crate::scaler::GradScaler;
-use crate::sets::{load_sets, OutlierStream, RunSets};
+use crate::sets::{load_sets, RunSets};
 use crate::{Context, RunRequest, Sink, TrainError};
 
 pub const CHECKPOINT: &str = "checkpoint.safetensors";
@@ -98,86 +96,84 @@ fn train(
     let seed = req.config.seed;
     let classes = req.config.classes.id_classes.len();
     let mut optimizer = Optimizer::new(varmap.all_vars(), &t.optimizer);
-    let n = sets.train.len();
-    // A last batch of one image would break batch-norm's variance; it is dropped.
-    let steps_per_epoch = n / t.batch_size + usize::from(n % t.batch_size > 1);
+    let steps_per_epoch = crate::loader::steps_per_epoch(sets.train.len(), t.batch_size);
     let total = steps_per_epoch * t.epochs as usize;
-    let mut order_rng = oodlab_data::order::rng(seed, "batch-order");
-    let mut flip_rng = oodlab_data::order::rng(seed, "augment");
-    let mut outlier_flip_rng = oodlab_data::order::rng(seed, "outlier-augment");
     let mut mix_rng = oodlab_data::order::rng(seed, "mixing");
-    let mut outlier_stream = sets.outliers.as_ref().map(|o| OutlierStream::new(o.len(), seed));
     let mut best: Option<(f64, u32, Vec<Tensor>)> = None;
     // f16 needs loss scaling against gradient underflow; bf16 has f32's range and does not.
     let mut scaler = (t.precision == Precision::F16).then(GradScaler::default);
     let vars = varmap.all_vars();
     let mut skipped = 0u64;
     let mut step = 0;
-    for epoch in 1..=t.epochs {
-        let started = Instant::now();
-        let mut order: Vec<usize> = (0..n).collect();
-        order.shuffle(&mut order_rng);
-        let (mut loss_sum, mut hits, mut seen) = (0.0f64, 0usize, 0usize);
-        let mut lr = t.optimizer.lr;
-        for (i, chunk) in order.chunks(t.batch_size).take(steps_per_epoch).enumerate() {
-            lr = learning_rate(&t.optimizer, &t.schedule, step, total, steps_per_epoch);
-            let images =
-                batch_tensor(&sets.train, chunk, &s.data.normalize, &mut View::Train { augment: &t.augment, rng: &mut flip_rng }, device)
-                    .context("building a batch")?;
-            let labels = label_tensor(&sets.train, chunk, device).context("building a batch")?;
-            let outliers = match (&sets.outliers, outlier_stream.as_mut()) {
-                (Some(pool), Some(stream)) => {
-                    let idx = stream.next(t.outliers_for(chunk.len()));
-                    let mut view = View::Train { augment: &t.augment, rng: &mut outlier_flip_rng };
-                    Some(batch_tensor(pool, &idx, &s.data.normalize, &mut view, device).context("building an outlier batch")?)
+    // Training inputs after the crop; outliers have the ID images' shape (checked by load_sets).
+    let c = sets.train.channels;
+    let (oh, ow) = t.augment.crop.as_ref().map_or((sets.train.height, sets.train.width), |k| (k.size[0], k.size[1]));
+    // The loader's threads live in this scope; they stop when `batches` is dropped, on an error too.
+    std::thread::scope(|scope| -> Result<(), TrainError> {
+        let mut batches = crate::loader::training(scope, sets, t, &s.data.normalize, s.data.loader, seed);
+        for epoch in 1..=t.epochs {
+            let started = Instant::now();
+            let (mut loss_sum, mut hits, mut seen) = (0.0f64, 0usize, 0usize);
+            let mut lr = t.optimizer.lr;
+            for i in 0..steps_per_epoch {
+                lr = learning_rate(&t.optimizer, &t.schedule, step, total, steps_per_epoch);
+                let built = batches.next().expect("the plan has every step of every epoch")?;
+                let n = built.labels.len();
+                let images = Tensor::from_vec(built.images, (n, c, oh, ow), device).context("building a batch")?;
+                let labels = Tensor::from_vec(built.labels.clone(), n, device).context("building a batch")?;
+                let outliers = match built.outliers {
+                    Some(px) => {
+                        let m = px.len() / (c * oh * ow);
+                        Some(Tensor::from_vec(px, (m, c, oh, ow), device).context("building an outlier batch")?)
+                    }
+                    None => None,
+                };
+                let batch = Batch { images: &images, labels: &labels, outliers: outliers.as_ref(), classes };
+                let out = step_loss(&s.method, model, &batch, &mut mix_rng).context("forward pass")?;
+                let loss = out.loss.to_scalar::<f32>().context("reading the loss")?;
+                if !loss.is_finite() {
+                    return Err(TrainError::Diverged { epoch, step: i + 1, loss });
                 }
-                _ => None,
-            };
-            let batch = Batch { images: &images, labels: &labels, outliers: outliers.as_ref(), classes };
-            let out = step_loss(&s.method, model, &batch, &mut mix_rng).context("forward pass")?;
-            let loss = out.loss.to_scalar::<f32>().context("reading the loss")?;
-            if !loss.is_finite() {
-                return Err(TrainError::Diverged { epoch, step: i + 1, loss });
-            }
-            match scaler.as_mut() {
-                None => optimizer.step(&out.loss.backward().context("backward pass")?, lr).context("optimizer step")?,
-                Some(scaler) => {
-                    let mut grads = scaler.backward(&out.loss).context("backward pass")?;
-                    if scaler.unscale(&mut grads, &vars).context("unscaling gradients")? {
-                        optimizer.step(&grads, lr).context("optimizer step")?;
-                    } else {
-                        skipped += 1;
+                match scaler.as_mut() {
+                    None => optimizer.step(&out.loss.backward().context("backward pass")?, lr).context("optimizer step")?,
+                    Some(scaler) => {
+                        let mut grads = scaler.backward(&out.loss).context("backward pass")?;
+                        if scaler.unscale(&mut grads, &vars).context("unscaling gradients")? {
+                            optimizer.step(&grads, lr).context("optimizer step")?;
+                        } else {
+                            skipped += 1;
+                        }
                     }
                 }
+                let z = out.id_logits.flatten_all().and_then(|z| z.to_vec1::<f32>()).context("reading logits")?;
+                hits += predictions(&z, classes).iter().zip(&built.labels).filter(|(p, l)| p == l).count();
+                seen += n;
+                loss_sum += loss as f64 * n as f64;
+                step += 1;
+                if (i + 1) % (steps_per_epoch / PROGRESS_PER_EPOCH).max(1) == 0 {
+                    sink(Event::Progress { epoch, step: i as u32 + 1, steps: steps_per_epoch as u32 });
+                }
             }
-            let z = out.id_logits.flatten_all().and_then(|z| z.to_vec1::<f32>()).context("reading logits")?;
-            let labels: Vec<u32> = chunk.iter().map(|&j| sets.train.labels[j]).collect();
-            hits += predictions(&z, classes).iter().zip(&labels).filter(|(p, l)| p == l).count();
-            seen += chunk.len();
-            loss_sum += loss as f64 * chunk.len() as f64;
-            step += 1;
-            if (i + 1) % (steps_per_epoch / PROGRESS_PER_EPOCH).max(1) == 0 {
-                sink(Event::Progress { epoch, step: i as u32 + 1, steps: steps_per_epoch as u32 });
+            memory.sample();
+            let val_acc = if sets.val.is_empty() { None } else { Some(accuracy(model, &sets.val, req, device)?) };
+            if t.keep == Keep::BestVal {
+                let acc = val_acc.expect("validated: best-val needs a validation set");
+                // Ties keep the earlier epoch, as MixOE's `>` comparison does.
+                if best.as_ref().is_none_or(|(b, _, _)| acc > *b) {
+                    best = Some((acc, epoch, snapshot(varmap).context("keeping the best weights")?));
+                }
             }
+            sink(Event::Epoch {
+                epoch,
+                train_loss: loss_sum / seen.max(1) as f64,
+                train_acc: hits as f64 / seen.max(1) as f64,
+                val_acc,
+                lr,
+                seconds: started.elapsed().as_secs_f64(),
+            });
         }
-        memory.sample();
-        let val_acc = if sets.val.is_empty() { None } else { Some(accuracy(model, &sets.val, req, device)?) };
-        if t.keep == Keep::BestVal {
-            let acc = val_acc.expect("validated: best-val needs a validation set");
-            // Ties keep the earlier epoch, as MixOE's `>` comparison does.
-            if best.as_ref().is_none_or(|(b, _, _)| acc > *b) {
-                best = Some((acc, epoch, snapshot(varmap).context("keeping the best weights")?));
-            }
-        }
-        sink(Event::Epoch {
-            epoch,
-            train_loss: loss_sum / seen.max(1) as f64,
-            train_acc: hits as f64 / seen.max(1) as f64,
-            val_acc,
-            lr,
-            seconds: started.elapsed().as_secs_f64(),
-        });
-    }
+        Ok(())
+    })?;
     if scaler.is_some() {
         sink(Event::Metric { name: "f16_skipped_steps".into(), value: skipped as f64 });
     }
@@ -203,7 +199,7 @@ fn restore(varmap: &VarMap, weights: &[Tensor]) -> candle_core::Result<()> {
 
 fn accuracy(model: &Network, set: &oodlab_data::ImageSet, req: &RunRequest, device: &Device) -> Result<f64, TrainError> {
     let s = &req.config.settings;
-    let (z, k) = logits(model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, device).context("evaluating")?;
+    let (z, k) = logits(model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, s.data.loader, device)?;
     Ok(oodlab_metrics::accuracy(&predictions(&z, k), &set.labels))
 }
 
@@ -217,8 +213,7 @@ fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, 
     let s = &req.config.settings;
     let mut saved: HashMap<String, Tensor> = HashMap::new();
     let mut eval_set = |name: &str, set: &oodlab_data::ImageSet| -> Result<Evaluated, TrainError> {
-        let (z, k) =
-            logits(model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, device).context(&format!("evaluating {name}"))?;
+        let (z, k) = logits(model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, s.data.loader, device)?;
         let n = set.len();
         saved.insert(format!("{name}.logits"), Tensor::from_vec(z.clone(), (n, k), &Device::Cpu).context("saving logits")?);
         saved.insert(format!("{name}.labels"), Tensor::from_vec(set.labels.clone(), n, &Device::Cpu).context("saving labels")?);

@@ -9,12 +9,14 @@ use crate::augment::View;
 
 /// Images `indices` of `set` as a `(b, c, h', w')` tensor scaled to [0, 1], transformed by `view`
 /// (crop, flip, jitter; `h'`, `w'` its output size) and normalized.
+/// A file that cannot be decoded is an error naming it (and its list line).
 pub fn batch_tensor(set: &ImageSet, indices: &[usize], norm: &Normalize, view: &mut View, device: &Device) -> Result<Tensor> {
     let (c, h, w) = (set.channels, set.height, set.width);
     let (oh, ow) = view.out_size(h, w);
     let mut out = Vec::with_capacity(indices.len() * c * oh * ow);
     for &i in indices {
-        view.apply(set.image(i), (c, h, w), norm, &mut out);
+        let img = set.image(i).map_err(candle_core::Error::wrap)?;
+        view.apply(&img, (c, h, w), norm, &mut out);
     }
     Tensor::from_vec(out, (indices.len(), c, oh, ow), device)
 }
@@ -31,7 +33,7 @@ mod tests {
 
     #[test]
     fn normalizes_and_mirrors_rows() {
-        let set = ImageSet { images: vec![0, 255, 51, 102], labels: vec![0], channels: 1, height: 2, width: 2 };
+        let set = ImageSet::from_bytes(vec![0, 255, 51, 102], vec![0], 1, 2, 2);
         let norm = Normalize { mean: oodlab_spec::PerChannel::All(0.5), std: oodlab_spec::PerChannel::All(0.5) };
         let augment = oodlab_spec::AugmentSettings::default();
         // A seed whose first draw flips.

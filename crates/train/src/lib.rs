@@ -17,6 +17,7 @@ pub mod bench;
 pub mod device;
 pub mod evaluate;
 pub mod inputs;
+pub mod loader;
 pub mod methods;
 pub mod model;
 pub mod optim;

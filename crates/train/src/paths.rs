@@ -77,8 +77,8 @@ mod tests {
         let dev = Device::Cpu;
         let w = Tensor::new(&[[1f32, 0.0], [0.0, 2.0]], &dev).unwrap();
         let model = Linear(w);
-        let id = ImageSet { images: vec![10, 0], labels: vec![0], channels: 1, height: 1, width: 2 };
-        let ood = ImageSet { images: vec![0, 5], labels: vec![0], channels: 1, height: 1, width: 2 };
+        let id = ImageSet::from_bytes(vec![10, 0], vec![0], 1, 1, 2);
+        let ood = ImageSet::from_bytes(vec![0, 5], vec![0], 1, 1, 2);
         let norm = Normalize { mean: oodlab_spec::PerChannel::All(0.0), std: oodlab_spec::PerChannel::All(1.0 / 255.0) };
         let p = PathInputs { norm: &norm, crop: None, scores: &[Score::Maxlogit], points: 5, device: &dev };
         let c = interpolate(&model, (&id, &[10.0, 0.0]), (&ood, &[0.0, 10.0]), 2, &[(0, 0)], &p).unwrap();

@@ -2,7 +2,7 @@
 
 use oodlab_data::split::ClassSplit;
 use oodlab_data::{files, idx, order, ImageSet};
-use oodlab_spec::{DatasetFormat, RunConfig};
+use oodlab_spec::{DatasetFormat, LoaderSettings, RunConfig};
 
 use crate::TrainError;
 
@@ -48,7 +48,9 @@ impl OutlierStream {
 }
 
 /// The train or test part of dataset `name`, decoded.
-fn load_part(cfg: &RunConfig, name: &str, train: bool) -> Result<ImageSet, TrainError> {
+/// `wanted`: the only classes the run reads from this part; image files of other classes (and of
+/// `exclude_classes`) are never decoded.
+fn load_part(cfg: &RunConfig, name: &str, train: bool, wanted: Option<&[u32]>) -> Result<ImageSet, TrainError> {
     let ds = cfg.datasets.get(name).ok_or_else(|| TrainError::Setup(format!("dataset `{name}` is missing from the run config")))?;
     let which = if train { "train" } else { "test" };
     let missing = || TrainError::Setup(format!("dataset `{name}` has no {which} part"));
@@ -61,6 +63,11 @@ fn load_part(cfg: &RunConfig, name: &str, train: bool) -> Result<ImageSet, Train
             .map(|i| files::Decode { height: i.size[0], width: i.size[1], channels: i.channels })
             .ok_or_else(|| TrainError::Setup(format!("dataset `{name}` has no image size")))
     };
+    let loader = cfg.settings.data.loader;
+    let open = |list: Vec<files::LabeledFile>, d: files::Decode| {
+        let keep = |l: u32| !ds.exclude_classes.contains(&l) && wanted.is_none_or(|w| w.contains(&l));
+        open(list.into_iter().filter(|f| keep(f.label)).collect(), d, loader)
+    };
     let root = || ds.root.clone().ok_or_else(|| TrainError::Setup(format!("dataset `{name}` has no root")));
     let set = match ds.format {
         DatasetFormat::Idx => {
@@ -69,18 +76,18 @@ fn load_part(cfg: &RunConfig, name: &str, train: bool) -> Result<ImageSet, Train
         }
         DatasetFormat::Folder => {
             let dir = field(part.ok_or_else(missing)?.dir.as_ref(), "dir")?;
-            files::load(&without(files::folder(&dir)?, &dir, &ds.excluded_entries), decode()?)?
+            open(without(files::folder(&dir)?, &dir, &ds.excluded_entries), decode()?)?
         }
         DatasetFormat::List => {
             let root = root()?;
-            files::load(
-                &without(files::list(&root, &field(part.ok_or_else(missing)?.list.as_ref(), "list")?)?, &root, &ds.excluded_entries),
+            open(
+                without(files::list(&root, &field(part.ok_or_else(missing)?.list.as_ref(), "list")?)?, &root, &ds.excluded_entries),
                 decode()?,
             )?
         }
         DatasetFormat::Cub => {
             let root = root()?;
-            files::load(&without(files::cub(&root, train)?, &root.join("images"), &ds.excluded_entries), decode()?)?
+            open(without(files::cub(&root, train)?, &root.join("images"), &ds.excluded_entries), decode()?)?
         }
         DatasetFormat::Crops => {
             let c = ds.crops.ok_or_else(|| TrainError::Setup(format!("dataset `{name}` has no crops settings")))?;
@@ -92,6 +99,17 @@ fn load_part(cfg: &RunConfig, name: &str, train: bool) -> Result<ImageSet, Train
     }
     let keep: Vec<usize> = (0..set.len()).filter(|&i| !ds.exclude_classes.contains(&set.labels[i])).collect();
     Ok(set.select(&keep))
+}
+
+/// Image files decoded once on the loader's threads when they fit `data.loader.cache_mb`, read
+/// from disk at each use otherwise.
+fn open(list: Vec<files::LabeledFile>, d: files::Decode, loader: LoaderSettings) -> Result<ImageSet, TrainError> {
+    let bytes = list.len() as u64 * (d.channels * d.height * d.width) as u64;
+    Ok(if bytes <= loader.cache_mb as u64 * (1 << 20) && loader.cache_mb > 0 {
+        files::load(&list, d, loader.workers)?
+    } else {
+        files::stream(list, d)?
+    })
 }
 
 /// `files` less those whose path relative to `base` is in `excluded` (sorted).
@@ -111,21 +129,22 @@ fn without(files: Vec<files::LabeledFile>, base: &std::path::Path, excluded: &[S
 pub fn load_sets(cfg: &RunConfig) -> Result<RunSets, TrainError> {
     let d = &cfg.settings.data;
     let split = ClassSplit { id_classes: cfg.classes.id_classes.clone(), heldout: cfg.classes.heldout.clone() };
-    let mut train_all = split.id_subset(&load_part(cfg, &d.id, true)?);
+    let mut train_all = split.id_subset(&load_part(cfg, &d.id, true, Some(&split.id_classes))?);
     if let Some(limit) = d.train_limit {
         train_all = train_all.truncate(limit);
     }
     let (train_idx, val_idx) = order::carve_validation(train_all.len(), d.val_fraction, cfg.seed);
-    let test = load_part(cfg, &d.id, false)?;
+    let read: Vec<u32> = split.id_classes.iter().chain(&split.heldout).copied().collect();
+    let test = load_part(cfg, &d.id, false, Some(&read))?;
     let mut ood = Vec::new();
     if !split.heldout.is_empty() {
         ood.push((HELDOUT.to_string(), split.heldout_subset(&test)));
     }
     for name in &d.ood {
-        ood.push((name.clone(), load_part(cfg, name, false)?));
+        ood.push((name.clone(), load_part(cfg, name, false, None)?));
     }
     let outliers = match (&d.outliers, cfg.settings.method.uses_outliers()) {
-        (Some(name), true) => Some(load_part(cfg, name, true)?),
+        (Some(name), true) => Some(load_part(cfg, name, true, None)?),
         _ => None,
     };
     let sets =

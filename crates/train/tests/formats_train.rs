@@ -15,7 +15,7 @@ fn write_pngs(images: &str, labels: &str, dir: &Path, n: usize) {
     for i in 0..set.len() {
         let rel = format!("class{}/{i:04}.png", set.labels[i]);
         std::fs::create_dir_all(dir.join(format!("class{}", set.labels[i]))).unwrap();
-        image::GrayImage::from_raw(28, 28, set.image(i).to_vec()).unwrap().save(dir.join(&rel)).unwrap();
+        image::GrayImage::from_raw(28, 28, set.image(i).unwrap().to_vec()).unwrap().save(dir.join(&rel)).unwrap();
         list += &format!("{rel} {}\n", set.labels[i]);
     }
     std::fs::write(dir.join("list.txt"), list).unwrap();

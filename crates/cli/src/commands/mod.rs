@@ -1,5 +1,6 @@
 //! One file per command.
 
+mod bench_load;
 mod bench_step;
 mod compare;
 mod metrics;
@@ -27,6 +28,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Metrics(a) => metrics::metrics(a),
         Command::Worker(a) => Ok(worker::worker(a)),
         Command::BenchStep(a) => bench_step::bench_step(a),
+        Command::BenchLoad(a) => bench_load::bench_load(a),
     }
 }
 
