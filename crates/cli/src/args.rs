@@ -37,6 +37,21 @@ pub enum Command {
     BenchStep(BenchStepArgs),
     /// Time the data loader alone over a spec's first run (images/s, memory), for benchmarks.
     BenchLoad(BenchLoadArgs),
+    /// Write a report of an experiment: grid status, comparison tables and figures, as Markdown and
+    /// HTML with SVG and PNG figures.
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// The folder to write report.md, report.html and figures/ into (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The OOD score of the tables and figures: msp, maxlogit or energy (default: the spec's first).
+    #[arg(long)]
+    pub score: Option<String>,
 }
 
 #[derive(Args, Debug)]

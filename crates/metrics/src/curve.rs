@@ -107,6 +107,17 @@ pub fn tnr_at_tpr95(id: &[f64], ood: &[f64]) -> Result<f64, MetricsError> {
     Ok(1.0 - fpr[best])
 }
 
+/// The ROC curve whose area is [`OodMetrics::auroc`]: (FPR, TPR) with OOD the positive class and
+/// `-score` the statistic, from (0, 0), one point per distinct threshold, to (1, 1).
+pub fn roc_curve(id: &[f64], ood: &[f64]) -> Result<Vec<(f64, f64)>, MetricsError> {
+    check("ID", id)?;
+    check("OOD", ood)?;
+    let neg = |s: &[f64]| s.iter().map(|v| -v).collect::<Vec<_>>();
+    let out = counts(&neg(ood), &neg(id));
+    let (n_ood, n_id) = (ood.len() as f64, id.len() as f64);
+    Ok(std::iter::once((0.0, 0.0)).chain(out.fp.iter().zip(&out.tp).map(|(f, t)| (f / n_id, t / n_ood))).collect())
+}
+
 /// AUROC, FPR@95, AUPR-In and AUPR-Out of `id` against `ood` scores (larger = more ID-like).
 pub fn ood_metrics(id: &[f64], ood: &[f64]) -> Result<OodMetrics, MetricsError> {
     check("ID", id)?;
@@ -160,6 +171,23 @@ mod tests {
         assert!(close(m.auroc, 8.0 / 9.0));
         // OOD recall reaches 1 only after the ID sample 0.7 is flagged: FPR@95 = 1/3.
         assert!(close(m.fpr95, 1.0 / 3.0));
+    }
+
+    #[test]
+    fn roc_curve_by_hand() {
+        // OOD positive, statistic -score, from the largest: ood 0.1, ood 0.2, id 0.7, ood 0.75,
+        // id 0.8, id 0.9 — each a step up (OOD) or right (ID) by a third.
+        let (id, ood) = ([0.9, 0.8, 0.7], [0.1, 0.2, 0.75]);
+        let c = roc_curve(&id, &ood).unwrap();
+        let t = 1.0 / 3.0;
+        let want = [(0.0, 0.0), (0.0, t), (0.0, 2.0 * t), (t, 2.0 * t), (t, 1.0), (2.0 * t, 1.0), (1.0, 1.0)];
+        assert_eq!(c.len(), want.len(), "{c:?}");
+        for (a, b) in c.iter().zip(want) {
+            assert!(close(a.0, b.0) && close(a.1, b.1), "{c:?}");
+        }
+        // Its area is AUROC's 8/9 (one inverted pair).
+        let (x, y): (Vec<f64>, Vec<f64>) = c.into_iter().unzip();
+        assert!(close(trapezoid(&x, &y), 8.0 / 9.0));
     }
 
     #[test]

@@ -12,7 +12,7 @@ pub mod analysis;
 mod curve;
 pub mod stats;
 
-pub use curve::{ood_metrics, tnr_at_tpr95, MetricsError, OodMetrics};
+pub use curve::{ood_metrics, roc_curve, tnr_at_tpr95, MetricsError, OodMetrics};
 
 /// Fraction of `predicted == labels`, the ID accuracy of a run.
 pub fn accuracy(predicted: &[u32], labels: &[u32]) -> f64 {

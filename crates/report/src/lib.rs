@@ -1,7 +1,8 @@
 //! Comparison tables: one metric pivoted into rows (methods, or any spec field) × columns (OOD sets,
 //! with near/far averages), cells `mean ± std (n)` across seeds and splits, the best value marked,
 //! significance against a baseline row, and paired comparisons between two rows. Rendering to a
-//! terminal table, Markdown, CSV, LaTeX and JSON is in [`render`].
+//! terminal table, Markdown, CSV, LaTeX and JSON is in [`render`]; reports (Markdown and HTML from
+//! one list of blocks) in [`document`].
 //!
 //! ```
 //! use oodlab_report::{compare, CompareInput, Metric, Observation};
@@ -17,6 +18,7 @@
 //! assert_eq!(table.best_row("mnist"), Some("mixoe")); // lower FPR@95 is better
 //! ```
 
+pub mod document;
 mod paired;
 pub mod render;
 

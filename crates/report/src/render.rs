@@ -153,6 +153,25 @@ pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
     }
 }
 
+/// The table as text cells for a document ([`crate::document`]): a header, rows whose best cells
+/// are marked bold (significance daggers in the text), and the caption.
+pub fn text_table(t: &CompareTable, style: NumberStyle) -> crate::document::Table {
+    use crate::document::TextCell;
+    let header =
+        std::iter::once("method".to_string()).chain(t.columns.iter().map(|c| c.name.clone())).chain(["runs".to_string()]).collect();
+    let rows = t
+        .rows
+        .iter()
+        .map(|r| {
+            let mut line = vec![TextCell::plain(&r.name)];
+            line.extend(r.cells.iter().map(|c| TextCell { text: marked(c, style, "±", |s| s, " †"), bold: c.best }));
+            line.push(TextCell::plain(&runs_text(r)));
+            line
+        })
+        .collect();
+    crate::document::Table { header, rows, caption: Some(caption(t)) }
+}
+
 fn aligned(rows: &[Vec<String>]) -> String {
     let widths: Vec<usize> = (0..rows[0].len()).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
     let mut out = String::new();

@@ -50,11 +50,57 @@ pub async fn compare(home: &Path, args: CompareArgs) -> anyhow::Result<i32> {
     }
     let name = super::experiment_name(&args.target)?;
     let store = super::read_store(home).await?;
-    let runs = store.experiment_runs(&name).await?;
+    let options =
+        Options { metric, score: &args.score, rows: &args.rows, split: args.split, baseline: args.baseline.clone(), alpha: args.alpha };
+    let input = compare_input(&store, &name, &options).await?;
+    let order = input.runs.clone();
+    let format = match args.format {
+        CompareFormat::Table => Format::Table,
+        CompareFormat::Markdown => Format::Markdown,
+        CompareFormat::Csv => Format::Csv,
+        CompareFormat::Latex => Format::Latex,
+        CompareFormat::Json => Format::Json,
+    };
+    let style = NumberStyle { scale: if args.percent { 100.0 } else { 1.0 }, decimals: if args.percent { 1 } else { 3 } };
+    let table = oodlab_report::compare(&input);
+    print!("{}", oodlab_report::render::table(&table, format, style));
+    if format == Format::Json && !args.pairs.is_empty() {
+        println!();
+    }
+    for pair in &args.pairs {
+        let (a, b) = pair.split_once(':').ok_or_else(|| crate::invalid(format!("--pair {pair}: expected A:B, for example lmoe:mixoe")))?;
+        for side in [a, b] {
+            if !order.iter().any(|(l, _, _)| l == side) {
+                let rows: Vec<&str> = order.iter().map(|(l, _, _)| l.as_str()).collect();
+                return Err(crate::invalid(format!("--pair {pair}: no row `{side}`; rows are {}", rows.join(", "))));
+            }
+        }
+        let comparisons = oodlab_report::paired(&input, a, b);
+        println!();
+        print!("{}", oodlab_report::render::paired(&comparisons, metric.lower_is_better(), format, style));
+    }
+    Ok(0)
+}
+
+/// What to pivot: the metric of one score, rows by `rows`, one split or all, the baseline row.
+pub struct Options<'a> {
+    pub metric: Metric,
+    pub score: &'a str,
+    pub rows: &'a str,
+    pub split: Option<u64>,
+    pub baseline: Option<String>,
+    pub alpha: f64,
+}
+
+/// The observations of `o.metric` for experiment `name` from the store, with the rows in plan
+/// order (planned and finished runs); an input error names a bad row field, split or baseline.
+pub async fn compare_input(store: &oodlab_store::Store, name: &str, o: &Options<'_>) -> anyhow::Result<CompareInput> {
+    let metric = o.metric;
+    let runs = store.experiment_runs(name).await?;
     if runs.is_empty() {
         return Err(crate::invalid(format!("no experiment `{name}` in the store; `oodlab status` lists them")));
     }
-    if let Some(split) = args.split {
+    if let Some(split) = o.split {
         if !runs.iter().any(|r| r.split as u64 == split) {
             return Err(crate::invalid(format!("--split {split}: the experiment has no runs of that split")));
         }
@@ -63,9 +109,9 @@ pub async fn compare(home: &Path, args: CompareArgs) -> anyhow::Result<i32> {
     // Rows in plan order with their planned and finished runs.
     let mut labels: BTreeMap<String, String> = BTreeMap::new();
     let mut order: Vec<(String, usize, usize)> = Vec::new();
-    for r in runs.iter().filter(|r| args.split.is_none_or(|s| r.split as u64 == s)) {
+    for r in runs.iter().filter(|r| o.split.is_none_or(|s| r.split as u64 == s)) {
         let config: serde_json::Value = serde_json::from_str(&r.config)?;
-        let label = row_label(&args.rows, &r.entry, &r.method, &r.grid, &config);
+        let label = row_label(o.rows, &r.entry, &r.method, &r.grid, &config);
         match order.iter_mut().find(|(l, _, _)| *l == label) {
             Some(row) => row.1 += 1,
             None => order.push((label.clone(), 1, 0)),
@@ -76,18 +122,18 @@ pub async fn compare(home: &Path, args: CompareArgs) -> anyhow::Result<i32> {
         labels.insert(r.run_id.clone(), label);
     }
 
-    if !matches!(args.rows.as_str(), "entry" | "method") && order.iter().all(|(l, _, _)| l == "-") {
+    if !matches!(o.rows, "entry" | "method") && order.iter().all(|(l, _, _)| l == "-") {
         return Err(crate::invalid(format!(
             "--rows {}: no run has this field; use entry, method, or a settings path like train.optimizer.lr",
-            args.rows
+            o.rows
         )));
     }
 
-    let results = store.results(&name).await?;
+    let results = store.results(name).await?;
     let datasets: std::collections::BTreeSet<Option<&String>> = results.iter().map(|r| r.id_dataset.as_ref()).collect();
     let mut observations = Vec::new();
     let mut seen_id_acc = std::collections::HashSet::new();
-    for r in results.iter().filter(|r| r.score == args.score && args.split.is_none_or(|s| r.split as u64 == s)) {
+    for r in results.iter().filter(|r| r.score == o.score && o.split.is_none_or(|s| r.split as u64 == s)) {
         let key = (r.seed as u64, r.split as u64);
         let row = labels[&r.run_id].clone();
         let prefix = if datasets.len() > 1 { format!("{}/", r.id_dataset.as_deref().unwrap_or("?")) } else { String::new() };
@@ -116,53 +162,27 @@ pub async fn compare(home: &Path, args: CompareArgs) -> anyhow::Result<i32> {
     }
     if let Some((kind, stat)) = metric.path_parts() {
         // Path statistics are run metrics `path.<kind>.<set>.<score>.<stat>`; the set is the column.
-        for (run_id, metric_name, value) in store.run_metrics_with_prefix(&name, &format!("path.{kind}.")).await? {
+        for (run_id, metric_name, value) in store.run_metrics_with_prefix(name, &format!("path.{kind}.")).await? {
             let Some(row) = labels.get(&run_id) else { continue };
             let rest = &metric_name[format!("path.{kind}.").len()..];
             let Some((set_score, s)) = rest.rsplit_once('.') else { continue };
             let Some((set, score)) = set_score.rsplit_once('.') else { continue };
-            if s != stat || score != args.score {
+            if s != stat || score != o.score {
                 continue;
             }
             let Some(r) = runs.iter().find(|r| r.run_id == run_id) else { continue };
-            if args.split.is_some_and(|sp| r.split as u64 != sp) {
+            if o.split.is_some_and(|sp| r.split as u64 != sp) {
                 continue;
             }
             let key = (r.seed as u64, r.split as u64);
             observations.push(Observation { row: row.clone(), column: set.to_string(), near: set == NEAR_SET, key, value });
         }
     }
-    if let Some(b) = &args.baseline {
+    if let Some(b) = &o.baseline {
         if !order.iter().any(|(l, _, _)| l == b) {
             let rows: Vec<&str> = order.iter().map(|(l, _, _)| l.as_str()).collect();
             return Err(crate::invalid(format!("--baseline {b}: no such row; rows are {}", rows.join(", "))));
         }
     }
-    let input = CompareInput { metric, observations, runs: order.clone(), baseline: args.baseline.clone(), alpha: args.alpha };
-    let format = match args.format {
-        CompareFormat::Table => Format::Table,
-        CompareFormat::Markdown => Format::Markdown,
-        CompareFormat::Csv => Format::Csv,
-        CompareFormat::Latex => Format::Latex,
-        CompareFormat::Json => Format::Json,
-    };
-    let style = NumberStyle { scale: if args.percent { 100.0 } else { 1.0 }, decimals: if args.percent { 1 } else { 3 } };
-    let table = oodlab_report::compare(&input);
-    print!("{}", oodlab_report::render::table(&table, format, style));
-    if format == Format::Json && !args.pairs.is_empty() {
-        println!();
-    }
-    for pair in &args.pairs {
-        let (a, b) = pair.split_once(':').ok_or_else(|| crate::invalid(format!("--pair {pair}: expected A:B, for example lmoe:mixoe")))?;
-        for side in [a, b] {
-            if !order.iter().any(|(l, _, _)| l == side) {
-                let rows: Vec<&str> = order.iter().map(|(l, _, _)| l.as_str()).collect();
-                return Err(crate::invalid(format!("--pair {pair}: no row `{side}`; rows are {}", rows.join(", "))));
-            }
-        }
-        let comparisons = oodlab_report::paired(&input, a, b);
-        println!();
-        print!("{}", oodlab_report::render::paired(&comparisons, metric.lower_is_better(), format, style));
-    }
-    Ok(0)
+    Ok(CompareInput { metric, observations, runs: order, baseline: o.baseline.clone(), alpha: o.alpha })
 }

@@ -5,6 +5,7 @@ mod bench_step;
 mod compare;
 mod metrics;
 mod plan;
+mod report;
 mod results;
 mod run;
 mod status;
@@ -29,6 +30,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Worker(a) => Ok(worker::worker(a)),
         Command::BenchStep(a) => bench_step::bench_step(a),
         Command::BenchLoad(a) => bench_load::bench_load(a),
+        Command::Report(a) => runtime()?.block_on(report::report(&cli.home, a)),
     }
 }
 

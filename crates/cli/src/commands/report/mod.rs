@@ -1,0 +1,241 @@
+//! `oodlab report SPEC --out DIR`: a self-contained report of an experiment from the store and the
+//! runs' saved artifacts — the spec, the grid's status, the comparison tables, and figures (score
+//! histograms, ROC curves, logit PCA, mean interpolation paths) as SVG and PNG — written as
+//! `report.md` and `report.html` with the figures in `figures/`.
+
+mod artifacts;
+mod figures;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use oodlab_plots::Chart;
+use oodlab_report::document::{Block, Document, Figure, Table, TextCell};
+use oodlab_report::render::NumberStyle;
+use oodlab_report::Metric;
+use oodlab_store::{RunStatus, StatusRow};
+
+use crate::args::ReportArgs;
+use artifacts::Tensors;
+
+/// Pixel size of every figure.
+const SIZE: (u32, u32) = (760, 480);
+
+/// A safe file-name part for an entry or set name.
+fn slug(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// Writes a chart as `figures/<stem>.svg` and `.png` and adds it to the document.
+fn figure(doc: &mut Document, out: &Path, stem: &str, chart: &Chart, caption: String) -> anyhow::Result<()> {
+    let (svg, png) = (format!("figures/{stem}.svg"), format!("figures/{stem}.png"));
+    std::fs::write(out.join(&svg), oodlab_plots::svg(chart, SIZE)?)?;
+    std::fs::write(out.join(&png), oodlab_plots::png(chart, SIZE)?)?;
+    doc.push(Block::Figure(Figure { svg, png, caption }));
+    Ok(())
+}
+
+/// The run that stands for an entry in the figures: its first finished run by (split, seed).
+struct Representative<'a> {
+    row: &'a StatusRow,
+    done: usize,
+    scores: Tensors,
+    analysis: Option<Tensors>,
+}
+
+impl Representative<'_> {
+    fn describe(&self) -> String {
+        let r = self.row;
+        let of = if self.done > 1 { format!(", the first of its {} finished runs", self.done) } else { String::new() };
+        format!("run `{}` (seed {}, split {}{of})", r.run_id, r.seed, r.split)
+    }
+}
+
+pub async fn report(home: &Path, args: ReportArgs) -> anyhow::Result<i32> {
+    let exp = super::load_spec(&args.spec)?;
+    let score = match &args.score {
+        Some(s) if ["msp", "maxlogit", "energy"].contains(&s.as_str()) => s.clone(),
+        Some(s) => return Err(crate::invalid(format!("--score {s}: expected msp, maxlogit or energy"))),
+        None => exp.runs.first().and_then(|r| r.settings.eval.scores.first()).map_or("msp".to_string(), |s| s.name().to_string()),
+    };
+    let store = super::read_store(home).await?;
+    let rows = store.run_statuses(&exp.name).await?;
+    if rows.is_empty() {
+        return Err(crate::invalid(format!(
+            "no runs of experiment `{}` in the store; run `oodlab run {}` first",
+            exp.name,
+            args.spec.spec.display()
+        )));
+    }
+    let out = &args.out;
+    std::fs::create_dir_all(out.join("figures"))
+        .map_err(|e| crate::invalid(format!("cannot create {}: {e}", out.join("figures").display())))?;
+
+    let mut doc = Document { title: format!("oodlab report: {}", exp.name), blocks: Vec::new() };
+    if !exp.description.is_empty() {
+        doc.push(Block::Paragraph(exp.description.clone()));
+    }
+    doc.push(Block::Paragraph(format!(
+        "From the store `{}` on {}, by oodlab {}. Tables and figures use the `{score}` score (`--score` to change).",
+        crate::settings::db_path(home).display(),
+        oodlab_store::now(),
+        env!("CARGO_PKG_VERSION")
+    )));
+
+    grid_section(&mut doc, &rows);
+    tables_section(&mut doc, &store, &exp.name, &score).await?;
+
+    // One representative run per entry, in plan order of the entries.
+    let mut entries: Vec<&str> = Vec::new();
+    for r in &rows {
+        if !entries.contains(&r.entry.as_str()) {
+            entries.push(&r.entry);
+        }
+    }
+    let mut reps: Vec<(String, Representative)> = Vec::new();
+    for entry in &entries {
+        let mut done: Vec<&StatusRow> = rows.iter().filter(|r| r.entry == *entry && r.status == RunStatus::Done).collect();
+        done.sort_by_key(|r| (r.split, r.seed));
+        let Some(first) = done.first() else { continue };
+        let dir = crate::settings::run_dir(home, &exp.name, &first.run_id);
+        let Some(scores) = Tensors::read(&dir.join("scores.safetensors"))? else { continue };
+        let analysis = Tensors::read(&dir.join("analysis.safetensors"))?;
+        reps.push((entry.to_string(), Representative { row: first, done: done.len(), scores, analysis }));
+    }
+    let figures = figures_section(&mut doc, out, &reps, &entries, &score)?;
+
+    doc.push(Block::Heading(2, "Spec".into()));
+    doc.push(Block::Paragraph(format!("`{}` as resolved (after `--set` overrides):", args.spec.spec.display())));
+    doc.push(Block::Code { lang: "yaml".into(), text: exp.resolved_yaml.clone() });
+
+    std::fs::write(out.join("report.md"), doc.to_markdown())?;
+    std::fs::write(out.join("report.html"), doc.to_html())?;
+    println!(
+        "wrote {} and report.html: {} runs, {figures} figures (SVG and PNG) in {}",
+        out.join("report.md").display(),
+        rows.len(),
+        out.join("figures").display()
+    );
+    Ok(0)
+}
+
+fn grid_section(doc: &mut Document, rows: &[StatusRow]) {
+    doc.push(Block::Heading(2, "Grid".into()));
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in rows {
+        *counts.entry(r.status.as_str()).or_default() += 1;
+    }
+    let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    doc.push(Block::Paragraph(format!("{} runs: {}.", rows.len(), summary.join(", "))));
+    let table_rows = rows
+        .iter()
+        .map(|r| {
+            [
+                r.run_id.as_str(),
+                &r.entry,
+                &r.method,
+                &r.seed.to_string(),
+                &r.split.to_string(),
+                r.status.as_str(),
+                &r.attempts.to_string(),
+                r.failure.as_deref().unwrap_or(""),
+            ]
+            .iter()
+            .map(|s| TextCell::plain(s))
+            .collect()
+        })
+        .collect();
+    let header = ["run", "entry", "method", "seed", "split", "status", "attempts", "failure"].map(String::from).to_vec();
+    doc.push(Block::Table(Table { header, rows: table_rows, caption: None }));
+}
+
+async fn tables_section(doc: &mut Document, store: &oodlab_store::Store, name: &str, score: &str) -> anyhow::Result<()> {
+    doc.push(Block::Heading(2, "Comparison tables".into()));
+    doc.push(Block::Paragraph(format!(
+        "As `oodlab compare {name} --metric M --score {score}`: one row per method entry, one column per OOD set (`heldout`: the ID dataset's held-out classes)."
+    )));
+    let mut metrics = vec![Metric::Auroc, Metric::Fpr95, Metric::IdAcc];
+    // The interpolation-path statistics, when the runs measured them.
+    if !store.run_metrics_with_prefix(name, "path.").await?.is_empty() {
+        metrics.extend(["path.input.jump_mean", "path.logit.jump_mean", "path.input.tv_mean"].iter().filter_map(|m| Metric::parse(m)));
+    }
+    for metric in metrics {
+        let options = super::compare::Options { metric, score, rows: "entry", split: None, baseline: None, alpha: 0.05 };
+        let input = super::compare::compare_input(store, name, &options).await?;
+        if input.observations.is_empty() {
+            continue;
+        }
+        let table = oodlab_report::compare(&input);
+        doc.push(Block::Heading(3, metric.name().to_string()));
+        doc.push(Block::Table(oodlab_report::render::text_table(&table, NumberStyle::default())));
+    }
+    Ok(())
+}
+
+fn figures_section(
+    doc: &mut Document,
+    out: &Path,
+    reps: &[(String, Representative)],
+    entries: &[&str],
+    score: &str,
+) -> anyhow::Result<usize> {
+    doc.push(Block::Heading(2, "Figures".into()));
+    let missing: Vec<&&str> = entries.iter().filter(|e| !reps.iter().any(|(r, _)| r == **e)).collect();
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.iter().map(|e| format!("`{e}`")).collect();
+        doc.push(Block::Paragraph(format!("No finished run (with saved scores) yet for {}: no figures for them.", names.join(", "))));
+    }
+    if reps.is_empty() {
+        return Ok(0);
+    }
+    let mut n = 0;
+    let sets = reps[0].1.scores.sets();
+    doc.push(Block::Heading(3, "ROC curves".into()));
+    for set in sets.iter().filter(|s| *s != "id") {
+        let runs: Vec<(String, &Tensors)> = reps.iter().map(|(e, r)| (e.clone(), &r.scores)).collect();
+        let Some(chart) = figures::roc(&runs, set, score, &format!("ROC, {} vs ID test ({score})", figures::set_label(set))) else {
+            continue;
+        };
+        let from: Vec<String> = reps.iter().map(|(e, r)| format!("`{e}`: {}", r.describe())).collect();
+        let caption = format!(
+            "ROC curves of the `{score}` score, ID test images against {} (OOD positive), one curve per method entry; the dashed diagonal is chance. Runs: {}.",
+            figures::set_label(set),
+            from.join("; ")
+        );
+        figure(doc, out, &format!("roc-{}", slug(set)), &chart, caption)?;
+        n += 1;
+    }
+    for (entry, rep) in reps {
+        doc.push(Block::Heading(3, format!("{entry} ({})", rep.row.method)));
+        if let Some(chart) = figures::histogram(&rep.scores, score, &format!("{entry}: {score} score by set")) {
+            let caption = format!(
+                "Histograms of the `{score}` score of entry `{entry}` on the ID test images and each OOD set, as densities over 30 bins shared by all sets (counts in the legend); from {}.",
+                rep.describe()
+            );
+            figure(doc, out, &format!("hist-{}", slug(entry)), &chart, caption)?;
+            n += 1;
+        }
+        if let Some(chart) = figures::pca(&rep.scores, &format!("{entry}: logit PCA")) {
+            let caption = format!(
+                "Logits of entry `{entry}` projected on the two principal axes of its ID test logits (docs/analyses.md), for the ID test images and each OOD set (at most 400 points each, evenly strided); from {}.",
+                rep.describe()
+            );
+            figure(doc, out, &format!("pca-{}", slug(entry)), &chart, caption)?;
+            n += 1;
+        }
+        match rep.analysis.as_ref().and_then(|a| figures::paths(a, &sets, score, &format!("{entry}: {score} along ID→OOD paths"))) {
+            Some(chart) => {
+                let caption = format!(
+                    "Mean `{score}` score along the interpolation paths from ID test images to OOD images of entry `{entry}`: the model on the input-space mix (solid) and the score of the mixed logits (dashed), averaged over the sampled pairs (docs/analyses.md); from {}.",
+                    rep.describe()
+                );
+                figure(doc, out, &format!("paths-{}", slug(entry)), &chart, caption)?;
+                n += 1;
+            }
+            None => doc.push(Block::Paragraph(format!(
+                "No interpolation paths for `{entry}`: its run did not measure them (set `eval.paths`, docs/analyses.md)."
+            ))),
+        }
+    }
+    Ok(n)
+}
