@@ -23,6 +23,13 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run what is not done yet of a spec's plan.
     Run(RunArgs),
+    /// The queue across grids: add a grid, list the queue, remove a grid's pending runs.
+    #[command(subcommand)]
+    Queue(QueueCommand),
+    /// Stop an experiment's running runs and drop its pending ones from the queue.
+    Cancel(TargetArgs),
+    /// Work through the home's queue in the background (what `oodlab run --detach` starts).
+    Daemon(DaemonArgs),
     /// Show experiments, the runs of one, or one run in detail.
     Status(StatusArgs),
     /// One row per (run, score, OOD set) of an experiment's finished runs.
@@ -99,6 +106,67 @@ pub struct RunArgs {
     /// `auto`, `none`, or comma-separated GPU indices (default: resources.gpus).
     #[arg(long)]
     pub gpus: Option<String>,
+    /// Served before grids of lower priority (default 0; higher first).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i64,
+    /// Queue the grid and return; a background scheduler works through the queue, logging to
+    /// <home>/scheduler.log.
+    #[arg(long)]
+    pub detach: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QueueCommand {
+    /// Add a spec's grid to the queue (the running scheduler picks it up; without one, it waits
+    /// for `oodlab daemon` or `oodlab run`).
+    Add(QueueAddArgs),
+    /// The grids of the queue with their progress, and the scheduler at work.
+    Ls(QueueLsArgs),
+    /// Drop a grid's pending runs from the queue; its running runs finish.
+    Rm(TargetArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct QueueAddArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Served before grids of lower priority (default 0; higher first).
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i64,
+    /// The most slots this grid uses at once (default: resources.jobs, else all).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Extra attempts for a failed run (default: resources.retries).
+    #[arg(long)]
+    pub retries: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct QueueLsArgs {
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Args, Debug)]
+pub struct TargetArgs {
+    /// A spec file or an experiment name.
+    pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// CPU slots (default: cores / threads).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// CPU threads per run.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// `auto`, `none`, or comma-separated GPU indices (default: auto).
+    #[arg(long)]
+    pub gpus: Option<String>,
+    /// Stop when the queue is empty instead of waiting for more.
+    #[arg(long)]
+    pub until_empty: bool,
 }
 
 #[derive(Args, Debug)]

@@ -38,12 +38,20 @@ impl Progress {
 }
 
 impl Reporter for Progress {
-    fn planned(&self, total: usize, already_done: usize) {
-        self.grid.set_length(total as u64);
-        self.grid.set_position(already_done as u64);
-        if already_done > 0 && already_done < total {
-            self.say(format!("{already_done} of {total} runs already done"));
-        }
+    fn grid_queued(&self, experiment: &str, runs: usize, already_done: usize) {
+        // The bar counts the runs of every grid this scheduler serves.
+        self.grid.inc_length(runs as u64);
+        self.grid.inc(already_done as u64);
+        let done = if already_done > 0 { format!(", {already_done} already done") } else { String::new() };
+        self.say(format!("queued `{experiment}`: {runs} runs{done}"));
+    }
+
+    fn grid_ended(&self, experiment: &str, state: &str) {
+        self.say(format!("grid `{experiment}` {state}"));
+    }
+
+    fn bad_message(&self, path: &std::path::Path, reason: &str) {
+        self.say(format!("ignored {}: not a queue message ({reason})", path.display()));
     }
 
     fn launched(&self, run: &PlannedRun, slot: &str, attempt: u32) {

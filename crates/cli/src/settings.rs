@@ -15,16 +15,28 @@ pub fn run_dir(home: &Path, experiment: &str, run_id: &str) -> PathBuf {
     home.join("runs").join(experiment).join(run_id)
 }
 
-/// Where runs execute, after flags override the spec's resources.
+/// Where runs execute: the scheduler's slots, after flags override the spec's resources.
 pub struct Placement {
     pub slots: Vec<oodlab_sched::Slot>,
-    pub retries: u32,
     pub grace: std::time::Duration,
 }
 
-pub fn placement(args: &RunArgs, res: &ResourcesSpec) -> anyhow::Result<Placement> {
+/// The flags that choose slots (`oodlab run`, `oodlab daemon`).
+pub struct Machine<'a> {
+    pub jobs: Option<usize>,
+    pub threads: Option<usize>,
+    pub gpus: Option<&'a str>,
+}
+
+impl<'a> From<&'a RunArgs> for Machine<'a> {
+    fn from(a: &'a RunArgs) -> Machine<'a> {
+        Machine { jobs: a.jobs, threads: a.threads, gpus: a.gpus.as_deref() }
+    }
+}
+
+pub fn placement(args: &Machine, res: &ResourcesSpec) -> anyhow::Result<Placement> {
     let threads = args.threads.unwrap_or(res.threads_per_job).max(1);
-    let gpus = match args.gpus.as_deref() {
+    let gpus = match args.gpus {
         None => res.gpus.clone(),
         Some("auto") => GpuSelection::Keyword(GpuKeyword::Auto),
         Some("none") => GpuSelection::Keyword(GpuKeyword::None),
@@ -54,7 +66,7 @@ pub fn placement(args: &RunArgs, res: &ResourcesSpec) -> anyhow::Result<Placemen
     } else {
         oodlab_sched::slots::gpu_slots(&found, res.runs_per_gpu, threads)
     };
-    Ok(Placement { slots, retries: args.retries.unwrap_or(res.retries), grace: std::time::Duration::from_secs_f64(res.grace_seconds) })
+    Ok(Placement { slots, grace: std::time::Duration::from_secs_f64(res.grace_seconds) })
 }
 
 /// The commit of the repository holding `path`, with `-dirty` when it has uncommitted changes.

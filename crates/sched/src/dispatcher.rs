@@ -1,22 +1,56 @@
-//! The dispatcher: one task owns every run's state, launches ready runs on free slots, records
-//! worker events in the store, retries failures and handles cancellation, all in one loop.
+//! The dispatcher: one task owns the queue and every run's state. It reads the home's inbox, serves
+//! the queued grids by priority then order added (each within its slot limit), launches ready runs
+//! on free slots, records worker events in the store, retries failures, and handles cancellation
+//! of one grid or of everything, all in one loop.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use oodlab_protocol::{exit_codes, Event};
-use oodlab_store::{Outcome, RunStatus, Store};
+use oodlab_store::{GridRow, Outcome, RunStatus, Store};
 use tokio::sync::{mpsc, watch};
 
 use crate::executor::{execute, ExecMsg};
+use crate::inbox::{Inbox, Message};
 use crate::{PlannedRun, Reporter, RunEnd, SchedError, SchedulerConfig, Slot, Summary};
+
+/// How often the inbox is read.
+const INBOX_POLL: Duration = Duration::from_millis(200);
+
+/// When the scheduler stops on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Until {
+    /// When no grid is queued and the inbox is empty (`oodlab run`, `oodlab daemon --until-empty`).
+    QueueEmpty,
+    /// Only on SIGINT/SIGTERM (`oodlab daemon`).
+    Stopped,
+}
+
+/// A grid being served.
+struct Grid {
+    id: i64,
+    experiment: String,
+    priority: i64,
+    max_slots: Option<usize>,
+    retries: u32,
+    pending: VecDeque<PlannedRun>,
+    /// This grid's runs now running.
+    running: usize,
+    /// Removed or cancelled: nothing more is launched; kept until its running runs end.
+    ended: bool,
+}
 
 struct Running {
     run: PlannedRun,
     slot: Slot,
+    grid: i64,
     finished: bool,
     failed_reason: Option<String>,
+    cancel: watch::Sender<bool>,
+    /// Why the run is being stopped, when it is.
+    stop_reason: Option<String>,
 }
 
 /// Decides what to do with a run whose attempt ended.
@@ -28,13 +62,27 @@ enum Verdict {
     Interrupted,
 }
 
-/// Runs `runs` (parents before children) until all are done, failed or blocked, or until
-/// `shutdown` resolves (SIGINT/SIGTERM): then running workers are stopped and marked interrupted.
-pub async fn run_plan(
+/// The dispatcher's state between events.
+struct State<'a> {
+    store: &'a Store,
+    reporter: &'a dyn Reporter,
+    grids: Vec<Grid>,
+    done: HashSet<String>,
+    failed: HashSet<String>,
+    running: HashMap<String, Running>,
+    attempts: HashMap<String, u32>,
+    summary: Summary,
+}
+
+/// Serves the home's queue on `cfg.slots` until `until` says to stop or `shutdown` resolves
+/// (SIGINT/SIGTERM: running workers are stopped and marked interrupted; queued grids stay queued).
+/// The caller holds the home's lock.
+pub async fn serve(
     store: &Store,
-    runs: Vec<PlannedRun>,
+    inbox: &Inbox,
     cfg: &SchedulerConfig,
     reporter: &dyn Reporter,
+    until: Until,
     shutdown: impl Future<Output = impl Sized>,
 ) -> Result<Summary, SchedError> {
     if cfg.slots.is_empty() {
@@ -42,127 +90,322 @@ pub async fn run_plan(
     }
     let cfg = Arc::new(cfg.clone());
     store.recover_stale().await?;
-    let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
-    let statuses = store.statuses(&ids).await?;
-    let mut summary = Summary::default();
-    let mut done: HashSet<String> = HashSet::new();
-    let mut pending: VecDeque<PlannedRun> = VecDeque::new();
-    for r in runs {
-        if statuses.get(&r.id) == Some(&RunStatus::Done) {
-            done.insert(r.id.clone());
-            summary.already_done += 1;
-        } else {
-            pending.push_back(r);
-        }
+    let names: Vec<String> = cfg.slots.iter().map(|s| s.name.clone()).collect();
+    store.scheduler_started(std::process::id(), &cfg.host, &names).await?;
+    let mut st = State {
+        store,
+        reporter,
+        grids: Vec::new(),
+        done: HashSet::new(),
+        failed: HashSet::new(),
+        running: HashMap::new(),
+        attempts: HashMap::new(),
+        summary: Summary::default(),
+    };
+    // Grids left queued by an earlier scheduler, then what was posted meanwhile.
+    for row in store.queued_grids().await? {
+        st.add_grid(row).await?;
     }
-    reporter.planned(ids.len(), summary.already_done);
+    st.read_inbox(inbox).await?;
 
     let (tx, mut rx) = mpsc::channel::<ExecMsg>(1024);
-    let (cancel_tx, cancel_rx) = watch::channel(false);
     let mut free: VecDeque<Slot> = cfg.slots.iter().cloned().collect();
-    let mut running: HashMap<String, Running> = HashMap::new();
-    let mut failed: HashSet<String> = HashSet::new();
-    let mut attempts: HashMap<String, u32> = HashMap::new();
     let mut cancelling = false;
+    let mut tick = tokio::time::interval(INBOX_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
 
     loop {
         if !cancelling {
-            // Runs whose parent failed can never start.
-            let mut i = 0;
-            while i < pending.len() {
-                match pending[i].parent.clone() {
-                    Some(p) if failed.contains(&p) => {
-                        let r = pending.remove(i).expect("index in range");
-                        failed.insert(r.id.clone());
-                        summary.blocked += 1;
-                        reporter.ended(&r, &RunEnd::Blocked { parent: p });
-                    }
-                    _ => i += 1,
-                }
-            }
-            // Launch ready runs in plan order while slots are free.
-            while !free.is_empty() {
-                let Some(pos) = pending.iter().position(|r| r.parent.as_ref().is_none_or(|p| done.contains(p))) else { break };
-                let run = pending.remove(pos).expect("index in range");
-                let slot = free.pop_front().expect("checked non-empty");
-                let attempt = attempts.entry(run.id.clone()).or_insert(0);
-                *attempt += 1;
-                store.start_attempt(&run.id, &slot.name, &cfg.host, cfg.git_commit.as_deref()).await?;
-                reporter.launched(&run, &slot.name, *attempt);
-                tokio::spawn(execute(run.clone(), slot.clone(), cfg.clone(), tx.clone(), cancel_rx.clone()));
-                running.insert(run.id.clone(), Running { run, slot, finished: false, failed_reason: None });
-            }
+            st.settle().await?;
+            st.launch(&mut free, &cfg, &tx).await?;
         }
-        if running.is_empty() {
-            break;
+        if st.running.is_empty() && (cancelling || (until == Until::QueueEmpty && st.grids.is_empty())) {
+            // A message posted since the last read still counts.
+            if cancelling || inbox.pending().is_empty() {
+                break;
+            }
+            st.read_inbox(inbox).await?;
+            continue;
         }
 
         tokio::select! {
             msg = rx.recv() => {
                 let msg = msg.expect("the dispatcher holds a sender");
-                match msg {
-                    ExecMsg::Event { run_id, event } => {
-                        let Some(r) = running.get_mut(&run_id) else { continue };
-                        match &event {
-                            Event::Finished { .. } => r.finished = true,
-                            Event::Failed { reason } => r.failed_reason = Some(reason.clone()),
-                            _ => {}
-                        }
-                        if !matches!(event, Event::Progress { .. }) {
-                            store.record_event(&run_id, &event).await?;
-                        }
-                        reporter.event(&r.run, &event);
-                    }
-                    ExecMsg::Exited { run_id, exit, stderr_tail, cancelled } => {
-                        let r = running.remove(&run_id).expect("exit of a running run");
-                        free.push_back(r.slot.clone());
-                        let tries = attempts[&run_id];
-                        let verdict = judge(&r, &exit, cancelled, tries, cfg.retries);
-                        let exit_code = exit.as_ref().ok().and_then(|s| s.code());
-                        match verdict {
-                            Verdict::Done => {
-                                store.end_attempt(&run_id, &Outcome::Done { exit_code: exit_code.unwrap_or(0) }).await?;
-                                done.insert(run_id);
-                                summary.done += 1;
-                                reporter.ended(&r.run, &RunEnd::Done);
-                            }
-                            Verdict::Interrupted => {
-                                let reason = "interrupted by SIGINT/SIGTERM; `oodlab run` again resumes".to_string();
-                                store.end_attempt(&run_id, &Outcome::Interrupted { reason }).await?;
-                                summary.interrupted += 1;
-                                reporter.ended(&r.run, &RunEnd::Interrupted);
-                            }
-                            Verdict::Retry(reason) | Verdict::Failed(reason) if cancelling => {
-                                // A failure racing a cancel is recorded as the failure it was.
-                                store.end_attempt(&run_id, &Outcome::Failed { exit_code, reason: reason.clone(), stderr_tail }).await?;
-                                summary.failed += 1;
-                                reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: false });
-                            }
-                            Verdict::Retry(reason) => {
-                                store.end_attempt(&run_id, &Outcome::Failed { exit_code, reason: reason.clone(), stderr_tail }).await?;
-                                reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: true });
-                                pending.push_front(r.run);
-                            }
-                            Verdict::Failed(reason) => {
-                                store.end_attempt(&run_id, &Outcome::Failed { exit_code, reason: reason.clone(), stderr_tail }).await?;
-                                failed.insert(run_id);
-                                summary.failed += 1;
-                                reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: false });
-                            }
-                        }
-                    }
-                }
+                st.on_exec(msg, &mut free, cancelling).await?;
+            }
+            _ = tick.tick(), if !cancelling => {
+                st.read_inbox(inbox).await?;
             }
             _ = &mut shutdown, if !cancelling => {
                 cancelling = true;
-                summary.cancelled = true;
-                reporter.cancelling(running.len());
-                let _ = cancel_tx.send(true);
+                st.summary.cancelled = true;
+                reporter.cancelling(st.running.len());
+                for r in st.running.values_mut() {
+                    r.stop_reason = Some("interrupted by SIGINT/SIGTERM; `oodlab run` again resumes".into());
+                    let _ = r.cancel.send(true);
+                }
             }
         }
     }
-    Ok(summary)
+    store.scheduler_stopped().await?;
+    Ok(st.summary)
+}
+
+impl State<'_> {
+    /// Loads a queued grid from the store; its runs already done are counted, not queued.
+    async fn add_grid(&mut self, row: GridRow) -> Result<(), SchedError> {
+        let runs = self.store.grid_runs(row.id).await?;
+        let ids: Vec<String> = runs.iter().map(|r| r.run_id.clone()).collect();
+        let statuses = self.store.statuses(&ids).await?;
+        // Runs are shared by experiments with the same config: a run's folder is where it was
+        // first registered, and a fine-tune reads its parent's checkpoint from the parent's folder.
+        let parents: Vec<String> = runs.iter().filter_map(|r| r.parent_id.clone()).collect();
+        let dirs = self.store.run_dirs(&[ids.clone(), parents].concat()).await?;
+        let mut pending = VecDeque::new();
+        let mut already = 0;
+        for r in runs {
+            if statuses.get(&r.run_id) == Some(&RunStatus::Done) {
+                self.done.insert(r.run_id.clone());
+                already += 1;
+                continue;
+            }
+            let mut job: oodlab_protocol::WorkerJob =
+                serde_json::from_str(&r.job).map_err(|e| SchedError::BadQueue { queue_id: row.id, reason: e.to_string() })?;
+            if let Some(dir) = dirs.get(&r.run_id) {
+                job.run_dir = dir.into();
+            }
+            if let Some(dir) = r.parent_id.as_ref().and_then(|p| dirs.get(p)) {
+                job.init_checkpoint = Some(std::path::Path::new(dir).join("checkpoint.safetensors"));
+            }
+            pending.push_back(PlannedRun { id: r.run_id, parent: r.parent_id, label: r.label, job });
+        }
+        self.summary.already_done += already;
+        self.reporter.grid_queued(&row.experiment, ids.len(), already);
+        self.grids.push(Grid {
+            id: row.id,
+            experiment: row.experiment,
+            priority: row.priority,
+            max_slots: row.max_slots.map(|m| m.max(1) as usize),
+            retries: row.retries.max(0) as u32,
+            pending,
+            running: 0,
+            ended: false,
+        });
+        // Served by priority, then in the order added.
+        self.grids.sort_by_key(|g| (-g.priority, g.id));
+        Ok(())
+    }
+
+    /// Applies the inbox's messages in posting order and deletes them.
+    async fn read_inbox(&mut self, inbox: &Inbox) -> Result<(), SchedError> {
+        for (path, message) in inbox.pending() {
+            match message {
+                Ok(Message::Enqueue(grid)) => {
+                    let id = self.store.enqueue(&grid).await?;
+                    // A queued grid of the same experiment is replaced by this one.
+                    self.end_grids_of(&grid.experiment, None).await?;
+                    let row = GridRow {
+                        id,
+                        experiment: grid.experiment.clone(),
+                        priority: grid.priority,
+                        max_slots: grid.max_slots,
+                        retries: grid.retries,
+                    };
+                    self.add_grid(row).await?;
+                }
+                Ok(Message::Remove { experiment }) => self.end_grids_of(&experiment, Some("removed")).await?,
+                Ok(Message::Cancel { experiment }) => self.end_grids_of(&experiment, Some("cancelled")).await?,
+                Err(reason) => self.reporter.bad_message(&path, &reason),
+            }
+            // Applied (or unreadable): gone, so that it is never applied twice.
+            let _ = std::fs::remove_file(&path);
+        }
+        Ok(())
+    }
+
+    /// Ends the served grids of `experiment`: their pending runs are dropped; with `cancelled`
+    /// their running runs are stopped too. `state` None: replaced by a newer grid (the store
+    /// already marked it).
+    async fn end_grids_of(&mut self, experiment: &str, state: Option<&str>) -> Result<(), SchedError> {
+        let newest = self.grids.iter().filter(|g| g.experiment == experiment).map(|g| g.id).max();
+        for g in self.grids.iter_mut().filter(|g| g.experiment == experiment && !g.ended) {
+            if state.is_none() && Some(g.id) == newest {
+                continue; // the grid that replaces the others
+            }
+            g.ended = true;
+            g.pending.clear();
+            if let Some(state) = state {
+                self.store.end_grid(g.id, state).await?;
+                self.reporter.grid_ended(experiment, state);
+            }
+            if state == Some("cancelled") {
+                for r in self.running.values_mut().filter(|r| r.grid == g.id) {
+                    r.stop_reason = Some("cancelled by `oodlab cancel`".into());
+                    let _ = r.cancel.send(true);
+                }
+            }
+        }
+        if let Some(state) = state {
+            // Not served by this scheduler (nothing of it loaded): the store's record only.
+            if let Some((id, s)) = self.store.latest_grid(experiment).await? {
+                if s == "queued" {
+                    self.store.end_grid(id, state).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops what can no longer run, and finishes grids with nothing left.
+    async fn settle(&mut self) -> Result<(), SchedError> {
+        let (done, failed) = (&self.done, &mut self.failed);
+        for g in &mut self.grids {
+            // Runs another grid finished, or that failed there.
+            g.pending.retain(|r| !done.contains(&r.id));
+            let mut i = 0;
+            while i < g.pending.len() {
+                let r = &g.pending[i];
+                let blocked_by = if failed.contains(&r.id) { Some(r.id.clone()) } else { r.parent.clone().filter(|p| failed.contains(p)) };
+                match blocked_by {
+                    Some(p) => {
+                        let r = g.pending.remove(i).expect("index in range");
+                        if !failed.contains(&r.id) {
+                            failed.insert(r.id.clone());
+                            self.summary.blocked += 1;
+                            self.reporter.ended(&r, &RunEnd::Blocked { parent: p });
+                        }
+                    }
+                    None => i += 1,
+                }
+            }
+        }
+        let mut finished = Vec::new();
+        for g in &self.grids {
+            if g.pending.is_empty() && g.running == 0 {
+                finished.push((g.id, g.experiment.clone(), g.ended));
+            }
+        }
+        for (id, experiment, ended) in finished {
+            if !ended {
+                self.store.end_grid(id, "finished").await?;
+                self.reporter.grid_ended(&experiment, "finished");
+            }
+            self.grids.retain(|g| g.id != id);
+        }
+        Ok(())
+    }
+
+    /// Launches ready runs on free slots: the first ready run of the first grid (by priority, then
+    /// order added) that is under its slot limit. A grid whose runs wait for their parents does not
+    /// hold back the grids after it.
+    async fn launch(
+        &mut self,
+        free: &mut VecDeque<Slot>,
+        cfg: &Arc<SchedulerConfig>,
+        tx: &mpsc::Sender<ExecMsg>,
+    ) -> Result<(), SchedError> {
+        while !free.is_empty() {
+            let mut pick = None;
+            for (gi, g) in self.grids.iter().enumerate() {
+                if g.ended || g.max_slots.is_some_and(|m| g.running >= m) {
+                    continue;
+                }
+                let ready = g
+                    .pending
+                    .iter()
+                    .position(|r| !self.running.contains_key(&r.id) && r.parent.as_ref().is_none_or(|p| self.done.contains(p)));
+                if let Some(pos) = ready {
+                    pick = Some((gi, pos));
+                    break;
+                }
+            }
+            let Some((gi, pos)) = pick else { break };
+            let g = &mut self.grids[gi];
+            let run = g.pending.remove(pos).expect("index in range");
+            g.running += 1;
+            let grid = g.id;
+            let slot = free.pop_front().expect("checked non-empty");
+            let attempt = self.attempts.entry(run.id.clone()).or_insert(0);
+            *attempt += 1;
+            self.store.start_attempt(&run.id, &slot.name, &cfg.host, cfg.git_commit.as_deref()).await?;
+            self.reporter.launched(&run, &slot.name, *attempt);
+            let (cancel, cancel_rx) = watch::channel(false);
+            tokio::spawn(execute(run.clone(), slot.clone(), cfg.clone(), tx.clone(), cancel_rx));
+            self.running
+                .insert(run.id.clone(), Running { run, slot, grid, finished: false, failed_reason: None, cancel, stop_reason: None });
+        }
+        Ok(())
+    }
+
+    async fn on_exec(&mut self, msg: ExecMsg, free: &mut VecDeque<Slot>, cancelling: bool) -> Result<(), SchedError> {
+        match msg {
+            ExecMsg::Event { run_id, event } => {
+                let Some(r) = self.running.get_mut(&run_id) else { return Ok(()) };
+                match &event {
+                    Event::Finished { .. } => r.finished = true,
+                    Event::Failed { reason } => r.failed_reason = Some(reason.clone()),
+                    _ => {}
+                }
+                if !matches!(event, Event::Progress { .. }) {
+                    self.store.record_event(&run_id, &event).await?;
+                }
+                self.reporter.event(&r.run, &event);
+            }
+            ExecMsg::Exited { run_id, exit, stderr_tail, cancelled } => {
+                let r = self.running.remove(&run_id).expect("exit of a running run");
+                free.push_back(r.slot.clone());
+                let grid = self.grids.iter_mut().find(|g| g.id == r.grid);
+                let retries = grid.as_ref().map_or(0, |g| g.retries);
+                if let Some(g) = grid {
+                    g.running -= 1;
+                }
+                let tries = self.attempts[&run_id];
+                let verdict = judge(&r, &exit, cancelled, tries, retries);
+                let exit_code = exit.as_ref().ok().and_then(|s| s.code());
+                let store = self.store;
+                match verdict {
+                    Verdict::Done => {
+                        store.end_attempt(&run_id, &Outcome::Done { exit_code: exit_code.unwrap_or(0) }).await?;
+                        self.done.insert(run_id);
+                        self.summary.done += 1;
+                        self.reporter.ended(&r.run, &RunEnd::Done);
+                    }
+                    Verdict::Interrupted => {
+                        let reason = r.stop_reason.clone().unwrap_or_else(|| "interrupted".into());
+                        store.end_attempt(&run_id, &Outcome::Interrupted { reason }).await?;
+                        self.summary.interrupted += 1;
+                        self.reporter.ended(&r.run, &RunEnd::Interrupted);
+                    }
+                    Verdict::Retry(reason) | Verdict::Failed(reason) if cancelling || r.stop_reason.is_some() => {
+                        // A failure racing a cancel is recorded as the failure it was.
+                        store.end_attempt(&run_id, &Outcome::Failed { exit_code, reason: reason.clone(), stderr_tail }).await?;
+                        self.failed.insert(run_id);
+                        self.summary.failed += 1;
+                        self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: false });
+                    }
+                    Verdict::Retry(reason) => {
+                        store.end_attempt(&run_id, &Outcome::Failed { exit_code, reason: reason.clone(), stderr_tail }).await?;
+                        self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: true });
+                        match self.grids.iter_mut().find(|g| g.id == r.grid && !g.ended) {
+                            Some(g) => g.pending.push_front(r.run),
+                            None => {
+                                self.failed.insert(run_id);
+                                self.summary.failed += 1;
+                            }
+                        }
+                    }
+                    Verdict::Failed(reason) => {
+                        store.end_attempt(&run_id, &Outcome::Failed { exit_code, reason: reason.clone(), stderr_tail }).await?;
+                        self.failed.insert(run_id);
+                        self.summary.failed += 1;
+                        self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: false });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 fn judge(r: &Running, exit: &Result<std::process::ExitStatus, String>, cancelled: bool, tries: u32, retries: u32) -> Verdict {

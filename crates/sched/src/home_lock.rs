@@ -55,6 +55,22 @@ impl HomeLock {
     }
 }
 
+impl HomeLock {
+    /// Takes the lock, waiting up to `patience` while it is busy: a process that only applies a
+    /// request (`oodlab queue add` with no scheduler running) holds it for a moment.
+    pub fn acquire_waiting(home: &Path, patience: std::time::Duration) -> Result<HomeLock, LockError> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match HomeLock::acquire(home) {
+                Err(LockError::Busy { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,30 +1,34 @@
-//! The scheduler: runs a plan's DAG of runs on local slots (CPU thread budgets or GPUs), one
-//! `oodlab worker` process per run, and records what the workers report in the store, of which
-//! it is the only writer.
+//! The scheduler: serves the home's queue of grids (each a plan's DAG of runs) on local slots (CPU
+//! thread budgets or GPUs), one `oodlab worker` process per run, and records what the workers
+//! report in the store, of which it is the only writer. One scheduler works on a home at a time
+//! ([`HomeLock`]); other processes reach it through the home's inbox ([`inbox`], [`deliver()`]).
 //!
 //! Split by role: [`slots`] discovers and hands out places to run, `executor` owns one worker
-//! process, `dispatcher` owns all run state in one `select!` loop, and [`Reporter`] is how the
-//! caller hears about progress (this crate never prints).
+//! process, `dispatcher` owns the queue and all run state in one `select!` loop, and [`Reporter`]
+//! is how the caller hears about progress (this crate never prints).
 //!
 //! ```no_run
-//! # async fn f(store: oodlab_store::Store, runs: Vec<oodlab_sched::PlannedRun>, reporter: &dyn oodlab_sched::Reporter) {
-//! use oodlab_sched::{run_plan, SchedulerConfig, WorkerCommand, slots};
+//! # async fn f(store: oodlab_store::Store, grid: oodlab_store::NewGrid, reporter: &dyn oodlab_sched::Reporter) {
+//! use oodlab_sched::{serve, slots, Inbox, SchedulerConfig, Until, WorkerCommand};
 //! let config = SchedulerConfig {
 //!     worker: WorkerCommand { program: std::env::current_exe().unwrap(), args: vec!["worker".into()] },
 //!     slots: slots::cpu_slots(2, 1),
-//!     retries: 1,
 //!     grace: std::time::Duration::from_secs(10),
 //!     host: "localhost".into(),
 //!     git_commit: None,
 //! };
-//! let summary = run_plan(&store, runs, &config, reporter, tokio::signal::ctrl_c()).await.unwrap();
+//! store.enqueue(&grid).await.unwrap();
+//! let inbox = Inbox::new(".oodlab".as_ref());
+//! let summary = serve(&store, &inbox, &config, reporter, Until::QueueEmpty, tokio::signal::ctrl_c()).await.unwrap();
 //! println!("{} done, {} failed", summary.done, summary.failed);
 //! # }
 //! ```
 
+mod deliver;
 mod dispatcher;
 mod executor;
 pub mod home_lock;
+pub mod inbox;
 mod reporter;
 pub mod slots;
 
@@ -34,8 +38,10 @@ use std::time::Duration;
 use oodlab_protocol::WorkerJob;
 use thiserror::Error;
 
-pub use dispatcher::run_plan;
+pub use deliver::{apply_offline, deliver, Delivered};
+pub use dispatcher::{serve, Until};
 pub use home_lock::{HomeLock, LockError};
+pub use inbox::{Inbox, Message};
 pub use reporter::{Reporter, RunEnd};
 pub use slots::Slot;
 
@@ -67,18 +73,16 @@ pub struct WorkerCommand {
 pub struct SchedulerConfig {
     pub worker: WorkerCommand,
     pub slots: Vec<Slot>,
-    /// Extra attempts after a failure.
-    pub retries: u32,
     /// Time a worker gets between SIGTERM and SIGKILL.
     pub grace: Duration,
     pub host: String,
     pub git_commit: Option<String>,
 }
 
-/// What a scheduling session did.
+/// What a scheduling session did, over every grid it served.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
-    /// Runs that were already done before this session and were not started.
+    /// Runs of the served grids that were already done and were not started.
     pub already_done: usize,
     pub done: usize,
     pub failed: usize,
@@ -101,4 +105,8 @@ pub enum SchedError {
     },
     #[error("no slots to run on; give --jobs 1 or more")]
     NoSlots,
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("queued grid {queue_id} in the store is unreadable: {reason}")]
+    BadQueue { queue_id: i64, reason: String },
 }

@@ -21,8 +21,12 @@ pub enum RunEnd {
 }
 
 pub trait Reporter: Send + Sync {
-    /// Before anything starts: how many runs the plan has and how many are done already.
-    fn planned(&self, total: usize, already_done: usize);
+    /// A grid joined the queue (or was found queued): its runs and how many are done already.
+    fn grid_queued(&self, experiment: &str, runs: usize, already_done: usize);
+    /// A grid left the queue: `finished`, `removed` or `cancelled`.
+    fn grid_ended(&self, experiment: &str, state: &str);
+    /// A file of the inbox was not a message; it is deleted.
+    fn bad_message(&self, path: &std::path::Path, reason: &str);
     fn launched(&self, run: &PlannedRun, slot: &str, attempt: u32);
     fn event(&self, run: &PlannedRun, event: &Event);
     fn ended(&self, run: &PlannedRun, end: &RunEnd);

@@ -12,6 +12,7 @@
 //! ```
 
 mod queries;
+mod queue;
 mod rows;
 
 use std::path::Path;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use thiserror::Error;
 
+pub use queue::{GridRow, NewGrid, QueueRow, QueuedRun, RunningRow, SchedulerRow};
 pub use rows::*;
 
 #[derive(Debug, Error)]
@@ -65,8 +67,24 @@ impl Store {
         Ok(Store { pool })
     }
 
-    /// Opens an existing store without writing to it; `None` when there is no store yet.
+    /// Opens an existing store for reading; `None` when there is no store yet. A store made by
+    /// an older oodlab gets this version's migrations first (the one time a reader writes); an
+    /// up-to-date one is never opened for writing, so readers never contend with the scheduler for
+    /// SQLite's write lock.
     pub async fn open_read_only(path: &Path) -> Result<Option<Store>, StoreError> {
+        let Some(store) = Store::open_reader(path).await? else { return Ok(None) };
+        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success").fetch_one(&store.pool).await.unwrap_or(None);
+        if applied.unwrap_or(0) >= latest {
+            return Ok(Some(store));
+        }
+        store.close().await;
+        Store::open(path).await?.close().await;
+        Store::open_reader(path).await
+    }
+
+    async fn open_reader(path: &Path) -> Result<Option<Store>, StoreError> {
         if !path.exists() {
             return Ok(None);
         }

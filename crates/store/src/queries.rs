@@ -54,11 +54,19 @@ impl Store {
 
     /// Status of each known run among `ids`.
     pub async fn statuses(&self, ids: &[String]) -> R<HashMap<String, RunStatus>> {
+        self.by_ids("SELECT id, status FROM runs WHERE id IN", ids).await
+    }
+
+    /// `select` (ending in `IN`, selecting a key and a value) over `ids`, in chunks that stay under
+    /// SQLite's limit on bound parameters.
+    pub(crate) async fn by_ids<V>(&self, select: &str, ids: &[String]) -> R<HashMap<String, V>>
+    where
+        V: Send + Unpin + for<'r> sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>,
+    {
         let mut out = HashMap::new();
         for chunk in ids.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(",");
-            let sql = format!("SELECT id, status FROM runs WHERE id IN ({marks})");
-            let mut q = sqlx::query_as::<_, (String, RunStatus)>(&sql);
+            let sql = format!("{select} ({})", vec!["?"; chunk.len()].join(","));
+            let mut q = sqlx::query_as::<_, (String, V)>(&sql);
             for id in chunk {
                 q = q.bind(id);
             }

@@ -27,7 +27,7 @@ impl RunStatus {
 }
 
 /// A planned run, as registered before scheduling.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct NewRun {
     pub id: String,
     pub entry: String,

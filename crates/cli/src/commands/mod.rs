@@ -3,11 +3,15 @@
 mod bench_load;
 mod bench_step;
 mod compare;
+mod daemon;
+mod grid;
 mod metrics;
 mod plan;
+mod queue;
 mod report;
 mod results;
 mod run;
+mod schedule;
 mod status;
 mod worker;
 
@@ -16,13 +20,18 @@ use std::path::Path;
 use oodlab_protocol::exit_codes;
 use oodlab_spec::Experiment;
 
-use crate::args::{Cli, Command, SpecArgs};
+use crate::args::{Cli, Command, QueueCommand, SpecArgs};
 use crate::CliError;
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Plan(a) => runtime()?.block_on(plan::plan(&cli.home, a)),
         Command::Run(a) => runtime()?.block_on(run::run(&cli.home, a)),
+        Command::Queue(QueueCommand::Add(a)) => runtime()?.block_on(queue::add(&cli.home, a)),
+        Command::Queue(QueueCommand::Ls(a)) => runtime()?.block_on(queue::ls(&cli.home, a)),
+        Command::Queue(QueueCommand::Rm(a)) => runtime()?.block_on(queue::rm(&cli.home, a)),
+        Command::Cancel(a) => runtime()?.block_on(queue::cancel(&cli.home, a)),
+        Command::Daemon(a) => runtime()?.block_on(daemon::daemon(&cli.home, a)),
         Command::Status(a) => runtime()?.block_on(status::status(&cli.home, a)),
         Command::Results(a) => runtime()?.block_on(results::results(&cli.home, a)),
         Command::Compare(a) => runtime()?.block_on(compare::compare(&cli.home, a)),
@@ -57,10 +66,7 @@ pub fn experiment_name(target: &str) -> anyhow::Result<String> {
 /// The store for reading, or an input error saying there is none yet.
 pub async fn read_store(home: &Path) -> anyhow::Result<oodlab_store::Store> {
     let db = crate::settings::db_path(home);
-    if db.exists() {
-        // A store made by an older oodlab gets this version's migrations (tables and views) first.
-        oodlab_store::Store::open(&db).await?.close().await;
-    }
+    // (A store made by an older oodlab gets this version's migrations first.)
     oodlab_store::Store::open_read_only(&db)
         .await?
         .ok_or_else(|| crate::invalid(format!("no store at {}; run `oodlab run SPEC` first, or pass --home", db.display())))

@@ -1,95 +1,119 @@
-//! `oodlab run SPEC`: schedule what is not done yet of the spec's plan.
+//! `oodlab run SPEC`: queue the spec's grid and see it through. Without a scheduler on the home,
+//! this process becomes it and works through the queue (this grid and any other queued) until it
+//! is empty; with one, the grid is posted to it and this process follows its progress; with
+//! `--detach`, a background scheduler does the work.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
-use oodlab_protocol::{exit_codes, WorkerJob};
-use oodlab_sched::{PlannedRun, SchedulerConfig, WorkerCommand};
-use oodlab_store::{NewRun, Store};
+use oodlab_protocol::exit_codes;
+use oodlab_sched::{Delivered, HomeLock, LockError, Message, Until};
+use oodlab_spec::Experiment;
+use oodlab_store::{RunStatus, Store};
 
 use crate::args::RunArgs;
-use crate::progress::Progress;
 use crate::settings;
 
 pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<i32> {
     // Everything that can be wrong with the input is checked before the store is touched.
     let exp = super::load_spec(&args.spec)?;
-    let placement = settings::placement(&args, &exp.resources)?;
+    let placement = settings::placement(&(&args).into(), &exp.resources)?;
     std::fs::create_dir_all(home)?;
-    // Only one scheduler launches work and writes the store of a home.
-    let _lock = oodlab_sched::HomeLock::acquire(home).map_err(|e| match e {
-        oodlab_sched::LockError::Busy { .. } => crate::CliError { code: exit_codes::HOME_BUSY, message: e.to_string() }.into(),
-        other => anyhow::Error::from(other),
-    })?;
-    let store = Store::open(&settings::db_path(home)).await?;
+    let grid =
+        super::grid::new_grid(home, &exp, args.priority, args.jobs.or(exp.resources.jobs), args.retries.unwrap_or(exp.resources.retries))?;
+    let message = Message::Enqueue(Box::new(grid));
+    let db = settings::db_path(home);
 
-    let mut new_runs = Vec::new();
-    let mut planned = Vec::new();
-    for r in &exp.runs {
-        let dir = settings::run_dir(home, &exp.name, &r.run_id.0);
-        let parent_ckpt = r.parent.as_ref().map(|p| settings::run_dir(home, &exp.name, &p.0).join("checkpoint.safetensors"));
-        let config = serde_json::to_value(r)?;
-        new_runs.push(NewRun {
-            id: r.run_id.0.clone(),
-            entry: r.entry.clone(),
-            method: r.settings.method.name().into(),
-            seed: r.seed as i64,
-            split: r.split as i64,
-            parent_id: r.parent.as_ref().map(|p| p.0.clone()),
-            config_json: config.to_string(),
-            grid_json: serde_json::to_string(&r.grid)?,
-            run_dir: dir.display().to_string(),
-        });
-        planned.push(PlannedRun {
-            id: r.run_id.0.clone(),
-            parent: r.parent.as_ref().map(|p| p.0.clone()),
-            label: format!("{} seed={} split={}", r.entry, r.seed, r.split),
-            job: WorkerJob { run_id: r.run_id.0.clone(), config, run_dir: dir, init_checkpoint: parent_ckpt },
-        });
+    if args.detach {
+        match oodlab_sched::deliver(home, &db, &message).await? {
+            Delivered::Applied => {
+                let (pid, log) = super::daemon::spawn(home, &args, &exp.resources)?;
+                eprintln!(
+                    "queued `{}` ({} runs); a background scheduler (pid {pid}) works through the queue, logging to {}",
+                    exp.name,
+                    exp.runs.len(),
+                    log.display()
+                );
+            }
+            Delivered::Posted { holder, .. } => {
+                eprintln!(
+                    "queued `{}` ({} runs) in the scheduler already running on {} ({holder})",
+                    exp.name,
+                    exp.runs.len(),
+                    home.display()
+                )
+            }
+        }
+        eprintln!("follow it with `oodlab status`, `oodlab queue ls`; stop it with `oodlab cancel {}`", exp.name);
+        return Ok(exit_codes::OK);
     }
-    store.register(&exp.name, &exp.path.display().to_string(), &exp.resolved_yaml, &new_runs).await?;
 
-    let config = SchedulerConfig {
-        worker: WorkerCommand {
-            program: std::env::current_exe()?,
-            args: vec!["--home".into(), home.display().to_string(), "worker".into()],
-        },
-        slots: placement.slots,
-        retries: placement.retries,
-        grace: placement.grace,
-        host: settings::hostname(),
-        git_commit: settings::git_commit(&exp.path),
+    let posted = match HomeLock::acquire(home) {
+        Ok(lock) => return be_the_scheduler(home, &exp, lock, &message, placement).await,
+        Err(LockError::Busy { holder, .. }) => {
+            let path = oodlab_sched::Inbox::new(home).post(&message).map_err(|e| anyhow::anyhow!("posting to {}: {e}", home.display()))?;
+            eprintln!(
+                "a scheduler is running on {} ({holder}): `{}` is queued there ({} runs); following its progress (Ctrl-C stops following, not the runs)",
+                home.display(),
+                exp.name,
+                exp.runs.len()
+            );
+            path
+        }
+        Err(e) => return Err(e.into()),
     };
-    let slot_names: Vec<&str> = config.slots.iter().map(|s| s.name.as_str()).collect();
-    eprintln!(
-        "experiment `{}`: {} runs on {} slot(s) [{}], store {}",
-        exp.name,
-        planned.len(),
-        slot_names.len(),
-        slot_names.join(", "),
-        settings::db_path(home).display()
-    );
-    if !oodlab_train::device::CUDA_BUILD && slot_names.iter().any(|s| s.starts_with("gpu:")) {
-        eprintln!("note: this oodlab was built without CUDA: runs on GPU slots train on the CPU (scripts/build-cuda.sh builds a CUDA one)");
-    }
-    let progress = Progress::new();
-    let summary = oodlab_sched::run_plan(&store, planned, &config, &progress, shutdown_signal()).await?;
-    progress.finish();
-    store.close().await;
+    follow(home, &exp, &posted, placement).await
+}
 
+/// This process holds the home: queue the grid, serve the queue until it is empty, report.
+async fn be_the_scheduler(
+    home: &Path,
+    exp: &Experiment,
+    lock: HomeLock,
+    message: &Message,
+    placement: settings::Placement,
+) -> anyhow::Result<i32> {
+    {
+        let store = Store::open(&settings::db_path(home)).await?;
+        oodlab_sched::apply_offline(&store, message).await?;
+        store.close().await;
+    }
+    let summary = super::schedule::serve(home, placement, settings::git_commit(&exp.path), Until::QueueEmpty).await?;
+    drop(lock);
     let total = exp.runs.len();
-    if summary.already_done == total {
+    let started = summary.done + summary.failed + summary.blocked + summary.interrupted;
+    if started == 0 && all_done(home, exp).await? {
         eprintln!("all {total} runs of `{}` are already done; nothing to run", exp.name);
     } else {
         eprintln!(
-            "{} done now, {} already done, {} failed, {} blocked, {} interrupted (of {total})",
-            summary.done, summary.already_done, summary.failed, summary.blocked, summary.interrupted
+            "{} done now, {} already done, {} failed, {} blocked, {} interrupted (of {} in the queue)",
+            summary.done,
+            summary.already_done,
+            summary.failed,
+            summary.blocked,
+            summary.interrupted,
+            summary.already_done + started
         );
     }
     if summary.cancelled {
-        eprintln!("interrupted: `oodlab run {}` resumes with what is left", args.spec.spec.display());
+        eprintln!("interrupted: `oodlab run {}` resumes with what is left", exp.path.display());
         return Ok(exit_codes::INTERRUPTED);
     }
-    if summary.failed + summary.blocked > 0 {
+    finish(home, exp).await
+}
+
+async fn all_done(home: &Path, exp: &Experiment) -> anyhow::Result<bool> {
+    let store = super::read_store(home).await?;
+    Ok(store.run_statuses(&exp.name).await?.iter().all(|r| r.status == RunStatus::Done))
+}
+
+/// The grid's outcome from the store: its results table, or where to look for failures.
+async fn finish(home: &Path, exp: &Experiment) -> anyhow::Result<i32> {
+    let store = super::read_store(home).await?;
+    let rows = store.run_statuses(&exp.name).await?;
+    store.close().await;
+    if rows.iter().any(|r| r.status != RunStatus::Done) {
         eprintln!("see `oodlab status {}` for the failures", exp.name);
         return Ok(exit_codes::RUNS_FAILED);
     }
@@ -100,12 +124,60 @@ pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<i32> {
     Ok(exit_codes::OK)
 }
 
-/// Resolves on the first SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// Follows the grid posted to another process's scheduler until it leaves the queue, printing
+/// its runs' changes. If that scheduler stops before reading the post, this process serves it.
+async fn follow(home: &Path, exp: &Experiment, posted: &Path, placement: settings::Placement) -> anyhow::Result<i32> {
+    let mut seen: HashMap<String, (RunStatus, i64)> = HashMap::new();
+    let mut store: Option<Store> = None;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => {
+                eprintln!("stopped following; `{}` stays queued and its runs go on (`oodlab status {}`; `oodlab cancel {}` stops them)", exp.name, exp.name, exp.name);
+                return Ok(exit_codes::OK);
+            }
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+        if posted.exists() {
+            // Not read yet. A scheduler that stopped meanwhile leaves it to this process.
+            if let Ok(lock) = HomeLock::acquire(home) {
+                if let Ok(bytes) = std::fs::read(posted) {
+                    eprintln!("the other scheduler stopped before reading the queue; this process serves it");
+                    let message: Message = serde_json::from_slice(&bytes)?;
+                    let _ = std::fs::remove_file(posted);
+                    return be_the_scheduler(home, exp, lock, &message, placement).await;
+                }
+            }
+            continue;
+        }
+        if store.is_none() {
+            store = Some(super::read_store(home).await?);
+        }
+        let s = store.as_ref().expect("opened");
+        for r in s.run_statuses(&exp.name).await? {
+            let now = (r.status, r.attempts);
+            if seen.get(&r.run_id) != Some(&now) {
+                let label = format!("{} {} seed={} split={}", r.run_id, r.entry, r.seed, r.split);
+                match r.status {
+                    RunStatus::Running => eprintln!("start  {label} on {}", r.slot.as_deref().unwrap_or("?")),
+                    RunStatus::Done if seen.contains_key(&r.run_id) => eprintln!("done   {label}"),
+                    RunStatus::Failed => eprintln!("FAILED {label}: {}", r.failure.as_deref().unwrap_or("")),
+                    RunStatus::Interrupted => eprintln!("interrupted {label}: {}", r.failure.as_deref().unwrap_or("")),
+                    _ => {}
+                }
+                seen.insert(r.run_id.clone(), now);
+            }
+        }
+        if let Some((_, state)) = s.latest_grid(&exp.name).await? {
+            if state != "queued" {
+                eprintln!("`{}` left the queue: {state}", exp.name);
+                break;
+            }
+        }
     }
+    if let Some(s) = store {
+        s.close().await;
+    }
+    finish(home, exp).await
 }

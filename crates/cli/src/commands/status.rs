@@ -70,6 +70,37 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
             ]);
         }
         print!("{}", t.render(args.format));
+        if args.format == Format::Table {
+            // The scheduler, what runs on each of its slots, and the queue.
+            let scheduler = store.scheduler().await?;
+            println!("\n{}", scheduler_line(scheduler.as_ref()));
+            if let Some(sch) = scheduler.as_ref().filter(|s| alive(s)) {
+                let running = store.running_runs().await?;
+                let slots: Vec<String> = serde_json::from_str(&sch.slots).unwrap_or_default();
+                for slot in &slots {
+                    match running.iter().find(|r| r.slot.as_deref() == Some(slot.as_str())) {
+                        Some(r) => println!(
+                            "  {slot:<10} {} {} / {} since {}",
+                            r.run_id,
+                            r.experiment,
+                            r.entry,
+                            r.started_at.as_deref().unwrap_or("?")
+                        ),
+                        None => println!("  {slot:<10} free"),
+                    }
+                }
+            }
+            let queued: Vec<_> = store.queue_overview().await?.into_iter().filter(|q| q.state == "queued").collect();
+            if !queued.is_empty() {
+                println!("queue (served in this order):");
+                for q in queued {
+                    println!(
+                        "  {:<24} priority {:<3} {}/{} done, {} running, {} failed",
+                        q.experiment, q.priority, q.done, q.runs, q.running, q.failed
+                    );
+                }
+            }
+        }
         return Ok(0);
     }
     let rows = store.run_statuses(&names[0]).await?;
@@ -96,4 +127,24 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
     }
     print!("{}", t.render(args.format));
     Ok(0)
+}
+
+/// Whether the scheduler of the row still runs (same host, its process alive).
+fn alive(s: &oodlab_store::SchedulerRow) -> bool {
+    // A killed process nobody reaped yet (a zombie) is not running.
+    let state =
+        std::fs::read_to_string(format!("/proc/{}/stat", s.pid)).ok().and_then(|st| st.rsplit(')').next().map(|r| r.trim().chars().next()));
+    s.host == crate::settings::hostname() && matches!(state, Some(Some(c)) if c != 'Z' && c != 'X')
+}
+
+/// One line on the scheduler of the home.
+pub fn scheduler_line(s: Option<&oodlab_store::SchedulerRow>) -> String {
+    match s {
+        Some(s) if alive(s) => {
+            let slots: Vec<String> = serde_json::from_str(&s.slots).unwrap_or_default();
+            format!("scheduler: pid {} on {} since {}, {} slot(s)", s.pid, s.host, s.started_at, slots.len())
+        }
+        Some(s) => format!("scheduler: none running (the last, pid {} on {}, stopped without cleaning up)", s.pid, s.host),
+        None => "scheduler: none running".into(),
+    }
 }

@@ -68,6 +68,16 @@ pub fn statuses(home: &Path, experiment: &str) -> Vec<serde_json::Value> {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// As [`statuses`], but empty while the store or the experiment is not there yet (for polling).
+pub fn try_statuses(home: &Path, experiment: &str) -> Vec<serde_json::Value> {
+    let out = oodlab(home).args(["status", experiment, "--format", "json"]).output().unwrap();
+    if out.status.success() {
+        serde_json::from_slice(&out.stdout).unwrap_or_default()
+    } else {
+        Vec::new()
+    }
+}
+
 /// `oodlab status --run ID --format json`, the run part.
 pub fn run_detail(home: &Path, id: &str) -> serde_json::Value {
     let out = run_ok(oodlab(home).args(["status", "--run", id, "--format", "json"]));

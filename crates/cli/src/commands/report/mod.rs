@@ -97,7 +97,11 @@ pub async fn report(home: &Path, args: ReportArgs) -> anyhow::Result<i32> {
         let mut done: Vec<&StatusRow> = rows.iter().filter(|r| r.entry == *entry && r.status == RunStatus::Done).collect();
         done.sort_by_key(|r| (r.split, r.seed));
         let Some(first) = done.first() else { continue };
-        let dir = crate::settings::run_dir(home, &exp.name, &first.run_id);
+        // A run shared with another experiment lives in the folder it was first registered with.
+        let dir = match store.run_detail(&first.run_id).await? {
+            Some(d) => std::path::PathBuf::from(d.run_dir),
+            None => crate::settings::run_dir(home, &exp.name, &first.run_id),
+        };
         let Some(scores) = Tensors::read(&dir.join("scores.safetensors"))? else { continue };
         let analysis = Tensors::read(&dir.join("analysis.safetensors"))?;
         reps.push((entry.to_string(), Representative { row: first, done: done.len(), scores, analysis }));

@@ -1,0 +1,48 @@
+//! A spec's plan as a grid for the queue: the runs to register and what a worker needs for each.
+
+use std::path::Path;
+
+use oodlab_protocol::WorkerJob;
+use oodlab_spec::Experiment;
+use oodlab_store::{NewGrid, NewRun, QueuedRun};
+
+use crate::settings;
+
+/// The grid of `exp` for the queue of `home`.
+pub fn new_grid(home: &Path, exp: &Experiment, priority: i64, max_slots: Option<usize>, retries: u32) -> anyhow::Result<NewGrid> {
+    let mut runs = Vec::new();
+    let mut jobs = Vec::new();
+    for r in &exp.runs {
+        let dir = settings::run_dir(home, &exp.name, &r.run_id.0);
+        let parent_ckpt = r.parent.as_ref().map(|p| settings::run_dir(home, &exp.name, &p.0).join("checkpoint.safetensors"));
+        let config = serde_json::to_value(r)?;
+        runs.push(NewRun {
+            id: r.run_id.0.clone(),
+            entry: r.entry.clone(),
+            method: r.settings.method.name().into(),
+            seed: r.seed as i64,
+            split: r.split as i64,
+            parent_id: r.parent.as_ref().map(|p| p.0.clone()),
+            config_json: config.to_string(),
+            grid_json: serde_json::to_string(&r.grid)?,
+            run_dir: dir.display().to_string(),
+        });
+        let job = WorkerJob { run_id: r.run_id.0.clone(), config, run_dir: dir, init_checkpoint: parent_ckpt };
+        jobs.push(QueuedRun {
+            run_id: r.run_id.0.clone(),
+            parent_id: r.parent.as_ref().map(|p| p.0.clone()),
+            label: format!("{} seed={} split={}", r.entry, r.seed, r.split),
+            job: serde_json::to_string(&job)?,
+        });
+    }
+    Ok(NewGrid {
+        experiment: exp.name.clone(),
+        spec_path: exp.path.display().to_string(),
+        spec_yaml: exp.resolved_yaml.clone(),
+        runs,
+        jobs,
+        priority,
+        max_slots: max_slots.map(|m| m as i64),
+        retries: retries as i64,
+    })
+}
