@@ -252,8 +252,16 @@ pub struct MetricsArgs {
 #[derive(Args, Debug)]
 pub struct WorkerArgs {
     /// The job file the scheduler wrote (run.json).
+    #[arg(long, required_unless_present = "tasks", conflicts_with = "tasks")]
+    pub run: Option<PathBuf>,
+    /// A file of job files, one per line: this worker runs line $SLURM_ARRAY_TASK_ID (from 0), as
+    /// a task of a Slurm job array does.
     #[arg(long)]
-    pub run: PathBuf,
+    pub tasks: Option<PathBuf>,
+    /// Append the events to `events.jsonl` in the run's folder instead of writing them to stdout
+    /// (a worker on another node, followed through the shared filesystem).
+    #[arg(long)]
+    pub events_file: bool,
 }
 
 #[derive(Args, Debug)]

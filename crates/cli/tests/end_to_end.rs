@@ -253,7 +253,9 @@ fn quickstart_results_list_all_four_methods_with_every_score_and_ood_set() {
     // The report of the quickstart: every figure of every method (the quickstart measures the
     // interpolation paths), SVG and PNG.
     let report = dir.path().join("report");
-    let out = run_ok(oodlab(&home).arg("report").arg(&spec).args(["--set", "data.train_limit=300", "--set", "train.epochs=1", "--out"]).arg(&report));
+    let out = run_ok(
+        oodlab(&home).arg("report").arg(&spec).args(["--set", "data.train_limit=300", "--set", "train.epochs=1", "--out"]).arg(&report),
+    );
     assert!(text(&out.stdout).contains("14 figures"), "{}", text(&out.stdout));
     let mut stems = vec!["roc-heldout".to_string(), "roc-mnist".to_string()];
     for entry in ["baseline", "oe", "mixoe", "lmoe"] {

@@ -26,6 +26,7 @@
 
 mod deliver;
 mod dispatcher;
+pub mod events_tail;
 mod executor;
 pub mod home_lock;
 pub mod inbox;
@@ -40,6 +41,7 @@ use thiserror::Error;
 
 pub use deliver::{apply_offline, deliver, Delivered};
 pub use dispatcher::{serve, Until};
+pub use events_tail::EventTail;
 pub use home_lock::{HomeLock, LockError};
 pub use inbox::{Inbox, Message};
 pub use reporter::{Reporter, RunEnd};

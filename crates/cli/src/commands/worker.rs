@@ -1,7 +1,11 @@
 //! `oodlab worker --run RUN.json`: train and evaluate one run, speaking only JSON-lines events on
-//! stdout. It never opens the database.
+//! stdout, or with `--events-file` appending them to the run folder's `events.jsonl` (a worker on
+//! another node, under Slurm; `--tasks` picks its job from a list by the array task index). It
+//! never opens the database.
 
 use std::io::Write;
+use std::path::PathBuf;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use oodlab_protocol::{env, exit_codes, Event, WorkerJob};
@@ -9,7 +13,19 @@ use oodlab_spec::RunConfig;
 
 use crate::args::WorkerArgs;
 
+/// Where events go when not to stdout.
+static EVENTS_FILE: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
+
 fn emit(event: &Event) {
+    if let Some(file) = EVENTS_FILE.get() {
+        // One write per line, flushed: a reader on the shared filesystem takes complete lines only.
+        let mut f = file.lock().unwrap_or_else(|e| e.into_inner());
+        if let Err(e) = f.write_all(format!("{}\n", event.to_line()).as_bytes()).and_then(|_| f.flush()) {
+            eprintln!("worker: cannot write its events: {e}");
+            std::process::exit(exit_codes::WORKER_FAILED);
+        }
+        return;
+    }
     let mut out = std::io::stdout().lock();
     let written = writeln!(out, "{}", event.to_line()).and_then(|_| out.flush());
     // A closed stdout means the scheduler is gone (killed, or crashed): nobody records this run
@@ -27,13 +43,42 @@ fn fail(reason: String) -> i32 {
     exit_codes::WORKER_FAILED
 }
 
+/// The job file: `--run`, or line $SLURM_ARRAY_TASK_ID of `--tasks`.
+fn job_path(args: &WorkerArgs) -> Result<PathBuf, String> {
+    if let Some(run) = &args.run {
+        return Ok(run.clone());
+    }
+    let tasks = args.tasks.as_ref().expect("clap requires --run or --tasks");
+    let index: usize = std::env::var("SLURM_ARRAY_TASK_ID")
+        .map_err(|_| "--tasks needs SLURM_ARRAY_TASK_ID (set by Slurm in a job array)".to_string())?
+        .parse()
+        .map_err(|e| format!("SLURM_ARRAY_TASK_ID: {e}"))?;
+    let text = std::fs::read_to_string(tasks).map_err(|e| format!("cannot read {}: {e}", tasks.display()))?;
+    let line = text.lines().nth(index).ok_or_else(|| format!("{} has no line for task {index}", tasks.display()))?;
+    Ok(PathBuf::from(line.trim()))
+}
+
 pub fn worker(args: WorkerArgs) -> i32 {
     let started = Instant::now();
+    let path = match job_path(&args) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
     let job: WorkerJob =
-        match std::fs::read(&args.run).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+        match std::fs::read(&path).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
             Ok(j) => j,
-            Err(e) => return fail(format!("cannot read the job file {}: {e}", args.run.display())),
+            Err(e) => return fail(format!("cannot read the job file {}: {e}", path.display())),
         };
+    if args.events_file {
+        // A new attempt starts the file afresh.
+        let events = job.run_dir.join("events.jsonl");
+        match std::fs::create_dir_all(&job.run_dir).and_then(|_| std::fs::File::create(&events)) {
+            Ok(f) => {
+                let _ = EVENTS_FILE.set(Mutex::new(f));
+            }
+            Err(e) => return fail(format!("cannot write {}: {e}", events.display())),
+        }
+    }
     let config: RunConfig = match serde_json::from_value(job.config.clone()) {
         Ok(c) => c,
         Err(e) => return fail(format!("the job's run config does not match this oodlab version: {e}")),
