@@ -106,6 +106,9 @@ pub struct RunArgs {
     /// `auto`, `none`, or comma-separated GPU indices (default: resources.gpus).
     #[arg(long)]
     pub gpus: Option<String>,
+    /// `local` or `slurm` (default: resources.backend).
+    #[arg(long)]
+    pub backend: Option<String>,
     /// Served before grids of lower priority (default 0; higher first).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub priority: i64,
@@ -164,6 +167,9 @@ pub struct DaemonArgs {
     /// `auto`, `none`, or comma-separated GPU indices (default: auto).
     #[arg(long)]
     pub gpus: Option<String>,
+    /// `local` or `slurm`.
+    #[arg(long)]
+    pub backend: Option<String>,
     /// Stop when the queue is empty instead of waiting for more.
     #[arg(long)]
     pub until_empty: bool,

@@ -19,6 +19,8 @@ pub fn run_dir(home: &Path, experiment: &str, run_id: &str) -> PathBuf {
 pub struct Placement {
     pub slots: Vec<oodlab_sched::Slot>,
     pub grace: std::time::Duration,
+    /// Submit to Slurm (the slots then bound the runs submitted at once).
+    pub slurm: Option<oodlab_sched::slurm::SlurmConfig>,
 }
 
 /// The flags that choose slots (`oodlab run`, `oodlab daemon`).
@@ -26,16 +28,45 @@ pub struct Machine<'a> {
     pub jobs: Option<usize>,
     pub threads: Option<usize>,
     pub gpus: Option<&'a str>,
+    pub backend: Option<&'a str>,
 }
 
 impl<'a> From<&'a RunArgs> for Machine<'a> {
     fn from(a: &'a RunArgs) -> Machine<'a> {
-        Machine { jobs: a.jobs, threads: a.threads, gpus: a.gpus.as_deref() }
+        Machine { jobs: a.jobs, threads: a.threads, gpus: a.gpus.as_deref(), backend: a.backend.as_deref() }
     }
 }
 
+/// Runs submitted at once to Slurm when neither `--jobs` nor `resources.jobs` says.
+const SLURM_DEFAULT_JOBS: usize = 16;
+
 pub fn placement(args: &Machine, res: &ResourcesSpec) -> anyhow::Result<Placement> {
     let threads = args.threads.unwrap_or(res.threads_per_job).max(1);
+    let backend = match args.backend {
+        None => res.backend,
+        Some("local") => oodlab_spec::Backend::Local,
+        Some("slurm") => oodlab_spec::Backend::Slurm,
+        Some(other) => return Err(crate::invalid(format!("--backend {other}: expected local or slurm"))),
+    };
+    if backend == oodlab_spec::Backend::Slurm {
+        let jobs = args.jobs.or(res.jobs).unwrap_or(SLURM_DEFAULT_JOBS).max(1);
+        let sc = &res.slurm;
+        let slots = (0..jobs).map(|i| oodlab_sched::Slot { name: format!("slurm:{i}"), env: Vec::new() }).collect();
+        let slurm = oodlab_sched::slurm::SlurmConfig {
+            partition: sc.partition.clone(),
+            account: sc.account.clone(),
+            qos: sc.qos.clone(),
+            time: sc.time.clone(),
+            gpus_per_task: sc.gpus,
+            cpus_per_task: threads,
+            mem: sc.mem.clone(),
+            extra_args: sc.extra_args.clone(),
+            max_array_size: sc.max_array_size.max(1),
+            poll: std::time::Duration::from_secs_f64(sc.poll_seconds.max(0.2)),
+            dir: std::path::PathBuf::new(),
+        };
+        return Ok(Placement { slots, grace: std::time::Duration::from_secs_f64(res.grace_seconds), slurm: Some(slurm) });
+    }
     let gpus = match args.gpus {
         None => res.gpus.clone(),
         Some("auto") => GpuSelection::Keyword(GpuKeyword::Auto),
@@ -66,7 +97,7 @@ pub fn placement(args: &Machine, res: &ResourcesSpec) -> anyhow::Result<Placemen
     } else {
         oodlab_sched::slots::gpu_slots(&found, res.runs_per_gpu, threads)
     };
-    Ok(Placement { slots, grace: std::time::Duration::from_secs_f64(res.grace_seconds) })
+    Ok(Placement { slots, grace: std::time::Duration::from_secs_f64(res.grace_seconds), slurm: None })
 }
 
 /// The commit of the repository holding `path`, with `-dirty` when it has uncommitted changes.

@@ -109,6 +109,14 @@ pub async fn serve(
     st.read_inbox(inbox).await?;
 
     let (tx, mut rx) = mpsc::channel::<ExecMsg>(1024);
+    // Under Slurm, a follower task polls the cluster and reports as executors do.
+    let (slurm_tx, follower) = match &cfg.slurm {
+        Some(sc) => {
+            let (sub_tx, sub_rx) = mpsc::channel::<Vec<crate::slurm::Task>>(64);
+            (Some(sub_tx), Some(tokio::spawn(crate::slurm::follow(sub_rx, tx.clone(), sc.poll))))
+        }
+        None => (None, None),
+    };
     let mut free: VecDeque<Slot> = cfg.slots.iter().cloned().collect();
     let mut cancelling = false;
     let mut tick = tokio::time::interval(INBOX_POLL);
@@ -118,7 +126,7 @@ pub async fn serve(
     loop {
         if !cancelling {
             st.settle().await?;
-            st.launch(&mut free, &cfg, &tx).await?;
+            st.launch(&mut free, &cfg, &tx, slurm_tx.as_ref()).await?;
         }
         if st.running.is_empty() && (cancelling || (until == Until::QueueEmpty && st.grids.is_empty())) {
             // A message posted since the last read still counts.
@@ -149,6 +157,10 @@ pub async fn serve(
         }
     }
     store.scheduler_stopped().await?;
+    drop(slurm_tx);
+    if let Some(f) = follower {
+        st.summary.slurm = f.await.ok();
+    }
     Ok(st.summary)
 }
 
@@ -304,7 +316,10 @@ impl State<'_> {
         free: &mut VecDeque<Slot>,
         cfg: &Arc<SchedulerConfig>,
         tx: &mpsc::Sender<ExecMsg>,
+        slurm: Option<&mpsc::Sender<Vec<crate::slurm::Task>>>,
     ) -> Result<(), SchedError> {
+        // Under Slurm, this round's runs go out together as job arrays.
+        let mut batch = Vec::new();
         while !free.is_empty() {
             let mut pick = None;
             for (gi, g) in self.grids.iter().enumerate() {
@@ -331,9 +346,30 @@ impl State<'_> {
             self.store.start_attempt(&run.id, &slot.name, &cfg.host, cfg.git_commit.as_deref()).await?;
             self.reporter.launched(&run, &slot.name, *attempt);
             let (cancel, cancel_rx) = watch::channel(false);
-            tokio::spawn(execute(run.clone(), slot.clone(), cfg.clone(), tx.clone(), cancel_rx));
+            if slurm.is_some() {
+                batch.push((run.clone(), cancel_rx));
+            } else {
+                tokio::spawn(execute(run.clone(), slot.clone(), cfg.clone(), tx.clone(), cancel_rx));
+            }
             self.running
                 .insert(run.id.clone(), Running { run, slot, grid, finished: false, failed_reason: None, cancel, stop_reason: None });
+        }
+        if let (Some(sub), Some(sc)) = (slurm, &cfg.slurm) {
+            if !batch.is_empty() {
+                match crate::slurm::submit(sc, &cfg.worker, batch).await {
+                    Ok(tasks) => {
+                        let _ = sub.send(tasks).await;
+                    }
+                    // Not submitted: each run's attempt fails with the reason (and may be retried).
+                    Err((ids, reason)) => {
+                        for run_id in ids {
+                            let _ = tx
+                                .send(ExecMsg::Exited { run_id, exit: Err(reason.clone()), stderr_tail: String::new(), cancelled: false })
+                                .await;
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }

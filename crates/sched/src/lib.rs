@@ -13,6 +13,7 @@
 //! let config = SchedulerConfig {
 //!     worker: WorkerCommand { program: std::env::current_exe().unwrap(), args: vec!["worker".into()] },
 //!     slots: slots::cpu_slots(2, 1),
+//!     slurm: None,
 //!     grace: std::time::Duration::from_secs(10),
 //!     host: "localhost".into(),
 //!     git_commit: None,
@@ -32,6 +33,7 @@ pub mod home_lock;
 pub mod inbox;
 mod reporter;
 pub mod slots;
+pub mod slurm;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -75,6 +77,9 @@ pub struct WorkerCommand {
 pub struct SchedulerConfig {
     pub worker: WorkerCommand,
     pub slots: Vec<Slot>,
+    /// Submit runs to Slurm instead of starting local workers; the slots then bound how many runs
+    /// are submitted at once.
+    pub slurm: Option<slurm::SlurmConfig>,
     /// Time a worker gets between SIGTERM and SIGKILL.
     pub grace: Duration,
     pub host: String,
@@ -93,6 +98,8 @@ pub struct Summary {
     pub blocked: usize,
     /// Whether the session stopped because of SIGINT or SIGTERM.
     pub cancelled: bool,
+    /// Under Slurm: polls and `squeue` calls.
+    pub slurm: Option<slurm::SlurmStats>,
 }
 
 #[derive(Debug, Error)]

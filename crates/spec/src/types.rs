@@ -189,11 +189,70 @@ pub struct ResourcesSpec {
     pub retries: u32,
     /// Seconds a worker gets to stop after SIGTERM before it is killed.
     pub grace_seconds: f64,
+    /// `local` (worker processes on this machine) or `slurm` (job arrays); `--backend` overrides.
+    pub backend: Backend,
+    /// How runs are submitted under `backend: slurm`.
+    pub slurm: SlurmSpec,
 }
 
 impl Default for ResourcesSpec {
     fn default() -> Self {
-        ResourcesSpec { jobs: None, threads_per_job: 1, gpus: GpuSelection::default(), runs_per_gpu: 1, retries: 0, grace_seconds: 10.0 }
+        ResourcesSpec {
+            jobs: None,
+            threads_per_job: 1,
+            gpus: GpuSelection::default(),
+            runs_per_gpu: 1,
+            retries: 0,
+            grace_seconds: 10.0,
+            backend: Backend::Local,
+            slurm: SlurmSpec::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Local,
+    Slurm,
+}
+
+/// sbatch settings of the Slurm backend (docs/slurm.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlurmSpec {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    /// Time limit per run, as sbatch's `--time` (`02:00:00`).
+    pub time: Option<String>,
+    /// GPUs per run (`--gpus-per-task`).
+    pub gpus: Option<u32>,
+    /// Memory per run, as sbatch's `--mem` (`16G`).
+    pub mem: Option<String>,
+    /// More sbatch arguments, as they are.
+    pub extra_args: Vec<String>,
+    /// The largest job array to submit; larger batches are split (keep it under the site's
+    /// MaxArraySize).
+    pub max_array_size: usize,
+    /// Seconds between two polls of the cluster (one squeue call each).
+    pub poll_seconds: f64,
+}
+
+impl Default for SlurmSpec {
+    fn default() -> Self {
+        SlurmSpec {
+            partition: None,
+            account: None,
+            qos: None,
+            time: None,
+            gpus: None,
+            mem: None,
+            extra_args: Vec::new(),
+            max_array_size: 1000,
+            poll_seconds: 5.0,
+        }
     }
 }
 

@@ -15,7 +15,8 @@ pub const LOG: &str = "scheduler.log";
 
 pub async fn daemon(home: &Path, args: DaemonArgs) -> anyhow::Result<i32> {
     std::fs::create_dir_all(home)?;
-    let machine = settings::Machine { jobs: args.jobs, threads: args.threads, gpus: args.gpus.as_deref() };
+    let machine =
+        settings::Machine { jobs: args.jobs, threads: args.threads, gpus: args.gpus.as_deref(), backend: args.backend.as_deref() };
     let placement = settings::placement(&machine, &oodlab_spec::ResourcesSpec::default())?;
     let lock = super::schedule::lock(home)?;
     // A session of its own: closing the terminal that started it does not reach it.
@@ -44,6 +45,9 @@ pub fn spawn(home: &Path, args: &RunArgs, res: &oodlab_spec::ResourcesSpec) -> a
     cmd.args(["--threads", &args.threads.unwrap_or(res.threads_per_job).to_string()]);
     if let Some(g) = &args.gpus {
         cmd.args(["--gpus", g]);
+    }
+    if let Some(b) = &args.backend {
+        cmd.args(["--backend", b]);
     }
     let child = cmd.stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log).spawn()?;
     Ok((child.id(), log_path))

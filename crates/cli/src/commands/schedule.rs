@@ -28,6 +28,11 @@ pub async fn serve(home: &Path, placement: Placement, git_commit: Option<String>
             args: vec!["--home".into(), home.display().to_string(), "worker".into()],
         },
         slots: placement.slots,
+        // Task lists and Slurm's output files go to the home, on the shared filesystem.
+        slurm: placement.slurm.map(|sc| oodlab_sched::slurm::SlurmConfig {
+            dir: std::path::absolute(home).unwrap_or(home.to_path_buf()).join("slurm"),
+            ..sc
+        }),
         grace: placement.grace,
         host: settings::hostname(),
         git_commit,
@@ -47,6 +52,12 @@ pub async fn serve(home: &Path, placement: Placement, git_commit: Option<String>
     let summary = oodlab_sched::serve(&store, &Inbox::new(home), &config, &progress, until, shutdown_signal()).await?;
     progress.finish();
     store.close().await;
+    if let Some(s) = summary.slurm {
+        eprintln!(
+            "slurm: {} squeue call(s) in {} poll(s), one per poll whatever the number of runs (at most {} run(s) in one call)",
+            s.squeue_calls, s.polls, s.most_tasks_per_call
+        );
+    }
     Ok(summary)
 }
 
