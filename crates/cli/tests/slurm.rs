@@ -128,3 +128,37 @@ fn cancel_leaves_no_job_in_squeue_and_marks_every_run() {
     assert!(rows.iter().all(|r| r["status"] != "running"), "{rows:?}");
     assert!(rows.iter().any(|r| r["status"] == "interrupted" && r["failure"].as_str().unwrap_or("").contains("cancelled")), "{rows:?}");
 }
+
+#[test]
+fn a_killed_submitter_run_again_re_attaches_and_every_run_is_done_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let yaml = spec_text("slurm-attach", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3]", "")
+        .replace("train_limit: 400", "train_limit: 1500")
+        .replace("epochs: 1,", "epochs: 3,");
+    let spec = write_spec(dir.path(), &yaml);
+    let mut first =
+        oodlab(&home).arg("run").arg(&spec).args(slurm_args()).args(["--jobs", "4"]).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while live_jobs(&home).is_empty() {
+        assert!(Instant::now() < deadline, "nothing submitted");
+        assert!(first.try_wait().unwrap().is_none(), "the grid ended before it was seen in Slurm");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The submitting process dies; its jobs run on in Slurm.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(first.id() as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    first.wait().unwrap();
+    let again = run_ok(oodlab(&home).arg("run").arg(&spec).args(slurm_args()).args(["--jobs", "4"]));
+    assert!(text(&again.stderr).contains("re-attached to Slurm job"), "{}", text(&again.stderr));
+    let rows = statuses(&home, "slurm-attach");
+    assert!(rows.iter().all(|r| r["status"] == "done" && r["attempts"] == 1), "every run done exactly once: {rows:?}");
+    assert!(live_jobs(&home).is_empty());
+    // Each run was submitted once: one task list, 4 lines.
+    let lists: Vec<usize> = std::fs::read_dir(home.join("slurm"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "tasks"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap().lines().count())
+        .collect();
+    assert_eq!(lists, vec![4], "nothing was submitted twice");
+}

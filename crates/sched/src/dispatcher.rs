@@ -16,6 +16,9 @@ use crate::executor::{execute, ExecMsg};
 use crate::inbox::{Inbox, Message};
 use crate::{PlannedRun, Reporter, RunEnd, SchedError, SchedulerConfig, Slot, Summary};
 
+/// The slot of a re-attached run beyond the scheduler's slots.
+const REATTACHED: &str = "slurm:re-attached";
+
 /// How often the inbox is read.
 const INBOX_POLL: Duration = Duration::from_millis(200);
 
@@ -89,7 +92,6 @@ pub async fn serve(
         return Err(SchedError::NoSlots);
     }
     let cfg = Arc::new(cfg.clone());
-    store.recover_stale().await?;
     let names: Vec<String> = cfg.slots.iter().map(|s| s.name.clone()).collect();
     store.scheduler_started(std::process::id(), &cfg.host, &names).await?;
     let mut st = State {
@@ -106,6 +108,19 @@ pub async fn serve(
     for row in store.queued_grids().await? {
         st.add_grid(row).await?;
     }
+    // Runs left `running` by a scheduler that is gone: under Slurm their tasks may still run (or
+    // have finished meanwhile) and are followed again; any other is marked interrupted and redone.
+    let attach: Vec<oodlab_store::SlurmTaskRow> = match &cfg.slurm {
+        Some(_) => store
+            .running_slurm_tasks()
+            .await?
+            .into_iter()
+            .filter(|a| st.grids.iter().any(|g| g.pending.iter().any(|r| r.id == a.run_id)))
+            .collect(),
+        None => Vec::new(),
+    };
+    let keep: Vec<String> = attach.iter().map(|a| a.run_id.clone()).collect();
+    store.recover_stale_except(&keep).await?;
     st.read_inbox(inbox).await?;
 
     let (tx, mut rx) = mpsc::channel::<ExecMsg>(1024);
@@ -118,6 +133,11 @@ pub async fn serve(
         None => (None, None),
     };
     let mut free: VecDeque<Slot> = cfg.slots.iter().cloned().collect();
+    if let Some(sub) = slurm_tx.as_ref() {
+        for a in attach {
+            st.reattach(a, &mut free, sub).await;
+        }
+    }
     let mut cancelling = false;
     let mut tick = tokio::time::interval(INBOX_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -358,6 +378,9 @@ impl State<'_> {
             if !batch.is_empty() {
                 match crate::slurm::submit(sc, &cfg.worker, batch).await {
                     Ok(tasks) => {
+                        // Kept so that a scheduler started again re-attaches instead of resubmitting.
+                        let ids: Vec<(String, String, usize)> = tasks.iter().map(|t| (t.run_id.clone(), t.job.clone(), t.index)).collect();
+                        self.store.record_slurm_tasks(&ids).await?;
                         let _ = sub.send(tasks).await;
                     }
                     // Not submitted: each run's attempt fails with the reason (and may be retried).
@@ -372,6 +395,29 @@ impl State<'_> {
             }
         }
         Ok(())
+    }
+
+    /// Follows again the Slurm task of a run an earlier scheduler submitted.
+    async fn reattach(&mut self, a: oodlab_store::SlurmTaskRow, free: &mut VecDeque<Slot>, sub: &mpsc::Sender<Vec<crate::slurm::Task>>) {
+        let mut found = None;
+        for g in &mut self.grids {
+            if let Some(pos) = g.pending.iter().position(|r| r.id == a.run_id) {
+                g.running += 1;
+                found = Some((g.id, g.pending.remove(pos).expect("index in range")));
+                break;
+            }
+        }
+        let Some((grid, run)) = found else { return };
+        // More re-attached runs than slots: the extra ones do not hold a slot.
+        let slot = free.pop_front().unwrap_or_else(|| Slot { name: REATTACHED.into(), env: Vec::new() });
+        let attempt = a.attempts.max(1) as u32;
+        self.attempts.insert(run.id.clone(), attempt);
+        self.reporter.launched(&run, &format!("{} (re-attached to Slurm job {}_{})", slot.name, a.job, a.task_index), attempt);
+        let (cancel, cancel_rx) = watch::channel(false);
+        let tail = crate::events_tail::EventTail::new(std::path::Path::new(&a.run_dir).join("events.jsonl"));
+        let task = crate::slurm::Task { run_id: run.id.clone(), job: a.job, index: a.task_index as usize, tail, cancel: cancel_rx };
+        let _ = sub.send(vec![task]).await;
+        self.running.insert(run.id.clone(), Running { run, slot, grid, finished: false, failed_reason: None, cancel, stop_reason: None });
     }
 
     async fn on_exec(&mut self, msg: ExecMsg, free: &mut VecDeque<Slot>, cancelling: bool) -> Result<(), SchedError> {
@@ -390,7 +436,9 @@ impl State<'_> {
             }
             ExecMsg::Exited { run_id, exit, stderr_tail, cancelled } => {
                 let r = self.running.remove(&run_id).expect("exit of a running run");
-                free.push_back(r.slot.clone());
+                if r.slot.name != REATTACHED {
+                    free.push_back(r.slot.clone());
+                }
                 let grid = self.grids.iter_mut().find(|g| g.id == r.grid);
                 let retries = grid.as_ref().map_or(0, |g| g.retries);
                 if let Some(g) = grid {

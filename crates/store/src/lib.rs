@@ -22,7 +22,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use thiserror::Error;
 
-pub use queue::{GridRow, NewGrid, QueueRow, QueuedRun, RunningRow, SchedulerRow};
+pub use queue::{GridRow, NewGrid, QueueRow, QueuedRun, RunningRow, SchedulerRow, SlurmTaskRow};
 pub use rows::*;
 
 #[derive(Debug, Error)]

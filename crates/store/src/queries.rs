@@ -78,14 +78,28 @@ impl Store {
     /// Marks runs left `running` by a scheduler that is gone as interrupted. Called by a scheduler
     /// at start, when it is the only one working on this store.
     pub async fn recover_stale(&self) -> R<u64> {
-        let done = sqlx::query(
-            "UPDATE runs SET status = 'interrupted', failure = 'the scheduler stopped while the run was running', ended_at = ?1
-             WHERE status = 'running'",
-        )
-        .bind(now())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        self.recover_stale_except(&[]).await
+    }
+
+    /// As [`Store::recover_stale`], but runs in `keep` (re-attached to their Slurm tasks) stay
+    /// `running`.
+    pub async fn recover_stale_except(&self, keep: &[String]) -> R<u64> {
+        let mut tx = self.pool.begin().await?;
+        let running: Vec<String> = sqlx::query_scalar("SELECT id FROM runs WHERE status = 'running'").fetch_all(&mut *tx).await?;
+        let mut n = 0;
+        for id in running.iter().filter(|id| !keep.contains(id)) {
+            n += sqlx::query(
+                "UPDATE runs SET status = 'interrupted', failure = 'the scheduler stopped while the run was running', ended_at = ?2
+                 WHERE id = ?1",
+            )
+            .bind(id)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(n)
     }
 
     /// Starts an attempt: counts it and clears what an earlier attempt recorded.

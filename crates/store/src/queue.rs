@@ -67,6 +67,17 @@ pub struct SchedulerRow {
     pub slots: String,
 }
 
+/// A run's Slurm array task.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct SlurmTaskRow {
+    pub run_id: String,
+    pub job: String,
+    pub task_index: i64,
+    pub run_dir: String,
+    pub attempts: i64,
+    pub slot: Option<String>,
+}
+
 /// A running run and where: for `oodlab status`.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct RunningRow {
@@ -169,6 +180,33 @@ impl Store {
              GROUP BY q.id
              ORDER BY q.state != 'queued', CASE WHEN q.state = 'queued' THEN -q.priority ELSE 0 END,
                       CASE WHEN q.state = 'queued' THEN q.id ELSE -q.id END",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records the Slurm array tasks of submitted runs: (run, array job id, task index).
+    pub async fn record_slurm_tasks(&self, tasks: &[(String, String, usize)]) -> R<()> {
+        let mut tx = self.pool.begin().await?;
+        let t = now();
+        for (run_id, job, index) in tasks {
+            sqlx::query("INSERT OR REPLACE INTO slurm_tasks (run_id, job, task_index, submitted_at) VALUES (?1, ?2, ?3, ?4)")
+                .bind(run_id)
+                .bind(job)
+                .bind(*index as i64)
+                .bind(&t)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Runs still `running` that were submitted to Slurm: what a restarted scheduler re-attaches to.
+    pub async fn running_slurm_tasks(&self) -> R<Vec<SlurmTaskRow>> {
+        Ok(sqlx::query_as::<_, SlurmTaskRow>(
+            "SELECT r.id AS run_id, s.job, s.task_index, r.run_dir, r.attempts, r.slot
+             FROM runs r JOIN slurm_tasks s ON s.run_id = r.id WHERE r.status = 'running'",
         )
         .fetch_all(&self.pool)
         .await?)
