@@ -39,7 +39,8 @@ fn a_grid_through_job_arrays_equals_the_local_backend() {
         "  animal:\n    format: idx\n    classes: 10\n    train: {{images: {s}/animal-mnist/train-images-idx3-ubyte.gz, labels: {s}/animal-mnist/train-labels-idx1-ubyte.gz}}"
     );
     let yaml = spec_text("arrays", "  baseline: {method: ce}\n  oe: {method: oe, init_from: baseline}", "  seeds: [0, 1, 2]", &animal)
-        .replace("  ood: [mnist]\n", "  ood: [mnist]\n  outliers: animal\n");
+        .replace("  ood: [mnist]\n", "  ood: [mnist]\n  outliers: animal\n")
+        + "resources: {slurm: {time: \"00:30:00\"}}\n";
     let spec = write_spec(dir.path(), &yaml);
     let (slurm_home, local_home) = (dir.path().join("slurm"), dir.path().join("local"));
     let out = run_ok(oodlab(&slurm_home).arg("run").arg(&spec).args(slurm_args()).args(["--jobs", "3", "--threads", "1"]));
@@ -67,6 +68,13 @@ fn a_grid_through_job_arrays_equals_the_local_backend() {
     assert!(calls <= polls && calls > 0, "{line}");
     assert!(most >= 3, "a call followed several runs at once: {line}");
     assert!(live_jobs(&slurm_home).is_empty());
+    // The spec's sbatch settings reached Slurm: every task has the 30-minute time limit.
+    let needle = format!("oodlab:{}", slurm_home.display());
+    let all = std::process::Command::new("squeue").args(["-h", "-r", "--states=all", "-o", "%l %k"]).output().unwrap();
+    let limits: Vec<String> =
+        text(&all.stdout).lines().filter(|l| l.contains(&needle)).map(|l| l.split(' ').next().unwrap().to_string()).collect();
+    assert_eq!(limits.len(), 6, "{}", text(&all.stdout));
+    assert!(limits.iter().all(|l| l == "30:00"), "{limits:?}");
 }
 
 #[test]

@@ -38,6 +38,8 @@ struct Grid {
     priority: i64,
     max_slots: Option<usize>,
     retries: u32,
+    /// Its own Slurm settings, if it brought any.
+    slurm: Option<crate::slurm::SlurmConfig>,
     pending: VecDeque<PlannedRun>,
     /// This grid's runs now running.
     running: usize,
@@ -220,6 +222,7 @@ impl State<'_> {
             priority: row.priority,
             max_slots: row.max_slots.map(|m| m.max(1) as usize),
             retries: row.retries.max(0) as u32,
+            slurm: row.slurm.as_deref().and_then(|j| serde_json::from_str(j).ok()),
             pending,
             running: 0,
             ended: false,
@@ -243,6 +246,7 @@ impl State<'_> {
                         priority: grid.priority,
                         max_slots: grid.max_slots,
                         retries: grid.retries,
+                        slurm: grid.slurm.clone(),
                     };
                     self.add_grid(row).await?;
                 }
@@ -367,16 +371,24 @@ impl State<'_> {
             self.reporter.launched(&run, &slot.name, *attempt);
             let (cancel, cancel_rx) = watch::channel(false);
             if slurm.is_some() {
-                batch.push((run.clone(), cancel_rx));
+                batch.push((grid, run.clone(), cancel_rx));
             } else {
                 tokio::spawn(execute(run.clone(), slot.clone(), cfg.clone(), tx.clone(), cancel_rx));
             }
             self.running
                 .insert(run.id.clone(), Running { run, slot, grid, finished: false, failed_reason: None, cancel, stop_reason: None });
         }
-        if let (Some(sub), Some(sc)) = (slurm, &cfg.slurm) {
-            if !batch.is_empty() {
-                match crate::slurm::submit(sc, &cfg.worker, batch).await {
+        if let (Some(sub), Some(default)) = (slurm, &cfg.slurm) {
+            // One submission per grid: each grid's runs go out with its own Slurm settings.
+            let mut grids: Vec<i64> = batch.iter().map(|(g, ..)| *g).collect();
+            grids.dedup();
+            for gid in grids {
+                let runs: Vec<(PlannedRun, watch::Receiver<bool>)> =
+                    batch.iter().filter(|(g, ..)| *g == gid).map(|(_, r, c)| (r.clone(), c.clone())).collect();
+                let own = self.grids.iter().find(|g| g.id == gid).and_then(|g| g.slurm.clone());
+                // Task lists and outputs go to this scheduler's home whatever the grid says.
+                let sc = own.map(|o| crate::slurm::SlurmConfig { dir: default.dir.clone(), ..o }).unwrap_or_else(|| default.clone());
+                match crate::slurm::submit(&sc, &cfg.worker, runs).await {
                     Ok(tasks) => {
                         // Kept so that a scheduler started again re-attaches instead of resubmitting.
                         let ids: Vec<(String, String, usize)> = tasks.iter().map(|t| (t.run_id.clone(), t.job.clone(), t.index)).collect();

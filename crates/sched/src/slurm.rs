@@ -19,8 +19,9 @@ use crate::events_tail::EventTail;
 use crate::executor::ExecMsg;
 use crate::PlannedRun;
 
-/// How runs are submitted (from the spec's `resources.slurm` and the command line).
-#[derive(Debug, Clone, Default)]
+/// How runs are submitted (from the spec's `resources.slurm` and the command line); each queued
+/// grid keeps its own (JSON in the queue).
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SlurmConfig {
     pub partition: Option<String>,
     pub account: Option<String>,

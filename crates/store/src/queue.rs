@@ -20,6 +20,9 @@ pub struct NewGrid {
     pub priority: i64,
     pub max_slots: Option<i64>,
     pub retries: i64,
+    /// The grid's Slurm settings, JSON (the scheduler's when absent).
+    #[serde(default)]
+    pub slurm: Option<String>,
 }
 
 /// A run of a queued grid, as the scheduler launches it.
@@ -40,6 +43,7 @@ pub struct GridRow {
     pub priority: i64,
     pub max_slots: Option<i64>,
     pub retries: i64,
+    pub slurm: Option<String>,
 }
 
 /// A line of `oodlab queue ls`.
@@ -101,13 +105,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO queue (experiment, priority, max_slots, retries, added_at) VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+            "INSERT INTO queue (experiment, priority, max_slots, retries, added_at, slurm) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
         )
         .bind(&g.experiment)
         .bind(g.priority)
         .bind(g.max_slots)
         .bind(g.retries)
         .bind(&t)
+        .bind(&g.slurm)
         .fetch_one(&mut *tx)
         .await?;
         for (position, r) in g.jobs.iter().enumerate() {
@@ -128,7 +133,7 @@ impl Store {
     /// Grids still queued, served first by priority (higher), then in the order added.
     pub async fn queued_grids(&self) -> R<Vec<GridRow>> {
         Ok(sqlx::query_as::<_, GridRow>(
-            "SELECT id, experiment, priority, max_slots, retries FROM queue WHERE state = 'queued' ORDER BY priority DESC, id",
+            "SELECT id, experiment, priority, max_slots, retries, slurm FROM queue WHERE state = 'queued' ORDER BY priority DESC, id",
         )
         .fetch_all(&self.pool)
         .await?)

@@ -8,8 +8,15 @@ use oodlab_store::{NewGrid, NewRun, QueuedRun};
 
 use crate::settings;
 
-/// The grid of `exp` for the queue of `home`.
-pub fn new_grid(home: &Path, exp: &Experiment, priority: i64, max_slots: Option<usize>, retries: u32) -> anyhow::Result<NewGrid> {
+/// The grid of `exp` for the queue of `home`; `slurm`: its Slurm settings when it runs there.
+pub fn new_grid(
+    home: &Path,
+    exp: &Experiment,
+    priority: i64,
+    max_slots: Option<usize>,
+    retries: u32,
+    slurm: Option<&oodlab_sched::slurm::SlurmConfig>,
+) -> anyhow::Result<NewGrid> {
     let mut runs = Vec::new();
     let mut jobs = Vec::new();
     for r in &exp.runs {
@@ -44,5 +51,6 @@ pub fn new_grid(home: &Path, exp: &Experiment, priority: i64, max_slots: Option<
         priority,
         max_slots: max_slots.map(|m| m as i64),
         retries: retries as i64,
+        slurm: slurm.map(serde_json::to_string).transpose()?,
     })
 }

@@ -18,7 +18,17 @@ fn said(d: &Delivered, what: &str) -> String {
 pub async fn add(home: &Path, a: QueueAddArgs) -> anyhow::Result<i32> {
     let exp = super::load_spec(&a.spec)?;
     std::fs::create_dir_all(home)?;
-    let grid = super::grid::new_grid(home, &exp, a.priority, a.jobs.or(exp.resources.jobs), a.retries.unwrap_or(exp.resources.retries))?;
+    // Its Slurm settings travel with it, for a scheduler on the Slurm backend.
+    let machine = settings::Machine { jobs: a.jobs, threads: None, gpus: Some("none"), backend: Some("slurm") };
+    let slurm = settings::placement(&machine, &exp.resources)?.slurm;
+    let grid = super::grid::new_grid(
+        home,
+        &exp,
+        a.priority,
+        a.jobs.or(exp.resources.jobs),
+        a.retries.unwrap_or(exp.resources.retries),
+        slurm.as_ref(),
+    )?;
     let d = oodlab_sched::deliver(home, &settings::db_path(home), &Message::Enqueue(Box::new(grid))).await?;
     eprintln!("{}", said(&d, &format!("queued `{}` ({} runs, priority {})", exp.name, exp.runs.len(), a.priority)));
     Ok(0)

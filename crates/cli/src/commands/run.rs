@@ -20,8 +20,14 @@ pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<i32> {
     let exp = super::load_spec(&args.spec)?;
     let placement = settings::placement(&(&args).into(), &exp.resources)?;
     std::fs::create_dir_all(home)?;
-    let grid =
-        super::grid::new_grid(home, &exp, args.priority, args.jobs.or(exp.resources.jobs), args.retries.unwrap_or(exp.resources.retries))?;
+    let grid = super::grid::new_grid(
+        home,
+        &exp,
+        args.priority,
+        args.jobs.or(exp.resources.jobs),
+        args.retries.unwrap_or(exp.resources.retries),
+        placement.slurm.as_ref(),
+    )?;
     let message = Message::Enqueue(Box::new(grid));
     let db = settings::db_path(home);
 

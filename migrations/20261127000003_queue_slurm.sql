@@ -1,0 +1,2 @@
+-- A queued grid's own Slurm settings (partition, account, time, ...), JSON; NULL: the scheduler's.
+ALTER TABLE queue ADD COLUMN slurm TEXT;
