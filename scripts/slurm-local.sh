@@ -55,18 +55,18 @@ fi
 chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge 2>/dev/null || true
 chmod 0400 /etc/munge/munge.key
 chmod 0755 /run/munge
-if ! pgrep -x munged >/dev/null; then
+if ! pidof munged >/dev/null; then
   runuser -u munge -- /usr/sbin/munged
 fi
 munge -n | unmunge >/dev/null
 
 if [ "$changed" = 1 ]; then
-  pkill -x slurmd 2>/dev/null || true
-  pkill -x slurmctld 2>/dev/null || true
+  kill $(pidof slurmd) 2>/dev/null || true
+  kill $(pidof slurmctld) 2>/dev/null || true
   sleep 1
 fi
-pgrep -x slurmctld >/dev/null || slurmctld
-pgrep -x slurmd >/dev/null || slurmd
+pidof slurmctld >/dev/null || slurmctld
+pidof slurmd >/dev/null || slurmd
 
 # Ready when the node is idle (or mixed/allocated by jobs already there).
 for _ in $(seq 1 60); do
