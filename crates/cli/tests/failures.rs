@@ -10,14 +10,7 @@ fn failed_worker_is_recorded_while_other_runs_finish() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     // A real failure: an MNIST copy whose test labels file is truncated (valid gzip, short body).
-    let broken = dir.path().join("broken");
-    std::fs::create_dir_all(&broken).unwrap();
-    std::fs::copy(sample().join("mnist/t10k-images-idx3-ubyte.gz"), broken.join("images.gz")).unwrap();
-    std::fs::write(broken.join("labels.idx"), [0u8, 0, 8, 1, 0, 0, 3, 232, 1, 2, 3]).unwrap();
-    let extra = format!(
-        "  broken:\n    format: idx\n    classes: 10\n    test: {{images: {0}/images.gz, labels: {0}/labels.idx}}",
-        broken.display()
-    );
+    let extra = broken_dataset(dir.path());
     let methods = "  baseline: {method: ce}\n  bad: {method: ce, data: {ood: [broken]}}\n  after_bad: {method: ce, init_from: bad}";
     let spec =
         write_spec(dir.path(), &spec_text("fail", methods, "  seeds: [0]", &extra).replace("grid:", "resources: {retries: 1}\ngrid:"));

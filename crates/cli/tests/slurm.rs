@@ -82,14 +82,7 @@ fn a_failing_worker_is_retried_then_recorded_failed_with_its_reason() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     // A truncated labels file: the worker fails reading it.
-    let broken = dir.path().join("broken");
-    std::fs::create_dir_all(&broken).unwrap();
-    std::fs::copy(sample().join("mnist/t10k-images-idx3-ubyte.gz"), broken.join("images.gz")).unwrap();
-    std::fs::write(broken.join("labels.idx"), [0u8, 0, 8, 1, 0, 0, 3, 232, 1, 2, 3]).unwrap();
-    let extra = format!(
-        "  broken:\n    format: idx\n    classes: 10\n    test: {{images: {0}/images.gz, labels: {0}/labels.idx}}",
-        broken.display()
-    );
+    let extra = broken_dataset(dir.path());
     let methods = "  baseline: {method: ce}\n  bad: {method: ce, data: {ood: [broken]}}";
     let spec = write_spec(
         dir.path(),

@@ -101,3 +101,13 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
     }
     found
 }
+
+/// A dataset entry `broken` (YAML for `spec_text`'s `extra`) whose test labels file is truncated
+/// (valid header, short body): a real failure of the worker that reads it.
+pub fn broken_dataset(dir: &Path) -> String {
+    let broken = dir.join("broken");
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::copy(sample().join("mnist/t10k-images-idx3-ubyte.gz"), broken.join("images.gz")).unwrap();
+    std::fs::write(broken.join("labels.idx"), [0u8, 0, 8, 1, 0, 0, 3, 232, 1, 2, 3]).unwrap();
+    format!("  broken:\n    format: idx\n    classes: 10\n    test: {{images: {0}/images.gz, labels: {0}/labels.idx}}", broken.display())
+}
