@@ -167,6 +167,17 @@ async fn squeue(jobs: &[String]) -> Result<HashMap<(String, usize), String>, Str
     Ok(states)
 }
 
+/// Sends the task's new events to the dispatcher: whether they held `finished`, `failed`.
+async fn forward(t: &mut Task, tx: &mpsc::Sender<ExecMsg>) -> (bool, bool) {
+    let (mut finished, mut failed) = (false, false);
+    for event in t.tail.read_new().unwrap_or_default().into_iter().flatten() {
+        finished |= matches!(event, Event::Finished { .. });
+        failed |= matches!(event, Event::Failed { .. });
+        let _ = tx.send(ExecMsg::Event { run_id: t.run_id.clone(), event }).await;
+    }
+    (finished, failed)
+}
+
 /// Follows submitted tasks until the dispatcher drops its sender and none is left; returns what it
 /// counted. A task that leaves Slurm's listing without a final event is reported lost.
 pub(crate) async fn follow(mut submitted: mpsc::Receiver<Vec<Task>>, tx: mpsc::Sender<ExecMsg>, poll: Duration) -> SlurmStats {
@@ -205,14 +216,7 @@ pub(crate) async fn follow(mut submitted: mpsc::Receiver<Vec<Task>>, tx: mpsc::S
         let mut i = 0;
         while i < tasks.len() {
             let (t, since, seen, cancel_sent) = &mut tasks[i];
-            let mut finished = false;
-            let mut failed = false;
-            for e in t.tail.read_new().unwrap_or_default() {
-                let Ok(event) = e else { continue };
-                finished |= matches!(event, Event::Finished { .. });
-                failed |= matches!(event, Event::Failed { .. });
-                let _ = tx.send(ExecMsg::Event { run_id: t.run_id.clone(), event }).await;
-            }
+            let (mut finished, mut failed) = forward(t, &tx).await;
             let state = states.as_ref().ok().and_then(|s| s.get(&(t.job.clone(), t.index)).cloned());
             *seen |= state.is_some();
             let ended = match state.as_deref() {
@@ -225,12 +229,9 @@ pub(crate) async fn follow(mut submitted: mpsc::Receiver<Vec<Task>>, tx: mpsc::S
                 continue;
             };
             // The last events, written just before the task ended.
-            for e in t.tail.read_new().unwrap_or_default() {
-                let Ok(event) = e else { continue };
-                finished |= matches!(event, Event::Finished { .. });
-                failed |= matches!(event, Event::Failed { .. });
-                let _ = tx.send(ExecMsg::Event { run_id: t.run_id.clone(), event }).await;
-            }
+            let (f, x) = forward(t, &tx).await;
+            finished |= f;
+            failed |= x;
             let cancelled = *cancel_sent;
             let exit: Result<ExitStatus, String> = match end.as_str() {
                 "COMPLETED" => Ok(ExitStatus::from_raw(0)),

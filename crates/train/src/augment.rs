@@ -19,7 +19,7 @@ impl View<'_> {
     /// (height, width) of the output for inputs of (h, w).
     pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
         match self {
-            View::Train { augment, .. } => augment.crop.as_ref().map_or((h, w), |c| (c.size[0], c.size[1])),
+            View::Train { augment, .. } => train_size(augment, h, w),
             View::Eval { crop } => crop.map_or((h, w), |c| (c[0], c[1])),
         }
     }
@@ -76,6 +76,11 @@ impl View<'_> {
         }
         d
     }
+}
+
+/// (height, width) of training inputs made from images of (h, w): the crop's size, if any.
+pub fn train_size(augment: &AugmentSettings, h: usize, w: usize) -> (usize, usize) {
+    augment.crop.as_ref().map_or((h, w), |c| (c.size[0], c.size[1]))
 }
 
 /// The transform of one image: its output window's corner in the (padded) input, the padding,

@@ -107,7 +107,7 @@ fn train(
     let mut step = 0;
     // Training inputs after the crop; outliers have the ID images' shape (checked by load_sets).
     let c = sets.train.channels;
-    let (oh, ow) = t.augment.crop.as_ref().map_or((sets.train.height, sets.train.width), |k| (k.size[0], k.size[1]));
+    let (oh, ow) = crate::augment::train_size(&t.augment, sets.train.height, sets.train.width);
     // The loader's threads live in this scope; they stop when `batches` is dropped, on an error too.
     std::thread::scope(|scope| -> Result<(), TrainError> {
         let mut batches = crate::loader::training(scope, sets, t, &s.data.normalize, s.data.loader, seed);

@@ -131,9 +131,7 @@ where
     'a: 'scope,
 {
     let mut plan = TrainPlan::new(sets, t, seed);
-    let out = |set: &ImageSet| {
-        View::Train { augment: &t.augment, rng: &mut oodlab_data::order::rng(0, "unused") }.out_size(set.height, set.width)
-    };
+    let out = |set: &ImageSet| crate::augment::train_size(&t.augment, set.height, set.width);
     let work = move |job: StepJob| -> Result<StepBatch, DataError> {
         let images = job.images.build(&sets.train, out(&sets.train), norm)?;
         let labels = job.images.indices.iter().map(|&i| sets.train.labels[i]).collect();
