@@ -25,10 +25,16 @@ fn a_busy_home_is_refused_and_a_killed_scheduler_releases_it() {
     let home = dir.path().join("home");
     let yaml = spec_text("lock", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3, 4, 5]", "")
         .replace("train_limit: 400", "train_limit: 1500")
-        .replace("epochs: 1,", "epochs: 3,");
+        .replace("epochs: 1,", "epochs: 6,");
     let spec = write_spec(dir.path(), &yaml);
-    let mut first = oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]).stderr(std::process::Stdio::null()).spawn().unwrap();
-    wait_for("a running run", || try_statuses(&home, "lock").iter().any(|r| r["status"] == "running"));
+    let log = dir.path().join("first.log");
+    let mut first = oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();
+    wait_for("a running run", || {
+        if let Some(code) = first.try_wait().unwrap() {
+            panic!("the first scheduler ended ({code}) before the test saw a running run:\n{}", std::fs::read_to_string(&log).unwrap());
+        }
+        try_statuses(&home, "lock").iter().any(|r| r["status"] == "running")
+    });
 
     let before = statuses(&home, "lock");
     let second = oodlab(&home).args(["daemon", "--until-empty"]).output().unwrap();

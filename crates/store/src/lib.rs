@@ -19,6 +19,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use thiserror::Error;
 
@@ -32,6 +34,12 @@ pub enum StoreError {
         path: String,
         #[source]
         source: sqlx::Error,
+    },
+    #[error("cannot lock {path} to open the store: {source}")]
+    Lock {
+        path: String,
+        #[source]
+        source: std::io::Error,
     },
     #[error("store migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -48,7 +56,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
 impl Store {
     /// Opens (creating if missing) the store for writing and applies pending migrations.
+    ///
+    /// Openers of one store take turns (see [`OpenLock`]): sqlx checks which migrations are applied
+    /// and then applies the rest in separate transactions, so two processes opening a fresh store at
+    /// once (`oodlab run` while `oodlab status` polls) would both apply the first migration and one
+    /// of them would fail.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        let _turn = OpenLock::acquire(path).await?;
         let opts = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -103,6 +117,32 @@ impl Store {
 
     pub async fn close(self) {
         self.pool.close().await;
+    }
+}
+
+/// An exclusive `flock` on `<store>.lock`, held while a writer opens and migrates the store. A
+/// separate file rather than the database itself: on network filesystems `flock` is emulated with
+/// the same POSIX locks SQLite takes on the database. The kernel drops it when the holder dies.
+struct OpenLock {
+    _lock: Flock<std::fs::File>,
+}
+
+impl OpenLock {
+    async fn acquire(store: &Path) -> Result<OpenLock, StoreError> {
+        let path = format!("{}.lock", store.display());
+        let io = |source| StoreError::Lock { path: path.clone(), source };
+        let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
+        // Polled rather than blocking: the holder may be another task of this runtime.
+        loop {
+            match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(OpenLock { _lock: lock }),
+                Err((back, Errno::EWOULDBLOCK)) => {
+                    file = back;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err((_, errno)) => return Err(io(errno.into())),
+            }
+        }
     }
 }
 
