@@ -47,6 +47,20 @@ pub enum Command {
     /// Write a report of an experiment: grid status, comparison tables and figures, as Markdown and
     /// HTML with SVG and PNG figures.
     Report(ReportArgs),
+    /// Serve the dashboard: experiments, live progress, runs, curves and comparison tables in a
+    /// browser, read-only.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free one (the first line of output names it).
+    #[arg(long, default_value = "127.0.0.1:8765")]
+    pub addr: String,
+    /// Folder of dashboard files (*.yaml); default: ./dashboards if it exists, else the built-in
+    /// ones.
+    #[arg(long)]
+    pub dashboards: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

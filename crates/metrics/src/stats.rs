@@ -161,8 +161,10 @@ fn signed_rank_counts(n: usize) -> Vec<f64> {
 
 /// The `p` quantile of Student's t with `df` degrees of freedom, by bisection on its CDF.
 pub fn t_quantile(p: f64, df: f64) -> f64 {
-    let (mut lo, mut hi) = (-1e3, 1e3);
-    for _ in 0..200 {
+    let (mut lo, mut hi): (f64, f64) = (-1e3, 1e3);
+    // Bisection to f64 resolution: ~55 halvings of the bracket, not a fixed count (each step
+    // costs an incomplete beta, slow for large df; the comparison table takes one per cell).
+    while hi - lo > 1e-13 * (1.0 + lo.abs().min(hi.abs())) {
         let mid = (lo + hi) / 2.0;
         if t_cdf(mid, df) < p {
             lo = mid

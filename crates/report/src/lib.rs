@@ -18,7 +18,10 @@
 //! assert_eq!(table.best_row("mnist"), Some("mixoe")); // lower FPR@95 is better
 //! ```
 
+pub mod artifacts;
 pub mod document;
+pub mod figures;
+pub mod from_store;
 mod paired;
 pub mod render;
 

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 pub use error::{did_you_mean, Origin, SpecError};
 pub use method::*;
 pub use plan::{RunConfig, RunId, SplitClasses};
-pub use position::Position;
+pub use position::{Position, PositionIndex};
 pub use types::*;
 
 use locate::Locator;

@@ -11,6 +11,7 @@
 //! # Ok(()) }
 //! ```
 
+mod browse;
 mod queries;
 mod queue;
 mod rows;
@@ -24,6 +25,7 @@ use nix::fcntl::{Flock, FlockArg};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use thiserror::Error;
 
+pub use browse::{is_field_path, ExperimentSummary, Progress, RunListRow, RunQuery, RunSort, DOCUMENTED_VIEWS, RUN_SORT_COLUMNS};
 pub use queue::{GridRow, NewGrid, QueueRow, QueuedRun, RunningRow, SchedulerRow, SlurmTaskRow};
 pub use rows::*;
 
@@ -43,6 +45,12 @@ pub enum StoreError {
     },
     #[error("store migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A request the store refuses before it reaches SQL (an unknown view, column or field path).
+    #[error("{0}")]
+    Invalid(String),
+    /// A reader that must not write found a store made by an older oodlab.
+    #[error("the store {path} is older than this oodlab; run `oodlab status --home <home>` once to upgrade it")]
+    Behind { path: String },
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
 }
@@ -98,6 +106,20 @@ impl Store {
         Store::open_reader(path).await
     }
 
+    /// Opens an existing store for reading and never writes it, not even to migrate: a store
+    /// made by an older oodlab is an error ([`StoreError::Behind`]). For the dashboard server.
+    pub async fn open_never_writing(path: &Path) -> Result<Option<Store>, StoreError> {
+        let Some(store) = Store::open_reader(path).await? else { return Ok(None) };
+        let latest = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let applied: Option<i64> =
+            sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success").fetch_one(&store.pool).await.unwrap_or(None);
+        if applied.unwrap_or(0) < latest {
+            store.close().await;
+            return Err(StoreError::Behind { path: path.display().to_string() });
+        }
+        Ok(Some(store))
+    }
+
     async fn open_reader(path: &Path) -> Result<Option<Store>, StoreError> {
         if !path.exists() {
             return Ok(None);
@@ -106,6 +128,9 @@ impl Store {
         let opts = SqliteConnectOptions::from_str(&url)
             .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?
             .read_only(true)
+            // Readers fetch whole tables (10,000 runs × their results for a comparison): a deep row
+            // buffer lets SQLite's worker thread run ahead instead of waking the reader per row.
+            .row_buffer_size(4096)
             .busy_timeout(Duration::from_secs(30));
         let pool = SqlitePoolOptions::new()
             .max_connections(2)

@@ -219,6 +219,20 @@ impl Store {
         .await?)
     }
 
+    /// The results of one score, as [`Store::results`] (the comparison reads one score at a time).
+    pub async fn results_of_score(&self, experiment: &str, score: &str) -> R<Vec<ResultRow>> {
+        Ok(sqlx::query_as::<_, ResultRow>(
+            "SELECT res.run_id, res.entry, res.method, res.seed, res.split, res.id_dataset, res.score, res.ood_set, res.id_acc, res.auroc,
+                    res.fpr95, res.aupr_in, res.aupr_out, res.tnr95, res.n_id, res.n_ood
+             FROM results res JOIN experiment_runs er ON er.experiment = res.experiment AND er.run_id = res.run_id
+             WHERE res.experiment = ?1 AND res.score = ?2 ORDER BY er.position, res.ood_set",
+        )
+        .bind(experiment)
+        .bind(score)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// (run, name, value) of the run metrics of an experiment's runs whose name starts with
     /// `prefix` (bound, never spliced into the SQL), in plan order.
     pub async fn run_metrics_with_prefix(&self, experiment: &str, prefix: &str) -> R<Vec<(String, String, f64)>> {

@@ -12,6 +12,7 @@ mod report;
 mod results;
 mod run;
 mod schedule;
+mod serve;
 mod status;
 mod worker;
 
@@ -40,6 +41,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::BenchStep(a) => bench_step::bench_step(a),
         Command::BenchLoad(a) => bench_load::bench_load(a),
         Command::Report(a) => runtime()?.block_on(report::report(&cli.home, a)),
+        Command::Serve(a) => runtime()?.block_on(serve::serve(&cli.home, a)),
     }
 }
 

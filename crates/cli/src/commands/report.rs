@@ -3,9 +3,6 @@
 //! histograms, ROC curves, logit PCA, mean interpolation paths) as SVG and PNG — written as
 //! `report.md` and `report.html` with the figures in `figures/`.
 
-mod artifacts;
-mod figures;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -16,7 +13,8 @@ use oodlab_report::Metric;
 use oodlab_store::{RunStatus, StatusRow};
 
 use crate::args::ReportArgs;
-use artifacts::Tensors;
+use oodlab_report::artifacts::Tensors;
+use oodlab_report::figures;
 
 /// Pixel size of every figure.
 const SIZE: (u32, u32) = (760, 480);
@@ -164,8 +162,8 @@ async fn tables_section(doc: &mut Document, store: &oodlab_store::Store, name: &
         metrics.extend(["path.input.jump_mean", "path.logit.jump_mean", "path.input.tv_mean"].iter().filter_map(|m| Metric::parse(m)));
     }
     for metric in metrics {
-        let options = super::compare::Options { metric, score, rows: "entry", split: None, baseline: None, alpha: 0.05 };
-        let input = super::compare::compare_input(store, name, &options).await?;
+        let options = oodlab_report::from_store::Options { metric, score, rows: "entry", split: None, baseline: None, alpha: 0.05 };
+        let input = oodlab_report::from_store::compare_input(store, name, &options).await.map_err(super::compare::cli_error)?;
         if input.observations.is_empty() {
             continue;
         }

@@ -1,8 +1,9 @@
-//! The report's charts, from a run's saved scores, logits and analyses.
+//! Charts of one or a few runs, from their saved scores, logits and analyses (reports and the
+//! dashboard draw the same figures).
 
 use oodlab_plots::{Chart, Series, Style};
 
-use super::artifacts::Tensors;
+use crate::artifacts::Tensors;
 
 /// Bins of the score histograms.
 const BINS: usize = 30;

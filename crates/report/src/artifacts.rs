@@ -1,23 +1,37 @@
-//! What the report reads from a run's folder: its per-sample scores and logits
+//! What reports and the dashboard read from a run's folder: its per-sample scores and logits
 //! (`scores.safetensors`) and analyses (`analysis.safetensors`), as f32 arrays with their shapes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use safetensors::{Dtype, SafeTensors};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ArtifactError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a safetensors file: {reason}")]
+    Format { path: String, reason: String },
+}
 
 /// The f32 and u32 tensors of one safetensors file, as f32 (name → (shape, values)).
 pub struct Tensors(BTreeMap<String, (Vec<usize>, Vec<f32>)>);
 
 impl Tensors {
     /// The file's tensors, or `None` when the run has no such file.
-    pub fn read(path: &Path) -> anyhow::Result<Option<Tensors>> {
+    pub fn read(path: &Path) -> Result<Option<Tensors>, ArtifactError> {
         let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(anyhow::anyhow!("cannot read {}: {e}", path.display())),
+            Err(source) => return Err(ArtifactError::Read { path: path.display().to_string(), source }),
         };
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| anyhow::anyhow!("{} is not a safetensors file: {e}", path.display()))?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| ArtifactError::Format { path: path.display().to_string(), reason: e.to_string() })?;
         let mut out = BTreeMap::new();
         for (name, view) in st.tensors() {
             let values: Vec<f32> = match view.dtype() {

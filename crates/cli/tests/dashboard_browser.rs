@@ -1,0 +1,158 @@
+//! The dashboard in a real browser: headless Chromium driven through WebDriver (Debian's
+//! `chromium` and `chromium-driver`, which .ci/run installs). The experiment page of the committed
+//! quickstart is opened while the grid runs; it must follow the grid live to the end without a
+//! reload, then show every run in its table, a drawn ROC chart and a drawn training curve. A
+//! screenshot is kept under the test's output folder.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fantoccini::{Client, ClientBuilder};
+use serde_json::{json, Value};
+
+/// Kills a child process when the test ends, however it ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+async fn js(client: &Client, script: &str) -> Value {
+    client.execute(script, vec![]).await.unwrap_or_else(|e| panic!("{script}: {e}"))
+}
+
+#[test]
+fn the_experiment_page_follows_a_quickstart_live_and_draws_its_runs_roc_and_training_curve() {
+    let chromedriver = Path::new("/usr/bin/chromedriver");
+    assert!(chromedriver.exists(), "this test needs Debian's chromium and chromium-driver; `bash .ci/run` installs them");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+
+    // The committed quickstart, as a researcher runs it, in the background.
+    let run = Reaped(
+        oodlab(&home)
+            .arg("run")
+            .arg(repo.join("experiments/quickstart.yaml"))
+            .args(["--jobs", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("the quickstart to be planned", Duration::from_secs(120), || try_statuses(&home, "quickstart").len() == 8);
+
+    // The server, from the repo (its dashboards/), on a free port that its first line names.
+    let mut serve =
+        Reaped(oodlab(&home).args(["serve", "--addr", "127.0.0.1:0"]).current_dir(&repo).stdout(Stdio::piped()).spawn().unwrap());
+    let mut first = String::new();
+    BufReader::new(serve.0.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let base =
+        first.trim().strip_prefix("oodlab serve: ").unwrap_or_else(|| panic!("first line: {first}")).trim_end_matches('/').to_string();
+
+    let port = free_port();
+    let _driver =
+        Reaped(Command::new(chromedriver).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap());
+    wait_until("chromedriver", Duration::from_secs(30), || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let screenshot = out_dir.join("quickstart-experiment.png");
+    let _ = std::fs::remove_file(&screenshot);
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut run = run;
+    rt.block_on(async {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({"binary": "/usr/bin/chromium", "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,2200"]}),
+        );
+        let client = ClientBuilder::rustls().unwrap().capabilities(caps).connect(&format!("http://127.0.0.1:{port}")).await.expect("a WebDriver session");
+        client.goto(&format!("{base}/experiments/quickstart")).await.unwrap();
+        let done_now = |c: Client| async move { js(&c, "return Number(document.querySelector('.count-done').textContent)").await.as_i64().unwrap() };
+        let done_at_open = done_now(client.clone()).await;
+        assert!(done_at_open < 8, "the page was opened while the grid ran ({done_at_open} of 8 done)");
+        // Mark the document: a reload would lose the mark, so seeing it at the end shows that the
+        // page followed the grid by itself.
+        js(&client, "window.oodlabMark = 'opened'; return true").await;
+
+        let status = tokio::task::spawn_blocking(move || run.0.wait().unwrap()).await.unwrap();
+        assert!(status.success(), "oodlab run: {status}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while done_now(client.clone()).await < 8 {
+            assert!(Instant::now() < deadline, "the page did not follow the grid to its end");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        assert_eq!(js(&client, "return window.oodlabMark || null").await, json!("opened"), "updated in place, not reloaded");
+
+        // The runs table: the eight runs of the store, each done.
+        let ids: Vec<String> = statuses(&home, "quickstart").iter().map(|r| r["run_id"].as_str().unwrap().to_string()).collect();
+        let rows = js(&client, "return [...document.querySelectorAll('#runs table.runs tbody tr')].map(tr => [tr.cells[1].textContent, tr.querySelector('td.status').textContent])").await;
+        let mut shown: Vec<String> = rows.as_array().unwrap().iter().map(|r| r[0].as_str().unwrap().to_string()).collect();
+        assert!(rows.as_array().unwrap().iter().all(|r| r[1] == "done"), "{rows}");
+        shown.sort();
+        let mut ids_sorted = ids.clone();
+        ids_sorted.sort();
+        assert_eq!(shown, ids_sorted);
+
+        // Charts as the browser laid them out: a curve is a polyline with many points and a real
+        // width on screen (the diagonal of a ROC chart has two points).
+        let drawn = |kind: &str| {
+            format!(
+                "return [...document.querySelectorAll('figure[data-kind={kind}] svg polyline')]
+                   .map(p => [p.points.length, p.getBoundingClientRect().width])
+                   .filter(([n, w]) => n >= 5 && w > 100).length"
+            )
+        };
+        let roc_curves = js(&client, &drawn("roc")).await.as_i64().unwrap();
+        assert!(roc_curves >= 4, "one ROC curve per method, drawn: {roc_curves}");
+        let panels = js(&client, "return [...document.querySelectorAll('section.panel h3')].map(h => h.textContent)").await;
+        assert!(panels.as_array().unwrap().iter().any(|t| t == "Training loss per epoch"), "{panels}");
+        let training_lines = js(
+            &client,
+            "const s = [...document.querySelectorAll('section.panel')].find(s => s.querySelector('h3').textContent === 'Training loss per epoch');
+             return [...s.querySelectorAll('figure[data-kind=line] svg polyline')].filter(p => p.points.length >= 2 && p.getBoundingClientRect().width > 100).length",
+        )
+        .await
+        .as_i64()
+        .unwrap();
+        assert!(training_lines >= 8, "one training curve per run, drawn: {training_lines}");
+
+        std::fs::write(&screenshot, client.screenshot().await.unwrap()).unwrap();
+
+        // A run's page from its link: its own ROC and curves.
+        client.goto(&format!("{base}/runs/{}", ids[0])).await.unwrap();
+        assert!(js(&client, &drawn("roc")).await.as_i64().unwrap() >= 1);
+        client.close().await.unwrap();
+    });
+
+    let png = image::open(&screenshot).expect("a PNG screenshot").to_rgb8();
+    assert!(png.width() >= 1000 && png.height() >= 1000, "{}x{}", png.width(), png.height());
+    let colours: std::collections::HashSet<[u8; 3]> = png.pixels().step_by(7).map(|p| p.0).collect();
+    assert!(colours.len() > 20, "a drawn page, not a blank one ({} colours)", colours.len());
+
+    // SIGTERM stops the server cleanly.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(serve.0.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert!(serve.0.wait().unwrap().success());
+}

@@ -1,0 +1,216 @@
+//! Every page and API route through the router (`oneshot`), on a store written through the
+//! store's API, with values worked out by hand; bad requests answer 4xx without internals.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::*;
+use oodlab_web::AppState;
+
+async fn router() -> (tempfile::TempDir, std::path::PathBuf, axum::Router) {
+    let (dir, home) = home().await;
+    let state = AppState::open(&home, Some(&repo_dashboards())).await.unwrap();
+    (dir, home, oodlab_web::router(state))
+}
+
+#[tokio::test]
+async fn pages_show_the_experiments_runs_charts_and_comparison() {
+    let (_dir, _home, r) = router().await;
+
+    let (status, body) = get(&r, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("href=\"/experiments/exp\"") && body.contains("href=\"/experiments/other\""), "{body}");
+
+    let (status, body) = get(&r, "/experiments/exp").await;
+    assert_eq!(status, StatusCode::OK);
+    // Progress, one row per run with its status, the failure reason, and the overview's panels.
+    assert!(body.contains("<b class=\"count-done\">1</b> done, <b class=\"count-running\">1</b> running, <b>1</b> pending"), "{body}");
+    for id in ["a1", "a2", "a3", "a4"] {
+        assert!(body.contains(&format!("href=\"/runs/{id}\"")), "{id}");
+    }
+    assert!(!body.contains("href=\"/runs/b1\""), "a run of another experiment");
+    assert!(body.contains("CUDA out of memory at epoch 2"));
+    assert!(body.contains("data-kind=\"roc\"><svg") && body.contains("data-kind=\"line\"><svg") && body.contains("data-kind=\"bar\"><svg"));
+    assert!(body.contains("src=\"/assets/app.js\""));
+    for remote in ["src=\"http", "href=\"http", "src=\"//", "href=\"//", "url(http", "@import"] {
+        assert!(!body.contains(remote), "nothing remote: {remote}");
+    }
+
+    let (status, body) = get(&r, "/experiments/exp?dashboard=training").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("Training loss per epoch") && body.contains("data-kind=\"line\"><svg"));
+
+    let (status, body) = get(&r, "/experiments/exp/compare?metric=auroc&score=msp").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("<td>baseline</td>") && body.contains("0.875"), "{body}");
+
+    let (status, body) = get(&r, "/runs/a1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        body.contains("data-kind=\"roc\"><svg")
+            && body.contains("data-kind=\"histogram\"><svg")
+            && body.contains("data-kind=\"line\"><svg")
+    );
+    assert!(body.contains("AUROC 0.875"), "the ROC legend, from the saved scores");
+    assert!(body.contains("&quot;lr&quot;: 0.1"), "the config");
+    assert!(body.contains("href=\"/runs/a1/files/scores.safetensors\""));
+
+    let (status, body) = get(&r, "/runs/a2").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("CUDA out of memory at epoch 2") && body.contains("Traceback"));
+
+    let (status, body) = get(&r, "/runs/a1/files/events.jsonl").await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "{}\n"));
+    for asset in ["/assets/app.js", "/assets/style.css"] {
+        let (status, body) = get(&r, asset).await;
+        assert!(status == StatusCode::OK && body.len() > 200, "{asset}");
+    }
+}
+
+#[tokio::test]
+async fn the_api_filters_sorts_pages_and_computes_curves() {
+    let (_dir, _home, r) = router().await;
+
+    let all = get_json(&r, "/api/experiments").await;
+    let exp = all["experiments"].as_array().unwrap().iter().find(|e| e["name"] == "exp").unwrap().clone();
+    let p = &exp["progress"];
+    assert_eq!(
+        (p["total"].as_i64(), p["done"].as_i64(), p["failed"].as_i64(), p["pending"].as_i64(), p["running"].as_i64()),
+        (Some(4), Some(1), Some(1), Some(1), Some(1))
+    );
+    assert_eq!(get_json(&r, "/api/experiments/exp").await["progress"], *p);
+
+    let ids =
+        |v: &serde_json::Value| v["runs"].as_array().unwrap().iter().map(|r| r["run_id"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let v = get_json(&r, "/api/experiments/exp/runs").await;
+    assert_eq!((v["total"].as_i64(), ids(&v)), (Some(4), vec!["a1".to_string(), "a2".into(), "a3".into(), "a4".into()]));
+    let v = get_json(&r, "/api/experiments/exp/runs?status=failed").await;
+    assert_eq!(ids(&v), ["a2"]);
+    assert_eq!(v["runs"][0]["failure"], "CUDA out of memory at epoch 2");
+    assert_eq!(ids(&get_json(&r, "/api/experiments/exp/runs?failure=out%20of%20memory").await), ["a2"]);
+    assert_eq!(ids(&get_json(&r, "/api/experiments/exp/runs?f.train.optimizer.lr=0.01").await), ["a2", "a3", "a4"]);
+    assert_eq!(ids(&get_json(&r, "/api/experiments/exp/runs?f.method.name=ce").await), ["a1"]);
+    assert_eq!(ids(&get_json(&r, "/api/experiments/exp/runs?f.seed=1").await), ["a3"], "a top-level field");
+    assert_eq!(ids(&get_json(&r, "/api/experiments/exp/runs?sort=seed&desc=1").await), ["a4", "a3", "a1", "a2"]);
+    assert_eq!(ids(&get_json(&r, "/api/experiments/exp/runs?sort=train.optimizer.lr&desc=1").await)[0], "a1");
+    let v = get_json(&r, "/api/experiments/exp/runs?limit=2&offset=2").await;
+    assert_eq!((v["total"].as_i64(), ids(&v)), (Some(4), vec!["a3".to_string(), "a4".into()]));
+
+    let t = get_json(&r, "/api/experiments/exp/compare?metric=auroc&score=msp").await;
+    assert_eq!(t["rows"][0]["name"], "baseline");
+    assert_eq!(t["rows"][0]["cells"][0]["summary"]["mean"], 0.875);
+    let (status, csv) = get(&r, "/api/experiments/exp/compare?metric=auroc&format=csv").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(csv.contains("\nbaseline,heldout,1,0.875,"), "{csv}");
+
+    // ROC from the saved scores: the panel's curve ends at (1, 1) and its legend gives the AUROC
+    // of the 16 pairs by hand (14/16).
+    let overview =
+        get_json(&r, "/api/dashboards").await["dashboards"].as_array().unwrap().iter().position(|d| d["name"] == "overview").unwrap();
+    assert_eq!(overview, 0);
+    let panels = get_json(&r, "/api/dashboards").await["dashboards"][0]["panels"].clone();
+    let roc_index = panels.as_array().unwrap().iter().position(|p| p["chart"] == "roc").unwrap();
+    let v = get_json(&r, &format!("/api/experiments/exp/panels/overview/{roc_index}")).await;
+    let series = &v["output"]["chart"]["series"][0];
+    assert!(series["name"].as_str().unwrap().contains("AUROC 0.875"), "{v}");
+    assert_eq!(series["points"].as_array().unwrap().last().unwrap(), &serde_json::json!([1.0, 1.0]));
+
+    let v = get_json(&r, "/api/runs/a1").await;
+    assert_eq!(v["epochs"].as_array().unwrap().len(), 3);
+    assert_eq!(v["epochs"][2]["train_loss"], 0.75);
+    assert_eq!(v["config"]["settings"]["train"]["optimizer"]["lr"], 0.1);
+    assert_eq!(v["experiments"], serde_json::json!(["exp"]));
+    let v = get_json(&r, "/api/runs/a1/curves?score=msp").await;
+    let kinds: Vec<&str> = v["charts"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["line", "line", "roc", "histogram", "scatter"]);
+    // The ROC's points (FPR of ID, TPR of held-out), lowering the bar for "OOD" one distinct score
+    // at a time, worked out by hand: 0.3, 0.4, 0.5 are held-out images (TPR up), 0.6 and 0.7 ID
+    // (FPR up), 0.75 held-out, 0.8 and 0.9 ID. Its area is 0.5·0.75 + 0.5·1 = 0.875.
+    let roc = &v["charts"][2]["chart"]["series"][0]["points"];
+    let expected = [(0.0, 0.0), (0.0, 0.25), (0.0, 0.5), (0.0, 0.75), (0.25, 0.75), (0.5, 0.75), (0.5, 1.0), (0.75, 1.0), (1.0, 1.0)];
+    assert_eq!(roc, &serde_json::json!(expected));
+    let hist = &v["charts"][3]["chart"]["series"];
+    assert_eq!(hist.as_array().unwrap().len(), 2, "ID and held-out");
+}
+
+#[tokio::test]
+async fn bad_requests_answer_4xx_without_internals() {
+    let (dir, _home, r) = router().await;
+    let secret = dir.path().join("secret.txt");
+    std::fs::write(&secret, "TOP-SECRET-CONTENT").unwrap();
+    std::os::unix::fs::symlink(&secret, dir.path().join("home/runs/exp/a1/link.txt")).unwrap();
+
+    let cases: &[(&str, StatusCode)] = &[
+        ("/experiments/nope", StatusCode::NOT_FOUND),
+        ("/api/experiments/nope", StatusCode::NOT_FOUND),
+        ("/api/experiments/nope/runs", StatusCode::NOT_FOUND),
+        ("/api/experiments/nope/compare", StatusCode::NOT_FOUND),
+        ("/experiments/nope/compare", StatusCode::NOT_FOUND),
+        ("/runs/nope", StatusCode::NOT_FOUND),
+        ("/api/runs/nope", StatusCode::NOT_FOUND),
+        ("/api/runs/nope/curves", StatusCode::NOT_FOUND),
+        ("/no/such/page", StatusCode::NOT_FOUND),
+        ("/assets/secret.txt", StatusCode::NOT_FOUND),
+        ("/experiments/exp?dashboard=nope", StatusCode::NOT_FOUND),
+        ("/api/experiments/exp/panels/nope/0", StatusCode::NOT_FOUND),
+        ("/api/experiments/exp/panels/overview/99", StatusCode::NOT_FOUND),
+        ("/api/experiments/exp/runs?status=exploded", StatusCode::BAD_REQUEST),
+        ("/api/experiments/exp/runs?sort=id;DROP%20TABLE%20runs", StatusCode::BAD_REQUEST),
+        ("/api/experiments/exp/runs?sort=r.id%20DESC%20--", StatusCode::BAD_REQUEST),
+        ("/api/experiments/exp/runs?f.train')%20OR%201=1%20--=1", StatusCode::BAD_REQUEST),
+        ("/api/experiments/exp/runs?limit=0", StatusCode::BAD_REQUEST),
+        ("/api/experiments/exp/runs?limit=abc", StatusCode::BAD_REQUEST),
+        ("/experiments/exp?status=exploded", StatusCode::BAD_REQUEST),
+        ("/experiments/exp?field=a%20b&value=1", StatusCode::BAD_REQUEST),
+        ("/api/experiments/exp/compare?metric=nope", StatusCode::BAD_REQUEST),
+        ("/api/experiments/exp/compare?score=nope", StatusCode::BAD_REQUEST),
+        ("/api/experiments/exp/compare?rows=a;b", StatusCode::BAD_REQUEST),
+        ("/api/experiments/exp/compare?rows=no.such.field", StatusCode::BAD_REQUEST),
+        ("/api/experiments/exp/compare?format=docx", StatusCode::BAD_REQUEST),
+        ("/api/experiments/exp/compare?baseline=nope", StatusCode::BAD_REQUEST),
+        ("/api/runs/a1/curves?score=nope", StatusCode::BAD_REQUEST),
+        ("/runs/a1?score=nope", StatusCode::BAD_REQUEST),
+        // Leaving the run's folder: `..` (plain and percent-encoded), a link to a file outside.
+        ("/runs/a1/files/../../../../etc/passwd", StatusCode::BAD_REQUEST),
+        ("/runs/a1/files/%2e%2e/%2e%2e/oodlab.db", StatusCode::BAD_REQUEST),
+        ("/runs/a1/files/..%2F..%2Foodlab.db", StatusCode::BAD_REQUEST),
+        ("/runs/a1/files/%2Fetc%2Fpasswd", StatusCode::BAD_REQUEST),
+        ("/runs/a1/files/link.txt", StatusCode::NOT_FOUND),
+        ("/runs/a1/files/missing.bin", StatusCode::NOT_FOUND),
+        ("/runs/nope/files/scores.safetensors", StatusCode::NOT_FOUND),
+    ];
+    for (uri, expected) in cases {
+        let (status, body) = get(&r, uri).await;
+        assert_eq!(status, *expected, "{uri}: {body}");
+        for leak in ["sqlx", "SELECT", "sqlite", "panicked", "TOP-SECRET", "root:", dir.path().to_str().unwrap()] {
+            assert!(!body.contains(leak), "{uri} leaks `{leak}`: {body}");
+        }
+    }
+    // API errors are JSON with a message saying what to use.
+    let (_, body) = get(&r, "/api/experiments/exp/runs?status=exploded").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("expected pending, running, done, failed or interrupted"));
+    // The tables are intact after the injection attempts.
+    assert_eq!(get_json(&r, "/api/experiments/exp/runs").await["total"], 4);
+}
+
+#[tokio::test]
+async fn the_server_never_writes_and_sees_what_the_scheduler_writes() {
+    let (_dir, home, r) = router().await;
+    let db = home.join("oodlab.db");
+    let before = std::fs::read(&db).unwrap();
+    for uri in ["/", "/experiments/exp", "/experiments/exp?dashboard=training", "/experiments/exp/compare", "/runs/a1", "/api/experiments"]
+    {
+        get(&r, uri).await;
+    }
+    assert_eq!(std::fs::read(&db).unwrap(), before, "the database file is unchanged");
+
+    // The scheduler (another writer) finishes a4: the server's next answer shows it.
+    let writer = oodlab_store::Store::open(&db).await.unwrap();
+    writer.end_attempt("a4", &oodlab_store::Outcome::Done { exit_code: 0 }).await.unwrap();
+    writer.close().await;
+    let p = get_json(&r, "/api/experiments/exp").await["progress"].clone();
+    assert_eq!((p["done"].as_i64(), p["running"].as_i64()), (Some(2), Some(0)));
+    let (_, page) = get(&r, "/experiments/exp").await;
+    assert!(page.contains("<b class=\"count-done\">2</b> done"));
+}
