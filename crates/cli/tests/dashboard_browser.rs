@@ -144,6 +144,24 @@ fn the_experiment_page_follows_a_quickstart_live_and_draws_its_runs_roc_and_trai
         // A run's page from its link: its own ROC and curves.
         client.goto(&format!("{base}/runs/{}", ids[0])).await.unwrap();
         assert!(js(&client, &drawn("roc")).await.as_i64().unwrap() >= 1);
+
+        // The comparison page: pick a metric with its selector, and export as the CLI does.
+        client.goto(&format!("{base}/experiments/quickstart/compare")).await.unwrap();
+        js(&client, "document.querySelector('select[name=metric]').value = 'fpr95'; document.querySelector('form.filters').submit(); return true").await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !client.current_url().await.unwrap().as_str().contains("metric=fpr95") {
+            assert!(Instant::now() < deadline, "the metric selector did not reload the table");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let heading = js(&client, "return [...document.querySelectorAll('table.compare thead th')].map(h => h.textContent)").await;
+        let rows = js(&client, "return [...document.querySelectorAll('table.compare tbody tr')].map(tr => tr.cells[0].textContent)").await;
+        assert_eq!(rows, json!(["baseline", "lmoe", "mixoe", "oe"]), "{heading}");
+        for format in ["csv", "markdown", "latex"] {
+            let uri = format!("/experiments/quickstart/compare?metric=fpr95&score=energy&baseline=baseline&format={format}");
+            let served = js(&client, &format!("return fetch('{uri}').then(r => r.text())")).await;
+            let cli = run_ok(oodlab(&home).args(["compare", "quickstart", "--metric", "fpr95", "--score", "energy", "--baseline", "baseline", "--format", format]));
+            assert_eq!(served.as_str().unwrap(), text(&cli.stdout), "{format}");
+        }
         client.close().await.unwrap();
     });
 

@@ -22,11 +22,18 @@ fn serve_refuses_a_missing_store_a_broken_dashboard_and_a_bad_address() {
 
     let dashboards = dir.path().join("dashboards");
     std::fs::create_dir_all(&dashboards).unwrap();
-    std::fs::write(dashboards.join("a.yaml"), "title: A\npanels:\n  - title: t\n    view: method_stats\n    chart: bar\n    x: ood_set\n    y: meen\n").unwrap();
+    std::fs::write(
+        dashboards.join("a.yaml"),
+        "title: A\npanels:\n  - title: t\n    view: method_stats\n    chart: bar\n    x: ood_set\n    y: meen\n",
+    )
+    .unwrap();
     let out = oodlab(&home).args(["serve", "--addr", "127.0.0.1:0", "--dashboards"]).arg(&dashboards).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("a.yaml:7:8: field `panels[0].y`: `meen` is not a column of `method_stats`") && err.contains("did you mean `mean`?"), "{err}");
+    assert!(
+        err.contains("a.yaml:7:8: field `panels[0].y`: `meen` is not a column of `method_stats`") && err.contains("did you mean `mean`?"),
+        "{err}"
+    );
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();

@@ -39,3 +39,20 @@ async fn writers_and_readers_opening_a_fresh_store_at_once_all_succeed() {
         assert!(applied >= 5, "{applied}");
     }
 }
+
+#[tokio::test]
+async fn the_never_writing_reader_refuses_a_store_that_is_behind_and_leaves_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("oodlab.db");
+    Store::open(&path).await.unwrap().close().await;
+    assert!(Store::open_never_writing(&path).await.unwrap().is_some(), "an up-to-date store opens");
+    assert!(Store::open_never_writing(&dir.path().join("none.db")).await.unwrap().is_none());
+    // As if made by an older oodlab: the latest migration not applied.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version = (SELECT max(version) FROM _sqlx_migrations)").execute(&pool).await.unwrap();
+    pool.close().await;
+    let before = std::fs::read(&path).unwrap();
+    let err = Store::open_never_writing(&path).await.err().expect("a store behind is refused");
+    assert!(err.to_string().contains("older than this oodlab"), "{err}");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "nothing written");
+}
