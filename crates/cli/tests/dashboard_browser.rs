@@ -88,7 +88,8 @@ fn the_experiment_page_follows_a_quickstart_live_and_draws_its_runs_roc_and_trai
             "goog:chromeOptions".into(),
             json!({"binary": "/usr/bin/chromium", "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,2200"]}),
         );
-        let client = ClientBuilder::rustls().unwrap().capabilities(caps).connect(&format!("http://127.0.0.1:{port}")).await.expect("a WebDriver session");
+        let http = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(http).capabilities(caps).connect(&format!("http://127.0.0.1:{port}")).await.expect("a WebDriver session");
         client.goto(&format!("{base}/experiments/quickstart")).await.unwrap();
         let done_now = |c: Client| async move { js(&c, "return Number(document.querySelector('.count-done').textContent)").await.as_i64().unwrap() };
         let done_at_open = done_now(client.clone()).await;
