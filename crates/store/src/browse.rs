@@ -135,11 +135,16 @@ impl Store {
             .collect())
     }
 
-    /// An experiment's progress; `None` when there is no such experiment.
-    pub async fn progress(&self, experiment: &str) -> R<Option<Progress>> {
+    /// Whether the store has an experiment of this name.
+    pub async fn has_experiment(&self, experiment: &str) -> R<bool> {
         let known: Option<i64> =
             sqlx::query_scalar("SELECT 1 FROM experiments WHERE name = ?1").bind(experiment).fetch_optional(&self.pool).await?;
-        if known.is_none() {
+        Ok(known.is_some())
+    }
+
+    /// An experiment's progress; `None` when there is no such experiment.
+    pub async fn progress(&self, experiment: &str) -> R<Option<Progress>> {
+        if !self.has_experiment(experiment).await? {
             return Ok(None);
         }
         let counts: Vec<(RunStatus, i64, Option<String>)> = sqlx::query_as(

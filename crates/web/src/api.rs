@@ -144,7 +144,7 @@ pub async fn experiment(State(state): State<AppState>, Path(name): Path<String>)
 
 pub async fn runs(State(state): State<AppState>, Path(name): Path<String>, RawQuery(raw): RawQuery) -> Result<Json<Value>, ApiError> {
     let q = run_query(&pairs(&raw)?)?;
-    if state.store().progress(&name).await?.is_none() {
+    if !state.store().has_experiment(&name).await? {
         return Err(Error::not_found(format!("no experiment `{name}`")).into());
     }
     let (total, runs) = state.store().runs_page(&name, &q).await?;
@@ -178,7 +178,7 @@ pub async fn panel(
     let p = index.parse::<usize>().ok().and_then(|i| d.panels.get(i)).ok_or_else(|| {
         Error::not_found(format!("dashboard `{dashboard}` has no panel `{index}` (0 to {})", d.panels.len().saturating_sub(1)))
     })?;
-    if state.store().progress(&name).await?.is_none() {
+    if !state.store().has_experiment(&name).await? {
         return Err(Error::not_found(format!("no experiment `{name}`")).into());
     }
     let out = charts::panel(&state, &name, p).await?;

@@ -72,10 +72,10 @@ pub async fn experiments(State(state): State<AppState>) -> Result<Html<String>, 
     Ok(Html(page("Experiments", &body)))
 }
 
-/// The query string of `q` with `key` set to `value` (for sort and page links).
-fn with(pairs: &[(String, String)], key: &str, value: &str) -> String {
-    let mut kept: Vec<(String, String)> = pairs.iter().filter(|(k, _)| k != key).cloned().collect();
-    kept.push((key.to_string(), value.to_string()));
+/// The query string of `pairs` with each of `set` replacing its key (for sort and page links).
+fn with(pairs: &[(String, String)], set: &[(&str, &str)]) -> String {
+    let mut kept: Vec<(String, String)> = pairs.iter().filter(|(k, _)| !set.iter().any(|(s, _)| s == k)).cloned().collect();
+    kept.extend(set.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     serde_urlencoded::to_string(&kept).unwrap_or_default()
 }
 
@@ -116,8 +116,7 @@ fn runs_table(name: &str, q: &RunQuery, pairs: &[(String, String)], total: i64, 
         } else {
             ""
         };
-        let mut p = with(pairs, "sort", col);
-        p = with(&serde_urlencoded::from_str::<Vec<(String, String)>>(&p).unwrap_or_default(), "desc", desc);
+        let p = with(pairs, &[("sort", col), ("desc", desc)]);
         format!("<th><a href=\"?{}\">{label}{arrow}</a></th>", esc(&p))
     };
     out.push_str(&format!(
@@ -156,10 +155,13 @@ fn runs_table(name: &str, q: &RunQuery, pairs: &[(String, String)], total: i64, 
     }
     out.push_str("</tbody></table><nav class=\"pages\">");
     if q.offset > 0 {
-        out.push_str(&format!("<a href=\"?{}\">← previous</a> ", esc(&with(pairs, "offset", &(q.offset - q.limit).max(0).to_string()))));
+        out.push_str(&format!(
+            "<a href=\"?{}\">← previous</a> ",
+            esc(&with(pairs, &[("offset", &(q.offset - q.limit).max(0).to_string())]))
+        ));
     }
     if q.offset + (runs.len() as i64) < total {
-        out.push_str(&format!("<a href=\"?{}\">next →</a>", esc(&with(pairs, "offset", &(q.offset + q.limit).to_string()))));
+        out.push_str(&format!("<a href=\"?{}\">next →</a>", esc(&with(pairs, &[("offset", &(q.offset + q.limit).to_string())]))));
     }
     out.push_str(&format!(
         "</nav><p><a href=\"/api/experiments/{}/runs?{}\">these runs as JSON</a></p></section>",
@@ -276,7 +278,7 @@ pub async fn compare(State(state): State<AppState>, Path(name): Path<String>, Ra
     }
     body.push_str("<p class=\"export\">Export: ");
     for f in ["csv", "markdown", "latex", "json"] {
-        body.push_str(&format!("<a href=\"?{}\">{f}</a> ", esc(&with(&pairs, "format", f))));
+        body.push_str(&format!("<a href=\"?{}\">{f}</a> ", esc(&with(&pairs, &[("format", f)]))));
     }
     body.push_str("</p>");
     Ok(Html(page(&format!("{name} comparison"), &body)).into_response())

@@ -36,6 +36,16 @@ async fn pages_show_the_experiments_runs_charts_and_comparison() {
         assert!(!body.contains(remote), "nothing remote: {remote}");
     }
 
+    // Paging and sorting links keep the other parameters.
+    let (status, body) = get(&r, "/experiments/exp?limit=2&status=pending").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("1 of 1 runs") && !body.contains("next →"), "{body}");
+    let (_, body) = get(&r, "/experiments/exp?limit=2&sort=seed").await;
+    assert!(body.contains("href=\"?limit=2&amp;sort=seed&amp;offset=2\">next →"), "{body}");
+    assert!(body.contains("href=\"?limit=2&amp;sort=seed&amp;desc=1\">seed ▴"), "{body}");
+    let (_, body) = get(&r, "/experiments/exp?field=train.optimizer.lr&value=0.01").await;
+    assert!(body.contains("3 of 3 runs") && !body.contains("href=\"/runs/a1\""), "the form's field filter");
+
     let (status, body) = get(&r, "/experiments/exp?dashboard=training").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.contains("Training loss per epoch") && body.contains("data-kind=\"line\"><svg"));

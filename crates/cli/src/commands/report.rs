@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use oodlab_plots::Chart;
+use oodlab_report::artifacts::Tensors;
 use oodlab_report::document::{Block, Document, Figure, Table, TextCell};
+use oodlab_report::figures;
 use oodlab_report::render::NumberStyle;
 use oodlab_report::Metric;
 use oodlab_store::{RunStatus, StatusRow};
 
 use crate::args::ReportArgs;
-use oodlab_report::artifacts::Tensors;
-use oodlab_report::figures;
 
 /// Pixel size of every figure.
 const SIZE: (u32, u32) = (760, 480);
