@@ -66,7 +66,10 @@ fn the_experiment_page_follows_a_quickstart_live_and_draws_its_runs_roc_and_trai
     let mut serve =
         Reaped(oodlab(&home).args(["serve", "--addr", "127.0.0.1:0"]).current_dir(&repo).stdout(Stdio::piped()).spawn().unwrap());
     let mut first = String::new();
-    BufReader::new(serve.0.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let mut banner = BufReader::new(serve.0.stdout.take().unwrap());
+    banner.read_line(&mut first).unwrap();
+    // The rest of its output is drained, so that the server never writes into a closed pipe.
+    std::thread::spawn(move || std::io::copy(&mut banner, &mut std::io::sink()));
     let base =
         first.trim().strip_prefix("oodlab serve: ").unwrap_or_else(|| panic!("first line: {first}")).trim_end_matches('/').to_string();
 

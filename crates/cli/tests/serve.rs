@@ -41,4 +41,15 @@ fn serve_refuses_a_missing_store_a_broken_dashboard_and_a_bad_address() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains(&format!("--addr {addr}: cannot listen there")), "{}", text(&out.stderr));
     assert_eq!(std::fs::read(home.join("oodlab.db")).unwrap(), db, "the store is untouched");
+
+    // A script that reads the address line and closes the pipe does not stop the server.
+    let mut serve = oodlab(&home).args(["serve", "--addr", "127.0.0.1:0"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(serve.stdout.take().unwrap()), &mut first).unwrap();
+    let addr = first.trim().trim_start_matches("oodlab serve: http://").trim_end_matches('/').to_string();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let alive = serve.try_wait().unwrap().is_none() && std::net::TcpStream::connect(&addr).is_ok();
+    let _ = serve.kill();
+    let _ = serve.wait();
+    assert!(alive, "the server stopped when its stdout closed ({first})");
 }

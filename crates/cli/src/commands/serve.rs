@@ -19,11 +19,16 @@ pub async fn serve(home: &Path, args: ServeArgs) -> anyhow::Result<i32> {
         Some(d) => format!("dashboards from {}", d.display()),
         None => "built-in dashboards".into(),
     };
-    // The first line names the address (tests and scripts read it when the port was 0).
+    // The first line names the address (tests and scripts read it when the port was 0). A reader
+    // that closes the pipe after it must not stop the server: write errors are ignored.
+    let banner = format!(
+        "oodlab serve: http://{addr}/\n  store {} (read-only), {} ({})\n",
+        home.join("oodlab.db").display(),
+        from,
+        state.dashboards().len()
+    );
     let mut out = std::io::stdout();
-    writeln!(out, "oodlab serve: http://{addr}/")?;
-    writeln!(out, "  store {} (read-only), {} ({})", home.join("oodlab.db").display(), from, state.dashboards().len())?;
-    out.flush()?;
+    let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
     let shutdown = async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
         tokio::select! {
