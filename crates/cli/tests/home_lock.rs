@@ -5,27 +5,15 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
 
 #[test]
 fn a_busy_home_is_refused_and_a_killed_scheduler_releases_it() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let yaml = spec_text("lock", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3, 4, 5]", "")
-        .replace("train_limit: 400", "train_limit: 1500")
-        .replace("epochs: 1,", "epochs: 6,");
+    let yaml = sized(spec_text("lock", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3, 4, 5]", ""), 1500, 6);
     let spec = write_spec(dir.path(), &yaml);
     let log = dir.path().join("first.log");
     let mut first = oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]).stderr(std::fs::File::create(&log).unwrap()).spawn().unwrap();

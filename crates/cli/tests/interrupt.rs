@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 use nix::sys::signal::{kill, Signal};
@@ -18,22 +18,15 @@ fn sigint_leaves_no_worker_and_a_rerun_completes_the_rest() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     // Runs of a few seconds each, so that the signal lands while one is running.
-    let yaml = spec_text("sig", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3]", "")
-        .replace("train_limit: 400", "train_limit: 1500")
-        .replace("epochs: 1,", "epochs: 3,");
+    let yaml = sized(spec_text("sig", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3]", ""), 1500, 3);
     let spec = write_spec(dir.path(), &yaml);
     let mut child = oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
 
     // Wait until one run is done and the next is running.
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        assert!(Instant::now() < deadline, "the grid did not progress");
-        std::thread::sleep(Duration::from_millis(200));
+    wait_for("the grid to progress", || {
         let rows = try_statuses(&home, "sig");
-        if count(&rows, "done") >= 1 && count(&rows, "running") == 1 {
-            break;
-        }
-    }
+        count(&rows, "done") >= 1 && count(&rows, "running") == 1
+    });
     std::thread::sleep(Duration::from_millis(200));
     let before = statuses(&home, "sig");
     kill(Pid::from_raw(child.id() as i32), Signal::SIGINT).unwrap();

@@ -7,19 +7,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use common::*;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    while !ok() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// The home's scheduler log and queue, for a failure message.
 fn home_state(home: &Path) -> String {
@@ -34,10 +25,12 @@ fn grid_spec(dir: &Path, name: &str, seeds: &str, extra: &str) -> PathBuf {
     let animal = format!(
         "  animal:\n    format: idx\n    classes: 10\n    train: {{images: {s}/animal-mnist/train-images-idx3-ubyte.gz, labels: {s}/animal-mnist/train-labels-idx1-ubyte.gz}}"
     );
-    let yaml = spec_text(name, "  baseline: {method: ce}\n  oe: {method: oe, init_from: baseline}", &format!("  seeds: {seeds}"), &animal)
-        .replace("  ood: [mnist]\n", "  ood: [mnist]\n  outliers: animal\n")
-        .replace("train_limit: 400", "train_limit: 1200")
-        .replace("epochs: 1,", "epochs: 2,")
+    let yaml = sized(
+        spec_text(name, "  baseline: {method: ce}\n  oe: {method: oe, init_from: baseline}", &format!("  seeds: {seeds}"), &animal),
+        1200,
+        2,
+    )
+    .replace("  ood: [mnist]\n", "  ood: [mnist]\n  outliers: animal\n")
         + extra;
     let folder = dir.join(name);
     std::fs::create_dir_all(&folder).unwrap();

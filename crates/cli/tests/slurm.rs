@@ -102,9 +102,7 @@ fn a_failing_worker_is_retried_then_recorded_failed_with_its_reason() {
 fn cancel_leaves_no_job_in_squeue_and_marks_every_run() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let yaml = spec_text("slurm-cancel", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3, 4, 5]", "")
-        .replace("train_limit: 400", "train_limit: 2000")
-        .replace("epochs: 1,", "epochs: 4,");
+    let yaml = sized(spec_text("slurm-cancel", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3, 4, 5]", ""), 2000, 4);
     let spec = write_spec(dir.path(), &yaml);
     let mut child =
         oodlab(&home).arg("run").arg(&spec).args(slurm_args()).args(["--jobs", "2"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
@@ -134,9 +132,7 @@ fn cancel_leaves_no_job_in_squeue_and_marks_every_run() {
 fn a_killed_submitter_run_again_re_attaches_and_every_run_is_done_once() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    let yaml = spec_text("slurm-attach", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3]", "")
-        .replace("train_limit: 400", "train_limit: 1500")
-        .replace("epochs: 1,", "epochs: 3,");
+    let yaml = sized(spec_text("slurm-attach", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3]", ""), 1500, 3);
     let spec = write_spec(dir.path(), &yaml);
     let mut first =
         oodlab(&home).arg("run").arg(&spec).args(slurm_args()).args(["--jobs", "4"]).stderr(std::process::Stdio::null()).spawn().unwrap();

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 pub fn sample() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sample").canonicalize().unwrap()
@@ -38,6 +39,26 @@ grid:
 {grid}
 "
     )
+}
+
+/// `spec_text`'s YAML with longer runs (more training images and epochs), for tests that need a
+/// run to be seen running.
+pub fn sized(yaml: String, train_limit: u32, epochs: u32) -> String {
+    yaml.replace("train_limit: 400", &format!("train_limit: {train_limit}")).replace("epochs: 1,", &format!("epochs: {epochs},"))
+}
+
+/// Polls `ok` every 100 ms until it holds; fails naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// [`wait_until`] with the patience of the tests that run real grids (4 minutes).
+pub fn wait_for(what: &str, ok: impl FnMut() -> bool) {
+    wait_until(what, Duration::from_secs(240), ok)
 }
 
 pub fn write_spec(dir: &Path, text: &str) -> PathBuf {
