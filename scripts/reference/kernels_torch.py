@@ -46,6 +46,24 @@ def bn_relu_pool(n, c, h, w, pool):
     return {"case": [n, c, h, w] + (list(pool) if pool else []), "y": flat(y), "dx": flat(x.grad), "dgamma": flat(gamma.grad), "dbeta": flat(beta.grad)}
 
 
+def conv_bn(n, c, o, h, w, k, s, p, pool):
+    """A convolution, batch-norm in training mode, ReLU and (if given) max-pooling: the fused op."""
+    x, wt, b = values((n, c, h, w), 0.1), values((o, c, k, k), 0.7), values((o,), 1.3)
+    gamma, beta = values((o,), 2.0), values((o,), 3.0)
+    y = F.relu(F.batch_norm(F.conv2d(x, wt, b, stride=s, padding=p), None, None, gamma, beta, training=True, eps=1e-5))
+    if pool:
+        y = F.max_pool2d(y, pool[0], pool[1], pool[2])
+    (y * upstream(y)).sum().backward()
+    return {
+        "case": [n, c, o, h, w, k, s, p] + (list(pool) if pool else []),
+        "y": flat(y),
+        "dx": flat(x.grad),
+        "dw": flat(wt.grad),
+        "dgamma": flat(gamma.grad),
+        "dbeta": flat(beta.grad),
+    }
+
+
 def pool(n, c, h, w, k, s, p):
     x = values((n, c, h, w), 0.3)
     y = F.max_pool2d(x, k, s, p)
@@ -59,6 +77,7 @@ def main():
         "conv": [conv(2, 3, 4, 7, 9, 3, 1, 1), conv(1, 3, 2, 11, 11, 7, 2, 3), conv(2, 3, 4, 6, 5, 1, 2, 0)],
         "bn_relu_pool": [bn_relu_pool(4, 3, 6, 6, None), bn_relu_pool(4, 3, 6, 6, (2, 2, 0)), bn_relu_pool(2, 4, 9, 8, (3, 2, 1))],
         "pool": [pool(1, 2, 7, 9, 3, 2, 1), pool(3, 2, 9, 7, 2, 2, 0)],
+        "conv_bn": [conv_bn(4, 3, 5, 8, 8, 3, 1, 1, (2, 2, 0)), conv_bn(2, 2, 3, 9, 7, 3, 2, 1, None), conv_bn(3, 2, 4, 7, 9, 3, 1, 1, (3, 2, 1))],
     }
     print(json.dumps(out))
 

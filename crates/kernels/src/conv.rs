@@ -4,7 +4,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use crate::{output, slice, unpack, SharedMut};
+use crate::{output, slice, unpack, with_scratch, SharedMut};
 
 /// `x` (n, c, h, w) convolved with `w` (o, c, k, k), plus `bias` (o) if given: (n, o, ho, wo), as
 /// PyTorch's conv2d with `groups = dilation = 1`. The bias is added in the same pass, and its
@@ -18,21 +18,21 @@ pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, stride: usize, padd
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Geometry {
-    n: usize,
+pub(crate) struct Geometry {
+    pub(crate) n: usize,
     c: usize,
     h: usize,
     w: usize,
-    o: usize,
+    pub(crate) o: usize,
     k: usize,
     stride: usize,
     padding: usize,
-    ho: usize,
-    wo: usize,
+    pub(crate) ho: usize,
+    pub(crate) wo: usize,
 }
 
 impl Geometry {
-    fn new(x: &Layout, w: &Layout, stride: usize, padding: usize) -> Result<Geometry> {
+    pub(crate) fn new(x: &Layout, w: &Layout, stride: usize, padding: usize) -> Result<Geometry> {
         let (n, c, h, wd) = x.shape().dims4()?;
         let (o, ci, k, k2) = w.shape().dims4()?;
         if ci != c || k != k2 || h + 2 * padding < k || wd + 2 * padding < k || stride == 0 {
@@ -48,7 +48,7 @@ impl Geometry {
     }
 
     /// Output positions of one image: the columns of its column matrix.
-    fn cols(&self) -> usize {
+    pub(crate) fn cols(&self) -> usize {
         self.ho * self.wo
     }
 
@@ -76,6 +76,9 @@ impl Geometry {
     /// One image's column matrix (rows × cols) from its (c, h, w) pixels, written at column
     /// `offset` of a matrix whose rows are `ld` long; padding reads as 0.
     fn im2col(&self, x: &[f32], col: &mut [f32], ld: usize, offset: usize) {
+        if self.same() {
+            return self.im2col_same(x, col, ld, offset);
+        }
         let (k, l) = (self.k, self.cols());
         for r in 0..self.rows() {
             let row = &mut col[r * ld + offset..r * ld + offset + l];
@@ -104,7 +107,10 @@ impl Geometry {
 
     /// Adds a column matrix (at column `offset` of rows `ld` long) back onto an image's pixels
     /// (the adjoint of `im2col`).
-    fn col2im(&self, col: &[f32], ld: usize, offset: usize, x: &mut [f32]) {
+    fn col2im(&self, col: &mut [f32], ld: usize, offset: usize, x: &mut [f32]) {
+        if self.same() {
+            return self.col2im_same(col, ld, offset, x);
+        }
         let (k, l) = (self.k, self.cols());
         for r in 0..self.rows() {
             let row = &col[r * ld + offset..r * ld + offset + l];
@@ -116,6 +122,76 @@ impl Geometry {
                 let src = &row[i * self.wo..(i + 1) * self.wo];
                 for j in cols.clone() {
                     dst[j * self.stride + dj - self.padding] += src[j];
+                }
+            }
+        }
+    }
+    /// Stride 1 and the output the input's size (padding (k - 1) / 2): then a row of an image's
+    /// column matrix is its channel's plane shifted by a fixed offset, with zeros where the
+    /// window leaves the plane. Copied whole instead of image row by image row (the late layers'
+    /// rows are 7 values long: per-row copies were mostly call overhead).
+    fn same(&self) -> bool {
+        self.stride == 1 && self.ho == self.h && self.wo == self.w
+    }
+
+    /// For kernel offset `kk` (= di k + dj) of a `same` convolution: the offset from an output
+    /// position to the pixel it reads, the positions whose pixel is in the plane and whose row is
+    /// valid (one range), and the valid output rows and columns. The same for every channel:
+    /// made once per image, not once per column-matrix row.
+    fn shift(&self, kk: usize) -> (isize, std::ops::Range<usize>, std::ops::Range<usize>, std::ops::Range<usize>) {
+        let (k, w, hw) = (self.k, self.w, self.h * self.w);
+        let (di, dj) = (kk / k, kk % k);
+        let p = self.padding as isize;
+        let delta = (di as isize - p) * w as isize + (dj as isize - p);
+        let (rows, cols) = (self.valid(di, self.h, self.ho), self.valid(dj, self.w, self.wo));
+        let lo = (rows.start * w).max((-delta).max(0) as usize).min(hw);
+        let hi = (rows.end * w).min((hw as isize - delta).max(0) as usize);
+        (delta, lo..hi.max(lo), rows, cols)
+    }
+
+    fn im2col_same(&self, x: &[f32], col: &mut [f32], ld: usize, offset: usize) {
+        let (kk_count, w, hw) = (self.k * self.k, self.w, self.h * self.w);
+        for kk in 0..kk_count {
+            let (delta, span, rows, cols) = self.shift(kk);
+            let from = (span.start as isize + delta) as usize;
+            for ch in 0..self.c {
+                let out = &mut col[(ch * kk_count + kk) * ld + offset..][..hw];
+                let plane = &x[ch * hw..(ch + 1) * hw];
+                out[..span.start].fill(0.0);
+                out[span.end..].fill(0.0);
+                if !span.is_empty() {
+                    out[span.clone()].copy_from_slice(&plane[from..from + span.len()]);
+                }
+                // Columns outside the plane read a neighbouring row's pixel in the copy: zeros.
+                for i in rows.clone() {
+                    for j in (0..cols.start).chain(cols.end..w) {
+                        out[i * w + j] = 0.0;
+                    }
+                }
+            }
+        }
+    }
+
+    /// `col2im` of a `same` convolution; zeroes the entries of `col` that fall outside the plane
+    /// so that each row adds in one contiguous pass.
+    fn col2im_same(&self, col: &mut [f32], ld: usize, offset: usize, x: &mut [f32]) {
+        let (kk_count, w, hw) = (self.k * self.k, self.w, self.h * self.w);
+        for kk in 0..kk_count {
+            let (delta, span, rows, cols) = self.shift(kk);
+            let from = (span.start as isize + delta) as usize;
+            for ch in 0..self.c {
+                let row = &mut col[(ch * kk_count + kk) * ld + offset..][..hw];
+                for i in rows.clone() {
+                    for j in (0..cols.start).chain(cols.end..w) {
+                        row[i * w + j] = 0.0;
+                    }
+                }
+                if span.is_empty() {
+                    continue;
+                }
+                let plane = &mut x[ch * hw..(ch + 1) * hw];
+                for (d, &v) in plane[from..from + span.len()].iter_mut().zip(&row[span.clone()]) {
+                    *d += v;
                 }
             }
         }
@@ -166,6 +242,92 @@ fn matmul(
     }
 }
 
+/// The convolution of `x` by `w` plus `bias`, (n, o, ho, wo) flat.
+pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+    let (per_out, l, gs) = (g.o * g.cols(), g.cols(), g.group());
+    let mut y = vec![0f32; g.n * per_out];
+    // A group of images per task: their column matrices side by side (rows × gs·cols), one
+    // product, then each image's block of the result copied to its place.
+    y.par_chunks_mut(gs * per_out).enumerate().for_each(|(group, y)| {
+        let count = y.len() / per_out;
+        let ld = count * l;
+        with_scratch(g.rows() * ld, g.o * ld, |col, out| {
+            for t in 0..count {
+                let img = group * gs + t;
+                g.im2col(&x[img * g.image()..(img + 1) * g.image()], col, ld, t * l);
+            }
+            for (row, &b) in out.chunks_exact_mut(ld).zip(bias) {
+                row.fill(b);
+            }
+            matmul(out, w, g.rows(), 1, col, ld, 1, g.o, ld, g.rows(), true);
+            for (t, y) in y.chunks_exact_mut(per_out).enumerate() {
+                for (o, dst) in y.chunks_exact_mut(l).enumerate() {
+                    dst.copy_from_slice(&out[o * ld + t * l..o * ld + (t + 1) * l]);
+                }
+            }
+        })
+    });
+    y
+}
+
+/// Gradients of a convolution's input (if `need_dx`), kernel and bias, packed [dx | dw | db] in a
+/// vector with room for `tail` more values. `fill(img, gyg, ld, at)` writes image `img`'s output
+/// gradient into the group matrix `gyg` (o rows `ld` long) at column `at`: a copy of the op's
+/// incoming gradient, or (conv + batch-norm) the gradient computed there from the batch-norm's.
+pub(crate) fn backward(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    need_dx: bool,
+    tail: usize,
+    fill: impl Fn(usize, &mut [f32], usize, usize) + Sync,
+) -> Vec<f32> {
+    let nw = g.o * g.rows();
+    let dx_len = if need_dx { g.n * g.image() } else { 0 };
+    let mut packed = Vec::with_capacity(dx_len + nw + g.o + tail);
+    packed.resize(dx_len + nw + g.o, 0f32);
+    let dx = SharedMut(packed.as_mut_ptr());
+    // Per group of images (as the forward pass): gy and the column matrices side by side,
+    // dw += gy · colᵀ, dcol = wᵀ · gy, each image's block of dcol added back onto its dx.
+    // The kernel's and bias's gradients are summed per group, then the groups' sums in order:
+    // the result does not depend on how rayon shares the work, so runs repeat bit for bit.
+    let (l, gs) = (g.cols(), g.group());
+    let partials: Vec<Vec<f32>> = (0..g.n.div_ceil(gs))
+        .into_par_iter()
+        .map(|group| {
+            let imgs = group * gs..((group + 1) * gs).min(g.n);
+            let ld = imgs.len() * l;
+            let mut dw = vec![0f32; nw + g.o];
+            with_scratch(g.rows() * ld, g.o * ld, |col, gyg| {
+                for (t, img) in imgs.clone().enumerate() {
+                    fill(img, gyg, ld, t * l);
+                    g.im2col(&x[img * g.image()..(img + 1) * g.image()], col, ld, t * l);
+                }
+                for (db, row) in dw[nw..].iter_mut().zip(gyg.chunks_exact(ld)) {
+                    *db = row.iter().sum::<f32>();
+                }
+                // dw (o × rows) = gy (o × ld) · colᵀ (ld × rows)
+                matmul(&mut dw[..nw], gyg, ld, 1, col, 1, ld, g.o, g.rows(), ld, false);
+                if need_dx {
+                    // dcol (rows × ld) = wᵀ (rows × o) · gy (o × ld)
+                    matmul(col, w, 1, g.rows(), gyg, ld, 1, g.rows(), ld, g.o, false);
+                    for (t, img) in imgs.enumerate() {
+                        // SAFETY: image `img`'s gradient is written by this task only.
+                        #[allow(unsafe_code)]
+                        g.col2im(&mut *col, ld, t * l, unsafe { dx.part(img * g.image(), g.image()) });
+                    }
+                }
+            });
+            dw
+        })
+        .collect();
+    let dw = &mut packed[dx_len..];
+    for part in &partials {
+        dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
+    }
+    packed
+}
+
 struct Conv {
     stride: usize,
     padding: usize,
@@ -186,31 +348,7 @@ impl CustomOp3 for Conv {
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(xl, wl, self.stride, self.padding)?;
-        let (x, w, bias) = (slice(xs, xl)?, slice(ws, wl)?, slice(bs, bl)?);
-        let (per_out, l, gs) = (g.o * g.cols(), g.cols(), g.group());
-        let mut y = vec![0f32; g.n * per_out];
-        // A group of images per task: their column matrices side by side (rows × gs·cols), one
-        // product, then each image's block of the result copied to its place.
-        // The buffers live as long as a thread's share of the work, not one group.
-        let buffers = || (vec![0f32; g.rows() * gs * l], vec![0f32; g.o * gs * l]);
-        y.par_chunks_mut(gs * per_out).enumerate().for_each_init(buffers, |(col, out), (group, y)| {
-            let count = y.len() / per_out;
-            let ld = count * l;
-            let (col, out) = (&mut col[..g.rows() * ld], &mut out[..g.o * ld]);
-            for t in 0..count {
-                let img = group * gs + t;
-                g.im2col(&x[img * g.image()..(img + 1) * g.image()], col, ld, t * l);
-            }
-            for (row, &b) in out.chunks_exact_mut(ld).zip(bias) {
-                row.fill(b);
-            }
-            matmul(out, w, g.rows(), 1, col, ld, 1, g.o, ld, g.rows(), true);
-            for (t, y) in y.chunks_exact_mut(per_out).enumerate() {
-                for (o, dst) in y.chunks_exact_mut(l).enumerate() {
-                    dst.copy_from_slice(&out[o * ld + t * l..o * ld + (t + 1) * l]);
-                }
-            }
-        });
+        let y = forward(&g, slice(xs, xl)?, slice(ws, wl)?, slice(bs, bl)?);
         output(y, (g.n, g.o, g.ho, g.wo))
     }
 
@@ -259,54 +397,16 @@ impl CustomOp3 for ConvBackward {
         gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(xl, wl, self.stride, self.padding)?;
-        let (x, w, gy) = (slice(xs, xl)?, slice(ws, wl)?, slice(gs, gl)?);
+        let gy = slice(gs, gl)?;
         let per_out = g.o * g.cols();
-        let nw = g.o * g.rows();
-        let dx_len = if self.need_dx { g.n * g.image() } else { 0 };
-        let mut packed = vec![0f32; dx_len + nw + g.o];
-        let dx = SharedMut(packed.as_mut_ptr());
-        // Per group of images (as the forward pass): gy and the column matrices side by side,
-        // dw += gy · colᵀ, dcol = wᵀ · gy, each image's block of dcol added back onto its dx.
-        // The kernel's and bias's gradients are summed per group, then the groups' sums in order:
-        // the result does not depend on how rayon shares the work, so runs repeat bit for bit.
-        let (l, gs) = (g.cols(), g.group());
-        let buffers = || (vec![0f32; g.rows() * gs * l], vec![0f32; g.o * gs * l]);
-        let partials: Vec<Vec<f32>> = (0..g.n.div_ceil(gs))
-            .into_par_iter()
-            .map_init(buffers, |(col, gyg), group| {
-                let imgs = group * gs..((group + 1) * gs).min(g.n);
-                let ld = imgs.len() * l;
-                let mut dw = vec![0f32; nw + g.o];
-                let (col, gyg) = (&mut col[..g.rows() * ld], &mut gyg[..g.o * ld]);
-                for (t, img) in imgs.clone().enumerate() {
-                    let gy = &gy[img * per_out..(img + 1) * per_out];
-                    for (o, row) in gy.chunks_exact(l).enumerate() {
-                        gyg[o * ld + t * l..o * ld + (t + 1) * l].copy_from_slice(row);
-                    }
-                    g.im2col(&x[img * g.image()..(img + 1) * g.image()], col, ld, t * l);
-                }
-                for (db, row) in dw[nw..].iter_mut().zip(gyg.chunks_exact(ld)) {
-                    *db = row.iter().sum::<f32>();
-                }
-                // dw (o × rows) = gy (o × ld) · colᵀ (ld × rows)
-                matmul(&mut dw[..nw], gyg, ld, 1, col, 1, ld, g.o, g.rows(), ld, false);
-                if self.need_dx {
-                    // dcol (rows × ld) = wᵀ (rows × o) · gy (o × ld)
-                    matmul(col, w, 1, g.rows(), gyg, ld, 1, g.rows(), ld, g.o, false);
-                    for (t, img) in imgs.enumerate() {
-                        // SAFETY: image `img`'s gradient is written by this task only.
-                        #[allow(unsafe_code)]
-                        g.col2im(col, ld, t * l, unsafe { dx.part(img * g.image(), g.image()) });
-                    }
-                }
-                dw
-            })
-            .collect();
-        let mut dw = vec![0f32; nw + g.o];
-        for part in &partials {
-            dw.iter_mut().zip(part).for_each(|(a, b)| *a += b);
-        }
-        packed[dx_len..].copy_from_slice(&dw);
+        let l = g.cols();
+        // Each image's output gradient copied into its block of the group's matrix.
+        let fill = |img: usize, gyg: &mut [f32], ld: usize, at: usize| {
+            for (o, row) in gy[img * per_out..(img + 1) * per_out].chunks_exact(l).enumerate() {
+                gyg[o * ld + at..o * ld + at + l].copy_from_slice(row);
+            }
+        };
+        let packed = backward(&g, slice(xs, xl)?, slice(ws, wl)?, self.need_dx, 0, fill);
         let len = packed.len();
         output(packed, len)
     }

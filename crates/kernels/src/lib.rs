@@ -1,17 +1,19 @@
 //! CPU kernels for the training step, as candle custom ops: a model calls [`conv2d`],
-//! [`batch_norm_train`], [`max_pool2d`] and [`relu`] on CPU f32 tensors and keeps candle's own ops
-//! (and so its CUDA kernels) everywhere else.
+//! [`batch_norm_train`], [`conv_bn_train`] (the two as one op), [`max_pool2d`] and [`relu`] on
+//! CPU f32 tensors and keeps candle's own ops (and so its CUDA kernels) everywhere else.
 //!
 //! Why: stock candle 0.11 spends a training step of a small CNN mostly outside arithmetic — a
 //! direct loop for the convolution's input gradient, many passes and allocations for batch-norm
 //! and ReLU gradients, page faults on fresh buffers (docs/performance.md). Here a convolution is
 //! im2col per image into a cache-sized buffer and one matrix product (gemm, the crate candle uses)
 //! with the bias added in the same pass, its backward pass two more products per image;
-//! batch-norm with its ReLU and the max-pool after it is one op, one pass per channel forward and
-//! one backward (the window maxima found again from the input); every op's output is one tensor,
-//! since each intermediate tensor costs candle's backward pass a zeroed buffer and an addition.
-//! Work is split over images or channels with rayon (`RAYON_NUM_THREADS`, which the scheduler
-//! sets per slot).
+//! batch-norm with its ReLU and the max-pool after it is one op, one pass over the images forward
+//! and one backward (the window maxima found again from the input); every op's output is one
+//! tensor, since each intermediate tensor costs candle's backward pass a zeroed buffer and an
+//! addition. For the same reason a convolution followed by batch-norm can run as one op whose
+//! full-size output never enters the graph. Work is split over groups of images with rayon
+//! (`RAYON_NUM_THREADS`, which the scheduler sets per slot); sums over the batch are made per
+//! fixed group and then added in order, so results repeat bit for bit whatever the threads.
 //!
 //! Each op's backward pass is itself an op without a backward pass; a backward op that produces
 //! several gradients returns them packed in one flat tensor, which `unpack` slices.
@@ -26,6 +28,7 @@
 //! ```
 
 mod conv;
+mod conv_bn;
 mod norm;
 mod pool;
 mod relu;
@@ -33,6 +36,7 @@ mod relu;
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 
 pub use conv::conv2d;
+pub use conv_bn::conv_bn_train;
 pub use norm::{batch_norm_train, BatchNormOutput};
 pub use pool::max_pool2d;
 pub use relu::relu;
@@ -65,6 +69,30 @@ fn unpack(packed: &Tensor, shapes: &[&[usize]]) -> Result<Vec<Tensor>> {
         at += n;
     }
     Ok(out)
+}
+
+thread_local! {
+    /// Each thread's scratch buffers for the convolutions' column and output matrices, kept
+    /// from call to call: allocated afresh per call they cost page faults on new pages (large
+    /// blocks come from the system) every step.
+    static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f32>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Runs `f` with this thread's two scratch buffers, `a` and `b` values long; their contents are
+/// whatever the last user left, so `f` must write before it reads. `f` must not call back into
+/// rayon (a task stolen meanwhile would find the buffers taken).
+fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut buffers = cell.borrow_mut();
+        let (x, y) = &mut *buffers;
+        if x.len() < a {
+            x.resize(a, 0.0);
+        }
+        if y.len() < b {
+            y.resize(b, 0.0);
+        }
+        f(&mut x[..a], &mut y[..b])
+    })
 }
 
 /// A pointer that rayon tasks may share, each writing a part no other task writes.

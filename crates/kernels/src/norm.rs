@@ -47,7 +47,7 @@ pub fn batch_norm_train(
         let (storage, layout) = x.storage_and_layout();
         let candle_core::Storage::Cpu(cpu) = &*storage else { candle_core::bail!("batch_norm_train: not a CPU tensor") };
         let xs = slice(cpu, layout)?;
-        (0..c).into_par_iter().map(|ch| moments(xs, n, c, h * w, ch)).unzip()
+        moments(xs, (n, c, h * w))
     };
     let inv_std: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
     let op = BatchNorm { relu, pool, mean: mean.clone(), inv_std };
@@ -77,7 +77,7 @@ const LANES: usize = 8;
 /// sums are short (a few hundred per lane), across planes and channels they are exact enough in
 /// f64.
 #[inline(always)]
-fn lane_sum2(len: usize, f: impl Fn(usize) -> (f32, f32)) -> (f64, f64) {
+pub(crate) fn lane_sum2(len: usize, f: impl Fn(usize) -> (f32, f32)) -> (f64, f64) {
     let (mut a, mut b) = ([0f32; LANES], [0f32; LANES]);
     let full = len / LANES * LANES;
     for base in (0..full).step_by(LANES) {
@@ -97,25 +97,99 @@ fn lane_sum2(len: usize, f: impl Fn(usize) -> (f32, f32)) -> (f64, f64) {
     (total(a, ta), total(b, tb))
 }
 
-/// Mean and biased variance of channel `ch` in one pass: sums of x - k and (x - k)² with k the
-/// channel's first value, which keeps the shifted sums small (the textbook one-pass formula
-/// without a shift loses the variance when the mean is large against the spread).
-fn moments(x: &[f32], n: usize, c: usize, hw: usize, ch: usize) -> (f64, f64) {
-    let plane = |img: usize| &x[(img * c + ch) * hw..][..hw];
+/// Images per task of the passes that sum over the batch: each group's sums are made apart, then
+/// added in group order, so the result does not depend on how rayon shares the work.
+pub(crate) const GROUP: usize = 8;
+
+/// Mean and biased variance of every channel of (n, c, hw) values, in one pass: sums of x - k
+/// and (x - k)² with k the channel's first value, which keeps the shifted sums small (the
+/// textbook one-pass formula without a shift loses the variance when the mean is large against
+/// the spread). Image by image, as [`normalize`].
+pub(crate) fn moments(x: &[f32], (n, c, hw): (usize, usize, usize)) -> (Vec<f64>, Vec<f64>) {
+    let shift: Vec<f32> = (0..c).map(|ch| x[ch * hw]).collect();
+    let partials: Vec<Vec<(f64, f64)>> = x
+        .par_chunks(GROUP * c * hw)
+        .map(|images| {
+            let mut sums = vec![(0f64, 0f64); c];
+            for (i, plane) in images.chunks_exact(hw).enumerate() {
+                let k = shift[i % c];
+                let (a, b) = lane_sum2(hw, |i| {
+                    let d = plane[i] - k;
+                    (d, d * d)
+                });
+                sums[i % c].0 += a;
+                sums[i % c].1 += b;
+            }
+            sums
+        })
+        .collect();
     let m = (n * hw) as f64;
-    let k = plane(0)[0];
-    let (mut s1, mut s2) = (0f64, 0f64);
-    for img in 0..n {
-        let p = plane(img);
-        let (a, b) = lane_sum2(hw, |i| {
-            let d = p[i] - k;
-            (d, d * d)
-        });
-        s1 += a;
-        s2 += b;
-    }
-    let shifted = s1 / m;
-    (k as f64 + shifted, (s2 / m - shifted * shifted).max(0.0))
+    (0..c)
+        .map(|ch| {
+            let (s1, s2) = partials.iter().fold((0f64, 0f64), |(a, b), p| (a + p[ch].0, b + p[ch].1));
+            let shifted = s1 / m;
+            (shift[ch] as f64 + shifted, (s2 / m - shifted * shifted).max(0.0))
+        })
+        .unzip()
+}
+
+/// The batch-norm's output from its statistics: `x * a + b` per channel, then the ReLU and the
+/// pooling if asked; (n, c, ho, wo) flat.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn normalize(
+    x: &[f32],
+    (n, c, hw): (usize, usize, usize),
+    gamma: &[f32],
+    beta: &[f32],
+    mean: &[f64],
+    inv_std: &[f64],
+    relu: bool,
+    pool: Option<&Pool>,
+) -> Vec<f32> {
+    let (ho, wo) = match pool {
+        Some(p) => p.out().expect("checked when the op was made"),
+        None => (1, hw),
+    };
+    let per = ho * wo;
+    let coefficients: Vec<(f32, f32)> = (0..c)
+        .map(|ch| {
+            let scale = gamma[ch] as f64 * inv_std[ch];
+            (scale as f32, (beta[ch] as f64 - mean[ch] * scale) as f32)
+        })
+        .collect();
+    let mut y = vec![0f32; n * c * per];
+    // Image by image (each image's channels are contiguous; channel by channel across images
+    // would jump between far planes, which the hardware prefetcher cannot follow).
+    y.par_chunks_mut(c * per).zip(x.par_chunks(c * hw)).for_each_init(
+        || vec![0f32; if pool.is_some() { hw } else { 0 }],
+        |z, (y, x)| {
+            for ((y, x), &(a, b)) in y.chunks_exact_mut(per).zip(x.chunks_exact(hw)).zip(&coefficients) {
+                if let Some(p) = pool.filter(|p| p.is_2x2()) {
+                    // The window's maximum after the affine map and the ReLU, read directly.
+                    let w = p.w;
+                    for (i, y) in y.chunks_exact_mut(wo).enumerate() {
+                        let (r0, r1) = (&x[2 * i * w..][..w], &x[(2 * i + 1) * w..][..w]);
+                        for ((y, top), bottom) in y.iter_mut().zip(r0.chunks_exact(2)).zip(r1.chunks_exact(2)) {
+                            let f = |v: f32| (v * a + b).max(0.0);
+                            *y = f(top[0]).max(f(top[1])).max(f(bottom[0]).max(f(bottom[1])));
+                        }
+                    }
+                    continue;
+                }
+                let dst: &mut [f32] = if pool.is_some() { z } else { y };
+                for (d, &v) in dst.iter_mut().zip(x) {
+                    let v = v * a + b;
+                    *d = if relu { v.max(0.0) } else { v };
+                }
+                if let Some(p) = pool {
+                    for (o, y) in y.iter_mut().enumerate() {
+                        *y = z[p.arg_max(z, o / wo, o % wo)];
+                    }
+                }
+            }
+        },
+    );
+    y
 }
 
 impl CustomOp3 for BatchNorm {
@@ -134,38 +208,9 @@ impl CustomOp3 for BatchNorm {
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c, hw) = dims(xl)?;
         let (x, gamma, beta) = (slice(xs, xl)?, slice(gs, gl)?, slice(bs, bl)?);
-        let (ho, wo) = match &self.pool {
-            Some(p) => p.out()?,
-            None => (xl.dims()[2], xl.dims()[3]),
-        };
-        let per = ho * wo;
-        let mut y = vec![0f32; n * c * per];
-        let out = SharedMut(y.as_mut_ptr());
-        (0..c).into_par_iter().for_each_init(
-            || vec![0f32; hw],
-            |z, ch| {
-                let scale = gamma[ch] as f64 * self.inv_std[ch];
-                let (a, b) = (scale as f32, (beta[ch] as f64 - self.mean[ch] * scale) as f32);
-                for img in 0..n {
-                    let at = (img * c + ch) * hw;
-                    // SAFETY: channel `ch` of image `img` is written by this task only.
-                    #[allow(unsafe_code)]
-                    let y = unsafe { out.part((img * c + ch) * per, per) };
-                    let dst: &mut [f32] = if self.pool.is_some() { z } else { y };
-                    for (d, &v) in dst.iter_mut().zip(&x[at..at + hw]) {
-                        let v = v * a + b;
-                        *d = if self.relu { v.max(0.0) } else { v };
-                    }
-                    if let Some(p) = &self.pool {
-                        for (o, y) in y.iter_mut().enumerate() {
-                            *y = z[p.arg_max(z, o / wo, o % wo)];
-                        }
-                    }
-                }
-            },
-        );
+        let y = normalize(x, (n, c, hw), gamma, beta, &self.mean, &self.inv_std, self.relu, self.pool.as_ref());
         let shape = match &self.pool {
-            Some(_) => Shape::from((n, c, ho, wo)),
+            Some(p) => Shape::from((n, c, p.out()?.0, p.out()?.1)),
             None => xl.shape().clone(),
         };
         output(y, shape)

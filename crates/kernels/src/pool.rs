@@ -62,6 +62,12 @@ impl CustomOp1 for Pool {
 }
 
 impl Pool {
+    /// 2x2 windows with stride 2 and no padding, the common case, which has a fast path: each
+    /// window's four values are read directly, without the general loops.
+    pub(crate) fn is_2x2(&self) -> bool {
+        self.k == 2 && self.stride == 2 && self.padding == 0
+    }
+
     /// The position in `plane` of window (i, j)'s maximum; the first one wins ties, as PyTorch's.
     #[inline(always)]
     pub(crate) fn arg_max(&self, plane: &[f32], i: usize, j: usize) -> usize {

@@ -37,8 +37,11 @@ fn grads_of(y: &Tensor, vars: &[&Var]) -> Vec<Vec<f32>> {
 /// (batch, in, out, height, width, kernel, stride, padding)
 type ConvCase = (usize, usize, usize, usize, usize, usize, usize, usize);
 
-const CONVS: [ConvCase; 7] = [
+const CONVS: [ConvCase; 9] = [
     (2, 3, 4, 7, 9, 3, 1, 1),
+    // Images smaller than the kernel, padded to their own size (a ResNet's last layers).
+    (2, 3, 2, 1, 1, 3, 1, 1),
+    (3, 2, 3, 2, 1, 3, 1, 1),
     (1, 2, 3, 8, 8, 3, 2, 1),
     (3, 4, 5, 6, 6, 1, 2, 0),
     (1, 3, 2, 11, 11, 7, 2, 3),
@@ -233,4 +236,76 @@ fn conv2d_of_an_input_without_gradient() {
     let (a, c) = (grads_of(&ours, &[&wt, &b]), grads_of(&theirs, &[&wt, &b]));
     close("dw", &a[0], &c[0]);
     close("db", &a[1], &c[1]);
+}
+
+#[test]
+fn conv_then_batch_norm_as_one_op_matches_the_two() {
+    // The convolutions of CONVS, each followed by batch-norm alone, with ReLU, and with ReLU and
+    // pooling; against the convolution kernel (checked against the definition above) followed by
+    // batch-norm in candle ops and pooling by its definition.
+    for &(n, c, o, h, w, k, s, p) in &CONVS {
+        for (relu, pool) in [(false, None), (true, None), (true, Some((2, 2, 0))), (true, Some((3, 2, 1)))] {
+            let (ho, wo) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+            // Batch-norm over two values makes them ±1 whatever they were: every input gradient
+            // is 0 up to rounding, nothing to compare.
+            if pool.is_some_and(|(pk, _, pp)| ho + 2 * pp < pk || wo + 2 * pp < pk) || n * ho * wo < 3 {
+                continue;
+            }
+            let x = var(&[n, c, h, w], 0.1);
+            let (wt, b) = (var(&[o, c, k, k], 0.7), var(&[o], 1.3));
+            let (gamma, beta) = (var(&[o], 2.0), var(&[o], 3.0));
+            let vars = [&x, &wt, &b, &gamma, &beta];
+            let out = oodlab_kernels::conv_bn_train(
+                x.as_tensor(),
+                wt.as_tensor(),
+                Some(b.as_tensor()),
+                gamma.as_tensor(),
+                beta.as_tensor(),
+                (s, p),
+                1e-5,
+                relu,
+                pool,
+            )
+            .unwrap();
+            let u = oodlab_kernels::conv2d(x.as_tensor(), wt.as_tensor(), Some(b.as_tensor()), s, p).unwrap();
+            let (y, mean, variance) = bn_reference(&u, gamma.as_tensor(), beta.as_tensor());
+            let y = if relu { y.relu().unwrap() } else { y };
+            let y = match pool {
+                Some((k, s, p)) => pool_reference(&y, k, s, p),
+                None => y,
+            };
+            let what = format!("conv n{n} c{c} o{o} {h}x{w} k{k} s{s} p{p} + bn relu {relu} pool {pool:?}");
+            close(&what, &flat(&out.y), &flat(&y));
+            close(&format!("{what} mean"), &flat(&out.mean), &flat(&mean));
+            close(&format!("{what} var"), &flat(&out.var), &flat(&variance));
+            let (ours, theirs) = (grads_of(&out.y, &vars), grads_of(&y, &vars));
+            for i in [0, 1, 3, 4] {
+                close(&format!("{what} {}", ["dx", "dw", "db", "dgamma", "dbeta"][i]), &ours[i], &theirs[i]);
+            }
+            // A bias before batch-norm changes nothing: its gradient is 0 up to rounding.
+            let scale = theirs[4].iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            for (i, v) in ours[2].iter().enumerate() {
+                assert!(v.abs() <= 1e-4 * scale, "{what} db[{i}] = {v} (dbeta's scale {scale})");
+            }
+        }
+    }
+}
+
+#[test]
+fn conv_then_batch_norm_without_bias_or_input_gradient() {
+    // The first layer's case: images (no gradient) and a convolution without bias.
+    let x = Tensor::from_vec(values(3 * 2 * 7 * 7, 0.4), (3, 2, 7, 7), &Device::Cpu).unwrap();
+    let (wt, gamma, beta) = (var(&[4, 2, 3, 3], 0.8), var(&[4], 2.0), var(&[4], 3.0));
+    let out =
+        oodlab_kernels::conv_bn_train(&x, wt.as_tensor(), None, gamma.as_tensor(), beta.as_tensor(), (1, 1), 1e-5, true, Some((2, 2, 0)))
+            .unwrap();
+    let u = x.conv2d(wt.as_tensor(), 1, 1, 1, 1).unwrap();
+    let (y, _, _) = bn_reference(&u, gamma.as_tensor(), beta.as_tensor());
+    let y = pool_reference(&y.relu().unwrap(), 2, 2, 0);
+    close("conv+bn", &flat(&out.y), &flat(&y));
+    let vars = [&wt, &gamma, &beta];
+    let (ours, theirs) = (grads_of(&out.y, &vars), grads_of(&y, &vars));
+    for (i, name) in ["dw", "dgamma", "dbeta"].iter().enumerate() {
+        close(name, &ours[i], &theirs[i]);
+    }
 }

@@ -65,6 +65,26 @@ fn batch_norm_relu_pool_as_pytorch() {
 }
 
 #[test]
+fn conv_then_batch_norm_as_pytorch() {
+    // The fused op: convolution, batch-norm, ReLU and (if given) max-pooling.
+    for r in reference()["conv_bn"].as_array().unwrap() {
+        let dims = case(r);
+        let [n, c, o, h, w, k, s, p] = dims[..8] else { panic!() };
+        let pool = (dims.len() == 11).then(|| (dims[8], dims[9], dims[10]));
+        let (x, wt, b) = (values(&[n, c, h, w], 0.1), values(&[o, c, k, k], 0.7), values(&[o], 1.3));
+        let (gamma, beta) = (values(&[o], 2.0), values(&[o], 3.0));
+        let (xt, wtt, bt, gt, btt) = (x.as_tensor(), wt.as_tensor(), b.as_tensor(), gamma.as_tensor(), beta.as_tensor());
+        let y = oodlab_kernels::conv_bn_train(xt, wtt, Some(bt), gt, btt, (s, p), 1e-5, true, pool).unwrap().y;
+        let grads = (&y * upstream(&y)).unwrap().sum_all().unwrap().backward().unwrap();
+        let what = format!("conv+bn {dims:?}");
+        close(&what, &y, &r["y"]);
+        for (name, v) in [("dx", &x), ("dw", &wt), ("dgamma", &gamma), ("dbeta", &beta)] {
+            close(&format!("{what} {name}"), grads.get(v.as_tensor()).unwrap(), &r[name]);
+        }
+    }
+}
+
+#[test]
 fn max_pool_as_pytorch() {
     for r in reference()["pool"].as_array().unwrap() {
         let [n, c, h, w, k, s, p] = case(r)[..] else { panic!() };

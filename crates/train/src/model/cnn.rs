@@ -32,8 +32,8 @@ impl Cnn {
 
 impl ModuleT for Cnn {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = self.bn1.forward_relu_pool_t(&self.conv1.forward(x)?, train, (2, 2, 0))?;
-        let x = self.bn2.forward_relu_pool_t(&self.conv2.forward(&x)?, train, (2, 2, 0))?;
+        let x = self.bn1.forward_conv_relu_pool_t(&self.conv1, x, train, (2, 2, 0))?;
+        let x = self.bn2.forward_conv_relu_pool_t(&self.conv2, &x, train, (2, 2, 0))?;
         let x = relu(&self.conv3.forward(&x)?)?;
         let x = x.mean((2, 3))?;
         self.fc.forward(&x)

@@ -109,6 +109,45 @@ impl Bn {
         max_pool(&self.forward(x, train, true, None)?, k, stride, padding)
     }
 
+    /// `max_pool(relu(bn(conv(x))), k, stride, padding)`; in training on the CPU in f32 one fused
+    /// kernel, so that the convolution's output, the step's largest tensor, never becomes a
+    /// tensor of the graph (crates/kernels/src/conv_bn.rs).
+    pub fn forward_conv_relu_pool_t(&self, conv: &Conv, x: &Tensor, train: bool, pool: (usize, usize, usize)) -> Result<Tensor> {
+        let fused = train
+            && conv.compute == DType::F32
+            && self.master == DType::F32
+            && oodlab_kernels::applies(x)
+            && oodlab_kernels::applies(&conv.weight);
+        if !fused {
+            return self.forward_relu_pool_t(&conv.forward(x)?, train, pool);
+        }
+        let out = oodlab_kernels::conv_bn_train(
+            x,
+            &conv.weight,
+            conv.bias.as_ref(),
+            &self.weight,
+            &self.bias,
+            (conv.stride, conv.padding),
+            BN_EPS,
+            true,
+            Some(pool),
+        )?;
+        // Positions per channel of the convolution's output, which the statistics were over.
+        let (n, _, h, w) = x.dims4()?;
+        let k = conv.weight.dim(2)?;
+        let side = |size: usize| (size + 2 * conv.padding - k) / conv.stride + 1;
+        self.update_running(&out.mean, &out.var, (n * side(h) * side(w)) as f64)?;
+        Ok(out.y)
+    }
+
+    /// PyTorch's running statistics: momentum 0.1, the variance unbiased over `count` values.
+    fn update_running(&self, mean: &Tensor, var: &Tensor, count: f64) -> Result<()> {
+        let rm = ((self.running_mean.as_tensor() * (1.0 - BN_MOMENTUM))? + (mean * BN_MOMENTUM)?)?;
+        let rv = ((self.running_var.as_tensor() * (1.0 - BN_MOMENTUM))? + (var * (BN_MOMENTUM * count / (count - 1.0)))?)?;
+        self.running_mean.set(&rm)?;
+        self.running_var.set(&rv)
+    }
+
     fn forward(&self, x: &Tensor, train: bool, relu: bool, pool: Option<(usize, usize, usize)>) -> Result<Tensor> {
         let input = x.dtype();
         let x = cast(x, self.master)?;
@@ -128,10 +167,7 @@ impl Bn {
                 let y = if relu { y.relu()? } else { y };
                 (y, mean.flatten_all()?.detach(), var.flatten_all()?.detach())
             };
-            let rm = ((self.running_mean.as_tensor() * (1.0 - BN_MOMENTUM))? + (mean * BN_MOMENTUM)?)?;
-            let rv = ((self.running_var.as_tensor() * (1.0 - BN_MOMENTUM))? + (var * (BN_MOMENTUM * count / (count - 1.0)))?)?;
-            self.running_mean.set(&rm)?;
-            self.running_var.set(&rv)?;
+            self.update_running(&mean, &var, count)?;
             y
         } else {
             let scale = (per_channel(&self.weight)? / (per_channel(self.running_var.as_tensor())? + BN_EPS)?.sqrt()?)?;

@@ -111,7 +111,7 @@ impl ResNet {
 
 impl ModuleT for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut x = self.bn1.forward_relu_pool_t(&self.conv1.forward(x)?, train, (3, 2, 1))?;
+        let mut x = self.bn1.forward_conv_relu_pool_t(&self.conv1, x, train, (3, 2, 1))?;
         for layer in &self.layers {
             for block in layer {
                 x = block.forward_t(&x, train)?;
