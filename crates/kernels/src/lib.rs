@@ -41,9 +41,36 @@ pub use norm::{batch_norm_train, BatchNormOutput};
 pub use pool::max_pool2d;
 pub use relu::relu;
 
-/// Whether these kernels apply to `t`: f32 on the CPU.
+/// Whether these kernels apply to `t`: f32 on the CPU, unless the process was started with
+/// `OODLAB_CPU_KERNELS=off`, which asks for candle's own ops everywhere (to check that the kernels
+/// do not change a run's results; docs/performance.md).
 pub fn applies(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
+    t.device().is_cpu() && t.dtype() == DType::F32 && enabled()
+}
+
+/// The name of the environment variable that turns the kernels off (`off`, `0` or `false`).
+pub const SWITCH: &str = "OODLAB_CPU_KERNELS";
+
+/// 0: not decided yet (the environment is read at the first use), 1: on, 2: off.
+static STATE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Turns the kernels on or off for the rest of the process, whatever the environment said (for
+/// tests that compare a model's step with and without them).
+pub fn set_enabled(on: bool) {
+    STATE.store(if on { 1 } else { 2 }, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn enabled() -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    match STATE.load(Relaxed) {
+        0 => {
+            let on = !matches!(std::env::var(SWITCH).as_deref(), Ok("off" | "0" | "false"));
+            // A concurrent `set_enabled` wins over the environment.
+            let _ = STATE.compare_exchange(0, if on { 1 } else { 2 }, Relaxed, Relaxed);
+            STATE.load(Relaxed) == 1
+        }
+        state => state == 1,
+    }
 }
 
 /// The f32 values of a contiguous CPU tensor's storage, as its layout sees them.

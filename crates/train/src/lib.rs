@@ -40,7 +40,9 @@ pub use fit::run;
 /// changes what a run computes, so that old results are not mistaken for new ones.
 // -2: max-pooling's gradient is PyTorch's (candle's max_pool2d scaled it by 1/4; see
 // model/layers.rs), so runs of -1 trained differently.
-pub const CODE_VERSION: &str = concat!("train-", env!("CARGO_PKG_VERSION"), "-2");
+// -3: where a pooling window holds its maximum more than once, the gradient goes to the first
+// only, on every device (the GPU's pooling sent it to each), as PyTorch's.
+pub const CODE_VERSION: &str = concat!("train-", env!("CARGO_PKG_VERSION"), "-3");
 
 pub struct RunRequest<'a> {
     pub config: &'a RunConfig,

@@ -157,10 +157,14 @@ fn brute_pool(x: &[f32], (n, c, h, w): (usize, usize, usize, usize), k: usize, s
 
 #[test]
 fn overlapping_max_pool_and_its_gradient() {
-    for &(h, w, k, s, p) in &[(7, 9, 3, 2, 1), (8, 8, 3, 2, 1), (5, 6, 2, 2, 0), (1, 1, 3, 2, 1), (6, 7, 3, 1, 1)] {
+    let cases = [(7, 9, 3, 2, 1), (8, 8, 3, 2, 1), (5, 6, 2, 2, 0), (1, 1, 3, 2, 1), (6, 7, 3, 1, 1)];
+    for (&(h, w, k, s, p), ties) in cases.iter().flat_map(|c| [(c, false), (c, true)]) {
         let dims = (2, 3, h, w);
-        // Distinct non-negative values (the pool follows a ReLU), so each window has one arg-max.
-        let x: Vec<f32> = (0..2 * 3 * h * w).map(|i| ((i * 37 % 101) as f32) / 10.0).collect();
+        // Non-negative values (the pool follows a ReLU): distinct, so each window has one
+        // arg-max, or three positive levels, so most windows hold their maximum more than once
+        // and the gradient must go to the first only (PyTorch's; candle's `max` sends it to all).
+        let value = |i: usize| if ties { 1.0 + (i * 7 % 3) as f32 } else { ((i * 37 % 101) as f32) / 10.0 };
+        let x: Vec<f32> = (0..2 * 3 * h * w).map(value).collect();
         let var = Var::from_vec(x.clone(), dims, &Device::Cpu).unwrap();
         let out = max_pool_after_relu(var.as_tensor(), k, s, p).unwrap();
         let (want, arg) = brute_pool(&x, dims, k, s, p);
@@ -174,7 +178,7 @@ fn overlapping_max_pool_and_its_gradient() {
             expect[a] += gi;
         }
         let got = grads.get(var.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(got, expect, "gradient, {h}x{w} k{k} s{s} p{p}");
+        assert_eq!(got, expect, "gradient, {h}x{w} k{k} s{s} p{p}, ties {ties}");
     }
 }
 

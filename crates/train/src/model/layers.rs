@@ -229,8 +229,35 @@ impl Fc {
 /// (candle's own max-pool has no backward pass for overlapping windows, and a wrong one for the
 /// others). Padding is with zeros, so with padding the input must be non-negative (it follows a
 /// ReLU), where zeros give the same maxima as PyTorch's -inf padding.
+///
+/// Each window's gradient goes to its first maximum only, as PyTorch's: the output is the sum of
+/// the views each times a constant mask that marks, per window, the first view equal to the
+/// maximum. (Candle's `max` sends the gradient to every element equal to the maximum: in a flat
+/// region, such as an image's background, a 2x2 window passed on four times the gradient, and
+/// training went differently from PyTorch's; tests/cnn_kernels.rs and tests/resnet.rs.)
 pub fn max_pool_after_relu(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
-    Tensor::stack(&strided_views(x, k, stride, padding)?, 4)?.max(4)
+    let views = strided_views(x, k, stride, padding)?;
+    let max = Tensor::stack(&views, 4)?.max(4)?.detach();
+    // `taken` marks the windows whose maximum an earlier view already holds.
+    let mut taken: Option<Tensor> = None;
+    let mut y: Option<Tensor> = None;
+    for view in &views {
+        let hit = view.detach().eq(&max)?.to_dtype(view.dtype())?;
+        let first = match &taken {
+            Some(t) => (hit * t.affine(-1.0, 1.0)?)?,
+            None => hit,
+        };
+        let term = (view * &first)?;
+        taken = Some(match taken {
+            Some(t) => (t + first)?,
+            None => first,
+        });
+        y = Some(match y {
+            Some(y) => (y + term)?,
+            None => term,
+        });
+    }
+    y.ok_or_else(|| candle_core::Error::Msg("max-pooling with an empty window".into()))
 }
 
 /// The k² views of `x` (n, c, h, w) zero-padded by `padding` that a k x k window with `stride`
