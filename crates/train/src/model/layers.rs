@@ -238,11 +238,22 @@ impl Fc {
 pub fn max_pool_after_relu(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let views = strided_views(x, k, stride, padding)?;
     let max = Tensor::stack(&views, 4)?.max(4)?.detach();
+    // Where a window's maximum is 0, a padding zero must not win over the pixels (PyTorch pads
+    // with -inf): each view's mask of real pixels, the same views of a padded plane of ones.
+    let (_, _, h, w) = x.dims4()?;
+    let real = match padding {
+        0 => None,
+        _ => Some(strided_views(&Tensor::ones((1, 1, h, w), x.dtype(), x.device())?, k, stride, padding)?),
+    };
     // `taken` marks the windows whose maximum an earlier view already holds.
     let mut taken: Option<Tensor> = None;
     let mut y: Option<Tensor> = None;
-    for view in &views {
+    for (i, view) in views.iter().enumerate() {
         let hit = view.detach().eq(&max)?.to_dtype(view.dtype())?;
+        let hit = match &real {
+            Some(real) => hit.broadcast_mul(&real[i])?,
+            None => hit,
+        };
         let first = match &taken {
             Some(t) => (hit * t.affine(-1.0, 1.0)?)?,
             None => hit,
