@@ -3,14 +3,19 @@
 //! the batch-norm running statistics.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
 use oodlab_spec::{Arch, ModelSettings};
 use oodlab_train::model::{build, init_seeded};
 
+/// The kernels' switch is the process's: one step at a time (the tests run on several threads).
+static SWITCH: Mutex<()> = Mutex::new(());
+
 /// Loss, gradients and running statistics (by variable name) of one training-mode step on `x`.
 fn step(kernels: bool, channels: &[usize], x: &Tensor) -> BTreeMap<String, Vec<f32>> {
+    let _one_at_a_time = SWITCH.lock().unwrap_or_else(|e| e.into_inner());
     oodlab_kernels::set_enabled(kernels);
     let varmap = VarMap::new();
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu);
