@@ -163,11 +163,7 @@ impl Geometry {
                     out[span.clone()].copy_from_slice(&plane[from..from + span.len()]);
                 }
                 // Columns outside the plane read a neighbouring row's pixel in the copy: zeros.
-                for i in rows.clone() {
-                    for j in (0..cols.start).chain(cols.end..w) {
-                        out[i * w + j] = 0.0;
-                    }
-                }
+                zero_outside(out, w, rows.clone(), &cols);
             }
         }
     }
@@ -181,11 +177,7 @@ impl Geometry {
             let from = (span.start as isize + delta) as usize;
             for ch in 0..self.c {
                 let row = &mut col[(ch * kk_count + kk) * ld + offset..][..hw];
-                for i in rows.clone() {
-                    for j in (0..cols.start).chain(cols.end..w) {
-                        row[i * w + j] = 0.0;
-                    }
-                }
+                zero_outside(row, w, rows.clone(), &cols);
                 if span.is_empty() {
                     continue;
                 }
@@ -194,6 +186,15 @@ impl Geometry {
                     *d += v;
                 }
             }
+        }
+    }
+}
+
+/// Zeroes the entries of `rows` of a plane (rows `w` long) that lie outside columns `cols`.
+fn zero_outside(plane: &mut [f32], w: usize, rows: std::ops::Range<usize>, cols: &std::ops::Range<usize>) {
+    for i in rows {
+        for j in (0..cols.start).chain(cols.end..w) {
+            plane[i * w + j] = 0.0;
         }
     }
 }

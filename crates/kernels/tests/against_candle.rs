@@ -174,6 +174,23 @@ fn bn_reference(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> (Tensor, Tensor, T
     (y, mean.flatten_all().unwrap(), var.flatten_all().unwrap())
 }
 
+/// [`bn_reference`], then ReLU if asked, then pooling by its definition if given.
+fn bn_relu_pool_reference(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    relu: bool,
+    pool: Option<(usize, usize, usize)>,
+) -> (Tensor, Tensor, Tensor) {
+    let (y, mean, variance) = bn_reference(x, gamma, beta);
+    let y = if relu { y.relu().unwrap() } else { y };
+    let y = match pool {
+        Some((k, s, p)) => pool_reference(&y, k, s, p),
+        None => y,
+    };
+    (y, mean, variance)
+}
+
 #[test]
 fn batch_norm_relu_and_pool_match_candle() {
     // (batch, channels, height, width)
@@ -187,12 +204,7 @@ fn batch_norm_relu_and_pool_match_candle() {
             let x = var(&[n, c, h, w], 0.5);
             let (gamma, beta) = (var(&[c], 2.0), var(&[c], 3.0));
             let out = oodlab_kernels::batch_norm_train(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), 1e-5, relu, pool).unwrap();
-            let (y, mean, variance) = bn_reference(x.as_tensor(), gamma.as_tensor(), beta.as_tensor());
-            let y = if relu { y.relu().unwrap() } else { y };
-            let y = match pool {
-                Some((k, s, p)) => pool_reference(&y, k, s, p),
-                None => y,
-            };
+            let (y, mean, variance) = bn_relu_pool_reference(x.as_tensor(), gamma.as_tensor(), beta.as_tensor(), relu, pool);
             let what = format!("bn {n}x{c}x{h}x{w} relu {relu} pool {pool:?}");
             close(&what, &flat(&out.y), &flat(&y));
             close(&format!("{what} mean"), &flat(&out.mean), &flat(&mean));
@@ -268,12 +280,7 @@ fn conv_then_batch_norm_as_one_op_matches_the_two() {
             )
             .unwrap();
             let u = oodlab_kernels::conv2d(x.as_tensor(), wt.as_tensor(), Some(b.as_tensor()), s, p).unwrap();
-            let (y, mean, variance) = bn_reference(&u, gamma.as_tensor(), beta.as_tensor());
-            let y = if relu { y.relu().unwrap() } else { y };
-            let y = match pool {
-                Some((k, s, p)) => pool_reference(&y, k, s, p),
-                None => y,
-            };
+            let (y, mean, variance) = bn_relu_pool_reference(&u, gamma.as_tensor(), beta.as_tensor(), relu, pool);
             let what = format!("conv n{n} c{c} o{o} {h}x{w} k{k} s{s} p{p} + bn relu {relu} pool {pool:?}");
             close(&what, &flat(&out.y), &flat(&y));
             close(&format!("{what} mean"), &flat(&out.mean), &flat(&mean));
