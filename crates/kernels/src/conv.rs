@@ -126,6 +126,7 @@ impl Geometry {
             }
         }
     }
+
     /// Stride 1 and the output the input's size (padding (k - 1) / 2): then a row of an image's
     /// column matrix is its channel's plane shifted by a fixed offset, with zeros where the
     /// window leaves the plane. Copied whole instead of image row by image row (the late layers'
