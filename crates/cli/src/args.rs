@@ -73,6 +73,16 @@ pub struct ReportArgs {
     /// The OOD score of the tables and figures: msp, maxlogit or energy (default: the spec's first).
     #[arg(long)]
     pub score: Option<String>,
+    /// The row the comparison tables test every other row against (Wilcoxon, marked †).
+    #[arg(long)]
+    pub baseline: Option<String>,
+    /// Paired comparisons A:B of two method entries on AUROC and FPR@95 (repeatable).
+    #[arg(long = "pair", value_name = "A:B")]
+    pub pairs: Vec<String>,
+    /// A claims file (docs/results/claims.yaml): each claim's paired tests and verdict, in the
+    /// report and in claims.md beside it.
+    #[arg(long)]
+    pub claims: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -88,9 +88,13 @@ impl Reporter for Progress {
             self.multi.remove(&bar);
         }
         let line = match end {
-            RunEnd::Done => {
+            RunEnd::Done { flags } => {
                 self.grid.inc(1);
-                format!("done   {} {}", run.id, run.label)
+                let mut line = format!("done   {} {}", run.id, run.label);
+                for f in flags {
+                    line += &format!("\n       FLAGGED {f}");
+                }
+                line
             }
             RunEnd::Failed { reason, retrying: true } => format!("failed {} {}: {reason} (retrying)", run.id, run.label),
             RunEnd::Failed { reason, retrying: false } => {

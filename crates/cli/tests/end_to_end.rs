@@ -109,28 +109,6 @@ fn metrics_command_matches_the_sklearn_reference() {
     assert!(text(&out.stderr).contains("bad.txt:2: `not-a-number` is not a number"), "{}", text(&out.stderr));
 }
 
-/// `--set` overrides that point a committed spec's datasets at the committed sample.
-fn sample_overrides() -> Vec<String> {
-    let s = sample();
-    let mut sets = Vec::new();
-    for (name, folder, parts) in [
-        ("fashion", "fashion-mnist", &["train", "test"][..]),
-        ("mnist", "mnist", &["test"][..]),
-        ("animal", "animal-mnist", &["train"][..]),
-    ] {
-        for part in parts {
-            let stem = if *part == "train" { "train" } else { "t10k" };
-            sets.push(format!("datasets.{name}.{part}.images={}/{folder}/{stem}-images-idx3-ubyte.gz", s.display()));
-            sets.push(format!("datasets.{name}.{part}.labels={}/{folder}/{stem}-labels-idx1-ubyte.gz", s.display()));
-        }
-    }
-    sets
-}
-
-fn experiments() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments")
-}
-
 #[test]
 fn paper_plan_shows_each_fine_tune_on_its_baseline_trained_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -142,9 +120,10 @@ fn paper_plan_shows_each_fine_tune_on_its_baseline_trained_once() {
     let out = run_ok(&mut cmd);
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     let baselines: Vec<_> = rows.iter().filter(|r| r["entry"] == "baseline").collect();
-    // 3 seeds × 3 splits, each once; 11 OE-family entries fine-tune from them.
+    // 3 seeds × 3 splits, each once; 13 OE-family entries fine-tune from them, and the one-pass
+    // LMOE ablation on seed 0 of each split.
     assert_eq!(baselines.len(), 9);
-    assert_eq!(rows.len(), 9 + 9 * 11);
+    assert_eq!(rows.len(), 9 + 9 * 13 + 3);
     let methods: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["method"].as_str().unwrap()).collect();
     assert_eq!(methods.into_iter().collect::<Vec<_>>(), ["ce", "energy-oe", "lmoe", "mixoe", "oe"]);
     for r in rows.iter().filter(|r| r["entry"] != "baseline") {
@@ -165,7 +144,21 @@ fn quickstart_results_list_all_four_methods_with_every_score_and_ood_set() {
     let home = dir.path().join("home");
     // The committed quickstart, made smaller so that the test stays quick.
     let spec = experiments().join("quickstart.yaml");
-    run_ok(oodlab(&home).arg("run").arg(&spec).args(["--set", "data.train_limit=300", "--set", "train.epochs=1", "--jobs", "2"]));
+    let ran = run_ok(oodlab(&home).arg("run").arg(&spec).args(["--set", "data.train_limit=300", "--set", "train.epochs=1", "--jobs", "2"]));
+    // `oodlab run` ends with the comparison: AUROC and FPR@95, methods × OOD sets, mean ± std
+    // over the two seeds; not the 48 per-run rows.
+    let summary = text(&ran.stdout);
+    for metric in ["auroc of `msp`", "fpr95 of `msp`"] {
+        let table = summary.split(metric).nth(1).unwrap_or_else(|| panic!("no {metric} table in\n{summary}"));
+        let header = table.lines().nth(1).unwrap();
+        assert!(header.starts_with("method") && header.contains("heldout") && header.contains("mnist"), "{header}");
+        for method in ["baseline", "oe", "mixoe", "lmoe"] {
+            let line = table.lines().find(|l| l.starts_with(&format!("{method} "))).unwrap_or_else(|| panic!("no {method} in {table}"));
+            assert_eq!(line.matches(" ± ").count(), 4, "{line}");
+            assert_eq!(line.matches("(2)").count(), 4, "{line}");
+        }
+    }
+    assert!(summary.lines().count() < 30, "{summary}");
     let out = run_ok(oodlab(&home).args(["results", "quickstart", "--format", "json"]));
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     let mut cells = std::collections::BTreeSet::new();

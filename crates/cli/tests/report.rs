@@ -105,3 +105,69 @@ fn the_report_has_every_figure_of_every_entry_and_its_links_resolve() {
     assert_eq!(none.status.code(), Some(2));
     assert!(text(&none.stderr).contains("no runs of experiment `never-run` in the store"), "{}", text(&none.stderr));
 }
+
+#[test]
+fn claims_are_tested_with_the_numbers_of_oodlab_compare() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let s = sample().display().to_string();
+    let extra = format!(
+        "  animal:\n    format: idx\n    classes: 10\n    train: {{images: {s}/animal-mnist/train-images-idx3-ubyte.gz, labels: {s}/animal-mnist/train-labels-idx1-ubyte.gz}}"
+    );
+    let methods = "  baseline: {method: ce}\n  oe: {method: oe, init_from: baseline}\n  tuned: {method: ce, init_from: baseline}";
+    // Six seeds: enough matched cells for an exact Wilcoxon p below 0.05 (2/64).
+    let mut yaml = spec_text("claims", methods, "  seeds: [0, 1, 2, 3, 4, 5]", &extra);
+    yaml = yaml.replace("  ood: [mnist]\n", "  ood: [mnist]\n  outliers: animal\n");
+    let spec = write_spec(dir.path(), &yaml);
+    run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "2"]));
+    let claims = dir.path().join("claims.yaml");
+    std::fs::write(
+        &claims,
+        "claims:\n  - claim: OE beats a plain fine-tune on held-out classes\n    measure: AUROC of MSP.\n    tests:\n      - {metric: auroc, score: msp, column: heldout, a: oe, b: tuned}\n      - {metric: fpr95, score: msp, column: mnist, a: oe, b: nothing}\n",
+    )
+    .unwrap();
+    let out = dir.path().join("report");
+    run_ok(oodlab(&home).arg("report").arg(&spec).arg("--out").arg(&out).arg("--claims").arg(&claims).args(["--pair", "oe:tuned"]));
+    let md = std::fs::read_to_string(out.join("claims.md")).unwrap();
+
+    // The mean difference by hand from `oodlab results`, and p from `oodlab compare --pair`.
+    let results = run_ok(oodlab(&home).args(["results", "claims", "--format", "json", "--score", "msp"]));
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&results.stdout).unwrap();
+    let auroc = |entry: &str, seed: i64| {
+        rows.iter().find(|r| r["entry"] == entry && r["seed"] == seed && r["ood_set"] == "heldout").unwrap()["auroc"].as_f64().unwrap()
+    };
+    let diff: f64 = (0..6).map(|s| auroc("oe", s) - auroc("tuned", s)).sum::<f64>() / 6.0;
+    let compare = run_ok(oodlab(&home).args(["compare", "claims", "--metric", "auroc", "--pair", "oe:tuned", "--format", "json"]));
+    let text_out = text(&compare.stdout);
+    let pairs: Vec<serde_json::Value> = serde_json::from_str(text_out.split("\n\n").nth(1).unwrap()).unwrap();
+    let heldout = pairs.iter().find(|p| p["column"] == "heldout").unwrap();
+    let p = heldout["wilcoxon"]["p_value"].as_f64().unwrap();
+    let row = md.lines().find(|l| l.starts_with("| oe vs tuned | auroc (msp) | heldout |")).unwrap_or_else(|| panic!("{md}"));
+    assert!(row.contains(&format!("| 6 | {diff:+.4} |")), "{row} vs {diff}");
+    assert!(row.contains(&format!("| {p:.4} |")), "{row} vs p {p}");
+    let verdict = if p < 0.05 && diff > 0.0 {
+        "supported"
+    } else if p < 0.05 {
+        "contradicted"
+    } else {
+        "not significant"
+    };
+    assert!(row.ends_with(&format!("| {verdict} |")), "{row}");
+    // A row the experiment does not have: no data, which does not count for the verdict.
+    assert!(md.contains("| oe vs nothing | fpr95 (msp) | mnist | 0 | - | - | - | - | no data |"), "{md}");
+    let claim_verdict = match verdict {
+        "supported" => "supported",
+        "contradicted" => "contradicted",
+        _ => "not supported",
+    };
+    assert!(md.contains(&format!("### Claim 1: OE beats a plain fine-tune on held-out classes — {claim_verdict}")), "{md}");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("## Claims") && report.contains("## Paired comparisons") && report.contains("### oe vs tuned: auroc (msp)"));
+
+    // A bad claims file is an input error naming the file and the field.
+    std::fs::write(&claims, "claims:\n  - claim: x\n    tests: [{metric: auroc, score: nope, column: heldout, a: oe, b: tuned}]\n")
+        .unwrap();
+    let bad = oodlab(&home).arg("report").arg(&spec).arg("--out").arg(&out).arg("--claims").arg(&claims).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("claims[0].tests[0].score: `nope`"), "{}", text(&bad.stderr));
+}

@@ -70,7 +70,7 @@ fn aupr(c: &Counts) -> f64 {
     trapezoid(&recall, &precision)
 }
 
-fn check(set: &'static str, scores: &[f64]) -> Result<(), MetricsError> {
+pub(crate) fn check(set: &'static str, scores: &[f64]) -> Result<(), MetricsError> {
     if scores.is_empty() {
         return Err(MetricsError::Empty(set));
     }
@@ -78,33 +78,6 @@ fn check(set: &'static str, scores: &[f64]) -> Result<(), MetricsError> {
         Some(index) => Err(MetricsError::NotFinite { set, index, value: scores[index] }),
         None => Ok(()),
     }
-}
-
-/// MixOE's TNR@95, under its own name: ID is the positive class with statistic `score`; on
-/// scikit-learn's `roc_curve` (default `drop_intermediate=True`, as MixOE's evaluation calls it),
-/// the point whose TPR is nearest 0.95 (the first of equals); TNR = 1 - FPR there.
-/// Not `1 - FPR@95`: the positive class, the choice of point and the curve all differ.
-pub fn tnr_at_tpr95(id: &[f64], ood: &[f64]) -> Result<f64, MetricsError> {
-    check("ID", id)?;
-    check("OOD", ood)?;
-    let c = counts(id, ood);
-    // sklearn keeps a threshold only where the curve bends (second differences non-zero).
-    let n = c.tp.len();
-    let keep: Vec<usize> = (0..n)
-        .filter(|&i| {
-            n <= 2 || i == 0 || i == n - 1 || {
-                let d2 = |v: &[f64]| v[i + 1] - 2.0 * v[i] + v[i - 1];
-                d2(&c.tp) != 0.0 || d2(&c.fp) != 0.0
-            }
-        })
-        .collect();
-    let (n_id, n_ood) = (id.len() as f64, ood.len() as f64);
-    let mut tpr = vec![0.0];
-    let mut fpr = vec![0.0];
-    tpr.extend(keep.iter().map(|&i| c.tp[i] / n_id));
-    fpr.extend(keep.iter().map(|&i| c.fp[i] / n_ood));
-    let best = (0..tpr.len()).fold(0, |b, i| if (tpr[i] - 0.95).abs() < (tpr[b] - 0.95).abs() { i } else { b });
-    Ok(1.0 - fpr[best])
 }
 
 /// The ROC curve whose area is [`OodMetrics::auroc`]: (FPR, TPR) with OOD the positive class and
@@ -188,14 +161,6 @@ mod tests {
         // Its area is AUROC's 8/9 (one inverted pair).
         let (x, y): (Vec<f64>, Vec<f64>) = c.into_iter().unzip();
         assert!(close(trapezoid(&x, &y), 8.0 / 9.0));
-    }
-
-    #[test]
-    fn tnr_at_tpr95_by_hand() {
-        // ID 20 scores 1..20, OOD 0.5 and 19.5: TPR 0.95 is reached at threshold 2 (19 of 20 ID),
-        // where one OOD score (19.5) is above: TNR = 1/2.
-        let id: Vec<f64> = (1..=20).map(f64::from).collect();
-        assert_eq!(tnr_at_tpr95(&id, &[0.5, 19.5]).unwrap(), 0.5);
     }
 
     #[test]

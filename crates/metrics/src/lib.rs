@@ -11,8 +11,10 @@
 pub mod analysis;
 mod curve;
 pub mod stats;
+mod tnr95;
 
-pub use curve::{ood_metrics, roc_curve, tnr_at_tpr95, MetricsError, OodMetrics};
+pub use curve::{ood_metrics, roc_curve, MetricsError, OodMetrics};
+pub use tnr95::{tnr_at_tpr95, tnr_at_tpr95_subsets};
 
 /// Fraction of `predicted == labels`, the ID accuracy of a run.
 pub fn accuracy(predicted: &[u32], labels: &[u32]) -> f64 {

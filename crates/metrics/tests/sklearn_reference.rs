@@ -9,7 +9,6 @@ struct Case {
     ood: Vec<f64>,
     auroc: f64,
     fpr95: f64,
-    tnr95: f64,
     aupr_in: f64,
     aupr_out: f64,
 }
@@ -35,7 +34,5 @@ fn metrics_match_sklearn_on_tied_unbalanced_and_separated_scores() {
         ] {
             assert!((g - want).abs() < 1e-9, "case {i} {name}: got {g}, sklearn {want}");
         }
-        let tnr = oodlab_metrics::tnr_at_tpr95(&case.id, &case.ood).unwrap();
-        assert!((tnr - case.tnr95).abs() < 1e-12, "case {i} tnr95: got {tnr}, sklearn {}", case.tnr95);
     }
 }

@@ -154,5 +154,11 @@ pub async fn compare_input(store: &Store, name: &str, o: &Options<'_>) -> Result
             return Err(CompareError::Invalid(format!("--baseline {b}: no such row; rows are {}", rows.join(", "))));
         }
     }
-    Ok(CompareInput { metric, observations, runs: order, baseline: o.baseline.clone(), alpha: o.alpha })
+    let mut flagged = std::collections::BTreeSet::new();
+    for f in store.experiment_flags(name).await? {
+        if let (Some(row), Some(r)) = (labels.get(&f.run_id), runs.iter().find(|r| r.run_id == f.run_id)) {
+            flagged.insert((row.clone(), (r.seed as u64, r.split as u64)));
+        }
+    }
+    Ok(CompareInput { metric, observations, runs: order, baseline: o.baseline.clone(), alpha: o.alpha, flagged })
 }

@@ -13,24 +13,26 @@
 //!     runs: vec![("oe".into(), 2, 2), ("mixoe".into(), 2, 2)],
 //!     baseline: Some("oe".into()),
 //!     alpha: 0.05,
+//!     flagged: Default::default(),
 //! };
 //! let table = compare(&input);
 //! assert_eq!(table.best_row("mnist"), Some("mixoe")); // lower FPR@95 is better
 //! ```
 
 pub mod artifacts;
+pub mod claims;
 pub mod document;
 pub mod figures;
 pub mod from_store;
 mod paired;
 pub mod render;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use oodlab_metrics::stats::{summary, wilcoxon, Summary, Wilcoxon};
 use serde::Serialize;
 
-pub use paired::{paired, PairedComparison};
+pub use paired::{paired, PairedComparison, RESAMPLES as PAIRED_RESAMPLES};
 
 /// The metrics a table can show, and which direction is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,6 +157,9 @@ pub struct CompareInput {
     pub baseline: Option<String>,
     /// Significance level of the paired test.
     pub alpha: f64,
+    /// (row, matched cell) of runs the store flags (a collapsed fine-tune, a rising loss): the
+    /// cells holding them are marked.
+    pub flagged: BTreeSet<(String, (u64, u64))>,
 }
 
 impl CompareInput {
@@ -188,6 +193,8 @@ pub struct Cell {
     pub vs_baseline: Option<Wilcoxon>,
     /// `vs_baseline` is significant at `alpha`.
     pub significant: bool,
+    /// How many of the cell's values come from flagged runs.
+    pub flagged: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -287,7 +294,10 @@ pub fn compare(input: &CompareInput) -> CompareTable {
                         _ => None,
                     };
                     let significant = vs_baseline.is_some_and(|w| w.p_value < input.alpha);
-                    Cell { summary: (!vals.is_empty()).then(|| summary(&vals)), best: false, vs_baseline, significant }
+                    let flagged = by_key
+                        .get(&(name.clone(), c.name.clone()))
+                        .map_or(0, |m| m.keys().filter(|k| input.flagged.contains(&(name.clone(), **k))).count());
+                    Cell { summary: (!vals.is_empty()).then(|| summary(&vals)), best: false, vs_baseline, significant, flagged }
                 })
                 .collect();
             Row { name: name.clone(), runs_planned: *planned, runs_done: *done, cells }
@@ -348,6 +358,7 @@ mod tests {
             runs: vec![("a".into(), 6, 6), ("b".into(), 8, 6)],
             baseline: Some("a".into()),
             alpha: 0.05,
+            flagged: [("b".to_string(), (2, 0))].into(),
         };
         let t = compare(&input);
         let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
@@ -365,5 +376,9 @@ mod tests {
         // Equal held-out values: both best, no difference to test.
         assert!(t.rows[0].cells[0].best && b.cells[0].best && b.cells[0].vs_baseline.is_none());
         assert_eq!((b.runs_planned, b.runs_done), (8, 6));
+        // b's seed 2 is flagged: one value of each of b's cells, none of a's.
+        assert!(b.cells.iter().all(|c| c.flagged == 1) && t.rows[0].cells.iter().all(|c| c.flagged == 0));
+        let text = render::table(&t, render::Format::Markdown, render::NumberStyle::default());
+        assert!(text.contains("0.825 ± 0.019 (6)** † ‡") && text.contains("‡ = includes runs flagged"), "{text}");
     }
 }

@@ -35,6 +35,7 @@ fn tex(s: &str) -> String {
         .replace(" < ", " $<$ ")
         .replace('±', "$\\pm$")
         .replace('†', "$^\\dagger$")
+        .replace('‡', "$^\\ddagger$")
         .replace('−', "$-$")
 }
 
@@ -54,7 +55,8 @@ fn cell_text(c: &Cell, s: NumberStyle, pm: &str) -> String {
     }
 }
 
-/// A cell with its marks: `bold` wraps the best value, `dagger` follows a significant one.
+/// A cell with its marks: `bold` wraps the best value, `dagger` follows a significant one, and
+/// ` ‡` one holding flagged runs (`ddagger` in LaTeX).
 fn marked(c: &Cell, s: NumberStyle, pm: &str, bold: impl Fn(String) -> String, dagger: &str) -> String {
     let mut text = cell_text(c, s, pm);
     if c.best {
@@ -62,6 +64,9 @@ fn marked(c: &Cell, s: NumberStyle, pm: &str, bold: impl Fn(String) -> String, d
     }
     if c.significant {
         text.push_str(dagger);
+    }
+    if c.flagged > 0 {
+        text.push_str(if dagger.starts_with('$') { "$^\\ddagger$" } else { " ‡" });
     }
     text
 }
@@ -79,7 +84,16 @@ fn caption(t: &CompareTable) -> String {
         Some(b) => format!("; † = Wilcoxon signed-rank p < {} against `{b}` over matched (seed, split) cells", t.alpha),
         None => String::new(),
     };
-    format!("{} ({}); mean ± sample std (ddof = 1) over seeds and splits, (n) runs; best in bold{base}", t.metric.name(), direction(t))
+    let flagged = if t.rows.iter().any(|r| r.cells.iter().any(|c| c.flagged > 0)) {
+        "; ‡ = includes runs flagged as collapsed or unstable (`oodlab status` lists them)"
+    } else {
+        ""
+    };
+    format!(
+        "{} ({}); mean ± sample std (ddof = 1) over seeds and splits, (n) runs; best in bold{base}{flagged}",
+        t.metric.name(),
+        direction(t)
+    )
 }
 
 fn runs_text(r: &crate::Row) -> String {
@@ -94,14 +108,14 @@ pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
     match format {
         Format::Json => serde_json::to_string_pretty(t).expect("tables serialize"),
         Format::Csv => {
-            let mut out = String::from("row,column,n,mean,std,ci95,best,p_vs_baseline,significant,runs_done,runs_planned\n");
+            let mut out = String::from("row,column,n,mean,std,ci95,best,p_vs_baseline,significant,runs_done,runs_planned,flagged\n");
             for r in &t.rows {
                 for (c, cell) in t.columns.iter().zip(&r.cells) {
                     let (n, mean, std, ci) = cell.summary.map_or((0, f64::NAN, f64::NAN, f64::NAN), |s| (s.n, s.mean, s.std, s.ci95));
                     let p = cell.vs_baseline.map_or(String::new(), |w| w.p_value.to_string());
                     let f = |v: f64| if v.is_nan() { String::new() } else { (v * style.scale).to_string() };
                     out += &format!(
-                        "{},{},{n},{},{},{},{},{p},{},{},{}\n",
+                        "{},{},{n},{},{},{},{},{p},{},{},{},{}\n",
                         r.name,
                         c.name,
                         f(mean),
@@ -110,7 +124,8 @@ pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
                         cell.best,
                         cell.significant,
                         r.runs_done,
-                        r.runs_planned
+                        r.runs_planned,
+                        cell.flagged
                     );
                 }
             }

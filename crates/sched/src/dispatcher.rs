@@ -463,9 +463,12 @@ impl State<'_> {
                 match verdict {
                     Verdict::Done => {
                         store.end_attempt(&run_id, &Outcome::Done { exit_code: exit_code.unwrap_or(0) }).await?;
+                        // A collapsed fine-tune still finishes; its warnings go with the line that
+                        // says so (docs/methods.md, "Collapse is never silent").
+                        let flags = store.run_flags(&run_id).await?.into_iter().map(|f| format!("{}: {}", f.flag, f.detail)).collect();
                         self.done.insert(run_id);
                         self.summary.done += 1;
-                        self.reporter.ended(&r.run, &RunEnd::Done);
+                        self.reporter.ended(&r.run, &RunEnd::Done { flags });
                     }
                     Verdict::Interrupted => {
                         let reason = r.stop_reason.clone().unwrap_or_else(|| "interrupted".into());

@@ -7,7 +7,11 @@ use crate::PlannedRun;
 /// How an attempt ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RunEnd {
-    Done,
+    /// Finished; `flags` are the store's warnings about it (a collapsed fine-tune, a rising
+    /// loss), each a sentence, empty for most runs.
+    Done {
+        flags: Vec<String>,
+    },
     /// Failed; `retrying` when another attempt follows.
     Failed {
         reason: String,

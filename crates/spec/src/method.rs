@@ -42,6 +42,9 @@ pub struct CeParams {}
 pub struct OeParams {
     #[serde(default = "oe_weight")]
     pub weight: f64,
+    /// How the ID and outlier batches go through the network; default `joint`, as OE's code.
+    #[serde(default)]
+    pub forward: Option<Forward>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +56,9 @@ pub struct EnergyOeParams {
     pub m_in: f64,
     #[serde(default = "m_out")]
     pub m_out: f64,
+    /// Default `joint`, as the energy-OE code (MixOE's `train_oe.py`).
+    #[serde(default)]
+    pub forward: Option<Forward>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -65,6 +71,9 @@ pub struct MixoeParams {
     pub alpha: Option<f64>,
     #[serde(default = "mix_weight")]
     pub weight: f64,
+    /// Default `separate` (ID batch, then mixed batch), as MixOE's `train_mixoe.py`.
+    #[serde(default)]
+    pub forward: Option<Forward>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +95,21 @@ pub struct LmoeParams {
     /// One lambda per batch (as MixOE) or one per sample.
     #[serde(default, alias = "lam-per")]
     pub lam_per: LamPer,
+    /// Default `separate`: ID, outlier and input-mix batches in three passes.
+    #[serde(default)]
+    pub forward: Option<Forward>,
+}
+
+/// How a step's inputs go through a network with batch-norm. A training-mode pass normalizes
+/// with its own batch's statistics and updates the running statistics used at evaluation, so
+/// the grouping changes what is trained (docs/methods.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Forward {
+    /// One pass over the inputs concatenated along the batch (OE's `net(torch.cat((x, oe_x)))`).
+    Joint,
+    /// One pass per input, ID first (MixOE's `net(x)`, then `net(mixed_x)`).
+    Separate,
 }
 
 impl MixoeParams {
@@ -114,12 +138,28 @@ pub struct Consistency {
     pub weight: f64,
     /// Which side is a fixed target (no gradient flows into it through D).
     pub detach: Detach,
+    /// What D compares: raw logits, logits minus their per-sample mean, or log-softmax.
+    pub space: ConsistencySpace,
 }
 
 impl Default for Consistency {
     fn default() -> Self {
-        Consistency { loss: ConsistencyLoss::Mse, weight: 1.0, detach: Detach::LogitMix }
+        Consistency { loss: ConsistencyLoss::Mse, weight: 1.0, detach: Detach::LogitMix, space: ConsistencySpace::Logits }
     }
+}
+
+/// The space of LMOE's consistency term. MSE on raw logits penalizes a per-sample constant shift
+/// that softmax (MSP) ignores but energy and max-logit do not; the other two spaces remove it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConsistencySpace {
+    /// The logits as they are.
+    #[default]
+    Logits,
+    /// `z - mean_k z_k` per sample.
+    Centered,
+    /// `log softmax(z)` per sample.
+    LogSoftmax,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,13 +249,55 @@ impl Method {
         matches!(self, Method::Mixoe(_) | Method::Lmoe(_))
     }
 
+    /// The reference code's grouping of forward passes: OE's and energy-OE's code run
+    /// `cat(x_in, x_out)` as one pass; MixOE's runs `x_in` and `x_mix` separately, and LMOE's
+    /// three inputs go separately too (one joint pass collapses it: docs/methods.md).
+    pub fn default_forward(&self) -> Forward {
+        match self {
+            Method::Ce(_) | Method::Oe(_) | Method::EnergyOe(_) => Forward::Joint,
+            Method::Mixoe(_) | Method::Lmoe(_) => Forward::Separate,
+        }
+    }
+
+    /// The grouping of forward passes this method trains with.
+    pub fn forward(&self) -> Forward {
+        let set = match self {
+            Method::Ce(_) => None,
+            Method::Oe(p) => p.forward,
+            Method::EnergyOe(p) => p.forward,
+            Method::Mixoe(p) => p.forward,
+            Method::Lmoe(p) => p.forward,
+        };
+        set.unwrap_or_else(|| self.default_forward())
+    }
+
+    /// Outliers per ID image when `train.outlier_ratio` is not set: the OE family's reference
+    /// codes draw `2 * batch_size` outliers a step; the mixing methods pair one with each ID
+    /// image.
+    pub fn default_outlier_ratio(&self) -> Option<f64> {
+        match self {
+            Method::Ce(_) => None,
+            Method::Oe(_) | Method::EnergyOe(_) => Some(2.0),
+            Method::Mixoe(_) | Method::Lmoe(_) => Some(1.0),
+        }
+    }
+
     /// The method with defaults that depend on other fields filled in, so that equal methods
     /// serialize (and hash) equally.
     pub fn resolved(mut self) -> Method {
+        let forward = Some(self.forward());
         match &mut self {
-            Method::Mixoe(p) => p.alpha = Some(p.alpha()),
-            Method::Lmoe(p) => p.alpha = Some(p.alpha()),
-            _ => {}
+            Method::Ce(_) => {}
+            Method::Oe(p) => p.forward = forward,
+            Method::EnergyOe(p) => p.forward = forward,
+            Method::Mixoe(p) => {
+                p.alpha = Some(p.alpha());
+                p.forward = forward;
+            }
+            Method::Lmoe(p) => {
+                p.alpha = Some(p.alpha());
+                p.forward = forward;
+            }
         }
         self
     }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Origin, SpecError};
 use crate::locate::{ancestors, Locator};
 use crate::position::child;
-use crate::types::{DatasetSpec, EvalSettings, ModelSettings, RunSettings, SpecFile};
+use crate::types::{DatasetSpec, EvalSettings, InitFrom, ModelSettings, RunSettings, SpecFile};
 use crate::validate;
 
 /// A run's identity: a hash of its semantic configuration only.
@@ -130,6 +130,9 @@ fn eval_identity(e: &EvalSettings) -> serde_json::Value {
     if let Some(p) = e.paths {
         v["paths"] = serde_json::json!(p);
     }
+    if e.tnr95_subsets > 0 {
+        v["tnr95_subsets"] = serde_json::json!(e.tnr95_subsets);
+    }
     v
 }
 
@@ -139,6 +142,8 @@ fn eval_identity(e: &EvalSettings) -> serde_json::Value {
 struct Point {
     seed: u64,
     split: usize,
+    /// Index of the grid values (`sets`) among the grid's combinations.
+    combo: usize,
     sets: Vec<Assignment>,
 }
 
@@ -235,8 +240,8 @@ fn expand_points(spec: &SpecFile, n_splits: usize, loc: &Locator) -> Result<Vec<
     let mut points = Vec::new();
     for &seed in &g.seeds {
         for &split in &splits {
-            for sets in &combos {
-                points.push(Point { seed, split, sets: sets.clone() });
+            for (combo, sets) in combos.iter().enumerate() {
+                points.push(Point { seed, split, combo, sets: sets.clone() });
             }
         }
     }
@@ -317,7 +322,7 @@ fn run_origin(loc: &Locator, entry: &str, sets: &[&Assignment], field: &str, key
 
 fn entry_order(spec: &SpecFile, loc: &Locator) -> Result<Vec<String>, SpecError> {
     for (name, e) in &spec.methods {
-        if let Some(p) = &e.init_from {
+        if let Some(p) = e.init_from.as_ref().map(InitFrom::entry) {
             if !spec.methods.contains_key(p) {
                 let hint = match crate::error::did_you_mean(p, spec.methods.keys().map(String::as_str)) {
                     Some(s) => format!("did you mean `{s}`?"),
@@ -345,7 +350,7 @@ fn entry_order(spec: &SpecFile, loc: &Locator) -> Result<Vec<String>, SpecError>
         }
         on_path.push(n.to_string());
         if let Some(p) = &spec.methods[n].init_from {
-            visit(p, spec, on_path, done, out)?;
+            visit(p.entry(), spec, on_path, done, out)?;
         }
         on_path.pop();
         done.insert(n.to_string());
@@ -380,11 +385,33 @@ pub(crate) fn expand(
 
     let mut runs: Vec<RunConfig> = Vec::new();
     let mut seen: HashSet<RunId> = HashSet::new();
-    // (entry, point index) → run id, to find a fine-tune's parent at the same grid point.
-    let mut by_point: HashMap<(String, usize), RunId> = HashMap::new();
+    // (entry, seed, split, grid values) → run id, to find a fine-tune's parent.
+    let mut by_point: HashMap<(String, u64, usize, usize), RunId> = HashMap::new();
     for entry_name in &order {
         let entry = &spec.methods[entry_name];
-        for (pi, point) in points.iter().enumerate() {
+        if let Some(seeds) = &entry.seeds {
+            let field = format!("methods.{entry_name}.seeds");
+            if seeds.is_empty() {
+                return Err(loc.error(&field, "lists no seeds").with_hint("remove `seeds` to run every seed of grid.seeds"));
+            }
+            if let Some((i, s)) = seeds.iter().enumerate().find(|(_, s)| !spec.grid.seeds.contains(s)) {
+                return Err(loc
+                    .error(&format!("{field}[{i}]"), format!("seed {s} is not in grid.seeds {:?}", spec.grid.seeds))
+                    .with_hint("an entry's seeds are a subset of the grid's"));
+            }
+        }
+        if let Some(InitFrom::FixedSeed { entry: parent, seed }) = &entry.init_from {
+            let parent_seeds = spec.methods[parent].seeds.as_ref().unwrap_or(&spec.grid.seeds);
+            if !parent_seeds.contains(seed) {
+                return Err(loc
+                    .error(&format!("methods.{entry_name}.init_from.seed"), format!("entry `{parent}` has no run of seed {seed}"))
+                    .with_hint(format!("its seeds are {parent_seeds:?}")));
+            }
+        }
+        for point in &points {
+            if entry.seeds.as_ref().is_some_and(|s| !s.contains(&point.seed)) {
+                continue;
+            }
             let sets: Vec<&Assignment> = point.sets.iter().filter(|a| a.only_entry.as_ref().is_none_or(|e| e == entry_name)).collect();
             let origin_of = |field: &str, key: bool| run_origin(loc, entry_name, &sets, field, key);
             let mut merged = Mapping::new();
@@ -413,6 +440,15 @@ pub(crate) fn expand(
                 }
             })?;
             settings.method = settings.method.resolved();
+            // Outlier settings are the method's: filled with its default where they are not
+            // given, and dropped for methods without outliers (a baseline is the same run
+            // whatever the fine-tunes draw).
+            if settings.method.uses_outliers() {
+                settings.train.outlier_ratio = settings.train.outlier_ratio.or(settings.method.default_outlier_ratio());
+            } else {
+                settings.train.outlier_ratio = None;
+                settings.train.outlier_batch_size = None;
+            }
             if let Some((field, message, hint)) = validate::run_settings(&settings, datasets) {
                 let mut err = loc.error_at(origin_of(&field, false), &field, message);
                 err.hint = hint;
@@ -442,7 +478,22 @@ pub(crate) fn expand(
             };
             // Excluded classes have no images: they are neither ID nor held out.
             let split = ClassSplit { heldout: split.heldout.into_iter().filter(|c| !id_ds.exclude_classes.contains(c)).collect(), ..split };
-            let parent = entry.init_from.as_ref().map(|p| by_point[&(p.clone(), pi)].clone());
+            let parent = match &entry.init_from {
+                None => None,
+                Some(p) => {
+                    let key = (p.entry().to_string(), p.seed(point.seed), point.split, point.combo);
+                    let Some(id) = by_point.get(&key) else {
+                        let field = format!("methods.{entry_name}.init_from");
+                        let msg = format!("entry `{}` has no run of seed {} to start from", p.entry(), point.seed);
+                        let hint = format!(
+                            "name one of its seeds: `init_from: {{entry: {}, seed: N}}`, or give both entries the same seeds",
+                            p.entry()
+                        );
+                        return Err(loc.error(&field, msg).with_hint(hint));
+                    };
+                    Some(id.clone())
+                }
+            };
             let used: BTreeMap<String, DatasetSpec> = std::iter::once(&settings.data.id)
                 .chain(&settings.data.outliers)
                 .chain(&settings.data.ood)
@@ -463,7 +514,7 @@ pub(crate) fn expand(
                 grid,
             };
             run.run_id = run.compute_id();
-            by_point.insert((entry_name.clone(), pi), run.run_id.clone());
+            by_point.insert((entry_name.clone(), point.seed, point.split, point.combo), run.run_id.clone());
             // Identical semantic configs are one run, trained once.
             if seen.insert(run.run_id.clone()) {
                 runs.push(run);

@@ -139,12 +139,60 @@ pub struct DatasetPart {
 pub struct MethodEntry {
     /// `ce`, or a mapping `{kind: ce, ...}` with the method's parameters.
     pub method: Value,
-    /// Another entry whose run (same seed, split and grid values) this one fine-tunes.
-    pub init_from: Option<String>,
+    /// Another entry whose run this one fine-tunes: `baseline` (the run of the same seed, split
+    /// and grid values) or `{entry: baseline, seed: 0}` (that seed's run, for every seed of this
+    /// entry, as MixOE's code starts every fine-tune from the seed-0 baseline).
+    pub init_from: Option<InitFrom>,
+    /// Only these seeds of `grid.seeds` for this entry (all when absent).
+    pub seeds: Option<Vec<u64>>,
     pub data: Option<Value>,
     pub model: Option<Value>,
     pub train: Option<Value>,
     pub eval: Option<Value>,
+}
+
+/// A fine-tune's parent: an entry, at this run's seed or at a fixed one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InitFrom {
+    SameSeed(String),
+    FixedSeed { entry: String, seed: u64 },
+}
+
+impl InitFrom {
+    pub fn entry(&self) -> &str {
+        match self {
+            InitFrom::SameSeed(e) | InitFrom::FixedSeed { entry: e, .. } => e,
+        }
+    }
+
+    /// The parent's seed for a run of seed `seed`.
+    pub fn seed(&self, seed: u64) -> u64 {
+        match self {
+            InitFrom::SameSeed(_) => seed,
+            InitFrom::FixedSeed { seed, .. } => *seed,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for InitFrom {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fixed {
+            entry: String,
+            seed: u64,
+        }
+        // Read as a value first: an untagged enum's error would not say what is expected.
+        let expected = "an entry name (`baseline`) or `{entry: baseline, seed: 0}`";
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(InitFrom::SameSeed(s)),
+            // serde's own message names the unknown or missing key, and the valid ones.
+            v @ Value::Mapping(_) => serde_yaml::from_value::<Fixed>(v)
+                .map(|f| InitFrom::FixedSeed { entry: f.entry, seed: f.seed })
+                .map_err(serde::de::Error::custom),
+            _ => Err(serde::de::Error::custom(format!("expected {expected}"))),
+        }
+    }
 }
 
 /// The ablation grid: seeds × splits × every axis × every zipped group.
@@ -472,7 +520,13 @@ pub struct TrainSettings {
     pub batch_size: usize,
     /// Outliers per step for methods that use them; default `batch_size * outlier_ratio`.
     pub outlier_batch_size: Option<usize>,
-    pub outlier_ratio: f64,
+    /// Outliers per ID image; default per method (2 for `oe` and `energy-oe`, as their reference
+    /// codes draw `2 * batch_size`; 1 for the mixing methods), filled in when the spec is read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier_ratio: Option<f64>,
+    /// Drop each epoch's last partial batch (the references' `drop_last=True`); the cosine
+    /// schedule then counts full batches only.
+    pub drop_last: bool,
     pub optimizer: OptimizerSettings,
     pub schedule: ScheduleSettings,
     pub augment: AugmentSettings,
@@ -486,7 +540,8 @@ pub struct TrainSettings {
 impl TrainSettings {
     /// Outliers drawn for a step with `batch` ID images.
     pub fn outliers_for(&self, batch: usize) -> usize {
-        let full = self.outlier_batch_size.unwrap_or_else(|| (self.batch_size as f64 * self.outlier_ratio).round() as usize);
+        let ratio = self.outlier_ratio.unwrap_or(1.0);
+        let full = self.outlier_batch_size.unwrap_or_else(|| (self.batch_size as f64 * ratio).round() as usize);
         if batch == self.batch_size {
             full
         } else {
@@ -510,7 +565,8 @@ impl Default for TrainSettings {
             epochs: 8,
             batch_size: 128,
             outlier_batch_size: None,
-            outlier_ratio: 1.0,
+            outlier_ratio: None,
+            drop_last: true,
             optimizer: OptimizerSettings::default(),
             schedule: ScheduleSettings::default(),
             augment: AugmentSettings::default(),
@@ -651,6 +707,13 @@ pub struct EvalSettings {
     /// Interpolation paths between ID and OOD test images (docs/analyses.md).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub paths: Option<PathSettings>,
+    /// MixOE's evaluation (`eval/eval.py`): TNR@95 averaged over this many seeded draws of
+    /// equal-size subsets (min(n_id, n_ood) scores of each set); 0 measures the whole sets.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub tnr95_subsets: usize,
+    /// A fine-tune whose ID accuracy ends more than this many percentage points below its
+    /// parent's is flagged as collapsed (never failed). Reporting only: not in the run id.
+    pub max_acc_drop: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -683,6 +746,8 @@ impl Default for EvalSettings {
             logit_pca: false,
             histogram_bins: 0,
             paths: None,
+            tnr95_subsets: 0,
+            max_acc_drop: 5.0,
         }
     }
 }

@@ -16,7 +16,7 @@ fn problem(field: &str, message: String, hint: &str) -> Problem {
 pub(crate) fn run_settings(s: &RunSettings, datasets: &BTreeMap<String, DatasetSpec>) -> Option<Problem> {
     let t = &s.train;
     let o = &t.optimizer;
-    let checks: [(bool, &str, String, &str); 15] = [
+    let checks: [(bool, &str, String, &str); 16] = [
         (t.epochs >= 1, "train.epochs", format!("must be at least 1, found {}", t.epochs), ""),
         (t.batch_size >= 1, "train.batch_size", "must be at least 1, found 0".into(), ""),
         (
@@ -48,6 +48,12 @@ pub(crate) fn run_settings(s: &RunSettings, datasets: &BTreeMap<String, DatasetS
         ),
         (!s.eval.scores.is_empty(), "eval.scores", "must name at least one score".into(), "msp, maxlogit, energy"),
         (s.eval.batch_size >= 1, "eval.batch_size", "must be at least 1".into(), ""),
+        (
+            s.eval.max_acc_drop >= 0.0 && s.eval.max_acc_drop.is_finite(),
+            "eval.max_acc_drop",
+            format!("must be a number of percentage points >= 0, found {}", s.eval.max_acc_drop),
+            "the default is 5 (points of ID accuracy below the parent's)",
+        ),
         (
             s.train.augment.crop.as_ref().is_none_or(|c| c.size[0] >= 1 && c.size[1] >= 1),
             "train.augment.crop.size",
@@ -97,6 +103,9 @@ fn training_problem(s: &RunSettings) -> Option<Problem> {
             "name a dataset with `train` files, for example `outliers: animal`",
         ));
     }
+    if let Some(r) = t.outlier_ratio.filter(|r| !(*r > 0.0 && r.is_finite())) {
+        return Some(problem("train.outlier_ratio", format!("must be positive, found {r}"), ""));
+    }
     let n_out = t.outliers_for(t.batch_size);
     if s.method.uses_outliers() && n_out == 0 {
         return Some(problem(
@@ -108,9 +117,6 @@ fn training_problem(s: &RunSettings) -> Option<Problem> {
     if s.method.mixes() && n_out != t.batch_size {
         let field = if t.outlier_batch_size.is_some() { "train.outlier_batch_size" } else { "train.outlier_ratio" };
         return Some(problem(field, format!("method `{method}` mixes ID and outlier images pairwise, so it needs as many outliers as ID images per step ({}), not {n_out}", t.batch_size), "remove the setting, or use oe / energy-oe for other ratios"));
-    }
-    if !(t.outlier_ratio > 0.0 && t.outlier_ratio.is_finite()) {
-        return Some(problem("train.outlier_ratio", format!("must be positive, found {}", t.outlier_ratio), ""));
     }
     if t.keep == Keep::BestVal && s.data.val_fraction == 0.0 {
         return Some(problem(

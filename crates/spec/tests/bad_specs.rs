@@ -262,3 +262,76 @@ fn image_file_formats_are_checked_per_format() {
     assert_eq!(e.field, "datasets.mnist.root");
     assert!(e.message.contains("images.txt not found"), "{e}");
 }
+
+#[test]
+fn init_from_a_fixed_seed_starts_every_fine_tune_from_that_seeds_run() {
+    // MixOE's protocol: one baseline (seed 0), fine-tunes of seeds 0 and 1 both start from it.
+    let (_, res) = try_spec(
+        "  tuned: {method: ce, init_from: baseline, train: {epochs: 1}}",
+        "  tuned: {method: ce, init_from: {entry: baseline, seed: 0}, train: {epochs: 1}}",
+        &["methods.baseline.seeds=[0]"],
+    );
+    let exp = res.unwrap();
+    let baselines: Vec<_> = exp.runs.iter().filter(|r| r.entry == "baseline").collect();
+    assert_eq!(baselines.iter().map(|r| r.seed).collect::<Vec<_>>(), vec![0]);
+    let tuned: Vec<_> = exp.runs.iter().filter(|r| r.entry == "tuned").collect();
+    assert_eq!(tuned.iter().map(|r| r.seed).collect::<Vec<_>>(), vec![0, 1]);
+    assert!(tuned.iter().all(|t| t.parent.as_ref() == Some(&baselines[0].run_id)));
+}
+
+#[test]
+fn a_parent_seed_that_is_not_run_is_refused() {
+    let (_, e) = bad("init_from: baseline,", "init_from: {entry: baseline, seed: 5},", &[]);
+    assert_eq!(e.field, "methods.tuned.init_from.seed");
+    assert!(e.message.contains("no run of seed 5"), "{e}");
+    // The same-seed form needs the parent at every seed of the child.
+    let (_, e) = bad("name: t", "name: t", &["methods.baseline.seeds=[0]"]);
+    assert_eq!(e.field, "methods.tuned.init_from");
+    assert!(e.message.contains("no run of seed 1") && e.hint.as_deref().unwrap().contains("seed: N"), "{e}");
+    let (_, e) = bad("init_from: baseline,", "init_from: {entry: baseline, sed: 0},", &[]);
+    assert_eq!(e.field, "methods.tuned.init_from.sed");
+    assert!(e.hint.as_deref().unwrap().contains("did you mean `seed`? Valid keys here: entry, seed"), "{e}");
+    let (_, e) = bad("init_from: baseline,", "init_from: [baseline],", &[]);
+    assert_eq!(e.field, "methods.tuned.init_from");
+    assert!(e.message.contains("expected an entry name (`baseline`) or `{entry: baseline, seed: 0}`"), "{e}");
+    let (_, e) = bad("name: t", "name: t", &["methods.baseline.seeds=[2]"]);
+    assert_eq!(e.field, "methods.baseline.seeds[0]");
+    assert!(e.message.contains("not in grid.seeds"), "{e}");
+}
+
+#[test]
+fn forward_grouping_and_outliers_per_step_default_per_method() {
+    let animal = "  mnist:\n    format: idx\n    classes: 10\n    test: {images: @/mnist/t10k-images-idx3-ubyte.gz, labels: @/mnist/t10k-labels-idx1-ubyte.gz}\n  animal:\n    format: idx\n    classes: 10\n    train: {images: @/animal-mnist/train-images-idx3-ubyte.gz, labels: @/animal-mnist/train-labels-idx1-ubyte.gz}";
+    let methods = "  baseline: {method: ce}\n  oe: {method: oe, init_from: baseline}\n  energy: {method: energy-oe, init_from: baseline}\n  mixoe: {method: mixoe, init_from: baseline}\n  lmoe: {method: lmoe, init_from: baseline}\n  lmoe-joint: {method: {kind: lmoe, forward: joint}, init_from: baseline}\n  tuned:";
+    let text_from = "  mnist:\n    format: idx\n    classes: 10\n    test: {images: @/mnist/t10k-images-idx3-ubyte.gz, labels: @/mnist/t10k-labels-idx1-ubyte.gz}";
+    assert!(BASE.contains(text_from));
+    let text = BASE.replacen(text_from, animal, 1).replacen("  baseline: {method: ce}\n  tuned:", methods, 1).replacen(
+        "  ood: [mnist]",
+        "  ood: [mnist]\n  outliers: animal",
+        1,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exp.yaml");
+    std::fs::write(&path, text.replace('@', sample().to_str().unwrap())).unwrap();
+    let exp = load(&path, &["grid.seeds=[0]".into()], "1").unwrap();
+    let run = |entry: &str| exp.runs.iter().find(|r| r.entry == entry).unwrap();
+    use oodlab_spec::Forward::{Joint, Separate};
+    for (entry, forward, ratio) in [
+        ("oe", Joint, Some(2.0)),
+        ("energy", Joint, Some(2.0)),
+        ("mixoe", Separate, Some(1.0)),
+        ("lmoe", Separate, Some(1.0)),
+        ("lmoe-joint", Joint, Some(1.0)),
+    ] {
+        let r = run(entry);
+        assert_eq!((r.settings.method.forward(), r.settings.train.outlier_ratio), (forward, ratio), "{entry}");
+        // Resolved into the method, so the grouping is part of the run id.
+        assert!(serde_json::to_string(&r.identity())
+            .unwrap()
+            .contains(&format!("\"forward\":\"{}\"", if forward == Joint { "joint" } else { "separate" })));
+    }
+    assert_eq!(run("oe").settings.train.outliers_for(128), 256);
+    assert_eq!(run("baseline").settings.train.outlier_ratio, None);
+    assert_ne!(run("lmoe").run_id, run("lmoe-joint").run_id);
+    assert!(run("baseline").settings.train.drop_last);
+}

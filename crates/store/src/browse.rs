@@ -12,7 +12,7 @@ use crate::{Store, StoreError};
 type R<T> = Result<T, StoreError>;
 
 /// The views of docs/store.md, the stable interface that dashboards may read.
-pub const DOCUMENTED_VIEWS: &[&str] = &["results", "results_long", "seed_stats", "method_stats", "run_status", "epoch_curves"];
+pub const DOCUMENTED_VIEWS: &[&str] = &["results", "results_long", "seed_stats", "method_stats", "run_status", "epoch_curves", "run_flags"];
 
 /// Columns of the runs table a page can be sorted by.
 pub const RUN_SORT_COLUMNS: &[&str] =

@@ -268,6 +268,26 @@ impl Store {
         .await?)
     }
 
+    /// The warnings of an experiment's finished runs (the `run_flags` view), in plan order.
+    pub async fn experiment_flags(&self, experiment: &str) -> R<Vec<FlagRow>> {
+        Ok(sqlx::query_as::<_, FlagRow>(
+            "SELECT f.run_id, f.flag, f.detail FROM run_flags f
+             JOIN experiment_runs er ON er.run_id = f.run_id AND er.experiment = f.experiment
+             WHERE f.experiment = ?1 ORDER BY er.position, f.flag",
+        )
+        .bind(experiment)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The warnings of one run (none unless it is done).
+    pub async fn run_flags(&self, run_id: &str) -> R<Vec<FlagRow>> {
+        Ok(sqlx::query_as::<_, FlagRow>("SELECT DISTINCT run_id, flag, detail FROM run_flags WHERE run_id = ?1 ORDER BY flag")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Names of the experiments in the store.
     pub async fn experiments(&self) -> R<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT name FROM experiments ORDER BY name").fetch_all(&self.pool).await?)

@@ -117,6 +117,15 @@ pub struct RunDetail {
     pub run_dir: String,
 }
 
+/// A warning about a finished run, from the `run_flags` view: `acc-drop` (collapsed against its
+/// parent), `loss-rising` or `loss-nonfinite`, and a sentence saying why.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct FlagRow {
+    pub run_id: String,
+    pub flag: String,
+    pub detail: String,
+}
+
 /// One epoch of a run.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct EpochRow {

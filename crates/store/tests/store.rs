@@ -74,3 +74,54 @@ async fn a_retry_replaces_the_failed_attempt_and_results_show_only_done_runs() {
     assert!(ro.start_attempt("b", "cpu:0", "host", None).await.is_err(), "a read-only store refuses writes");
     assert!(Store::open_read_only(&dir.path().join("none.db")).await.unwrap().is_none());
 }
+
+/// A run finished with `metrics`, under parent `parent`, with `config` as its stored config.
+async fn finish(store: &Store, id: &str, metrics: &[(&str, f64)]) {
+    store.start_attempt(id, "cpu:0", "host", None).await.unwrap();
+    for (name, value) in metrics {
+        store.record_event(id, &Event::Metric { name: (*name).into(), value: *value }).await.unwrap();
+    }
+    store.end_attempt(id, &Outcome::Done { exit_code: 0 }).await.unwrap();
+}
+
+#[tokio::test]
+async fn collapsed_fine_tunes_and_unstable_losses_are_flagged_not_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("oodlab.db")).await.unwrap();
+    let with_config = |id: &str, config: &str| NewRun { config_json: config.into(), ..new_run(id, Some("base")) };
+    let runs = [
+        new_run("base", None),
+        // 94.0 → 88.0: 6 points below, over the default margin of 5.
+        with_config("collapsed", "{}"),
+        // 94.0 → 89.5: 4.5 points, within 5 ...
+        with_config("within", "{}"),
+        // ... but over a margin of 4 set in the run's config.
+        with_config("strict", r#"{"settings": {"eval": {"max_acc_drop": 4.0}}}"#),
+        // Not finished: no flag, whatever its metrics.
+        with_config("running", "{}"),
+        with_config("unstable", "{}"),
+    ];
+    store.register("x", "x.yaml", "name: x", &runs).await.unwrap();
+    finish(&store, "base", &[("id_acc", 0.94)]).await;
+    finish(&store, "collapsed", &[("id_acc", 0.88), ("last_epoch_loss_rise", -0.2)]).await;
+    finish(&store, "within", &[("id_acc", 0.895), ("last_epoch_loss_rise", 0.05)]).await;
+    finish(&store, "strict", &[("id_acc", 0.895)]).await;
+    store.start_attempt("running", "cpu:1", "host", None).await.unwrap();
+    store.record_event("running", &Event::Metric { name: "id_acc".into(), value: 0.1 }).await.unwrap();
+    finish(&store, "unstable", &[("id_acc", 0.94), ("last_epoch_loss_rise", 0.25), ("nonfinite_steps", 3.0)]).await;
+
+    let flags: Vec<(String, String, String)> =
+        store.experiment_flags("x").await.unwrap().into_iter().map(|f| (f.run_id, f.flag, f.detail)).collect();
+    let expected = [
+        ("collapsed", "acc-drop", "ID accuracy 88.0% is 6.0 points below its parent's 94.0% (eval.max_acc_drop 5)"),
+        ("strict", "acc-drop", "ID accuracy 89.5% is 4.5 points below its parent's 94.0% (eval.max_acc_drop 4)"),
+        ("unstable", "loss-nonfinite", "3 training steps had a NaN or infinite loss and were skipped"),
+        ("unstable", "loss-rising", "the training loss rose 25% over the last epoch (mean of its second half against its first)"),
+    ];
+    let expected: Vec<(String, String, String)> = expected.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect();
+    assert_eq!(flags, expected);
+    // Flagged runs are still done and in the results.
+    assert_eq!(store.run_detail("collapsed").await.unwrap().unwrap().status, RunStatus::Done);
+    assert_eq!(store.run_flags("within").await.unwrap(), vec![]);
+    assert_eq!(store.run_flags("strict").await.unwrap().len(), 1);
+}

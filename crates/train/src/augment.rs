@@ -68,9 +68,10 @@ impl View<'_> {
                 }
             }
             View::Eval { crop: Some(_) } => {
-                // torchvision's CenterCrop: round((h - oh) / 2).
-                d.top = ((h - oh) as f64 / 2.0).round() as isize;
-                d.left = ((w - ow) as f64 / 2.0).round() as isize;
+                // torchvision's CenterCrop: `int(round((h - oh) / 2.0))`, Python's round, which
+                // takes halves to the even neighbour (an odd margin of 5 starts at 2, not 3).
+                d.top = ((h - oh) as f64 / 2.0).round_ties_even() as isize;
+                d.left = ((w - ow) as f64 / 2.0).round_ties_even() as isize;
             }
             View::Eval { crop: None } => {}
         }
@@ -193,6 +194,18 @@ mod tests {
         let out = run(&mut View::Eval { crop: Some([2, 3]) }, &img, (1, 4, 5));
         assert_eq!(out, vec![6.0, 7.0, 8.0, 11.0, 12.0, 13.0]);
         assert!(View::Eval { crop: Some([5, 5]) }.check(4, 5).unwrap_err().contains("eval.crop [5, 5] is larger than the 4x5 images"));
+    }
+
+    #[test]
+    fn centre_crop_at_odd_margins_rounds_halves_to_even_as_torchvision() {
+        // A 7x8 image of 0..56 cropped to 2x3: margins 5 and 5, so torchvision's offsets are
+        // Python's round(2.5) = 2 (half to even), where rounding halves away from zero gives 3.
+        let img: Vec<u8> = (0..56).collect();
+        let out = run(&mut View::Eval { crop: Some([2, 3]) }, &img, (1, 7, 8));
+        assert_eq!(out, vec![18.0, 19.0, 20.0, 26.0, 27.0, 28.0]);
+        // Margins 1 and 3: round(0.5) = 0 and round(1.5) = 2.
+        let out = run(&mut View::Eval { crop: Some([6, 5]) }, &img, (1, 7, 8));
+        assert_eq!(&out[..5], &[2.0, 3.0, 4.0, 5.0, 6.0]);
     }
 
     #[test]

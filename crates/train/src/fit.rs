@@ -96,7 +96,15 @@ fn train(
     let seed = req.config.seed;
     let classes = req.config.classes.id_classes.len();
     let mut optimizer = Optimizer::new(varmap.all_vars(), &t.optimizer);
-    let steps_per_epoch = crate::loader::steps_per_epoch(sets.train.len(), t.batch_size);
+    let steps_per_epoch = crate::loader::steps_per_epoch(sets.train.len(), t.batch_size, t.drop_last);
+    if steps_per_epoch == 0 {
+        return Err(TrainError::Setup(format!(
+            "the training set has {} images, fewer than train.batch_size ({}), and train.drop_last drops a partial batch: \
+             nothing to train on; lower train.batch_size or set train.drop_last: false",
+            sets.train.len(),
+            t.batch_size
+        )));
+    }
     let total = steps_per_epoch * t.epochs as usize;
     let mut mix_rng = oodlab_data::order::rng(seed, "mixing");
     let mut best: Option<(f64, u32, Vec<Tensor>)> = None;
@@ -104,6 +112,7 @@ fn train(
     let mut scaler = (t.precision == Precision::F16).then(GradScaler::default);
     let vars = varmap.all_vars();
     let mut skipped = 0u64;
+    let mut nonfinite = 0u64;
     let mut step = 0;
     // Training inputs after the crop; outliers have the ID images' shape (checked by load_sets).
     let c = sets.train.channels;
@@ -114,6 +123,10 @@ fn train(
         for epoch in 1..=t.epochs {
             let started = Instant::now();
             let (mut loss_sum, mut hits, mut seen) = (0.0f64, 0usize, 0usize);
+            let mut epoch_nonfinite = 0;
+            // The last epoch's step losses: whether the loss rose over it (docs/methods.md,
+            // "Collapse is never silent").
+            let mut losses = Vec::with_capacity(if epoch == t.epochs { steps_per_epoch } else { 0 });
             let mut lr = t.optimizer.lr;
             for i in 0..steps_per_epoch {
                 lr = learning_rate(&t.optimizer, &t.schedule, step, total, steps_per_epoch);
@@ -132,7 +145,15 @@ fn train(
                 let out = step_loss(&s.method, model, &batch, &mut mix_rng).context("forward pass")?;
                 let loss = out.loss.to_scalar::<f32>().context("reading the loss")?;
                 if !loss.is_finite() {
-                    return Err(TrainError::Diverged { epoch, step: i + 1, loss });
+                    // The step is skipped, never applied, so the weights stay finite; the run is
+                    // flagged (`nonfinite_steps`), not failed, unless a whole epoch learned nothing.
+                    nonfinite += 1;
+                    epoch_nonfinite += 1;
+                    if epoch_nonfinite == steps_per_epoch {
+                        return Err(TrainError::Diverged { epoch, step: i + 1, loss });
+                    }
+                    step += 1;
+                    continue;
                 }
                 match scaler.as_mut() {
                     None => optimizer.step(&out.loss.backward().context("backward pass")?, lr).context("optimizer step")?,
@@ -149,6 +170,9 @@ fn train(
                 hits += predictions(&z, classes).iter().zip(&built.labels).filter(|(p, l)| p == l).count();
                 seen += n;
                 loss_sum += loss as f64 * n as f64;
+                if epoch == t.epochs {
+                    losses.push(loss as f64);
+                }
                 step += 1;
                 if (i + 1) % (steps_per_epoch / PROGRESS_PER_EPOCH).max(1) == 0 {
                     sink(Event::Progress { epoch, step: i as u32 + 1, steps: steps_per_epoch as u32 });
@@ -162,6 +186,9 @@ fn train(
                 if best.as_ref().is_none_or(|(b, _, _)| acc > *b) {
                     best = Some((acc, epoch, snapshot(varmap).context("keeping the best weights")?));
                 }
+            }
+            if let Some(rise) = relative_rise(&losses) {
+                sink(Event::Metric { name: LOSS_RISE.into(), value: rise });
             }
             sink(Event::Epoch {
                 epoch,
@@ -177,12 +204,29 @@ fn train(
     if scaler.is_some() {
         sink(Event::Metric { name: "f16_skipped_steps".into(), value: skipped as f64 });
     }
+    if nonfinite > 0 {
+        sink(Event::Metric { name: "nonfinite_steps".into(), value: nonfinite as f64 });
+    }
     if let Some((acc, epoch, weights)) = best {
         restore(varmap, &weights).context("restoring the best weights")?;
         sink(Event::Metric { name: "best_epoch".into(), value: epoch as f64 });
         sink(Event::Metric { name: "best_val_acc".into(), value: acc });
     }
     Ok(())
+}
+
+/// The metric of a run's last epoch: how much the mean step loss of its second half exceeds that
+/// of its first half, relative to the first (negative when it fell).
+pub const LOSS_RISE: &str = "last_epoch_loss_rise";
+
+fn relative_rise(losses: &[f64]) -> Option<f64> {
+    if losses.len() < 2 {
+        return None;
+    }
+    let (first, second) = losses.split_at(losses.len() / 2);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let base = mean(first);
+    (base.abs() > 0.0).then(|| (mean(second) - base) / base.abs())
 }
 
 /// Copies of every variable, in `all_vars` order (batch-norm statistics included).
@@ -235,7 +279,11 @@ fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, 
         for ((score, id_scores), (_, ood_scores)) in id.scores.iter().zip(&ood.scores) {
             let err = |source| TrainError::Metrics { set: name.clone(), score: score.name().into(), source };
             let m = oodlab_metrics::ood_metrics(id_scores, ood_scores).map_err(err)?;
-            let tnr95 = oodlab_metrics::tnr_at_tpr95(id_scores, ood_scores).map_err(err)?;
+            let tnr95 = match s.eval.tnr95_subsets {
+                0 => oodlab_metrics::tnr_at_tpr95(id_scores, ood_scores),
+                runs => oodlab_metrics::tnr_at_tpr95_subsets(id_scores, ood_scores, runs, 0),
+            }
+            .map_err(err)?;
             sink(Event::OodMetric {
                 ood_set: name.clone(),
                 score: score.name().into(),
@@ -295,4 +343,17 @@ fn check_views(cfg: &oodlab_spec::RunConfig, sets: &RunSets) -> Result<(), Train
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative_rise;
+
+    #[test]
+    fn the_last_epochs_loss_rise_compares_its_two_halves() {
+        // Halves [1, 2] and [3, 4, 5] (the odd step goes to the second): means 1.5 and 4.
+        assert_eq!(relative_rise(&[1.0, 2.0, 3.0, 4.0, 5.0]), Some((4.0 - 1.5) / 1.5));
+        assert_eq!(relative_rise(&[2.0, 1.0]), Some(-0.5));
+        assert_eq!(relative_rise(&[1.0]), None);
+    }
 }

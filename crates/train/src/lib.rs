@@ -34,7 +34,7 @@ use oodlab_protocol::Event;
 use oodlab_spec::RunConfig;
 use thiserror::Error;
 
-pub use fit::run;
+pub use fit::{run, LOSS_RISE};
 
 /// Version of the training semantics; part of every run id. Bump it when a change to this crate
 /// changes what a run computes, so that old results are not mistaken for new ones.
@@ -42,7 +42,11 @@ pub use fit::run;
 // model/layers.rs), so runs of -1 trained differently.
 // -3: where a pooling window holds its maximum more than once, the gradient goes to the first
 // only, on every device (the GPU's pooling sent it to each), as PyTorch's.
-pub const CODE_VERSION: &str = concat!("train-", env!("CARGO_PKG_VERSION"), "-3");
+// -4: faithful to the reference codes (docs/methods.md, "Training code versions"): MixOE and
+// LMOE run their inputs through the network in separate passes, OE and energy-OE draw two
+// outliers per ID image, the last partial batch is dropped, the evaluation's centre crop rounds
+// as torchvision and TNR@95 is MixOE's calculate_log.py sweep.
+pub const CODE_VERSION: &str = concat!("train-", env!("CARGO_PKG_VERSION"), "-4");
 
 pub struct RunRequest<'a> {
     pub config: &'a RunConfig,

@@ -50,10 +50,11 @@ pub struct StepBatch {
     pub outliers: Option<Vec<f32>>,
 }
 
-/// Steps per epoch for `n` images: a last batch of one image would break batch-norm's variance,
-/// so it is dropped.
-pub fn steps_per_epoch(n: usize, batch: usize) -> usize {
-    n / batch + usize::from(n % batch > 1)
+/// Steps per epoch for `n` images: full batches only with `drop_last` (the reference codes'
+/// `drop_last=True`), else the last partial batch too, unless it holds a single image (it would
+/// break batch-norm's variance).
+pub fn steps_per_epoch(n: usize, batch: usize, drop_last: bool) -> usize {
+    n / batch + usize::from(!drop_last && n % batch > 1)
 }
 
 /// The jobs of a whole training: each epoch a fresh seeded shuffle of the training images, cut
@@ -81,7 +82,7 @@ impl<'a> TrainPlan<'a> {
             settings: t,
             augment: &t.augment,
             epochs: t.epochs,
-            steps: steps_per_epoch(sets.train.len(), t.batch_size),
+            steps: steps_per_epoch(sets.train.len(), t.batch_size, t.drop_last),
             epoch: 0,
             step: 0,
             order: Vec::new(),
@@ -191,7 +192,7 @@ mod tests {
     }
 
     fn settings() -> TrainSettings {
-        let mut t = TrainSettings { batch_size: 8, epochs: 3, ..TrainSettings::default() };
+        let mut t = TrainSettings { batch_size: 8, epochs: 3, drop_last: false, ..TrainSettings::default() };
         t.augment = AugmentSettings { hflip: true, crop: Some(CropSettings { size: [3, 3], padding: 1 }), jitter: None };
         t
     }
@@ -241,6 +242,21 @@ mod tests {
         for loader in [LoaderSettings { workers: 1, prefetch: 1, cache_mb: 0 }, LoaderSettings { workers: 3, prefetch: 5, cache_mb: 0 }] {
             assert_eq!(all(&sets, &t, loader), inline, "{loader:?}");
         }
+    }
+
+    #[test]
+    fn drop_last_keeps_full_batches_only_and_the_schedule_counts_them() {
+        let sets = sets(21, 5);
+        let t = TrainSettings { drop_last: true, ..settings() };
+        let built = all(&sets, &t, LoaderSettings { workers: 0, prefetch: 1, cache_mb: 0 });
+        // 21 images, batch 8: two full batches an epoch, the 5 left over dropped (a different 5
+        // each epoch, as the shuffle changes).
+        assert_eq!(built.iter().map(|b| b.1.len()).collect::<Vec<_>>(), [8, 8].repeat(3));
+        assert_eq!(steps_per_epoch(21, 8, true), 2);
+        assert_eq!(steps_per_epoch(21, 8, false), 3);
+        // Without drop_last a last batch of one image is still dropped (batch-norm needs two).
+        assert_eq!(steps_per_epoch(17, 8, false), 2);
+        assert_eq!(steps_per_epoch(7, 8, true), 0);
     }
 
     #[test]

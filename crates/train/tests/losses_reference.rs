@@ -77,9 +77,11 @@ fn lmoe_matches_numpy_for_every_switch() {
                 loss: enum_of(&case["loss_kind"]),
                 weight: case["c"].as_f64().unwrap(),
                 detach: enum_of(&case["detach"]),
+                ..Consistency::default()
             },
             input_mix_ce: case["input_mix_ce"].as_bool().unwrap(),
             lam_per: enum_of::<LamPer>(&case["lam_per"]),
+            forward: None,
         };
         let l = lam(&f, case["lam_per"].as_str().unwrap());
         let got = lmoe::loss(&z_in, &z_out, Some(&z_xmix), &y, &l, &params, 4).unwrap();
@@ -98,7 +100,7 @@ fn consistency_gradients_reach_only_the_side_that_is_not_detached() {
         let vx = Var::from_tensor(&matrix(&f["z_xmix"])).unwrap();
         let l = lam(&f, case["lam_per"].as_str().unwrap());
         let z_lmix = losses::lerp(vin.as_tensor(), vout.as_tensor(), &l).unwrap();
-        let c = Consistency { loss, weight: 1.0, detach };
+        let c = Consistency { loss, weight: 1.0, detach, ..Consistency::default() };
         let d = lmoe::consistency(vx.as_tensor(), &z_lmix, &c).unwrap().unwrap();
         close(scalar(&d), &case["value"], &format!("consistency {case}"));
         let grads = d.backward().unwrap();

@@ -191,7 +191,8 @@ pub async fn run(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     let (config, experiments) = store.run_config(&id).await?.unwrap_or_default();
     let config: Value = serde_json::from_str(&config).unwrap_or(Value::Null);
     let epochs = store.epochs(&id).await?;
-    Ok(Json(json!({ "run": detail, "config": config, "experiments": experiments, "epochs": epochs })))
+    let flags = store.run_flags(&id).await?;
+    Ok(Json(json!({ "run": detail, "config": config, "experiments": experiments, "epochs": epochs, "flags": flags })))
 }
 
 pub async fn curves(State(state): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Result<Json<Value>, ApiError> {

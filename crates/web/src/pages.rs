@@ -79,7 +79,14 @@ fn with(pairs: &[(String, String)], set: &[(&str, &str)]) -> String {
     serde_urlencoded::to_string(&kept).unwrap_or_default()
 }
 
-fn runs_table(name: &str, q: &RunQuery, pairs: &[(String, String)], total: i64, runs: &[oodlab_store::RunListRow]) -> String {
+fn runs_table(
+    name: &str,
+    q: &RunQuery,
+    pairs: &[(String, String)],
+    total: i64,
+    runs: &[oodlab_store::RunListRow],
+    flags: &[oodlab_store::FlagRow],
+) -> String {
     let sorted_by = match &q.sort {
         RunSort::Column(c) | RunSort::Field(c) => c.clone(),
     };
@@ -120,7 +127,7 @@ fn runs_table(name: &str, q: &RunQuery, pairs: &[(String, String)], total: i64, 
         format!("<th><a href=\"?{}\">{label}{arrow}</a></th>", esc(&p))
     };
     out.push_str(&format!(
-        "<p class=\"count\">{} of {total} runs</p><table class=\"runs\"><thead><tr>{}{}{}{}{}{}{}{}{}{}</tr></thead><tbody>",
+        "<p class=\"count\">{} of {total} runs</p><table class=\"runs\"><thead><tr>{}{}{}{}{}{}{}{}{}<th>flags</th>{}</tr></thead><tbody>",
         runs.len(),
         header("position", "#"),
         header("run_id", "run"),
@@ -136,8 +143,14 @@ fn runs_table(name: &str, q: &RunQuery, pairs: &[(String, String)], total: i64, 
     for r in runs {
         let grid: std::collections::BTreeMap<String, serde_json::Value> = serde_json::from_str(&r.grid).unwrap_or_default();
         let grid = grid.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ");
+        let mine: Vec<&oodlab_store::FlagRow> = flags.iter().filter(|f| f.run_id == r.run_id).collect();
+        let flag_cell = mine
+            .iter()
+            .map(|f| format!("<span class=\"flag\" title=\"{}\">{}</span>", esc(&f.detail), esc(&f.flag)))
+            .collect::<Vec<_>>()
+            .join(" ");
         out.push_str(&format!(
-            "<tr class=\"status-{}\"><td>{}</td><td><a href=\"/runs/{}\">{}</a></td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"status\">{}</td><td>{}</td><td>{}</td><td class=\"failure\">{}</td></tr>",
+            "<tr class=\"status-{}\"><td>{}</td><td><a href=\"/runs/{}\">{}</a></td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"status\">{}</td><td>{}</td><td>{}</td><td class=\"flags\">{}</td><td class=\"failure\">{}</td></tr>",
             r.status.as_str(),
             r.position,
             url(&r.run_id),
@@ -150,6 +163,7 @@ fn runs_table(name: &str, q: &RunQuery, pairs: &[(String, String)], total: i64, 
             r.status.as_str(),
             r.attempts,
             esc(r.ended_at.as_deref().unwrap_or("")),
+            flag_cell,
             esc(r.failure.as_deref().unwrap_or("")),
         ));
     }
@@ -194,8 +208,23 @@ pub async fn experiment(
         None => state.dashboards().first(),
     };
     let (total, runs) = store.runs_page(&name, &q).await?;
+    let flags = store.experiment_flags(&name).await?;
 
     let mut body = format!("<h1>{}</h1>{}", esc(&name), progress_html(&name, &progress));
+    if !flags.is_empty() {
+        // Collapse is never silent: finished runs the store flags, above everything else.
+        body.push_str("<section id=\"flags\"><h2>Flagged runs</h2><ul class=\"flags\">");
+        for f in &flags {
+            body.push_str(&format!(
+                "<li><a href=\"/runs/{}\">{}</a> <span class=\"flag\">{}</span> {}</li>",
+                url(&f.run_id),
+                esc(&f.run_id),
+                esc(&f.flag),
+                esc(&f.detail)
+            ));
+        }
+        body.push_str("</ul></section>");
+    }
     body.push_str("<nav class=\"dashboards\">");
     for d in state.dashboards() {
         let current = dashboard.is_some_and(|x| x.name == d.name);
@@ -228,7 +257,7 @@ pub async fn experiment(
         body.extend(drawn.into_iter().map(|(_, html)| html));
     }
     body.push_str("</section>");
-    body.push_str(&runs_table(&name, &q, &pairs, total, &runs));
+    body.push_str(&runs_table(&name, &q, &pairs, total, &runs, &flags));
     Ok(Html(page(&name, &body)))
 }
 
@@ -307,6 +336,9 @@ pub async fn run(State(state): State<AppState>, Path(id): Path<String>, RawQuery
     row("where", format!("{} {} {}", d.host.as_deref().unwrap_or(""), d.slot.as_deref().unwrap_or(""), d.device.as_deref().unwrap_or("")));
     if let Some(f) = &d.failure {
         row("failure", f.clone());
+    }
+    for f in store.run_flags(&id).await? {
+        row("flagged", format!("{}: {}", f.flag, f.detail));
     }
     body.push_str("</table>");
     if let Some(tail) = &d.stderr_tail {

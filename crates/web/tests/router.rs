@@ -224,3 +224,60 @@ async fn the_server_never_writes_and_sees_what_the_scheduler_writes() {
     let (_, page) = get(&r, "/experiments/exp").await;
     assert!(page.contains("<b class=\"count-done\">2</b> done"));
 }
+
+#[tokio::test]
+async fn a_collapsed_fine_tune_is_flagged_on_every_page() {
+    use oodlab_protocol::Event;
+    use oodlab_store::{NewRun, Outcome, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join("runs")).unwrap();
+    let store = Store::open(&home.join("oodlab.db")).await.unwrap();
+    let new = |id: &str, entry: &str, parent: Option<&str>| NewRun {
+        id: id.into(),
+        entry: entry.into(),
+        method: if parent.is_some() { "lmoe" } else { "ce" }.into(),
+        seed: 0,
+        split: 0,
+        parent_id: parent.map(Into::into),
+        config_json: r#"{"seed": 0, "split": 0, "settings": {"data": {"id": "fashion"}}}"#.into(),
+        grid_json: "{}".into(),
+        run_dir: home.join("runs/flags").join(id).display().to_string(),
+    };
+    store.register("flags", "flags.yaml", "name: flags", &[new("p1", "baseline", None), new("c1", "lmoe", Some("p1"))]).await.unwrap();
+    // The baseline at 94.0%, the fine-tune at 50.1%: 43.9 points below.
+    for (id, acc) in [("p1", 0.94), ("c1", 0.501)] {
+        store.start_attempt(id, "cpu:0", "host", None).await.unwrap();
+        store.record_event(id, &Event::Metric { name: "id_acc".into(), value: acc }).await.unwrap();
+        let m = Event::OodMetric {
+            ood_set: "heldout".into(),
+            score: "msp".into(),
+            auroc: 0.7,
+            fpr95: 0.5,
+            aupr_in: 0.6,
+            aupr_out: 0.7,
+            tnr95: Some(0.4),
+            n_id: 4,
+            n_ood: 4,
+        };
+        store.record_event(id, &m).await.unwrap();
+        store.end_attempt(id, &Outcome::Done { exit_code: 0 }).await.unwrap();
+    }
+    store.close().await;
+    let r = oodlab_web::router(AppState::open(&home, Some(&repo_dashboards())).await.unwrap());
+    let detail = "ID accuracy 50.1% is 43.9 points below its parent&#39;s 94.0% (eval.max_acc_drop 5)";
+    let (status, body) = get(&r, "/experiments/flags").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("<h2>Flagged runs</h2>") && body.contains(detail), "{body}");
+    assert!(body.contains("<td class=\"flags\"><span class=\"flag\""), "the runs table's flags column");
+    let (_, body) = get(&r, "/runs/c1").await;
+    assert!(body.contains("<th>flagged</th><td>acc-drop: ID accuracy 50.1%"), "{body}");
+    let (_, body) = get(&r, "/runs/p1").await;
+    assert!(!body.contains("flagged"), "the parent is not flagged");
+    let (_, body) = get(&r, "/experiments/flags/compare?metric=auroc&score=msp").await;
+    // The fine-tune's cell holds its one flagged run; the baseline's holds none.
+    assert_eq!(body.matches("(1) ‡").count(), 1, "{body}");
+    assert!(body.contains("‡ = includes runs flagged"), "{body}");
+    let v = get_json(&r, "/api/runs/c1").await;
+    assert_eq!(v["flags"][0]["flag"], "acc-drop");
+}

@@ -51,6 +51,22 @@ pub async fn compare(home: &Path, args: CompareArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// The comparison `oodlab run` ends with: AUROC and FPR@95 of `score`, rows by method entry, OOD
+/// sets as columns, mean ± std over seeds and splits.
+pub async fn print_summary(home: &Path, name: &str, score: &str) -> anyhow::Result<()> {
+    let store = super::read_store(home).await?;
+    for metric in [Metric::Auroc, Metric::Fpr95] {
+        let options = Options { metric, score, rows: "entry", split: None, baseline: None, alpha: 0.05 };
+        let input = compare_input(&store, name, &options).await.map_err(cli_error)?;
+        let table = oodlab_report::compare(&input);
+        println!("{} of `{score}` (`heldout` = the held-out classes, fine-grained OOD):", metric.name());
+        print!("{}", oodlab_report::render::table(&table, Format::Table, NumberStyle::default()));
+        println!();
+    }
+    store.close().await;
+    Ok(())
+}
+
 /// Bad options and unknown experiments are the user's input errors (exit code 2).
 pub fn cli_error(e: CompareError) -> anyhow::Error {
     match e {

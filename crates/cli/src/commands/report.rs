@@ -80,8 +80,21 @@ pub async fn report(home: &Path, args: ReportArgs) -> anyhow::Result<i32> {
         env!("CARGO_PKG_VERSION")
     )));
 
-    grid_section(&mut doc, &rows);
-    tables_section(&mut doc, &store, &exp.name, &score).await?;
+    let flags = store.experiment_flags(&exp.name).await?;
+    grid_section(&mut doc, &rows, &flags);
+    flags_section(&mut doc, &flags);
+    if let Some(path) = &args.claims {
+        let file = oodlab_report::claims::read(path).map_err(crate::invalid)?;
+        let results = oodlab_report::claims::evaluate(&store, &exp.name, &file).await.map_err(super::compare::cli_error)?;
+        let blocks = oodlab_report::claims::blocks(&results, file.alpha);
+        doc.push(Block::Heading(2, "Claims".into()));
+        doc.push(Block::Paragraph(format!("The claims of `{}`, tested on this experiment's finished runs.", path.display())));
+        doc.blocks.extend(blocks.iter().cloned());
+        let claims = Document { title: format!("Claims on {}", exp.name), blocks };
+        std::fs::write(out.join("claims.md"), claims.to_markdown())?;
+    }
+    tables_section(&mut doc, &store, &exp.name, &score, args.baseline.as_deref()).await?;
+    pairs_section(&mut doc, &store, &exp.name, &score, &args.pairs).await?;
 
     // One representative run per entry, in plan order of the entries.
     let mut entries: Vec<&str> = Vec::new();
@@ -121,7 +134,19 @@ pub async fn report(home: &Path, args: ReportArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-fn grid_section(doc: &mut Document, rows: &[StatusRow]) {
+fn flags_section(doc: &mut Document, flags: &[oodlab_store::FlagRow]) {
+    if flags.is_empty() {
+        return;
+    }
+    doc.push(Block::Heading(2, "Flagged runs".into()));
+    doc.push(Block::Paragraph(
+        "Finished runs the store flags (docs/methods.md, \"Collapse is never silent\"): they are in the tables, marked ‡ there.".into(),
+    ));
+    let rows = flags.iter().map(|f| vec![TextCell::plain(&f.run_id), TextCell::plain(&f.flag), TextCell::plain(&f.detail)]).collect();
+    doc.push(Block::Table(Table { header: vec!["run".into(), "flag".into(), "why".into()], rows, caption: None }));
+}
+
+fn grid_section(doc: &mut Document, rows: &[StatusRow], flags: &[oodlab_store::FlagRow]) {
     doc.push(Block::Heading(2, "Grid".into()));
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in rows {
@@ -140,6 +165,7 @@ fn grid_section(doc: &mut Document, rows: &[StatusRow]) {
                 &r.split.to_string(),
                 r.status.as_str(),
                 &r.attempts.to_string(),
+                &flags.iter().filter(|f| f.run_id == r.run_id).map(|f| f.flag.as_str()).collect::<Vec<_>>().join(", "),
                 r.failure.as_deref().unwrap_or(""),
             ]
             .iter()
@@ -147,22 +173,30 @@ fn grid_section(doc: &mut Document, rows: &[StatusRow]) {
             .collect()
         })
         .collect();
-    let header = ["run", "entry", "method", "seed", "split", "status", "attempts", "failure"].map(String::from).to_vec();
+    let header = ["run", "entry", "method", "seed", "split", "status", "attempts", "flags", "failure"].map(String::from).to_vec();
     doc.push(Block::Table(Table { header, rows: table_rows, caption: None }));
 }
 
-async fn tables_section(doc: &mut Document, store: &oodlab_store::Store, name: &str, score: &str) -> anyhow::Result<()> {
+async fn tables_section(
+    doc: &mut Document,
+    store: &oodlab_store::Store,
+    name: &str,
+    score: &str,
+    baseline: Option<&str>,
+) -> anyhow::Result<()> {
     doc.push(Block::Heading(2, "Comparison tables".into()));
+    let against = baseline.map_or(String::new(), |b| format!(" --baseline {b}"));
     doc.push(Block::Paragraph(format!(
-        "As `oodlab compare {name} --metric M --score {score}`: one row per method entry, one column per OOD set (`heldout`: the ID dataset's held-out classes)."
+        "As `oodlab compare {name} --metric M --score {score}{against}`: one row per method entry, one column per OOD set (`heldout`: the ID dataset's held-out classes)."
     )));
-    let mut metrics = vec![Metric::Auroc, Metric::Fpr95, Metric::IdAcc];
+    let mut metrics = vec![Metric::Auroc, Metric::Fpr95, Metric::Tnr95, Metric::IdAcc];
     // The interpolation-path statistics, when the runs measured them.
     if !store.run_metrics_with_prefix(name, "path.").await?.is_empty() {
         metrics.extend(["path.input.jump_mean", "path.logit.jump_mean", "path.input.tv_mean"].iter().filter_map(|m| Metric::parse(m)));
     }
     for metric in metrics {
-        let options = oodlab_report::from_store::Options { metric, score, rows: "entry", split: None, baseline: None, alpha: 0.05 };
+        let baseline = baseline.map(String::from);
+        let options = oodlab_report::from_store::Options { metric, score, rows: "entry", split: None, baseline, alpha: 0.05 };
         let input = oodlab_report::from_store::compare_input(store, name, &options).await.map_err(super::compare::cli_error)?;
         if input.observations.is_empty() {
             continue;
@@ -170,6 +204,57 @@ async fn tables_section(doc: &mut Document, store: &oodlab_store::Store, name: &
         let table = oodlab_report::compare(&input);
         doc.push(Block::Heading(3, metric.name().to_string()));
         doc.push(Block::Table(oodlab_report::render::text_table(&table, NumberStyle::default())));
+    }
+    Ok(())
+}
+
+/// Paired comparisons of the `--pair` rows on AUROC and FPR@95.
+async fn pairs_section(doc: &mut Document, store: &oodlab_store::Store, name: &str, score: &str, pairs: &[String]) -> anyhow::Result<()> {
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    doc.push(Block::Heading(2, "Paired comparisons".into()));
+    for metric in [Metric::Auroc, Metric::Fpr95] {
+        let options = oodlab_report::from_store::Options { metric, score, rows: "entry", split: None, baseline: None, alpha: 0.05 };
+        let input = oodlab_report::from_store::compare_input(store, name, &options).await.map_err(super::compare::cli_error)?;
+        for pair in pairs {
+            let (a, b) =
+                pair.split_once(':').ok_or_else(|| crate::invalid(format!("--pair {pair}: expected A:B, for example lmoe:mixoe")))?;
+            for side in [a, b] {
+                if !input.runs.iter().any(|(l, _, _)| l == side) {
+                    let rows: Vec<&str> = input.runs.iter().map(|(l, _, _)| l.as_str()).collect();
+                    return Err(crate::invalid(format!("--pair {pair}: no row `{side}`; rows are {}", rows.join(", "))));
+                }
+            }
+            let comparisons = oodlab_report::paired(&input, a, b);
+            doc.push(Block::Heading(3, format!("{a} vs {b}: {} ({score})", metric.name())));
+            let better = if metric.lower_is_better() { "lower" } else { "higher" };
+            let rows = comparisons
+                .iter()
+                .map(|p| {
+                    let (w, pv) =
+                        p.wilcoxon.map_or(("-".into(), "-".into()), |w| (format!("{}", w.statistic), format!("{:.4}", w.p_value)));
+                    [
+                        p.column.clone(),
+                        p.n.to_string(),
+                        format!("{:+.4}", p.mean_diff),
+                        format!("[{:+.4}, {:+.4}]", p.ci95.0, p.ci95.1),
+                        w,
+                        pv,
+                        format!("{}/{}/{}", p.wins, p.ties, p.losses),
+                    ]
+                    .iter()
+                    .map(|s| TextCell::plain(s))
+                    .collect()
+                })
+                .collect();
+            let header = ["column", "n", "mean diff", "95% CI", "W", "p", "W/T/L"].map(String::from).to_vec();
+            let caption = format!(
+                "{a} − {b} ({better} is better) over matched (seed, split) cells: 95% bootstrap interval ({} resamples, seed 0), two-sided Wilcoxon signed-rank test, wins/ties/losses of {a}.",
+                oodlab_report::PAIRED_RESAMPLES
+            );
+            doc.push(Block::Table(Table { header, rows, caption: Some(caption) }));
+        }
     }
     Ok(())
 }

@@ -123,10 +123,16 @@ async fn finish(home: &Path, exp: &Experiment) -> anyhow::Result<i32> {
         eprintln!("see `oodlab status {}` for the failures", exp.name);
         return Ok(exit_codes::RUNS_FAILED);
     }
-    // The point of a run: its results table, as `oodlab results` prints it.
-    let args = crate::args::ResultsArgs { target: exp.name.clone(), format: crate::args::Format::Table, score: None, ood_set: None };
-    super::results::results(home, args).await?;
-    eprintln!("more: `oodlab results {} --format csv|json|markdown`, `oodlab status {}`", exp.name, exp.name);
+    // The point of a run: the comparison a paper shows (methods × OOD sets, AUROC and FPR@95 as
+    // mean ± std over seeds and splits); the per-run rows stay in `oodlab results`.
+    let score = exp.runs.first().and_then(|r| r.settings.eval.scores.first()).map_or("msp", |s| s.name());
+    super::compare::print_summary(home, &exp.name, score).await?;
+    eprintln!(
+        "more: `oodlab results {}` (every run), `oodlab compare {} --metric fpr95 --pair A:B` (paired tests), `oodlab report {} --out DIR`",
+        exp.name,
+        exp.name,
+        exp.path.display()
+    );
     Ok(exit_codes::OK)
 }
 
@@ -167,7 +173,12 @@ async fn follow(home: &Path, exp: &Experiment, posted: &Path, placement: setting
                 let label = format!("{} {} seed={} split={}", r.run_id, r.entry, r.seed, r.split);
                 match r.status {
                     RunStatus::Running => eprintln!("start  {label} on {}", r.slot.as_deref().unwrap_or("?")),
-                    RunStatus::Done if seen.contains_key(&r.run_id) => eprintln!("done   {label}"),
+                    RunStatus::Done if seen.contains_key(&r.run_id) => {
+                        eprintln!("done   {label}");
+                        for f in s.run_flags(&r.run_id).await? {
+                            eprintln!("       FLAGGED {}: {}", f.flag, f.detail);
+                        }
+                    }
                     RunStatus::Failed => eprintln!("FAILED {label}: {}", r.failure.as_deref().unwrap_or("")),
                     RunStatus::Interrupted => eprintln!("interrupted {label}: {}", r.failure.as_deref().unwrap_or("")),
                     _ => {}

@@ -12,8 +12,9 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
     if let Some(id) = &args.run {
         let Some(d) = store.run_detail(id).await? else { return Err(crate::invalid(format!("no run `{id}` in the store"))) };
         let epochs = store.epochs(id).await?;
+        let flags = store.run_flags(id).await?;
         if args.format == Format::Json {
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"run": d, "epochs": epochs}))?);
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"run": d, "epochs": epochs, "flags": flags}))?);
             return Ok(0);
         }
         let fields = [
@@ -32,6 +33,9 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
         ];
         for (k, v) in fields {
             println!("{k:<16} {v}");
+        }
+        for f in &flags {
+            println!("{:<16} {}: {}", "FLAGGED", f.flag, f.detail);
         }
         if let Some(tail) = d.stderr_tail.as_deref().filter(|t| !t.is_empty()) {
             println!("stderr (last lines):\n{tail}");
@@ -55,10 +59,12 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
         None => store.experiments().await?,
     };
     if args.target.is_none() {
-        let mut t = Table::new(vec!["experiment", "runs", "done", "running", "failed", "interrupted", "pending"]);
+        let mut t = Table::new(vec!["experiment", "runs", "done", "running", "failed", "interrupted", "pending", "flagged"]);
         for name in &names {
             let rows = store.run_statuses(name).await?;
             let count = |s: RunStatus| rows.iter().filter(|r| r.status == s).count().to_string();
+            let mut flagged: Vec<String> = store.experiment_flags(name).await?.into_iter().map(|f| f.run_id).collect();
+            flagged.dedup();
             t.push(vec![
                 name.clone(),
                 rows.len().to_string(),
@@ -67,6 +73,7 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
                 count(RunStatus::Failed),
                 count(RunStatus::Interrupted),
                 count(RunStatus::Pending),
+                flagged.len().to_string(),
             ]);
         }
         print!("{}", t.render(args.format));
@@ -107,12 +114,24 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
     if rows.is_empty() {
         return Err(crate::invalid(format!("no experiment `{}` in the store", names[0])));
     }
+    let flags = store.experiment_flags(&names[0]).await?;
     if args.format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        // Each run with its flags (`acc-drop`, `loss-rising`, `loss-nonfinite`), empty for most.
+        let with_flags: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let mine: Vec<&oodlab_store::FlagRow> = flags.iter().filter(|f| f.run_id == r.run_id).collect();
+                let mut v = serde_json::to_value(r).expect("rows serialize");
+                v["flags"] = serde_json::to_value(mine).expect("flags serialize");
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&with_flags)?);
         return Ok(0);
     }
-    let mut t = Table::new(vec!["run_id", "entry", "method", "seed", "split", "status", "attempts", "slot", "failure"]);
+    let mut t = Table::new(vec!["run_id", "entry", "method", "seed", "split", "status", "attempts", "slot", "flags", "failure"]);
     for r in rows {
+        let mine: Vec<&str> = flags.iter().filter(|f| f.run_id == r.run_id).map(|f| f.flag.as_str()).collect();
         t.push(vec![
             r.run_id,
             r.entry,
@@ -122,10 +141,17 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
             r.status.as_str().into(),
             r.attempts.to_string(),
             r.slot.unwrap_or("-".into()),
+            if mine.is_empty() { "-".into() } else { mine.join(",") },
             r.failure.unwrap_or_default(),
         ]);
     }
     print!("{}", t.render(args.format));
+    if args.format == Format::Table && !flags.is_empty() {
+        println!("\nflagged runs (finished, not failed; `oodlab status --run ID` for one):");
+        for f in &flags {
+            println!("  {} {}: {}", f.run_id, f.flag, f.detail);
+        }
+    }
     Ok(0)
 }
 

@@ -3,9 +3,10 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::ModuleT;
+use oodlab_spec::Forward;
 
 use super::losses::{ce, logsumexp};
-use super::{forward_joint, Batch, StepLoss};
+use super::{forward_passes, Batch, StepLoss};
 
 pub fn loss(z_in: &Tensor, y: &Tensor, z_out: &Tensor, weight: f64, m_in: f64, m_out: f64) -> Result<Tensor> {
     let e_in = logsumexp(z_in)?.neg()?;
@@ -15,7 +16,7 @@ pub fn loss(z_in: &Tensor, y: &Tensor, z_out: &Tensor, weight: f64, m_in: f64, m
     ce(z_in, y)? + ((hinge_in + hinge_out)? * weight)?
 }
 
-pub fn step(model: &dyn ModuleT, batch: &Batch, weight: f64, m_in: f64, m_out: f64) -> Result<StepLoss> {
-    let z = forward_joint(model, &[batch.images, batch.outliers()?])?;
+pub fn step(model: &dyn ModuleT, batch: &Batch, weight: f64, m_in: f64, m_out: f64, forward: Forward) -> Result<StepLoss> {
+    let z = forward_passes(model, &[batch.images, batch.outliers()?], forward)?;
     Ok(StepLoss { loss: loss(&z[0], batch.labels, &z[1], weight, m_in, m_out)?, id_logits: z[0].clone() })
 }

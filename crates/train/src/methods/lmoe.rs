@@ -5,17 +5,16 @@
 
 use candle_core::{Result, Tensor, D};
 use candle_nn::ModuleT;
-use oodlab_spec::{Consistency, ConsistencyLoss, Detach, LmoeParams};
-use rand_chacha::ChaCha8Rng;
+use oodlab_spec::{Consistency, ConsistencyLoss, ConsistencySpace, Detach, Forward, LmoeParams};
 
 use super::losses::{ce, lam_column, lerp, mix_targets, soft_ce};
-use super::mixing::{draw_lambdas, mix_inputs};
-use super::{forward_joint, Batch, StepLoss};
+use super::{forward_passes, Batch, MixDraw, StepLoss};
 
 /// `D(z_xmix, z_lmix)` with the configured detach side. MSE: mean squared difference over all
 /// logits. KL: `KL(softmax(target) || softmax(other))` per sample, batch mean, where the target is
 /// the detached side (the logit mix when nothing is detached).
 pub fn consistency(z_xmix: &Tensor, z_lmix: &Tensor, c: &Consistency) -> Result<Option<Tensor>> {
+    let (z_xmix, z_lmix) = (&in_space(z_xmix, c.space)?, &in_space(z_lmix, c.space)?);
     let (x, l) = match c.detach {
         Detach::LogitMix => (z_xmix.clone(), z_lmix.detach()),
         Detach::InputMix => (z_xmix.detach(), z_lmix.clone()),
@@ -32,6 +31,16 @@ pub fn consistency(z_xmix: &Tensor, z_lmix: &Tensor, c: &Consistency) -> Result<
         }
     };
     Ok(Some((d * c.weight)?))
+}
+
+/// The logits `(b, k)` in the consistency term's space. KL compares softmaxes, which no space
+/// changes; MSE on raw logits also sees a per-sample constant shift that the others remove.
+pub fn in_space(z: &Tensor, space: ConsistencySpace) -> Result<Tensor> {
+    match space {
+        ConsistencySpace::Logits => Ok(z.clone()),
+        ConsistencySpace::Centered => z.broadcast_sub(&z.mean_keepdim(D::Minus1)?),
+        ConsistencySpace::LogSoftmax => candle_nn::ops::log_softmax(z, D::Minus1),
+    }
 }
 
 /// The loss from logits; `lam` is `(b, 1)`; `z_xmix` is needed when the consistency term or the
@@ -60,15 +69,14 @@ pub fn loss(
     Ok(total)
 }
 
-pub fn step(model: &dyn ModuleT, batch: &Batch, p: &LmoeParams, rng: &mut ChaCha8Rng) -> Result<StepLoss> {
-    let b = batch.images.dim(0)?;
+/// One step: the input mix (when a term needs it) uses the same lambdas as the logit mix.
+pub fn step(model: &dyn ModuleT, batch: &Batch, p: &LmoeParams, mix: &MixDraw, forward: Forward) -> Result<StepLoss> {
     let x_out = batch.outliers()?;
-    let lams = draw_lambdas(rng, p.alpha(), b, p.lam_per);
     let (z, lams) = if p.needs_input_mix() {
-        let (x_mix, lams) = mix_inputs(batch.images, x_out, &lams, p.mix, rng)?;
-        (forward_joint(model, &[batch.images, x_out, &x_mix])?, lams)
+        let (x_mix, lams) = mix.apply(batch.images, x_out)?;
+        (forward_passes(model, &[batch.images, x_out, &x_mix], forward)?, lams)
     } else {
-        (forward_joint(model, &[batch.images, x_out])?, lams)
+        (forward_passes(model, &[batch.images, x_out], forward)?, mix.lams.clone())
     };
     let lam = lam_column(&lams, &z[0])?;
     let loss = loss(&z[0], &z[1], z.get(2), batch.labels, &lam, p, batch.classes)?;

@@ -44,18 +44,25 @@ pub fn draw_lambdas<R: Rng>(rng: &mut R, alpha: f64, n: usize, per: LamPer) -> V
     }
 }
 
-/// Mixes `x_in` and `x_out` `(b, c, h, w)`: returns `x_mix` and the lambdas actually used (for
-/// cutmix, the kept share of each image). Per-batch lambdas give one box for the batch.
-pub fn mix_inputs<R: Rng>(x_in: &Tensor, x_out: &Tensor, lams: &[f64], mix: Mix, rng: &mut R) -> Result<(Tensor, Vec<f64>)> {
-    let (b, _, h, w) = x_in.dims4()?;
-    match mix {
-        Mix::Mixup => {
-            let lam = Tensor::from_vec(lams.to_vec(), (b, 1, 1, 1), x_in.device())?.to_dtype(x_in.dtype())?;
-            Ok((super::losses::lerp(x_in, x_out, &lam)?, lams.to_vec()))
-        }
-        Mix::Cutmix => {
+/// The random draws of one step's input mix, made before any computation so that a step can be
+/// replayed with given values (the PyTorch comparison in tests/forward_torch.rs does).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MixDraw {
+    pub mix: Mix,
+    /// One lambda per ID image, as drawn from Beta(alpha, alpha).
+    pub lams: Vec<f64>,
+    /// Cutmix: one box per image (all equal when lambda is per batch).
+    pub boxes: Vec<CutBox>,
+}
+
+impl MixDraw {
+    /// Draws lambdas for `b` images, then for cutmix the box centres of `h × w` images: one box
+    /// for the batch when lambda is per batch, else one per image.
+    pub fn draw<R: Rng>(rng: &mut R, mix: Mix, alpha: f64, per: LamPer, b: usize, (h, w): (usize, usize)) -> MixDraw {
+        let lams = draw_lambdas(rng, alpha, b, per);
+        let mut boxes = Vec::new();
+        if mix == Mix::Cutmix {
             let same = lams.windows(2).all(|p| p[0] == p[1]);
-            let mut boxes = Vec::with_capacity(b);
             for (i, &lam) in lams.iter().enumerate() {
                 if i > 0 && same {
                     boxes.push(boxes[0]);
@@ -64,8 +71,23 @@ pub fn mix_inputs<R: Rng>(x_in: &Tensor, x_out: &Tensor, lams: &[f64], mix: Mix,
                     boxes.push(CutBox::around(h, w, lam, cy, cx));
                 }
             }
-            let x_mix = paste(x_in, x_out, &boxes)?;
-            Ok((x_mix, boxes.iter().map(|bx| bx.kept_fraction(h, w)).collect()))
+        }
+        MixDraw { mix, lams, boxes }
+    }
+
+    /// `x_mix` from `x_in` and `x_out` `(b, c, h, w)`, and the lambdas of the targets (for
+    /// cutmix, the exact share of each image kept from `x_in`).
+    pub fn apply(&self, x_in: &Tensor, x_out: &Tensor) -> Result<(Tensor, Vec<f64>)> {
+        let (b, _, h, w) = x_in.dims4()?;
+        match self.mix {
+            Mix::Mixup => {
+                let lam = Tensor::from_vec(self.lams.clone(), (b, 1, 1, 1), x_in.device())?.to_dtype(x_in.dtype())?;
+                Ok((super::losses::lerp(x_in, x_out, &lam)?, self.lams.clone()))
+            }
+            Mix::Cutmix => {
+                let x_mix = paste(x_in, x_out, &self.boxes)?;
+                Ok((x_mix, self.boxes.iter().map(|bx| bx.kept_fraction(h, w)).collect()))
+            }
         }
     }
 }

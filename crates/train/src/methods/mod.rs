@@ -11,8 +11,10 @@ pub mod oe;
 
 use candle_core::{Result, Tensor};
 use candle_nn::ModuleT;
-use oodlab_spec::Method;
+use oodlab_spec::{Forward, LamPer, Method, Mix};
 use rand_chacha::ChaCha8Rng;
+
+pub use mixing::MixDraw;
 
 /// A training step's inputs: normalized ID images `(b, 1, h, w)`, their labels `(b,)`, and for
 /// OE-family methods a batch of outlier images.
@@ -35,27 +37,57 @@ pub struct StepLoss {
     pub id_logits: Tensor,
 }
 
-/// One training-mode forward pass over several inputs, concatenated along the batch: batch-norm
-/// statistics are those of the joint batch, as in the OE reference code; then split back.
-pub fn forward_joint(model: &dyn ModuleT, inputs: &[&Tensor]) -> Result<Vec<Tensor>> {
-    let sizes: Vec<usize> = inputs.iter().map(|t| t.dim(0)).collect::<Result<_>>()?;
-    let z = model.forward_t(&Tensor::cat(inputs, 0)?, true)?;
-    let mut out = Vec::with_capacity(sizes.len());
-    let mut start = 0;
-    for n in sizes {
-        out.push(z.narrow(0, start, n)?);
-        start += n;
+/// Training-mode forward passes over a step's inputs, grouped as `forward` says: one pass over
+/// their concatenation (batch-norm statistics of the joint batch, as OE's code) or one pass
+/// each, in order (each normalized by its own statistics and updating the running statistics
+/// in turn, as MixOE's code). The logits of each input, in order.
+pub fn forward_passes(model: &dyn ModuleT, inputs: &[&Tensor], forward: Forward) -> Result<Vec<Tensor>> {
+    match forward {
+        Forward::Separate => inputs.iter().map(|x| model.forward_t(x, true)).collect(),
+        Forward::Joint => {
+            let sizes: Vec<usize> = inputs.iter().map(|t| t.dim(0)).collect::<Result<_>>()?;
+            let z = model.forward_t(&Tensor::cat(inputs, 0)?, true)?;
+            let mut out = Vec::with_capacity(sizes.len());
+            let mut start = 0;
+            for n in sizes {
+                out.push(z.narrow(0, start, n)?);
+                start += n;
+            }
+            Ok(out)
+        }
     }
-    Ok(out)
+}
+
+/// The input mix a step of `method` needs, drawn from `rng` (None for methods that do not mix
+/// inputs, or LMOE without an input-mix term).
+pub fn draw_mix(method: &Method, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Option<MixDraw>> {
+    let (b, _, h, w) = batch.images.dims4()?;
+    Ok(match method {
+        Method::Mixoe(p) => Some(MixDraw::draw(rng, p.mix, p.alpha(), LamPer::Batch, b, (h, w))),
+        Method::Lmoe(p) => {
+            // Without an input-mix term only the lambdas are used: no box is drawn.
+            let mix = if p.needs_input_mix() { p.mix } else { Mix::Mixup };
+            Some(MixDraw::draw(rng, mix, p.alpha(), p.lam_per, b, (h, w)))
+        }
+        _ => None,
+    })
 }
 
 /// The step loss of `method`; `rng` draws the mixing coefficients and boxes.
 pub fn step_loss(method: &Method, model: &dyn ModuleT, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<StepLoss> {
+    let mix = draw_mix(method, batch, rng)?;
+    step_loss_with(method, model, batch, mix.as_ref())
+}
+
+/// The step loss of `method` with the mix drawn beforehand ([`draw_mix`]).
+pub fn step_loss_with(method: &Method, model: &dyn ModuleT, batch: &Batch, mix: Option<&MixDraw>) -> Result<StepLoss> {
+    let need_mix = || mix.ok_or_else(|| candle_core::Error::Msg(format!("{} needs a drawn mix", method.name())));
+    let forward = method.forward();
     match method {
         Method::Ce(_) => ce::step(model, batch),
-        Method::Oe(p) => oe::step(model, batch, p.weight),
-        Method::EnergyOe(p) => energy_oe::step(model, batch, p.weight, p.m_in, p.m_out),
-        Method::Mixoe(p) => mixoe::step(model, batch, p.mix, p.alpha(), p.weight, rng),
-        Method::Lmoe(p) => lmoe::step(model, batch, p, rng),
+        Method::Oe(p) => oe::step(model, batch, p.weight, forward),
+        Method::EnergyOe(p) => energy_oe::step(model, batch, p.weight, p.m_in, p.m_out, forward),
+        Method::Mixoe(p) => mixoe::step(model, batch, p.weight, need_mix()?, forward),
+        Method::Lmoe(p) => lmoe::step(model, batch, p, need_mix()?, forward),
     }
 }

@@ -3,15 +3,16 @@
 
 use candle_core::{Result, Tensor};
 use candle_nn::ModuleT;
+use oodlab_spec::Forward;
 
 use super::losses::{ce, soft_ce_uniform};
-use super::{forward_joint, Batch, StepLoss};
+use super::{forward_passes, Batch, StepLoss};
 
 pub fn loss(z_in: &Tensor, y: &Tensor, z_out: &Tensor, weight: f64) -> Result<Tensor> {
     ce(z_in, y)? + (soft_ce_uniform(z_out)? * weight)?
 }
 
-pub fn step(model: &dyn ModuleT, batch: &Batch, weight: f64) -> Result<StepLoss> {
-    let z = forward_joint(model, &[batch.images, batch.outliers()?])?;
+pub fn step(model: &dyn ModuleT, batch: &Batch, weight: f64, forward: Forward) -> Result<StepLoss> {
+    let z = forward_passes(model, &[batch.images, batch.outliers()?], forward)?;
     Ok(StepLoss { loss: loss(&z[0], batch.labels, &z[1], weight)?, id_logits: z[0].clone() })
 }

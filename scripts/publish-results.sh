@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Writes docs/results/ from a home where experiments/paper-fmnist.yaml and
+# experiments/mixoe-protocol.yaml have run (on the full data: scripts/fetch-data.sh):
+#   docs/results/<experiment>/   `oodlab report` of each: tables (mean ± std, paired tests, claims),
+#                                ROC curves, histograms, logit PCA, interpolation paths
+#   docs/results/README.md       each claim of the LMOE abstract (docs/results/claims.yaml) with its
+#                                paired tests and verdict on each experiment, as the reports made
+#                                them: no number in it is typed by hand.
+# Usage: scripts/publish-results.sh [HOME]   (default .oodlab; OODLAB=path/to/oodlab to pick the binary)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+home=${1:-$here/.oodlab}
+oodlab=${OODLAB:-$here/target/release/oodlab}
+out=$here/docs/results
+pairs=(--pair lmoe:oe --pair lmoe:mixoe-mixup --pair lmoe:mixoe-cutmix)
+for exp in paper-fmnist mixoe-protocol; do
+  rm -rf "${out:?}/$exp"
+  "$oodlab" report "$here/experiments/$exp.yaml" --home "$home" --out "$out/$exp" \
+    --baseline baseline "${pairs[@]}" --claims "$out/claims.yaml"
+done
+
+cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+{
+  cat <<'HEAD'
+# Results: does this benchmark support the LMOE abstract's claims?
+
+Each claim of the LMOE abstract (arXiv 2509.11892) is written as paired tests in
+[`claims.yaml`](claims.yaml) and checked by `oodlab report --claims` on the finished runs of two
+experiments on the Fashion-MNIST fine-grained benchmark (ID: 6 Fashion-MNIST classes;
+fine-grained OOD `heldout`: the 4 held-out classes; coarse OOD: MNIST; outliers: Animal-MNIST):
+
+- [`paper-fmnist/`](paper-fmnist/report.md): [`experiments/paper-fmnist.yaml`](../../experiments/paper-fmnist.yaml),
+  the benchmark's shortened fine-tune protocol, 3 seeds × 3 splits, with LMOE's ablations;
+- [`mixoe-protocol/`](mixoe-protocol/report.md): [`experiments/mixoe-protocol.yaml`](../../experiments/mixoe-protocol.yaml),
+  MixOE's protocol exactly (all fine-tunes from the seed-0 baseline), seeds 0 and 1, split 0.
+
+A test pairs two method entries over matched (seed, split) cells and supports the claim when the
+first is better with a two-sided Wilcoxon signed-rank p below 0.05; a claim is supported when all
+its tests are. Where the verdict is "not supported" or "contradicted", this benchmark does not
+back the claim, whatever the paper found on its own benchmarks (ResNet-50, CUB-200 and others).
+Everything below, numbers and verdicts, is written by `scripts/publish-results.sh` from the store;
+the full tables, the flagged runs (the one-pass `lmoe-joint` ablation among them, when it
+collapses) and the figures are in each experiment's report.
+HEAD
+  printf '\nMade by `scripts/publish-results.sh` on %s (%s), oodlab %s.\n' "$(date -u +%Y-%m-%d)" "$cpu" "$("$oodlab" --version | cut -d' ' -f2)"
+  for exp in paper-fmnist mixoe-protocol; do
+    printf '\n## %s\n' "$exp"
+    # claims.md without its title line; its headings one level down.
+    tail -n +2 "$out/$exp/claims.md" | sed 's/^### /#### /; s/^## /### /'
+  done
+} > "$out/README.md"
+echo "wrote $out/README.md and the reports in $out/paper-fmnist, $out/mixoe-protocol"
