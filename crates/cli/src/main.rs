@@ -5,6 +5,7 @@
 
 mod args;
 mod commands;
+mod eta;
 mod output;
 mod progress;
 mod settings;

@@ -48,3 +48,25 @@ fn failed_worker_is_recorded_while_other_runs_finish() {
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&results.stdout).unwrap();
     assert!(!rows.is_empty() && rows.iter().all(|r| r["entry"] == "baseline"));
 }
+
+/// A scheduler launches workers from its executable's path; when that binary is rebuilt with
+/// other training code while a grid runs, a worker would train under run ids made by the old
+/// code. It refuses instead, saying what to do.
+#[test]
+fn a_worker_of_other_training_code_refuses_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let spec = write_spec(dir.path(), &spec_text("versions", "  baseline: {method: ce}", "  seeds: [0]", ""));
+    run_ok(oodlab(&home).arg("run").arg(&spec));
+    let id = statuses(&home, "versions")[0]["run_id"].as_str().unwrap().to_string();
+    let job_path = home.join("runs/versions").join(&id).join("run.json");
+    let mut job: serde_json::Value = serde_json::from_slice(&std::fs::read(&job_path).unwrap()).unwrap();
+    job["config"]["code_version"] = "train-0.0.0-0".into();
+    let stale = dir.path().join("stale.json");
+    std::fs::write(&stale, job.to_string()).unwrap();
+    let out = oodlab(&home).arg("worker").arg("--run").arg(&stale).output().unwrap();
+    assert_eq!(out.status.code(), Some(10));
+    let events = text(&out.stdout);
+    assert!(events.contains("was planned with `train-0.0.0-0`") && events.contains("oodlab cancel versions"), "{events}");
+    assert!(!events.contains("\"started\""), "it refused before training: {events}");
+}

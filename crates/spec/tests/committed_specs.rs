@@ -23,8 +23,9 @@ fn paper_benchmark_is_valid_or_asks_for_the_full_data() {
     match oodlab_spec::load(&path, &[], "v") {
         Ok(exp) => {
             assert!(full.exists());
-            // 3 splits × 3 seeds of a baseline and 11 OE-family fine-tunes of it.
-            assert_eq!(exp.runs.len(), 9 * 12);
+            // 3 splits × 3 seeds of a baseline and 13 OE-family fine-tunes of it, and the one-pass
+            // LMOE ablation on seed 0 of each split.
+            assert_eq!(exp.runs.len(), 9 * 14 + 3);
             assert!(exp.runs.iter().all(|r| r.classes.id_classes.len() == 6));
             assert_eq!(exp.runs.iter().filter(|r| r.parent.is_none()).count(), 9);
         }
@@ -33,4 +34,43 @@ fn paper_benchmark_is_valid_or_asks_for_the_full_data() {
             assert!(e.message.contains("file not found") && e.hint.as_deref().unwrap().contains("fetch-data.sh"), "{e}");
         }
     }
+}
+
+#[test]
+fn mixoe_protocol_starts_every_fine_tune_from_the_one_seed_0_baseline() {
+    let path = experiments().join("mixoe-protocol.yaml");
+    let full = experiments().join("../datasets/full/fashion-mnist/train-images-idx3-ubyte.gz");
+    // Without the full data, the committed spec pointed at the sample.
+    let sample = experiments().join("../datasets/sample").canonicalize().unwrap();
+    let mut sets = Vec::new();
+    if !full.exists() {
+        for (name, folder, parts) in [
+            ("fashion", "fashion-mnist", &["train", "test"][..]),
+            ("mnist", "mnist", &["test"][..]),
+            ("animal", "animal-mnist", &["train"][..]),
+        ] {
+            for part in parts {
+                let stem = if *part == "train" { "train" } else { "t10k" };
+                sets.push(format!("datasets.{name}.{part}.images={}/{folder}/{stem}-images-idx3-ubyte.gz", sample.display()));
+                sets.push(format!("datasets.{name}.{part}.labels={}/{folder}/{stem}-labels-idx1-ubyte.gz", sample.display()));
+            }
+        }
+    }
+    let exp = oodlab_spec::load(&path, &sets, "v").unwrap();
+    let baselines: Vec<_> = exp.runs.iter().filter(|r| r.entry == "baseline").collect();
+    assert_eq!(baselines.len(), 1);
+    assert_eq!(baselines[0].seed, 0);
+    assert_eq!(exp.runs.len(), 1 + 5 * 2);
+    for r in exp.runs.iter().filter(|r| r.entry != "baseline") {
+        assert_eq!(r.parent.as_ref(), Some(&baselines[0].run_id), "{}", r.entry);
+        let t = &r.settings.train;
+        assert_eq!((t.epochs, t.batch_size, t.optimizer.lr, t.optimizer.weight_decay), (10, 32, 1e-3, 1e-5), "{}", r.entry);
+        assert_eq!(t.keep, oodlab_spec::Keep::BestVal);
+        assert!(t.drop_last);
+    }
+    let oe = exp.runs.iter().find(|r| r.entry == "oe").unwrap();
+    assert_eq!(oe.settings.train.outliers_for(32), 64, "MixOE's train_oe.py draws 2 * batch_size outliers");
+    assert_eq!(oe.settings.method.forward(), oodlab_spec::Forward::Joint);
+    let mixoe = exp.runs.iter().find(|r| r.entry == "mixoe-mixup").unwrap();
+    assert_eq!((mixoe.settings.train.outliers_for(32), mixoe.settings.method.forward()), (32, oodlab_spec::Forward::Separate));
 }

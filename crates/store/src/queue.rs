@@ -62,6 +62,19 @@ pub struct QueueRow {
     pub failed: i64,
 }
 
+/// A run of a queued grid with how long it took (done) or has been running, in seconds: what an
+/// estimate of the time left is made from.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct QueuedRunTime {
+    pub queue_id: i64,
+    pub run_id: String,
+    pub entry: String,
+    pub method: String,
+    pub status: crate::RunStatus,
+    pub seconds: Option<f64>,
+    pub elapsed: Option<f64>,
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct SchedulerRow {
     pub pid: i64,
@@ -185,6 +198,20 @@ impl Store {
              GROUP BY q.id
              ORDER BY q.state != 'queued', CASE WHEN q.state = 'queued' THEN -q.priority ELSE 0 END,
                       CASE WHEN q.state = 'queued' THEN q.id ELSE -q.id END",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The runs of the queued grids with their durations (done) or time so far (running).
+    pub async fn queued_run_times(&self) -> R<Vec<QueuedRunTime>> {
+        Ok(sqlx::query_as::<_, QueuedRunTime>(
+            "SELECT q.id AS queue_id, r.id AS run_id, coalesce(er.entry, r.method) AS entry, r.method, r.status,
+                    CASE WHEN r.status = 'done' THEN (julianday(r.ended_at) - julianday(r.started_at)) * 86400.0 END AS seconds,
+                    CASE WHEN r.status = 'running' THEN (julianday('now') - julianday(r.started_at)) * 86400.0 END AS elapsed
+             FROM queue q JOIN queue_runs qr ON qr.queue_id = q.id JOIN runs r ON r.id = qr.run_id
+             LEFT JOIN experiment_runs er ON er.run_id = r.id AND er.experiment = q.experiment
+             WHERE q.state = 'queued' ORDER BY q.id, qr.position",
         )
         .fetch_all(&self.pool)
         .await?)

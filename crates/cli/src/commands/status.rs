@@ -99,10 +99,22 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
             }
             let queued: Vec<_> = store.queue_overview().await?.into_iter().filter(|q| q.state == "queued").collect();
             if !queued.is_empty() {
+                // When each grid should be done at the pace so far, on the running scheduler's slots.
+                let slots =
+                    scheduler.as_ref().filter(|s| alive(s)).map(|s| serde_json::from_str::<Vec<String>>(&s.slots).map_or(1, |v| v.len()));
+                let order: Vec<i64> = queued.iter().map(|q| q.id).collect();
+                let left = match slots {
+                    Some(n) => crate::eta::remaining(&store.queued_run_times().await?, &order, n),
+                    None => None,
+                };
                 println!("queue (served in this order):");
                 for q in queued {
+                    let eta = left
+                        .as_ref()
+                        .and_then(|l| l.get(&q.id))
+                        .map_or(String::new(), |s| format!(", about {} left at the pace so far", crate::eta::human(*s)));
                     println!(
-                        "  {:<24} priority {:<3} {}/{} done, {} running, {} failed",
+                        "  {:<24} priority {:<3} {}/{} done, {} running, {} failed{eta}",
                         q.experiment, q.priority, q.done, q.runs, q.running, q.failed
                     );
                 }

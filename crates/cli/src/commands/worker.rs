@@ -83,6 +83,18 @@ pub fn worker(args: WorkerArgs) -> i32 {
         Ok(c) => c,
         Err(e) => return fail(format!("the job's run config does not match this oodlab version: {e}")),
     };
+    // A scheduler launches workers from its own executable's path: rebuilt while a grid ran, that
+    // file is other training code than the one the run ids were made with. Training it would file
+    // new results under old ids, so the run fails instead, saying what to do.
+    if config.code_version != oodlab_train::CODE_VERSION {
+        return fail(format!(
+            "this worker's training code is `{}` but run {} was planned with `{}`: the oodlab binary changed while its scheduler ran; stop it (`oodlab cancel {}`) and run the spec again with this binary, which plans the runs anew",
+            oodlab_train::CODE_VERSION,
+            config.run_id,
+            config.code_version,
+            config.experiment
+        ));
+    }
     let threads = std::env::var(env::THREADS)
         .ok()
         .and_then(|t| t.parse().ok())
