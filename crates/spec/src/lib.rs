@@ -93,6 +93,12 @@ pub fn load(path: &Path, overrides: &[String], code_version: &str) -> Result<Exp
     let loc = Locator::new(path, &text, parsed);
 
     let resolved_yaml = serde_yaml::to_string(&root).unwrap_or_default();
+    // The method entries in the order the file writes them (the typed spec keeps them sorted).
+    let written: Vec<String> = root
+        .get("methods")
+        .and_then(serde_yaml::Value::as_mapping)
+        .map(|m| m.keys().filter_map(|k| k.as_str().map(String::from)).collect())
+        .unwrap_or_default();
     let spec: SpecFile = serde_path_to_error::deserialize(root).map_err(|e| loc.serde_error("", e, &|f, key| loc.file_origin(f, key)))?;
     if spec.name.is_empty() || !spec.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
         return Err(loc
@@ -101,7 +107,7 @@ pub fn load(path: &Path, overrides: &[String], code_version: &str) -> Result<Exp
     }
     let datasets = resolve_datasets(&spec.datasets, &base_dir, &loc)?;
     check_resources(&spec.resources, &loc)?;
-    let runs = plan::expand(&spec, &datasets, &loc, &base_dir, code_version)?;
+    let runs = plan::expand(&spec, &written, &datasets, &loc, &base_dir, code_version)?;
     Ok(Experiment { path: path.to_owned(), name: spec.name, description: spec.description, resolved_yaml, resources: spec.resources, runs })
 }
 

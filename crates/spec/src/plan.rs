@@ -320,7 +320,9 @@ fn run_origin(loc: &Locator, entry: &str, sets: &[&Assignment], field: &str, key
     Origin::Whole
 }
 
-fn entry_order(spec: &SpecFile, loc: &Locator) -> Result<Vec<String>, SpecError> {
+/// The entries with every parent before its fine-tunes, otherwise in the order the file writes
+/// them (`written`).
+fn entry_order(spec: &SpecFile, written: &[String], loc: &Locator) -> Result<Vec<String>, SpecError> {
     for (name, e) in &spec.methods {
         if let Some(p) = e.init_from.as_ref().map(InitFrom::entry) {
             if !spec.methods.contains_key(p) {
@@ -358,7 +360,8 @@ fn entry_order(spec: &SpecFile, loc: &Locator) -> Result<Vec<String>, SpecError>
         Ok(())
     }
     let (mut done, mut out) = (HashSet::new(), Vec::new());
-    for name in spec.methods.keys() {
+    let names = written.iter().filter(|n| spec.methods.contains_key(*n)).chain(spec.methods.keys());
+    for name in names {
         if let Err(cycle) = visit(name, spec, &mut Vec::new(), &mut done, &mut out) {
             let field = format!("methods.{}.init_from", cycle[cycle.len() - 2]);
             return Err(loc
@@ -371,6 +374,7 @@ fn entry_order(spec: &SpecFile, loc: &Locator) -> Result<Vec<String>, SpecError>
 
 pub(crate) fn expand(
     spec: &SpecFile,
+    written: &[String],
     datasets: &BTreeMap<String, DatasetSpec>,
     loc: &Locator,
     base_dir: &std::path::Path,
@@ -379,15 +383,17 @@ pub(crate) fn expand(
     if spec.methods.is_empty() {
         return Err(loc.error("methods", "no method entries; nothing to run").with_hint("add one, for example `baseline: {method: ce}`"));
     }
-    let order = entry_order(spec, loc)?;
+    let order = entry_order(spec, written, loc)?;
     let n_splits = spec.data.get("splits").and_then(Value::as_sequence).map_or(0, Vec::len);
     let points = expand_points(spec, n_splits.max(1), loc)?;
 
     let mut runs: Vec<RunConfig> = Vec::new();
+    // Each run's place in the served order: its grid point, then its entry.
+    let mut places: Vec<(usize, usize)> = Vec::new();
     let mut seen: HashSet<RunId> = HashSet::new();
     // (entry, seed, split, grid values) → run id, to find a fine-tune's parent.
     let mut by_point: HashMap<(String, u64, usize, usize), RunId> = HashMap::new();
-    for entry_name in &order {
+    for (rank, entry_name) in order.iter().enumerate() {
         let entry = &spec.methods[entry_name];
         if let Some(seeds) = &entry.seeds {
             let field = format!("methods.{entry_name}.seeds");
@@ -408,7 +414,7 @@ pub(crate) fn expand(
                     .with_hint(format!("its seeds are {parent_seeds:?}")));
             }
         }
-        for point in &points {
+        for (pi, point) in points.iter().enumerate() {
             if entry.seeds.as_ref().is_some_and(|s| !s.contains(&point.seed)) {
                 continue;
             }
@@ -518,8 +524,39 @@ pub(crate) fn expand(
             // Identical semantic configs are one run, trained once.
             if seen.insert(run.run_id.clone()) {
                 runs.push(run);
+                places.push((pi, rank));
             }
         }
     }
-    Ok(runs)
+    Ok(served_order(runs, &places))
+}
+
+/// The runs grid point by grid point (seed, then split, then grid values), the entries of a point
+/// in the file's order, every parent before its fine-tunes. A scheduler serves them in this order,
+/// so a long grid completes whole (seed, split) cells of every method one after another, and a
+/// comparison made halfway pairs complete cells (entry by entry, the methods written last would
+/// have started only at the end).
+fn served_order(runs: Vec<RunConfig>, places: &[(usize, usize)]) -> Vec<RunConfig> {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    // Kahn's algorithm, taking the ready run of the smallest place first: a parent at a later
+    // place (a fixed-seed parent with seeds listed out of order) still comes first.
+    let index: HashMap<&RunId, usize> = runs.iter().enumerate().map(|(i, r)| (&r.run_id, i)).collect();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); runs.len()];
+    let mut ready = BinaryHeap::new();
+    for (i, r) in runs.iter().enumerate() {
+        match r.parent.as_ref().and_then(|p| index.get(p)) {
+            Some(&p) => children[p].push(i),
+            None => ready.push(Reverse((places[i], i))),
+        }
+    }
+    let mut order = Vec::with_capacity(runs.len());
+    while let Some(Reverse((_, i))) = ready.pop() {
+        order.push(i);
+        for &c in &children[i] {
+            ready.push(Reverse((places[c], c)));
+        }
+    }
+    let mut slots: Vec<Option<RunConfig>> = runs.into_iter().map(Some).collect();
+    order.into_iter().map(|i| slots[i].take().expect("each run once")).collect()
 }

@@ -335,3 +335,28 @@ fn forward_grouping_and_outliers_per_step_default_per_method() {
     assert_ne!(run("lmoe").run_id, run("lmoe-joint").run_id);
     assert!(run("baseline").settings.train.drop_last);
 }
+
+#[test]
+fn runs_are_served_cell_by_cell_in_the_files_entry_order_parents_first() {
+    // Entries written tuned-b, then baseline, then tuned-a: per seed, the baseline (a parent)
+    // first, then the fine-tunes in the file's order, not alphabetically.
+    let (_, res) = try_spec(
+        "  baseline: {method: ce}\n  tuned: {method: ce, init_from: baseline, train: {epochs: 1}}",
+        "  tuned-b: {method: ce, init_from: baseline, train: {epochs: 1}}\n  baseline: {method: ce}\n  tuned-a: {method: ce, init_from: baseline, train: {epochs: 2}}",
+        &[],
+    );
+    let order: Vec<(String, u64)> = res.unwrap().runs.iter().map(|r| (r.entry.clone(), r.seed)).collect();
+    let want: Vec<(String, u64)> = [("baseline", 0), ("tuned-b", 0), ("tuned-a", 0), ("baseline", 1), ("tuned-b", 1), ("tuned-a", 1)]
+        .iter()
+        .map(|(e, s)| (e.to_string(), *s))
+        .collect();
+    assert_eq!(order, want);
+    // A fixed-seed parent listed after its children's seed still comes first.
+    let (_, res) = try_spec(
+        "  tuned: {method: ce, init_from: baseline, train: {epochs: 1}}",
+        "  tuned: {method: ce, init_from: {entry: baseline, seed: 0}, train: {epochs: 1}}",
+        &["grid.seeds=[1, 0]", "methods.baseline.seeds=[0]"],
+    );
+    let order: Vec<(String, u64)> = res.unwrap().runs.iter().map(|r| (r.entry.clone(), r.seed)).collect();
+    assert_eq!(order[0], ("baseline".to_string(), 0), "{order:?}");
+}
