@@ -249,18 +249,7 @@ async fn a_collapsed_fine_tune_is_flagged_on_every_page() {
     for (id, acc) in [("p1", 0.94), ("c1", 0.501)] {
         store.start_attempt(id, "cpu:0", "host", None).await.unwrap();
         store.record_event(id, &Event::Metric { name: "id_acc".into(), value: acc }).await.unwrap();
-        let m = Event::OodMetric {
-            ood_set: "heldout".into(),
-            score: "msp".into(),
-            auroc: 0.7,
-            fpr95: 0.5,
-            aupr_in: 0.6,
-            aupr_out: 0.7,
-            tnr95: Some(0.4),
-            n_id: 4,
-            n_ood: 4,
-        };
-        store.record_event(id, &m).await.unwrap();
+        store.record_event(id, &ood("heldout", "msp", 0.7)).await.unwrap();
         store.end_attempt(id, &Outcome::Done { exit_code: 0 }).await.unwrap();
     }
     store.close().await;

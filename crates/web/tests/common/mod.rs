@@ -36,7 +36,7 @@ fn run(home: &Path, id: &str, entry: &str, method: &str, seed: i64, lr: f64) -> 
     }
 }
 
-fn ood(set: &str, score: &str, auroc: f64) -> Event {
+pub fn ood(set: &str, score: &str, auroc: f64) -> Event {
     Event::OodMetric {
         ood_set: set.into(),
         score: score.into(),
