@@ -127,6 +127,25 @@ fn fit(values: impl Iterator<Item = f64>) -> (f64, f64) {
     (lo - m, hi + m)
 }
 
+/// The points of a polyline without those in the middle of a straight run: the same line, drawn
+/// from fewer points. A ROC curve over 16,000 scores is mostly vertical and horizontal runs; drawn
+/// point by point its SVG was 0.9 MB.
+fn corners(points: impl Iterator<Item = (f64, f64)>) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    for p in points {
+        if let [.., a, b] = out[..] {
+            // b lies on the segment a → p, pointing the same way: it adds nothing to the line.
+            let cross = (b.0 - a.0) * (p.1 - a.1) - (b.1 - a.1) * (p.0 - a.0);
+            let forward = (b.0 - a.0) * (p.0 - b.0) + (b.1 - a.1) * (p.1 - b.1) >= 0.0;
+            if cross == 0.0 && forward {
+                out.pop();
+            }
+        }
+        out.push(p);
+    }
+    out
+}
+
 fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, chart: &Chart) -> Result<(), PlotError>
 where
     DB::ErrorType: 'static,
@@ -164,7 +183,7 @@ where
             }};
         }
         match s.style {
-            Style::Line => named!(ctx.draw_series(LineSeries::new(points, color.stroke_width(2))), legend(color)),
+            Style::Line => named!(ctx.draw_series(LineSeries::new(corners(points), color.stroke_width(2))), legend(color)),
             Style::Dashed => named!(ctx.draw_series(DashedLineSeries::new(points, 6, 4, color.stroke_width(2))), legend(color)),
             Style::Steps => {
                 // (left, h) per bin → the outline's corners.
@@ -226,6 +245,14 @@ mod tests {
         let sxx: f64 = p.iter().map(|a| (a.0 - mx).powi(2)).sum();
         let syy: f64 = p.iter().map(|a| (a.1 - my).powi(2)).sum();
         sxy / (sxx * syy).sqrt()
+    }
+
+    #[test]
+    fn straight_runs_are_drawn_from_their_ends_only() {
+        // A staircase: (0,0) up to (0,2), right to (3,2), up to (3,3); a turn back is kept.
+        let pts = [(0.0, 0.0), (0.0, 1.0), (0.0, 2.0), (1.0, 2.0), (2.0, 2.0), (3.0, 2.0), (3.0, 3.0), (3.0, 2.5)];
+        assert_eq!(corners(pts.into_iter()), vec![(0.0, 0.0), (0.0, 2.0), (3.0, 2.0), (3.0, 3.0), (3.0, 2.5)]);
+        assert_eq!(corners([(0.0, 0.0), (0.5, 0.5), (1.0, 1.0)].into_iter()), vec![(0.0, 0.0), (1.0, 1.0)]);
     }
 
     #[test]
