@@ -17,6 +17,15 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Command {
+    /// Whether the command only reads the store and prints: piped into `head` or `less`, it stops
+    /// quietly when the reader goes, as `ls` and `grep` do. Not the commands that schedule, train or
+    /// serve: there a closed pipe or socket is an error to handle, never a reason to die.
+    pub fn only_prints(&self) -> bool {
+        matches!(self, Command::Plan(_) | Command::Queue(_) | Command::Status(_) | Command::Results(_) | Command::Compare(_) | Command::Metrics(_))
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Validate a spec and list its runs with their status in the store.

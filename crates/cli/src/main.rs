@@ -39,6 +39,14 @@ fn main() {
         libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1)
     };
     let cli = args::Cli::parse();
+    if cli.command.only_prints() {
+        // Rust ignores SIGPIPE, so `println!` into a closed pipe (`oodlab status | head -3`)
+        // panics with a backtrace; the default action ends the process silently instead.
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        #[allow(unsafe_code)]
+        // SAFETY: no other thread runs yet, and SIG_DFL installs no handler of ours.
+        let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+    }
     init_logging(cli.verbose);
     let code = match commands::dispatch(cli) {
         Ok(code) => code,
