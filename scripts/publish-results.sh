@@ -45,6 +45,9 @@ HEAD
   printf '\nMade by `scripts/publish-results.sh` on %s (%s), oodlab %s.\n' "$(date -u +%Y-%m-%d)" "$cpu" "$("$oodlab" --version | cut -d' ' -f2)"
   for exp in paper-fmnist mixoe-protocol; do
     printf '\n## %s\n' "$exp"
+    # How much of the grid the verdicts rest on (the report's own count): a grid still training
+    # is published as such, never as if complete.
+    printf '\nGrid: %s\n' "$(sed -n '/^## Grid$/{n;n;p;q}' "$out/$exp/report.md")"
     # claims.md without its title line; its headings one level down.
     tail -n +2 "$out/$exp/claims.md" | sed 's/^### /#### /; s/^## /### /'
   done
