@@ -22,7 +22,10 @@ impl Command {
     /// quietly when the reader goes, as `ls` and `grep` do. Not the commands that schedule, train or
     /// serve: there a closed pipe or socket is an error to handle, never a reason to die.
     pub fn only_prints(&self) -> bool {
-        matches!(self, Command::Plan(_) | Command::Queue(_) | Command::Status(_) | Command::Results(_) | Command::Compare(_) | Command::Metrics(_))
+        matches!(
+            self,
+            Command::Plan(_) | Command::Queue(_) | Command::Status(_) | Command::Results(_) | Command::Compare(_) | Command::Metrics(_)
+        )
     }
 }
 
