@@ -2,19 +2,21 @@
 //! with one shared ("tied") covariance, fitted on ID training features.
 
 use nalgebra::DMatrix;
-use rayon::prelude::*;
 
-use crate::linalg::{covariance, matrix, mean, pinvh, quadratic};
+use crate::linalg::{covariance, group_means, mean, project, whitening};
 use crate::{invalid, Result, Rows};
 
-/// Class means, the precision (pseudo-inverse) of the covariance of the class-centred training
-/// features, and the class-agnostic background Gaussian RMDS subtracts.
+/// Class means and the precision (pseudo-inverse) of the covariance of the class-centred
+/// training features, and the class-agnostic background Gaussian RMDS subtracts. Each precision
+/// is kept as a whitening W (W Wᵀ = precision), the means already multiplied by it: a squared
+/// distance is then ‖x W - μ W‖².
 #[derive(Clone, Debug)]
 pub struct ClassGaussians {
-    means: Vec<Vec<f64>>,
-    precision: DMatrix<f64>,
+    dim: usize,
+    white: DMatrix<f64>,
+    white_means: Vec<Vec<f64>>,
     whole_mean: Vec<f64>,
-    whole_precision: DMatrix<f64>,
+    whole_white: DMatrix<f64>,
 }
 
 impl ClassGaussians {
@@ -29,36 +31,44 @@ impl ClassGaussians {
         if let Some(l) = labels.iter().find(|&&l| l >= classes) {
             return invalid(format!("label {l} is not one of the {classes} classes"));
         }
-        let x = matrix(train);
-        let mut means = Vec::with_capacity(classes);
-        for c in 0..classes {
-            let rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
-            if rows.is_empty() {
-                return invalid(format!("class {c} has no training features: its mean is undefined"));
-            }
-            means.push(mean(&x.select_rows(&rows)));
+        let class_means = group_means(train, classes, |i| labels[i]);
+        if let Some(c) = class_means.iter().position(|(_, n)| *n == 0) {
+            return invalid(format!("class {c} has no training features: its mean is undefined"));
         }
-        let mut centred = x.clone();
-        for (i, mut row) in centred.row_iter_mut().enumerate() {
-            for (v, m) in row.iter_mut().zip(&means[labels[i]]) {
-                *v -= m;
+        let means: Vec<Vec<f64>> = class_means.into_iter().map(|(m, _)| m).collect();
+        // scikit-learn centres the class-centred features once more on their own mean (zero up
+        // to rounding): the same centres, shifted by it.
+        let shift = {
+            let mut s = vec![0f64; train.dim()];
+            for (i, x) in train.iter().enumerate() {
+                for ((s, &v), m) in s.iter_mut().zip(x).zip(&means[labels[i]]) {
+                    *s += v as f64 - m;
+                }
             }
-        }
-        let precision = pinvh(&covariance(&centred, &mean(&centred)));
-        let whole_mean = mean(&x);
-        Ok(ClassGaussians { means, precision, whole_precision: pinvh(&covariance(&x, &whole_mean)), whole_mean })
+            s.into_iter().map(|s| s / train.len() as f64).collect::<Vec<_>>()
+        };
+        let centers: Vec<Vec<f64>> = means.iter().map(|m| m.iter().zip(&shift).map(|(m, s)| m + s).collect()).collect();
+        let white = whitening(&covariance(train, &centers, |i| labels[i]));
+        let white_means = means.iter().map(|m| (nalgebra::RowDVector::from_row_slice(m) * &white).iter().copied().collect()).collect();
+        let whole_mean = mean(train);
+        let whole_white = whitening(&covariance(train, std::slice::from_ref(&whole_mean), |_| 0));
+        Ok(ClassGaussians { dim: train.dim(), white, white_means, whole_mean, whole_white })
     }
 
     fn check(&self, features: Rows) -> Result<()> {
-        if features.dim() != self.whole_mean.len() {
-            return invalid(format!("features of {} values, but the Gaussians were fitted on {}", features.dim(), self.whole_mean.len()));
+        if features.dim() != self.dim {
+            return invalid(format!("features of {} values, but the Gaussians were fitted on {}", features.dim(), self.dim));
         }
         Ok(())
     }
 
-    /// -(x - μ_c)ᵀ P (x - μ_c) for each class c.
-    fn class_scores(&self, x: &[f32]) -> Vec<f64> {
-        self.means.iter().map(|m| -quadratic(&self.precision, x, m)).collect()
+    /// -(x - μ_c)ᵀ P (x - μ_c) for each class c, for every feature vector.
+    fn class_scores(&self, features: Rows) -> Vec<Vec<f64>> {
+        let zero = vec![0.0; self.dim];
+        project(features, &zero, &self.white)
+            .into_iter()
+            .map(|z| self.white_means.iter().map(|m| -z.iter().zip(m).map(|(a, b)| (a - b) * (a - b)).sum::<f64>()).collect())
+            .collect()
     }
 }
 
@@ -70,7 +80,7 @@ fn max(v: impl Iterator<Item = f64>) -> f64 {
 /// over classes of minus the squared Mahalanobis distance to the class mean.
 pub fn mahalanobis(g: &ClassGaussians, features: Rows) -> Result<Vec<f64>> {
     g.check(features)?;
-    Ok((0..features.len()).into_par_iter().map(|i| max(g.class_scores(features.row(i)).into_iter())).collect())
+    Ok(g.class_scores(features).into_iter().map(|s| max(s.into_iter())).collect())
 }
 
 /// Relative Mahalanobis score (Ren et al., 2021; OpenOOD `rmds`): the class scores minus the
@@ -78,12 +88,13 @@ pub fn mahalanobis(g: &ClassGaussians, features: Rows) -> Result<Vec<f64>> {
 /// classes.
 pub fn rmds(g: &ClassGaussians, features: Rows) -> Result<Vec<f64>> {
     g.check(features)?;
-    Ok((0..features.len())
-        .into_par_iter()
-        .map(|i| {
-            let x = features.row(i);
-            let background = -quadratic(&g.whole_precision, x, &g.whole_mean);
-            max(g.class_scores(x).into_iter().map(|s| s - background))
+    let background = project(features, &g.whole_mean, &g.whole_white);
+    Ok(g.class_scores(features)
+        .into_iter()
+        .zip(background)
+        .map(|(s, z)| {
+            let background = -z.iter().map(|v| v * v).sum::<f64>();
+            max(s.into_iter().map(|s| s - background))
         })
         .collect())
 }

@@ -5,53 +5,149 @@ use nalgebra::{DMatrix, SymmetricEigen};
 
 use crate::Rows;
 
-/// Rows as an f64 matrix (n × dim).
-pub(crate) fn matrix(rows: Rows) -> DMatrix<f64> {
-    DMatrix::from_row_iterator(rows.len(), rows.dim(), rows.iter().flatten().map(|&v| v as f64))
-}
-
-/// The column means of `x`.
-pub(crate) fn mean(x: &DMatrix<f64>) -> Vec<f64> {
-    (0..x.ncols()).map(|j| x.column(j).sum() / x.nrows() as f64).collect()
-}
-
-/// The biased covariance (divided by n) of the rows of `x` around `center`, as scikit-learn's
-/// `empirical_covariance` (with `assume_centered`, around 0 after subtracting `center`).
-pub(crate) fn covariance(x: &DMatrix<f64>, center: &[f64]) -> DMatrix<f64> {
-    let mut c = x.clone();
-    for mut row in c.row_iter_mut() {
-        for (v, m) in row.iter_mut().zip(center) {
-            *v -= m;
+/// The mean of the rows of each group (`group(i)` in 0..groups), summed in f64 in row order.
+pub(crate) fn group_means(rows: Rows, groups: usize, group: impl Fn(usize) -> usize) -> Vec<(Vec<f64>, usize)> {
+    let mut sums = vec![(vec![0f64; rows.dim()], 0usize); groups];
+    for (i, x) in rows.iter().enumerate() {
+        let (sum, n) = &mut sums[group(i)];
+        for (s, &v) in sum.iter_mut().zip(x) {
+            *s += v as f64;
         }
+        *n += 1;
     }
-    (c.transpose() * &c) / x.nrows() as f64
+    for (sum, n) in &mut sums {
+        sum.iter_mut().for_each(|s| *s /= (*n).max(1) as f64);
+    }
+    sums
 }
 
-/// The pseudo-inverse of a symmetric matrix, as `scipy.linalg.pinvh` with its default
-/// tolerance: eigenvalues of magnitude at most `max(|λ|) · n · ε` count as 0, so a
-/// rank-deficient covariance gives finite scores over the subspace it spans.
-pub(crate) fn pinvh(a: &DMatrix<f64>) -> DMatrix<f64> {
+/// The mean of all rows.
+pub(crate) fn mean(rows: Rows) -> Vec<f64> {
+    group_means(rows, 1, |_| 0).swap_remove(0).0
+}
+
+/// The biased covariance (divided by n) of the rows x_i around `centers[group(i)]`: scikit-learn's
+/// `empirical_covariance` of x_i - center (with `assume_centered`; without it, the callers pass
+/// centres that include the rows' mean). Blocks of rows are made into f64 matrices and
+/// multiplied in parallel, their products added in block order, so the result does not depend
+/// on the number of threads; no copy of all the rows is made.
+pub(crate) fn covariance(rows: Rows, centers: &[Vec<f64>], group: impl Fn(usize) -> usize + Sync) -> DMatrix<f64> {
+    use rayon::prelude::*;
+    let (n, d) = (rows.len(), rows.dim());
+    let starts: Vec<usize> = (0..n).step_by(COVARIANCE_ROWS).collect();
+    let parts: Vec<DMatrix<f64>> = starts
+        .into_par_iter()
+        .map(|s| {
+            let end = (s + COVARIANCE_ROWS).min(n);
+            // The block transposed (d × rows), built directly: each row a contiguous column.
+            let ct = DMatrix::from_iterator(
+                d,
+                end - s,
+                (s..end).flat_map(|i| rows.row(i).iter().zip(&centers[group(i)]).map(|(&x, c)| x as f64 - c)),
+            );
+            product(&ct, &ct.transpose())
+        })
+        .collect();
+    let mut sum = DMatrix::zeros(d, d);
+    for p in &parts {
+        sum += p;
+    }
+    sum / n as f64
+}
+
+/// Rows per partial product of [`covariance`].
+const COVARIANCE_ROWS: usize = 4096;
+
+/// Rows per block of the products below: each block is one rayon task and one matrix product.
+const BLOCK: usize = 512;
+
+/// f((x - center) · a) for every row x, in parallel blocks of rows (each block one product).
+pub(crate) fn project_map<T: Send>(rows: Rows, center: &[f64], a: &DMatrix<f64>, f: impl Fn(&[f64]) -> T + Sync) -> Vec<T> {
+    use rayon::prelude::*;
+    let d = rows.dim();
+    let starts: Vec<usize> = (0..rows.len()).step_by(BLOCK).collect();
+    starts
+        .into_par_iter()
+        .flat_map_iter(|start| {
+            let end = (start + BLOCK).min(rows.len());
+            let block = DMatrix::from_row_iterator(
+                end - start,
+                d,
+                (start..end).flat_map(|i| rows.row(i).iter().zip(center).map(|(&x, c)| x as f64 - c)),
+            );
+            // Transposed, so that each projected row is one contiguous column.
+            let p = product(&block, a).transpose();
+            p.column_iter().map(|c| f(c.as_slice())).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// (x - center) · a for every row x.
+pub(crate) fn project(rows: Rows, center: &[f64], a: &DMatrix<f64>) -> Vec<Vec<f64>> {
+    project_map(rows, center, a, |z| z.to_vec())
+}
+
+/// A whitening of the pseudo-inverse of symmetric `a`: the matrix W (n × r) with
+/// W Wᵀ = pinvh(a), from the eigenvectors of the eigenvalues above `pinvh`'s cut-off, each
+/// divided by the square root of its eigenvalue; r is the rank. (x - m)ᵀ pinvh(a) (x - m) is then
+/// ‖(x - m) W‖², one product per sample instead of one quadratic form per sample and class.
+pub(crate) fn whitening(a: &DMatrix<f64>) -> DMatrix<f64> {
     let n = a.nrows();
     let eig = SymmetricEigen::new(a.clone());
     let largest = eig.eigenvalues.iter().fold(0f64, |m, v| m.max(v.abs()));
     let cutoff = largest * n as f64 * f64::EPSILON;
-    let mut inv = DMatrix::zeros(n, n);
-    for (k, &l) in eig.eigenvalues.iter().enumerate() {
-        if l.abs() > cutoff {
-            let v = eig.eigenvectors.column(k);
-            inv += (v * v.transpose()) / l;
-        }
+    let columns: Vec<_> = eig
+        .eigenvalues
+        .iter()
+        .enumerate()
+        // A covariance has no negative eigenvalues but rounding's; those count as 0 as well.
+        .filter(|(_, &l)| l > cutoff)
+        .map(|(k, &l)| eig.eigenvectors.column(k) / l.sqrt())
+        .collect();
+    if columns.is_empty() {
+        return DMatrix::zeros(n, 0);
     }
-    inv
+    DMatrix::from_columns(&columns)
 }
 
-/// (x - m)ᵀ P (x - m).
-pub(crate) fn quadratic(p: &DMatrix<f64>, x: &[f32], m: &[f64]) -> f64 {
-    let d: Vec<f64> = x.iter().zip(m).map(|(&x, m)| x as f64 - m).collect();
-    let mut total = 0.0;
-    for (i, di) in d.iter().enumerate() {
-        let row: f64 = p.row(i).iter().zip(&d).map(|(p, dj)| p * dj).sum();
-        total += di * row;
+/// a · b with the `gemm` crate (its AVX-512 or AVX2 kernels, chosen at run time, on all of
+/// rayon's threads), where nalgebra's own product (matrixmultiply) has no AVX-512 kernels and
+/// runs on one thread: the fits' covariances and projections are such products.
+pub(crate) fn product(a: &DMatrix<f64>, b: &DMatrix<f64>) -> DMatrix<f64> {
+    let (m, k) = a.shape();
+    assert_eq!(k, b.nrows(), "product of {}x{k} by {}x{}", m, b.nrows(), b.ncols());
+    let n = b.ncols();
+    let mut dst = DMatrix::<f64>::zeros(m, n);
+    if m == 0 || n == 0 || k == 0 {
+        return dst;
     }
-    total
+    let threads = rayon::current_num_threads();
+    // SAFETY: nalgebra's matrices are column-major and contiguous: element (i, j) of an r-row
+    // matrix is at i + j r, which the column stride r and row stride 1 describe; `dst` is a
+    // fresh matrix, aliasing neither input, and every size matches its buffer.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            m as isize,
+            1,
+            false,
+            a.as_ptr(),
+            m as isize,
+            1,
+            b.as_ptr(),
+            k as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None },
+        );
+    }
+    dst
 }

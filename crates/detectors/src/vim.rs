@@ -3,9 +3,8 @@
 //! features, scaled to the size of the training logits.
 
 use nalgebra::{DMatrix, SymmetricEigen};
-use rayon::prelude::*;
 
-use crate::linalg::{covariance, matrix};
+use crate::linalg::{covariance, project, project_map};
 use crate::logits::logsumexp;
 use crate::{invalid, Linear, Result, Rows};
 
@@ -36,37 +35,34 @@ impl Vim {
         let largest = w.singular_values().max();
         let pinv = w.clone().pseudo_inverse(1e-15 * largest).map_err(|e| crate::DetectorError::Invalid(format!("pinv(W): {e}")))?;
         let origin: Vec<f64> = (-(pinv * b)).iter().copied().collect();
-        let x = matrix(train);
-        let eig = SymmetricEigen::new(covariance(&x, &origin));
+        let eig = SymmetricEigen::new(covariance(train, std::slice::from_ref(&origin), |_| 0));
         let mut order: Vec<usize> = (0..d).collect();
         order.sort_by(|&a, &b| eig.eigenvalues[b].total_cmp(&eig.eigenvalues[a]));
         let residual = DMatrix::from_columns(&order[dim..].iter().map(|&k| eig.eigenvectors.column(k).into_owned()).collect::<Vec<_>>());
         let mut vim = Vim { origin, residual, alpha: 1.0, last: last.clone() };
-        let (mut max_logits, mut norms) = (0.0, 0.0);
-        for row in train.iter() {
-            max_logits += last.logits(row).into_iter().fold(f64::NEG_INFINITY, f64::max);
-            norms += vim.virtual_norm(row);
-        }
-        vim.alpha = max_logits / norms;
+        let (logits, norms) = vim.parts(train);
+        let max_logits: f64 = logits.iter().map(|z| z.iter().copied().fold(f64::NEG_INFINITY, f64::max)).sum();
+        vim.alpha = max_logits / norms.iter().sum::<f64>();
         Ok(vim)
     }
 
-    /// ‖(x - origin) · residual‖.
-    fn virtual_norm(&self, x: &[f32]) -> f64 {
-        let centred: Vec<f64> = x.iter().zip(&self.origin).map(|(&x, o)| x as f64 - o).collect();
-        self.residual.column_iter().map(|v| v.iter().zip(&centred).map(|(a, b)| a * b).sum::<f64>().powi(2)).sum::<f64>().sqrt()
+    /// The logits of every feature vector and ‖(x - origin) · residual‖, by blocked products.
+    fn parts(&self, features: Rows) -> (Vec<Vec<f64>>, Vec<f64>) {
+        let d = features.dim();
+        let wt = DMatrix::from_row_iterator(self.last.classes(), d, self.last.weight.iter().map(|&v| v as f64)).transpose();
+        let logits = project(features, &vec![0.0; d], &wt)
+            .into_iter()
+            .map(|z| z.iter().zip(&self.last.bias).map(|(z, &b)| z + b as f64).collect())
+            .collect();
+        let norms = project_map(features, &self.origin, &self.residual, |r| r.iter().map(|v| v * v).sum::<f64>().sqrt());
+        (logits, norms)
     }
 
     /// energy(x) - alpha · ‖(x - origin) · residual‖.
     pub fn scores(&self, features: Rows) -> Result<Vec<f64>> {
         self.last.check(features)?;
-        Ok((0..features.len())
-            .into_par_iter()
-            .map(|i| {
-                let x = features.row(i);
-                logsumexp(&self.last.logits(x)) - self.alpha * self.virtual_norm(x)
-            })
-            .collect())
+        let (logits, norms) = self.parts(features);
+        Ok(logits.iter().zip(norms).map(|(z, n)| logsumexp(z) - self.alpha * n).collect())
     }
 
     pub fn alpha(&self) -> f64 {

@@ -35,6 +35,7 @@ fn knn_of_a_hand_worked_example() {
     let c = std::f64::consts::FRAC_1_SQRT_2;
     for (k, want) in [(1, 2.0 - 2.0 * c), (2, 2.0 - 2.0 * c), (3, 2.0 + 2.0 * c)] {
         let got = knn(t, q, k).unwrap()[0];
-        assert!((got + want).abs() < 1e-12, "k {k}: {got}, expected {}", -want);
+        // Dot products in f32, as faiss's flat index.
+        assert!((got + want).abs() < 1e-6, "k {k}: {got}, expected {}", -want);
     }
 }

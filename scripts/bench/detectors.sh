@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The post-hoc detectors (crates/detectors) against the reference libraries on the same seeded
+# features: KNN over TRAIN x DIM training features against QUERIES queries (faiss's exact flat
+# index when faiss-cpu installs, else NumPy), the Mahalanobis/RMDS fit and scoring (scikit-learn's
+# EmpiricalCovariance + NumPy) and ViM's fit and scoring (OpenOOD's code). Prints each side's
+# seconds, the largest score difference (relative to the largest score), and last, for each,
+# `ratio reference/oodlab = X` (above 1: oodlab is faster). Both use all cores.
+#   bash scripts/bench/detectors.sh                 # 50,000 x 512 against 20,000 queries
+#   TRAIN=5000 QUERIES=2000 bash scripts/bench/detectors.sh
+set -euo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+venv=${BENCH_VENV:-$here/.venv-bench}
+cd "$here"
+if ! "$venv/bin/python" -c "import numpy, scipy, sklearn" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q numpy scipy scikit-learn
+fi
+"$venv/bin/python" -c "import faiss" 2>/dev/null || "$venv/bin/pip" install -q faiss-cpu || echo "faiss-cpu did not install: KNN's reference is NumPy"
+cargo build -q --release --workspace --examples
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+echo "== $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
+ref=$("$venv/bin/python" scripts/bench/detectors_reference.py "$dir" --train "${TRAIN:-50000}" --queries "${QUERIES:-20000}" --dim "${DIM:-512}")
+echo "reference: $ref"
+ours=$(target/release/examples/bench_detectors "$dir")
+echo "oodlab:    $ours"
+python3 - "$ref" "$ours" <<'PY'
+import json, sys
+ref, ours = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+for name in ("knn", "mahalanobis+rmds", "vim"):
+    r, o = ref["times"][name], ours["times"][name]
+    print(f"{name}: reference {r:.2f} s, oodlab {o:.2f} s")
+for name, d in ours["difference"].items():
+    print(f"{name}: largest difference {d:.1e} of the largest score")
+for name in ("knn", "mahalanobis+rmds", "vim"):
+    print(f"{name}: ratio reference/oodlab = {ref['times'][name] / ours['times'][name]:.2f}")
+PY
