@@ -40,6 +40,9 @@ pub enum Command {
     Queue(QueueCommand),
     /// Stop an experiment's running runs and drop its pending ones from the queue.
     Cancel(TargetArgs),
+    /// Remove an experiment from the store with its runs and their folders (runs another
+    /// experiment shares stay); asks first unless --yes.
+    Rm(RmArgs),
     /// Work through the home's queue in the background (what `oodlab run --detach` starts).
     Daemon(DaemonArgs),
     /// Show experiments, the runs of one, or one run in detail.
@@ -190,6 +193,15 @@ pub struct QueueLsArgs {
 pub struct TargetArgs {
     /// A spec file or an experiment name.
     pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// A spec file or an experiment name.
+    pub target: String,
+    /// Remove without asking.
+    #[arg(long)]
+    pub yes: bool,
 }
 
 #[derive(Args, Debug)]

@@ -1,5 +1,6 @@
 //! All SQL of oodlab: the SQLite store behind sqlx, migrations from the repo's `migrations/`,
-//! one small async function per query. The scheduler is its only writer; readers open it
+//! one small async function per query. The scheduler (or a command holding the home lock in its
+//! place: a request applied when no scheduler runs, `oodlab rm`) is its only writer; readers open it
 //! read-only with [`Store::open_read_only`].
 //!
 //! ```no_run

@@ -288,6 +288,60 @@ impl Store {
             .await?)
     }
 
+    /// Removes an experiment: its row, its queue history, and its runs that no other experiment
+    /// lists (nor any remaining run names as its parent) with everything recorded about them, in
+    /// one transaction. Returns the removed runs' folders (for the caller to delete) and the
+    /// number of its runs kept because another experiment shares them; None if there is no such
+    /// experiment.
+    /// With `dry_run` nothing is removed (the transaction is rolled back): what would be.
+    pub async fn remove_experiment(&self, name: &str, dry_run: bool) -> R<Option<RemovedExperiment>> {
+        let mut tx = self.pool.begin().await?;
+        let known: Option<String> =
+            sqlx::query_scalar("SELECT name FROM experiments WHERE name = ?1").bind(name).fetch_optional(&mut *tx).await?;
+        if known.is_none() {
+            return Ok(None);
+        }
+        let listed: Vec<String> = sqlx::query_scalar("SELECT run_id FROM experiment_runs WHERE experiment = ?1 ORDER BY position")
+            .bind(name)
+            .fetch_all(&mut *tx)
+            .await?;
+        let removed: Vec<(String, String)> = sqlx::query_as(
+            "SELECT r.id, r.run_dir FROM runs r JOIN experiment_runs e ON e.run_id = r.id AND e.experiment = ?1
+             WHERE NOT EXISTS (SELECT 1 FROM experiment_runs o WHERE o.run_id = r.id AND o.experiment <> ?1)
+               AND NOT EXISTS (SELECT 1 FROM runs c WHERE c.parent_id = r.id
+                               AND EXISTS (SELECT 1 FROM experiment_runs o WHERE o.run_id = c.id AND o.experiment <> ?1))
+             ORDER BY e.position",
+        )
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?;
+        let queue_ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM queue WHERE experiment = ?1").bind(name).fetch_all(&mut *tx).await?;
+        for id in &queue_ids {
+            sqlx::query("DELETE FROM queue_runs WHERE queue_id = ?1").bind(id).execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM queue WHERE experiment = ?1").bind(name).execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM experiment_runs WHERE experiment = ?1").bind(name).execute(&mut *tx).await?;
+        for (id, _) in &removed {
+            for table in ["epochs", "run_metrics", "ood_metrics", "artifacts", "slurm_tasks", "queue_runs"] {
+                sqlx::query(&format!("DELETE FROM {table} WHERE run_id = ?1")).bind(id).execute(&mut *tx).await?;
+            }
+            // Fine-tunes among the removed runs point at parents that go too.
+            sqlx::query("UPDATE runs SET parent_id = NULL WHERE id = ?1").bind(id).execute(&mut *tx).await?;
+        }
+        for (id, _) in &removed {
+            sqlx::query("DELETE FROM runs WHERE id = ?1").bind(id).execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM experiments WHERE name = ?1").bind(name).execute(&mut *tx).await?;
+        if dry_run {
+            tx.rollback().await?;
+        } else {
+            tx.commit().await?;
+        }
+        let kept_shared = listed.len() - removed.len();
+        let (runs, folders) = removed.into_iter().unzip();
+        Ok(Some(RemovedExperiment { runs, folders, kept_shared }))
+    }
+
     /// Names of the experiments in the store.
     pub async fn experiments(&self) -> R<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT name FROM experiments ORDER BY name").fetch_all(&self.pool).await?)

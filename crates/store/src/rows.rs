@@ -144,3 +144,14 @@ pub enum Outcome {
     Failed { exit_code: Option<i32>, reason: String, stderr_tail: String },
     Interrupted { reason: String },
 }
+
+/// What [`Store::remove_experiment`](crate::Store::remove_experiment) removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemovedExperiment {
+    /// The removed runs.
+    pub runs: Vec<String>,
+    /// Their folders, for the caller to delete.
+    pub folders: Vec<String>,
+    /// The experiment's runs kept because another experiment lists them.
+    pub kept_shared: usize,
+}

@@ -10,6 +10,7 @@ mod plan;
 mod queue;
 mod report;
 mod results;
+mod rm;
 mod run;
 mod schedule;
 mod serve;
@@ -32,6 +33,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Queue(QueueCommand::Ls(a)) => runtime()?.block_on(queue::ls(&cli.home, a)),
         Command::Queue(QueueCommand::Rm(a)) => runtime()?.block_on(queue::rm(&cli.home, a)),
         Command::Cancel(a) => runtime()?.block_on(queue::cancel(&cli.home, a)),
+        Command::Rm(a) => runtime()?.block_on(rm::rm(&cli.home, a)),
         Command::Daemon(a) => runtime()?.block_on(daemon::daemon(&cli.home, a)),
         Command::Status(a) => runtime()?.block_on(status::status(&cli.home, a)),
         Command::Results(a) => runtime()?.block_on(results::results(&cli.home, a)),
