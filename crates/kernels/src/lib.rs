@@ -126,8 +126,8 @@ fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) ->
 #[derive(Clone, Copy)]
 struct SharedMut(*mut f32);
 
-// The only unsafe code of the workspace (with gemm's calls in conv.rs and crates/detectors' linalg.rs): kernels that write disjoint
-// parts of one output buffer from several threads.
+// The only unsafe code of the workspace (with gemm's calls in conv.rs and crates/detectors'
+// linalg.rs): kernels that write disjoint parts of one output buffer from several threads.
 #[allow(unsafe_code)]
 unsafe impl Send for SharedMut {}
 #[allow(unsafe_code)]
