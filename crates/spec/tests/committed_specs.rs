@@ -1,5 +1,8 @@
 //! The experiments committed in experiments/ are valid specs.
 
+#[path = "support/sample_sets.rs"]
+mod support;
+
 use std::path::Path;
 
 fn experiments() -> std::path::PathBuf {
@@ -42,20 +45,7 @@ fn mixoe_protocol_starts_every_fine_tune_from_the_one_seed_0_baseline() {
     let full = experiments().join("../datasets/full/fashion-mnist/train-images-idx3-ubyte.gz");
     // Without the full data, the committed spec pointed at the sample.
     let sample = experiments().join("../datasets/sample").canonicalize().unwrap();
-    let mut sets = Vec::new();
-    if !full.exists() {
-        for (name, folder, parts) in [
-            ("fashion", "fashion-mnist", &["train", "test"][..]),
-            ("mnist", "mnist", &["test"][..]),
-            ("animal", "animal-mnist", &["train"][..]),
-        ] {
-            for part in parts {
-                let stem = if *part == "train" { "train" } else { "t10k" };
-                sets.push(format!("datasets.{name}.{part}.images={}/{folder}/{stem}-images-idx3-ubyte.gz", sample.display()));
-                sets.push(format!("datasets.{name}.{part}.labels={}/{folder}/{stem}-labels-idx1-ubyte.gz", sample.display()));
-            }
-        }
-    }
+    let sets = if full.exists() { Vec::new() } else { support::sample_sets(&sample) };
     let exp = oodlab_spec::load(&path, &sets, "v").unwrap();
     let baselines: Vec<_> = exp.runs.iter().filter(|r| r.entry == "baseline").collect();
     assert_eq!(baselines.len(), 1);

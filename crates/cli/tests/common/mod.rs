@@ -133,22 +133,12 @@ pub fn broken_dataset(dir: &Path) -> String {
     format!("  broken:\n    format: idx\n    classes: 10\n    test: {{images: {0}/images.gz, labels: {0}/labels.idx}}", broken.display())
 }
 
+#[path = "../../../spec/tests/support/sample_sets.rs"]
+mod sample_sets;
+
 /// `--set` overrides that point a committed spec's datasets at the committed sample.
 pub fn sample_overrides() -> Vec<String> {
-    let s = sample();
-    let mut sets = Vec::new();
-    for (name, folder, parts) in [
-        ("fashion", "fashion-mnist", &["train", "test"][..]),
-        ("mnist", "mnist", &["test"][..]),
-        ("animal", "animal-mnist", &["train"][..]),
-    ] {
-        for part in parts {
-            let stem = if *part == "train" { "train" } else { "t10k" };
-            sets.push(format!("datasets.{name}.{part}.images={}/{folder}/{stem}-images-idx3-ubyte.gz", s.display()));
-            sets.push(format!("datasets.{name}.{part}.labels={}/{folder}/{stem}-labels-idx1-ubyte.gz", s.display()));
-        }
-    }
-    sets
+    sample_sets::sample_sets(&sample())
 }
 
 pub fn experiments() -> std::path::PathBuf {
