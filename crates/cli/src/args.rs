@@ -43,6 +43,8 @@ pub enum Command {
     /// Remove an experiment from the store with its runs and their folders (runs another
     /// experiment shares stay); asks first unless --yes.
     Rm(RmArgs),
+    /// Delete run folders that no run in the store owns (left by a deleted store or by hand).
+    Gc(GcArgs),
     /// Work through the home's queue in the background (what `oodlab run --detach` starts).
     Daemon(DaemonArgs),
     /// Show experiments, the runs of one, or one run in detail.
@@ -193,6 +195,13 @@ pub struct QueueLsArgs {
 pub struct TargetArgs {
     /// A spec file or an experiment name.
     pub target: String,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    /// List what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Args, Debug)]

@@ -1,6 +1,7 @@
 //! `oodlab rm`: an experiment leaves the store with its own runs and their folders; a run
 //! another experiment shares stays, with its results; it asks first, names what exists when the
-//! name is wrong, and refuses while a scheduler serves the home.
+//! name is wrong, and refuses while a scheduler serves the home. `oodlab gc`: run folders no run
+//! in the store owns, and only those.
 
 mod common;
 
@@ -73,4 +74,39 @@ fn rm_removes_an_experiment_and_its_own_runs_but_never_a_shared_one() {
     // The removed run's rows are gone too.
     let out = oodlab(&home).args(["status", "--run", &own[0]]).output().unwrap();
     assert_ne!(out.status.code(), Some(0));
+}
+
+#[test]
+fn gc_deletes_only_run_folders_no_run_in_the_store_owns() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let spec = write_spec(dir.path(), &spec_text("kept", "  baseline: {method: ce}", "  seeds: [0]", ""));
+    run_ok(oodlab(&home).arg("run").arg(&spec));
+    let run = statuses(&home, "kept")[0]["run_id"].as_str().unwrap().to_string();
+    let run_dir = std::path::PathBuf::from(run_detail(&home, &run)["run_dir"].as_str().unwrap());
+    // Left by an earlier store: a run folder of an experiment the store never heard of, one
+    // beside a live run; and a folder that is not a run's, which gc must not touch.
+    let orphan = home.join("runs/gone/0123456789ab");
+    let beside = home.join("runs/kept/abcdef012345");
+    let notes = home.join("runs/kept/notes");
+    for d in [&orphan, &beside, &notes] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("checkpoint.safetensors"), vec![0u8; 2 << 20]).unwrap();
+    }
+
+    let out = text(&run_ok(oodlab(&home).args(["gc", "--dry-run"])).stdout);
+    assert!(out.contains("would delete") && out.contains("0123456789ab") && out.contains("abcdef012345"), "{out}");
+    assert!(out.contains("2 folder(s)") && out.contains("would free 4.0 MiB"), "{out}");
+    assert!(orphan.exists() && beside.exists(), "a dry run deleted something");
+
+    let out = text(&run_ok(oodlab(&home).arg("gc")).stdout);
+    assert!(out.contains("freed 4.0 MiB"), "{out}");
+    assert!(!orphan.exists() && !beside.exists() && !home.join("runs/gone").exists());
+    assert!(notes.exists(), "a folder not named like a run was deleted");
+    assert!(run_dir.join("checkpoint.safetensors").exists(), "the live run's folder went");
+    let out = text(&run_ok(oodlab(&home).arg("gc")).stdout);
+    assert!(out.contains("nothing to delete"), "{out}");
+    // Its results are still there.
+    let results = run_ok(oodlab(&home).args(["results", "kept", "--format", "json"]));
+    assert!(!serde_json::from_slice::<Vec<serde_json::Value>>(&results.stdout).unwrap().is_empty());
 }

@@ -342,6 +342,11 @@ impl Store {
         Ok(Some(RemovedExperiment { runs, folders, kept_shared }))
     }
 
+    /// Every run id in the store.
+    pub async fn run_ids(&self) -> R<Vec<String>> {
+        Ok(sqlx::query_scalar("SELECT id FROM runs ORDER BY id").fetch_all(&self.pool).await?)
+    }
+
     /// Names of the experiments in the store.
     pub async fn experiments(&self) -> R<Vec<String>> {
         Ok(sqlx::query_scalar("SELECT name FROM experiments ORDER BY name").fetch_all(&self.pool).await?)

@@ -4,6 +4,7 @@ mod bench_load;
 mod bench_step;
 mod compare;
 mod daemon;
+mod gc;
 mod grid;
 mod metrics;
 mod plan;
@@ -34,6 +35,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Queue(QueueCommand::Rm(a)) => runtime()?.block_on(queue::rm(&cli.home, a)),
         Command::Cancel(a) => runtime()?.block_on(queue::cancel(&cli.home, a)),
         Command::Rm(a) => runtime()?.block_on(rm::rm(&cli.home, a)),
+        Command::Gc(a) => runtime()?.block_on(gc::gc(&cli.home, a)),
         Command::Daemon(a) => runtime()?.block_on(daemon::daemon(&cli.home, a)),
         Command::Status(a) => runtime()?.block_on(status::status(&cli.home, a)),
         Command::Results(a) => runtime()?.block_on(results::results(&cli.home, a)),

@@ -10,7 +10,7 @@ use crate::args::RmArgs;
 use crate::settings;
 
 /// The bytes of the files under `dir` (0 if it is gone).
-fn size(dir: &Path) -> u64 {
+pub fn size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries
         .flatten()
@@ -21,7 +21,7 @@ fn size(dir: &Path) -> u64 {
         .sum()
 }
 
-fn mib(bytes: u64) -> String {
+pub fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
 }
 
