@@ -36,19 +36,9 @@ impl ClassGaussians {
             return invalid(format!("class {c} has no training features: its mean is undefined"));
         }
         let means: Vec<Vec<f64>> = class_means.into_iter().map(|(m, _)| m).collect();
-        // scikit-learn centres the class-centred features once more on their own mean (zero up
-        // to rounding): the same centres, shifted by it.
-        let shift = {
-            let mut s = vec![0f64; train.dim()];
-            for (i, x) in train.iter().enumerate() {
-                for ((s, &v), m) in s.iter_mut().zip(x).zip(&means[labels[i]]) {
-                    *s += v as f64 - m;
-                }
-            }
-            s.into_iter().map(|s| s / train.len() as f64).collect::<Vec<_>>()
-        };
-        let centers: Vec<Vec<f64>> = means.iter().map(|m| m.iter().zip(&shift).map(|(m, s)| m + s).collect()).collect();
-        let white = whitening(&covariance(train, &centers, |i| labels[i]));
+        // scikit-learn centres the class-centred features once more on their own mean, which is
+        // zero up to rounding: not repeated here.
+        let white = whitening(&covariance(train, &means, |i| labels[i]));
         let white_means = means.iter().map(|m| (nalgebra::RowDVector::from_row_slice(m) * &white).iter().copied().collect()).collect();
         let whole_mean = mean(train);
         let whole_white = whitening(&covariance(train, std::slice::from_ref(&whole_mean), |_| 0));

@@ -28,7 +28,7 @@ use thiserror::Error;
 
 pub use gaussian::{mahalanobis, rmds, ClassGaussians};
 pub use knn::knn;
-pub use logits::{energy, gen, Linear};
+pub use logits::{gen, Linear};
 pub use shaping::{ash, percentile, react, Ash};
 pub use vim::Vim;
 

@@ -1,5 +1,6 @@
-//! The linear algebra of the Gaussian detectors and ViM, in f64 over nalgebra: means,
-//! covariances, and the pseudo-inverse of a symmetric matrix as SciPy's `pinvh` makes it.
+//! The linear algebra of the Gaussian detectors and ViM, in f64: means, covariances, the
+//! pseudo-inverse of a symmetric matrix as SciPy's `pinvh` makes it (kept as a whitening), and
+//! products with the `gemm` crate.
 
 use nalgebra::{DMatrix, SymmetricEigen};
 
@@ -27,8 +28,7 @@ pub(crate) fn mean(rows: Rows) -> Vec<f64> {
 }
 
 /// The biased covariance (divided by n) of the rows x_i around `centers[group(i)]`: scikit-learn's
-/// `empirical_covariance` of x_i - center (with `assume_centered`; without it, the callers pass
-/// centres that include the rows' mean). Blocks of rows are made into f64 matrices and
+/// `empirical_covariance` of x_i - center (with `assume_centered`). Blocks of rows are made into f64 matrices and
 /// multiplied in parallel, their products added in block order, so the result does not depend
 /// on the number of threads; no copy of all the rows is made.
 pub(crate) fn covariance(rows: Rows, centers: &[Vec<f64>], group: impl Fn(usize) -> usize + Sync) -> DMatrix<f64> {

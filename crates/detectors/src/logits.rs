@@ -1,4 +1,6 @@
-//! Scores of logits: energy and GEN; and the last linear layer that maps features to logits.
+//! GEN, a score of logits; logsumexp (the energy the shaping detectors and ViM end with); and the
+//! last linear layer that maps features to logits. MSP, MaxLogit and Energy themselves are scored
+//! at evaluation (crates/train/src/evaluate.rs).
 
 use crate::{invalid, Result, Rows};
 
@@ -52,11 +54,6 @@ impl Linear {
 pub(crate) fn logsumexp(z: &[f64]) -> f64 {
     let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln()
-}
-
-/// The energy score of each row of logits: logsumexp (the negative free energy at T = 1).
-pub fn energy(logits: Rows) -> Vec<f64> {
-    logits.iter().map(|z| logsumexp(&z.iter().map(|&v| v as f64).collect::<Vec<_>>())).collect()
 }
 
 /// GEN (Liu et al., CVPR 2023; OpenOOD `gen_postprocessor.py`): minus the generalized entropy

@@ -14,9 +14,7 @@ pub fn percentile(values: &[f32], q: f64) -> Result<f64> {
     }
     let mut v: Vec<f64> = values.iter().map(|&x| x as f64).collect();
     v.sort_by(|a, b| a.total_cmp(b));
-    let at = q / 100.0 * (v.len() - 1) as f64;
-    let (lo, hi) = (at.floor() as usize, at.ceil() as usize);
-    Ok(v[lo] + (v[hi] - v[lo]) * (at - lo as f64))
+    Ok(oodlab_metrics::stats::quantile_sorted(&v, q / 100.0))
 }
 
 /// ReAct (Sun et al., NeurIPS 2021; OpenOOD `react_postprocessor.py`): features clipped from
