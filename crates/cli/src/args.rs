@@ -45,6 +45,9 @@ pub enum Command {
     Rm(RmArgs),
     /// Delete run folders that no run in the store owns (left by a deleted store or by hand).
     Gc(GcArgs),
+    /// Add post-hoc detectors (knn, vim, ...) to a spec's finished runs, from their saved
+    /// features or their checkpoints, without training again.
+    Rescore(RescoreArgs),
     /// Work through the home's queue in the background (what `oodlab run --detach` starts).
     Daemon(DaemonArgs),
     /// Show experiments, the runs of one, or one run in detail.
@@ -87,7 +90,7 @@ pub struct ReportArgs {
     /// The folder to write report.md, report.html and figures/ into (created if missing).
     #[arg(long)]
     pub out: PathBuf,
-    /// The OOD score of the tables and figures: msp, maxlogit or energy (default: the spec's first).
+    /// The OOD score of the tables and figures: msp, maxlogit, energy or a post-hoc detector (default: the spec's first).
     #[arg(long)]
     pub score: Option<String>,
     /// The row the comparison tables test every other row against (Wilcoxon, marked †).
@@ -205,6 +208,16 @@ pub struct GcArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct RescoreArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Comma-separated detectors (default: the post-hoc detectors of the spec's eval.scores):
+    /// gen, knn, react, ash, mahalanobis, rmds, vim.
+    #[arg(long, value_delimiter = ',')]
+    pub scores: Vec<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct RmArgs {
     /// A spec file or an experiment name.
     pub target: String,
@@ -249,7 +262,7 @@ pub struct ResultsArgs {
     pub target: String,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Only this score (msp, maxlogit, energy).
+    /// Only this score (msp, maxlogit, energy, or a post-hoc detector such as knn).
     #[arg(long)]
     pub score: Option<String>,
     /// Only this OOD set.
@@ -265,13 +278,18 @@ pub struct CompareArgs {
     /// path.<input|logit>.<tv_mean|tv_median|tv_p90|jump_mean|jump_median|jump_p90> (docs/analyses.md).
     #[arg(long, default_value = "auroc")]
     pub metric: String,
-    /// The OOD score: msp, maxlogit or energy.
+    /// The OOD score: msp, maxlogit, energy, or a post-hoc detector (gen, knn, react, ash,
+    /// mahalanobis, rmds, vim) the runs were scored with.
     #[arg(long, default_value = "msp")]
     pub score: String,
-    /// What a row is: `entry` (the spec's method entries, with their grid values), `method`, or
-    /// any field of a run's settings such as `train.optimizer.lr` or `method.consistency.loss`.
+    /// What a row is: `entry` (the spec's method entries, with their grid values), `method`,
+    /// `score` (every score and detector of one --entry), or any field of a run's settings such
+    /// as `train.optimizer.lr` or `method.consistency.loss`.
     #[arg(long, default_value = "entry")]
     pub rows: String,
+    /// Only the runs of this method entry (needed by --rows score when there are several).
+    #[arg(long)]
+    pub entry: Option<String>,
     /// The row every other row is tested against (Wilcoxon signed-rank over matched cells).
     #[arg(long)]
     pub baseline: Option<String>,

@@ -139,7 +139,16 @@ fn the_experiment_page_follows_a_quickstart_live_and_draws_its_runs_roc_and_trai
 
         // A run's page from its link: its own ROC and curves.
         client.goto(&format!("{base}/runs/{}", ids[0])).await.unwrap();
-        assert!(js(&client, &drawn("roc")).await.as_i64().unwrap() >= 1);
+        // Laid out by the browser: on a loaded machine that can trail the page's load event.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let curves = js(&client, &drawn("roc")).await.as_i64().unwrap();
+            if curves >= 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "run {}: no ROC curve drawn on its page", ids[0]);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
 
         // The comparison page: pick a metric with its selector, and export as the CLI does.
         client.goto(&format!("{base}/experiments/quickstart/compare")).await.unwrap();

@@ -169,15 +169,27 @@ fn quickstart_results_list_all_four_methods_with_every_score_and_ood_set() {
             r["ood_set"].as_str().unwrap().to_string(),
         ));
     }
+    // The logit scores and every post-hoc detector the quickstart lists.
+    let scores = ["msp", "maxlogit", "energy", "gen", "knn", "react", "ash", "mahalanobis", "rmds", "vim"];
     for method in ["ce", "oe", "mixoe", "lmoe"] {
-        for score in ["msp", "maxlogit", "energy"] {
+        for score in scores {
             for set in ["heldout", "mnist"] {
                 assert!(cells.contains(&(method.to_string(), score.to_string(), set.to_string())), "no {method}/{score}/{set} in {rows:?}");
             }
         }
     }
     // Two seeds of each of the four methods.
-    assert_eq!(rows.len(), 4 * 2 * 3 * 2);
+    assert_eq!(rows.len(), 4 * 2 * scores.len() * 2);
+    // The detectors' settings were searched on the validation OOD set (a slice of the outlier
+    // pool) and recorded with the run.
+    let run_id = rows[0]["run_id"].as_str().unwrap();
+    let detail: serde_json::Value =
+        serde_json::from_slice(&run_ok(oodlab(&home).args(["status", "--run", run_id, "--format", "json"])).stdout).unwrap();
+    let m = &detail["metrics"];
+    assert_eq!(m["detector.knn.candidates"], 7.0, "{m}");
+    assert_eq!(m["detector.gen.candidates"], 42.0, "{m}");
+    assert_eq!(m["detector.gen.no_effect.m"], 1.0, "6 classes: every M takes all of them; {m}");
+    assert!((0.0..=1.0).contains(&m["detector.vim.val_auroc"].as_f64().unwrap()), "{m}");
 
     // The comparison table, as Markdown and LaTeX, with mean ± std (n) in every cell, and LMOE
     // against MixOE paired over the matched seeds.

@@ -98,7 +98,7 @@ fn the_report_has_every_figure_of_every_entry_and_its_links_resolve() {
     assert!(std::fs::read_to_string(dir.path().join("energy/report.md")).unwrap().contains("`energy` score"));
     let bad = oodlab(&home).arg("report").arg(&spec).arg("--out").arg(&out).args(["--score", "nope"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
-    assert!(text(&bad.stderr).contains("--score nope: expected msp, maxlogit or energy"));
+    assert!(text(&bad.stderr).contains("--score nope: expected one of msp, maxlogit, energy, gen"));
     std::fs::create_dir_all(dir.path().join("x")).unwrap();
     let other = write_spec(&dir.path().join("x"), &spec_text("never-run", "  baseline: {method: ce}", "  seeds: [0]", ""));
     let none = oodlab(&home).arg("report").arg(&other).arg("--out").arg(&out).output().unwrap();

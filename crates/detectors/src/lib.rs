@@ -17,18 +17,22 @@
 //! assert!(s[0] > s[1]); // the confident sample is more ID-like
 //! ```
 
+mod detector;
 mod gaussian;
 mod knn;
 mod linalg;
 mod logits;
+mod search;
 mod shaping;
 mod vim;
 
 use thiserror::Error;
 
+pub use detector::{score_sets, Detector, Query, Reference};
 pub use gaussian::{mahalanobis, rmds, ClassGaussians};
 pub use knn::knn;
 pub use logits::{gen, Linear};
+pub use search::{search, Searched};
 pub use shaping::{ash, percentile, react, Ash};
 pub use vim::Vim;
 
@@ -71,6 +75,11 @@ impl<'a> Rows<'a> {
 
     pub fn dim(&self) -> usize {
         self.dim
+    }
+
+    /// Every value, row after row.
+    pub fn values(&self) -> &'a [f32] {
+        self.values
     }
 
     pub fn row(&self, i: usize) -> &'a [f32] {

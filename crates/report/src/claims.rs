@@ -45,6 +45,10 @@ pub struct Claim {
     pub tests: Vec<ClaimTest>,
 }
 
+/// The scores a run can be measured by: from logits, then the post-hoc detectors (the names of
+/// `oodlab_spec::Score`, which this crate does not depend on).
+const SCORES: [&str; 10] = ["msp", "maxlogit", "energy", "gen", "knn", "react", "ash", "mahalanobis", "rmds", "vim"];
+
 /// `a` is claimed better than `b` on `metric` of `score` in `column` (an OOD set, `near avg` or
 /// `far avg`), better following the metric's direction.
 #[derive(Debug, Clone, Deserialize)]
@@ -75,8 +79,13 @@ pub fn read(path: &Path) -> Result<ClaimsFile, String> {
                     all.join(", ")
                 ));
             }
-            if !["msp", "maxlogit", "energy"].contains(&t.score.as_str()) {
-                return Err(format!("{}: claims[{i}].tests[{j}].score: `{}`; expected msp, maxlogit or energy", path.display(), t.score));
+            if !SCORES.contains(&t.score.as_str()) {
+                return Err(format!(
+                    "{}: claims[{i}].tests[{j}].score: `{}`; expected one of {}",
+                    path.display(),
+                    t.score,
+                    SCORES.join(", ")
+                ));
             }
         }
     }
@@ -160,7 +169,7 @@ pub async fn evaluate(store: &oodlab_store::Store, name: &str, file: &ClaimsFile
         let mut tests = Vec::new();
         for t in &claim.tests {
             let metric = Metric::parse(&t.metric).expect("checked when read");
-            let options = Options { metric, score: &t.score, rows: "entry", split: None, baseline: None, alpha: file.alpha };
+            let options = Options { metric, score: &t.score, rows: "entry", entry: None, split: None, baseline: None, alpha: file.alpha };
             let input = compare_input(store, name, &options).await?;
             let comparison = paired(&input, &t.a, &t.b).into_iter().find(|p| p.column == t.column);
             let verdict = comparison.as_ref().map_or(Verdict::NoData, |c| judge(metric, c, file.alpha));

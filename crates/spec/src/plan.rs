@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Origin, SpecError};
 use crate::locate::{ancestors, Locator};
 use crate::position::child;
-use crate::types::{DatasetSpec, EvalSettings, InitFrom, ModelSettings, RunSettings, SpecFile};
+use crate::types::{DatasetSpec, EvalSettings, InitFrom, ModelSettings, RunSettings, Score, SpecFile};
 use crate::validate;
 
 /// A run's identity: a hash of its semantic configuration only.
@@ -114,10 +114,13 @@ impl RunConfig {
     }
 }
 
-/// The evaluation settings that make a run: the scores, and when set the crop and the analyses
-/// (fields left at their defaults are left out, so ids made before they existed stay).
+/// The evaluation settings that make a run: the scores computed from logits, and when set the
+/// crop and the analyses (fields left at their defaults are left out, so ids made before they
+/// existed stay). Post-hoc detectors and saved features are not: `oodlab rescore` adds them to a
+/// finished run without making it another run.
 fn eval_identity(e: &EvalSettings) -> serde_json::Value {
-    let mut v = serde_json::json!({"scores": e.scores});
+    let scores: Vec<Score> = e.scores.iter().copied().filter(|s| s.from_logits()).collect();
+    let mut v = serde_json::json!({"scores": scores});
     if let Some(crop) = e.crop {
         v["crop"] = serde_json::json!(crop);
     }
@@ -503,6 +506,7 @@ pub(crate) fn expand(
             let used: BTreeMap<String, DatasetSpec> = std::iter::once(&settings.data.id)
                 .chain(&settings.data.outliers)
                 .chain(&settings.data.ood)
+                .chain(&settings.eval.val_ood)
                 .map(|n| (n.clone(), datasets[n].clone()))
                 .collect();
             let grid = sets.iter().map(|a| (a.path.clone(), serde_json::to_value(&a.value).unwrap_or_default())).collect();

@@ -714,6 +714,31 @@ pub struct EvalSettings {
     /// A fine-tune whose ID accuracy ends more than this many percentage points below its
     /// parent's is flagged as collapsed (never failed). Reporting only: not in the run id.
     pub max_acc_drop: f64,
+    /// The penultimate features (and logits) saved at evaluation in `features.safetensors`, which
+    /// the post-hoc detectors fit on and `oodlab rescore` reads. Not in the run id: the same
+    /// trained model gives the same features again (rescore extracts them from the checkpoint).
+    pub features: FeatureFormat,
+    /// ID training images whose features are kept (the detectors' fitting set), a draw seeded by
+    /// the run's seed; 0 keeps all. Not in the run id, as `features`.
+    pub train_sample: usize,
+    /// The validation OOD set the detectors' hyperparameters are searched on (against the ID
+    /// validation images): a declared dataset that is no test set of the run. Unset: the outlier
+    /// pool (`data.outliers`) when there is one; without either, each detector keeps its defaults.
+    /// Not in the run id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub val_ood: Option<String>,
+    /// Images drawn (seeded by the run's seed) from the validation OOD set; 0 takes all.
+    pub val_ood_size: usize,
+}
+
+/// The number format of saved features; `none` saves none (post-hoc detectors then need
+/// `oodlab rescore`, which extracts them from the checkpoint).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FeatureFormat {
+    F32,
+    F16,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -748,6 +773,10 @@ impl Default for EvalSettings {
             paths: None,
             tnr95_subsets: 0,
             max_acc_drop: 5.0,
+            features: FeatureFormat::F32,
+            train_sample: 10_000,
+            val_ood: None,
+            val_ood_size: 2_000,
         }
     }
 }
@@ -762,14 +791,56 @@ pub enum Score {
     Maxlogit,
     /// `T logsumexp(z / T)` with T = 1.
     Energy,
+    // Post-hoc detectors over the saved features (crates/detectors, docs/detectors.md).
+    /// Generalized entropy over the top-M probabilities.
+    Gen,
+    /// Distance to the k-th nearest normalized ID training feature.
+    Knn,
+    /// Energy of the features clipped at a percentile of the ID training activations.
+    React,
+    /// Activation shaping (ASH-B): the top of each feature vector kept, binarized, then energy.
+    Ash,
+    /// Class-conditional Gaussians with a tied covariance.
+    Mahalanobis,
+    /// Relative Mahalanobis: minus the class-agnostic Gaussian's distance.
+    Rmds,
+    /// Virtual logit from the residual of the principal subspace.
+    Vim,
 }
 
 impl Score {
+    pub const ALL: [Score; 10] = [
+        Score::Msp,
+        Score::Maxlogit,
+        Score::Energy,
+        Score::Gen,
+        Score::Knn,
+        Score::React,
+        Score::Ash,
+        Score::Mahalanobis,
+        Score::Rmds,
+        Score::Vim,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Score::Msp => "msp",
             Score::Maxlogit => "maxlogit",
             Score::Energy => "energy",
+            Score::Gen => "gen",
+            Score::Knn => "knn",
+            Score::React => "react",
+            Score::Ash => "ash",
+            Score::Mahalanobis => "mahalanobis",
+            Score::Rmds => "rmds",
+            Score::Vim => "vim",
         }
+    }
+
+    /// Computed from the logits alone as the worker evaluates; the others are post-hoc
+    /// detectors over saved features, which `oodlab rescore` can add to a finished run and which
+    /// are therefore not part of a run's identity.
+    pub fn from_logits(self) -> bool {
+        matches!(self, Score::Msp | Score::Maxlogit | Score::Energy)
     }
 }

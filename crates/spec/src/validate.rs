@@ -200,6 +200,19 @@ fn dataset_refs(s: &RunSettings, datasets: &BTreeMap<String, DatasetSpec>) -> Op
             ));
         }
     }
+    if let Some(val) = &s.eval.val_ood {
+        let Some(ds) = datasets.get(val) else { return Some(unknown_dataset("eval.val_ood", val, datasets)) };
+        if d.ood.contains(val) || *val == d.id {
+            return Some(problem(
+                "eval.val_ood",
+                format!("`{val}` is a test set of this run; the detectors' hyperparameters must never be chosen on a test set"),
+                "name a dataset that is neither data.id nor in data.ood, or leave eval.val_ood out to use the outlier pool",
+            ));
+        }
+        if !ds.has_train() && !ds.has_test() {
+            return Some(problem("eval.val_ood", format!("dataset `{val}` has no images"), ""));
+        }
+    }
     None
 }
 

@@ -204,6 +204,28 @@ fn run_ids_ignore_paths_and_resources() {
 }
 
 #[test]
+fn run_ids_ignore_post_hoc_detectors_and_saved_features_but_not_logit_scores() {
+    let ids = |overrides: &[&str]| {
+        let (_, e) = try_spec("name: t", "name: t", overrides);
+        e.unwrap().runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>()
+    };
+    let plain = ids(&[]);
+    // `oodlab rescore` adds detectors to a finished run; they must not make it another run.
+    assert_eq!(plain, ids(&["eval.scores=[msp, maxlogit, energy, knn, vim, rmds]"]));
+    assert_eq!(plain, ids(&["eval.features=none", "eval.train_sample=500"]));
+    assert_ne!(plain, ids(&["eval.scores=[msp]"]));
+    // Hyperparameters are never tuned on a test set.
+    let (_, e) = bad("name: t", "name: t", &["eval.val_ood=mnist"]);
+    assert_eq!(e.field, "eval.val_ood");
+    assert!(e.message.contains("`mnist` is a test set of this run"), "{e}");
+    let (_, e) = bad("name: t", "name: t", &["eval.val_ood=mnsit"]);
+    assert!(e.to_string().contains("did you mean `mnist`?"), "{e}");
+    // An unknown detector is named with the list to pick from.
+    let (_, e) = bad("name: t", "name: t", &["eval.scores=[msp, knm]"]);
+    assert!(e.to_string().contains("did you mean `knn`?"), "{e}");
+}
+
+#[test]
 fn outliers_from_a_test_set_are_refused() {
     let (_, e) = bad("  ood: [mnist]", "  ood: [mnist]\n  outliers: fashion", &[]);
     assert_eq!(e.field, "data.outliers");

@@ -363,6 +363,14 @@ impl Store {
         .await?)
     }
 
+    /// (name, value) of a run's scalar metrics, by name.
+    pub async fn run_metrics(&self, run_id: &str) -> R<Vec<(String, f64)>> {
+        Ok(sqlx::query_as::<_, (String, f64)>("SELECT name, value FROM run_metrics WHERE run_id = ?1 ORDER BY name")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Epoch curve of a run.
     pub async fn epochs(&self, run_id: &str) -> R<Vec<EpochRow>> {
         Ok(sqlx::query_as::<_, EpochRow>(

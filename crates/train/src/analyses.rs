@@ -94,7 +94,9 @@ pub(crate) fn save(req: &RunRequest, sets: &[(&str, &Evaluated)], k: usize, path
     }
     let bins = s.eval.histogram_bins;
     if bins > 0 {
-        for (i, score) in s.eval.scores.iter().enumerate() {
+        // The scores computed from logits (the detectors' per-sample scores are in scores.safetensors).
+        let scores: Vec<oodlab_spec::Score> = sets[0].1.scores.iter().map(|(score, _)| *score).collect();
+        for (i, score) in scores.iter().enumerate() {
             let values = || sets.iter().flat_map(|(_, e)| e.scores[i].1.iter().copied());
             let (lo, hi) = values().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
             let edges: Vec<f64> = (0..=bins).map(|b| lo + (hi - lo) * b as f64 / bins as f64).collect();

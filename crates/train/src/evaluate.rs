@@ -33,7 +33,11 @@ pub fn logits(
     })
 }
 
-/// One score per row of `logits` (larger = more ID-like).
+/// One score per row of `logits` (larger = more ID-like), for the scores computed from logits
+/// ([`Score::from_logits`]); the post-hoc detectors need features (crate::features).
+///
+/// # Panics
+/// On a post-hoc detector: callers filter them out.
 pub fn scores(logits: &[f32], k: usize, score: Score) -> Vec<f64> {
     logits
         .chunks(k)
@@ -44,6 +48,7 @@ pub fn scores(logits: &[f32], k: usize, score: Score) -> Vec<f64> {
                 Score::Msp => (max - lse).exp(),
                 Score::Maxlogit => max,
                 Score::Energy => lse, // T logsumexp(z / T), T = 1
+                other => panic!("`{}` is a post-hoc detector, scored from features", other.name()),
             }
         })
         .collect()

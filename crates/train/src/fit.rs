@@ -6,7 +6,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use oodlab_protocol::Event;
-use oodlab_spec::{Keep, Precision, Score};
+use oodlab_spec::{FeatureFormat, Keep, Precision, Score};
 
 use crate::augment::View;
 use crate::evaluate::{logits, predictions, scores};
@@ -256,13 +256,24 @@ pub(crate) struct Evaluated {
 fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, sink: Sink) -> Result<(), TrainError> {
     let s = &req.config.settings;
     let mut saved: HashMap<String, Tensor> = HashMap::new();
+    let detectors: Vec<Score> = s.eval.scores.iter().copied().filter(|s| !s.from_logits()).collect();
+    let keep_features = s.eval.features != FeatureFormat::None || !detectors.is_empty();
+    let mut features: Vec<(String, crate::features::SetFeatures)> = Vec::new();
     let mut eval_set = |name: &str, set: &oodlab_data::ImageSet| -> Result<Evaluated, TrainError> {
-        let (z, k) = logits(model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, s.data.loader, device)?;
+        let (z, k) = if keep_features {
+            let f = crate::features::extract(model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, s.data.loader, device)?;
+            let k = f.logits.len() / set.len().max(1);
+            let z = f.logits.clone();
+            features.push((name.to_string(), f));
+            (z, k)
+        } else {
+            logits(model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, s.data.loader, device)?
+        };
         let n = set.len();
         saved.insert(format!("{name}.logits"), Tensor::from_vec(z.clone(), (n, k), &Device::Cpu).context("saving logits")?);
         saved.insert(format!("{name}.labels"), Tensor::from_vec(set.labels.clone(), n, &Device::Cpu).context("saving labels")?);
         let mut out = Vec::with_capacity(s.eval.scores.len());
-        for &score in &s.eval.scores {
+        for &score in s.eval.scores.iter().filter(|s| s.from_logits()) {
             let v = scores(&z, k, score);
             let as_f32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
             saved.insert(format!("{name}.{}", score.name()), Tensor::from_vec(as_f32, n, &Device::Cpu).context("saving scores")?);
@@ -277,33 +288,29 @@ fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, 
     for (name, set) in &sets.ood {
         let ood = eval_set(name, set)?;
         for ((score, id_scores), (_, ood_scores)) in id.scores.iter().zip(&ood.scores) {
-            let err = |source| TrainError::Metrics { set: name.clone(), score: score.name().into(), source };
-            let m = oodlab_metrics::ood_metrics(id_scores, ood_scores).map_err(err)?;
-            let tnr95 = match s.eval.tnr95_subsets {
-                0 => oodlab_metrics::tnr_at_tpr95(id_scores, ood_scores),
-                runs => oodlab_metrics::tnr_at_tpr95_subsets(id_scores, ood_scores, runs, 0),
-            }
-            .map_err(err)?;
-            sink(Event::OodMetric {
-                ood_set: name.clone(),
-                score: score.name().into(),
-                auroc: m.auroc,
-                fpr95: m.fpr95,
-                aupr_in: m.aupr_in,
-                aupr_out: m.aupr_out,
-                tnr95: Some(tnr95),
-                n_id: id_scores.len() as u64,
-                n_ood: ood_scores.len() as u64,
-            });
+            sink(ood_metric(name, score.name(), id_scores, ood_scores, s.eval.tnr95_subsets)?);
         }
         evaluated.push((name.clone(), ood));
+    }
+    if keep_features {
+        let (train, val) = crate::features::reference_sets(model, req.config, sets, device)?;
+        let last = crate::features::RunFeatures::last_layer(model)?;
+        let run = crate::features::RunFeatures { dim: last.dim, classes: k, last, train, sets: features, val };
+        if s.eval.features != FeatureFormat::None {
+            run.save(&req.run_dir.join(crate::features::FEATURES), s.eval.features)?;
+            sink(Event::Artifact { kind: "features".into(), path: crate::features::FEATURES.into() });
+        }
+        for event in detector_events(&run, &detectors, s.eval.tnr95_subsets, &mut saved)? {
+            sink(event);
+        }
     }
     candle_core::safetensors::save(&saved, req.run_dir.join(SCORES)).context("writing scores")?;
     sink(Event::Artifact { kind: "scores".into(), path: SCORES.into() });
     let mut path_curves = HashMap::new();
     if let Some(p) = s.eval.paths {
+        let logit_scores: Vec<Score> = s.eval.scores.iter().copied().filter(|s| s.from_logits()).collect();
         let inputs =
-            crate::paths::PathInputs { norm: &s.data.normalize, crop: s.eval.crop, scores: &s.eval.scores, points: p.points, device };
+            crate::paths::PathInputs { norm: &s.data.normalize, crop: s.eval.crop, scores: &logit_scores, points: p.points, device };
         for ((name, set), (_, ood)) in sets.ood.iter().zip(&evaluated) {
             crate::analyses::paths(model, (&sets.id_test, &id), (name, set, ood), k, p, &inputs, &mut path_curves, sink)?;
         }
@@ -314,6 +321,69 @@ fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, 
         sink(Event::Artifact { kind: "analysis".into(), path: crate::analyses::ANALYSIS.into() });
     }
     Ok(())
+}
+
+/// The OOD metrics of one score on one OOD set.
+pub(crate) fn ood_metric(set: &str, score: &str, id: &[f64], ood: &[f64], tnr95_subsets: usize) -> Result<Event, TrainError> {
+    let err = |source| TrainError::Metrics { set: set.into(), score: score.into(), source };
+    let m = oodlab_metrics::ood_metrics(id, ood).map_err(err)?;
+    let tnr95 = match tnr95_subsets {
+        0 => oodlab_metrics::tnr_at_tpr95(id, ood),
+        runs => oodlab_metrics::tnr_at_tpr95_subsets(id, ood, runs, 0),
+    }
+    .map_err(err)?;
+    Ok(Event::OodMetric {
+        ood_set: set.into(),
+        score: score.into(),
+        auroc: m.auroc,
+        fpr95: m.fpr95,
+        aupr_in: m.aupr_in,
+        aupr_out: m.aupr_out,
+        tnr95: Some(tnr95),
+        n_id: id.len() as u64,
+        n_ood: ood.len() as u64,
+    })
+}
+
+/// Each post-hoc detector's OOD metrics on every OOD set of `run` (whose first set is the ID
+/// test set), its hyperparameters as `detector.<name>.<setting>` metrics, and its per-sample
+/// scores added to `saved` as `<set>.<name>`.
+pub fn detector_events(
+    run: &crate::features::RunFeatures,
+    detectors: &[Score],
+    tnr95_subsets: usize,
+    saved: &mut HashMap<String, Tensor>,
+) -> Result<Vec<Event>, TrainError> {
+    let mut events = Vec::new();
+    for &score in detectors {
+        let scored = run.score(score)?;
+        let (detector, per_set) = (scored.detector, &scored.scores);
+        let mut metric = |key: &str, value: f64| events.push(Event::Metric { name: format!("detector.{}.{key}", score.name()), value });
+        metric("train_features", run.train.labels.len() as f64);
+        for pair in detector.settings().split_whitespace() {
+            if let Some((key, value)) = pair.split_once('=') {
+                if let Ok(value) = value.parse::<f64>() {
+                    metric(key, value);
+                }
+            }
+        }
+        // The search, when there was one: what it chose on, and the settings that changed nothing.
+        if let Some(search) = &scored.search {
+            metric("val_auroc", search.val_auroc);
+            metric("candidates", search.tried.len() as f64);
+            for axis in &search.no_effect {
+                metric(&format!("no_effect.{axis}"), 1.0);
+            }
+        }
+        for ((name, _), v) in run.sets.iter().zip(per_set) {
+            let as_f32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            saved.insert(format!("{name}.{}", score.name()), Tensor::from_vec(as_f32, v.len(), &Device::Cpu).context("saving scores")?);
+        }
+        for ((name, _), v) in run.sets.iter().zip(per_set).skip(1) {
+            events.push(ood_metric(name, score.name(), &per_set[0], v, tnr95_subsets)?);
+        }
+    }
+    Ok(events)
 }
 
 /// The crops fit every set they apply to, before any training.

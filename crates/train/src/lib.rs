@@ -16,12 +16,14 @@ pub mod augment;
 pub mod bench;
 pub mod device;
 pub mod evaluate;
+pub mod features;
 pub mod inputs;
 pub mod loader;
 pub mod methods;
 pub mod model;
 pub mod optim;
 pub mod paths;
+pub mod rescore;
 
 pub mod scaler;
 
@@ -34,7 +36,7 @@ use oodlab_protocol::Event;
 use oodlab_spec::RunConfig;
 use thiserror::Error;
 
-pub use fit::{run, LOSS_RISE};
+pub use fit::{detector_events, run, LOSS_RISE};
 
 /// Version of the training semantics; part of every run id. Bump it when a change to this crate
 /// changes what a run computes, so that old results are not mistaken for new ones.

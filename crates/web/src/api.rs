@@ -76,11 +76,27 @@ pub fn run_query(pairs: &[(String, String)]) -> Result<RunQuery, Error> {
     Ok(q)
 }
 
-/// What the comparison shows: metric, score, rows, split, baseline (as `oodlab compare`).
+/// Every score a run can have: those computed from logits, then the post-hoc detectors.
+pub fn score_names() -> Vec<&'static str> {
+    oodlab_spec::Score::ALL.iter().map(|s| s.name()).collect()
+}
+
+/// `score=` of a query (default msp), one of [`score_names`].
+pub fn score_param(pairs: &[(String, String)]) -> Result<String, Error> {
+    let score = get(pairs, "score").unwrap_or("msp").to_string();
+    if !score_names().contains(&score.as_str()) {
+        return Err(Error::bad_request(format!("`score={score}`: expected one of {}", score_names().join(", "))));
+    }
+    Ok(score)
+}
+
+/// What the comparison shows: metric, score, rows, method entry, split, baseline (as
+/// `oodlab compare`).
 pub struct CompareQuery {
     pub metric: oodlab_report::Metric,
     pub score: String,
     pub rows: String,
+    pub entry: Option<String>,
     pub split: Option<u64>,
     pub baseline: Option<String>,
 }
@@ -91,19 +107,17 @@ pub fn compare_query(pairs: &[(String, String)]) -> Result<CompareQuery, Error> 
         let all: Vec<&str> = oodlab_report::Metric::ALL.iter().map(|m| m.name()).collect();
         Error::bad_request(format!("`metric={metric_name}`: expected one of {}", all.join(", ")))
     })?;
-    let score = get(pairs, "score").unwrap_or("msp").to_string();
-    if !["msp", "maxlogit", "energy"].contains(&score.as_str()) {
-        return Err(Error::bad_request(format!("`score={score}`: expected msp, maxlogit or energy")));
-    }
+    let score = score_param(pairs)?;
     let rows = get(pairs, "rows").unwrap_or("entry").to_string();
-    if !matches!(rows.as_str(), "entry" | "method") && !oodlab_store::is_field_path(&rows) {
-        return Err(Error::bad_request(format!("`rows={rows}`: expected entry, method or a config field path")));
+    if !matches!(rows.as_str(), "entry" | "method" | "score") && !oodlab_store::is_field_path(&rows) {
+        return Err(Error::bad_request(format!("`rows={rows}`: expected entry, method, score or a config field path")));
     }
     let split = match get(pairs, "split") {
         None => None,
         Some(s) => Some(s.parse::<u64>().map_err(|_| Error::bad_request(format!("`split={s}`: expected a split index")))?),
     };
-    Ok(CompareQuery { metric, score, rows, split, baseline: get(pairs, "baseline").map(String::from) })
+    let entry = get(pairs, "entry").filter(|e| !e.is_empty()).map(String::from);
+    Ok(CompareQuery { metric, score, rows, entry, split, baseline: get(pairs, "baseline").map(String::from) })
 }
 
 /// The comparison table of an experiment.
@@ -112,6 +126,7 @@ pub async fn compare_table(state: &AppState, name: &str, q: &CompareQuery) -> Re
         metric: q.metric,
         score: &q.score,
         rows: &q.rows,
+        entry: q.entry.as_deref(),
         split: q.split,
         baseline: q.baseline.clone(),
         alpha: 0.05,
@@ -196,10 +211,7 @@ pub async fn run(State(state): State<AppState>, Path(id): Path<String>) -> Resul
 }
 
 pub async fn curves(State(state): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Result<Json<Value>, ApiError> {
-    let score = get(&pairs(&raw)?, "score").unwrap_or("msp").to_string();
-    if !["msp", "maxlogit", "energy"].contains(&score.as_str()) {
-        return Err(Error::bad_request(format!("`score={score}`: expected msp, maxlogit or energy")).into());
-    }
+    let score = score_param(&pairs(&raw)?)?;
     if state.store().run_detail(&id).await?.is_none() {
         return Err(Error::not_found(format!("no run `{id}`")).into());
     }

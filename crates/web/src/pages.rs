@@ -285,7 +285,7 @@ pub async fn compare(State(state): State<AppState>, Path(name): Path<String>, Ra
         esc(&name),
         url(&name),
         select("metric", &metrics, q.metric.name()),
-        select("score", &["msp", "maxlogit", "energy"], &q.score),
+        select("score", &crate::api::score_names(), &q.score),
         esc(&q.rows),
     );
     let t = oodlab_report::render::text_table(&table, NumberStyle::default());
@@ -315,10 +315,7 @@ pub async fn compare(State(state): State<AppState>, Path(name): Path<String>, Ra
 
 pub async fn run(State(state): State<AppState>, Path(id): Path<String>, RawQuery(raw): RawQuery) -> Result<Html<String>, PageError> {
     let pairs = pairs(&raw)?;
-    let score = pairs.iter().find(|(k, _)| k == "score").map(|(_, v)| v.clone()).unwrap_or_else(|| "msp".into());
-    if !["msp", "maxlogit", "energy"].contains(&score.as_str()) {
-        return Err(Error::bad_request(format!("`score={score}`: expected msp, maxlogit or energy")).into());
-    }
+    let score = crate::api::score_param(&pairs)?;
     let store = state.store();
     let d = store.run_detail(&id).await?.ok_or_else(|| Error::not_found(format!("no run `{id}`")))?;
     let (config, experiments) = store.run_config(&id).await?.unwrap_or_default();
@@ -346,7 +343,7 @@ pub async fn run(State(state): State<AppState>, Path(id): Path<String>, RawQuery
     }
     body.push_str(&format!(
         "<nav class=\"scores\">score: {}</nav><section id=\"charts\">",
-        ["msp", "maxlogit", "energy"]
+        crate::api::score_names()
             .iter()
             .map(|s| if *s == score { format!("<b>{s}</b>") } else { format!("<a href=\"?score={s}\">{s}</a>") })
             .collect::<Vec<_>>()

@@ -14,13 +14,23 @@ pub async fn compare(home: &Path, args: CompareArgs) -> anyhow::Result<i32> {
         let all: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
         crate::invalid(format!("--metric {}: expected one of {}", args.metric, all.join(", ")))
     })?;
-    if !["msp", "maxlogit", "energy"].contains(&args.score.as_str()) {
-        return Err(crate::invalid(format!("--score {}: expected msp, maxlogit or energy", args.score)));
+    let scores: Vec<&str> = oodlab_spec::Score::ALL.iter().map(|s| s.name()).collect();
+    if !scores.contains(&args.score.as_str()) {
+        let hint =
+            oodlab_spec::did_you_mean(&args.score, scores.iter().copied()).map_or(String::new(), |s| format!("did you mean `{s}`? "));
+        return Err(crate::invalid(format!("--score {}: {hint}expected one of {}", args.score, scores.join(", "))));
     }
     let name = super::experiment_name(&args.target)?;
     let store = super::read_store(home).await?;
-    let options =
-        Options { metric, score: &args.score, rows: &args.rows, split: args.split, baseline: args.baseline.clone(), alpha: args.alpha };
+    let options = Options {
+        metric,
+        score: &args.score,
+        rows: &args.rows,
+        entry: args.entry.as_deref(),
+        split: args.split,
+        baseline: args.baseline.clone(),
+        alpha: args.alpha,
+    };
     let input = compare_input(&store, &name, &options).await.map_err(cli_error)?;
     let order = input.runs.clone();
     let format = match args.format {
@@ -56,7 +66,7 @@ pub async fn compare(home: &Path, args: CompareArgs) -> anyhow::Result<i32> {
 pub async fn print_summary(home: &Path, name: &str, score: &str) -> anyhow::Result<()> {
     let store = super::read_store(home).await?;
     for metric in [Metric::Auroc, Metric::Fpr95] {
-        let options = Options { metric, score, rows: "entry", split: None, baseline: None, alpha: 0.05 };
+        let options = Options { metric, score, rows: "entry", entry: None, split: None, baseline: None, alpha: 0.05 };
         let input = compare_input(&store, name, &options).await.map_err(cli_error)?;
         let table = oodlab_report::compare(&input);
         println!("{} of `{score}` (`heldout` = the held-out classes, fine-grained OOD):", metric.name());

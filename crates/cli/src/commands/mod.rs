@@ -10,6 +10,7 @@ mod metrics;
 mod plan;
 mod queue;
 mod report;
+mod rescore;
 mod results;
 mod rm;
 mod run;
@@ -36,6 +37,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Cancel(a) => runtime()?.block_on(queue::cancel(&cli.home, a)),
         Command::Rm(a) => runtime()?.block_on(rm::rm(&cli.home, a)),
         Command::Gc(a) => runtime()?.block_on(gc::gc(&cli.home, a)),
+        Command::Rescore(a) => runtime()?.block_on(rescore::rescore(&cli.home, a)),
         Command::Daemon(a) => runtime()?.block_on(daemon::daemon(&cli.home, a)),
         Command::Status(a) => runtime()?.block_on(status::status(&cli.home, a)),
         Command::Results(a) => runtime()?.block_on(results::results(&cli.home, a)),

@@ -52,8 +52,11 @@ impl Representative<'_> {
 pub async fn report(home: &Path, args: ReportArgs) -> anyhow::Result<i32> {
     let exp = super::load_spec(&args.spec)?;
     let score = match &args.score {
-        Some(s) if ["msp", "maxlogit", "energy"].contains(&s.as_str()) => s.clone(),
-        Some(s) => return Err(crate::invalid(format!("--score {s}: expected msp, maxlogit or energy"))),
+        Some(s) if oodlab_spec::Score::ALL.iter().any(|k| k.name() == s) => s.clone(),
+        Some(s) => {
+            let all: Vec<&str> = oodlab_spec::Score::ALL.iter().map(|k| k.name()).collect();
+            return Err(crate::invalid(format!("--score {s}: expected one of {}", all.join(", "))));
+        }
         None => exp.runs.first().and_then(|r| r.settings.eval.scores.first()).map_or("msp".to_string(), |s| s.name().to_string()),
     };
     let store = super::read_store(home).await?;
@@ -95,6 +98,7 @@ pub async fn report(home: &Path, args: ReportArgs) -> anyhow::Result<i32> {
     }
     tables_section(&mut doc, &store, &exp.name, &score, args.baseline.as_deref()).await?;
     pairs_section(&mut doc, &store, &exp.name, &score, &args.pairs).await?;
+    detectors_section(&mut doc, &store, &exp, &score).await?;
 
     // One representative run per entry, in plan order of the entries.
     let mut entries: Vec<&str> = Vec::new();
@@ -196,7 +200,7 @@ async fn tables_section(
     }
     for metric in metrics {
         let baseline = baseline.map(String::from);
-        let options = oodlab_report::from_store::Options { metric, score, rows: "entry", split: None, baseline, alpha: 0.05 };
+        let options = oodlab_report::from_store::Options { metric, score, rows: "entry", entry: None, split: None, baseline, alpha: 0.05 };
         let input = oodlab_report::from_store::compare_input(store, name, &options).await.map_err(super::compare::cli_error)?;
         if input.observations.is_empty() {
             continue;
@@ -209,13 +213,59 @@ async fn tables_section(
 }
 
 /// Paired comparisons of the `--pair` rows on AUROC and FPR@95.
+/// When runs were scored with post-hoc detectors: per method entry, every score and detector as
+/// rows (AUROC), each tested against the report's score over matched cells.
+async fn detectors_section(
+    doc: &mut Document,
+    store: &oodlab_store::Store,
+    exp: &oodlab_spec::Experiment,
+    score: &str,
+) -> anyhow::Result<()> {
+    let logit_scores = ["msp", "maxlogit", "energy"];
+    let results = store.results(&exp.name).await?;
+    if !results.iter().any(|r| !logit_scores.contains(&r.score.as_str())) {
+        return Ok(());
+    }
+    doc.push(Block::Heading(2, "Scores and post-hoc detectors".into()));
+    doc.push(Block::Paragraph(format!(
+        "AUROC of every score and detector (docs/detectors.md), one table per method entry, as `oodlab compare {} --rows score --entry E --baseline {score}`.",
+        exp.name
+    )));
+    let mut entries: Vec<&str> = Vec::new();
+    for r in &exp.runs {
+        if !entries.contains(&r.entry.as_str()) {
+            entries.push(&r.entry);
+        }
+    }
+    for entry in entries {
+        let options = oodlab_report::from_store::Options {
+            metric: Metric::Auroc,
+            score,
+            rows: "score",
+            entry: Some(entry),
+            split: None,
+            baseline: results.iter().any(|r| r.entry == entry && r.score == score).then(|| score.to_string()),
+            alpha: 0.05,
+        };
+        let input = oodlab_report::from_store::compare_input(store, &exp.name, &options).await.map_err(super::compare::cli_error)?;
+        if input.observations.is_empty() {
+            continue;
+        }
+        let table = oodlab_report::compare(&input);
+        doc.push(Block::Heading(3, entry.to_string()));
+        doc.push(Block::Table(oodlab_report::render::text_table(&table, NumberStyle::default())));
+    }
+    Ok(())
+}
+
 async fn pairs_section(doc: &mut Document, store: &oodlab_store::Store, name: &str, score: &str, pairs: &[String]) -> anyhow::Result<()> {
     if pairs.is_empty() {
         return Ok(());
     }
     doc.push(Block::Heading(2, "Paired comparisons".into()));
     for metric in [Metric::Auroc, Metric::Fpr95] {
-        let options = oodlab_report::from_store::Options { metric, score, rows: "entry", split: None, baseline: None, alpha: 0.05 };
+        let options =
+            oodlab_report::from_store::Options { metric, score, rows: "entry", entry: None, split: None, baseline: None, alpha: 0.05 };
         let input = oodlab_report::from_store::compare_input(store, name, &options).await.map_err(super::compare::cli_error)?;
         for pair in pairs {
             let (a, b) =

@@ -13,8 +13,13 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
         let Some(d) = store.run_detail(id).await? else { return Err(crate::invalid(format!("no run `{id}` in the store"))) };
         let epochs = store.epochs(id).await?;
         let flags = store.run_flags(id).await?;
+        let metrics = store.run_metrics(id).await?;
         if args.format == Format::Json {
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"run": d, "epochs": epochs, "flags": flags}))?);
+            let metrics: serde_json::Map<String, serde_json::Value> = metrics.iter().map(|(k, v)| (k.clone(), (*v).into())).collect();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"run": d, "epochs": epochs, "flags": flags, "metrics": metrics}))?
+            );
             return Ok(0);
         }
         let fields = [
@@ -33,6 +38,24 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
         ];
         for (k, v) in fields {
             println!("{k:<16} {v}");
+        }
+        // The post-hoc detectors' hyperparameters, recorded as `detector.<name>.<setting>`.
+        let mut detectors: Vec<(String, Vec<String>)> = Vec::new();
+        for (name, value) in &metrics {
+            let Some((detector, setting)) = name.strip_prefix("detector.").and_then(|n| n.split_once('.')) else { continue };
+            let setting = match setting.strip_prefix("no_effect.") {
+                Some(axis) => format!("[{axis} changes nothing]"),
+                // Settings and counts are whole or short; an AUROC needs four decimals.
+                None => format!("{setting}={}", format!("{value:.4}").trim_end_matches('0').trim_end_matches('.')),
+            };
+            match detectors.iter_mut().find(|(d, _)| d == detector) {
+                Some((_, settings)) => settings.push(setting),
+                None => detectors.push((detector.to_string(), vec![setting])),
+            }
+        }
+        if !detectors.is_empty() {
+            let list: Vec<String> = detectors.iter().map(|(d, s)| format!("{d} ({})", s.join(" "))).collect();
+            println!("{:<16} {}", "detectors", list.join(", "));
         }
         for f in &flags {
             println!("{:<16} {}: {}", "FLAGGED", f.flag, f.detail);

@@ -28,14 +28,22 @@ impl Cnn {
             fc: Fc::new(channels[2], classes, compute, vb.pp("fc"))?,
         })
     }
+
+    /// The penultimate features `(b, channels[2])`: the input of the last linear layer.
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let x = self.bn1.forward_conv_relu_pool_t(&self.conv1, x, train, (2, 2, 0))?;
+        let x = self.bn2.forward_conv_relu_pool_t(&self.conv2, &x, train, (2, 2, 0))?;
+        let x = relu(&self.conv3.forward(&x)?)?;
+        x.mean((2, 3))
+    }
+
+    pub fn head(&self) -> &Fc {
+        &self.fc
+    }
 }
 
 impl ModuleT for Cnn {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = self.bn1.forward_conv_relu_pool_t(&self.conv1, x, train, (2, 2, 0))?;
-        let x = self.bn2.forward_conv_relu_pool_t(&self.conv2, &x, train, (2, 2, 0))?;
-        let x = relu(&self.conv3.forward(&x)?)?;
-        let x = x.mean((2, 3))?;
-        self.fc.forward(&x)
+        self.fc.forward(&self.features_t(x, train)?)
     }
 }

@@ -219,6 +219,11 @@ impl Fc {
         Ok(Fc { weight, bias, compute })
     }
 
+    /// The weight `(classes, features)` and bias `(classes,)`, in the weights' format.
+    pub fn parameters(&self) -> (&Tensor, &Tensor) {
+        (&self.weight, &self.bias)
+    }
+
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = cast(x, self.compute)?.matmul(&cast(&self.weight, self.compute)?.t()?)?;
         cast(&y, self.bias.dtype())?.broadcast_add(&self.bias)

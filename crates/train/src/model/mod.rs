@@ -22,6 +22,24 @@ pub enum Network {
     ResNet(ResNet),
 }
 
+impl Network {
+    /// The penultimate features, the input of the last linear layer.
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        match self {
+            Network::Cnn(m) => m.features_t(x, train),
+            Network::ResNet(m) => m.features_t(x, train),
+        }
+    }
+
+    /// The last linear layer, which turns features into logits.
+    pub fn head(&self) -> &layers::Fc {
+        match self {
+            Network::Cnn(m) => m.head(),
+            Network::ResNet(m) => m.head(),
+        }
+    }
+}
+
 impl ModuleT for Network {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match self {

@@ -107,10 +107,10 @@ impl ResNet {
         let fc = Fc::new(depth.features(), classes, compute, vb.pp("fc"))?;
         Ok(ResNet { conv1, bn1, layers, fc, master: vb.dtype() })
     }
-}
 
-impl ModuleT for ResNet {
-    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// The penultimate features `(b, 512 or 2048)`: the pooled output of the last stage, the
+    /// input of the last linear layer.
+    pub fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut x = self.bn1.forward_conv_relu_pool_t(&self.conv1, x, train, (3, 2, 1))?;
         for layer in &self.layers {
             for block in layer {
@@ -119,7 +119,16 @@ impl ModuleT for ResNet {
         }
         // Adaptive average pooling to 1x1 is the mean over the spatial positions.
         // The mean is taken in f32 under mixed precision.
-        let x = super::layers::cast(&x, self.master)?.mean((2, 3))?;
-        self.fc.forward(&x)
+        super::layers::cast(&x, self.master)?.mean((2, 3))
+    }
+
+    pub fn head(&self) -> &Fc {
+        &self.fc
+    }
+}
+
+impl ModuleT for ResNet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.fc.forward(&self.features_t(x, train)?)
     }
 }

@@ -1,0 +1,84 @@
+//! Post-hoc detectors added to a finished run (`oodlab rescore`): from the features it saved,
+//! or, for a run saved without them, from features extracted again from its checkpoint (the
+//! same model and the same images in evaluation mode give the same features).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use oodlab_protocol::Event;
+use oodlab_spec::{FeatureFormat, RunConfig, Score};
+
+use crate::features::{extract, RunFeatures, FEATURES};
+use crate::fit::{CHECKPOINT, SCORES};
+use crate::model::{build, compute_dtype};
+use crate::{Context, TrainError};
+
+/// What a rescore produced: the events to record (hyperparameters, OOD metrics, a new
+/// features artifact) and whether the features had to be extracted from the checkpoint.
+pub struct Rescored {
+    pub events: Vec<Event>,
+    pub extracted: bool,
+}
+
+/// Scores the finished run in `run_dir` with `detectors`: its OOD metrics as events, the
+/// per-sample scores added to its `scores.safetensors` (written through a temporary file and a
+/// rename). Computing the same detectors again gives the same values.
+pub fn rescore(cfg: &RunConfig, run_dir: &Path, detectors: &[Score], device: &Device) -> Result<Rescored, TrainError> {
+    let saved_features = run_dir.join(FEATURES);
+    let mut events = Vec::new();
+    // Saved before validation sets were saved, a file lacks them: extracted again then, so that
+    // the detectors are tuned as at evaluation (when the run has a validation OOD set).
+    let wants_val = cfg.settings.eval.val_ood.is_some() || cfg.settings.data.outliers.is_some();
+    let saved = if saved_features.exists() { Some(RunFeatures::load(&saved_features)?) } else { None };
+    let extracted = saved.as_ref().is_none_or(|f| wants_val && f.val.is_none() && run_dir.join(CHECKPOINT).exists());
+    let run = if extracted {
+        let run = from_checkpoint(cfg, run_dir, device)?;
+        if cfg.settings.eval.features != FeatureFormat::None {
+            run.save(&saved_features, cfg.settings.eval.features)?;
+            events.push(Event::Artifact { kind: "features".into(), path: FEATURES.into() });
+        }
+        run
+    } else {
+        saved.expect("loaded above")
+    };
+    let scores_path = run_dir.join(SCORES);
+    let mut saved: HashMap<String, Tensor> = if scores_path.exists() {
+        candle_core::safetensors::load(&scores_path, &Device::Cpu).context(&format!("reading {}", scores_path.display()))?
+    } else {
+        HashMap::new()
+    };
+    events.extend(crate::fit::detector_events(&run, detectors, cfg.settings.eval.tnr95_subsets, &mut saved)?);
+    let tmp = scores_path.with_extension("safetensors.tmp");
+    candle_core::safetensors::save(&saved, &tmp).context("writing scores")?;
+    std::fs::rename(&tmp, &scores_path).map_err(|e| TrainError::Setup(format!("renaming {}: {e}", tmp.display())))?;
+    Ok(Rescored { events, extracted })
+}
+
+/// The run's network from its checkpoint, and the features of its evaluated sets and training
+/// sample, as its evaluation would have saved them.
+fn from_checkpoint(cfg: &RunConfig, run_dir: &Path, device: &Device) -> Result<RunFeatures, TrainError> {
+    let s = &cfg.settings;
+    let checkpoint = run_dir.join(CHECKPOINT);
+    if !checkpoint.exists() {
+        return Err(TrainError::Setup(format!(
+            "{} has neither {FEATURES} nor {CHECKPOINT}: the run has to be trained again",
+            run_dir.display()
+        )));
+    }
+    let sets = crate::sets::load_sets(cfg)?;
+    let classes = cfg.classes.id_classes.len();
+    let mut varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+    let model = build(&s.model, sets.train.channels, classes, compute_dtype(s.train.precision), vb).context("building the model")?;
+    varmap.load(&checkpoint).context(&format!("loading {}", checkpoint.display()))?;
+    let get = |set: &oodlab_data::ImageSet| extract(&model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, s.data.loader, device);
+    let mut evaluated = vec![("id".to_string(), get(&sets.id_test)?)];
+    for (name, set) in &sets.ood {
+        evaluated.push((name.clone(), get(set)?));
+    }
+    let (train, val) = crate::features::reference_sets(&model, cfg, &sets, device)?;
+    let last = RunFeatures::last_layer(&model)?;
+    Ok(RunFeatures { dim: last.dim, classes, last, train, sets: evaluated, val })
+}
