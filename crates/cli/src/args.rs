@@ -212,7 +212,7 @@ pub struct RescoreArgs {
     #[command(flatten)]
     pub spec: SpecArgs,
     /// Comma-separated detectors (default: the post-hoc detectors of the spec's eval.scores):
-    /// gen, knn, react, ash, mahalanobis, rmds, vim.
+    /// gen, knn, react, ash, mahalanobis, rmds, vim, odin.
     #[arg(long, value_delimiter = ',')]
     pub scores: Vec<String>,
 }
@@ -279,7 +279,7 @@ pub struct CompareArgs {
     #[arg(long, default_value = "auroc")]
     pub metric: String,
     /// The OOD score: msp, maxlogit, energy, or a post-hoc detector (gen, knn, react, ash,
-    /// mahalanobis, rmds, vim) the runs were scored with.
+    /// mahalanobis, rmds, vim, odin) the runs were scored with.
     #[arg(long, default_value = "msp")]
     pub score: String,
     /// What a row is: `entry` (the spec's method entries, with their grid values), `method`,

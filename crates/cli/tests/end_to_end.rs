@@ -170,7 +170,7 @@ fn quickstart_results_list_all_four_methods_with_every_score_and_ood_set() {
         ));
     }
     // The logit scores and every post-hoc detector the quickstart lists.
-    let scores = ["msp", "maxlogit", "energy", "gen", "knn", "react", "ash", "mahalanobis", "rmds", "vim"];
+    let scores = ["msp", "maxlogit", "energy", "gen", "knn", "react", "ash", "mahalanobis", "rmds", "vim", "odin"];
     for method in ["ce", "oe", "mixoe", "lmoe"] {
         for score in scores {
             for set in ["heldout", "mnist"] {
@@ -190,6 +190,9 @@ fn quickstart_results_list_all_four_methods_with_every_score_and_ood_set() {
     assert_eq!(m["detector.gen.candidates"], 42.0, "{m}");
     assert_eq!(m["detector.gen.no_effect.m"], 1.0, "6 classes: every M takes all of them; {m}");
     assert!((0.0..=1.0).contains(&m["detector.vim.val_auroc"].as_f64().unwrap()), "{m}");
+    // ODIN: 4 temperatures × 4 noise levels, on the network itself.
+    assert_eq!(m["detector.odin.candidates"], 16.0, "{m}");
+    assert!(m["detector.odin.temperature"].as_f64().unwrap() >= 1.0, "{m}");
 
     // The comparison table, as Markdown and LaTeX, with mean ± std (n) in every cell, and LMOE
     // against MixOE paired over the matched seeds.

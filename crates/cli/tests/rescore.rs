@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use common::*;
 
-const DETECTORS: [&str; 7] = ["gen", "knn", "react", "ash", "mahalanobis", "rmds", "vim"];
+const DETECTORS: [&str; 8] = ["gen", "knn", "react", "ash", "mahalanobis", "rmds", "vim", "odin"];
 
 /// (run, score, OOD set) → (AUROC, FPR@95) of an experiment's results.
 fn results(home: &std::path::Path, experiment: &str) -> BTreeMap<(String, String, String), (f64, f64)> {
@@ -61,9 +61,9 @@ fn rescore_adds_the_detectors_evaluation_computes_and_is_idempotent() {
     assert!(first.contains("2 run(s) rescored") && first.contains("features extracted from its checkpoint"), "{first}");
     let second = rescore(&home_later, &[with.to_str().unwrap()]);
     assert!(second.contains("2 run(s) rescored, 0 already had"), "{second}");
-    assert!(second.contains("gen, react, ash, mahalanobis, rmds, vim (saved features)") && !second.contains(": knn"), "{second}");
+    assert!(second.contains("gen, react, ash, mahalanobis, rmds, vim, odin (saved features)") && !second.contains(": knn"), "{second}");
     let after = results(&home_later, "det");
-    assert_eq!(after.len(), 2 * 10 * 2);
+    assert_eq!(after.len(), 2 * 11 * 2);
     // The same values as at evaluation, bit for bit (the same features, the same computation).
     assert_eq!(after, at_eval);
     // Twice in a row changes nothing.
@@ -78,7 +78,7 @@ fn rescore_adds_the_detectors_evaluation_computes_and_is_idempotent() {
     let out = run_ok(oodlab(&home_later).args(["compare", "det", "--rows", "score", "--baseline", "msp", "--format", "json"]));
     let table: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows: Vec<&str> = table["rows"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(rows, ["msp", "maxlogit", "energy", "ash", "gen", "knn", "mahalanobis", "react", "rmds", "vim"]);
+    assert_eq!(rows, ["msp", "maxlogit", "energy", "ash", "gen", "knn", "mahalanobis", "odin", "react", "rmds", "vim"]);
     let knn_heldout = &table["rows"][5]["cells"][0]["summary"];
     let expected = ids(&home_later).iter().map(|id| at_eval[&(id.clone(), "knn".into(), "heldout".into())].0).sum::<f64>() / 2.0;
     assert!((knn_heldout["mean"].as_f64().unwrap() - expected).abs() < 1e-12, "{knn_heldout}");

@@ -47,7 +47,7 @@ pub struct Claim {
 
 /// The scores a run can be measured by: from logits, then the post-hoc detectors (the names of
 /// `oodlab_spec::Score`, which this crate does not depend on).
-const SCORES: [&str; 10] = ["msp", "maxlogit", "energy", "gen", "knn", "react", "ash", "mahalanobis", "rmds", "vim"];
+const SCORES: [&str; 11] = ["msp", "maxlogit", "energy", "gen", "knn", "react", "ash", "mahalanobis", "rmds", "vim", "odin"];
 
 /// `a` is claimed better than `b` on `metric` of `score` in `column` (an OOD set, `near avg` or
 /// `far avg`), better following the metric's direction.

@@ -806,10 +806,12 @@ pub enum Score {
     Rmds,
     /// Virtual logit from the residual of the principal subspace.
     Vim,
+    /// Temperature-scaled MSP of the input perturbed against the gradient (needs the network).
+    Odin,
 }
 
 impl Score {
-    pub const ALL: [Score; 10] = [
+    pub const ALL: [Score; 11] = [
         Score::Msp,
         Score::Maxlogit,
         Score::Energy,
@@ -820,6 +822,7 @@ impl Score {
         Score::Mahalanobis,
         Score::Rmds,
         Score::Vim,
+        Score::Odin,
     ];
 
     pub fn name(self) -> &'static str {
@@ -834,6 +837,7 @@ impl Score {
             Score::Mahalanobis => "mahalanobis",
             Score::Rmds => "rmds",
             Score::Vim => "vim",
+            Score::Odin => "odin",
         }
     }
 
@@ -842,5 +846,10 @@ impl Score {
     /// are therefore not part of a run's identity.
     pub fn from_logits(self) -> bool {
         matches!(self, Score::Msp | Score::Maxlogit | Score::Energy)
+    }
+
+    /// Needs the network itself (a backward pass to the images), not only saved features.
+    pub fn needs_model(self) -> bool {
+        self == Score::Odin
     }
 }

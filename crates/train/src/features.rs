@@ -198,7 +198,7 @@ impl RunFeatures {
     /// validation sets chose when the run has them, else with the defaults.
     pub fn score(&self, score: Score) -> Result<Scored, TrainError> {
         let Some(default) = detector(score, self.dim) else {
-            return Err(TrainError::Setup(format!("`{}` is computed from logits, not a post-hoc detector", score.name())));
+            return Err(TrainError::Setup(format!("`{}` is not a detector over saved features", score.name())));
         };
         let labels: Vec<usize> = self.train.labels.iter().map(|&l| l as usize).collect();
         let reference =
@@ -261,12 +261,12 @@ fn rows(values: &[f32], dim: usize) -> Result<Rows<'_>, TrainError> {
     Rows::new(values, dim).map_err(|e| TrainError::Setup(e.to_string()))
 }
 
-/// A post-hoc detector with OpenOOD v1.5's default hyperparameters (docs/detectors.md); `None`
-/// for the scores computed from logits. `dim` is the feature size: ViM's principal subspace is
+/// A post-hoc detector over features with OpenOOD v1.5's default hyperparameters
+/// (docs/detectors.md); `None` for the scores computed from logits and for ODIN (crate::odin). `dim` is the feature size: ViM's principal subspace is
 /// OpenOOD's 42 dimensions, at most half the features (a small network's 8 or 32).
 pub fn detector(score: Score, dim: usize) -> Option<Detector> {
     Some(match score {
-        Score::Msp | Score::Maxlogit | Score::Energy => return None,
+        Score::Msp | Score::Maxlogit | Score::Energy | Score::Odin => return None,
         Score::Gen => Detector::Gen { gamma: 0.1, m: 100 },
         Score::Knn => Detector::Knn { k: 50 },
         Score::React => Detector::React { percentile: 90.0 },

@@ -256,7 +256,7 @@ pub(crate) struct Evaluated {
 fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, sink: Sink) -> Result<(), TrainError> {
     let s = &req.config.settings;
     let mut saved: HashMap<String, Tensor> = HashMap::new();
-    let detectors: Vec<Score> = s.eval.scores.iter().copied().filter(|s| !s.from_logits()).collect();
+    let detectors: Vec<Score> = s.eval.scores.iter().copied().filter(|s| !s.from_logits() && !s.needs_model()).collect();
     let keep_features = s.eval.features != FeatureFormat::None || !detectors.is_empty();
     let mut features: Vec<(String, crate::features::SetFeatures)> = Vec::new();
     let mut eval_set = |name: &str, set: &oodlab_data::ImageSet| -> Result<Evaluated, TrainError> {
@@ -301,6 +301,12 @@ fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, 
             sink(Event::Artifact { kind: "features".into(), path: crate::features::FEATURES.into() });
         }
         for event in detector_events(&run, &detectors, s.eval.tnr95_subsets, &mut saved)? {
+            sink(event);
+        }
+    }
+    if s.eval.scores.contains(&Score::Odin) {
+        let ood: Vec<(&str, &oodlab_data::ImageSet)> = sets.ood.iter().map(|(n, set)| (n.as_str(), set)).collect();
+        for event in odin_events(model, req.config, sets, &ood, device, &mut saved)? {
             sink(event);
         }
     }
@@ -382,6 +388,46 @@ pub fn detector_events(
         for ((name, _), v) in run.sets.iter().zip(per_set).skip(1) {
             events.push(ood_metric(name, score.name(), &per_set[0], v, tnr95_subsets)?);
         }
+    }
+    Ok(events)
+}
+
+/// ODIN on the ID test set and every OOD set, with the settings searched on the validation sets
+/// (crate::odin): its OOD metrics, its settings as `detector.odin.*` metrics, and its per-sample
+/// scores added to `saved`.
+pub(crate) fn odin_events(
+    model: &Network,
+    cfg: &oodlab_spec::RunConfig,
+    sets: &RunSets,
+    ood: &[(&str, &oodlab_data::ImageSet)],
+    device: &Device,
+    saved: &mut HashMap<String, Tensor>,
+) -> Result<Vec<Event>, TrainError> {
+    let val_ood = crate::sets::load_val_ood(cfg)?;
+    let ((t, eps), search) = crate::odin::choose(model, cfg, val_ood.as_ref().map(|(_, o)| (&sets.val, o)), device)?;
+    let mut events = Vec::new();
+    let mut metric = |key: &str, value: f64| events.push(Event::Metric { name: format!("detector.odin.{key}"), value });
+    metric("temperature", t);
+    metric("noise", eps);
+    if let Some((auroc, candidates, no_effect)) = &search {
+        metric("val_auroc", *auroc);
+        metric("candidates", *candidates as f64);
+        for axis in no_effect {
+            metric(&format!("no_effect.{axis}"), 1.0);
+        }
+    }
+    let score = |set| crate::odin::set_scores(model, set, cfg, t, &[eps], device).map(|mut v| v.remove(0));
+    let id = score(&sets.id_test)?;
+    let mut save = |name: &str, v: &[f64]| -> Result<(), TrainError> {
+        let as_f32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+        saved.insert(format!("{name}.odin"), Tensor::from_vec(as_f32, v.len(), &Device::Cpu).context("saving scores")?);
+        Ok(())
+    };
+    save("id", &id)?;
+    for (name, set) in ood {
+        let v = score(set)?;
+        save(name, &v)?;
+        events.push(ood_metric(name, "odin", &id, &v, cfg.settings.eval.tnr95_subsets)?);
     }
     Ok(events)
 }

@@ -21,6 +21,7 @@ pub mod inputs;
 pub mod loader;
 pub mod methods;
 pub mod model;
+pub mod odin;
 pub mod optim;
 pub mod paths;
 pub mod rescore;

@@ -12,7 +12,8 @@ use oodlab_spec::{FeatureFormat, RunConfig, Score};
 
 use crate::features::{extract, RunFeatures, FEATURES};
 use crate::fit::{CHECKPOINT, SCORES};
-use crate::model::{build, compute_dtype};
+use crate::model::{build, compute_dtype, Network};
+use crate::sets::RunSets;
 use crate::{Context, TrainError};
 
 /// What a rescore produced: the events to record (hyperparameters, OOD metrics, a new
@@ -28,37 +29,56 @@ pub struct Rescored {
 pub fn rescore(cfg: &RunConfig, run_dir: &Path, detectors: &[Score], device: &Device) -> Result<Rescored, TrainError> {
     let saved_features = run_dir.join(FEATURES);
     let mut events = Vec::new();
-    // Saved before validation sets were saved, a file lacks them: extracted again then, so that
-    // the detectors are tuned as at evaluation (when the run has a validation OOD set).
-    let wants_val = cfg.settings.eval.val_ood.is_some() || cfg.settings.data.outliers.is_some();
-    let saved = if saved_features.exists() { Some(RunFeatures::load(&saved_features)?) } else { None };
-    let extracted = saved.as_ref().is_none_or(|f| wants_val && f.val.is_none() && run_dir.join(CHECKPOINT).exists());
-    let run = if extracted {
-        let run = from_checkpoint(cfg, run_dir, device)?;
-        if cfg.settings.eval.features != FeatureFormat::None {
-            run.save(&saved_features, cfg.settings.eval.features)?;
-            events.push(Event::Artifact { kind: "features".into(), path: FEATURES.into() });
-        }
-        run
-    } else {
-        saved.expect("loaded above")
-    };
+    let on_features: Vec<Score> = detectors.iter().copied().filter(|s| !s.needs_model()).collect();
+    let odin = detectors.contains(&Score::Odin);
+    // The network, loaded once, when ODIN needs it or the features must be extracted again.
+    let mut loaded: Option<(Network, RunSets)> = None;
+    let mut extracted = false;
+    let mut run = None;
+    if !on_features.is_empty() {
+        // Saved before validation sets were saved, a file lacks them: extracted again then, so
+        // that the detectors are tuned as at evaluation (when the run has a validation OOD set).
+        let wants_val = cfg.settings.eval.val_ood.is_some() || cfg.settings.data.outliers.is_some();
+        let saved = if saved_features.exists() { Some(RunFeatures::load(&saved_features)?) } else { None };
+        extracted = saved.as_ref().is_none_or(|f| wants_val && f.val.is_none() && run_dir.join(CHECKPOINT).exists());
+        run = Some(if extracted {
+            let (model, sets) = load_model(cfg, run_dir, device)?;
+            let features = features_of(&model, cfg, &sets, device)?;
+            loaded = Some((model, sets));
+            if cfg.settings.eval.features != FeatureFormat::None {
+                features.save(&saved_features, cfg.settings.eval.features)?;
+                events.push(Event::Artifact { kind: "features".into(), path: FEATURES.into() });
+            }
+            features
+        } else {
+            saved.expect("loaded above")
+        });
+    }
     let scores_path = run_dir.join(SCORES);
     let mut saved: HashMap<String, Tensor> = if scores_path.exists() {
         candle_core::safetensors::load(&scores_path, &Device::Cpu).context(&format!("reading {}", scores_path.display()))?
     } else {
         HashMap::new()
     };
-    events.extend(crate::fit::detector_events(&run, detectors, cfg.settings.eval.tnr95_subsets, &mut saved)?);
+    if let Some(run) = &run {
+        events.extend(crate::fit::detector_events(run, &on_features, cfg.settings.eval.tnr95_subsets, &mut saved)?);
+    }
+    if odin {
+        let (model, sets) = match loaded {
+            Some(l) => l,
+            None => load_model(cfg, run_dir, device)?,
+        };
+        let ood: Vec<(&str, &oodlab_data::ImageSet)> = sets.ood.iter().map(|(n, s)| (n.as_str(), s)).collect();
+        events.extend(crate::fit::odin_events(&model, cfg, &sets, &ood, device, &mut saved)?);
+    }
     let tmp = scores_path.with_extension("safetensors.tmp");
     candle_core::safetensors::save(&saved, &tmp).context("writing scores")?;
     std::fs::rename(&tmp, &scores_path).map_err(|e| TrainError::Setup(format!("renaming {}: {e}", tmp.display())))?;
     Ok(Rescored { events, extracted })
 }
 
-/// The run's network from its checkpoint, and the features of its evaluated sets and training
-/// sample, as its evaluation would have saved them.
-fn from_checkpoint(cfg: &RunConfig, run_dir: &Path, device: &Device) -> Result<RunFeatures, TrainError> {
+/// The run's network from its checkpoint, with its data.
+fn load_model(cfg: &RunConfig, run_dir: &Path, device: &Device) -> Result<(Network, RunSets), TrainError> {
     let s = &cfg.settings;
     let checkpoint = run_dir.join(CHECKPOINT);
     if !checkpoint.exists() {
@@ -73,12 +93,19 @@ fn from_checkpoint(cfg: &RunConfig, run_dir: &Path, device: &Device) -> Result<R
     let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
     let model = build(&s.model, sets.train.channels, classes, compute_dtype(s.train.precision), vb).context("building the model")?;
     varmap.load(&checkpoint).context(&format!("loading {}", checkpoint.display()))?;
-    let get = |set: &oodlab_data::ImageSet| extract(&model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, s.data.loader, device);
+    Ok((model, sets))
+}
+
+/// The features of the run's evaluated sets, training sample and validation sets, as its
+/// evaluation would have saved them.
+fn features_of(model: &Network, cfg: &RunConfig, sets: &RunSets, device: &Device) -> Result<RunFeatures, TrainError> {
+    let s = &cfg.settings;
+    let get = |set: &oodlab_data::ImageSet| extract(model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, s.data.loader, device);
     let mut evaluated = vec![("id".to_string(), get(&sets.id_test)?)];
     for (name, set) in &sets.ood {
         evaluated.push((name.clone(), get(set)?));
     }
-    let (train, val) = crate::features::reference_sets(&model, cfg, &sets, device)?;
-    let last = RunFeatures::last_layer(&model)?;
-    Ok(RunFeatures { dim: last.dim, classes, last, train, sets: evaluated, val })
+    let (train, val) = crate::features::reference_sets(model, cfg, sets, device)?;
+    let last = RunFeatures::last_layer(model)?;
+    Ok(RunFeatures { dim: last.dim, classes: cfg.classes.id_classes.len(), last, train, sets: evaluated, val })
 }
