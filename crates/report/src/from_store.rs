@@ -89,7 +89,6 @@ pub async fn compare_input(store: &Store, name: &str, o: &Options<'_>) -> Result
             entries.join(", ")
         )));
     }
-    let entries: Vec<String> = entries.into_iter().map(String::from).collect();
     runs.retain(|r| o.entry.is_none_or(|e| r.entry == e));
     let by_score = o.rows == "score";
     if let Some(split) = o.split {
@@ -117,7 +116,6 @@ pub async fn compare_input(store: &Store, name: &str, o: &Options<'_>) -> Result
         }
         labels.insert(r.run_id.clone(), label);
     }
-    let _ = entries;
 
     let results = if by_score { store.results(name).await? } else { store.results_of_score(name, o.score).await? };
     let results: Vec<_> = results.into_iter().filter(|r| labels.contains_key(&r.run_id)).collect();

@@ -91,13 +91,14 @@ pub(crate) fn reference_sets(
     model: &Network,
     cfg: &oodlab_spec::RunConfig,
     sets: &crate::sets::RunSets,
+    val_ood: Option<&ImageSet>,
     device: &Device,
 ) -> Result<(SetFeatures, Option<(SetFeatures, SetFeatures)>), TrainError> {
     let s = &cfg.settings;
     let get = |set: &ImageSet| extract(model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, s.data.loader, device);
     let train = get(&sets.train.select(&train_sample(sets.train.len(), s.eval.train_sample, cfg.seed)))?;
-    let val = match crate::sets::load_val_ood(cfg)? {
-        Some((_, ood)) if !sets.val.is_empty() && !ood.is_empty() => Some((get(&sets.val)?, get(&ood)?)),
+    let val = match val_ood {
+        Some(ood) if !sets.val.is_empty() && !ood.is_empty() => Some((get(&sets.val)?, get(ood)?)),
         _ => None,
     };
     Ok((train, val))

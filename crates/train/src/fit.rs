@@ -292,8 +292,10 @@ fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, 
         }
         evaluated.push((name.clone(), ood));
     }
+    // The validation OOD images, loaded once for the feature detectors' search and ODIN's.
+    let val_ood = if keep_features || s.eval.scores.contains(&Score::Odin) { crate::sets::load_val_ood(req.config)? } else { None };
     if keep_features {
-        let (train, val) = crate::features::reference_sets(model, req.config, sets, device)?;
+        let (train, val) = crate::features::reference_sets(model, req.config, sets, val_ood.as_ref(), device)?;
         let last = crate::features::RunFeatures::last_layer(model)?;
         let run = crate::features::RunFeatures { dim: last.dim, classes: k, last, train, sets: features, val };
         if s.eval.features != FeatureFormat::None {
@@ -305,8 +307,7 @@ fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, 
         }
     }
     if s.eval.scores.contains(&Score::Odin) {
-        let ood: Vec<(&str, &oodlab_data::ImageSet)> = sets.ood.iter().map(|(n, set)| (n.as_str(), set)).collect();
-        for event in odin_events(model, req.config, sets, &ood, device, &mut saved)? {
+        for event in odin_events(model, req.config, sets, val_ood.as_ref(), device, &mut saved)? {
             sink(event);
         }
     }
@@ -399,12 +400,11 @@ pub(crate) fn odin_events(
     model: &Network,
     cfg: &oodlab_spec::RunConfig,
     sets: &RunSets,
-    ood: &[(&str, &oodlab_data::ImageSet)],
+    val_ood: Option<&oodlab_data::ImageSet>,
     device: &Device,
     saved: &mut HashMap<String, Tensor>,
 ) -> Result<Vec<Event>, TrainError> {
-    let val_ood = crate::sets::load_val_ood(cfg)?;
-    let ((t, eps), search) = crate::odin::choose(model, cfg, val_ood.as_ref().map(|(_, o)| (&sets.val, o)), device)?;
+    let ((t, eps), search) = crate::odin::choose(model, cfg, val_ood.map(|o| (&sets.val, o)), device)?;
     let mut events = Vec::new();
     let mut metric = |key: &str, value: f64| events.push(Event::Metric { name: format!("detector.odin.{key}"), value });
     metric("temperature", t);
@@ -424,7 +424,7 @@ pub(crate) fn odin_events(
         Ok(())
     };
     save("id", &id)?;
-    for (name, set) in ood {
+    for (name, set) in &sets.ood {
         let v = score(set)?;
         save(name, &v)?;
         events.push(ood_metric(name, "odin", &id, &v, cfg.settings.eval.tnr95_subsets)?);

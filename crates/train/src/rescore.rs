@@ -68,8 +68,8 @@ pub fn rescore(cfg: &RunConfig, run_dir: &Path, detectors: &[Score], device: &De
             Some(l) => l,
             None => load_model(cfg, run_dir, device)?,
         };
-        let ood: Vec<(&str, &oodlab_data::ImageSet)> = sets.ood.iter().map(|(n, s)| (n.as_str(), s)).collect();
-        events.extend(crate::fit::odin_events(&model, cfg, &sets, &ood, device, &mut saved)?);
+        let val_ood = crate::sets::load_val_ood(cfg)?;
+        events.extend(crate::fit::odin_events(&model, cfg, &sets, val_ood.as_ref(), device, &mut saved)?);
     }
     let tmp = scores_path.with_extension("safetensors.tmp");
     candle_core::safetensors::save(&saved, &tmp).context("writing scores")?;
@@ -105,7 +105,7 @@ fn features_of(model: &Network, cfg: &RunConfig, sets: &RunSets, device: &Device
     for (name, set) in &sets.ood {
         evaluated.push((name.clone(), get(set)?));
     }
-    let (train, val) = crate::features::reference_sets(model, cfg, sets, device)?;
+    let (train, val) = crate::features::reference_sets(model, cfg, sets, crate::sets::load_val_ood(cfg)?.as_ref(), device)?;
     let last = RunFeatures::last_layer(model)?;
     Ok(RunFeatures { dim: last.dim, classes: cfg.classes.id_classes.len(), last, train, sets: evaluated, val })
 }

@@ -128,14 +128,15 @@ fn without(files: Vec<files::LabeledFile>, base: &std::path::Path, excluded: &[S
 
 /// The validation OOD set the detectors' hyperparameters are searched on: `eval.val_ood` (its
 /// training images, else its test images) or, unset, the outlier pool; `eval.val_ood_size`
-/// images of it drawn with the run's seed. `None` when the run has neither.
-pub fn load_val_ood(cfg: &RunConfig) -> Result<Option<(String, ImageSet)>, TrainError> {
+/// images of it drawn with the run's seed. `None` when the run has neither. Loaded once per
+/// evaluation and shared by the feature detectors' search and ODIN's.
+pub fn load_val_ood(cfg: &RunConfig) -> Result<Option<ImageSet>, TrainError> {
     let e = &cfg.settings.eval;
     let Some(name) = e.val_ood.as_ref().or(cfg.settings.data.outliers.as_ref()) else { return Ok(None) };
     let has_train = cfg.datasets.get(name).is_some_and(|d| d.has_train());
     let all = load_part(cfg, name, has_train, None)?;
     let idx = crate::features::train_sample(all.len(), e.val_ood_size, cfg.seed ^ 0x0076_616c_6f6f_6400);
-    Ok(Some((name.clone(), all.select(&idx))))
+    Ok(Some(all.select(&idx)))
 }
 
 pub fn load_sets(cfg: &RunConfig) -> Result<RunSets, TrainError> {
