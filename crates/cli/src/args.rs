@@ -215,6 +215,18 @@ pub struct RescoreArgs {
     /// gen, knn, react, ash, mahalanobis, rmds, vim, odin.
     #[arg(long, value_delimiter = ',')]
     pub scores: Vec<String>,
+    /// Concurrent rescore jobs (default: resources.jobs, else cores / threads per job).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// CPU threads per job (default: resources.threads_per_job).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// `auto`, `none`, or comma-separated GPU indices (default: resources.gpus).
+    #[arg(long)]
+    pub gpus: Option<String>,
+    /// `local` or `slurm` (default: resources.backend).
+    #[arg(long)]
+    pub backend: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -59,14 +59,14 @@ impl Reporter for Progress {
         bar.set_style(ProgressStyle::with_template("  {prefix:<40} [{bar:20}] {msg}").unwrap().progress_chars("=> "));
         bar.set_prefix(format!("{} {}", &run.id, run.label));
         bar.set_message(format!("starting on {slot}"));
-        self.runs.lock().unwrap().insert(run.id.clone(), bar);
+        self.runs.lock().unwrap().insert(run.key(), bar);
         let again = if attempt > 1 { format!(" (attempt {attempt})") } else { String::new() };
         self.say(format!("start  {} {} on {slot}{again}", run.id, run.label));
     }
 
     fn event(&self, run: &PlannedRun, event: &Event) {
         let runs = self.runs.lock().unwrap();
-        let Some(bar) = runs.get(&run.id) else { return };
+        let Some(bar) = runs.get(&run.key()) else { return };
         match event {
             Event::Progress { epoch, step, steps } => {
                 bar.set_length(*steps as u64);
@@ -83,7 +83,7 @@ impl Reporter for Progress {
     }
 
     fn ended(&self, run: &PlannedRun, end: &RunEnd) {
-        if let Some(bar) = self.runs.lock().unwrap().remove(&run.id) {
+        if let Some(bar) = self.runs.lock().unwrap().remove(&run.key()) {
             bar.finish_and_clear();
             self.multi.remove(&bar);
         }

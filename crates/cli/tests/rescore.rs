@@ -58,10 +58,26 @@ fn rescore_adds_the_detectors_evaluation_computes_and_is_idempotent() {
     let folder = run_detail(&home_later, seed1)["run_dir"].as_str().unwrap().to_string();
     std::fs::remove_file(std::path::Path::new(&folder).join("features.safetensors")).unwrap();
     let first = rescore(&home_later, &[plain.to_str().unwrap(), "--scores", "knn"]);
-    assert!(first.contains("2 run(s) rescored") && first.contains("features extracted from its checkpoint"), "{first}");
+    assert!(first.contains("2 run(s) rescored"), "{first}");
+    // Each rescore was a worker job the scheduler ran on a slot, in its own files; the run's
+    // training files are as they were.
+    assert!(first.contains(&format!("start  {seed1} rescore knn: baseline seed=1 split=0 on cpu:")), "{first}");
+    let folder = std::path::Path::new(&folder);
+    assert!(folder.join("features.safetensors").exists(), "extracted again from the checkpoint");
+    let log = std::fs::read_to_string(folder.join("rescore-stderr.log")).unwrap();
+    assert!(log.contains("features extracted again from"), "{log}");
+    assert!(std::fs::read_to_string(folder.join("rescore-events.jsonl")).unwrap().contains("detector.knn.k"));
+    assert!(std::fs::read_to_string(folder.join("events.jsonl")).unwrap().contains("\"event\":\"epoch\""));
     let second = rescore(&home_later, &[with.to_str().unwrap()]);
     assert!(second.contains("2 run(s) rescored, 0 already had"), "{second}");
-    assert!(second.contains("gen, react, ash, mahalanobis, rmds, vim, odin (saved features)") && !second.contains(": knn"), "{second}");
+    assert!(
+        second.contains("rescore gen, react, ash, mahalanobis, rmds, vim, odin: baseline") && !second.contains("rescore knn"),
+        "{second}"
+    );
+    // The runs stay done with one attempt each: a rescore is not a training attempt.
+    for r in statuses(&home_later, "det") {
+        assert_eq!((r["status"].as_str(), r["attempts"].as_i64()), (Some("done"), Some(1)), "{r}");
+    }
     let after = results(&home_later, "det");
     assert_eq!(after.len(), 2 * 11 * 2);
     // The same values as at evaluation, bit for bit (the same features, the same computation).
@@ -77,12 +93,15 @@ fn rescore_adds_the_detectors_evaluation_computes_and_is_idempotent() {
     // Detectors as rows: each with its runs, the paired tests against one of them.
     let out = run_ok(oodlab(&home_later).args(["compare", "det", "--rows", "score", "--baseline", "msp", "--format", "json"]));
     let table: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(table["row_header"], "score");
     let rows: Vec<&str> = table["rows"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(rows, ["msp", "maxlogit", "energy", "ash", "gen", "knn", "mahalanobis", "odin", "react", "rmds", "vim"]);
     let knn_heldout = &table["rows"][5]["cells"][0]["summary"];
     let expected = ids(&home_later).iter().map(|id| at_eval[&(id.clone(), "knn".into(), "heldout".into())].0).sum::<f64>() / 2.0;
     assert!((knn_heldout["mean"].as_f64().unwrap() - expected).abs() < 1e-12, "{knn_heldout}");
     assert_eq!(knn_heldout["n"], 2);
+    let md = text(&run_ok(oodlab(&home_later).args(["compare", "det", "--rows", "score", "--format", "markdown"])).stdout);
+    assert!(md.starts_with("| score | heldout | mnist |"), "{md}");
     // One detector picked as the score of an ordinary comparison.
     let out = run_ok(oodlab(&home_later).args(["compare", "det", "--score", "rmds", "--format", "json"]));
     let table: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -125,4 +144,42 @@ fn rescore_names_what_is_wrong() {
     assert_ne!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("has neither features.safetensors nor checkpoint.safetensors: the run has to be trained again"), "{err}");
     assert!(err.contains("1 run(s) rescored") && err.contains("1 failed"), "{err}");
+}
+
+#[test]
+fn a_scheduler_already_on_the_home_runs_the_rescore_as_jobs_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let (det_dir, busy_dir) = (dir.path().join("det"), dir.path().join("busy"));
+    std::fs::create_dir_all(&det_dir).unwrap();
+    std::fs::create_dir_all(&busy_dir).unwrap();
+    let det = write_spec(&det_dir, &spec_text("det2", "  baseline: {method: ce}", "  seeds: [0, 1]", ""));
+    run_ok(oodlab(&home).arg("run").arg(&det));
+    // A longer grid keeps a background scheduler at work on the home.
+    let busy = write_spec(&busy_dir, &sized(spec_text("busy", "  baseline: {method: ce}", "  seeds: [0, 1, 2]", ""), 1500, 4));
+    run_ok(oodlab(&home).arg("run").arg(&busy).args(["--detach", "--jobs", "1"]));
+    wait_for("a running run of busy", || try_statuses(&home, "busy").iter().any(|r| r["status"] == "running"));
+
+    let out = run_ok(oodlab(&home).arg("rescore").arg(&det).args(["--scores", "knn,odin"]));
+    let said = text(&out.stderr);
+    assert!(said.contains("a scheduler is running on") && said.contains("the rescore of `det2` (2 run(s)) is queued there"), "{said}");
+    assert!(said.contains("`det2`: 2 run(s) rescored, 0 already had knn, odin, 0 not finished (skipped), 0 failed"), "{said}");
+    // That scheduler recorded the detectors' results; the runs stay done, one attempt each.
+    let rows = results(&home, "det2");
+    for id in statuses(&home, "det2").iter().map(|r| r["run_id"].as_str().unwrap().to_string()) {
+        for score in ["knn", "odin"] {
+            assert!(rows.contains_key(&(id.clone(), score.into(), "heldout".into())), "{id} {score}: {rows:?}");
+        }
+    }
+    assert!(statuses(&home, "det2").iter().all(|r| r["status"] == "done" && r["attempts"] == 1));
+    // It served the rescore as a grid of its own kind, beside the training grid, which finished.
+    wait_for("the busy grid to finish", || try_statuses(&home, "busy").iter().all(|r| r["status"] == "done"));
+    let ls = run_ok(oodlab(&home).args(["queue", "ls", "--format", "json"]));
+    let q: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    let grids = q["grids"].as_array().unwrap();
+    assert!(grids.iter().any(|g| g["experiment"] == "det2" && g["kind"] == "rescore" && g["state"] == "finished"), "{q}");
+    assert!(grids.iter().any(|g| g["experiment"] == "busy" && g["kind"] == "train" && g["state"] == "finished"), "{q}");
+    // Asked again, there is nothing to do, and nothing is queued.
+    let again = rescore(&home, &[det.to_str().unwrap(), "--scores", "knn,odin"]);
+    assert!(again.contains("0 run(s) rescored, 2 already had knn, odin") && !again.contains("queued there"), "{again}");
 }

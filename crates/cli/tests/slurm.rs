@@ -75,6 +75,23 @@ fn a_grid_through_job_arrays_equals_the_local_backend() {
         text(&all.stdout).lines().filter(|l| l.contains(&needle)).map(|l| l.split(' ').next().unwrap().to_string()).collect();
     assert_eq!(limits.len(), 6, "{}", text(&all.stdout));
     assert!(limits.iter().all(|l| l == "30:00"), "{limits:?}");
+
+    // A rescore goes out to Slurm as worker jobs too (ODIN wants the node's GPU), with the local
+    // backend's values; the runs stay done with their one attempt.
+    let rescored = run_ok(oodlab(&slurm_home).arg("rescore").arg(&spec).args(slurm_args()).args(["--scores", "knn,odin"]));
+    assert!(text(&rescored.stderr).contains("6 run(s) rescored"), "{}", text(&rescored.stderr));
+    run_ok(oodlab(&local_home).arg("rescore").arg(&spec).args(["--scores", "knn,odin", "--jobs", "2", "--threads", "1"]));
+    let rows = results(&slurm_home, "arrays");
+    assert_eq!(rows.iter().filter(|r| r.contains("\"odin\"")).count(), 12, "{rows:?}");
+    assert_eq!(rows, results(&local_home, "arrays"));
+    let tasks: String = std::fs::read_dir(slurm_home.join("slurm"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "tasks"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    assert_eq!(tasks.lines().filter(|l| l.ends_with("rescore.json")).count(), 6, "{tasks}");
+    assert!(statuses(&slurm_home, "arrays").iter().all(|r| r["status"] == "done" && r["attempts"] == 1));
 }
 
 #[test]

@@ -30,6 +30,32 @@ pub struct WorkerJob {
     pub run_dir: PathBuf,
     /// Checkpoint to start from (a fine-tune's parent run), if any.
     pub init_checkpoint: Option<PathBuf>,
+    /// Set for a rescore (`oodlab rescore`): the post-hoc detectors to add to this finished run,
+    /// from its saved features or its checkpoint, instead of training it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescore: Option<Vec<String>>,
+}
+
+/// The files of a job in its run folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobFiles {
+    /// The job itself, which the worker reads.
+    pub job: &'static str,
+    /// Its events, one JSON line each, as the worker wrote them.
+    pub events: &'static str,
+    pub stderr: &'static str,
+}
+
+impl WorkerJob {
+    /// The job's files: a rescore has its own, so that the training's job, events and stderr
+    /// stay as the run left them.
+    pub fn files(&self) -> JobFiles {
+        if self.rescore.is_some() {
+            JobFiles { job: "rescore.json", events: "rescore-events.jsonl", stderr: "rescore-stderr.log" }
+        } else {
+            JobFiles { job: "run.json", events: "events.jsonl", stderr: "stderr.log" }
+        }
+    }
 }
 
 /// One line of a worker's output.

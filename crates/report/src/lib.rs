@@ -207,6 +207,9 @@ pub struct Row {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CompareTable {
+    /// What the rows are, the header of their column: `method` (entries, methods or a spec
+    /// field's values), `score` when the rows are scores and detectors.
+    pub row_header: String,
     pub metric: Metric,
     pub lower_is_better: bool,
     pub baseline: Option<String>,
@@ -216,6 +219,13 @@ pub struct CompareTable {
 }
 
 impl CompareTable {
+    /// The table with its rows' header set for `rows` (`--rows`): `score` for scores and
+    /// detectors, else `method`.
+    pub fn with_rows(mut self, rows: &str) -> CompareTable {
+        self.row_header = if rows == "score" { "score" } else { "method" }.into();
+        self
+    }
+
     /// The row holding the best value of a column.
     pub fn best_row(&self, column: &str) -> Option<&str> {
         let c = self.columns.iter().position(|c| c.name == column)?;
@@ -322,6 +332,7 @@ pub fn compare(input: &CompareInput) -> CompareTable {
         }
     }
     CompareTable {
+        row_header: "method".into(),
         metric: input.metric,
         lower_is_better: input.metric.lower_is_better(),
         baseline: input.baseline.clone(),

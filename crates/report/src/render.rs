@@ -133,7 +133,7 @@ pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
         }
         Format::Markdown => {
             let mut out =
-                format!("| {} | {} | runs |\n", "method", t.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(" | "));
+                format!("| {} | {} | runs |\n", t.row_header, t.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(" | "));
             out += &format!("|---|{}---:|\n", "---:|".repeat(t.columns.len()));
             for r in &t.rows {
                 let cells: Vec<String> = r.cells.iter().map(|c| marked(c, style, "±", |s| format!("**{s}**"), " †")).collect();
@@ -145,7 +145,11 @@ pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
             let esc = tex;
             let mut out = format!("\\begin{{table}}[t]\n\\centering\n\\caption{{{}}}\n", tex(&caption(t)));
             out += &format!("\\begin{{tabular}}{{l{}r}}\n\\toprule\n", "c".repeat(t.columns.len()));
-            out += &format!("Method & {} & Runs \\\\\n\\midrule\n", t.columns.iter().map(|c| esc(&c.name)).collect::<Vec<_>>().join(" & "));
+            out += &format!(
+                "{} & {} & Runs \\\\\n\\midrule\n",
+                capitalized(&t.row_header),
+                t.columns.iter().map(|c| esc(&c.name)).collect::<Vec<_>>().join(" & ")
+            );
             for r in &t.rows {
                 let cells: Vec<String> =
                     r.cells.iter().map(|c| marked(c, style, "$\\pm$", |s| format!("\\textbf{{{s}}}"), "$^\\dagger$")).collect();
@@ -155,7 +159,7 @@ pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
         }
         Format::Table => {
             let header: Vec<String> =
-                std::iter::once("method".to_string()).chain(t.columns.iter().map(|c| c.name.clone())).chain(["runs".to_string()]).collect();
+                std::iter::once(t.row_header.clone()).chain(t.columns.iter().map(|c| c.name.clone())).chain(["runs".to_string()]).collect();
             let mut rows: Vec<Vec<String>> = vec![header];
             for r in &t.rows {
                 let mut line = vec![r.name.clone()];
@@ -173,7 +177,7 @@ pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
 pub fn text_table(t: &CompareTable, style: NumberStyle) -> crate::document::Table {
     use crate::document::TextCell;
     let header =
-        std::iter::once("method".to_string()).chain(t.columns.iter().map(|c| c.name.clone())).chain(["runs".to_string()]).collect();
+        std::iter::once(t.row_header.clone()).chain(t.columns.iter().map(|c| c.name.clone())).chain(["runs".to_string()]).collect();
     let rows = t
         .rows
         .iter()
@@ -274,4 +278,10 @@ pub fn paired(pairs: &[PairedComparison], lower_is_better: bool, format: Format,
             format!("{title}\n{}", aligned(&all))
         }
     }
+}
+
+/// `method` → `Method`, for LaTeX headers.
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
 }

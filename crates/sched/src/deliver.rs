@@ -26,11 +26,7 @@ pub async fn apply_offline(store: &Store, m: &Message) -> Result<(), SchedError>
         }
         Message::Remove { experiment } | Message::Cancel { experiment } => {
             let state = if matches!(m, Message::Remove { .. }) { "removed" } else { "cancelled" };
-            if let Some((id, s)) = store.latest_grid(experiment).await? {
-                if s == "queued" {
-                    store.end_grid(id, state).await?;
-                }
-            }
+            store.end_queued_grids(experiment, state).await?;
         }
     }
     Ok(())

@@ -40,6 +40,8 @@ struct Grid {
     retries: u32,
     /// Its own Slurm settings, if it brought any.
     slurm: Option<crate::slurm::SlurmConfig>,
+    /// A rescore of finished runs (`oodlab rescore`).
+    rescore: bool,
     pending: VecDeque<PlannedRun>,
     /// This grid's runs now running.
     running: usize,
@@ -72,6 +74,8 @@ struct State<'a> {
     store: &'a Store,
     reporter: &'a dyn Reporter,
     grids: Vec<Grid>,
+    /// Jobs by key ([`PlannedRun::key`]): a training job's key is its run id, so that a
+    /// fine-tune waits on its parent's; a rescore's is apart and never blocks one.
     done: HashSet<String>,
     failed: HashSet<String>,
     running: HashMap<String, Running>,
@@ -199,7 +203,13 @@ impl State<'_> {
         let mut pending = VecDeque::new();
         let mut already = 0;
         for r in runs {
-            if statuses.get(&r.run_id) == Some(&RunStatus::Done) {
+            let done = statuses.get(&r.run_id) == Some(&RunStatus::Done);
+            if row.rescore && !done {
+                // Only a finished run is rescored (it may have been retrained or removed since
+                // the rescore was queued); its detectors come with its next training.
+                continue;
+            }
+            if !row.rescore && done {
                 self.done.insert(r.run_id.clone());
                 already += 1;
                 continue;
@@ -209,7 +219,7 @@ impl State<'_> {
             if let Some(dir) = dirs.get(&r.run_id) {
                 job.run_dir = dir.into();
             }
-            if let Some(dir) = r.parent_id.as_ref().and_then(|p| dirs.get(p)) {
+            if let Some(dir) = r.parent_id.as_ref().and_then(|p| dirs.get(p)).filter(|_| !row.rescore) {
                 job.init_checkpoint = Some(std::path::Path::new(dir).join("checkpoint.safetensors"));
             }
             pending.push_back(PlannedRun { id: r.run_id, parent: r.parent_id, label: r.label, job });
@@ -223,6 +233,7 @@ impl State<'_> {
             max_slots: row.max_slots.map(|m| m.max(1) as usize),
             retries: row.retries.max(0) as u32,
             slurm: row.slurm.as_deref().and_then(|j| serde_json::from_str(j).ok()),
+            rescore: row.rescore,
             pending,
             running: 0,
             ended: false,
@@ -238,8 +249,8 @@ impl State<'_> {
             match message {
                 Ok(Message::Enqueue(grid)) => {
                     let id = self.store.enqueue(&grid).await?;
-                    // A queued grid of the same experiment is replaced by this one.
-                    self.end_grids_of(&grid.experiment, None).await?;
+                    // A queued grid of the same experiment and kind is replaced by this one.
+                    self.end_grids_of(&grid.experiment, None, Some(grid.rescore)).await?;
                     let row = GridRow {
                         id,
                         experiment: grid.experiment.clone(),
@@ -247,11 +258,12 @@ impl State<'_> {
                         max_slots: grid.max_slots,
                         retries: grid.retries,
                         slurm: grid.slurm.clone(),
+                        rescore: grid.rescore,
                     };
                     self.add_grid(row).await?;
                 }
-                Ok(Message::Remove { experiment }) => self.end_grids_of(&experiment, Some("removed")).await?,
-                Ok(Message::Cancel { experiment }) => self.end_grids_of(&experiment, Some("cancelled")).await?,
+                Ok(Message::Remove { experiment }) => self.end_grids_of(&experiment, Some("removed"), None).await?,
+                Ok(Message::Cancel { experiment }) => self.end_grids_of(&experiment, Some("cancelled"), None).await?,
                 Err(reason) => self.reporter.bad_message(&path, &reason),
             }
             // Applied (or unreadable): gone, so that it is never applied twice.
@@ -260,12 +272,13 @@ impl State<'_> {
         Ok(())
     }
 
-    /// Ends the served grids of `experiment`: their pending runs are dropped; with `cancelled`
-    /// their running runs are stopped too. `state` None: replaced by a newer grid (the store
-    /// already marked it).
-    async fn end_grids_of(&mut self, experiment: &str, state: Option<&str>) -> Result<(), SchedError> {
-        let newest = self.grids.iter().filter(|g| g.experiment == experiment).map(|g| g.id).max();
-        for g in self.grids.iter_mut().filter(|g| g.experiment == experiment && !g.ended) {
+    /// Ends the served grids of `experiment` (of one kind when `rescore` is given, training or
+    /// rescore): their pending runs are dropped; with `cancelled` their running runs are stopped
+    /// too. `state` None: replaced by a newer grid (the store already marked it).
+    async fn end_grids_of(&mut self, experiment: &str, state: Option<&str>, rescore: Option<bool>) -> Result<(), SchedError> {
+        let of = |g: &Grid| g.experiment == experiment && rescore.is_none_or(|k| g.rescore == k);
+        let newest = self.grids.iter().filter(|g| of(g)).map(|g| g.id).max();
+        for g in self.grids.iter_mut().filter(|g| of(g) && !g.ended) {
             if state.is_none() && Some(g.id) == newest {
                 continue; // the grid that replaces the others
             }
@@ -284,11 +297,7 @@ impl State<'_> {
         }
         if let Some(state) = state {
             // Not served by this scheduler (nothing of it loaded): the store's record only.
-            if let Some((id, s)) = self.store.latest_grid(experiment).await? {
-                if s == "queued" {
-                    self.store.end_grid(id, state).await?;
-                }
-            }
+            self.store.end_queued_grids(experiment, state).await?;
         }
         Ok(())
     }
@@ -298,16 +307,17 @@ impl State<'_> {
         let (done, failed) = (&self.done, &mut self.failed);
         for g in &mut self.grids {
             // Runs another grid finished, or that failed there.
-            g.pending.retain(|r| !done.contains(&r.id));
+            g.pending.retain(|r| !done.contains(&r.key()));
             let mut i = 0;
             while i < g.pending.len() {
                 let r = &g.pending[i];
-                let blocked_by = if failed.contains(&r.id) { Some(r.id.clone()) } else { r.parent.clone().filter(|p| failed.contains(p)) };
+                let blocked_by =
+                    if failed.contains(&r.key()) { Some(r.id.clone()) } else { r.parent.clone().filter(|p| failed.contains(p)) };
                 match blocked_by {
                     Some(p) => {
                         let r = g.pending.remove(i).expect("index in range");
-                        if !failed.contains(&r.id) {
-                            failed.insert(r.id.clone());
+                        if !failed.contains(&r.key()) {
+                            failed.insert(r.key());
                             self.summary.blocked += 1;
                             self.reporter.ended(&r, &RunEnd::Blocked { parent: p });
                         }
@@ -353,7 +363,7 @@ impl State<'_> {
                 let ready = g
                     .pending
                     .iter()
-                    .position(|r| !self.running.contains_key(&r.id) && r.parent.as_ref().is_none_or(|p| self.done.contains(p)));
+                    .position(|r| !self.running.contains_key(&r.key()) && r.parent.as_ref().is_none_or(|p| self.done.contains(p)));
                 if let Some(pos) = ready {
                     pick = Some((gi, pos));
                     break;
@@ -365,9 +375,13 @@ impl State<'_> {
             g.running += 1;
             let grid = g.id;
             let slot = free.pop_front().expect("checked non-empty");
-            let attempt = self.attempts.entry(run.id.clone()).or_insert(0);
+            let attempt = self.attempts.entry(run.key()).or_insert(0);
             *attempt += 1;
-            self.store.start_attempt(&run.id, &slot.name, &cfg.host, cfg.git_commit.as_deref()).await?;
+            // A rescore leaves the run as it was: done, with its attempts and results; it only
+            // adds metrics.
+            if !run.is_rescore() {
+                self.store.start_attempt(&run.id, &slot.name, &cfg.host, cfg.git_commit.as_deref()).await?;
+            }
             self.reporter.launched(&run, &slot.name, *attempt);
             let (cancel, cancel_rx) = watch::channel(false);
             if slurm.is_some() {
@@ -375,8 +389,7 @@ impl State<'_> {
             } else {
                 tokio::spawn(execute(run.clone(), slot.clone(), cfg.clone(), tx.clone(), cancel_rx));
             }
-            self.running
-                .insert(run.id.clone(), Running { run, slot, grid, finished: false, failed_reason: None, cancel, stop_reason: None });
+            self.running.insert(run.key(), Running { run, slot, grid, finished: false, failed_reason: None, cancel, stop_reason: None });
         }
         if let (Some(sub), Some(default)) = (slurm, &cfg.slurm) {
             // One submission per grid: each grid's runs go out with its own Slurm settings.
@@ -390,8 +403,13 @@ impl State<'_> {
                 let sc = own.map(|o| crate::slurm::SlurmConfig { dir: default.dir.clone(), ..o }).unwrap_or_else(|| default.clone());
                 match crate::slurm::submit(&sc, &cfg.worker, runs).await {
                     Ok(tasks) => {
-                        // Kept so that a scheduler started again re-attaches instead of resubmitting.
-                        let ids: Vec<(String, String, usize)> = tasks.iter().map(|t| (t.run_id.clone(), t.job.clone(), t.index)).collect();
+                        // Kept so that a scheduler started again re-attaches instead of resubmitting
+                        // (a rescore is not: it is queued again whole, and adds the same values).
+                        let ids: Vec<(String, String, usize)> = tasks
+                            .iter()
+                            .filter(|t| !t.run_id.ends_with("+rescore"))
+                            .map(|t| (t.run_id.clone(), t.job.clone(), t.index))
+                            .collect();
                         self.store.record_slurm_tasks(&ids).await?;
                         let _ = sub.send(tasks).await;
                     }
@@ -434,20 +452,26 @@ impl State<'_> {
 
     async fn on_exec(&mut self, msg: ExecMsg, free: &mut VecDeque<Slot>, cancelling: bool) -> Result<(), SchedError> {
         match msg {
-            ExecMsg::Event { run_id, event } => {
-                let Some(r) = self.running.get_mut(&run_id) else { return Ok(()) };
+            ExecMsg::Event { run_id: key, event } => {
+                let Some(r) = self.running.get_mut(&key) else { return Ok(()) };
                 match &event {
                     Event::Finished { .. } => r.finished = true,
                     Event::Failed { reason } => r.failed_reason = Some(reason.clone()),
                     _ => {}
                 }
-                if !matches!(event, Event::Progress { .. }) {
-                    self.store.record_event(&run_id, &event).await?;
+                // A rescore adds results only: where the run trained stays as recorded.
+                let record = match event {
+                    Event::Progress { .. } => false,
+                    Event::Metric { .. } | Event::OodMetric { .. } | Event::Artifact { .. } => true,
+                    _ => !r.run.is_rescore(),
+                };
+                if record {
+                    self.store.record_event(&r.run.id, &event).await?;
                 }
                 self.reporter.event(&r.run, &event);
             }
-            ExecMsg::Exited { run_id, exit, stderr_tail, cancelled } => {
-                let r = self.running.remove(&run_id).expect("exit of a running run");
+            ExecMsg::Exited { run_id: key, exit, stderr_tail, cancelled } => {
+                let r = self.running.remove(&key).expect("exit of a running run");
                 if r.slot.name != REATTACHED {
                     free.push_back(r.slot.clone());
                 }
@@ -456,8 +480,13 @@ impl State<'_> {
                 if let Some(g) = grid {
                     g.running -= 1;
                 }
-                let tries = self.attempts[&run_id];
+                let tries = self.attempts[&key];
                 let verdict = judge(&r, &exit, cancelled, tries, retries);
+                if r.run.is_rescore() {
+                    self.rescore_ended(r, key, verdict);
+                    return Ok(());
+                }
+                let run_id = key;
                 let exit_code = exit.as_ref().ok().and_then(|s| s.code());
                 let store = self.store;
                 match verdict {
@@ -504,6 +533,36 @@ impl State<'_> {
             }
         }
         Ok(())
+    }
+}
+
+impl State<'_> {
+    /// A rescore's attempt ended: nothing about the run changes in the store (it stays done with
+    /// its results; the rescore's metrics came as events), only the queue and the summary.
+    fn rescore_ended(&mut self, r: Running, key: String, verdict: Verdict) {
+        match verdict {
+            Verdict::Done => {
+                self.done.insert(key);
+                self.summary.rescored += 1;
+                self.reporter.ended(&r.run, &RunEnd::Done { flags: Vec::new() });
+            }
+            Verdict::Interrupted => self.reporter.ended(&r.run, &RunEnd::Interrupted),
+            Verdict::Retry(reason) if r.stop_reason.is_none() => {
+                self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: true });
+                match self.grids.iter_mut().find(|g| g.id == r.grid && !g.ended) {
+                    Some(g) => g.pending.push_front(r.run),
+                    None => {
+                        self.failed.insert(key);
+                        self.summary.rescore_failed += 1;
+                    }
+                }
+            }
+            Verdict::Retry(reason) | Verdict::Failed(reason) => {
+                self.failed.insert(key);
+                self.summary.rescore_failed += 1;
+                self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: false });
+            }
+        }
     }
 }
 

@@ -32,10 +32,11 @@ pub(crate) async fn execute(
     tx: mpsc::Sender<ExecMsg>,
     mut cancel: watch::Receiver<bool>,
 ) {
-    let run_id = run.id.clone();
+    // Messages carry the job's key: a rescore of a run may be served beside its training grid.
+    let run_id = run.key();
     let exited = |exit, stderr_tail, cancelled| ExecMsg::Exited { run_id: run_id.clone(), exit, stderr_tail, cancelled };
-    let dir = run.run_dir().clone();
-    let job_path = dir.join("run.json");
+    let (dir, files) = (run.run_dir().clone(), run.job.files());
+    let job_path = dir.join(files.job);
     let prepared =
         std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&job_path, serde_json::to_vec_pretty(&run.job).expect("jobs serialize")));
     if let Err(e) = prepared {
@@ -69,8 +70,8 @@ pub(crate) async fn execute(
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
     let events_tx = tx.clone();
-    let events_id = run.id.clone();
-    let events_path = dir.join("events.jsonl");
+    let events_id = run.key();
+    let events_path = dir.join(files.events);
     let stdout_task = tokio::spawn(async move {
         let mut log = tokio::fs::File::create(&events_path).await.ok();
         let mut lines = BufReader::new(stdout).lines();
@@ -88,7 +89,7 @@ pub(crate) async fn execute(
         }
         stray
     });
-    let stderr_path = dir.join("stderr.log");
+    let stderr_path = dir.join(files.stderr);
     let stderr_task = tokio::spawn(async move {
         let mut log = tokio::fs::File::create(&stderr_path).await.ok();
         let mut tail = VecDeque::new();

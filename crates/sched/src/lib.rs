@@ -64,6 +64,21 @@ impl PlannedRun {
     pub fn run_dir(&self) -> &PathBuf {
         &self.job.run_dir
     }
+
+    /// Whether this is a rescore of a finished run rather than its training.
+    pub fn is_rescore(&self) -> bool {
+        self.job.rescore.is_some()
+    }
+
+    /// What the scheduler knows this job by: the run id for training, the run id with
+    /// `+rescore` for a rescore, which may be served while the run's own grid is.
+    pub fn key(&self) -> String {
+        if self.is_rescore() {
+            format!("{}+rescore", self.id)
+        } else {
+            self.id.clone()
+        }
+    }
 }
 
 /// How to start a worker: `program args... --run <run.json>`.
@@ -96,6 +111,9 @@ pub struct Summary {
     pub interrupted: usize,
     /// Runs not started because a run they depend on failed.
     pub blocked: usize,
+    /// Rescores (`oodlab rescore`) that finished, and that failed (their runs stay done).
+    pub rescored: usize,
+    pub rescore_failed: usize,
     /// Whether the session stopped because of SIGINT or SIGTERM.
     pub cancelled: bool,
     /// Under Slurm: polls and `squeue` calls.

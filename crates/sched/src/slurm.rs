@@ -45,6 +45,7 @@ pub struct SlurmConfig {
 
 /// A run submitted as an array task, as the follower tracks it.
 pub(crate) struct Task {
+    /// The job's key ([`PlannedRun::key`]): the run id, or the run id with `+rescore`.
     pub run_id: String,
     pub job: String,
     pub index: usize,
@@ -68,20 +69,20 @@ pub(crate) async fn submit(
     worker: &crate::WorkerCommand,
     runs: Vec<(PlannedRun, watch::Receiver<bool>)>,
 ) -> Result<Vec<Task>, (Vec<String>, String)> {
-    let ids: Vec<String> = runs.iter().map(|(r, _)| r.id.clone()).collect();
+    let ids: Vec<String> = runs.iter().map(|(r, _)| r.key()).collect();
     let fail = |reason: String| (ids.clone(), reason);
     std::fs::create_dir_all(&cfg.dir).map_err(|e| fail(format!("cannot create {}: {e}", cfg.dir.display())))?;
     let mut tasks = Vec::new();
     for chunk in runs.chunks(cfg.max_array_size.max(1)) {
         let mut list = String::new();
         for (run, _) in chunk {
-            let dir = run.run_dir();
-            let job_path = dir.join("run.json");
+            let (dir, files) = (run.run_dir(), run.job.files());
+            let job_path = dir.join(files.job);
             std::fs::create_dir_all(dir)
                 .and_then(|_| std::fs::write(&job_path, serde_json::to_vec_pretty(&run.job).expect("jobs serialize")))
                 .map_err(|e| fail(format!("cannot write {}: {e}", job_path.display())))?;
             // A new attempt's events start afresh.
-            let _ = std::fs::remove_file(dir.join("events.jsonl"));
+            let _ = std::fs::remove_file(dir.join(files.events));
             list.push_str(&format!("{}\n", job_path.display()));
         }
         let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
@@ -124,10 +125,10 @@ pub(crate) async fn submit(
         }
         for (index, (run, cancel)) in chunk.iter().enumerate() {
             tasks.push(Task {
-                run_id: run.id.clone(),
+                run_id: run.key(),
                 job: job.clone(),
                 index,
-                tail: EventTail::new(run.run_dir().join("events.jsonl")),
+                tail: EventTail::new(run.run_dir().join(run.job.files().events)),
                 cancel: cancel.clone(),
             });
         }

@@ -83,19 +83,26 @@ impl RunConfig {
                 (n, v)
             })
             .collect();
+        let mut data = serde_json::json!({
+            "id": s.data.id,
+            "id_classes": self.classes.id_classes,
+            "outliers": if s.method.uses_outliers() { s.data.outliers.clone() } else { None },
+            "ood": s.data.ood,
+            "normalize": s.data.normalize,
+            "val_fraction": s.data.val_fraction,
+            "train_limit": s.data.train_limit,
+            "datasets": datasets,
+        });
+        // The validation slice held out of the outliers changes what a fine-tune trains on (runs
+        // made before it existed were trained on the whole pool and keep their ids); a run
+        // that trains on no outliers is unchanged by it.
+        if let (true, Some(size)) = (s.method.uses_outliers(), s.outlier_holdout()) {
+            data["outlier_holdout"] = serde_json::json!(size);
+        }
         serde_json::json!({
             "method": s.method,
             "seed": self.seed,
-            "data": {
-                "id": s.data.id,
-                "id_classes": self.classes.id_classes,
-                "outliers": if s.method.uses_outliers() { s.data.outliers.clone() } else { None },
-                "ood": s.data.ood,
-                "normalize": s.data.normalize,
-                "val_fraction": s.data.val_fraction,
-                "train_limit": s.data.train_limit,
-                "datasets": datasets,
-            },
+            "data": data,
             // Like datasets, pretrained weights are known by name, not by where they are.
             "model": ModelSettings { pretrained: s.model.pretrained.as_ref().and_then(|p| p.file_name()).map(Into::into), ..s.model.clone() },
             "train": s.train,

@@ -338,6 +338,20 @@ pub struct RunSettings {
     pub eval: EvalSettings,
 }
 
+impl RunSettings {
+    /// Whether the validation OOD set is a slice of the outlier pool (`eval.val_ood` unset or
+    /// naming `data.outliers`), and so held out of the outliers every run trains on: the
+    /// detectors' hyperparameters are then chosen on outliers no fine-tune has seen. `Some` with
+    /// `eval.val_ood_size`, which decides the slice (with the run's seed and the pool's size).
+    pub fn outlier_holdout(&self) -> Option<usize> {
+        let pool = self.data.outliers.as_ref()?;
+        match &self.eval.val_ood {
+            Some(v) if v != pool => None,
+            _ => Some(self.eval.val_ood_size),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataSettings {
@@ -727,7 +741,9 @@ pub struct EvalSettings {
     /// Not in the run id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub val_ood: Option<String>,
-    /// Images drawn (seeded by the run's seed) from the validation OOD set; 0 takes all.
+    /// Images drawn (seeded by the run's seed) from the validation OOD set; 0 takes all. Drawn
+    /// from the outlier pool, at most a fifth of it, and held out of the pool the run trains on
+    /// ([`RunSettings::outlier_holdout`]).
     pub val_ood_size: usize,
 }
 

@@ -23,6 +23,10 @@ pub struct NewGrid {
     /// The grid's Slurm settings, JSON (the scheduler's when absent).
     #[serde(default)]
     pub slurm: Option<String>,
+    /// A rescore of finished runs (`oodlab rescore`), not their training: its runs are already
+    /// registered, and it replaces only a queued rescore of the same experiment.
+    #[serde(default)]
+    pub rescore: bool,
 }
 
 /// A run of a queued grid, as the scheduler launches it.
@@ -44,6 +48,7 @@ pub struct GridRow {
     pub max_slots: Option<i64>,
     pub retries: i64,
     pub slurm: Option<String>,
+    pub rescore: bool,
 }
 
 /// A line of `oodlab queue ls`.
@@ -51,6 +56,8 @@ pub struct GridRow {
 pub struct QueueRow {
     pub id: i64,
     pub experiment: String,
+    /// `train`, or `rescore` for `oodlab rescore`'s grids.
+    pub kind: String,
     pub priority: i64,
     pub max_slots: Option<i64>,
     pub state: String,
@@ -106,19 +113,24 @@ pub struct RunningRow {
 }
 
 impl Store {
-    /// Registers the grid's experiment and runs, and queues it after every grid added before.
-    /// A grid of the same experiment still queued is replaced (marked `removed`).
+    /// Registers the grid's experiment and runs (a rescore's are registered already), and
+    /// queues it after every grid added before. A grid of the same experiment and kind still
+    /// queued is replaced (marked `removed`).
     pub async fn enqueue(&self, g: &NewGrid) -> R<i64> {
-        self.register(&g.experiment, &g.spec_path, &g.spec_yaml, &g.runs).await?;
+        if !g.rescore {
+            self.register(&g.experiment, &g.spec_path, &g.spec_yaml, &g.runs).await?;
+        }
+        let kind = if g.rescore { "rescore" } else { "train" };
         let mut tx = self.pool.begin().await?;
         let t = now();
-        sqlx::query("UPDATE queue SET state = 'removed', ended_at = ?2 WHERE experiment = ?1 AND state = 'queued'")
+        sqlx::query("UPDATE queue SET state = 'removed', ended_at = ?2 WHERE experiment = ?1 AND state = 'queued' AND kind = ?3")
             .bind(&g.experiment)
             .bind(&t)
+            .bind(kind)
             .execute(&mut *tx)
             .await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO queue (experiment, priority, max_slots, retries, added_at, slurm) VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+            "INSERT INTO queue (experiment, priority, max_slots, retries, added_at, slurm, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
         )
         .bind(&g.experiment)
         .bind(g.priority)
@@ -126,6 +138,7 @@ impl Store {
         .bind(g.retries)
         .bind(&t)
         .bind(&g.slurm)
+        .bind(kind)
         .fetch_one(&mut *tx)
         .await?;
         for (position, r) in g.jobs.iter().enumerate() {
@@ -146,7 +159,8 @@ impl Store {
     /// Grids still queued, served first by priority (higher), then in the order added.
     pub async fn queued_grids(&self) -> R<Vec<GridRow>> {
         Ok(sqlx::query_as::<_, GridRow>(
-            "SELECT id, experiment, priority, max_slots, retries, slurm FROM queue WHERE state = 'queued' ORDER BY priority DESC, id",
+            "SELECT id, experiment, priority, max_slots, retries, slurm, kind = 'rescore' AS rescore FROM queue
+             WHERE state = 'queued' ORDER BY priority DESC, id",
         )
         .fetch_all(&self.pool)
         .await?)
@@ -177,19 +191,41 @@ impl Store {
         Ok(())
     }
 
-    /// The latest grid of an experiment: (queue id, state).
+    /// The latest training grid of an experiment: (queue id, state).
     pub async fn latest_grid(&self, experiment: &str) -> R<Option<(i64, String)>> {
-        Ok(sqlx::query_as::<_, (i64, String)>("SELECT id, state FROM queue WHERE experiment = ?1 ORDER BY id DESC LIMIT 1")
+        self.latest_of_kind(experiment, "train").await
+    }
+
+    /// The latest rescore grid of an experiment (`oodlab rescore`): (queue id, state).
+    pub async fn latest_rescore(&self, experiment: &str) -> R<Option<(i64, String)>> {
+        self.latest_of_kind(experiment, "rescore").await
+    }
+
+    async fn latest_of_kind(&self, experiment: &str, kind: &str) -> R<Option<(i64, String)>> {
+        Ok(sqlx::query_as::<_, (i64, String)>("SELECT id, state FROM queue WHERE experiment = ?1 AND kind = ?2 ORDER BY id DESC LIMIT 1")
             .bind(experiment)
+            .bind(kind)
             .fetch_optional(&self.pool)
             .await?)
+    }
+
+    /// Ends every grid of an experiment still queued, of either kind (`removed` or `cancelled`);
+    /// how many.
+    pub async fn end_queued_grids(&self, experiment: &str, state: &str) -> R<u64> {
+        let done = sqlx::query("UPDATE queue SET state = ?2, ended_at = ?3 WHERE experiment = ?1 AND state = 'queued'")
+            .bind(experiment)
+            .bind(state)
+            .bind(now())
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// Every grid with its progress: queued ones first (in serving order), then the rest, latest
     /// first.
     pub async fn queue_overview(&self) -> R<Vec<QueueRow>> {
         Ok(sqlx::query_as::<_, QueueRow>(
-            "SELECT q.id, q.experiment, q.priority, q.max_slots, q.state, q.added_at, q.ended_at,
+            "SELECT q.id, q.experiment, q.kind, q.priority, q.max_slots, q.state, q.added_at, q.ended_at,
                     count(qr.run_id) AS runs,
                     coalesce(sum(r.status = 'done'), 0) AS done,
                     coalesce(sum(r.status = 'running'), 0) AS running,
@@ -211,7 +247,7 @@ impl Store {
                     CASE WHEN r.status = 'running' THEN (julianday('now') - julianday(r.started_at)) * 86400.0 END AS elapsed
              FROM queue q JOIN queue_runs qr ON qr.queue_id = q.id JOIN runs r ON r.id = qr.run_id
              LEFT JOIN experiment_runs er ON er.run_id = r.id AND er.experiment = q.experiment
-             WHERE q.state = 'queued' ORDER BY q.id, qr.position",
+             WHERE q.state = 'queued' AND q.kind = 'train' ORDER BY q.id, qr.position",
         )
         .fetch_all(&self.pool)
         .await?)

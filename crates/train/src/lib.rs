@@ -25,11 +25,10 @@ pub mod odin;
 pub mod optim;
 pub mod paths;
 pub mod rescore;
-
 pub mod scaler;
+pub mod sets;
 
 mod fit;
-mod sets;
 
 use std::path::Path;
 

@@ -135,8 +135,33 @@ pub fn load_val_ood(cfg: &RunConfig) -> Result<Option<ImageSet>, TrainError> {
     let Some(name) = e.val_ood.as_ref().or(cfg.settings.data.outliers.as_ref()) else { return Ok(None) };
     let has_train = cfg.datasets.get(name).is_some_and(|d| d.has_train());
     let all = load_part(cfg, name, has_train, None)?;
-    let idx = crate::features::train_sample(all.len(), e.val_ood_size, cfg.seed ^ 0x0076_616c_6f6f_6400);
-    Ok(Some(all.select(&idx)))
+    let idx = match cfg.settings.outlier_holdout() {
+        Some(size) => held_out_slice(all.len(), size, cfg.seed),
+        None => crate::features::train_sample(all.len(), e.val_ood_size, cfg.seed ^ VAL_OOD_SEED),
+    };
+    Ok((!idx.is_empty()).then(|| all.select(&idx)))
+}
+
+/// Seed of the validation OOD draw (xored with the run's).
+const VAL_OOD_SEED: u64 = 0x0076_616c_6f6f_6400;
+
+/// The slice of an outlier pool of `len` images kept for validation and out of training:
+/// `size` images (0: as many as allowed), at most a fifth of the pool so that training keeps
+/// most of it, drawn with the run's seed; sorted. Empty for a pool under 5 images. A fine-tune
+/// and its parent have the same seed, so they are tuned on the same slice.
+pub fn held_out_slice(len: usize, size: usize, seed: u64) -> Vec<usize> {
+    let cap = len / 5;
+    let size = if size == 0 { cap } else { size.min(cap) };
+    if size == 0 {
+        return Vec::new();
+    }
+    crate::features::train_sample(len, size, seed ^ VAL_OOD_SEED)
+}
+
+/// The pool without its held-out validation slice (both sorted).
+fn pool_without(pool: &ImageSet, held_out: &[usize]) -> ImageSet {
+    let keep: Vec<usize> = (0..pool.len()).filter(|i| held_out.binary_search(i).is_err()).collect();
+    pool.select(&keep)
 }
 
 pub fn load_sets(cfg: &RunConfig) -> Result<RunSets, TrainError> {
@@ -157,7 +182,13 @@ pub fn load_sets(cfg: &RunConfig) -> Result<RunSets, TrainError> {
         ood.push((name.clone(), load_part(cfg, name, false, None)?));
     }
     let outliers = match (&d.outliers, cfg.settings.method.uses_outliers()) {
-        (Some(name), true) => Some(load_part(cfg, name, true, None)?),
+        (Some(name), true) => {
+            let pool = load_part(cfg, name, true, None)?;
+            Some(match cfg.settings.outlier_holdout() {
+                Some(size) => pool_without(&pool, &held_out_slice(pool.len(), size, cfg.seed)),
+                None => pool,
+            })
+        }
         _ => None,
     };
     let sets =
@@ -203,5 +234,21 @@ mod tests {
         let mut a = OutlierStream::new(50, 9);
         let mut b = OutlierStream::new(50, 9);
         assert_eq!(a.next(80), b.next(80));
+    }
+
+    #[test]
+    fn the_held_out_slice_is_at_most_a_fifth_of_the_pool() {
+        // 10,000 Animal-MNIST images, eval.val_ood_size 2,000: exactly a fifth.
+        let s = held_out_slice(10_000, 2_000, 3);
+        assert_eq!(s.len(), 2_000);
+        assert!(s.windows(2).all(|w| w[0] < w[1]) && *s.last().unwrap() < 10_000);
+        // A small pool keeps four fifths for training whatever the size asked; 0 asks the most.
+        assert_eq!(held_out_slice(1_000, 2_000, 3).len(), 200);
+        assert_eq!(held_out_slice(1_000, 0, 3).len(), 200);
+        assert_eq!(held_out_slice(1_000, 50, 3).len(), 50);
+        assert!(held_out_slice(4, 2_000, 3).is_empty());
+        // Seeded: the same run draws the same slice, another seed another one.
+        assert_eq!(held_out_slice(1_000, 50, 3), held_out_slice(1_000, 50, 3));
+        assert_ne!(held_out_slice(1_000, 50, 3), held_out_slice(1_000, 50, 4));
     }
 }

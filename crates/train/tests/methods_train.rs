@@ -142,3 +142,38 @@ fn whole_runs_report_every_metric_and_repeat_bit_identically() {
         }
     }
 }
+
+#[test]
+fn the_validation_outliers_are_held_out_of_the_outliers_trained_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let exp = oodlab_spec::load(&spec(dir.path()), &["eval.val_ood_size=40".into()], oodlab_train::CODE_VERSION).unwrap();
+    let oe = exp.runs.iter().find(|r| r.entry == "oe").unwrap();
+    let trained = oodlab_train::sets::load_sets(oe).unwrap().outliers.unwrap();
+    let val = oodlab_train::sets::load_val_ood(oe).unwrap().unwrap();
+    let pool = oodlab_data::idx::load(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sample/animal-mnist/train-images-idx3-ubyte.gz"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sample/animal-mnist/train-labels-idx1-ubyte.gz"),
+    )
+    .unwrap();
+    assert_eq!(val.len(), 40);
+    assert_eq!(trained.len() + val.len(), pool.len());
+    // No validation image is among the training outliers (compared by their pixels).
+    let seen: std::collections::HashSet<Vec<u8>> = (0..trained.len()).map(|i| trained.image(i).unwrap().into_owned()).collect();
+    assert!((0..val.len()).all(|i| !seen.contains(val.image(i).unwrap().as_ref())));
+    // The baseline trains on no outliers, and is tuned on the same slice as its fine-tunes.
+    let ce = exp.runs.iter().find(|r| r.entry == "ce").unwrap();
+    assert!(oodlab_train::sets::load_sets(ce).unwrap().outliers.is_none());
+    assert_eq!(oodlab_train::sets::load_val_ood(ce).unwrap().unwrap().to_bytes().unwrap(), val.to_bytes().unwrap());
+    // A validation set named elsewhere (MNIST, once it is no test set) leaves the pool whole,
+    // and the fine-tune keeps the id it had before validation slices existed.
+    let sets = ["eval.val_ood_size=40".to_string(), "data.ood=[]".into()];
+    let exp = oodlab_spec::load(&spec(dir.path()), &[&sets[..], &["eval.val_ood=mnist".to_string()]].concat(), oodlab_train::CODE_VERSION)
+        .unwrap();
+    let oe_named = exp.runs.iter().find(|r| r.entry == "oe").unwrap();
+    assert_eq!(oodlab_train::sets::load_sets(oe_named).unwrap().outliers.unwrap().len(), pool.len());
+    let pooled = oodlab_spec::load(&spec(dir.path()), &sets, oodlab_train::CODE_VERSION).unwrap();
+    let oe_pooled = pooled.runs.iter().find(|r| r.entry == "oe").unwrap();
+    assert_ne!(oe_named.run_id, oe_pooled.run_id, "the held-out slice changes what the fine-tune trains on");
+    let ce = |e: &oodlab_spec::Experiment| e.runs.iter().find(|r| r.entry == "ce").unwrap().run_id.clone();
+    assert_eq!(ce(&exp), ce(&pooled), "the baseline trains on no outliers: unchanged");
+}

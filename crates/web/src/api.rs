@@ -132,7 +132,7 @@ pub async fn compare_table(state: &AppState, name: &str, q: &CompareQuery) -> Re
         alpha: 0.05,
     };
     let input = oodlab_report::from_store::compare_input(state.store(), name, &options).await?;
-    Ok(oodlab_report::compare(&input))
+    Ok(oodlab_report::compare(&input).with_rows(&q.rows))
 }
 
 /// The export formats of `oodlab compare --format`.

@@ -41,7 +41,7 @@ pub async fn compare(home: &Path, args: CompareArgs) -> anyhow::Result<i32> {
         CompareFormat::Json => Format::Json,
     };
     let style = NumberStyle { scale: if args.percent { 100.0 } else { 1.0 }, decimals: if args.percent { 1 } else { 3 } };
-    let table = oodlab_report::compare(&input);
+    let table = oodlab_report::compare(&input).with_rows(&args.rows);
     print!("{}", oodlab_report::render::table(&table, format, style));
     if format == Format::Json && !args.pairs.is_empty() {
         println!();

@@ -34,7 +34,7 @@ pub fn new_grid(
             grid_json: serde_json::to_string(&r.grid)?,
             run_dir: dir.display().to_string(),
         });
-        let job = WorkerJob { run_id: r.run_id.0.clone(), config, run_dir: dir, init_checkpoint: parent_ckpt };
+        let job = WorkerJob { run_id: r.run_id.0.clone(), config, run_dir: dir, init_checkpoint: parent_ckpt, rescore: None };
         jobs.push(QueuedRun {
             run_id: r.run_id.0.clone(),
             parent_id: r.parent.as_ref().map(|p| p.0.clone()),
@@ -52,5 +52,6 @@ pub fn new_grid(
         max_slots: max_slots.map(|m| m as i64),
         retries: retries as i64,
         slurm: slurm.map(serde_json::to_string).transpose()?,
+        rescore: false,
     })
 }

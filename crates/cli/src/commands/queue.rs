@@ -89,7 +89,8 @@ pub async fn ls(home: &Path, a: QueueLsArgs) -> anyhow::Result<i32> {
     for r in &rows {
         t.push(vec![
             r.id.to_string(),
-            r.experiment.clone(),
+            // A rescore's runs are done already: its counts are of runs, not of rescores.
+            if r.kind == "rescore" { format!("{} (rescore)", r.experiment) } else { r.experiment.clone() },
             r.priority.to_string(),
             r.max_slots.map_or("all".into(), |m| m.to_string()),
             r.state.clone(),

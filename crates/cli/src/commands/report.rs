@@ -251,7 +251,7 @@ async fn detectors_section(
         if input.observations.is_empty() {
             continue;
         }
-        let table = oodlab_report::compare(&input);
+        let table = oodlab_report::compare(&input).with_rows("score");
         doc.push(Block::Heading(3, entry.to_string()));
         doc.push(Block::Table(oodlab_report::render::text_table(&table, NumberStyle::default())));
     }

@@ -1,14 +1,19 @@
 //! `oodlab rescore SPEC [--scores knn,vim]`: post-hoc detectors added to a spec's finished runs
-//! without training them again: from the features each run saved, or extracted again from its
-//! checkpoint. The metrics go into the store under the home's lock, so that the store keeps
-//! one writer; a run that has every asked detector already is left alone, so that running it
+//! without training them again, from the features each run saved or extracted again from its
+//! checkpoint (ODIN always needs the checkpoint). Each run's rescore is a worker job queued as a
+//! grid of its own kind: the scheduler runs it on a slot (a GPU, a CPU slot or Slurm, as
+//! training) and records its metrics, so the store keeps one writer and a rescore never changes
+//! a run's status. A run that has every asked detector already is left out, so that running it
 //! twice changes nothing and an interrupted rescore takes up where it stopped.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::time::Duration;
 
-use oodlab_spec::Score;
-use oodlab_store::{RunStatus, Store};
+use oodlab_protocol::WorkerJob;
+use oodlab_sched::{HomeLock, LockError, Message, Until};
+use oodlab_spec::{Experiment, Score};
+use oodlab_store::{NewGrid, QueuedRun, RunStatus};
 
 use crate::args::RescoreArgs;
 use crate::settings;
@@ -63,19 +68,16 @@ fn detectors(asked: &[String], exp: &oodlab_spec::Experiment) -> anyhow::Result<
     Ok(out)
 }
 
-pub async fn rescore(home: &Path, a: RescoreArgs) -> anyhow::Result<i32> {
-    let exp = super::load_spec(&a.spec)?;
-    let detectors = detectors(&a.scores, &exp)?;
-    // The store has one writer: no scheduler may serve this home meanwhile.
-    let _lock = super::schedule::lock(home)?;
-    let db = settings::db_path(home);
-    if !db.exists() {
-        return Err(crate::invalid(format!("no store at {}; pass --home, or run the spec first", db.display())));
-    }
-    // Features are extracted where a worker would train: the GPU CUDA_VISIBLE_DEVICES shows, or
-    // the CPU.
-    let placement = oodlab_train::device::select(std::env::var("CUDA_VISIBLE_DEVICES").ok().as_deref())?;
-    let store = Store::open(&db).await?;
+/// What a rescore has to do, from the store: the runs that lack some asked detector, with
+/// those they lack, and the counts of the others.
+struct Plan {
+    jobs: Vec<(String, String, Vec<Score>)>,
+    already: usize,
+    unfinished: usize,
+}
+
+async fn plan(home: &Path, exp: &Experiment, detectors: &[Score]) -> anyhow::Result<Plan> {
+    let store = super::read_store(home).await?;
     let ids: Vec<String> = exp.runs.iter().map(|r| r.run_id.0.clone()).collect();
     let statuses = store.statuses(&ids).await?;
     let dirs = store.run_dirs(&ids).await?;
@@ -83,48 +85,149 @@ pub async fn rescore(home: &Path, a: RescoreArgs) -> anyhow::Result<i32> {
     for row in store.results(&exp.name).await? {
         scored.entry(row.run_id).or_default().insert(row.score);
     }
-    let (mut rescored, mut already, mut unfinished, mut failed) = (0, 0, 0, 0);
+    store.close().await;
+    let mut plan = Plan { jobs: Vec::new(), already: 0, unfinished: 0 };
     for cfg in &exp.runs {
         let id = &cfg.run_id.0;
-        if statuses.get(id) != Some(&RunStatus::Done) {
-            unfinished += 1;
+        let (Some(RunStatus::Done), Some(dir)) = (statuses.get(id), dirs.get(id)) else {
+            plan.unfinished += 1;
             continue;
-        }
+        };
         let have = scored.get(id);
         let missing: Vec<Score> = detectors.iter().copied().filter(|s| !have.is_some_and(|h| h.contains(s.name()))).collect();
         if missing.is_empty() {
-            already += 1;
-            continue;
-        }
-        let Some(dir) = dirs.get(id) else {
-            unfinished += 1;
-            continue;
-        };
-        let (config, dir) = (cfg.clone(), std::path::PathBuf::from(dir));
-        let (job, device) = (missing.clone(), placement.device.clone());
-        let result = tokio::task::spawn_blocking(move || oodlab_train::rescore::rescore(&config, &dir, &job, &device)).await?;
-        let names: Vec<&str> = missing.iter().map(|s| s.name()).collect();
-        let label = format!("{id} {} seed={} split={}", cfg.entry, cfg.seed, cfg.split);
-        match result {
-            Ok(r) => {
-                for event in &r.events {
-                    store.record_event(id, event).await?;
-                }
-                rescored += 1;
-                let source = if r.extracted { "features extracted from its checkpoint" } else { "saved features" };
-                eprintln!("rescored {label}: {} ({source})", names.join(", "));
-            }
-            Err(e) => {
-                failed += 1;
-                eprintln!("FAILED   {label}: {e}");
-            }
+            plan.already += 1;
+        } else {
+            plan.jobs.push((id.clone(), dir.clone(), missing));
         }
     }
-    store.close().await;
+    Ok(plan)
+}
+
+/// The rescore grid: one worker job per run that lacks a detector.
+fn grid(exp: &Experiment, plan: &Plan, max_slots: Option<usize>, placement: &settings::Placement) -> anyhow::Result<NewGrid> {
+    let mut jobs = Vec::new();
+    for (id, dir, missing) in &plan.jobs {
+        let cfg = exp.runs.iter().find(|r| &r.run_id.0 == id).expect("planned from these runs");
+        let names: Vec<String> = missing.iter().map(|s| s.name().to_string()).collect();
+        let job = WorkerJob {
+            run_id: id.clone(),
+            config: serde_json::to_value(cfg)?,
+            run_dir: dir.into(),
+            init_checkpoint: None,
+            rescore: Some(names.clone()),
+        };
+        jobs.push(QueuedRun {
+            run_id: id.clone(),
+            parent_id: None,
+            label: format!("rescore {}: {} seed={} split={}", names.join(", "), cfg.entry, cfg.seed, cfg.split),
+            job: serde_json::to_string(&job)?,
+        });
+    }
+    Ok(NewGrid {
+        experiment: exp.name.clone(),
+        spec_path: exp.path.display().to_string(),
+        spec_yaml: exp.resolved_yaml.clone(),
+        runs: Vec::new(),
+        jobs,
+        priority: 0,
+        max_slots: max_slots.map(|m| m as i64),
+        retries: 0,
+        slurm: placement.slurm.as_ref().map(serde_json::to_string).transpose()?,
+        rescore: true,
+    })
+}
+
+pub async fn rescore(home: &Path, a: RescoreArgs) -> anyhow::Result<i32> {
+    let exp = super::load_spec(&a.spec)?;
+    let detectors = detectors(&a.scores, &exp)?;
+    let machine = settings::Machine { jobs: a.jobs, threads: a.threads, gpus: a.gpus.as_deref(), backend: a.backend.as_deref() };
+    let placement = settings::placement(&machine, &exp.resources)?;
+    let db = settings::db_path(home);
+    if !db.exists() {
+        return Err(crate::invalid(format!("no store at {}; pass --home, or run the spec first", db.display())));
+    }
+    let names = detectors.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ");
+    let before = plan(home, &exp, &detectors).await?;
+    if !before.jobs.is_empty() {
+        let message = Message::Enqueue(Box::new(grid(&exp, &before, a.jobs, &placement)?));
+        match HomeLock::acquire(home) {
+            Ok(lock) => serve(home, &exp, lock, &message, placement).await?,
+            Err(LockError::Busy { holder, .. }) => {
+                let posted =
+                    oodlab_sched::Inbox::new(home).post(&message).map_err(|e| anyhow::anyhow!("posting to {}: {e}", home.display()))?;
+                eprintln!(
+                    "a scheduler is running on {} ({holder}): the rescore of `{}` ({} run(s)) is queued there; waiting for it",
+                    home.display(),
+                    exp.name,
+                    before.jobs.len()
+                );
+                follow(home, &exp, &posted, placement).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    // What the store holds now says what was done, whoever ran it.
+    let after = plan(home, &exp, &detectors).await?;
+    let failed = before.jobs.iter().filter(|(id, ..)| after.jobs.iter().any(|(left, ..)| left == id)).count();
+    let rescored = before.jobs.len() - failed;
     eprintln!(
-        "`{}`: {rescored} run(s) rescored, {already} already had {}, {unfinished} not finished (skipped), {failed} failed",
-        exp.name,
-        detectors.iter().map(|s| s.name()).collect::<Vec<_>>().join(", "),
+        "`{}`: {rescored} run(s) rescored, {} already had {names}, {} not finished (skipped), {failed} failed",
+        exp.name, before.already, before.unfinished,
     );
+    if failed > 0 {
+        eprintln!("a failed rescore's reason is in its run folder's rescore-stderr.log (and `oodlab rescore` again retries it)");
+    }
     Ok(if failed > 0 { oodlab_protocol::exit_codes::WORKER_FAILED } else { 0 })
+}
+
+/// This process holds the home: queue the rescore and serve the queue until it is empty.
+async fn serve(home: &Path, exp: &Experiment, lock: HomeLock, message: &Message, placement: settings::Placement) -> anyhow::Result<()> {
+    {
+        let store = oodlab_store::Store::open(&settings::db_path(home)).await?;
+        oodlab_sched::apply_offline(&store, message).await?;
+        store.close().await;
+    }
+    let summary = super::schedule::serve(home, placement, settings::git_commit(&exp.path), Until::QueueEmpty).await?;
+    drop(lock);
+    if summary.cancelled {
+        return Err(crate::CliError {
+            code: oodlab_protocol::exit_codes::INTERRUPTED,
+            message: format!("interrupted: `oodlab rescore {}` again takes up where it stopped", exp.path.display()),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// Waits until the scheduler that holds the home has served the rescore posted to it; serves
+/// it here if that scheduler stopped before reading it.
+async fn follow(home: &Path, exp: &Experiment, posted: &Path, placement: settings::Placement) -> anyhow::Result<()> {
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = &mut ctrl_c => {
+                eprintln!("stopped waiting; the rescore of `{}` stays queued (`oodlab queue ls`)", exp.name);
+                return Ok(());
+            }
+            _ = tokio::time::sleep(Duration::from_millis(300)) => {}
+        }
+        if posted.exists() {
+            if let Ok(lock) = HomeLock::acquire(home) {
+                if let Ok(bytes) = std::fs::read(posted) {
+                    let _ = std::fs::remove_file(posted);
+                    let message: Message = serde_json::from_slice(&bytes)?;
+                    return serve(home, exp, lock, &message, placement).await;
+                }
+            }
+            continue;
+        }
+        let store = super::read_store(home).await?;
+        let state = store.latest_rescore(&exp.name).await?;
+        store.close().await;
+        if state.is_some_and(|(_, s)| s != "queued") {
+            return Ok(());
+        }
+    }
 }

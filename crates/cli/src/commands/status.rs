@@ -132,6 +132,11 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
                 };
                 println!("queue (served in this order):");
                 for q in queued {
+                    if q.kind == "rescore" {
+                        // Its runs are done: what is left is their rescore, not their training.
+                        println!("  {:<24} priority {:<3} rescore of {} finished run(s)", q.experiment, q.priority, q.runs);
+                        continue;
+                    }
                     let eta = left
                         .as_ref()
                         .and_then(|l| l.get(&q.id))

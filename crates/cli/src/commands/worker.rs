@@ -71,7 +71,7 @@ pub fn worker(args: WorkerArgs) -> i32 {
         };
     if args.events_file {
         // A new attempt starts the file afresh.
-        let events = job.run_dir.join("events.jsonl");
+        let events = job.run_dir.join(job.files().events);
         match std::fs::create_dir_all(&job.run_dir).and_then(|_| std::fs::File::create(&events)) {
             Ok(f) => {
                 let _ = EVENTS_FILE.set(Mutex::new(f));
@@ -112,6 +112,9 @@ pub fn worker(args: WorkerArgs) -> i32 {
         threads,
         cuda_visible_devices: visible,
     });
+    if let Some(names) = &job.rescore {
+        return rescore(&config, &job, names, &placement, started);
+    }
     let req = oodlab_train::RunRequest {
         config: &config,
         run_dir: &job.run_dir,
@@ -122,6 +125,31 @@ pub fn worker(args: WorkerArgs) -> i32 {
         Ok(()) => {
             if let Some(mb) = crate::settings::peak_rss_mb() {
                 emit(&Event::Metric { name: "peak_rss_mb".into(), value: mb });
+            }
+            emit(&Event::Finished { seconds: started.elapsed().as_secs_f64() });
+            exit_codes::OK
+        }
+        Err(e) => fail(e.to_string()),
+    }
+}
+
+/// A rescore job: the detectors `names` added to the finished run in the job's folder, their
+/// metrics as events.
+fn rescore(config: &RunConfig, job: &WorkerJob, names: &[String], placement: &oodlab_train::device::Placement, started: Instant) -> i32 {
+    let mut detectors = Vec::new();
+    for name in names {
+        match oodlab_spec::Score::ALL.iter().find(|s| s.name() == name) {
+            Some(&s) => detectors.push(s),
+            None => return fail(format!("the rescore job names `{name}`, which this oodlab does not know as a detector")),
+        }
+    }
+    match oodlab_train::rescore::rescore(config, &job.run_dir, &detectors, &placement.device) {
+        Ok(r) => {
+            for event in &r.events {
+                emit(event);
+            }
+            if r.extracted {
+                eprintln!("features extracted again from {}", job.run_dir.join("checkpoint.safetensors").display());
             }
             emit(&Event::Finished { seconds: started.elapsed().as_secs_f64() });
             exit_codes::OK
