@@ -78,6 +78,14 @@ impl Reporter for Progress {
                 bar.set_message(format!("epoch {epoch} loss {train_loss:.3}{val}"));
             }
             Event::Artifact { kind, .. } if kind == "checkpoint" => bar.set_message("evaluating"),
+            Event::Resumed { epoch } => {
+                drop(runs);
+                self.say(format!("resume {} {} from its mid-run checkpoint, after epoch {epoch}", run.id, run.label));
+            }
+            Event::Note { message } => {
+                drop(runs);
+                self.say(format!("note   {} {}: {message}", run.id, run.label));
+            }
             _ => {}
         }
     }

@@ -93,15 +93,19 @@ fn gc_deletes_only_run_folders_no_run_in_the_store_owns() {
         std::fs::create_dir_all(d).unwrap();
         std::fs::write(d.join("checkpoint.safetensors"), vec![0u8; 2 << 20]).unwrap();
     }
+    // And a mid-run checkpoint the finished run no longer needs.
+    std::fs::write(run_dir.join("resume.safetensors"), vec![0u8; 1 << 20]).unwrap();
 
     let out = text(&run_ok(oodlab(&home).args(["gc", "--dry-run"])).stdout);
     assert!(out.contains("would delete") && out.contains("0123456789ab") && out.contains("abcdef012345"), "{out}");
     assert!(out.contains("2 folder(s)") && out.contains("would free 4.0 MiB"), "{out}");
-    assert!(orphan.exists() && beside.exists(), "a dry run deleted something");
+    assert!(out.contains("1 mid-run checkpoint(s) of finished runs; would free 1.0 MiB"), "{out}");
+    assert!(orphan.exists() && beside.exists() && run_dir.join("resume.safetensors").exists(), "a dry run deleted something");
 
     let out = text(&run_ok(oodlab(&home).arg("gc")).stdout);
-    assert!(out.contains("freed 4.0 MiB"), "{out}");
+    assert!(out.contains("freed 4.0 MiB") && out.contains("freed 1.0 MiB"), "{out}");
     assert!(!orphan.exists() && !beside.exists() && !home.join("runs/gone").exists());
+    assert!(!run_dir.join("resume.safetensors").exists());
     assert!(notes.exists(), "a folder not named like a run was deleted");
     assert!(run_dir.join("checkpoint.safetensors").exists(), "the live run's folder went");
     let out = text(&run_ok(oodlab(&home).arg("gc")).stdout);

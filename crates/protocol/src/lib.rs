@@ -92,6 +92,11 @@ pub enum Event {
         n_id: u64,
         n_ood: u64,
     },
+    /// This attempt goes on from the run's mid-run checkpoint, after `epoch` finished epochs.
+    Resumed { epoch: u32 },
+    /// Something the user should know about the attempt, in one sentence (a mid-run checkpoint
+    /// refused, for example); kept with the attempt and shown.
+    Note { message: String },
     /// A file the run produced, relative to the run folder.
     Artifact { kind: String, path: String },
     /// The run completed; every metric has been sent before this line.

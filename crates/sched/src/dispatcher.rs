@@ -445,7 +445,15 @@ impl State<'_> {
         self.reporter.launched(&run, &format!("{} (re-attached to Slurm job {}_{})", slot.name, a.job, a.task_index), attempt);
         let (cancel, cancel_rx) = watch::channel(false);
         let tail = crate::events_tail::EventTail::new(std::path::Path::new(&a.run_dir).join("events.jsonl"));
-        let task = crate::slurm::Task { run_id: run.id.clone(), job: a.job, index: a.task_index as usize, tail, cancel: cancel_rx };
+        let task = crate::slurm::Task {
+            run_id: run.id.clone(),
+            job: a.job,
+            index: a.task_index as usize,
+            tail,
+            cancel: cancel_rx,
+            finished: false,
+            failed: false,
+        };
         let _ = sub.send(vec![task]).await;
         self.running.insert(run.id.clone(), Running { run, slot, grid, finished: false, failed_reason: None, cancel, stop_reason: None });
     }

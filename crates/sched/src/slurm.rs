@@ -51,6 +51,9 @@ pub(crate) struct Task {
     pub index: usize,
     pub tail: EventTail,
     pub cancel: watch::Receiver<bool>,
+    /// Whether its events so far held `finished`, `failed`.
+    pub finished: bool,
+    pub failed: bool,
 }
 
 /// What the follower counts: polls, and `squeue` calls (one per poll with tasks to follow).
@@ -130,6 +133,8 @@ pub(crate) async fn submit(
                 index,
                 tail: EventTail::new(run.run_dir().join(run.job.files().events)),
                 cancel: cancel.clone(),
+                finished: false,
+                failed: false,
             });
         }
     }
@@ -168,15 +173,15 @@ async fn squeue(jobs: &[String]) -> Result<HashMap<(String, usize), String>, Str
     Ok(states)
 }
 
-/// Sends the task's new events to the dispatcher: whether they held `finished`, `failed`.
-async fn forward(t: &mut Task, tx: &mpsc::Sender<ExecMsg>) -> (bool, bool) {
-    let (mut finished, mut failed) = (false, false);
+/// Sends the task's new events to the dispatcher, noting in the task whether one was `finished`
+/// or `failed`: a worker's last event is often read on the poll before the one that sees its job
+/// end, and how the job ended is judged by every event it sent.
+async fn forward(t: &mut Task, tx: &mpsc::Sender<ExecMsg>) {
     for event in t.tail.read_new().unwrap_or_default().into_iter().flatten() {
-        finished |= matches!(event, Event::Finished { .. });
-        failed |= matches!(event, Event::Failed { .. });
+        t.finished |= matches!(event, Event::Finished { .. });
+        t.failed |= matches!(event, Event::Failed { .. });
         let _ = tx.send(ExecMsg::Event { run_id: t.run_id.clone(), event }).await;
     }
-    (finished, failed)
 }
 
 /// Follows submitted tasks until the dispatcher drops its sender and none is left; returns what it
@@ -217,7 +222,7 @@ pub(crate) async fn follow(mut submitted: mpsc::Receiver<Vec<Task>>, tx: mpsc::S
         let mut i = 0;
         while i < tasks.len() {
             let (t, since, seen, cancel_sent) = &mut tasks[i];
-            let (mut finished, mut failed) = forward(t, &tx).await;
+            forward(t, &tx).await;
             let state = states.as_ref().ok().and_then(|s| s.get(&(t.job.clone(), t.index)).cloned());
             *seen |= state.is_some();
             let ended = match state.as_deref() {
@@ -230,9 +235,8 @@ pub(crate) async fn follow(mut submitted: mpsc::Receiver<Vec<Task>>, tx: mpsc::S
                 continue;
             };
             // The last events, written just before the task ended.
-            let (f, x) = forward(t, &tx).await;
-            finished |= f;
-            failed |= x;
+            forward(t, &tx).await;
+            let (finished, failed) = (t.finished, t.failed);
             let cancelled = *cancel_sent;
             let exit: Result<ExitStatus, String> = match end.as_str() {
                 "COMPLETED" => Ok(ExitStatus::from_raw(0)),

@@ -120,6 +120,13 @@ impl Store {
         .bind(git_commit)
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "INSERT OR REPLACE INTO attempts (run_id, attempt, slot, host, started_at)
+             SELECT id, attempts, slot, host, started_at FROM runs WHERE id = ?1",
+        )
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -182,6 +189,25 @@ impl Store {
                     .execute(&self.pool)
                     .await?;
             }
+            Event::Resumed { epoch } => {
+                sqlx::query(
+                    "UPDATE attempts SET resumed_epoch = ?2 WHERE run_id = ?1 AND attempt = (SELECT attempts FROM runs WHERE id = ?1)",
+                )
+                .bind(run_id)
+                .bind(*epoch as i64)
+                .execute(&self.pool)
+                .await?;
+            }
+            Event::Note { message } => {
+                sqlx::query(
+                    "UPDATE attempts SET notes = coalesce(notes || char(10), '') || ?2
+                     WHERE run_id = ?1 AND attempt = (SELECT attempts FROM runs WHERE id = ?1)",
+                )
+                .bind(run_id)
+                .bind(message)
+                .execute(&self.pool)
+                .await?;
+            }
             Event::Progress { .. } | Event::Finished { .. } | Event::Failed { .. } => {}
         }
         Ok(())
@@ -194,16 +220,38 @@ impl Store {
             Outcome::Failed { exit_code, reason, stderr_tail } => ("failed", *exit_code, Some(reason.as_str()), Some(stderr_tail.as_str())),
             Outcome::Interrupted { reason } => ("interrupted", None, Some(reason.as_str()), None),
         };
+        let t = now();
+        let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE runs SET status = ?2, exit_code = ?3, failure = ?4, stderr_tail = ?5, ended_at = ?6 WHERE id = ?1")
             .bind(run_id)
             .bind(status)
             .bind(exit_code)
             .bind(failure)
             .bind(tail)
-            .bind(now())
-            .execute(&self.pool)
+            .bind(&t)
+            .execute(&mut *tx)
             .await?;
+        sqlx::query(
+            "UPDATE attempts SET status = ?2, failure = ?3, ended_at = ?4 WHERE run_id = ?1 AND attempt = (SELECT attempts FROM runs WHERE id = ?1)",
+        )
+        .bind(run_id)
+        .bind(status)
+        .bind(failure)
+        .bind(&t)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Every attempt of a run, first first.
+    pub async fn attempts(&self, run_id: &str) -> R<Vec<AttemptRow>> {
+        Ok(sqlx::query_as::<_, AttemptRow>(
+            "SELECT attempt, slot, host, started_at, ended_at, status, failure, resumed_epoch, notes FROM attempts WHERE run_id = ?1 ORDER BY attempt",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Results of an experiment's finished runs, in plan order.
@@ -322,7 +370,7 @@ impl Store {
         sqlx::query("DELETE FROM queue WHERE experiment = ?1").bind(name).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM experiment_runs WHERE experiment = ?1").bind(name).execute(&mut *tx).await?;
         for (id, _) in &removed {
-            for table in ["epochs", "run_metrics", "ood_metrics", "artifacts", "slurm_tasks", "queue_runs"] {
+            for table in ["epochs", "run_metrics", "ood_metrics", "artifacts", "slurm_tasks", "queue_runs", "attempts"] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE run_id = ?1")).bind(id).execute(&mut *tx).await?;
             }
             // Fine-tunes among the removed runs point at parents that go too.

@@ -117,6 +117,22 @@ pub struct RunDetail {
     pub run_dir: String,
 }
 
+/// One attempt of a run (`oodlab status --run`).
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct AttemptRow {
+    pub attempt: i64,
+    pub slot: Option<String>,
+    pub host: Option<String>,
+    pub started_at: String,
+    pub ended_at: Option<String>,
+    pub status: String,
+    pub failure: Option<String>,
+    /// The finished epochs it went on after, from the run's mid-run checkpoint; None: from the
+    /// start.
+    pub resumed_epoch: Option<i64>,
+    pub notes: Option<String>,
+}
+
 /// A warning about a finished run, from the `run_flags` view: `acc-drop` (collapsed against its
 /// parent), `loss-rising` or `loss-nonfinite`, and a sentence saying why.
 #[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]

@@ -103,7 +103,7 @@ pub fn loader(config: &oodlab_spec::RunConfig, epochs: u32) -> Result<LoaderTime
     let train = oodlab_spec::TrainSettings { epochs, ..s.train.clone() };
     let started = Instant::now();
     let (images, batches, peak_batches) = std::thread::scope(|scope| -> Result<_, crate::TrainError> {
-        let mut prefetch = crate::loader::training(scope, &sets, &train, &s.data.normalize, s.data.loader, config.seed);
+        let mut prefetch = crate::loader::training(scope, &sets, &train, &s.data.normalize, s.data.loader, config.seed, 0);
         let (mut images, mut batches) = (0, 0);
         for batch in prefetch.by_ref() {
             images += batch?.labels.len();

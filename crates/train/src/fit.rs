@@ -54,13 +54,23 @@ pub fn run(req: &RunRequest, sink: Sink) -> Result<(), TrainError> {
         vm.load(ckpt).context(&format!("loading the parent checkpoint {}", ckpt.display()))?;
     }
 
+    // A run started again after an interruption goes on from its last finished epoch.
+    let resume = match crate::resume::load(req.run_dir, &cfg.run_id.0, crate::CODE_VERSION, device) {
+        Ok(r) => r,
+        Err(refused) => {
+            sink(Event::Note { message: refused });
+            None
+        }
+    };
     let mut memory = GpuMemory { device, peak: 0 };
-    train(req, &sets, &model, &varmap, device, &mut memory, sink)?;
+    train(req, &sets, &model, &varmap, device, &mut memory, resume, sink)?;
 
     std::fs::create_dir_all(req.run_dir).map_err(|e| TrainError::Setup(format!("creating {}: {e}", req.run_dir.display())))?;
     varmap.save(req.run_dir.join(CHECKPOINT)).context("saving the checkpoint")?;
     sink(Event::Artifact { kind: "checkpoint".into(), path: CHECKPOINT.into() });
     evaluate(req, &sets, &model, device, sink)?;
+    // Finished: the final checkpoint is what stays.
+    crate::resume::remove(req.run_dir);
     memory.sample();
     if memory.peak > 0 {
         sink(Event::Metric { name: "gpu_mem_mb".into(), value: memory.peak as f64 / (1 << 20) as f64 });
@@ -82,6 +92,7 @@ impl GpuMemory<'_> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn train(
     req: &RunRequest,
     sets: &RunSets,
@@ -89,6 +100,7 @@ fn train(
     varmap: &VarMap,
     device: &Device,
     memory: &mut GpuMemory,
+    resume: Option<crate::resume::Resume>,
     sink: Sink,
 ) -> Result<(), TrainError> {
     let s = &req.config.settings;
@@ -114,13 +126,48 @@ fn train(
     let mut skipped = 0u64;
     let mut nonfinite = 0u64;
     let mut step = 0;
+    // What the finished epochs sent, kept in the mid-run checkpoint.
+    let mut log: Vec<Event> = Vec::new();
+    let names: HashMap<candle_core::TensorId, String> =
+        crate::resume::named_vars(varmap).into_iter().map(|(n, v)| (v.as_tensor().id(), n)).collect();
+    let mut first_epoch = 1;
+    if let Some(r) = resume {
+        let st = &r.state;
+        for (name, var) in crate::resume::named_vars(varmap) {
+            let saved =
+                r.tensors.get(&format!("var.{name}")).ok_or_else(|| TrainError::Setup(format!("the mid-run checkpoint lacks `{name}`")))?;
+            var.set(saved).context("restoring the weights")?;
+        }
+        optimizer.restore(&names, &r.tensors, st.adam_steps);
+        mix_rng.set_word_pos(
+            st.mix_rng_word_pos.parse::<u128>().map_err(|e| TrainError::Setup(format!("the mid-run checkpoint's stream position: {e}")))?,
+        );
+        scaler = st.scaler.map(GradScaler::from_state);
+        (skipped, nonfinite, step) = (st.skipped, st.nonfinite, st.step);
+        if let Some((acc, epoch)) = st.best {
+            let weights = varmap
+                .all_vars()
+                .iter()
+                .map(|v| r.tensors.get(&format!("best.{}", names[&v.as_tensor().id()])).cloned())
+                .collect::<Option<Vec<Tensor>>>()
+                .ok_or_else(|| TrainError::Setup("the mid-run checkpoint lacks the best weights".into()))?;
+            best = Some((acc, epoch, weights));
+        }
+        sink(Event::Resumed { epoch: st.epoch });
+        for e in &st.events {
+            sink(e.clone());
+        }
+        log = st.events.clone();
+        first_epoch = st.epoch + 1;
+    }
     // Training inputs after the crop; outliers have the ID images' shape (checked by load_sets).
     let c = sets.train.channels;
     let (oh, ow) = crate::augment::train_size(&t.augment, sets.train.height, sets.train.width);
     // The loader's threads live in this scope; they stop when `batches` is dropped, on an error too.
     std::thread::scope(|scope| -> Result<(), TrainError> {
-        let mut batches = crate::loader::training(scope, sets, t, &s.data.normalize, s.data.loader, seed);
-        for epoch in 1..=t.epochs {
+        let done_steps = (first_epoch as usize - 1) * steps_per_epoch;
+        let mut batches = crate::loader::training(scope, sets, t, &s.data.normalize, s.data.loader, seed, done_steps);
+        for epoch in first_epoch..=t.epochs {
             let started = Instant::now();
             let (mut loss_sum, mut hits, mut seen) = (0.0f64, 0usize, 0usize);
             let mut epoch_nonfinite = 0;
@@ -187,10 +234,11 @@ fn train(
                     best = Some((acc, epoch, snapshot(varmap).context("keeping the best weights")?));
                 }
             }
+            let mut sent = Vec::new();
             if let Some(rise) = relative_rise(&losses) {
-                sink(Event::Metric { name: LOSS_RISE.into(), value: rise });
+                sent.push(Event::Metric { name: LOSS_RISE.into(), value: rise });
             }
-            sink(Event::Epoch {
+            sent.push(Event::Epoch {
                 epoch,
                 train_loss: loss_sum / seen.max(1) as f64,
                 train_acc: hits as f64 / seen.max(1) as f64,
@@ -198,6 +246,24 @@ fn train(
                 lr,
                 seconds: started.elapsed().as_secs_f64(),
             });
+            for e in sent {
+                log.push(e.clone());
+                sink(e);
+            }
+            let state = crate::resume::ResumeState {
+                run_id: req.config.run_id.0.clone(),
+                code_version: crate::CODE_VERSION.to_string(),
+                epoch,
+                step,
+                mix_rng_word_pos: mix_rng.get_word_pos().to_string(),
+                skipped,
+                nonfinite,
+                scaler: scaler.as_ref().map(GradScaler::state),
+                adam_steps: None,
+                best: best.as_ref().map(|(acc, e, _)| (*acc, *e)),
+                events: log.clone(),
+            };
+            checkpoint(req.run_dir, varmap, &names, &optimizer, best.as_ref().map(|b| &b.2), state)?;
         }
         Ok(())
     })?;
@@ -213,6 +279,31 @@ fn train(
         sink(Event::Metric { name: "best_val_acc".into(), value: acc });
     }
     Ok(())
+}
+
+/// Writes the mid-run checkpoint of the epoch just finished (crate::resume).
+fn checkpoint(
+    run_dir: &std::path::Path,
+    varmap: &VarMap,
+    names: &HashMap<candle_core::TensorId, String>,
+    optimizer: &Optimizer,
+    best: Option<&Vec<Tensor>>,
+    mut state: crate::resume::ResumeState,
+) -> Result<(), TrainError> {
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for (name, var) in crate::resume::named_vars(varmap) {
+        tensors.insert(format!("var.{name}"), var.as_tensor().clone());
+    }
+    let (buffers, adam_steps) = optimizer.state(names);
+    tensors.extend(buffers);
+    state.adam_steps = adam_steps;
+    if let Some(weights) = best {
+        for (v, w) in varmap.all_vars().iter().zip(weights) {
+            tensors.insert(format!("best.{}", names[&v.as_tensor().id()]), w.clone());
+        }
+    }
+    std::fs::create_dir_all(run_dir).map_err(|e| TrainError::Setup(format!("creating {}: {e}", run_dir.display())))?;
+    crate::resume::save(run_dir, &state, tensors)
 }
 
 /// The metric of a run's last epoch: how much the mean step loss of its second half exceeds that

@@ -25,6 +25,7 @@ pub mod odin;
 pub mod optim;
 pub mod paths;
 pub mod rescore;
+pub mod resume;
 pub mod scaler;
 pub mod sets;
 

@@ -127,11 +127,17 @@ pub fn training<'a, 'scope>(
     norm: &'a Normalize,
     loader: LoaderSettings,
     seed: u64,
+    done_steps: usize,
 ) -> Prefetch<'a, StepJob, Result<StepBatch, DataError>>
 where
     'a: 'scope,
 {
     let mut plan = TrainPlan::new(sets, t, seed);
+    // A resumed run: the plan's draws of the steps already taken are made again, without
+    // building their batches, so that the rest is what the uninterrupted run got.
+    for _ in 0..done_steps {
+        plan.next();
+    }
     let out = |set: &ImageSet| crate::augment::train_size(&t.augment, set.height, set.width);
     let work = move |job: StepJob| -> Result<StepBatch, DataError> {
         let images = job.images.build(&sets.train, out(&sets.train), norm)?;
@@ -203,7 +209,7 @@ mod tests {
     fn all(sets: &RunSets, t: &TrainSettings, loader: LoaderSettings) -> Vec<Built> {
         let norm = Normalize { mean: PerChannel::All(0.0), std: PerChannel::All(1.0 / 255.0) };
         std::thread::scope(|s| {
-            training(s, sets, t, &norm, loader, 11).map(|b| b.map(|b| (b.images, b.labels, b.outliers)).unwrap()).collect()
+            training(s, sets, t, &norm, loader, 11, 0).map(|b| b.map(|b| (b.images, b.labels, b.outliers)).unwrap()).collect()
         })
     }
 
@@ -241,6 +247,22 @@ mod tests {
         assert_eq!(inline[0].2.as_ref().unwrap().len(), t.outliers_for(8) * 9);
         for loader in [LoaderSettings { workers: 1, prefetch: 1, cache_mb: 0 }, LoaderSettings { workers: 3, prefetch: 5, cache_mb: 0 }] {
             assert_eq!(all(&sets, &t, loader), inline, "{loader:?}");
+        }
+    }
+
+    #[test]
+    fn a_resumed_plan_gives_the_batches_the_whole_plan_gives_from_there() {
+        let (sets, t) = (sets(21, 5), settings());
+        let loader = LoaderSettings { workers: 2, prefetch: 2, cache_mb: 0 };
+        let whole = all(&sets, &t, loader);
+        let norm = Normalize { mean: PerChannel::All(0.0), std: PerChannel::All(1.0 / 255.0) };
+        // After 1 epoch (3 steps) and after 4 steps (inside the second epoch): the order,
+        // augmentation and outlier draws go on where they were.
+        for done in [3, 4] {
+            let rest: Vec<Built> = std::thread::scope(|s| {
+                training(s, &sets, &t, &norm, loader, 11, done).map(|b| b.map(|b| (b.images, b.labels, b.outliers)).unwrap()).collect()
+            });
+            assert_eq!(rest, whole[done..], "after {done} steps");
         }
     }
 

@@ -1,7 +1,9 @@
 //! Optimizers with PyTorch's semantics (SGD with momentum, Nesterov and weight decay; AdamW) and
 //! learning-rate schedules.
 
-use candle_core::{backprop::GradStore, Result, Tensor, Var};
+use std::collections::HashMap;
+
+use candle_core::{backprop::GradStore, Result, Tensor, TensorId, Var};
 use oodlab_spec::{OptimizerKind, OptimizerSettings, ScheduleKind, ScheduleSettings};
 
 /// The optimizer a run's settings ask for.
@@ -22,6 +24,48 @@ impl Optimizer {
         match self {
             Optimizer::Sgd(o) => o.step(grads, lr),
             Optimizer::AdamW(o) => o.step(grads, lr),
+        }
+    }
+
+    /// Its state for a mid-run checkpoint: each buffer named `opt.<buffer>.<variable>`, the
+    /// variable's name from `names` (by tensor id), and AdamW's step count.
+    pub fn state(&self, names: &HashMap<TensorId, String>) -> (Vec<(String, Tensor)>, Option<i32>) {
+        let name = |v: &Var| names.get(&v.as_tensor().id()).cloned().unwrap_or_default();
+        match self {
+            Optimizer::Sgd(o) => {
+                let out =
+                    o.vars.iter().zip(&o.buffers).filter_map(|(v, b)| Some((format!("opt.momentum.{}", name(v)), b.clone()?))).collect();
+                (out, None)
+            }
+            Optimizer::AdamW(o) => {
+                let mut out = Vec::new();
+                for (v, m) in o.vars.iter().zip(&o.moments) {
+                    if let Some((m, sq)) = m {
+                        out.push((format!("opt.m.{}", name(v)), m.clone()));
+                        out.push((format!("opt.v.{}", name(v)), sq.clone()));
+                    }
+                }
+                (out, Some(o.steps))
+            }
+        }
+    }
+
+    /// Takes back the state [`Optimizer::state`] gave, from a checkpoint's tensors.
+    pub fn restore(&mut self, names: &HashMap<TensorId, String>, tensors: &HashMap<String, Tensor>, steps: Option<i32>) {
+        let name = |v: &Var| names.get(&v.as_tensor().id()).cloned().unwrap_or_default();
+        match self {
+            Optimizer::Sgd(o) => {
+                for (v, b) in o.vars.iter().zip(&mut o.buffers) {
+                    *b = tensors.get(&format!("opt.momentum.{}", name(v))).cloned();
+                }
+            }
+            Optimizer::AdamW(o) => {
+                for (v, m) in o.vars.iter().zip(&mut o.moments) {
+                    let n = name(v);
+                    *m = tensors.get(&format!("opt.m.{n}")).cloned().zip(tensors.get(&format!("opt.v.{n}")).cloned());
+                }
+                o.steps = steps.unwrap_or(0);
+            }
         }
     }
 }

@@ -25,6 +25,15 @@ impl GradScaler {
         self.scale
     }
 
+    /// (scale, good steps in a row): what a mid-run checkpoint keeps.
+    pub fn state(&self) -> (f64, u32) {
+        (self.scale, self.good_steps)
+    }
+
+    pub fn from_state((scale, good_steps): (f64, u32)) -> GradScaler {
+        GradScaler { scale, good_steps }
+    }
+
     /// Gradients of `loss * scale`.
     pub fn backward(&self, loss: &Tensor) -> Result<GradStore> {
         (loss * self.scale)?.backward()

@@ -14,12 +14,11 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
         let epochs = store.epochs(id).await?;
         let flags = store.run_flags(id).await?;
         let metrics = store.run_metrics(id).await?;
+        let attempts = store.attempts(id).await?;
         if args.format == Format::Json {
             let metrics: serde_json::Map<String, serde_json::Value> = metrics.iter().map(|(k, v)| (k.clone(), (*v).into())).collect();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"run": d, "epochs": epochs, "flags": flags, "metrics": metrics}))?
-            );
+            let all = serde_json::json!({"run": d, "epochs": epochs, "flags": flags, "metrics": metrics, "attempt_history": attempts});
+            println!("{}", serde_json::to_string_pretty(&all)?);
             return Ok(0);
         }
         let fields = [
@@ -59,6 +58,24 @@ pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
         }
         for f in &flags {
             println!("{:<16} {}: {}", "FLAGGED", f.flag, f.detail);
+        }
+        // Attempts before the latest, and any that resumed or left a note (attempts before this
+        // table existed are counted above only).
+        if attempts.len() > 1 || attempts.iter().any(|a| a.resumed_epoch.is_some() || a.notes.is_some()) {
+            for a in &attempts {
+                let from = a.resumed_epoch.map_or("from the start".to_string(), |e| format!("resumed after epoch {e}"));
+                let why = a.failure.as_deref().map_or(String::new(), |f| format!(": {f}"));
+                println!(
+                    "{:<16} {} {} on {}, {from}{why}",
+                    format!("attempt {}", a.attempt),
+                    a.status,
+                    a.started_at,
+                    a.slot.as_deref().unwrap_or("-")
+                );
+                for note in a.notes.iter().flat_map(|n| n.lines()) {
+                    println!("{:<16} note: {note}", "");
+                }
+            }
         }
         if let Some(tail) = d.stderr_tail.as_deref().filter(|t| !t.is_empty()) {
             println!("stderr (last lines):\n{tail}");

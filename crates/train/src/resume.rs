@@ -1,0 +1,162 @@
+//! Mid-run checkpoints: at the end of every epoch the worker writes `resume.safetensors` in the
+//! run folder — the weights (batch-norm statistics included), the optimizer's buffers, the
+//! best-validation weights, and as JSON the epoch reached, the step count, the mixing stream's
+//! position, the loss scaler and the epochs' log — through a temporary file, fsync and a rename,
+//! so that a reader finds the previous checkpoint or the new one, never half of one. A run
+//! started again after any interruption continues after its last finished epoch and ends bit for
+//! bit as the same run never interrupted: the loader's plan (order, outliers, augmentation) is
+//! replayed to the same step without building a batch, and every other random stream is restored.
+//!
+//! A checkpoint of another run or another training code version is refused: the run starts over,
+//! and says why (a `note` event, kept with the attempt).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use candle_nn::VarMap;
+use oodlab_protocol::Event;
+use serde::{Deserialize, Serialize};
+
+use crate::{Context, TrainError};
+
+/// The file, in the run folder.
+pub const RESUME: &str = "resume.safetensors";
+
+/// What a checkpoint says besides its tensors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResumeState {
+    pub run_id: String,
+    pub code_version: String,
+    /// Epochs finished; training goes on with the next.
+    pub epoch: u32,
+    /// Optimizer steps taken (skipped ones included), where the learning-rate schedule is.
+    pub step: usize,
+    /// The position of the mixing stream (`ChaCha8Rng::get_word_pos`), as a decimal string.
+    pub mix_rng_word_pos: String,
+    pub skipped: u64,
+    pub nonfinite: u64,
+    /// The f16 loss scaler's (scale, good steps).
+    pub scaler: Option<(f64, u32)>,
+    /// AdamW's step count.
+    pub adam_steps: Option<i32>,
+    /// The best validation accuracy so far and its epoch (`train.keep: best-val`).
+    pub best: Option<(f64, u32)>,
+    /// The events the finished epochs sent (`Epoch`, and metrics), sent again on resuming: a new
+    /// attempt starts with an empty epoch log in the store.
+    pub events: Vec<Event>,
+}
+
+/// A checkpoint read back: its state, and its tensors by name (`var.NAME`, `opt.KIND.NAME`,
+/// `best.NAME`) on the run's device.
+#[derive(Debug)]
+pub struct Resume {
+    pub state: ResumeState,
+    pub tensors: HashMap<String, Tensor>,
+}
+
+/// The variables of `varmap` by name, sorted (a `VarMap`'s own order is a hash map's).
+pub fn named_vars(varmap: &VarMap) -> Vec<(String, candle_core::Var)> {
+    let data = varmap.data().lock().expect("the varmap's lock is never poisoned");
+    let mut v: Vec<(String, candle_core::Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Writes a checkpoint atomically: temporary file, fsync, rename, fsync of the folder.
+pub fn save(run_dir: &Path, state: &ResumeState, tensors: HashMap<String, Tensor>) -> Result<(), TrainError> {
+    let mut tensors = tensors;
+    let json = serde_json::to_vec(state).expect("the state serializes");
+    let n = json.len();
+    tensors.insert("state".into(), Tensor::from_vec(json, n, &Device::Cpu).context("packing the resume state")?);
+    let path = run_dir.join(RESUME);
+    let tmp: PathBuf = run_dir.join(format!("{RESUME}.tmp"));
+    candle_core::safetensors::save(&tensors, &tmp).context("writing the mid-run checkpoint")?;
+    let io = |what: &str, e: std::io::Error| TrainError::Setup(format!("{what} {}: {e}", tmp.display()));
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| io("syncing", e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| io("renaming", e))?;
+    // The rename itself reaches the disk with the folder.
+    if let Ok(dir) = std::fs::File::open(run_dir) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
+}
+
+/// The run's checkpoint, if it has one: `Ok(None)` without one; `Err(reason)` for one of another
+/// run or another training code version, or one that cannot be read, which is removed (the run
+/// starts over; the worker sends the reason as a note).
+pub fn load(run_dir: &Path, run_id: &str, code_version: &str, device: &Device) -> Result<Option<Resume>, String> {
+    let path = run_dir.join(RESUME);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let refuse = |why: String| {
+        let _ = std::fs::remove_file(&path);
+        Err(format!("mid-run checkpoint {} refused: {why}; the run starts over from epoch 1", path.display()))
+    };
+    let mut tensors = match candle_core::safetensors::load(&path, device) {
+        Ok(t) => t,
+        Err(e) => return refuse(format!("it cannot be read ({e})")),
+    };
+    let state: Option<ResumeState> =
+        tensors.remove("state").and_then(|t| t.to_vec1::<u8>().ok()).and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    let Some(state) = state else { return refuse("it has no readable state".into()) };
+    if state.code_version != code_version {
+        return refuse(format!("it was written by training code `{}`, this worker is `{code_version}`", state.code_version));
+    }
+    if state.run_id != run_id {
+        return refuse(format!("it belongs to run {}, not {run_id}", state.run_id));
+    }
+    Ok(Some(Resume { state, tensors }))
+}
+
+/// Removes the run's mid-run checkpoint (the run finished: its final checkpoint is what stays).
+pub fn remove(run_dir: &Path) {
+    let _ = std::fs::remove_file(run_dir.join(RESUME));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(run_id: &str, code: &str) -> ResumeState {
+        ResumeState {
+            run_id: run_id.into(),
+            code_version: code.into(),
+            epoch: 2,
+            step: 40,
+            mix_rng_word_pos: "1234".into(),
+            skipped: 0,
+            nonfinite: 1,
+            scaler: None,
+            adam_steps: Some(40),
+            best: Some((0.75, 1)),
+            events: vec![Event::Metric { name: "x".into(), value: 1.5 }],
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_reads_back_and_one_of_other_code_is_refused_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Tensor::new(&[1.0f32, -2.5, 3.25], &Device::Cpu).unwrap();
+        save(dir.path(), &state("abc", "train-1"), [("var.w".to_string(), w)].into()).unwrap();
+        assert!(!dir.path().join(format!("{RESUME}.tmp")).exists());
+        let r = load(dir.path(), "abc", "train-1", &Device::Cpu).unwrap().unwrap();
+        assert_eq!(r.state, state("abc", "train-1"));
+        assert_eq!(r.tensors["var.w"].to_vec1::<f32>().unwrap(), [1.0, -2.5, 3.25]);
+        // Another run's: refused and kept out.
+        save(dir.path(), &state("abd", "train-1"), HashMap::new()).unwrap();
+        assert!(load(dir.path(), "abc", "train-1", &Device::Cpu).unwrap_err().contains("it belongs to run abd, not abc"));
+        // Another training code version: refused, said, removed.
+        save(dir.path(), &state("abc", "train-1"), HashMap::new()).unwrap();
+        let said = load(dir.path(), "abc", "train-2", &Device::Cpu).unwrap_err();
+        assert!(said.contains("written by training code `train-1`, this worker is `train-2`") && said.contains("starts over"), "{said}");
+        assert!(!dir.path().join(RESUME).exists());
+        assert!(load(dir.path(), "abc", "train-1", &Device::Cpu).unwrap().is_none());
+        // A truncated file is refused too.
+        save(dir.path(), &state("abc", "train-1"), HashMap::new()).unwrap();
+        let bytes = std::fs::read(dir.path().join(RESUME)).unwrap();
+        std::fs::write(dir.path().join(RESUME), &bytes[..bytes.len() / 2]).unwrap();
+        assert!(load(dir.path(), "abc", "train-1", &Device::Cpu).unwrap_err().contains("cannot be read"));
+    }
+}
