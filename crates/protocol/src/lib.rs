@@ -34,6 +34,15 @@ pub struct WorkerJob {
     /// from its saved features or its checkpoint, instead of training it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rescore: Option<Vec<String>>,
+    /// Seconds between two heartbeats (well under the grid's `resources.stall_timeout`);
+    /// absent: 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_seconds: Option<f64>,
+}
+
+/// The heartbeat interval for a stall timeout: a quarter of it, at most 30 s, at least 0.2 s.
+pub fn heartbeat_for(stall_timeout: f64) -> f64 {
+    (stall_timeout / 4.0).clamp(0.2, 30.0)
 }
 
 /// The files of a job in its run folder.
@@ -76,6 +85,11 @@ pub enum Event {
     Epoch { epoch: u32, train_loss: f64, train_acc: f64, val_acc: Option<f64>, lr: f64, seconds: f64 },
     /// A step inside an epoch, for progress bars; never stored.
     Progress { epoch: u32, step: u32, steps: u32 },
+    /// Sent every `heartbeat_seconds` of the job by a thread of its own while the
+    /// worker lives: `work` counts the batches it has computed (training steps, evaluation
+    /// batches), so that a worker that is alive but stuck is told from one that works. Never
+    /// stored.
+    Heartbeat { work: u64 },
     /// A scalar result of the run, such as `id_acc`.
     Metric { name: String, value: f64 },
     /// OOD detection metrics of one score on one OOD set.

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oodlab_protocol::{exit_codes, Event};
 use oodlab_store::{GridRow, Outcome, RunStatus, Store};
@@ -19,8 +19,11 @@ use crate::{PlannedRun, Reporter, RunEnd, SchedError, SchedulerConfig, Slot, Sum
 /// The slot of a re-attached run beyond the scheduler's slots.
 const REATTACHED: &str = "slurm:re-attached";
 
-/// How often the inbox is read.
+/// How often the inbox is read (and running workers are checked for stalls).
 const INBOX_POLL: Duration = Duration::from_millis(200);
+
+/// `resources.stall_timeout` of grids queued without one, seconds.
+const DEFAULT_STALL_TIMEOUT: f64 = 600.0;
 
 /// When the scheduler stops on its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +45,8 @@ struct Grid {
     slurm: Option<crate::slurm::SlurmConfig>,
     /// A rescore of finished runs (`oodlab rescore`).
     rescore: bool,
+    /// A worker silent, or working on nothing, this long is stalled.
+    stall_timeout: Duration,
     pending: VecDeque<PlannedRun>,
     /// This grid's runs now running.
     running: usize,
@@ -58,6 +63,52 @@ struct Running {
     cancel: watch::Sender<bool>,
     /// Why the run is being stopped, when it is.
     stop_reason: Option<String>,
+    /// When the worker last sent anything, and last showed work done (an event other than a
+    /// heartbeat, or a heartbeat whose work count moved), with that count.
+    heard: Instant,
+    worked: Instant,
+    work: u64,
+    /// Whether the worker has sent anything yet: a Slurm job may wait in the cluster's queue for
+    /// hours before it starts, which is no stall.
+    started: bool,
+    stall_timeout: Duration,
+    /// Stopped for a stall: a failure (retried within the budget), not an interruption.
+    stalled: bool,
+}
+
+impl Running {
+    fn new(run: PlannedRun, slot: Slot, grid: i64, cancel: watch::Sender<bool>, stall_timeout: Duration) -> Running {
+        let now = Instant::now();
+        Running {
+            run,
+            slot,
+            grid,
+            finished: false,
+            failed_reason: None,
+            cancel,
+            stop_reason: None,
+            heard: now,
+            worked: now,
+            work: 0,
+            started: false,
+            stall_timeout,
+            stalled: false,
+        }
+    }
+
+    /// Why the worker counts as stalled now, if it does.
+    fn stall(&self, now: Instant) -> Option<String> {
+        let limit = self.stall_timeout;
+        if !self.started {
+            None
+        } else if now.duration_since(self.heard) > limit {
+            Some(format!("stalled: no heartbeat from the worker for {:.0} s (resources.stall_timeout)", limit.as_secs_f64()))
+        } else if now.duration_since(self.worked) > limit {
+            Some(format!("stalled: the worker computed nothing for {:.0} s (resources.stall_timeout)", limit.as_secs_f64()))
+        } else {
+            None
+        }
+    }
 }
 
 /// Decides what to do with a run whose attempt ended.
@@ -170,6 +221,7 @@ pub async fn serve(
             }
             _ = tick.tick(), if !cancelling => {
                 st.read_inbox(inbox).await?;
+                st.stop_stalled();
             }
             _ = &mut shutdown, if !cancelling => {
                 cancelling = true;
@@ -234,6 +286,7 @@ impl State<'_> {
             retries: row.retries.max(0) as u32,
             slurm: row.slurm.as_deref().and_then(|j| serde_json::from_str(j).ok()),
             rescore: row.rescore,
+            stall_timeout: Duration::from_secs_f64(row.stall_timeout.filter(|t| *t > 0.0).unwrap_or(DEFAULT_STALL_TIMEOUT)),
             pending,
             running: 0,
             ended: false,
@@ -259,6 +312,7 @@ impl State<'_> {
                         retries: grid.retries,
                         slurm: grid.slurm.clone(),
                         rescore: grid.rescore,
+                        stall_timeout: grid.stall_timeout,
                     };
                     self.add_grid(row).await?;
                 }
@@ -373,7 +427,7 @@ impl State<'_> {
             let g = &mut self.grids[gi];
             let run = g.pending.remove(pos).expect("index in range");
             g.running += 1;
-            let grid = g.id;
+            let (grid, stall_timeout) = (g.id, g.stall_timeout);
             let slot = free.pop_front().expect("checked non-empty");
             let attempt = self.attempts.entry(run.key()).or_insert(0);
             *attempt += 1;
@@ -389,7 +443,7 @@ impl State<'_> {
             } else {
                 tokio::spawn(execute(run.clone(), slot.clone(), cfg.clone(), tx.clone(), cancel_rx));
             }
-            self.running.insert(run.key(), Running { run, slot, grid, finished: false, failed_reason: None, cancel, stop_reason: None });
+            self.running.insert(run.key(), Running::new(run, slot, grid, cancel, stall_timeout));
         }
         if let (Some(sub), Some(default)) = (slurm, &cfg.slurm) {
             // One submission per grid: each grid's runs go out with its own Slurm settings.
@@ -438,6 +492,8 @@ impl State<'_> {
             }
         }
         let Some((grid, run)) = found else { return };
+        let stall_timeout =
+            self.grids.iter().find(|g| g.id == grid).map_or(Duration::from_secs_f64(DEFAULT_STALL_TIMEOUT), |g| g.stall_timeout);
         // More re-attached runs than slots: the extra ones do not hold a slot.
         let slot = free.pop_front().unwrap_or_else(|| Slot { name: REATTACHED.into(), env: Vec::new() });
         let attempt = a.attempts.max(1) as u32;
@@ -455,18 +511,27 @@ impl State<'_> {
             failed: false,
         };
         let _ = sub.send(vec![task]).await;
-        self.running.insert(run.id.clone(), Running { run, slot, grid, finished: false, failed_reason: None, cancel, stop_reason: None });
+        self.running.insert(run.id.clone(), Running::new(run, slot, grid, cancel, stall_timeout));
     }
 
     async fn on_exec(&mut self, msg: ExecMsg, free: &mut VecDeque<Slot>, cancelling: bool) -> Result<(), SchedError> {
         match msg {
             ExecMsg::Event { run_id: key, event } => {
                 let Some(r) = self.running.get_mut(&key) else { return Ok(()) };
+                let now = Instant::now();
+                (r.heard, r.started) = (now, true);
                 match &event {
                     Event::Finished { .. } => r.finished = true,
                     Event::Failed { reason } => r.failed_reason = Some(reason.clone()),
+                    Event::Heartbeat { work } => {
+                        if *work != r.work {
+                            (r.work, r.worked) = (*work, now);
+                        }
+                        return Ok(());
+                    }
                     _ => {}
                 }
+                r.worked = now;
                 // A rescore adds results only: where the run trained stays as recorded.
                 let record = match event {
                     Event::Progress { .. } => false,
@@ -513,7 +578,7 @@ impl State<'_> {
                         self.summary.interrupted += 1;
                         self.reporter.ended(&r.run, &RunEnd::Interrupted);
                     }
-                    Verdict::Retry(reason) | Verdict::Failed(reason) if cancelling || r.stop_reason.is_some() => {
+                    Verdict::Retry(reason) | Verdict::Failed(reason) if cancelling || (r.stop_reason.is_some() && !r.stalled) => {
                         // A failure racing a cancel is recorded as the failure it was.
                         store.end_attempt(&run_id, &Outcome::Failed { exit_code, reason: reason.clone(), stderr_tail }).await?;
                         self.failed.insert(run_id);
@@ -521,7 +586,7 @@ impl State<'_> {
                         self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: false });
                     }
                     Verdict::Retry(reason) => {
-                        store.end_attempt(&run_id, &Outcome::Failed { exit_code, reason: reason.clone(), stderr_tail }).await?;
+                        store.end_attempt(&run_id, &failure(r.stalled, exit_code, &reason, stderr_tail)).await?;
                         self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: true });
                         match self.grids.iter_mut().find(|g| g.id == r.grid && !g.ended) {
                             Some(g) => g.pending.push_front(r.run),
@@ -532,7 +597,7 @@ impl State<'_> {
                         }
                     }
                     Verdict::Failed(reason) => {
-                        store.end_attempt(&run_id, &Outcome::Failed { exit_code, reason: reason.clone(), stderr_tail }).await?;
+                        store.end_attempt(&run_id, &failure(r.stalled, exit_code, &reason, stderr_tail)).await?;
                         self.failed.insert(run_id);
                         self.summary.failed += 1;
                         self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: false });
@@ -545,6 +610,19 @@ impl State<'_> {
 }
 
 impl State<'_> {
+    /// Stops the workers that went silent or idle for their grid's stall timeout; their attempts
+    /// end as failures (`stalled`), retried within the budget.
+    fn stop_stalled(&mut self) {
+        let now = Instant::now();
+        for r in self.running.values_mut().filter(|r| r.stop_reason.is_none()) {
+            if let Some(why) = r.stall(now) {
+                r.stalled = true;
+                r.stop_reason = Some(why);
+                let _ = r.cancel.send(true);
+            }
+        }
+    }
+
     /// A rescore's attempt ended: nothing about the run changes in the store (it stays done with
     /// its results; the rescore's metrics came as events), only the queue and the summary.
     fn rescore_ended(&mut self, r: Running, key: String, verdict: Verdict) {
@@ -574,8 +652,20 @@ impl State<'_> {
     }
 }
 
+/// How a failed attempt is recorded: `stalled` when the scheduler killed it for a stall.
+fn failure(stalled: bool, exit_code: Option<i32>, reason: &str, stderr_tail: String) -> Outcome {
+    let reason = reason.to_string();
+    if stalled {
+        Outcome::Stalled { exit_code, reason, stderr_tail }
+    } else {
+        Outcome::Failed { exit_code, reason, stderr_tail }
+    }
+}
+
 fn judge(r: &Running, exit: &Result<std::process::ExitStatus, String>, cancelled: bool, tries: u32, retries: u32) -> Verdict {
     let reason = match exit {
+        // Killed for a stall: a failure, retried within the budget (from its mid-run checkpoint).
+        _ if r.stalled => r.stop_reason.clone().unwrap_or_else(|| "stalled".into()),
         Err(e) => e.clone(),
         Ok(s) if s.success() && r.finished => return Verdict::Done,
         Ok(_) if cancelled => return Verdict::Interrupted,
@@ -594,5 +684,43 @@ fn judge(r: &Running, exit: &Result<std::process::ExitStatus, String>, cancelled
         Verdict::Retry(reason)
     } else {
         Verdict::Failed(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(timeout: Duration) -> Running {
+        let job = oodlab_protocol::WorkerJob {
+            run_id: "r".into(),
+            config: serde_json::Value::Null,
+            run_dir: "/nowhere".into(),
+            init_checkpoint: None,
+            rescore: None,
+            heartbeat_seconds: None,
+        };
+        let run = PlannedRun { id: "r".into(), parent: None, label: "r".into(), job };
+        Running::new(run, Slot { name: "cpu:0".into(), env: Vec::new() }, 1, watch::channel(false).0, timeout)
+    }
+
+    #[test]
+    fn a_stall_is_silence_or_idleness_for_the_timeout() {
+        let limit = Duration::from_secs(10);
+        let mut r = running(limit);
+        let t0 = r.heard;
+        // Not started yet (a Slurm job waiting in the cluster's queue): never a stall.
+        assert_eq!(r.stall(t0 + Duration::from_secs(3600)), None);
+        r.started = true;
+        assert_eq!(r.stall(t0 + Duration::from_secs(9)), None);
+        // Nothing heard for longer than the timeout.
+        assert!(r.stall(t0 + Duration::from_secs(11)).unwrap().contains("no heartbeat from the worker for 10 s"));
+        // Heartbeats keep coming but the work count stays: alive and stuck.
+        r.heard = t0 + Duration::from_secs(11);
+        let why = r.stall(t0 + Duration::from_secs(11)).unwrap();
+        assert!(why.contains("computed nothing for 10 s"), "{why}");
+        // Work seen recently: fine.
+        r.worked = t0 + Duration::from_secs(5);
+        assert_eq!(r.stall(t0 + Duration::from_secs(11)), None);
     }
 }

@@ -252,6 +252,15 @@ fn check_resources(r: &ResourcesSpec, loc: &Locator) -> Result<(), SpecError> {
     if r.runs_per_gpu == 0 {
         return Err(loc.error("resources.runs_per_gpu", "must be at least 1"));
     }
+    if !(r.stall_timeout > 0.0 && r.stall_timeout.is_finite()) {
+        return Err(loc.error(
+            "resources.stall_timeout",
+            format!(
+                "must be a positive number of seconds, found {} (default 600: a worker silent for 10 minutes is stalled)",
+                r.stall_timeout
+            ),
+        ));
+    }
     if !(r.grace_seconds >= 0.0 && r.grace_seconds.is_finite()) {
         return Err(loc.error("resources.grace_seconds", format!("must be a non-negative number of seconds, found {}", r.grace_seconds)));
     }

@@ -237,6 +237,10 @@ pub struct ResourcesSpec {
     pub retries: u32,
     /// Seconds a worker gets to stop after SIGTERM before it is killed.
     pub grace_seconds: f64,
+    /// Seconds without a heartbeat from a worker, or without work done, after which it is
+    /// killed, its attempt recorded `stalled` and the run retried (from its mid-run checkpoint)
+    /// within `retries`.
+    pub stall_timeout: f64,
     /// `local` (worker processes on this machine) or `slurm` (job arrays); `--backend` overrides.
     pub backend: Backend,
     /// How runs are submitted under `backend: slurm`.
@@ -252,6 +256,7 @@ impl Default for ResourcesSpec {
             runs_per_gpu: 1,
             retries: 0,
             grace_seconds: 10.0,
+            stall_timeout: 600.0,
             backend: Backend::Local,
             slurm: SlurmSpec::default(),
         }

@@ -208,7 +208,7 @@ impl Store {
                 .execute(&self.pool)
                 .await?;
             }
-            Event::Progress { .. } | Event::Finished { .. } | Event::Failed { .. } => {}
+            Event::Progress { .. } | Event::Heartbeat { .. } | Event::Finished { .. } | Event::Failed { .. } => {}
         }
         Ok(())
     }
@@ -217,9 +217,12 @@ impl Store {
     pub async fn end_attempt(&self, run_id: &str, outcome: &Outcome) -> R<()> {
         let (status, exit_code, failure, tail) = match outcome {
             Outcome::Done { exit_code } => ("done", Some(*exit_code), None, None),
-            Outcome::Failed { exit_code, reason, stderr_tail } => ("failed", *exit_code, Some(reason.as_str()), Some(stderr_tail.as_str())),
+            Outcome::Failed { exit_code, reason, stderr_tail } | Outcome::Stalled { exit_code, reason, stderr_tail } => {
+                ("failed", *exit_code, Some(reason.as_str()), Some(stderr_tail.as_str()))
+            }
             Outcome::Interrupted { reason } => ("interrupted", None, Some(reason.as_str()), None),
         };
+        let attempt_status = if matches!(outcome, Outcome::Stalled { .. }) { "stalled" } else { status };
         let t = now();
         let mut tx = self.pool.begin().await?;
         sqlx::query("UPDATE runs SET status = ?2, exit_code = ?3, failure = ?4, stderr_tail = ?5, ended_at = ?6 WHERE id = ?1")
@@ -235,7 +238,7 @@ impl Store {
             "UPDATE attempts SET status = ?2, failure = ?3, ended_at = ?4 WHERE run_id = ?1 AND attempt = (SELECT attempts FROM runs WHERE id = ?1)",
         )
         .bind(run_id)
-        .bind(status)
+        .bind(attempt_status)
         .bind(failure)
         .bind(&t)
         .execute(&mut *tx)

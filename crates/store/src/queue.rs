@@ -27,6 +27,9 @@ pub struct NewGrid {
     /// registered, and it replaces only a queued rescore of the same experiment.
     #[serde(default)]
     pub rescore: bool,
+    /// `resources.stall_timeout`, seconds (the default when absent).
+    #[serde(default)]
+    pub stall_timeout: Option<f64>,
 }
 
 /// A run of a queued grid, as the scheduler launches it.
@@ -49,6 +52,7 @@ pub struct GridRow {
     pub retries: i64,
     pub slurm: Option<String>,
     pub rescore: bool,
+    pub stall_timeout: Option<f64>,
 }
 
 /// A line of `oodlab queue ls`.
@@ -130,7 +134,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO queue (experiment, priority, max_slots, retries, added_at, slurm, kind) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING id",
+            "INSERT INTO queue (experiment, priority, max_slots, retries, added_at, slurm, kind, stall_timeout)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
         )
         .bind(&g.experiment)
         .bind(g.priority)
@@ -139,6 +144,7 @@ impl Store {
         .bind(&t)
         .bind(&g.slurm)
         .bind(kind)
+        .bind(g.stall_timeout)
         .fetch_one(&mut *tx)
         .await?;
         for (position, r) in g.jobs.iter().enumerate() {
@@ -159,7 +165,7 @@ impl Store {
     /// Grids still queued, served first by priority (higher), then in the order added.
     pub async fn queued_grids(&self) -> R<Vec<GridRow>> {
         Ok(sqlx::query_as::<_, GridRow>(
-            "SELECT id, experiment, priority, max_slots, retries, slurm, kind = 'rescore' AS rescore FROM queue
+            "SELECT id, experiment, priority, max_slots, retries, slurm, kind = 'rescore' AS rescore, stall_timeout FROM queue
              WHERE state = 'queued' ORDER BY priority DESC, id",
         )
         .fetch_all(&self.pool)

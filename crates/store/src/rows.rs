@@ -156,9 +156,25 @@ pub struct EpochRow {
 /// How an attempt ended, for [`crate::Store::end_attempt`].
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Done { exit_code: i32 },
-    Failed { exit_code: Option<i32>, reason: String, stderr_tail: String },
-    Interrupted { reason: String },
+    Done {
+        exit_code: i32,
+    },
+    Failed {
+        exit_code: Option<i32>,
+        reason: String,
+        stderr_tail: String,
+    },
+    Interrupted {
+        reason: String,
+    },
+    /// Killed by the scheduler because it stopped sending heartbeats or stopped working
+    /// (`resources.stall_timeout`): the run is `failed` (and retried within its budget), the
+    /// attempt `stalled`.
+    Stalled {
+        exit_code: Option<i32>,
+        reason: String,
+        stderr_tail: String,
+    },
 }
 
 /// What [`Store::remove_experiment`](crate::Store::remove_experiment) removed.

@@ -23,6 +23,7 @@ pub fn logits(
         let mut out = Vec::new();
         let mut k = 0;
         for built in crate::loader::evaluation(scope, set, batch, crop, norm, loader) {
+            crate::worked();
             let (px, n) = built?;
             let x = Tensor::from_vec(px, (n, set.channels, oh, ow), device).context("evaluating")?;
             let z: Tensor = model.forward_t(&x, false).context("evaluating")?;

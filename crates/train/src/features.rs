@@ -73,6 +73,7 @@ pub fn extract(
     std::thread::scope(|scope| {
         let (mut features, mut logits) = (Vec::new(), Vec::new());
         for built in crate::loader::evaluation(scope, set, batch, crop, norm, loader) {
+            crate::worked();
             let (px, n) = built?;
             let x = Tensor::from_vec(px, (n, set.channels, oh, ow), device).context("extracting features")?;
             let f = model.features_t(&x, false).context("extracting features")?;

@@ -221,6 +221,7 @@ fn train(
                     losses.push(loss as f64);
                 }
                 step += 1;
+                crate::worked();
                 if (i + 1) % (steps_per_epoch / PROGRESS_PER_EPOCH).max(1) == 0 {
                     sink(Event::Progress { epoch, step: i as u32 + 1, steps: steps_per_epoch as u32 });
                 }

@@ -93,5 +93,18 @@ impl<T> Context<T> for candle_core::Result<T> {
     }
 }
 
+/// Batches computed so far in this process (training steps, evaluation batches): the worker's
+/// heartbeat carries it, so that a worker alive but stuck is seen to do nothing.
+static WORK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub(crate) fn worked() {
+    WORK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many batches this process has computed.
+pub fn work_done() -> u64 {
+    WORK.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// A sink for the run's events.
 pub type Sink<'a> = &'a mut dyn FnMut(Event);

@@ -72,6 +72,7 @@ pub fn set_scores(
     std::thread::scope(|scope| {
         let mut out = vec![Vec::with_capacity(set.len()); noises.len()];
         for built in crate::loader::evaluation(scope, set, s.eval.batch_size, s.eval.crop, norm, s.data.loader) {
+            crate::worked();
             let (px, n) = built?;
             let x = Tensor::from_vec(px, (n, set.channels, oh, ow), device).context("ODIN")?;
             for (all, batch) in out.iter_mut().zip(batch_scores(model, &x, temperature, noises, &std).context("ODIN")?) {

@@ -34,7 +34,14 @@ pub fn new_grid(
             grid_json: serde_json::to_string(&r.grid)?,
             run_dir: dir.display().to_string(),
         });
-        let job = WorkerJob { run_id: r.run_id.0.clone(), config, run_dir: dir, init_checkpoint: parent_ckpt, rescore: None };
+        let job = WorkerJob {
+            run_id: r.run_id.0.clone(),
+            config,
+            run_dir: dir,
+            init_checkpoint: parent_ckpt,
+            rescore: None,
+            heartbeat_seconds: Some(oodlab_protocol::heartbeat_for(exp.resources.stall_timeout)),
+        };
         jobs.push(QueuedRun {
             run_id: r.run_id.0.clone(),
             parent_id: r.parent.as_ref().map(|p| p.0.clone()),
@@ -53,5 +60,6 @@ pub fn new_grid(
         retries: retries as i64,
         slurm: slurm.map(serde_json::to_string).transpose()?,
         rescore: false,
+        stall_timeout: Some(exp.resources.stall_timeout),
     })
 }

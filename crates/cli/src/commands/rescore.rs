@@ -116,6 +116,7 @@ fn grid(exp: &Experiment, plan: &Plan, max_slots: Option<usize>, placement: &set
             run_dir: dir.into(),
             init_checkpoint: None,
             rescore: Some(names.clone()),
+            heartbeat_seconds: Some(oodlab_protocol::heartbeat_for(exp.resources.stall_timeout)),
         };
         jobs.push(QueuedRun {
             run_id: id.clone(),
@@ -135,6 +136,7 @@ fn grid(exp: &Experiment, plan: &Plan, max_slots: Option<usize>, placement: &set
         retries: 0,
         slurm: placement.slurm.as_ref().map(serde_json::to_string).transpose()?,
         rescore: true,
+        stall_timeout: Some(exp.resources.stall_timeout),
     })
 }
 

@@ -79,6 +79,13 @@ pub fn worker(args: WorkerArgs) -> i32 {
             Err(e) => return fail(format!("cannot write {}: {e}", events.display())),
         }
     }
+    // The heartbeat: while this process lives, every few seconds, with the work done so far; the
+    // scheduler kills a worker that goes silent or idle for the grid's stall timeout.
+    let every = std::time::Duration::from_secs_f64(job.heartbeat_seconds.unwrap_or(30.0).max(0.05));
+    std::thread::spawn(move || loop {
+        std::thread::sleep(every);
+        emit(&Event::Heartbeat { work: oodlab_train::work_done() });
+    });
     let config: RunConfig = match serde_json::from_value(job.config.clone()) {
         Ok(c) => c,
         Err(e) => return fail(format!("the job's run config does not match this oodlab version: {e}")),
