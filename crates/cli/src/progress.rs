@@ -121,4 +121,8 @@ impl Reporter for Progress {
     fn cancelling(&self, running: usize) {
         self.say(format!("stopping {running} running worker(s)..."));
     }
+
+    fn notice_failed(&self, reason: &str) {
+        self.say(format!("warning: {reason} (the grid goes on)"));
+    }
 }

@@ -25,7 +25,9 @@ fn a_frozen_worker_is_killed_as_stalled_and_its_run_resumes_on_retry() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = sized(spec_text("stall", "  baseline: {method: ce}", "  seeds: [0]", ""), 3000, 4)
         .replace("model: {channels: [4, 8, 8]}", "model: {channels: [16, 32, 32]}")
-        .replace("grid:", "resources: {stall_timeout: 2, retries: 1, grace_seconds: 1}\ngrid:");
+        .replace("grid:", "resources: {stall_timeout: 2, retries: 1, grace_seconds: 1}\nNOTIFY\ngrid:");
+    let told = dir.path().join("told.jsonl");
+    let yaml = yaml.replace("NOTIFY", &format!("notify: {{command: 'cat >> {}', on: [run_stalled]}}", told.display()));
     let spec = write_spec(dir.path(), &yaml);
     let (home, calm) = (dir.path().join("home"), dir.path().join("calm"));
     // Heartbeats every half second keep a working run clear of a 2 s timeout.
@@ -64,4 +66,9 @@ fn a_frozen_worker_is_killed_as_stalled_and_its_run_resumes_on_retry() {
     // No worker left behind (the frozen one was killed), and the results are the calm run's.
     assert!(processes_mentioning(&home.display().to_string()).is_empty());
     assert_eq!(results(&home), results(&calm));
+    // Told once, of the stall (not of the grid's end: `on` asked for stalls only).
+    let told: Vec<serde_json::Value> = std::fs::read_to_string(&told).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!((told[0]["event"].as_str(), told[0]["run_id"].as_str()), (Some("run_stalled"), Some(id.as_str())));
+    assert!(told[0]["reason"].as_str().unwrap().starts_with("stalled: no heartbeat"));
 }

@@ -47,6 +47,8 @@ struct Grid {
     rescore: bool,
     /// A worker silent, or working on nothing, this long is stalled.
     stall_timeout: Duration,
+    /// Who is told when it finishes or a run of it fails or stalls.
+    notify: Option<oodlab_spec::NotifySpec>,
     pending: VecDeque<PlannedRun>,
     /// This grid's runs now running.
     running: usize,
@@ -132,6 +134,10 @@ struct State<'a> {
     running: HashMap<String, Running>,
     attempts: HashMap<String, u32>,
     summary: Summary,
+    host: String,
+    /// Notifications under way, and where their failures are told.
+    notices: Vec<tokio::task::JoinHandle<()>>,
+    notice_failures: mpsc::UnboundedSender<String>,
 }
 
 /// Serves the home's queue on `cfg.slots` until `until` says to stop or `shutdown` resolves
@@ -151,6 +157,7 @@ pub async fn serve(
     let cfg = Arc::new(cfg.clone());
     let names: Vec<String> = cfg.slots.iter().map(|s| s.name.clone()).collect();
     store.scheduler_started(std::process::id(), &cfg.host, &names).await?;
+    let (notice_failures, mut failed_notices) = mpsc::unbounded_channel::<String>();
     let mut st = State {
         store,
         reporter,
@@ -160,6 +167,9 @@ pub async fn serve(
         running: HashMap::new(),
         attempts: HashMap::new(),
         summary: Summary::default(),
+        host: cfg.host.clone(),
+        notices: Vec::new(),
+        notice_failures,
     };
     // Grids left queued by an earlier scheduler, then what was posted meanwhile.
     for row in store.queued_grids().await? {
@@ -223,6 +233,7 @@ pub async fn serve(
                 st.read_inbox(inbox).await?;
                 st.stop_stalled();
             }
+            Some(line) = failed_notices.recv() => reporter.notice_failed(&line),
             _ = &mut shutdown, if !cancelling => {
                 cancelling = true;
                 st.summary.cancelled = true;
@@ -235,6 +246,14 @@ pub async fn serve(
         }
     }
     store.scheduler_stopped().await?;
+    // Notifications still on their way are given their time (each has a timeout of its own).
+    for handle in std::mem::take(&mut st.notices) {
+        let _ = handle.await;
+    }
+    drop(st.notice_failures);
+    while let Some(line) = failed_notices.recv().await {
+        reporter.notice_failed(&line);
+    }
     drop(slurm_tx);
     if let Some(f) = follower {
         st.summary.slurm = f.await.ok();
@@ -286,6 +305,7 @@ impl State<'_> {
             retries: row.retries.max(0) as u32,
             slurm: row.slurm.as_deref().and_then(|j| serde_json::from_str(j).ok()),
             rescore: row.rescore,
+            notify: row.notify.as_deref().and_then(|j| serde_json::from_str(j).ok()),
             stall_timeout: Duration::from_secs_f64(row.stall_timeout.filter(|t| *t > 0.0).unwrap_or(DEFAULT_STALL_TIMEOUT)),
             pending,
             running: 0,
@@ -313,6 +333,7 @@ impl State<'_> {
                         slurm: grid.slurm.clone(),
                         rescore: grid.rescore,
                         stall_timeout: grid.stall_timeout,
+                        notify: grid.notify.clone(),
                     };
                     self.add_grid(row).await?;
                 }
@@ -390,6 +411,13 @@ impl State<'_> {
             if !ended {
                 self.store.end_grid(id, "finished").await?;
                 self.reporter.grid_ended(&experiment, "finished");
+                let rows = self.store.run_statuses(&experiment).await?;
+                let count = |s: RunStatus| rows.iter().filter(|r| r.status == s).count();
+                let (done, failed) = (count(RunStatus::Done), count(RunStatus::Failed));
+                let message =
+                    format!("oodlab: `{experiment}` finished on {}: {done} of {} runs done, {failed} failed", self.host, rows.len());
+                let body = serde_json::json!({"runs": rows.len(), "done": done, "failed": failed});
+                self.notify(id, oodlab_spec::NotifyEvent::GridFinished, message, body);
             }
             self.grids.retain(|g| g.id != id);
         }
@@ -598,8 +626,15 @@ impl State<'_> {
                     }
                     Verdict::Failed(reason) => {
                         store.end_attempt(&run_id, &failure(r.stalled, exit_code, &reason, stderr_tail)).await?;
-                        self.failed.insert(run_id);
+                        self.failed.insert(run_id.clone());
                         self.summary.failed += 1;
+                        let experiment = self.grids.iter().find(|g| g.id == r.grid).map_or(String::new(), |g| g.experiment.clone());
+                        let message = format!(
+                            "oodlab: run {run_id} ({}) of `{experiment}` failed on {} after {tries} attempt(s): {reason}",
+                            r.run.label, self.host
+                        );
+                        let body = serde_json::json!({"run_id": run_id, "label": r.run.label, "reason": reason, "attempts": tries});
+                        self.notify(r.grid, oodlab_spec::NotifyEvent::RunFailed, message, body);
                         self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: false });
                     }
                 }
@@ -614,12 +649,42 @@ impl State<'_> {
     /// end as failures (`stalled`), retried within the budget.
     fn stop_stalled(&mut self) {
         let now = Instant::now();
+        let mut stalled = Vec::new();
         for r in self.running.values_mut().filter(|r| r.stop_reason.is_none()) {
             if let Some(why) = r.stall(now) {
                 r.stalled = true;
-                r.stop_reason = Some(why);
+                r.stop_reason = Some(why.clone());
                 let _ = r.cancel.send(true);
+                stalled.push((r.grid, r.run.clone(), why));
             }
+        }
+        for (grid, run, why) in stalled {
+            let experiment = self.grids.iter().find(|g| g.id == grid).map_or(String::new(), |g| g.experiment.clone());
+            let message = format!("oodlab: run {} ({}) of `{experiment}` stalled on {}: {why}", run.id, run.label, self.host);
+            let body = serde_json::json!({"run_id": run.id, "label": run.label, "reason": why});
+            self.notify(grid, oodlab_spec::NotifyEvent::RunStalled, message, body);
+        }
+    }
+
+    /// Tells the grid's `notify` receivers of `event` (in a task of its own), with `fields`
+    /// added to the common ones.
+    fn notify(&mut self, grid: i64, event: oodlab_spec::NotifyEvent, message: String, fields: serde_json::Value) {
+        let Some(g) = self.grids.iter().find(|g| g.id == grid) else { return };
+        let Some(spec) = &g.notify else { return };
+        let mut body = serde_json::json!({
+            "event": event.name(),
+            "experiment": g.experiment,
+            "host": self.host,
+            "time": oodlab_store::now(),
+            "message": message,
+        });
+        if let (Some(b), Some(extra)) = (body.as_object_mut(), fields.as_object()) {
+            b.extend(extra.clone());
+        }
+        let notice = crate::notify::Notice { event, experiment: g.experiment.clone(), message, body };
+        if let Some(handle) = crate::notify::send(spec, notice, self.notice_failures.clone()) {
+            self.notices.retain(|h| !h.is_finished());
+            self.notices.push(handle);
         }
     }
 

@@ -31,6 +31,7 @@ pub mod events_tail;
 mod executor;
 pub mod home_lock;
 pub mod inbox;
+pub mod notify;
 mod reporter;
 pub mod slots;
 pub mod slurm;

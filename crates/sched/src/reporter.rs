@@ -36,4 +36,6 @@ pub trait Reporter: Send + Sync {
     fn ended(&self, run: &PlannedRun, end: &RunEnd);
     /// SIGINT or SIGTERM arrived; running workers are being stopped.
     fn cancelling(&self, running: usize);
+    /// A notification (the spec's `notify`) could not be delivered; nothing else is affected.
+    fn notice_failed(&self, reason: &str);
 }

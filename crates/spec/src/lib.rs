@@ -39,6 +39,8 @@ pub struct Experiment {
     /// The spec after `--set` overrides, as YAML, for the record.
     pub resolved_yaml: String,
     pub resources: ResourcesSpec,
+    /// Who to tell when the grid finishes or a run fails or stalls.
+    pub notify: Option<NotifySpec>,
     /// Unique runs in dependency order: a run's parent comes before it.
     pub runs: Vec<RunConfig>,
 }
@@ -107,8 +109,19 @@ pub fn load(path: &Path, overrides: &[String], code_version: &str) -> Result<Exp
     }
     let datasets = resolve_datasets(&spec.datasets, &base_dir, &loc)?;
     check_resources(&spec.resources, &loc)?;
+    if let Some(n) = &spec.notify {
+        check_notify(n, &loc)?;
+    }
     let runs = plan::expand(&spec, &written, &datasets, &loc, &base_dir, code_version)?;
-    Ok(Experiment { path: path.to_owned(), name: spec.name, description: spec.description, resolved_yaml, resources: spec.resources, runs })
+    Ok(Experiment {
+        path: path.to_owned(),
+        name: spec.name,
+        description: spec.description,
+        resolved_yaml,
+        resources: spec.resources,
+        notify: spec.notify,
+        runs,
+    })
 }
 
 fn resolve_datasets(
@@ -240,6 +253,25 @@ fn resolve_datasets(
         out.insert(name.clone(), ds);
     }
     Ok(out)
+}
+
+fn check_notify(n: &NotifySpec, loc: &Locator) -> Result<(), SpecError> {
+    if n.command.is_none() && n.url.is_none() {
+        return Err(loc
+            .error("notify", "names neither a `command` nor a `url`: nobody would be told")
+            .with_hint("add `url: https://...` (a JSON POST) or `command: ...` (run with the event's JSON on stdin), or remove `notify`"));
+    }
+    if let Some(url) = &n.url {
+        if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() <= "https://".len() {
+            return Err(loc.error("notify.url", format!("expected an http:// or https:// URL, found `{url}`")));
+        }
+    }
+    if n.on.is_empty() {
+        return Err(loc
+            .error("notify.on", "is empty")
+            .with_hint("list some of grid_finished, run_failed, run_stalled, or leave it out for all"));
+    }
+    Ok(())
 }
 
 fn check_resources(r: &ResourcesSpec, loc: &Locator) -> Result<(), SpecError> {

@@ -382,3 +382,21 @@ fn runs_are_served_cell_by_cell_in_the_files_entry_order_parents_first() {
     let order: Vec<(String, u64)> = res.unwrap().runs.iter().map(|r| (r.entry.clone(), r.seed)).collect();
     assert_eq!(order[0], ("baseline".to_string(), 0), "{order:?}");
 }
+
+#[test]
+fn notify_needs_a_receiver_and_a_web_url_and_is_not_part_of_runs() {
+    let (_, e) = bad("name: t", "name: t\nnotify: {on: [grid_finished]}", &[]);
+    assert_eq!(e.field, "notify");
+    assert!(e.to_string().contains("names neither a `command` nor a `url`"), "{e}");
+    let (_, e) = bad("name: t", "name: t\nnotify: {url: ftp://example.org/hook}", &[]);
+    assert_eq!(e.field, "notify.url");
+    assert!(e.message.contains("expected an http:// or https:// URL, found `ftp://example.org/hook`"), "{e}");
+    let (_, e) = bad("name: t", "name: t\nnotify: {command: 'true', on: [run_done]}", &[]);
+    assert!(e.to_string().contains("run_done"), "{e}");
+    let (_, ok) = try_spec("name: t", "name: t\nnotify: {url: 'https://example.org/hook', on: [run_failed]}", &[]);
+    let (_, plain) = try_spec("name: t", "name: t", &[]);
+    let ids = |e: oodlab_spec::Experiment| e.runs.into_iter().map(|r| r.run_id).collect::<Vec<_>>();
+    let ok = ok.unwrap();
+    assert_eq!(ok.notify.as_ref().unwrap().on, [oodlab_spec::NotifyEvent::RunFailed]);
+    assert_eq!(ids(ok), ids(plain.unwrap()), "who is told changes no run");
+}

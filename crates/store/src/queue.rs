@@ -30,6 +30,9 @@ pub struct NewGrid {
     /// `resources.stall_timeout`, seconds (the default when absent).
     #[serde(default)]
     pub stall_timeout: Option<f64>,
+    /// The spec's `notify` settings, JSON.
+    #[serde(default)]
+    pub notify: Option<String>,
 }
 
 /// A run of a queued grid, as the scheduler launches it.
@@ -53,6 +56,7 @@ pub struct GridRow {
     pub slurm: Option<String>,
     pub rescore: bool,
     pub stall_timeout: Option<f64>,
+    pub notify: Option<String>,
 }
 
 /// A line of `oodlab queue ls`.
@@ -134,8 +138,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO queue (experiment, priority, max_slots, retries, added_at, slurm, kind, stall_timeout)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
+            "INSERT INTO queue (experiment, priority, max_slots, retries, added_at, slurm, kind, stall_timeout, notify)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
         )
         .bind(&g.experiment)
         .bind(g.priority)
@@ -145,6 +149,7 @@ impl Store {
         .bind(&g.slurm)
         .bind(kind)
         .bind(g.stall_timeout)
+        .bind(&g.notify)
         .fetch_one(&mut *tx)
         .await?;
         for (position, r) in g.jobs.iter().enumerate() {
@@ -165,7 +170,7 @@ impl Store {
     /// Grids still queued, served first by priority (higher), then in the order added.
     pub async fn queued_grids(&self) -> R<Vec<GridRow>> {
         Ok(sqlx::query_as::<_, GridRow>(
-            "SELECT id, experiment, priority, max_slots, retries, slurm, kind = 'rescore' AS rescore, stall_timeout FROM queue
+            "SELECT id, experiment, priority, max_slots, retries, slurm, kind = 'rescore' AS rescore, stall_timeout, notify FROM queue
              WHERE state = 'queued' ORDER BY priority DESC, id",
         )
         .fetch_all(&self.pool)

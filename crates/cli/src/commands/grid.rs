@@ -61,5 +61,6 @@ pub fn new_grid(
         slurm: slurm.map(serde_json::to_string).transpose()?,
         rescore: false,
         stall_timeout: Some(exp.resources.stall_timeout),
+        notify: exp.notify.as_ref().map(serde_json::to_string).transpose()?,
     })
 }
