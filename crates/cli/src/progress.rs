@@ -110,6 +110,7 @@ impl Reporter for Progress {
                 format!("FAILED {} {}: {reason}", run.id, run.label)
             }
             RunEnd::Interrupted => format!("interrupted {} {}", run.id, run.label),
+            RunEnd::Requeued { reason } => format!("requeue {} {}: {reason} (submitted again; it resumes)", run.id, run.label),
             RunEnd::Blocked { parent } => {
                 self.grid.inc(1);
                 format!("blocked {} {}: its parent run {parent} failed", run.id, run.label)

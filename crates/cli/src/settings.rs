@@ -62,6 +62,8 @@ pub fn placement(args: &Machine, res: &ResourcesSpec) -> anyhow::Result<Placemen
             mem: sc.mem.clone(),
             extra_args: sc.extra_args.clone(),
             max_array_size: sc.max_array_size.max(1),
+            requeue: sc.requeue,
+            signal_seconds: sc.signal_seconds,
             poll: std::time::Duration::from_secs_f64(sc.poll_seconds.max(0.2)),
             dir: std::path::PathBuf::new(),
         };

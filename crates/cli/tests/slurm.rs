@@ -1,7 +1,8 @@
 //! The Slurm backend against a real single-node Slurm (scripts/slurm-local.sh, started by
 //! .ci/run): a grid with dependencies through job arrays gives the local backend's results, with
 //! one squeue call per poll; a failing worker is retried, then recorded failed with its reason;
-//! `oodlab cancel` leaves no job of the home in squeue.
+//! `oodlab cancel` leaves no job of the home in squeue; a job warned of its time limit (SIGUSR1 to
+//! its batch shell, as `--signal=B:USR1@N` sends it) is submitted again and resumes.
 
 mod common;
 
@@ -175,4 +176,50 @@ fn a_killed_submitter_run_again_re_attaches_and_every_run_is_done_once() {
         .map(|e| std::fs::read_to_string(e.path()).unwrap().lines().count())
         .collect();
     assert_eq!(lists, vec![4], "nothing was submitted twice");
+}
+
+#[test]
+fn a_job_warned_of_its_time_limit_is_requeued_and_resumes_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = sized(spec_text("requeue", "  baseline: {method: ce}", "  seeds: [0]", ""), 3000, 4)
+        .replace("model: {channels: [4, 8, 8]}", "model: {channels: [16, 32, 32]}")
+        + "resources: {slurm: {time: \"00:30:00\", signal_seconds: 300}}\n";
+    let spec = write_spec(dir.path(), &yaml);
+    let (home, local) = (dir.path().join("slurm"), dir.path().join("local"));
+    run_ok(oodlab(&local).arg("run").arg(&spec).args(["--threads", "1"]));
+    let child = oodlab(&home)
+        .arg("run")
+        .arg(&spec)
+        .args(slurm_args())
+        .args(["--threads", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the run to start under Slurm", || try_statuses(&home, "requeue").first().is_some_and(|r| r["status"] == "running"));
+    let id = statuses(&home, "requeue")[0]["run_id"].as_str().unwrap().to_string();
+    let folder = std::path::PathBuf::from(run_detail(&home, &id)["run_dir"].as_str().unwrap());
+    wait_for("the first epoch's checkpoint", || folder.join("resume.safetensors").exists());
+    // What Slurm does `signal_seconds` before the time limit.
+    let job = live_jobs(&home)[0].split(' ').next().unwrap().to_string();
+    let signalled = std::process::Command::new("scancel").args(["--batch", "--signal=USR1", &job]).output().unwrap();
+    assert!(signalled.status.success(), "{}", text(&signalled.stderr));
+
+    let out = child.wait_with_output().unwrap();
+    let said = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(
+        said.contains(&format!("requeue {id} baseline seed=0 split=0: SIGUSR1")) && said.contains("(submitted again; it resumes)"),
+        "{said}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&run_ok(oodlab(&home).args(["status", "--run", &id, "--format", "json"])).stdout).unwrap();
+    let attempts = v["attempt_history"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0]["status"], "interrupted");
+    assert!(attempts[0]["failure"].as_str().unwrap().starts_with("requeued: SIGUSR1"), "{attempts:?}");
+    assert_eq!(attempts[1]["status"], "done");
+    assert!(attempts[1]["resumed_epoch"].as_i64().unwrap() >= 1, "{attempts:?}");
+    assert_eq!(results(&home, "requeue"), results(&local, "requeue"), "resumed under Slurm = trained in one go locally");
+    assert!(live_jobs(&home).is_empty());
 }

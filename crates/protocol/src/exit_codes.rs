@@ -12,5 +12,8 @@ pub const STORE_ERROR: i32 = 3;
 pub const HOME_BUSY: i32 = 4;
 /// A worker's run failed (training or evaluation error).
 pub const WORKER_FAILED: i32 = 10;
+/// A worker stopped to be submitted again (Slurm's warning of the time limit, SIGUSR1): its
+/// run resumes from its mid-run checkpoint. EX_TEMPFAIL.
+pub const REQUEUE: i32 = 75;
 /// Interrupted by SIGINT or SIGTERM; a later `oodlab run` resumes.
 pub const INTERRUPTED: i32 = 130;

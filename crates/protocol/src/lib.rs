@@ -113,6 +113,9 @@ pub enum Event {
     Note { message: String },
     /// A file the run produced, relative to the run folder.
     Artifact { kind: String, path: String },
+    /// The worker stops so that its run is submitted again and resumes (Slurm's warning of the
+    /// time limit, a preemption); the attempt is not a failure.
+    Requeue { reason: String },
     /// The run completed; every metric has been sent before this line.
     Finished { seconds: f64 },
     /// The run failed; `reason` says why in one line.

@@ -76,6 +76,12 @@ struct Running {
     stall_timeout: Duration,
     /// Stopped for a stall: a failure (retried within the budget), not an interruption.
     stalled: bool,
+    /// Why the worker stopped to be submitted again, if it did (a `requeue` event).
+    requeue: Option<String>,
+    /// The epoch it resumed after, and the last epoch it reported: a requeue that finished no
+    /// new epoch would loop forever, and counts as a failure.
+    resumed_from: u32,
+    last_epoch: u32,
 }
 
 impl Running {
@@ -95,6 +101,9 @@ impl Running {
             started: false,
             stall_timeout,
             stalled: false,
+            requeue: None,
+            resumed_from: 0,
+            last_epoch: 0,
         }
     }
 
@@ -133,11 +142,12 @@ struct State<'a> {
     failed: HashSet<String>,
     running: HashMap<String, Running>,
     attempts: HashMap<String, u32>,
+    /// Attempts that ended in a requeue: they spend no retry.
+    requeued: HashMap<String, u32>,
     summary: Summary,
     host: String,
-    /// Notifications under way, and where their failures are told.
-    notices: Vec<tokio::task::JoinHandle<()>>,
-    notice_failures: mpsc::UnboundedSender<String>,
+    /// Delivers the notifications (the grids' `notify`), in order.
+    notifier: crate::notify::Notifier,
 }
 
 /// Serves the home's queue on `cfg.slots` until `until` says to stop or `shutdown` resolves
@@ -166,10 +176,10 @@ pub async fn serve(
         failed: HashSet::new(),
         running: HashMap::new(),
         attempts: HashMap::new(),
+        requeued: HashMap::new(),
         summary: Summary::default(),
         host: cfg.host.clone(),
-        notices: Vec::new(),
-        notice_failures,
+        notifier: crate::notify::Notifier::start(notice_failures),
     };
     // Grids left queued by an earlier scheduler, then what was posted meanwhile.
     for row in store.queued_grids().await? {
@@ -247,10 +257,7 @@ pub async fn serve(
     }
     store.scheduler_stopped().await?;
     // Notifications still on their way are given their time (each has a timeout of its own).
-    for handle in std::mem::take(&mut st.notices) {
-        let _ = handle.await;
-    }
-    drop(st.notice_failures);
+    st.notifier.finish().await;
     while let Some(line) = failed_notices.recv().await {
         reporter.notice_failed(&line);
     }
@@ -537,6 +544,7 @@ impl State<'_> {
             cancel: cancel_rx,
             finished: false,
             failed: false,
+            requeue: self.grids.iter().find(|g| g.id == grid).and_then(|g| g.slurm.as_ref()).is_none_or(|s| s.requeue),
         };
         let _ = sub.send(vec![task]).await;
         self.running.insert(run.id.clone(), Running::new(run, slot, grid, cancel, stall_timeout));
@@ -557,6 +565,9 @@ impl State<'_> {
                         }
                         return Ok(());
                     }
+                    Event::Requeue { reason } => r.requeue = Some(reason.clone()),
+                    Event::Resumed { epoch } => r.resumed_from = *epoch,
+                    Event::Epoch { epoch, .. } => r.last_epoch = r.last_epoch.max(*epoch),
                     _ => {}
                 }
                 r.worked = now;
@@ -581,8 +592,29 @@ impl State<'_> {
                 if let Some(g) = grid {
                     g.running -= 1;
                 }
-                let tries = self.attempts[&key];
-                let verdict = judge(&r, &exit, cancelled, tries, retries);
+                let tries = self.attempts[&key] - self.requeued.get(&key).copied().unwrap_or(0);
+                let mut verdict = judge(&r, &exit, cancelled, tries, retries);
+                if let (Some(why), false) = (&r.requeue, cancelling || r.stop_reason.is_some() || r.run.is_rescore()) {
+                    if r.last_epoch > r.resumed_from {
+                        self.store.end_attempt(&key, &Outcome::Interrupted { reason: format!("requeued: {why}") }).await?;
+                        *self.requeued.entry(key.clone()).or_insert(0) += 1;
+                        self.summary.requeued += 1;
+                        self.reporter.ended(&r.run, &RunEnd::Requeued { reason: why.clone() });
+                        match self.grids.iter_mut().find(|g| g.id == r.grid && !g.ended) {
+                            Some(g) => g.pending.push_front(r.run),
+                            None => {
+                                self.failed.insert(key);
+                                self.summary.failed += 1;
+                            }
+                        }
+                        return Ok(());
+                    }
+                    // Stopped again before finishing an epoch: submitting it again would loop.
+                    let reason = format!(
+                        "{why}, before finishing an epoch since it was last started: give each job more time (resources.slurm.time)"
+                    );
+                    verdict = if tries <= retries { Verdict::Retry(reason) } else { Verdict::Failed(reason) };
+                }
                 if r.run.is_rescore() {
                     self.rescore_ended(r, key, verdict);
                     return Ok(());
@@ -682,10 +714,7 @@ impl State<'_> {
             b.extend(extra.clone());
         }
         let notice = crate::notify::Notice { event, experiment: g.experiment.clone(), message, body };
-        if let Some(handle) = crate::notify::send(spec, notice, self.notice_failures.clone()) {
-            self.notices.retain(|h| !h.is_finished());
-            self.notices.push(handle);
-        }
+        self.notifier.send(spec, notice);
     }
 
     /// A rescore's attempt ended: nothing about the run changes in the store (it stays done with

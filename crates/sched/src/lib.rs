@@ -115,6 +115,8 @@ pub struct Summary {
     /// Rescores (`oodlab rescore`) that finished, and that failed (their runs stay done).
     pub rescored: usize,
     pub rescore_failed: usize,
+    /// Attempts stopped to be submitted again (Slurm's time limit, preemption).
+    pub requeued: usize,
     /// Whether the session stopped because of SIGINT or SIGTERM.
     pub cancelled: bool,
     /// Under Slurm: polls and `squeue` calls.

@@ -24,28 +24,58 @@ pub struct Notice {
     pub body: serde_json::Value,
 }
 
-/// Delivers `notice` as `spec` says, if `spec` asks for its event; what went wrong goes to
-/// `failures`, one line each.
-pub fn send(spec: &NotifySpec, notice: Notice, failures: mpsc::UnboundedSender<String>) -> Option<JoinHandle<()>> {
-    if !spec.on.contains(&notice.event) {
-        return None;
+/// The notifications of a scheduler, delivered one after another in the order they were made
+/// (a grid's end after the failure that preceded it), by a task of their own.
+pub struct Notifier {
+    queue: mpsc::UnboundedSender<(NotifySpec, Notice)>,
+    task: JoinHandle<()>,
+}
+
+impl Notifier {
+    /// Starts the delivering task; what goes wrong is sent to `failures`, one line each.
+    pub fn start(failures: mpsc::UnboundedSender<String>) -> Notifier {
+        let (queue, mut rx) = mpsc::unbounded_channel::<(NotifySpec, Notice)>();
+        let task = tokio::spawn(async move {
+            while let Some((spec, notice)) = rx.recv().await {
+                for failure in deliver(&spec, &notice).await {
+                    let _ = failures.send(failure);
+                }
+            }
+        });
+        Notifier { queue, task }
     }
-    let (command, url) = (spec.command.clone(), spec.url.clone());
-    Some(tokio::spawn(async move {
-        let what = format!("{} notification of `{}`", notice.event.name(), notice.experiment);
-        if let Some(command) = command {
-            if let Err(e) = run_command(&command, &notice).await {
-                let _ = failures.send(format!("{what} by command failed: {e}"));
-            }
+
+    /// Queues `notice` if `spec` asks for its event.
+    pub fn send(&self, spec: &NotifySpec, notice: Notice) {
+        if spec.on.contains(&notice.event) {
+            let _ = self.queue.send((spec.clone(), notice));
         }
-        if let Some(url) = url {
-            let body = notice.body.clone();
-            let posted = tokio::task::spawn_blocking(move || post(&url, &body)).await;
-            if let Err(e) = posted.map_err(|e| e.to_string()).and_then(|r| r) {
-                let _ = failures.send(format!("{what} by POST failed: {e}"));
-            }
+    }
+
+    /// Waits until every queued notification has been delivered or given up.
+    pub async fn finish(self) {
+        drop(self.queue);
+        let _ = self.task.await;
+    }
+}
+
+/// Delivers one notice by command and/or POST; the failures.
+async fn deliver(spec: &NotifySpec, notice: &Notice) -> Vec<String> {
+    let what = format!("{} notification of `{}`", notice.event.name(), notice.experiment);
+    let mut failures = Vec::new();
+    if let Some(command) = &spec.command {
+        if let Err(e) = run_command(command, notice).await {
+            failures.push(format!("{what} by command failed: {e}"));
         }
-    }))
+    }
+    if let Some(url) = spec.url.clone() {
+        let body = notice.body.clone();
+        let posted = tokio::task::spawn_blocking(move || post(&url, &body)).await;
+        if let Err(e) = posted.map_err(|e| e.to_string()).and_then(|r| r) {
+            failures.push(format!("{what} by POST failed: {e}"));
+        }
+    }
+    failures
 }
 
 async fn run_command(command: &str, notice: &Notice) -> Result<(), String> {

@@ -18,6 +18,11 @@ pub enum RunEnd {
         retrying: bool,
     },
     Interrupted,
+    /// Stopped to be submitted again (Slurm's time-limit warning, a preemption, a lost node); it
+    /// resumes from its mid-run checkpoint.
+    Requeued {
+        reason: String,
+    },
     /// Not started: a run it depends on failed.
     Blocked {
         parent: String,

@@ -41,6 +41,20 @@ pub struct SlurmConfig {
     pub poll: Duration,
     /// Where task lists and Slurm's output files go (`<home>/slurm`).
     pub dir: PathBuf,
+    /// Submit again (and resume) a job warned of its time limit, preempted or lost with its
+    /// node; the worker is warned `signal_seconds` before the limit.
+    #[serde(default = "yes")]
+    pub requeue: bool,
+    #[serde(default = "two_minutes")]
+    pub signal_seconds: u32,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn two_minutes() -> u32 {
+    120
 }
 
 /// A run submitted as an array task, as the follower tracks it.
@@ -54,6 +68,8 @@ pub(crate) struct Task {
     /// Whether its events so far held `finished`, `failed`.
     pub finished: bool,
     pub failed: bool,
+    /// Its grid requeues jobs that time out, are preempted or lose their node.
+    pub requeue: bool,
 }
 
 /// What the follower counts: polls, and `squeue` calls (one per poll with tasks to follow).
@@ -91,7 +107,8 @@ pub(crate) async fn submit(
         let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
         let list_path = cfg.dir.join(format!("{stamp}.tasks"));
         std::fs::write(&list_path, list).map_err(|e| fail(format!("cannot write {}: {e}", list_path.display())))?;
-        let mut wrap = shell_quote(&worker.program.display().to_string());
+        // `exec`: the worker is the batch shell itself, so that `--signal=B:USR1` reaches it.
+        let mut wrap = format!("exec {}", shell_quote(&worker.program.display().to_string()));
         for a in &worker.args {
             wrap.push(' ');
             wrap.push_str(&shell_quote(a));
@@ -116,6 +133,10 @@ pub(crate) async fn submit(
         if let Some(g) = cfg.gpus_per_task {
             cmd.arg(format!("--gpus-per-task={g}"));
         }
+        if cfg.requeue && cfg.time.is_some() {
+            // The worker stops at the warning and the scheduler submits the run again.
+            cmd.arg(format!("--signal=B:USR1@{}", cfg.signal_seconds));
+        }
         cmd.args(&cfg.extra_args).arg("--wrap").arg(&wrap);
         let out = cmd.output().await.map_err(|e| fail(format!("cannot run sbatch: {e}; is Slurm installed (scripts/slurm-local.sh)?")))?;
         if !out.status.success() {
@@ -135,6 +156,7 @@ pub(crate) async fn submit(
                 cancel: cancel.clone(),
                 finished: false,
                 failed: false,
+                requeue: cfg.requeue,
             });
         }
     }
@@ -245,6 +267,16 @@ pub(crate) async fn follow(mut submitted: mpsc::Receiver<Vec<Task>>, tx: mpsc::S
                 "CANCELLED" | "LOST" if cancelled => Ok(ExitStatus::from_raw(15)),
                 // The worker said why it failed: its exit code carries the reason it sent.
                 _ if failed => Ok(ExitStatus::from_raw(oodlab_protocol::exit_codes::WORKER_FAILED << 8)),
+                // The time limit, a preemption or a lost node: submitted again, resumed.
+                "TIMEOUT" | "PREEMPTED" | "NODE_FAIL" | "DEADLINE" | "BOOT_FAIL" if t.requeue => {
+                    let _ = tx
+                        .send(ExecMsg::Event {
+                            run_id: t.run_id.clone(),
+                            event: Event::Requeue { reason: format!("Slurm job {}_{} ended {end}", t.job, t.index) },
+                        })
+                        .await;
+                    Ok(ExitStatus::from_raw(oodlab_protocol::exit_codes::REQUEUE << 8))
+                }
                 "LOST" => Err(format!("Slurm job {}_{} vanished without a final event (lost)", t.job, t.index)),
                 other => Err(format!("Slurm job {}_{} ended {other}", t.job, t.index)),
             };

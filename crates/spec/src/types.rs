@@ -335,6 +335,12 @@ pub struct SlurmSpec {
     pub max_array_size: usize,
     /// Seconds between two polls of the cluster (one squeue call each).
     pub poll_seconds: f64,
+    /// A run whose job nears its time limit (warned by SIGUSR1 `signal_seconds` before), is
+    /// preempted, or whose node fails, is submitted again and resumes from its mid-run
+    /// checkpoint, without spending a retry.
+    pub requeue: bool,
+    /// How long before the time limit Slurm warns the worker (`--signal=B:USR1@N`).
+    pub signal_seconds: u32,
 }
 
 impl Default for SlurmSpec {
@@ -349,6 +355,8 @@ impl Default for SlurmSpec {
             extra_args: Vec::new(),
             max_array_size: 1000,
             poll_seconds: 5.0,
+            requeue: true,
+            signal_seconds: 120,
         }
     }
 }

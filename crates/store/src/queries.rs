@@ -208,7 +208,7 @@ impl Store {
                 .execute(&self.pool)
                 .await?;
             }
-            Event::Progress { .. } | Event::Heartbeat { .. } | Event::Finished { .. } | Event::Failed { .. } => {}
+            Event::Progress { .. } | Event::Heartbeat { .. } | Event::Requeue { .. } | Event::Finished { .. } | Event::Failed { .. } => {}
         }
         Ok(())
     }

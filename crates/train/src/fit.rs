@@ -176,6 +176,9 @@ fn train(
             let mut losses = Vec::with_capacity(if epoch == t.epochs { steps_per_epoch } else { 0 });
             let mut lr = t.optimizer.lr;
             for i in 0..steps_per_epoch {
+                if crate::stop_requested() {
+                    return Err(TrainError::Requeue { epoch });
+                }
                 lr = learning_rate(&t.optimizer, &t.schedule, step, total, steps_per_epoch);
                 let built = batches.next().expect("the plan has every step of every epoch")?;
                 let n = built.labels.len();

@@ -80,6 +80,10 @@ pub enum TrainError {
     },
     #[error("{0}")]
     Setup(String),
+    /// Asked to stop ([`request_stop`]) during epoch `epoch`: the run resumes from the
+    /// checkpoint of the epoch before.
+    #[error("stopped in epoch {epoch} to be submitted again; it resumes after epoch {}", epoch - 1)]
+    Requeue { epoch: u32 },
 }
 
 /// Adds what was being done to a candle error.
@@ -99,6 +103,19 @@ static WORK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0)
 
 pub(crate) fn worked() {
     WORK.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Set (from a signal handler: an atomic store is all it does) when the worker is asked to stop
+/// so that its run can be submitted again: training stops before its next step.
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Asks training to stop before its next step ([`TrainError::Requeue`]); async-signal-safe.
+pub fn request_stop() {
+    STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+pub(crate) fn stop_requested() -> bool {
+    STOP.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// How many batches this process has computed.

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 use oodlab_protocol::{env, exit_codes, Event, WorkerJob};
 use oodlab_spec::RunConfig;
 
@@ -128,7 +129,20 @@ pub fn worker(args: WorkerArgs) -> i32 {
         init_checkpoint: job.init_checkpoint.as_deref(),
         device: &placement.device,
     };
+    // Slurm's warning of the time limit (`--signal=B:USR1@N`): stop before the next step; the
+    // last epoch's checkpoint is where the run goes on once submitted again.
+    extern "C" fn on_usr1(_: std::os::raw::c_int) {
+        oodlab_train::request_stop();
+    }
+    let action = SigAction::new(SigHandler::Handler(on_usr1), SaFlags::SA_RESTART, SigSet::empty());
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    #[allow(unsafe_code)]
+    let _ = unsafe { sigaction(Signal::SIGUSR1, &action) };
     match oodlab_train::run(&req, &mut |e| emit(&e)) {
+        Err(e @ oodlab_train::TrainError::Requeue { .. }) => {
+            emit(&Event::Requeue { reason: format!("SIGUSR1 (Slurm's time-limit warning): {e}") });
+            exit_codes::REQUEUE
+        }
         Ok(()) => {
             if let Some(mb) = crate::settings::peak_rss_mb() {
                 emit(&Event::Metric { name: "peak_rss_mb".into(), value: mb });
