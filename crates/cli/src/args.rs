@@ -134,25 +134,32 @@ pub struct PlanArgs {
     pub format: Format,
 }
 
+/// The flags that choose where work runs (`oodlab run`, `daemon`, `rescore`).
 #[derive(Args, Debug)]
-pub struct RunArgs {
-    #[command(flatten)]
-    pub spec: SpecArgs,
+pub struct MachineArgs {
     /// Concurrent CPU runs (default: resources.jobs, else cores / threads per job).
     #[arg(long)]
     pub jobs: Option<usize>,
     /// CPU threads per run (default: resources.threads_per_job).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Extra attempts for a failed run (default: resources.retries).
-    #[arg(long)]
-    pub retries: Option<u32>,
     /// `auto`, `none`, or comma-separated GPU indices (default: resources.gpus).
     #[arg(long)]
     pub gpus: Option<String>,
     /// `local` or `slurm` (default: resources.backend).
     #[arg(long)]
     pub backend: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub machine: MachineArgs,
+    /// Extra attempts for a failed run (default: resources.retries).
+    #[arg(long)]
+    pub retries: Option<u32>,
     /// Served before grids of lower priority (default 0; higher first).
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub priority: i64,
@@ -215,18 +222,8 @@ pub struct RescoreArgs {
     /// gen, knn, react, ash, mahalanobis, rmds, vim, odin.
     #[arg(long, value_delimiter = ',')]
     pub scores: Vec<String>,
-    /// Concurrent rescore jobs (default: resources.jobs, else cores / threads per job).
-    #[arg(long)]
-    pub jobs: Option<usize>,
-    /// CPU threads per job (default: resources.threads_per_job).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// `auto`, `none`, or comma-separated GPU indices (default: resources.gpus).
-    #[arg(long)]
-    pub gpus: Option<String>,
-    /// `local` or `slurm` (default: resources.backend).
-    #[arg(long)]
-    pub backend: Option<String>,
+    #[command(flatten)]
+    pub machine: MachineArgs,
 }
 
 #[derive(Args, Debug)]
@@ -240,18 +237,8 @@ pub struct RmArgs {
 
 #[derive(Args, Debug)]
 pub struct DaemonArgs {
-    /// CPU slots (default: cores / threads).
-    #[arg(long)]
-    pub jobs: Option<usize>,
-    /// CPU threads per run.
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// `auto`, `none`, or comma-separated GPU indices (default: auto).
-    #[arg(long)]
-    pub gpus: Option<String>,
-    /// `local` or `slurm`.
-    #[arg(long)]
-    pub backend: Option<String>,
+    #[command(flatten)]
+    pub machine: MachineArgs,
     /// Stop when the queue is empty instead of waiting for more.
     #[arg(long)]
     pub until_empty: bool,

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use oodlab_spec::{GpuKeyword, GpuSelection, ResourcesSpec};
 
-use crate::args::RunArgs;
+use crate::args::MachineArgs;
 
 pub fn db_path(home: &Path) -> PathBuf {
     home.join("oodlab.db")
@@ -31,8 +31,8 @@ pub struct Machine<'a> {
     pub backend: Option<&'a str>,
 }
 
-impl<'a> From<&'a RunArgs> for Machine<'a> {
-    fn from(a: &'a RunArgs) -> Machine<'a> {
+impl<'a> From<&'a MachineArgs> for Machine<'a> {
+    fn from(a: &'a MachineArgs) -> Machine<'a> {
         Machine { jobs: a.jobs, threads: a.threads, gpus: a.gpus.as_deref(), backend: a.backend.as_deref() }
     }
 }

@@ -15,8 +15,7 @@ pub const LOG: &str = "scheduler.log";
 
 pub async fn daemon(home: &Path, args: DaemonArgs) -> anyhow::Result<i32> {
     std::fs::create_dir_all(home)?;
-    let machine =
-        settings::Machine { jobs: args.jobs, threads: args.threads, gpus: args.gpus.as_deref(), backend: args.backend.as_deref() };
+    let machine = settings::Machine::from(&args.machine);
     let placement = settings::placement(&machine, &oodlab_spec::ResourcesSpec::default())?;
     let lock = super::schedule::lock(home)?;
     // A session of its own: closing the terminal that started it does not reach it.
@@ -39,14 +38,14 @@ pub fn spawn(home: &Path, args: &RunArgs, res: &oodlab_spec::ResourcesSpec) -> a
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
     let mut cmd = std::process::Command::new(std::env::current_exe()?);
     cmd.arg("--home").arg(home).args(["daemon", "--until-empty"]);
-    if let Some(j) = args.jobs.or(res.jobs) {
+    if let Some(j) = args.machine.jobs.or(res.jobs) {
         cmd.args(["--jobs", &j.to_string()]);
     }
-    cmd.args(["--threads", &args.threads.unwrap_or(res.threads_per_job).to_string()]);
-    if let Some(g) = &args.gpus {
+    cmd.args(["--threads", &args.machine.threads.unwrap_or(res.threads_per_job).to_string()]);
+    if let Some(g) = &args.machine.gpus {
         cmd.args(["--gpus", g]);
     }
-    if let Some(b) = &args.backend {
+    if let Some(b) = &args.machine.backend {
         cmd.args(["--backend", b]);
     }
     let child = cmd.stdin(std::process::Stdio::null()).stdout(log.try_clone()?).stderr(log).spawn()?;

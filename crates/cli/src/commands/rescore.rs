@@ -145,8 +145,7 @@ fn grid(exp: &Experiment, plan: &Plan, max_slots: Option<usize>, placement: &set
 pub async fn rescore(home: &Path, a: RescoreArgs) -> anyhow::Result<i32> {
     let exp = super::load_spec(&a.spec)?;
     let detectors = detectors(&a.scores, &exp)?;
-    let machine = settings::Machine { jobs: a.jobs, threads: a.threads, gpus: a.gpus.as_deref(), backend: a.backend.as_deref() };
-    let placement = settings::placement(&machine, &exp.resources)?;
+    let placement = settings::placement(&(&a.machine).into(), &exp.resources)?;
     let db = settings::db_path(home);
     if !db.exists() {
         return Err(crate::invalid(format!("no store at {}; pass --home, or run the spec first", db.display())));
@@ -154,7 +153,7 @@ pub async fn rescore(home: &Path, a: RescoreArgs) -> anyhow::Result<i32> {
     let names = detectors.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ");
     let before = plan(home, &exp, &detectors).await?;
     if !before.jobs.is_empty() {
-        let message = Message::Enqueue(Box::new(grid(&exp, &before, a.jobs, &placement)?));
+        let message = Message::Enqueue(Box::new(grid(&exp, &before, a.machine.jobs, &placement)?));
         match HomeLock::acquire(home) {
             Ok(lock) => serve(home, &exp, lock, &message, placement).await?,
             Err(LockError::Busy { holder, .. }) => {

@@ -18,13 +18,13 @@ use crate::settings;
 pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<i32> {
     // Everything that can be wrong with the input is checked before the store is touched.
     let exp = super::load_spec(&args.spec)?;
-    let placement = settings::placement(&(&args).into(), &exp.resources)?;
+    let placement = settings::placement(&(&args.machine).into(), &exp.resources)?;
     std::fs::create_dir_all(home)?;
     let grid = super::grid::new_grid(
         home,
         &exp,
         args.priority,
-        args.jobs.or(exp.resources.jobs),
+        args.machine.jobs.or(exp.resources.jobs),
         args.retries.unwrap_or(exp.resources.retries),
         placement.slurm.as_ref(),
     )?;
