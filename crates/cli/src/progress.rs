@@ -78,9 +78,10 @@ impl Reporter for Progress {
                 bar.set_message(format!("epoch {epoch} loss {train_loss:.3}{val}"));
             }
             Event::Artifact { kind, .. } if kind == "checkpoint" => bar.set_message("evaluating"),
-            Event::Resumed { epoch } => {
+            Event::Resumed { epoch, step } => {
                 drop(runs);
-                self.say(format!("resume {} {} from its mid-run checkpoint, after epoch {epoch}", run.id, run.label));
+                let within = step.map_or(String::new(), |s| format!(" and {s} steps of the next"));
+                self.say(format!("resume {} {} from its mid-run checkpoint, after epoch {epoch}{within}", run.id, run.label));
             }
             Event::Note { message } => {
                 drop(runs);

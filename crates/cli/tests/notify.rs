@@ -100,3 +100,41 @@ fn a_receiver_that_fails_is_a_warning_and_the_grid_goes_on() {
     let said = text(&run_ok(oodlab(&home).arg("run").arg(&spec)).stderr);
     assert!(said.contains("by POST failed: HTTP 500"), "{said}");
 }
+
+/// The home's `oodlab.yaml` tells about every grid whose spec names no receiver of its own; a
+/// spec's own `notify` wins; a bad file is refused naming its line and field.
+#[test]
+fn the_homes_oodlab_yaml_notifies_for_specs_without_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let (home_url, to_home) = http_server(200);
+    let (spec_url, to_spec) = http_server(200);
+    std::fs::write(home.join("oodlab.yaml"), format!("# every grid of this home\nnotify:\n  url: '{home_url}'\n  on: [grid_finished]\n"))
+        .unwrap();
+    let plain = write_spec(dir.path(), &spec_text("plain", "  baseline: {method: ce}", "  seeds: [0]", ""));
+    run_ok(oodlab(&home).arg("run").arg(&plain));
+    let told: Vec<serde_json::Value> = to_home.lock().unwrap().clone();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!((told[0]["event"].as_str(), told[0]["experiment"].as_str()), (Some("grid_finished"), Some("plain")));
+
+    let own = dir.path().join("own");
+    std::fs::create_dir_all(&own).unwrap();
+    let spec = write_spec(
+        &own,
+        &spec_text("own", "  baseline: {method: ce}", "  seeds: [0]", "")
+            .replace("grid:", &format!("notify: {{url: '{spec_url}'}}\ngrid:")),
+    );
+    run_ok(oodlab(&home).arg("run").arg(&spec));
+    assert_eq!(to_spec.lock().unwrap().len(), 1, "the spec's own receiver is told");
+    assert_eq!(to_home.lock().unwrap().len(), 1, "the home's is not told of a grid with its own");
+
+    // A mistake in the file: refused before anything is queued, naming the file, line and field.
+    std::fs::write(home.join("oodlab.yaml"), "notify:\n  url: 'http://localhost:1/x'\n  on: [grid_done]\n").unwrap();
+    let again = write_spec(dir.path(), &spec_text("again", "  baseline: {method: ce}", "  seeds: [1]", ""));
+    let out = oodlab(&home).arg("run").arg(&again).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let said = text(&out.stderr);
+    assert!(said.contains("home/oodlab.yaml:3:8: field `notify.on[0]`: unknown value `grid_done`"), "{said}");
+    assert!(try_statuses(&home, "again").is_empty(), "nothing queued");
+}

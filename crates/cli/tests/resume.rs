@@ -16,12 +16,18 @@ use nix::unistd::Pid;
 /// A baseline and an LMOE fine-tune of it over 4 epochs: outliers, mixing draws, momentum and
 /// best-validation weights all have to come back.
 fn spec(dir: &Path) -> std::path::PathBuf {
+    spec_with(dir, "")
+}
+
+/// As [`spec`], with more of the fine-tune's `train` settings (`extra`, e.g. `, checkpoint_every: 3`).
+fn spec_with(dir: &Path, extra: &str) -> std::path::PathBuf {
     let s = sample().display().to_string();
     let animal = format!(
         "  animal:\n    format: idx\n    classes: 10\n    train: {{images: {s}/animal-mnist/train-images-idx3-ubyte.gz, labels: {s}/animal-mnist/train-labels-idx1-ubyte.gz}}"
     );
-    let methods = "  baseline: {method: ce}\n  lmoe: {method: lmoe, init_from: baseline, train: {epochs: 4, keep: best-val}}";
-    let yaml = sized(spec_text("resume", methods, "  seeds: [0]", &animal), 3000, 1)
+    let methods =
+        format!("  baseline: {{method: ce}}\n  lmoe: {{method: lmoe, init_from: baseline, train: {{epochs: 4, keep: best-val{extra}}}}}");
+    let yaml = sized(spec_text("resume", &methods, "  seeds: [0]", &animal), 3000, 1)
         .replace("  ood: [mnist]\n", "  ood: [mnist]\n  outliers: animal\n")
         .replace("model: {channels: [4, 8, 8]}", "model: {channels: [16, 32, 32]}");
     write_spec(dir, &yaml)
@@ -117,6 +123,67 @@ fn a_fine_tune_killed_mid_epoch_resumes_and_ends_bit_identical() {
     assert_eq!((attempts[1]["status"].as_str(), attempts[1]["resumed_epoch"].as_i64()), (Some("done"), Some(2)));
     let detail = text(&run_ok(oodlab(&home).args(["status", "--run", &id])).stdout);
     assert!(detail.contains("attempt 2") && detail.contains("resumed after epoch 2"), "{detail}");
+}
+
+/// With `train.checkpoint_every`, a run killed inside an epoch goes on from the step of its last
+/// checkpoint in that epoch, not from the epoch's start, and still ends bit for bit as the run
+/// never interrupted (trained without the setting: it is not part of the run's id).
+#[test]
+fn a_fine_tune_checkpointed_inside_an_epoch_resumes_from_that_step_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let (home, calm) = (dir.path().join("home"), dir.path().join("calm"));
+    std::fs::create_dir_all(dir.path().join("every")).unwrap();
+    let spec_every = spec_with(&dir.path().join("every"), ", checkpoint_every: 3");
+    run_ok(oodlab(&calm).arg("run").arg(spec(dir.path())).args(["--jobs", "1", "--threads", "2"]));
+
+    let child = oodlab(&home)
+        .arg("run")
+        .arg(&spec_every)
+        .args(["--jobs", "1", "--threads", "2"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lmoe = || try_statuses(&home, "resume").into_iter().find(|r| r["entry"] == "lmoe");
+    wait_for("the fine-tune to start", || lmoe().is_some_and(|r| r["status"] == "running"));
+    let id = lmoe().unwrap()["run_id"].as_str().unwrap().to_string();
+    let folder = std::path::PathBuf::from(run_detail(&home, &id)["run_dir"].as_str().unwrap());
+    // A checkpoint in the first half of the third epoch (two epochs finished), so that the kill
+    // lands inside that epoch, after the checkpoint.
+    let steps_per_epoch = || {
+        let events = std::fs::read_to_string(folder.join("events.jsonl")).unwrap_or_default();
+        let n = events.split("\"steps\":").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse::<u32>().ok();
+        n
+    };
+    let inside_third = || {
+        let Ok(bytes) = std::fs::read(folder.join("resume.safetensors")) else { return false };
+        let t = String::from_utf8_lossy(&bytes);
+        let steps = t.split("\"in_epoch\":{\"steps\":").nth(1).and_then(|r| r.split(',').next()).and_then(|n| n.parse::<u32>().ok());
+        t.contains("\"epoch\":2,") && steps.zip(steps_per_epoch()).is_some_and(|(s, n)| s <= n / 2)
+    };
+    wait_for("a checkpoint inside the fine-tune's third epoch", inside_third);
+    let pid = run_detail(&home, &id)["pid"].as_i64().unwrap();
+    kill(Pid::from_raw(pid as i32), Signal::SIGKILL).unwrap();
+    let first = child.wait_with_output().unwrap();
+    assert_ne!(first.status.code(), Some(0), "{}", text(&first.stderr));
+
+    let again = run_ok(oodlab(&home).arg("run").arg(&spec_every).args(["--jobs", "1", "--threads", "2"]));
+    let said = text(&again.stderr);
+    let resumed = format!("resume {id} lmoe seed=0 split=0 from its mid-run checkpoint, after epoch 2 and ");
+    let steps: u32 = said
+        .split(&resumed)
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no resume inside the third epoch: {said}"));
+    assert!(steps > 0 && steps % 3 == 0, "resumed at step {steps} of the third epoch, a multiple of checkpoint_every: {said}");
+    // The steps before the checkpoint were not trained again: no progress reported up to them.
+    let events = std::fs::read_to_string(folder.join("events.jsonl")).unwrap();
+    assert!(!events.contains("\"event\":\"progress\",\"epoch\":2"), "{events}");
+
+    let calm_id = try_statuses(&calm, "resume").into_iter().find(|r| r["entry"] == "lmoe").unwrap()["run_id"].clone();
+    assert_eq!(calm_id, id, "checkpoint_every is not part of the run id");
+    assert_eq!(outputs(&home, &id), outputs(&calm, &id));
 }
 
 #[test]

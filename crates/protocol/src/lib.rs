@@ -106,8 +106,13 @@ pub enum Event {
         n_id: u64,
         n_ood: u64,
     },
-    /// This attempt goes on from the run's mid-run checkpoint, after `epoch` finished epochs.
-    Resumed { epoch: u32 },
+    /// This attempt goes on from the run's mid-run checkpoint, after `epoch` finished epochs
+    /// (and `step` steps of the next, for a checkpoint written inside an epoch).
+    Resumed {
+        epoch: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        step: Option<u32>,
+    },
     /// Something the user should know about the attempt, in one sentence (a mid-run checkpoint
     /// refused, for example); kept with the attempt and shown.
     Note { message: String },

@@ -20,6 +20,8 @@ use crate::{PlannedRun, Reporter, RunEnd, SchedError, SchedulerConfig, Slot, Sum
 const REATTACHED: &str = "slurm:re-attached";
 
 /// How often the inbox is read (and running workers are checked for stalls).
+/// At most this many messages handled (and their events recorded) together.
+const EVENT_BATCH: usize = 1024;
 const INBOX_POLL: Duration = Duration::from_millis(200);
 
 /// `resources.stall_timeout` of grids queued without one, seconds.
@@ -197,6 +199,14 @@ pub async fn serve(
         None => Vec::new(),
     };
     let keep: Vec<String> = attach.iter().map(|a| a.run_id.clone()).collect();
+    // Their workers on this machine, if any are left, are stopped before the runs are redone.
+    let stale: Vec<String> = store.running_run_dirs().await?.into_iter().filter(|(id, _)| !keep.contains(id)).map(|(_, dir)| dir).collect();
+    if !stale.is_empty() {
+        let dirs: Vec<&std::path::Path> = stale.iter().map(std::path::Path::new).collect();
+        for pid in crate::stale::stop_workers_of(&dirs) {
+            tracing::warn!(pid, "stopped a worker left running by a scheduler that is gone");
+        }
+    }
     store.recover_stale_except(&keep).await?;
     st.read_inbox(inbox).await?;
 
@@ -236,8 +246,15 @@ pub async fn serve(
 
         tokio::select! {
             msg = rx.recv() => {
-                let msg = msg.expect("the dispatcher holds a sender");
-                st.on_exec(msg, &mut free, cancelling).await?;
+                // What else has arrived meanwhile is handled with it: its events cost one commit.
+                let mut batch = vec![msg.expect("the dispatcher holds a sender")];
+                while batch.len() < EVENT_BATCH {
+                    match rx.try_recv() {
+                        Ok(m) => batch.push(m),
+                        Err(_) => break,
+                    }
+                }
+                st.on_exec_batch(batch, &mut free, cancelling).await?;
             }
             _ = tick.tick(), if !cancelling => {
                 st.read_inbox(inbox).await?;
@@ -550,126 +567,167 @@ impl State<'_> {
         self.running.insert(run.id.clone(), Running::new(run, slot, grid, cancel, stall_timeout));
     }
 
-    async fn on_exec(&mut self, msg: ExecMsg, free: &mut VecDeque<Slot>, cancelling: bool) -> Result<(), SchedError> {
-        match msg {
-            ExecMsg::Event { run_id: key, event } => {
-                let Some(r) = self.running.get_mut(&key) else { return Ok(()) };
-                let now = Instant::now();
-                (r.heard, r.started) = (now, true);
-                match &event {
-                    Event::Finished { .. } => r.finished = true,
-                    Event::Failed { reason } => r.failed_reason = Some(reason.clone()),
-                    Event::Heartbeat { work } => {
-                        if *work != r.work {
-                            (r.work, r.worked) = (*work, now);
-                        }
-                        return Ok(());
+    /// Handles messages in their order; consecutive events are recorded in one transaction, and
+    /// a worker's exit only after every event before it.
+    async fn on_exec_batch(&mut self, batch: Vec<ExecMsg>, free: &mut VecDeque<Slot>, cancelling: bool) -> Result<(), SchedError> {
+        let mut events: Vec<(String, Event, bool)> = Vec::new();
+        for msg in batch {
+            match msg {
+                ExecMsg::Event { run_id: key, event } => {
+                    if let Some(record) = self.note_event(&key, &event) {
+                        events.push((key, event, record));
                     }
-                    Event::Requeue { reason } => r.requeue = Some(reason.clone()),
-                    Event::Resumed { epoch } => r.resumed_from = *epoch,
-                    Event::Epoch { epoch, .. } => r.last_epoch = r.last_epoch.max(*epoch),
-                    _ => {}
                 }
-                r.worked = now;
-                // A rescore adds results only: where the run trained stays as recorded.
-                let record = match event {
-                    Event::Progress { .. } => false,
-                    Event::Metric { .. } | Event::OodMetric { .. } | Event::Artifact { .. } => true,
-                    _ => !r.run.is_rescore(),
-                };
-                if record {
-                    self.store.record_event(&r.run.id, &event).await?;
+                ExecMsg::Exited { run_id: key, exit, stderr_tail, cancelled } => {
+                    self.record_events(&mut events).await?;
+                    self.on_exit(key, exit, stderr_tail, cancelled, free, cancelling).await?;
                 }
+            }
+        }
+        self.record_events(&mut events).await
+    }
+
+    /// Records `events` (those marked so) in one transaction, then tells the reporter of each.
+    async fn record_events(&mut self, events: &mut Vec<(String, Event, bool)>) -> Result<(), SchedError> {
+        let rows: Vec<(&str, &Event)> = events
+            .iter()
+            .filter(|(_, _, record)| *record)
+            .filter_map(|(key, event, _)| self.running.get(key).map(|r| (r.run.id.as_str(), event)))
+            .collect();
+        if !rows.is_empty() {
+            self.store.record_events(&rows).await?;
+        }
+        for (key, event, _) in events.drain(..) {
+            if let Some(r) = self.running.get(&key) {
                 self.reporter.event(&r.run, &event);
             }
-            ExecMsg::Exited { run_id: key, exit, stderr_tail, cancelled } => {
-                let r = self.running.remove(&key).expect("exit of a running run");
-                if r.slot.name != REATTACHED {
-                    free.push_back(r.slot.clone());
+        }
+        Ok(())
+    }
+
+    /// A worker's event as the running run's state sees it: `None` when it is for no running run
+    /// or only a heartbeat, else whether the store records it.
+    fn note_event(&mut self, key: &str, event: &Event) -> Option<bool> {
+        let r = self.running.get_mut(key)?;
+        let now = Instant::now();
+        (r.heard, r.started) = (now, true);
+        match event {
+            Event::Finished { .. } => r.finished = true,
+            Event::Failed { reason } => r.failed_reason = Some(reason.clone()),
+            Event::Heartbeat { work } => {
+                if *work != r.work {
+                    (r.work, r.worked) = (*work, now);
                 }
-                let grid = self.grids.iter_mut().find(|g| g.id == r.grid);
-                let retries = grid.as_ref().map_or(0, |g| g.retries);
-                if let Some(g) = grid {
-                    g.running -= 1;
-                }
-                let tries = self.attempts[&key] - self.requeued.get(&key).copied().unwrap_or(0);
-                let mut verdict = judge(&r, &exit, cancelled, tries, retries);
-                if let (Some(why), false) = (&r.requeue, cancelling || r.stop_reason.is_some() || r.run.is_rescore()) {
-                    if r.last_epoch > r.resumed_from {
-                        self.store.end_attempt(&key, &Outcome::Interrupted { reason: format!("requeued: {why}") }).await?;
-                        *self.requeued.entry(key.clone()).or_insert(0) += 1;
-                        self.summary.requeued += 1;
-                        self.reporter.ended(&r.run, &RunEnd::Requeued { reason: why.clone() });
-                        match self.grids.iter_mut().find(|g| g.id == r.grid && !g.ended) {
-                            Some(g) => g.pending.push_front(r.run),
-                            None => {
-                                self.failed.insert(key);
-                                self.summary.failed += 1;
-                            }
-                        }
-                        return Ok(());
+                return None;
+            }
+            Event::Requeue { reason } => r.requeue = Some(reason.clone()),
+            Event::Resumed { epoch, .. } => r.resumed_from = *epoch,
+            Event::Epoch { epoch, .. } => r.last_epoch = r.last_epoch.max(*epoch),
+            _ => {}
+        }
+        r.worked = now;
+        // A rescore adds results only: where the run trained stays as recorded.
+        Some(match event {
+            Event::Progress { .. } => false,
+            Event::Metric { .. } | Event::OodMetric { .. } | Event::Artifact { .. } => true,
+            _ => !r.run.is_rescore(),
+        })
+    }
+
+    /// A worker's exit: its attempt judged and ended, its slot freed, the run done, retried or failed.
+    async fn on_exit(
+        &mut self,
+        key: String,
+        exit: Result<std::process::ExitStatus, String>,
+        stderr_tail: String,
+        cancelled: bool,
+        free: &mut VecDeque<Slot>,
+        cancelling: bool,
+    ) -> Result<(), SchedError> {
+        let r = self.running.remove(&key).expect("exit of a running run");
+        if r.slot.name != REATTACHED {
+            free.push_back(r.slot.clone());
+        }
+        let grid = self.grids.iter_mut().find(|g| g.id == r.grid);
+        let retries = grid.as_ref().map_or(0, |g| g.retries);
+        if let Some(g) = grid {
+            g.running -= 1;
+        }
+        let tries = self.attempts[&key] - self.requeued.get(&key).copied().unwrap_or(0);
+        let mut verdict = judge(&r, &exit, cancelled, tries, retries);
+        if let (Some(why), false) = (&r.requeue, cancelling || r.stop_reason.is_some() || r.run.is_rescore()) {
+            if r.last_epoch > r.resumed_from {
+                self.store.end_attempt(&key, &Outcome::Interrupted { reason: format!("requeued: {why}") }).await?;
+                *self.requeued.entry(key.clone()).or_insert(0) += 1;
+                self.summary.requeued += 1;
+                self.reporter.ended(&r.run, &RunEnd::Requeued { reason: why.clone() });
+                match self.grids.iter_mut().find(|g| g.id == r.grid && !g.ended) {
+                    Some(g) => g.pending.push_front(r.run),
+                    None => {
+                        self.failed.insert(key);
+                        self.summary.failed += 1;
                     }
-                    // Stopped again before finishing an epoch: submitting it again would loop.
-                    let reason = format!(
-                        "{why}, before finishing an epoch since it was last started: give each job more time (resources.slurm.time)"
-                    );
-                    verdict = if tries <= retries { Verdict::Retry(reason) } else { Verdict::Failed(reason) };
                 }
-                if r.run.is_rescore() {
-                    self.rescore_ended(r, key, verdict);
-                    return Ok(());
-                }
-                let run_id = key;
-                let exit_code = exit.as_ref().ok().and_then(|s| s.code());
-                let store = self.store;
-                match verdict {
-                    Verdict::Done => {
-                        store.end_attempt(&run_id, &Outcome::Done { exit_code: exit_code.unwrap_or(0) }).await?;
-                        // A collapsed fine-tune still finishes; its warnings go with the line that
-                        // says so (docs/methods.md, "Collapse is never silent").
-                        let flags = store.run_flags(&run_id).await?.into_iter().map(|f| format!("{}: {}", f.flag, f.detail)).collect();
-                        self.done.insert(run_id);
-                        self.summary.done += 1;
-                        self.reporter.ended(&r.run, &RunEnd::Done { flags });
-                    }
-                    Verdict::Interrupted => {
-                        let reason = r.stop_reason.clone().unwrap_or_else(|| "interrupted".into());
-                        store.end_attempt(&run_id, &Outcome::Interrupted { reason }).await?;
-                        self.summary.interrupted += 1;
-                        self.reporter.ended(&r.run, &RunEnd::Interrupted);
-                    }
-                    Verdict::Retry(reason) | Verdict::Failed(reason) if cancelling || (r.stop_reason.is_some() && !r.stalled) => {
-                        // A failure racing a cancel is recorded as the failure it was.
-                        store.end_attempt(&run_id, &Outcome::Failed { exit_code, reason: reason.clone(), stderr_tail }).await?;
+                return Ok(());
+            }
+            // Stopped again before finishing an epoch: submitting it again would loop.
+            let reason =
+                format!("{why}, before finishing an epoch since it was last started: give each job more time (resources.slurm.time)");
+            verdict = if tries <= retries { Verdict::Retry(reason) } else { Verdict::Failed(reason) };
+        }
+        if r.run.is_rescore() {
+            self.rescore_ended(r, key, verdict);
+            return Ok(());
+        }
+        let run_id = key;
+        let exit_code = exit.as_ref().ok().and_then(|s| s.code());
+        let store = self.store;
+        match verdict {
+            Verdict::Done => {
+                store.end_attempt(&run_id, &Outcome::Done { exit_code: exit_code.unwrap_or(0) }).await?;
+                // A collapsed fine-tune still finishes; its warnings go with the line that
+                // says so (docs/methods.md, "Collapse is never silent").
+                let flags = store.run_flags(&run_id).await?.into_iter().map(|f| format!("{}: {}", f.flag, f.detail)).collect();
+                self.done.insert(run_id);
+                self.summary.done += 1;
+                self.reporter.ended(&r.run, &RunEnd::Done { flags });
+            }
+            Verdict::Interrupted => {
+                let reason = r.stop_reason.clone().unwrap_or_else(|| "interrupted".into());
+                store.end_attempt(&run_id, &Outcome::Interrupted { reason }).await?;
+                self.summary.interrupted += 1;
+                self.reporter.ended(&r.run, &RunEnd::Interrupted);
+            }
+            Verdict::Retry(reason) | Verdict::Failed(reason) if cancelling || (r.stop_reason.is_some() && !r.stalled) => {
+                // A failure racing a cancel is recorded as the failure it was.
+                store.end_attempt(&run_id, &Outcome::Failed { exit_code, reason: reason.clone(), stderr_tail }).await?;
+                self.failed.insert(run_id);
+                self.summary.failed += 1;
+                self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: false });
+            }
+            Verdict::Retry(reason) => {
+                store.end_attempt(&run_id, &failure(r.stalled, exit_code, &reason, stderr_tail)).await?;
+                self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: true });
+                match self.grids.iter_mut().find(|g| g.id == r.grid && !g.ended) {
+                    Some(g) => g.pending.push_front(r.run),
+                    None => {
                         self.failed.insert(run_id);
                         self.summary.failed += 1;
-                        self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: false });
-                    }
-                    Verdict::Retry(reason) => {
-                        store.end_attempt(&run_id, &failure(r.stalled, exit_code, &reason, stderr_tail)).await?;
-                        self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: true });
-                        match self.grids.iter_mut().find(|g| g.id == r.grid && !g.ended) {
-                            Some(g) => g.pending.push_front(r.run),
-                            None => {
-                                self.failed.insert(run_id);
-                                self.summary.failed += 1;
-                            }
-                        }
-                    }
-                    Verdict::Failed(reason) => {
-                        store.end_attempt(&run_id, &failure(r.stalled, exit_code, &reason, stderr_tail)).await?;
-                        self.failed.insert(run_id.clone());
-                        self.summary.failed += 1;
-                        let experiment = self.grids.iter().find(|g| g.id == r.grid).map_or(String::new(), |g| g.experiment.clone());
-                        let message = format!(
-                            "oodlab: run {run_id} ({}) of `{experiment}` failed on {} after {tries} attempt(s): {reason}",
-                            r.run.label, self.host
-                        );
-                        let body = serde_json::json!({"run_id": run_id, "label": r.run.label, "reason": reason, "attempts": tries});
-                        self.notify(r.grid, oodlab_spec::NotifyEvent::RunFailed, message, body);
-                        self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: false });
                     }
                 }
+            }
+            Verdict::Failed(reason) => {
+                store.end_attempt(&run_id, &failure(r.stalled, exit_code, &reason, stderr_tail)).await?;
+                self.failed.insert(run_id.clone());
+                self.summary.failed += 1;
+                let experiment = self.grids.iter().find(|g| g.id == r.grid).map_or(String::new(), |g| g.experiment.clone());
+                let message = format!(
+                    "oodlab: run {run_id} ({}) of `{experiment}` failed on {} after {tries} attempt(s): {reason}",
+                    r.run.label, self.host
+                );
+                let body = serde_json::json!({"run_id": run_id, "label": r.run.label, "reason": reason, "attempts": tries});
+                self.notify(r.grid, oodlab_spec::NotifyEvent::RunFailed, message, body);
+                self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: false });
             }
         }
         Ok(())

@@ -35,6 +35,7 @@ pub mod notify;
 mod reporter;
 pub mod slots;
 pub mod slurm;
+mod stale;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -49,6 +49,45 @@ fn whole(file: &Path, message: String) -> SpecError {
     SpecError { file: file.to_owned(), origin: Origin::Whole, field: String::new(), message, hint: None }
 }
 
+/// The home's own settings (`<home>/oodlab.yaml`), for every grid of the home.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HomeConfig {
+    /// Whom to tell about grids whose spec has no `notify` of its own.
+    #[serde(default)]
+    pub notify: Option<NotifySpec>,
+}
+
+/// The file of [`HomeConfig`] in a home.
+pub const HOME_CONFIG: &str = "oodlab.yaml";
+
+/// Reads `<home>/oodlab.yaml`: `Ok(None)` when there is none; errors name the file, line and
+/// column or field, as a spec's do.
+pub fn load_home_config(home: &Path) -> Result<Option<HomeConfig>, SpecError> {
+    let path = home.join(HOME_CONFIG);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(whole(&path, format!("cannot read the home's settings: {e}"))),
+    };
+    let root: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
+        let origin = e.location().map_or(Origin::Whole, |l| Origin::File(Position { line: l.line(), column: l.column() }));
+        let message = e.to_string();
+        let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+        SpecError { file: path.clone(), origin, field: String::new(), message: format!("invalid YAML: {message}"), hint: None }
+    })?;
+    if root.is_null() {
+        return Ok(Some(HomeConfig::default()));
+    }
+    let loc = Locator::new(&path, &text, Vec::new());
+    let config: HomeConfig =
+        serde_path_to_error::deserialize(root).map_err(|e| loc.serde_error("", e, &|f, key| loc.file_origin(f, key)))?;
+    if let Some(n) = &config.notify {
+        check_notify(n, &loc)?;
+    }
+    Ok(Some(config))
+}
+
 /// Reads, overrides, validates and expands the spec at `path`. `overrides` are `path=value`
 /// strings as given to `--set`; `code_version` is the training code's version, part of run ids.
 pub fn load(path: &Path, overrides: &[String], code_version: &str) -> Result<Experiment, SpecError> {

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Origin, SpecError};
 use crate::locate::{ancestors, Locator};
 use crate::position::child;
-use crate::types::{DatasetSpec, EvalSettings, InitFrom, ModelSettings, RunSettings, Score, SpecFile};
+use crate::types::{DatasetSpec, EvalSettings, InitFrom, ModelSettings, RunSettings, Score, SpecFile, TrainSettings};
 use crate::validate;
 
 /// A run's identity: a hash of its semantic configuration only.
@@ -105,7 +105,8 @@ impl RunConfig {
             "data": data,
             // Like datasets, pretrained weights are known by name, not by where they are.
             "model": ModelSettings { pretrained: s.model.pretrained.as_ref().and_then(|p| p.file_name()).map(Into::into), ..s.model.clone() },
-            "train": s.train,
+            // How often a mid-run checkpoint is written changes no result.
+            "train": TrainSettings { checkpoint_every: None, ..s.train.clone() },
             // The evaluation crop changes results and the analyses add artifacts; the batch size
             // changes nothing.
             "eval": eval_identity(&s.eval),

@@ -606,6 +606,11 @@ pub struct TrainSettings {
     /// f32 (default), or mixed precision with bf16 or f16 (GPU builds; see docs/gpu.md).
     #[serde(skip_serializing_if = "Precision::is_f32")]
     pub precision: Precision,
+    /// Also write the mid-run checkpoint every this many steps inside an epoch, so that an
+    /// interruption of a long epoch loses at most these steps (every epoch end writes one anyway).
+    /// Changes no result, so it is not in the run id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checkpoint_every: Option<usize>,
 }
 
 impl TrainSettings {
@@ -643,6 +648,7 @@ impl Default for TrainSettings {
             augment: AugmentSettings::default(),
             keep: Keep::Last,
             precision: Precision::F32,
+            checkpoint_every: None,
         }
     }
 }

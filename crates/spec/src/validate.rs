@@ -16,8 +16,14 @@ fn problem(field: &str, message: String, hint: &str) -> Problem {
 pub(crate) fn run_settings(s: &RunSettings, datasets: &BTreeMap<String, DatasetSpec>) -> Option<Problem> {
     let t = &s.train;
     let o = &t.optimizer;
-    let checks: [(bool, &str, String, &str); 16] = [
+    let checks: [(bool, &str, String, &str); 17] = [
         (t.epochs >= 1, "train.epochs", format!("must be at least 1, found {}", t.epochs), ""),
+        (
+            t.checkpoint_every != Some(0),
+            "train.checkpoint_every",
+            "must be at least 1 step, found 0".into(),
+            "leave it out to checkpoint at epoch ends only",
+        ),
         (t.batch_size >= 1, "train.batch_size", "must be at least 1, found 0".into(), ""),
         (
             o.lr > 0.0 && o.lr.is_finite(),

@@ -97,9 +97,23 @@ impl Store {
             .execute(&mut *tx)
             .await?
             .rows_affected();
+            // Its attempt ends with it, so that the history does not show it running forever.
+            sqlx::query(
+                "UPDATE attempts SET status = 'interrupted', failure = 'the scheduler stopped while the run was running', ended_at = ?2
+                 WHERE run_id = ?1 AND attempt = (SELECT attempts FROM runs WHERE id = ?1) AND status = 'running'",
+            )
+            .bind(id)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(n)
+    }
+
+    /// Runs left `running` (by a scheduler that is gone), with their folders: (id, run_dir).
+    pub async fn running_run_dirs(&self) -> R<Vec<(String, String)>> {
+        Ok(sqlx::query_as("SELECT id, run_dir FROM runs WHERE status = 'running' ORDER BY id").fetch_all(&self.pool).await?)
     }
 
     /// Starts an attempt: counts it and clears what an earlier attempt recorded.
@@ -133,83 +147,18 @@ impl Store {
 
     /// Stores what a worker reported. Progress events are not stored.
     pub async fn record_event(&self, run_id: &str, event: &Event) -> R<()> {
-        match event {
-            Event::Started { device, pid, cuda_visible_devices, .. } => {
-                sqlx::query("UPDATE runs SET device = ?2, pid = ?3, cuda_visible_devices = ?4 WHERE id = ?1")
-                    .bind(run_id)
-                    .bind(device)
-                    .bind(*pid as i64)
-                    .bind(cuda_visible_devices)
-                    .execute(&self.pool)
-                    .await?;
-            }
-            Event::Epoch { epoch, train_loss, train_acc, val_acc, lr, seconds } => {
-                sqlx::query("INSERT OR REPLACE INTO epochs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
-                    .bind(run_id)
-                    .bind(*epoch as i64)
-                    .bind(train_loss)
-                    .bind(train_acc)
-                    .bind(val_acc)
-                    .bind(lr)
-                    .bind(seconds)
-                    .execute(&self.pool)
-                    .await?;
-            }
-            Event::Metric { name, value } => {
-                sqlx::query("INSERT OR REPLACE INTO run_metrics VALUES (?1, ?2, ?3)")
-                    .bind(run_id)
-                    .bind(name)
-                    .bind(value)
-                    .execute(&self.pool)
-                    .await?;
-            }
-            Event::OodMetric { ood_set, score, auroc, fpr95, aupr_in, aupr_out, tnr95, n_id, n_ood } => {
-                sqlx::query(
-                    "INSERT OR REPLACE INTO ood_metrics (run_id, ood_set, score, auroc, fpr95, aupr_in, aupr_out, n_id, n_ood, tnr95)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                )
-                .bind(run_id)
-                .bind(ood_set)
-                .bind(score)
-                .bind(auroc)
-                .bind(fpr95)
-                .bind(aupr_in)
-                .bind(aupr_out)
-                .bind(*n_id as i64)
-                .bind(*n_ood as i64)
-                .bind(tnr95)
-                .execute(&self.pool)
-                .await?;
-            }
-            Event::Artifact { kind, path } => {
-                sqlx::query("INSERT OR REPLACE INTO artifacts VALUES (?1, ?2, ?3)")
-                    .bind(run_id)
-                    .bind(kind)
-                    .bind(path)
-                    .execute(&self.pool)
-                    .await?;
-            }
-            Event::Resumed { epoch } => {
-                sqlx::query(
-                    "UPDATE attempts SET resumed_epoch = ?2 WHERE run_id = ?1 AND attempt = (SELECT attempts FROM runs WHERE id = ?1)",
-                )
-                .bind(run_id)
-                .bind(*epoch as i64)
-                .execute(&self.pool)
-                .await?;
-            }
-            Event::Note { message } => {
-                sqlx::query(
-                    "UPDATE attempts SET notes = coalesce(notes || char(10), '') || ?2
-                     WHERE run_id = ?1 AND attempt = (SELECT attempts FROM runs WHERE id = ?1)",
-                )
-                .bind(run_id)
-                .bind(message)
-                .execute(&self.pool)
-                .await?;
-            }
-            Event::Progress { .. } | Event::Heartbeat { .. } | Event::Requeue { .. } | Event::Finished { .. } | Event::Failed { .. } => {}
+        let mut conn = self.pool.acquire().await?;
+        record(&mut conn, run_id, event).await
+    }
+
+    /// Stores what workers reported, in one transaction: the events that arrive together (a
+    /// run's final metrics, or several workers' at once) cost one commit, not one each.
+    pub async fn record_events(&self, events: &[(&str, &Event)]) -> R<()> {
+        let mut tx = self.pool.begin().await?;
+        for (run_id, event) in events {
+            record(&mut tx, run_id, event).await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -431,4 +380,84 @@ impl Store {
         .fetch_all(&self.pool)
         .await?)
     }
+}
+
+/// One event's rows (see [`Store::record_events`]).
+async fn record(conn: &mut sqlx::SqliteConnection, run_id: &str, event: &Event) -> R<()> {
+    match event {
+        Event::Started { device, pid, cuda_visible_devices, .. } => {
+            sqlx::query("UPDATE runs SET device = ?2, pid = ?3, cuda_visible_devices = ?4 WHERE id = ?1")
+                .bind(run_id)
+                .bind(device)
+                .bind(*pid as i64)
+                .bind(cuda_visible_devices)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Event::Epoch { epoch, train_loss, train_acc, val_acc, lr, seconds } => {
+            sqlx::query("INSERT OR REPLACE INTO epochs VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)")
+                .bind(run_id)
+                .bind(*epoch as i64)
+                .bind(train_loss)
+                .bind(train_acc)
+                .bind(val_acc)
+                .bind(lr)
+                .bind(seconds)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Event::Metric { name, value } => {
+            sqlx::query("INSERT OR REPLACE INTO run_metrics VALUES (?1, ?2, ?3)")
+                .bind(run_id)
+                .bind(name)
+                .bind(value)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Event::OodMetric { ood_set, score, auroc, fpr95, aupr_in, aupr_out, tnr95, n_id, n_ood } => {
+            sqlx::query(
+                "INSERT OR REPLACE INTO ood_metrics (run_id, ood_set, score, auroc, fpr95, aupr_in, aupr_out, n_id, n_ood, tnr95)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            )
+            .bind(run_id)
+            .bind(ood_set)
+            .bind(score)
+            .bind(auroc)
+            .bind(fpr95)
+            .bind(aupr_in)
+            .bind(aupr_out)
+            .bind(*n_id as i64)
+            .bind(*n_ood as i64)
+            .bind(tnr95)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Event::Artifact { kind, path } => {
+            sqlx::query("INSERT OR REPLACE INTO artifacts VALUES (?1, ?2, ?3)")
+                .bind(run_id)
+                .bind(kind)
+                .bind(path)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Event::Resumed { epoch, .. } => {
+            sqlx::query("UPDATE attempts SET resumed_epoch = ?2 WHERE run_id = ?1 AND attempt = (SELECT attempts FROM runs WHERE id = ?1)")
+                .bind(run_id)
+                .bind(*epoch as i64)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Event::Note { message } => {
+            sqlx::query(
+                "UPDATE attempts SET notes = coalesce(notes || char(10), '') || ?2
+                 WHERE run_id = ?1 AND attempt = (SELECT attempts FROM runs WHERE id = ?1)",
+            )
+            .bind(run_id)
+            .bind(message)
+            .execute(&mut *conn)
+            .await?;
+        }
+        Event::Progress { .. } | Event::Heartbeat { .. } | Event::Requeue { .. } | Event::Finished { .. } | Event::Failed { .. } => {}
+    }
+    Ok(())
 }

@@ -131,6 +131,8 @@ fn train(
     let names: HashMap<candle_core::TensorId, String> =
         crate::resume::named_vars(varmap).into_iter().map(|(n, v)| (v.as_tensor().id(), n)).collect();
     let mut first_epoch = 1;
+    // A checkpoint written inside an epoch: that epoch goes on from its step, with its sums.
+    let mut partial: Option<crate::resume::InEpoch> = None;
     if let Some(r) = resume {
         let st = &r.state;
         for (name, var) in crate::resume::named_vars(varmap) {
@@ -153,19 +155,45 @@ fn train(
                 .ok_or_else(|| TrainError::Setup("the mid-run checkpoint lacks the best weights".into()))?;
             best = Some((acc, epoch, weights));
         }
-        sink(Event::Resumed { epoch: st.epoch });
+        sink(Event::Resumed { epoch: st.epoch, step: st.in_epoch.as_ref().map(|p| p.steps as u32) });
         for e in &st.events {
             sink(e.clone());
         }
         log = st.events.clone();
         first_epoch = st.epoch + 1;
+        partial = st.in_epoch.clone();
     }
+    // The state a mid-run checkpoint records, at `epoch` epochs finished (and `in_epoch` inside the next).
+    let state_at = |epoch: u32,
+                    step: usize,
+                    mix_rng: &rand_chacha::ChaCha8Rng,
+                    skipped: u64,
+                    nonfinite: u64,
+                    scaler: Option<&GradScaler>,
+                    best: Option<&(f64, u32, Vec<Tensor>)>,
+                    log: &[Event],
+                    in_epoch: Option<crate::resume::InEpoch>| {
+        crate::resume::ResumeState {
+            run_id: req.config.run_id.0.clone(),
+            code_version: crate::CODE_VERSION.to_string(),
+            epoch,
+            step,
+            mix_rng_word_pos: mix_rng.get_word_pos().to_string(),
+            skipped,
+            nonfinite,
+            scaler: scaler.map(GradScaler::state),
+            adam_steps: None,
+            best: best.map(|(acc, e, _)| (*acc, *e)),
+            events: log.to_vec(),
+            in_epoch,
+        }
+    };
     // Training inputs after the crop; outliers have the ID images' shape (checked by load_sets).
     let c = sets.train.channels;
     let (oh, ow) = crate::augment::train_size(&t.augment, sets.train.height, sets.train.width);
     // The loader's threads live in this scope; they stop when `batches` is dropped, on an error too.
     std::thread::scope(|scope| -> Result<(), TrainError> {
-        let done_steps = (first_epoch as usize - 1) * steps_per_epoch;
+        let done_steps = (first_epoch as usize - 1) * steps_per_epoch + partial.as_ref().map_or(0, |p| p.steps);
         let mut batches = crate::loader::training(scope, sets, t, &s.data.normalize, s.data.loader, seed, done_steps);
         for epoch in first_epoch..=t.epochs {
             let started = Instant::now();
@@ -175,8 +203,31 @@ fn train(
             // "Collapse is never silent").
             let mut losses = Vec::with_capacity(if epoch == t.epochs { steps_per_epoch } else { 0 });
             let mut lr = t.optimizer.lr;
-            for i in 0..steps_per_epoch {
+            let (mut first_step, mut seconds_before) = (0, 0.0);
+            if let Some(p) = partial.take() {
+                (first_step, seconds_before) = (p.steps, p.seconds);
+                (loss_sum, hits, seen, epoch_nonfinite) = (f64::from_bits(p.loss_sum_bits), p.hits, p.seen, p.nonfinite);
+                losses.extend(p.losses_bits.iter().map(|&b| f64::from_bits(b)));
+            }
+            // Inside the epoch, after `done` of its steps.
+            let in_epoch = |done: usize, loss_sum: f64, hits, seen, nonfinite, losses: &[f64]| crate::resume::InEpoch {
+                steps: done,
+                loss_sum_bits: loss_sum.to_bits(),
+                hits,
+                seen,
+                nonfinite,
+                losses_bits: losses.iter().map(|l| l.to_bits()).collect(),
+                seconds: seconds_before + started.elapsed().as_secs_f64(),
+            };
+            for i in first_step..steps_per_epoch {
                 if crate::stop_requested() {
+                    // Asked to stop (Slurm's warning): the steps since the last checkpoint are kept.
+                    if i > first_step {
+                        let here = in_epoch(i, loss_sum, hits, seen, epoch_nonfinite, &losses);
+                        let state =
+                            state_at(epoch - 1, step, &mix_rng, skipped, nonfinite, scaler.as_ref(), best.as_ref(), &log, Some(here));
+                        checkpoint(req.run_dir, varmap, &names, &optimizer, best.as_ref().map(|b| &b.2), state)?;
+                    }
                     return Err(TrainError::Requeue { epoch });
                 }
                 lr = learning_rate(&t.optimizer, &t.schedule, step, total, steps_per_epoch);
@@ -225,6 +276,11 @@ fn train(
                 }
                 step += 1;
                 crate::worked();
+                if t.checkpoint_every.is_some_and(|k| (i + 1) % k == 0) && i + 1 < steps_per_epoch {
+                    let here = in_epoch(i + 1, loss_sum, hits, seen, epoch_nonfinite, &losses);
+                    let state = state_at(epoch - 1, step, &mix_rng, skipped, nonfinite, scaler.as_ref(), best.as_ref(), &log, Some(here));
+                    checkpoint(req.run_dir, varmap, &names, &optimizer, best.as_ref().map(|b| &b.2), state)?;
+                }
                 if (i + 1) % (steps_per_epoch / PROGRESS_PER_EPOCH).max(1) == 0 {
                     sink(Event::Progress { epoch, step: i as u32 + 1, steps: steps_per_epoch as u32 });
                 }
@@ -248,25 +304,13 @@ fn train(
                 train_acc: hits as f64 / seen.max(1) as f64,
                 val_acc,
                 lr,
-                seconds: started.elapsed().as_secs_f64(),
+                seconds: seconds_before + started.elapsed().as_secs_f64(),
             });
             for e in sent {
                 log.push(e.clone());
                 sink(e);
             }
-            let state = crate::resume::ResumeState {
-                run_id: req.config.run_id.0.clone(),
-                code_version: crate::CODE_VERSION.to_string(),
-                epoch,
-                step,
-                mix_rng_word_pos: mix_rng.get_word_pos().to_string(),
-                skipped,
-                nonfinite,
-                scaler: scaler.as_ref().map(GradScaler::state),
-                adam_steps: None,
-                best: best.as_ref().map(|(acc, e, _)| (*acc, *e)),
-                events: log.clone(),
-            };
+            let state = state_at(epoch, step, &mix_rng, skipped, nonfinite, scaler.as_ref(), best.as_ref(), &log, None);
             checkpoint(req.run_dir, varmap, &names, &optimizer, best.as_ref().map(|b| &b.2), state)?;
         }
         Ok(())

@@ -7,6 +7,10 @@
 //! bit as the same run never interrupted: the loader's plan (order, outliers, augmentation) is
 //! replayed to the same step without building a batch, and every other random stream is restored.
 //!
+//! With `train.checkpoint_every: N` it is also written every N steps inside an epoch, and a worker
+//! asked to stop (Slurm's warning signal) writes one at the step it reached before exiting: the
+//! epoch's position and running sums go with it, and the run goes on from that step.
+//!
 //! A checkpoint of another run or another training code version is refused: the run starts over,
 //! and says why (a `note` event, kept with the attempt).
 
@@ -45,6 +49,26 @@ pub struct ResumeState {
     /// The events the finished epochs sent (`Epoch`, and metrics), sent again on resuming: a new
     /// attempt starts with an empty epoch log in the store.
     pub events: Vec<Event>,
+    /// Written inside epoch `epoch + 1`: how far into it, and what it had summed so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_epoch: Option<InEpoch>,
+}
+
+/// Where a checkpoint written inside an epoch stands in it. Sums are kept as f64 bit patterns:
+/// a decimal in JSON might not read back to the same bits, and the run must end bit-identical.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InEpoch {
+    /// Steps of the epoch taken (skipped ones included).
+    pub steps: usize,
+    pub loss_sum_bits: u64,
+    pub hits: usize,
+    pub seen: usize,
+    /// Steps of the epoch whose loss was not finite.
+    pub nonfinite: usize,
+    /// The last epoch's step losses so far (bit patterns), for its loss-rise metric.
+    pub losses_bits: Vec<u64>,
+    /// Seconds the epoch had run (its reported time goes on from there).
+    pub seconds: f64,
 }
 
 /// A checkpoint read back: its state, and its tensors by name (`var.NAME`, `opt.KIND.NAME`,
@@ -132,6 +156,15 @@ mod tests {
             adam_steps: Some(40),
             best: Some((0.75, 1)),
             events: vec![Event::Metric { name: "x".into(), value: 1.5 }],
+            in_epoch: Some(InEpoch {
+                steps: 7,
+                loss_sum_bits: 0.1f64.to_bits(),
+                hits: 5,
+                seen: 9,
+                nonfinite: 0,
+                losses_bits: vec![],
+                seconds: 1.5,
+            }),
         }
     }
 

@@ -61,6 +61,14 @@ pub fn new_grid(
         slurm: slurm.map(serde_json::to_string).transpose()?,
         rescore: false,
         stall_timeout: Some(exp.resources.stall_timeout),
-        notify: exp.notify.as_ref().map(serde_json::to_string).transpose()?,
+        // The spec's own, else the home's (`<home>/oodlab.yaml`).
+        notify: match &exp.notify {
+            Some(n) => Some(serde_json::to_string(n)?),
+            None => oodlab_spec::load_home_config(home)
+                .map_err(|e| crate::invalid(e.to_string()))?
+                .and_then(|c| c.notify)
+                .map(|n| serde_json::to_string(&n))
+                .transpose()?,
+        },
     })
 }
