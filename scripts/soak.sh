@@ -31,9 +31,9 @@ bin=${OODLAB:-$here/target/release/oodlab}
 [ -x "$bin" ] || (cd "$here" && cargo build -q --release -p oodlab-cli)
 command -v sqlite3 >/dev/null || { echo "soak: needs the sqlite3 CLI (apt-get install sqlite3)" >&2; exit 2; }
 spec=$here/experiments/quickstart.yaml
-# Retries enough for every fault; stalls found within seconds; workers stopped at once; mid-run
+# Retries enough for every fault, at once; stalls found within seconds; workers stopped at once; mid-run
 # checkpoints inside epochs too (the reference gets the same settings; none changes a result).
-sets=(--set "grid.seeds=$seeds" --set resources.retries=100 --set resources.stall_timeout=3 --set resources.grace_seconds=1
+sets=(--set "grid.seeds=$seeds" --set resources.retries=100 --set resources.retry_delay=0 --set resources.stall_timeout=3 --set resources.grace_seconds=1
   --set train.checkpoint_every=10)
 log() { echo "soak: $*" >&2; }
 RANDOM=$seed

@@ -1,5 +1,5 @@
 //! A run whose worker fails is recorded failed, with its reason, while the other runs finish;
-//! runs that depend on it are blocked; retries count attempts.
+//! runs that depend on it are blocked; retries count attempts, and wait `resources.retry_delay`.
 
 mod common;
 
@@ -12,8 +12,10 @@ fn failed_worker_is_recorded_while_other_runs_finish() {
     // A real failure: an MNIST copy whose test labels file is truncated (valid gzip, short body).
     let extra = broken_dataset(dir.path());
     let methods = "  baseline: {method: ce}\n  bad: {method: ce, data: {ood: [broken]}}\n  after_bad: {method: ce, init_from: bad}";
-    let spec =
-        write_spec(dir.path(), &spec_text("fail", methods, "  seeds: [0]", &extra).replace("grid:", "resources: {retries: 1}\ngrid:"));
+    let spec = write_spec(
+        dir.path(),
+        &spec_text("fail", methods, "  seeds: [0]", &extra).replace("grid:", "resources: {retries: 2, retry_delay: 1.5}\ngrid:"),
+    );
 
     let out = oodlab(&home).arg("run").arg(&spec).args(["--jobs", "2"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
@@ -23,7 +25,15 @@ fn failed_worker_is_recorded_while_other_runs_finish() {
     assert_eq!(by_entry("baseline")["status"], "done");
     let bad = by_entry("bad");
     assert_eq!(bad["status"], "failed");
-    assert_eq!(bad["attempts"], 2, "one retry was allowed");
+    assert_eq!(bad["attempts"], 3, "two retries were allowed");
+    // Each retry waited the delay, doubled after the second failure: 1.5 s, then 3 s.
+    let history = run_ok(oodlab(&home).args(["status", "--run", bad["run_id"].as_str().unwrap(), "--format", "json"]));
+    let history: serde_json::Value = serde_json::from_slice(&history.stdout).unwrap();
+    let attempts = history["attempt_history"].as_array().unwrap();
+    let at = |a: &serde_json::Value, k: &str| chrono::DateTime::parse_from_rfc3339(a[k].as_str().unwrap()).unwrap();
+    let gaps: Vec<f64> =
+        attempts.windows(2).map(|w| (at(&w[1], "started_at") - at(&w[0], "ended_at")).num_milliseconds() as f64 / 1000.0).collect();
+    assert!(gaps.len() == 2 && gaps[0] >= 1.5 && gaps[1] >= 3.0 && gaps[0] < 3.0, "gaps between attempts {gaps:?}");
     assert_eq!(bad["exit_code"], 10);
     let reason = bad["failure"].as_str().unwrap();
     assert!(reason.contains("labels.idx") && reason.contains("need 1000 bytes"), "{reason}");

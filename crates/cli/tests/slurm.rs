@@ -104,7 +104,7 @@ fn a_failing_worker_is_retried_then_recorded_failed_with_its_reason() {
     let methods = "  baseline: {method: ce}\n  bad: {method: ce, data: {ood: [broken]}}";
     let spec = write_spec(
         dir.path(),
-        &spec_text("slurm-fail", methods, "  seeds: [0]", &extra).replace("grid:", "resources: {retries: 1}\ngrid:"),
+        &spec_text("slurm-fail", methods, "  seeds: [0]", &extra).replace("grid:", "resources: {retries: 1, retry_delay: 0.5}\ngrid:"),
     );
     let out = oodlab(&home).arg("run").arg(&spec).args(slurm_args()).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));

@@ -25,7 +25,7 @@ fn a_frozen_worker_is_killed_as_stalled_and_its_run_resumes_on_retry() {
     let dir = tempfile::tempdir().unwrap();
     let yaml = sized(spec_text("stall", "  baseline: {method: ce}", "  seeds: [0]", ""), 3000, 4)
         .replace("model: {channels: [4, 8, 8]}", "model: {channels: [16, 32, 32]}")
-        .replace("grid:", "resources: {stall_timeout: 2, retries: 1, grace_seconds: 1}\nNOTIFY\ngrid:");
+        .replace("grid:", "resources: {stall_timeout: 2, retries: 1, grace_seconds: 1, retry_delay: 0.5}\nNOTIFY\ngrid:");
     let told = dir.path().join("told.jsonl");
     let yaml = yaml.replace("NOTIFY", &format!("notify: {{command: 'cat >> {}', on: [run_stalled]}}", told.display()));
     let spec = write_spec(dir.path(), &yaml);

@@ -20,6 +20,8 @@ use crate::{PlannedRun, Reporter, RunEnd, SchedError, SchedulerConfig, Slot, Sum
 const REATTACHED: &str = "slurm:re-attached";
 
 /// How often the inbox is read (and running workers are checked for stalls).
+/// The longest a retry waits, however many failures came before (unless the grid's delay is longer).
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
 /// At most this many messages handled (and their events recorded) together.
 const EVENT_BATCH: usize = 1024;
 const INBOX_POLL: Duration = Duration::from_millis(200);
@@ -49,6 +51,8 @@ struct Grid {
     rescore: bool,
     /// A worker silent, or working on nothing, this long is stalled.
     stall_timeout: Duration,
+    /// A failed run's next attempt waits this long, doubled after each further failure.
+    retry_delay: Duration,
     /// Who is told when it finishes or a run of it fails or stalls.
     notify: Option<oodlab_spec::NotifySpec>,
     pending: VecDeque<PlannedRun>,
@@ -146,6 +150,8 @@ struct State<'a> {
     attempts: HashMap<String, u32>,
     /// Attempts that ended in a requeue: they spend no retry.
     requeued: HashMap<String, u32>,
+    /// Jobs retried after a failure, and when their next attempt may start.
+    retry_at: HashMap<String, Instant>,
     summary: Summary,
     host: String,
     /// Delivers the notifications (the grids' `notify`), in order.
@@ -179,6 +185,7 @@ pub async fn serve(
         running: HashMap::new(),
         attempts: HashMap::new(),
         requeued: HashMap::new(),
+        retry_at: HashMap::new(),
         summary: Summary::default(),
         host: cfg.host.clone(),
         notifier: crate::notify::Notifier::start(notice_failures),
@@ -331,6 +338,7 @@ impl State<'_> {
             rescore: row.rescore,
             notify: row.notify.as_deref().and_then(|j| serde_json::from_str(j).ok()),
             stall_timeout: Duration::from_secs_f64(row.stall_timeout.filter(|t| *t > 0.0).unwrap_or(DEFAULT_STALL_TIMEOUT)),
+            retry_delay: Duration::from_secs_f64(row.retry_delay.filter(|t| t.is_finite() && *t > 0.0).unwrap_or(0.0)),
             pending,
             running: 0,
             ended: false,
@@ -358,6 +366,7 @@ impl State<'_> {
                         rescore: grid.rescore,
                         stall_timeout: grid.stall_timeout,
                         notify: grid.notify.clone(),
+                        retry_delay: grid.retry_delay,
                     };
                     self.add_grid(row).await?;
                 }
@@ -466,10 +475,12 @@ impl State<'_> {
                 if g.ended || g.max_slots.is_some_and(|m| g.running >= m) {
                     continue;
                 }
-                let ready = g
-                    .pending
-                    .iter()
-                    .position(|r| !self.running.contains_key(&r.key()) && r.parent.as_ref().is_none_or(|p| self.done.contains(p)));
+                let now = Instant::now();
+                let ready = g.pending.iter().position(|r| {
+                    !self.running.contains_key(&r.key())
+                        && r.parent.as_ref().is_none_or(|p| self.done.contains(p))
+                        && self.retry_at.get(&r.key()).is_none_or(|at| *at <= now)
+                });
                 if let Some(pos) = ready {
                     pick = Some((gi, pos));
                     break;
@@ -565,6 +576,14 @@ impl State<'_> {
         };
         let _ = sub.send(vec![task]).await;
         self.running.insert(run.id.clone(), Running::new(run, slot, grid, cancel, stall_timeout));
+    }
+
+    /// The next attempt of `key`, after its `tries`-th failed one, waits the grid's retry delay,
+    /// doubled for each failure before (at most [`MAX_RETRY_DELAY`]).
+    fn delay_retry(&mut self, key: &str, grid: i64, tries: u32) {
+        let Some(base) = self.grids.iter().find(|g| g.id == grid).map(|g| g.retry_delay).filter(|d| !d.is_zero()) else { return };
+        let delay = base.saturating_mul(1 << tries.saturating_sub(1).min(16)).min(MAX_RETRY_DELAY.max(base));
+        self.retry_at.insert(key.to_string(), Instant::now() + delay);
     }
 
     /// Handles messages in their order; consecutive events are recorded in one transaction, and
@@ -708,6 +727,7 @@ impl State<'_> {
             Verdict::Retry(reason) => {
                 store.end_attempt(&run_id, &failure(r.stalled, exit_code, &reason, stderr_tail)).await?;
                 self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: true });
+                self.delay_retry(&run_id, r.grid, tries);
                 match self.grids.iter_mut().find(|g| g.id == r.grid && !g.ended) {
                     Some(g) => g.pending.push_front(r.run),
                     None => {
@@ -787,6 +807,8 @@ impl State<'_> {
             Verdict::Interrupted => self.reporter.ended(&r.run, &RunEnd::Interrupted),
             Verdict::Retry(reason) if r.stop_reason.is_none() => {
                 self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: true });
+                let tries = self.attempts.get(&key).copied().unwrap_or(1);
+                self.delay_retry(&key, r.grid, tries);
                 match self.grids.iter_mut().find(|g| g.id == r.grid && !g.ended) {
                     Some(g) => g.pending.push_front(r.run),
                     None => {

@@ -332,6 +332,12 @@ fn check_resources(r: &ResourcesSpec, loc: &Locator) -> Result<(), SpecError> {
             ),
         ));
     }
+    if !(r.retry_delay >= 0.0 && r.retry_delay.is_finite()) {
+        return Err(loc.error(
+            "resources.retry_delay",
+            format!("must be a non-negative number of seconds, found {} (default 10; 0 retries at once)", r.retry_delay),
+        ));
+    }
     if !(r.grace_seconds >= 0.0 && r.grace_seconds.is_finite()) {
         return Err(loc.error("resources.grace_seconds", format!("must be a non-negative number of seconds, found {}", r.grace_seconds)));
     }

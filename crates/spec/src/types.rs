@@ -285,6 +285,9 @@ pub struct ResourcesSpec {
     /// killed, its attempt recorded `stalled` and the run retried (from its mid-run checkpoint)
     /// within `retries`.
     pub stall_timeout: f64,
+    /// Seconds between a run's failure and its next attempt, doubled after each further failure
+    /// (at most 600): a passing fault does not spend every retry at once.
+    pub retry_delay: f64,
     /// `local` (worker processes on this machine) or `slurm` (job arrays); `--backend` overrides.
     pub backend: Backend,
     /// How runs are submitted under `backend: slurm`.
@@ -301,6 +304,7 @@ impl Default for ResourcesSpec {
             retries: 0,
             grace_seconds: 10.0,
             stall_timeout: 600.0,
+            retry_delay: 10.0,
             backend: Backend::Local,
             slurm: SlurmSpec::default(),
         }

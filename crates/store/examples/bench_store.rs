@@ -7,6 +7,7 @@
 //!   cargo run --release -p oodlab-store --example bench_store -- /tmp/bench.db 3000 1000
 //!
 //! The runs are those of scripts/bench/store_mlflow.py (same params, epoch points and metric values).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::time::Instant;
 

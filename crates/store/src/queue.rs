@@ -30,6 +30,9 @@ pub struct NewGrid {
     /// `resources.stall_timeout`, seconds (the default when absent).
     #[serde(default)]
     pub stall_timeout: Option<f64>,
+    /// `resources.retry_delay`, seconds (none when absent).
+    #[serde(default)]
+    pub retry_delay: Option<f64>,
     /// The spec's `notify` settings, JSON.
     #[serde(default)]
     pub notify: Option<String>,
@@ -57,6 +60,7 @@ pub struct GridRow {
     pub rescore: bool,
     pub stall_timeout: Option<f64>,
     pub notify: Option<String>,
+    pub retry_delay: Option<f64>,
 }
 
 /// A line of `oodlab queue ls`.
@@ -138,8 +142,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO queue (experiment, priority, max_slots, retries, added_at, slurm, kind, stall_timeout, notify)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+            "INSERT INTO queue (experiment, priority, max_slots, retries, added_at, slurm, kind, stall_timeout, notify, retry_delay)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING id",
         )
         .bind(&g.experiment)
         .bind(g.priority)
@@ -150,6 +154,7 @@ impl Store {
         .bind(kind)
         .bind(g.stall_timeout)
         .bind(&g.notify)
+        .bind(g.retry_delay)
         .fetch_one(&mut *tx)
         .await?;
         for (position, r) in g.jobs.iter().enumerate() {
@@ -170,7 +175,7 @@ impl Store {
     /// Grids still queued, served first by priority (higher), then in the order added.
     pub async fn queued_grids(&self) -> R<Vec<GridRow>> {
         Ok(sqlx::query_as::<_, GridRow>(
-            "SELECT id, experiment, priority, max_slots, retries, slurm, kind = 'rescore' AS rescore, stall_timeout, notify FROM queue
+            "SELECT id, experiment, priority, max_slots, retries, slurm, kind = 'rescore' AS rescore, stall_timeout, notify, retry_delay FROM queue
              WHERE state = 'queued' ORDER BY priority DESC, id",
         )
         .fetch_all(&self.pool)

@@ -61,6 +61,7 @@ pub fn new_grid(
         slurm: slurm.map(serde_json::to_string).transpose()?,
         rescore: false,
         stall_timeout: Some(exp.resources.stall_timeout),
+        retry_delay: Some(exp.resources.retry_delay),
         // The spec's own, else the home's (`<home>/oodlab.yaml`).
         notify: match &exp.notify {
             Some(n) => Some(serde_json::to_string(n)?),

@@ -137,6 +137,7 @@ fn grid(exp: &Experiment, plan: &Plan, max_slots: Option<usize>, placement: &set
         slurm: placement.slurm.as_ref().map(serde_json::to_string).transpose()?,
         rescore: true,
         stall_timeout: Some(exp.resources.stall_timeout),
+        retry_delay: Some(exp.resources.retry_delay),
         // A rescore is short and asked for at the terminal: nobody is told of it.
         notify: None,
     })
