@@ -119,8 +119,14 @@ pub enum Event {
     /// A file the run produced, relative to the run folder.
     Artifact { kind: String, path: String },
     /// The worker stops so that its run is submitted again and resumes (Slurm's warning of the
-    /// time limit, a preemption); the attempt is not a failure.
-    Requeue { reason: String },
+    /// time limit, a preemption); the attempt is not a failure. `saved`: it wrote a checkpoint of
+    /// steps taken inside the epoch under way, so the next attempt starts further on even though
+    /// no epoch ended.
+    Requeue {
+        reason: String,
+        #[serde(default)]
+        saved: bool,
+    },
     /// The run completed; every metric has been sent before this line.
     Finished { seconds: f64 },
     /// The run failed; `reason` says why in one line.

@@ -84,8 +84,10 @@ struct Running {
     stalled: bool,
     /// Why the worker stopped to be submitted again, if it did (a `requeue` event).
     requeue: Option<String>,
+    /// The requeued worker checkpointed steps inside the epoch under way.
+    requeue_saved: bool,
     /// The epoch it resumed after, and the last epoch it reported: a requeue that finished no
-    /// new epoch would loop forever, and counts as a failure.
+    /// new epoch and saved no steps would loop forever, and counts as a failure.
     resumed_from: u32,
     last_epoch: u32,
 }
@@ -108,6 +110,7 @@ impl Running {
             stall_timeout,
             stalled: false,
             requeue: None,
+            requeue_saved: false,
             resumed_from: 0,
             last_epoch: 0,
         }
@@ -639,7 +642,11 @@ impl State<'_> {
                 }
                 return None;
             }
-            Event::Requeue { reason } => r.requeue = Some(reason.clone()),
+            Event::Requeue { reason, saved } => {
+                // The worker's own, then under Slurm maybe the follower's note of the job's end.
+                r.requeue_saved |= *saved;
+                r.requeue = Some(reason.clone());
+            }
             Event::Resumed { epoch, .. } => r.resumed_from = *epoch,
             Event::Epoch { epoch, .. } => r.last_epoch = r.last_epoch.max(*epoch),
             _ => {}
@@ -675,7 +682,7 @@ impl State<'_> {
         let tries = self.attempts[&key] - self.requeued.get(&key).copied().unwrap_or(0);
         let mut verdict = judge(&r, &exit, cancelled, tries, retries);
         if let (Some(why), false) = (&r.requeue, cancelling || r.stop_reason.is_some() || r.run.is_rescore()) {
-            if r.last_epoch > r.resumed_from {
+            if r.last_epoch > r.resumed_from || r.requeue_saved {
                 self.store.end_attempt(&key, &Outcome::Interrupted { reason: format!("requeued: {why}") }).await?;
                 *self.requeued.entry(key.clone()).or_insert(0) += 1;
                 self.summary.requeued += 1;

@@ -272,7 +272,7 @@ pub(crate) async fn follow(mut submitted: mpsc::Receiver<Vec<Task>>, tx: mpsc::S
                     let _ = tx
                         .send(ExecMsg::Event {
                             run_id: t.run_id.clone(),
-                            event: Event::Requeue { reason: format!("Slurm job {}_{} ended {end}", t.job, t.index) },
+                            event: Event::Requeue { reason: format!("Slurm job {}_{} ended {end}", t.job, t.index), saved: false },
                         })
                         .await;
                     Ok(ExitStatus::from_raw(oodlab_protocol::exit_codes::REQUEUE << 8))

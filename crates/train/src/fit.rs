@@ -222,13 +222,14 @@ fn train(
             for i in first_step..steps_per_epoch {
                 if crate::stop_requested() {
                     // Asked to stop (Slurm's warning): the steps since the last checkpoint are kept.
+                    let saved_steps = (i > first_step).then_some(i);
                     if i > first_step {
                         let here = in_epoch(i, loss_sum, hits, seen, epoch_nonfinite, &losses);
                         let state =
                             state_at(epoch - 1, step, &mix_rng, skipped, nonfinite, scaler.as_ref(), best.as_ref(), &log, Some(here));
                         checkpoint(req.run_dir, varmap, &names, &optimizer, best.as_ref().map(|b| &b.2), state)?;
                     }
-                    return Err(TrainError::Requeue { epoch });
+                    return Err(TrainError::Requeue { epoch, saved_steps });
                 }
                 lr = learning_rate(&t.optimizer, &t.schedule, step, total, steps_per_epoch);
                 let built = batches.next().expect("the plan has every step of every epoch")?;

@@ -81,9 +81,10 @@ pub enum TrainError {
     #[error("{0}")]
     Setup(String),
     /// Asked to stop ([`request_stop`]) during epoch `epoch`: the run resumes from the
-    /// checkpoint of the epoch before.
-    #[error("stopped in epoch {epoch} to be submitted again; it resumes after epoch {}", epoch - 1)]
-    Requeue { epoch: u32 },
+    /// checkpoint of the epoch before, or from `saved_steps` steps into this one when the worker
+    /// could write a checkpoint there (it had taken steps since its last one).
+    #[error("stopped in epoch {epoch} to be submitted again; it resumes after epoch {}{}", epoch - 1, saved_steps.map_or(String::new(), |s| format!(" and {s} steps of epoch {epoch}")))]
+    Requeue { epoch: u32, saved_steps: Option<usize> },
 }
 
 /// Adds what was being done to a candle error.

@@ -139,8 +139,8 @@ pub fn worker(args: WorkerArgs) -> i32 {
     #[allow(unsafe_code)]
     let _ = unsafe { sigaction(Signal::SIGUSR1, &action) };
     match oodlab_train::run(&req, &mut |e| emit(&e)) {
-        Err(e @ oodlab_train::TrainError::Requeue { .. }) => {
-            emit(&Event::Requeue { reason: format!("SIGUSR1 (Slurm's time-limit warning): {e}") });
+        Err(e @ oodlab_train::TrainError::Requeue { saved_steps, .. }) => {
+            emit(&Event::Requeue { reason: format!("SIGUSR1 (Slurm's time-limit warning): {e}"), saved: saved_steps.is_some() });
             exit_codes::REQUEUE
         }
         Ok(()) => {
