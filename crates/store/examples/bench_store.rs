@@ -117,18 +117,24 @@ async fn main() {
     store.close().await;
 
     let reader = Store::open_read_only(path).await.expect("the store opens").expect("the store exists");
+    // Through the typed API, and as JSON rows through the read-only query the dashboard's
+    // files use (the same SQL): what a program gets, and what a web page gets.
     let sql = "SELECT r.id, m.value FROM runs r JOIN run_metrics m ON m.run_id = r.id AND m.name = 'auroc'
                WHERE r.method = 'lmoe' AND m.value > 0.5";
-    let mut times = Vec::new();
+    let (mut times, mut json_times) = (Vec::new(), Vec::new());
     let mut matches = 0;
     for _ in 0..5 {
         let q = Instant::now();
-        matches = reader.query_rows(sql, "", 100_000).await.expect("the query runs").len();
+        matches = reader.runs_with_metric_above("lmoe", "auroc", 0.5).await.expect("the query runs").len();
         times.push(q.elapsed().as_secs_f64() * 1000.0);
+        let q = Instant::now();
+        assert_eq!(reader.query_rows(sql, "", 100_000).await.expect("the query runs").len(), matches);
+        json_times.push(q.elapsed().as_secs_f64() * 1000.0);
     }
     times.sort_by(f64::total_cmp);
+    json_times.sort_by(f64::total_cmp);
     println!(
         "{}",
-        serde_json::json!({"runs": runs, "timed": timed.min(runs), "record_s": record, "query_ms": times[2], "matches": matches})
+        serde_json::json!({"runs": runs, "timed": timed.min(runs), "record_s": record, "query_ms": times[2], "query_json_ms": json_times[2], "matches": matches})
     );
 }

@@ -162,6 +162,21 @@ impl Store {
         Ok(())
     }
 
+    /// The runs of `method` whose run metric `metric` is above `above`, with its value, by id:
+    /// the commonest filter over a store (`method = lmoe and auroc > 0.5`), through the index
+    /// `runs_method` and each run's metric by its key.
+    pub async fn runs_with_metric_above(&self, method: &str, metric: &str, above: f64) -> R<Vec<(String, f64)>> {
+        Ok(sqlx::query_as(
+            "SELECT r.id, m.value FROM runs r JOIN run_metrics m ON m.run_id = r.id AND m.name = ?2
+             WHERE r.method = ?1 AND m.value > ?3 ORDER BY r.id",
+        )
+        .bind(method)
+        .bind(metric)
+        .bind(above)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Ends the current attempt.
     pub async fn end_attempt(&self, run_id: &str, outcome: &Outcome) -> R<()> {
         let (status, exit_code, failure, tail) = match outcome {
