@@ -125,3 +125,21 @@ async fn collapsed_fine_tunes_and_unstable_losses_are_flagged_not_failed() {
     assert_eq!(store.run_flags("within").await.unwrap(), vec![]);
     assert_eq!(store.run_flags("strict").await.unwrap().len(), 1);
 }
+
+/// Runs of a method above a metric value: only that method's, only strictly above, by id, with
+/// the value; events recorded together in one transaction are all there.
+#[tokio::test]
+async fn runs_of_a_method_above_a_metric_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("oodlab.db")).await.unwrap();
+    let run = |id: &str, method: &str| NewRun { method: method.into(), ..new_run(id, None) };
+    store.register("x", "x.yaml", "name: x", &[run("c", "lmoe"), run("a", "lmoe"), run("b", "oe"), run("d", "lmoe")]).await.unwrap();
+    let auroc = |v: f64| Event::Metric { name: "auroc".into(), value: v };
+    let other = Event::Metric { name: "fpr95".into(), value: 0.99 };
+    let (a, b, c, d) = (auroc(0.75), auroc(0.9), auroc(0.625), auroc(0.5));
+    store.record_events(&[("a", &a), ("a", &other), ("b", &b), ("c", &c), ("d", &d)]).await.unwrap();
+    let found = store.runs_with_metric_above("lmoe", "auroc", 0.5).await.unwrap();
+    // b is not lmoe; d is not above 0.5; fpr95 is another metric.
+    assert_eq!(found, vec![("a".to_string(), 0.75), ("c".to_string(), 0.625)]);
+    assert!(store.runs_with_metric_above("ce", "auroc", 0.0).await.unwrap().is_empty());
+}
