@@ -253,6 +253,18 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f
     y.par_chunks_mut(gs * per_out).enumerate().for_each(|(group, y)| {
         let count = y.len() / per_out;
         let ld = count * l;
+        if count == 1 {
+            // One image (a large one, as the first layer's): the product's layout is the
+            // output's, so it is written in place rather than in scratch and copied.
+            return with_scratch(g.rows() * ld, 0, |col, _| {
+                let img = group * gs;
+                g.im2col(&x[img * g.image()..(img + 1) * g.image()], col, ld, 0);
+                for (row, &b) in y.chunks_exact_mut(ld).zip(bias) {
+                    row.fill(b);
+                }
+                matmul(y, w, g.rows(), 1, col, ld, 1, g.o, ld, g.rows(), true);
+            });
+        }
         with_scratch(g.rows() * ld, g.o * ld, |col, out| {
             for t in 0..count {
                 let img = group * gs + t;

@@ -14,7 +14,9 @@ async fn metrics_survive_the_rebuild_of_their_table() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("oodlab.db");
     let connect = || {
-        SqlitePoolOptions::new().max_connections(1).connect_with(SqliteConnectOptions::new().filename(&path).create_if_missing(true).foreign_keys(true))
+        SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(SqliteConnectOptions::new().filename(&path).create_if_missing(true).foreign_keys(true))
     };
 
     // The store as the oodlab before the rebuild left it: its migrations, then its rows.
@@ -39,7 +41,10 @@ async fn metrics_survive_the_rebuild_of_their_table() {
     assert_eq!(store.runs_with_metric_above("lmoe", "id_acc", 0.0).await.unwrap(), vec![("tuned".to_string(), 0.88)]);
     // run_flags joins run_metrics twice (the fine-tune's and its parent's ID accuracy).
     let flags: Vec<(String, String)> = store.experiment_flags("x").await.unwrap().into_iter().map(|f| (f.run_id, f.detail)).collect();
-    assert_eq!(flags, vec![("tuned".to_string(), "ID accuracy 88.0% is 6.0 points below its parent's 94.0% (eval.max_acc_drop 5)".to_string())]);
+    assert_eq!(
+        flags,
+        vec![("tuned".to_string(), "ID accuracy 88.0% is 6.0 points below its parent's 94.0% (eval.max_acc_drop 5)".to_string())]
+    );
     store.close().await;
 
     let pool = connect().await.unwrap();
@@ -47,6 +52,7 @@ async fn metrics_survive_the_rebuild_of_their_table() {
     assert!(sql.ends_with("WITHOUT ROWID"), "{sql}");
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM run_metrics").fetch_one(&pool).await.unwrap();
     assert_eq!(rows, 3);
-    let leftover: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = 'run_metrics_clustered'").fetch_one(&pool).await.unwrap();
+    let leftover: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = 'run_metrics_clustered'").fetch_one(&pool).await.unwrap();
     assert_eq!(leftover, 0);
 }
