@@ -17,5 +17,5 @@ if [ "${1:-}" = --write ]; then
   cp -a "$src" vendor/candle-core
   echo "vendor/candle-core recreated from candle-core $version and the patch"
 else
-  diff -r "$src" vendor/candle-core && echo "vendor/candle-core = candle-core $version + vendor/candle-core.patch"
+  diff -r -x Cargo.lock "$src" vendor/candle-core && echo "vendor/candle-core = candle-core $version + vendor/candle-core.patch"
 fi
