@@ -2,7 +2,7 @@
 -- (run_id, name), so the lookup of one run's metric reads the value where it finds the key. As a
 -- rowid table, every lookup went through the key's separate index and then to the row: at 100,000
 -- runs the query `method = lmoe and auroc > 0.5` took 103 ms through Store::runs_with_metric_above,
--- now 45-60 ms, and the table with its index shrinks by a quarter. docs/performance.md, "The store
+-- now 45-70 ms, and the table with its index shrinks by a quarter. docs/performance.md, "The store
 -- against MLflow".
 --
 -- SQLite cannot change a table into WITHOUT ROWID in place: a new table, the rows copied, the old

@@ -249,23 +249,12 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f
     let (per_out, l, gs) = (g.o * g.cols(), g.cols(), g.group());
     let mut y = vec![0f32; g.n * per_out];
     // A group of images per task: their column matrices side by side (rows × gs·cols), one
-    // product, then each image's block of the result copied to its place.
+    // product, then each image's block of the result copied to its place. A group of one image
+    // (a large one, as the first layer's) has the output's layout: its product is written there.
     y.par_chunks_mut(gs * per_out).enumerate().for_each(|(group, y)| {
         let count = y.len() / per_out;
         let ld = count * l;
-        if count == 1 {
-            // One image (a large one, as the first layer's): the product's layout is the
-            // output's, so it is written in place rather than in scratch and copied.
-            return with_scratch(g.rows() * ld, 0, |col, _| {
-                let img = group * gs;
-                g.im2col(&x[img * g.image()..(img + 1) * g.image()], col, ld, 0);
-                for (row, &b) in y.chunks_exact_mut(ld).zip(bias) {
-                    row.fill(b);
-                }
-                matmul(y, w, g.rows(), 1, col, ld, 1, g.o, ld, g.rows(), true);
-            });
-        }
-        with_scratch(g.rows() * ld, g.o * ld, |col, out| {
+        let product = |col: &mut [f32], out: &mut [f32]| {
             for t in 0..count {
                 let img = group * gs + t;
                 g.im2col(&x[img * g.image()..(img + 1) * g.image()], col, ld, t * l);
@@ -274,6 +263,12 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f
                 row.fill(b);
             }
             matmul(out, w, g.rows(), 1, col, ld, 1, g.o, ld, g.rows(), true);
+        };
+        if count == 1 {
+            return with_scratch(g.rows() * ld, 0, |col, _| product(col, y));
+        }
+        with_scratch(g.rows() * ld, g.o * ld, |col, out| {
+            product(col, out);
             for (t, y) in y.chunks_exact_mut(per_out).enumerate() {
                 for (o, dst) in y.chunks_exact_mut(l).enumerate() {
                     dst.copy_from_slice(&out[o * ld + t * l..o * ld + (t + 1) * l]);
