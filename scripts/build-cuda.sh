@@ -26,12 +26,14 @@ mkdir -p "$out" "$stub"
 wheels=(
   nvidia-cuda-nvcc==13.0.88 nvidia-nvvm==13.0.88 nvidia-cuda-crt==13.0.88 nvidia-cuda-runtime==13.0.88
   nvidia-cuda-nvrtc==13.0.88 nvidia-cublas==13.0.2.14 nvidia-curand nvidia-cuda-cccl==13.0.85
+  nvidia-cudnn-cu13==9.27.0.42
 )
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
 cu13=$(echo "$venv"/lib/python3*/site-packages/nvidia/cu13)
-if [ ! -x "$cu13/bin/nvcc" ] || [ ! -e "$cu13/lib/libcublas.so.13" ] || [ ! -e "$cu13/include/cuda.h" ]; then
+cudnn_lib() { ls "$venv"/lib/python3*/site-packages/nvidia/*/lib/libcudnn.so.9 2>/dev/null | head -n 1; }
+if [ ! -x "$cu13/bin/nvcc" ] || [ ! -e "$cu13/lib/libcublas.so.13" ] || [ ! -e "$cu13/include/cuda.h" ] || [ -z "$(cudnn_lib)" ]; then
   echo "installing CUDA 13.0 wheels into $venv"
   "$venv/bin/pip" install -q "${wheels[@]}"
   cu13=$(echo "$venv"/lib/python3*/site-packages/nvidia/cu13)
@@ -45,6 +47,11 @@ for lib in cublas cublasLt cudart nvrtc curand; do
   [ -n "$real" ] || { echo "error: lib$lib.so.* missing in $cu13/lib; remove $venv and run again" >&2; exit 1; }
   ln -sf "$(basename "$real")" "$cu13/lib/lib$lib.so"
 done
+# cuDNN (the convolutions of crates/kernels/src/cudnn) comes in its own wheel and folder.
+cudnn=$(cudnn_lib)
+[ -n "$cudnn" ] || { echo "error: libcudnn.so.9 missing in $venv; remove $venv and run again" >&2; exit 1; }
+cudnn=$(cd "$(dirname "$cudnn")" && pwd)
+ln -sf libcudnn.so.9 "$cudnn/libcudnn.so"
 
 make_stub() { # names of driver functions on stdin
   {
@@ -56,7 +63,7 @@ make_stub() { # names of driver functions on stdin
 [ -e "$stub/libcuda.so" ] || make_stub </dev/null
 
 export PATH="$cu13/bin:$PATH" CUDA_ROOT="$cu13" CUDA_PATH="$cu13" CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
-export LIBRARY_PATH="$cu13/lib:$(cd "$stub" && pwd)${LIBRARY_PATH:+:$LIBRARY_PATH}"
+export LIBRARY_PATH="$cu13/lib:$cudnn:$(cd "$stub" && pwd)${LIBRARY_PATH:+:$LIBRARY_PATH}"
 build() {
   local status=0
   cargo build --release -p oodlab-cli --features cuda --target-dir "$out/build" >"$log" 2>&1 || status=$?

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# The GPU check of docs/gpu.md, for a machine with an NVIDIA GPU, CUDA 13 libraries and PyTorch
-# (no Rust toolchain needed): run from the repository root with the binary scripts/build-cuda.sh
-# made. Under 8 minutes on one H100.
+# The GPU check of docs/gpu.md and issue #17, for a machine with an NVIDIA GPU, CUDA 13 and cuDNN 9
+# libraries and PyTorch (no Rust toolchain needed): run from the repository root with the binary
+# scripts/build-cuda.sh made. Meant to stay under 8 minutes on one H100/H200.
 #
 #   scripts/gpu-check.sh [target/cuda/oodlab]
 #
 # 1. the device and the libraries the binary loads;
-# 2. the quickstart trained on the GPU, four runs packed on it (wall time, device and GPU memory
-#    per run, the comparison table);
-# 3. one training step of ResNet-18, batch 64, 3x224x224, in oodlab and in this machine's PyTorch,
-#    alternating, f32 then bf16 mixed precision; the last line is `ratio oodlab/pytorch = X` (f32);
-# 4. torchvision weights converted with scripts/torchvision_to_safetensors.py and loaded;
-# 5. reference values for crates/train/tests/resnet_reference.rs, written to $OUT when it is set.
+# 2. `oodlab check-kernels --device cuda`: cuDNN's convolution (forward, input and kernel
+#    gradients; f32, TF32, bf16, f16) against candle's CPU convolution on fixed inputs;
+# 3. one ResNet-18 training step on the GPU (TF32 off) and on the CPU from the same weights and
+#    inputs: the losses of 4 steps must agree to 1e-3;
+# 4. the quickstart trained on the GPU, four runs packed on it, cold (empty kernel cache in a new
+#    home) then warm (more seeds in the same home);
+# 5. training steps in oodlab and in this machine's PyTorch, alternating: ResNet-18 f32 and bf16
+#    (batch 64, 224x224), ResNet-50 bf16 (batch 64, 224x224), ResNet-50 f32 (batch 16, 448x448),
+#    and ResNet-18 f32 with candle's own convolutions (OODLAB_GPU_KERNELS=off, the code before);
+# 6. torchvision weights converted and loaded; reference values for the CPU tests, written to $OUT;
+# 7. the summary; its last line is `ratio oodlab/pytorch = X` (ResNet-18 f32).
 set -uo pipefail
 bin=$(realpath "${1:-target/cuda/oodlab}")
 work=$(mktemp -d)
@@ -28,7 +33,7 @@ $py -c "import torch, torchvision; print('torch', torch.__version__, 'CUDA', tor
 libdirs=$($py - <<'EOF'
 import glob, os, site
 roots = site.getsitepackages() + ["/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib", "/usr/local/nvidia"]
-wanted = ["libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10", "libnvrtc.so.13", "libcudart.so.13", "libcuda.so.1"]
+wanted = ["libcublas.so.13", "libcublasLt.so.13", "libcurand.so.10", "libnvrtc.so.13", "libcudart.so.13", "libcuda.so.1", "libcudnn.so.9"]
 dirs = []
 for root in roots:
     for name in wanted:
@@ -44,16 +49,35 @@ if ldd "$bin" | grep 'not found'; then
   echo "error: libraries missing for $bin (searched: $libdirs)" >&2
   exit 1
 fi
-ldd "$bin" | grep -E 'cuda|cublas|curand|nvrtc' | sed 's/ (0x.*//'
+ldd "$bin" | grep -E 'cuda|cublas|curand|nvrtc|cudnn' | sed 's/ (0x.*//'
+# The driver's compiled kernels for the commands run directly (the scheduler keeps the home's).
+export CUDA_CACHE_PATH=$work/cuda-cache CUDA_CACHE_MAXSIZE=4294967296
 
-section "quickstart on the GPU (4 runs packed on it)"
+section "cuDNN convolutions against candle's (oodlab check-kernels)"
+timeout 120 "$bin" check-kernels --device cuda >"$keep/check-kernels.txt" 2>&1
+echo "check-kernels exit $?: $(grep -c '^ok ' "$keep/check-kernels.txt") cases within tolerance; the others:"
+grep -vE '^ok ' "$keep/check-kernels.txt"
+
+section "one ResNet-18 step on the GPU and on the CPU (same weights and inputs, TF32 off)"
+for dev in cuda cpu; do
+  timeout 120 "$bin" bench-step --device $dev --arch resnet18 --batch 8 --image 3x64x64 --classes 10 --tf32 false --warmup 3 --steps 1 --json |
+    tail -n 1 | tee "$keep/step-$dev.json" | cut -c1-200
+done
+
+section "quickstart on the GPU (4 runs packed on it), cold then warm"
 home=$work/home
-t0=$(date +%s.%N)
-timeout 300 "$bin" --home "$home" run experiments/quickstart.yaml --set resources.runs_per_gpu=4 </dev/null 2>&1 | tail -n 4
-rc=${PIPESTATUS[0]}
-t1=$(date +%s.%N)
-echo "quickstart exit $rc, wall time $($py -c "print(round($t1 - $t0, 1))") s"
-$py - "$home/oodlab.db" <<'EOF'
+quickstart() { # label, extra arguments
+  local label=$1 t0 t1 rc
+  shift
+  t0=$(date +%s.%N)
+  timeout 300 "$bin" --home "$home" run experiments/quickstart.yaml --set resources.runs_per_gpu=4 "$@" </dev/null 2>&1 | tail -n 4
+  rc=${PIPESTATUS[0]}
+  t1=$(date +%s.%N)
+  echo "quickstart $label exit $rc, wall time $($py -c "print(round($t1 - $t0, 1))") s" | tee -a "$keep/quickstart.txt"
+}
+quickstart "cold (empty kernel cache)"
+quickstart "warm (seeds 2 and 3, same home)" --set 'grid.seeds=[2, 3]'
+$py - "$home/oodlab.db" <<'PYEOF'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 rows = db.execute("""SELECT r.id, r.method, r.seed, r.status, r.slot, r.device,
@@ -63,27 +87,32 @@ rows = db.execute("""SELECT r.id, r.method, r.seed, r.status, r.slot, r.device,
     FROM runs r ORDER BY r.started_at""").fetchall()
 for r in rows:
     print(f"{r[0]} {r[1]:<6} seed {r[2]} {r[3]:<6} slot {r[4]:<10} {r[5]}  gpu_mem {r[6] or 0:.0f} MiB  rss {r[7] or 0:.0f} MiB  epochs {r[8] or 0:.1f} s")
-EOF
-"$bin" --home "$home" compare quickstart --metric auroc --score msp 2>&1 | head -n 12
+PYEOF
+"$bin" --home "$home" compare quickstart --metric auroc --score msp 2>&1 | head -n 14
 
-section "ResNet-18 training step, batch 64, 3x224x224"
-step() { # oodlab|pytorch precision steps
-  local args=(--arch resnet18 --batch 64 --image 3x224x224 --classes 10 --precision "$2" --warmup 3 --steps "$3" --json)
-  if [ "$1" = oodlab ]; then
-    timeout 120 "$bin" bench-step --device cuda "${args[@]}"
-  else
-    timeout 120 $py scripts/bench/torch_reference.py --device cuda "${args[@]}"
-  fi | tail -n 1 | tee -a "$keep/resnet18-steps.jsonl"
+section "training steps, oodlab and PyTorch alternating"
+step() { # oodlab|pytorch|candle arch precision batch image steps
+  local args=(--arch "$2" --batch "$4" --image "$5" --classes 10 --precision "$3" --warmup 3 --steps "$6" --json)
+  case $1 in
+    oodlab) timeout 150 "$bin" bench-step --device cuda "${args[@]}" ;;
+    candle) OODLAB_GPU_KERNELS=off timeout 150 "$bin" bench-step --device cuda "${args[@]}" ;;
+    pytorch) timeout 150 $py scripts/bench/torch_reference.py --device cuda "${args[@]}" ;;
+  esac | tail -n 1 | $py -c "import json,sys; r=json.loads(sys.stdin.read()); r['who']='$1'; print(json.dumps(r))" |
+    tee -a "$keep/steps.jsonl" | cut -c1-200
 }
-for precision in f32 bf16; do
-  for rep in 1 2; do
-    step oodlab "$precision" 10
-    step pytorch "$precision" 20
-  done
+for rep in 1 2; do
+  step oodlab resnet18 f32 64 3x224x224 20
+  step pytorch resnet18 f32 64 3x224x224 20
 done
-# ResNet-50, bf16, as the paper's fine-tuning runs it.
-timeout 120 "$bin" bench-step --device cuda --arch resnet50 --batch 64 --image 3x224x224 --precision bf16 --warmup 3 --steps 10
-timeout 120 $py scripts/bench/torch_reference.py --device cuda --arch resnet50 --batch 64 --image 3x224x224 --precision bf16 --warmup 3 --steps 20
+step candle resnet18 f32 64 3x224x224 5
+for rep in 1 2; do
+  step oodlab resnet18 bf16 64 3x224x224 20
+  step pytorch resnet18 bf16 64 3x224x224 20
+done
+step oodlab resnet50 bf16 64 3x224x224 10
+step pytorch resnet50 bf16 64 3x224x224 20
+step oodlab resnet50 f32 16 3x448x448 10
+step pytorch resnet50 f32 16 3x448x448 20
 
 section "torchvision weights loaded by oodlab"
 $py scripts/torchvision_to_safetensors.py --arch resnet18 --init-seed 0 --out "$work/resnet18.safetensors" &&
@@ -93,17 +122,38 @@ section "reference values (crates/train/tests/fixtures/resnet_torchvision.json)"
 $py scripts/reference/resnet_torchvision.py >"$keep/resnet_torchvision.json" && echo "written to $keep/resnet_torchvision.json"
 
 section "summary"
-$py - "$keep/resnet18-steps.jsonl" <<'EOF'
-import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
-best = {}
+$py - "$keep" <<'PYEOF'
+import json, os, sys
+keep = sys.argv[1]
+rows = [json.loads(l) for l in open(os.path.join(keep, "steps.jsonl")) if l.startswith("{")]
+best, mem = {}, {}
 for r in rows:
-    who = "oodlab" if "torch" not in r else "pytorch"
-    key = (who, r["precision"])
+    key = (r["who"], r["arch"], r["precision"], r["batch"], r["image"])
     best[key] = max(best.get(key, 0), r["images_per_s"])
-    mem = r.get("gpu_mem_mb")
-    print(f"{who:<8} {r['precision']:<5} {r['images_per_s']:8.1f} images/s  median step {r['median_step_ms']:7.2f} ms  GPU memory {mem or 0:.0f} MiB")
-for p in ["bf16", "f32"]:
-    if ("oodlab", p) in best and ("pytorch", p) in best:
-        print(f"ratio oodlab/pytorch{'' if p == 'f32' else ' (' + p + ')'} = {best[('oodlab', p)] / best[('pytorch', p)]:.3f}")
-EOF
+    # The whole device's memory in use, the CUDA context included, for both.
+    used = r.get("gpu_device_used_mb") if r["who"] == "pytorch" else r.get("gpu_mem_mb")
+    mem[key] = max(mem.get(key, 0), used or 0)
+    print(f"{r['who']:<8} {r['arch']:<9} {r['precision']:<5} batch {r['batch']:<3} {r['image']:<10} {r['images_per_s']:8.1f} images/s"
+          f"  median step {r['median_step_ms']:8.2f} ms  GPU memory in use {used or 0:6.0f} MiB")
+def ratio(who, arch, precision, batch, image):
+    a, b = best.get((who, arch, precision, batch, image)), best.get(("pytorch", arch, precision, batch, image))
+    return a / b if a and b else float("nan")
+def memory(arch, precision, batch, image):
+    a, b = mem.get(("oodlab", arch, precision, batch, image)), mem.get(("pytorch", arch, precision, batch, image))
+    return f"GPU memory oodlab/pytorch = {a / b:.2f} ({a:.0f} vs {b:.0f} MiB)" if a and b else "GPU memory: n/a"
+try:
+    steps = {d: json.load(open(os.path.join(keep, f"step-{d}.json"))) for d in ("cuda", "cpu")}
+    diffs = [abs(g - c) / max(abs(c), 1e-12) for g, c in zip(steps["cuda"]["losses"], steps["cpu"]["losses"])]
+    verdict = "ok" if max(diffs) <= 1e-3 else "FAIL"
+    print(f"ResNet-18 steps GPU vs CPU (TF32 off): largest relative loss difference {max(diffs):.2e} over {len(diffs)} steps ({verdict}, limit 1e-3)")
+except Exception as e:
+    print(f"ResNet-18 steps GPU vs CPU: not available ({e})")
+for line in open(os.path.join(keep, "quickstart.txt")):
+    print(line.rstrip())
+print(open(os.path.join(keep, "check-kernels.txt")).read().strip().splitlines()[-1])
+print(f"candle's own convolutions (before), resnet18 f32 batch 64: ratio candle/pytorch = {ratio('candle', 'resnet18', 'f32', 64, '3x224x224'):.3f}")
+for arch, precision, batch, image in [("resnet18", "bf16", 64, "3x224x224"), ("resnet50", "bf16", 64, "3x224x224"), ("resnet50", "f32", 16, "3x448x448")]:
+    print(f"{arch} {precision} batch {batch} {image}: ratio oodlab/pytorch = {ratio('oodlab', arch, precision, batch, image):.3f}; {memory(arch, precision, batch, image)}")
+print(f"resnet18 f32 batch 64 3x224x224: {memory('resnet18', 'f32', 64, '3x224x224')}")
+print(f"ratio oodlab/pytorch = {ratio('oodlab', 'resnet18', 'f32', 64, '3x224x224'):.3f}")
+PYEOF

@@ -80,11 +80,19 @@ def main():
     median_ms = sorted(times)[len(times) // 2] * 1e3
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     gpu_mb = torch.cuda.max_memory_allocated() / 2**20 if dev.type == "cuda" else None
+    # What the whole device has in use (the CUDA context and PyTorch's cache included), the measure
+    # oodlab reports as gpu_mem_mb.
+    gpu_used_mb = None
+    if dev.type == "cuda":
+        free, total = torch.cuda.mem_get_info()
+        gpu_used_mb = (total - free) / 2**20
     name = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"
     if a.json:
         print(json.dumps({"arch": a.arch, "precision": a.precision, "batch": a.batch, "image": a.image, "device": name,
                           "steps": len(times), "images_per_s": ips, "median_step_ms": median_ms, "peak_rss_mb": rss_mb,
-                          "gpu_mem_mb": gpu_mb, "torch": torch.__version__}))
+                          "gpu_mem_mb": gpu_mb, "gpu_device_used_mb": gpu_used_mb,
+                          "gpu_reserved_mb": torch.cuda.max_memory_reserved() / 2**20 if dev.type == "cuda" else None,
+                          "tf32_cudnn": torch.backends.cudnn.allow_tf32, "torch": torch.__version__}))
     else:
         gpu = f", GPU memory peak {gpu_mb:.0f} MiB" if gpu_mb is not None else ""
         print(f"pytorch {torch.__version__} {a.arch} {a.precision} batch {a.batch} {a.image} on {name}: {ips:.1f} images/s "

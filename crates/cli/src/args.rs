@@ -64,6 +64,8 @@ pub enum Command {
     BenchStep(BenchStepArgs),
     /// Time the data loader alone over a spec's first run (images/s, memory), for benchmarks.
     BenchLoad(BenchLoadArgs),
+    /// Check the device's convolution (cuDNN's on a GPU) against candle's on fixed inputs.
+    CheckKernels(CheckKernelsArgs),
     /// Write a report of an experiment: grid status, comparison tables and figures, as Markdown and
     /// HTML with SVG and PNG figures.
     Report(ReportArgs),
@@ -372,9 +374,19 @@ pub struct BenchStepArgs {
     /// Load these weights first (safetensors with torchvision's names).
     #[arg(long)]
     pub pretrained: Option<PathBuf>,
+    /// Whether f32 convolutions on a GPU may use TF32 (a spec's `train.tf32`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub tf32: bool,
     /// One JSON object instead of a line of text.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckKernelsArgs {
+    /// cpu, or cuda (device 0 of CUDA_VISIBLE_DEVICES).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

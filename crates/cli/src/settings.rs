@@ -40,7 +40,7 @@ impl<'a> From<&'a MachineArgs> for Machine<'a> {
 /// Runs submitted at once to Slurm when neither `--jobs` nor `resources.jobs` says.
 const SLURM_DEFAULT_JOBS: usize = 16;
 
-pub fn placement(args: &Machine, res: &ResourcesSpec) -> anyhow::Result<Placement> {
+pub fn placement(home: &Path, args: &Machine, res: &ResourcesSpec) -> anyhow::Result<Placement> {
     let threads = args.threads.unwrap_or(res.threads_per_job).max(1);
     let backend = match args.backend {
         None => res.backend,
@@ -97,9 +97,30 @@ pub fn placement(args: &Machine, res: &ResourcesSpec) -> anyhow::Result<Placemen
         }
         oodlab_sched::slots::cpu_slots(jobs, threads)
     } else {
-        oodlab_sched::slots::gpu_slots(&found, res.runs_per_gpu, threads)
+        let mut slots = oodlab_sched::slots::gpu_slots(&found, res.runs_per_gpu, threads);
+        for slot in &mut slots {
+            slot.env.extend(kernel_cache(home));
+        }
+        slots
     };
     Ok(Placement { slots, grace: std::time::Duration::from_secs_f64(res.grace_seconds), slurm: None })
+}
+
+/// The driver's cache of compiled GPU kernels, kept in the home (`cache/cuda`) for GPU workers:
+/// candle's kernels ship as PTX, which the driver compiles for the GPU when a worker first loads
+/// them (about 15 s); with the cache in the home every later worker, and every later grid, loads
+/// them compiled. Its size limit is raised to the driver's maximum (4 GiB) so that candle's
+/// modules are not evicted. Variables the user set are left alone.
+fn kernel_cache(home: &Path) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    if std::env::var_os("CUDA_CACHE_PATH").is_none() {
+        let dir = std::path::absolute(home.join("cache").join("cuda")).unwrap_or_else(|_| home.join("cache").join("cuda"));
+        env.push(("CUDA_CACHE_PATH".to_string(), dir.display().to_string()));
+    }
+    if std::env::var_os("CUDA_CACHE_MAXSIZE").is_none() {
+        env.push(("CUDA_CACHE_MAXSIZE".to_string(), "4294967296".to_string()));
+    }
+    env
 }
 
 /// The commit of the repository holding `path`, with `-dirty` when it has uncommitted changes.
@@ -120,4 +141,22 @@ pub fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.trim().trim_end_matches("kB").trim().parse().ok()?;
     Some(kb / 1024.0)
+}
+
+#[cfg(test)]
+mod kernel_cache_tests {
+    use super::*;
+
+    #[test]
+    fn gpu_workers_keep_compiled_kernels_in_the_home() {
+        let env = kernel_cache(Path::new("/data/home"));
+        if std::env::var_os("CUDA_CACHE_PATH").is_none() {
+            assert!(env.contains(&("CUDA_CACHE_PATH".into(), "/data/home/cache/cuda".into())), "{env:?}");
+        } else {
+            assert!(env.iter().all(|(k, _)| k != "CUDA_CACHE_PATH"), "the user's setting wins: {env:?}");
+        }
+        if std::env::var_os("CUDA_CACHE_MAXSIZE").is_none() {
+            assert!(env.contains(&("CUDA_CACHE_MAXSIZE".into(), (4u64 << 30).to_string())), "{env:?}");
+        }
+    }
 }

@@ -1,6 +1,8 @@
-//! CPU kernels for the training step, as candle custom ops: a model calls [`conv2d`],
+//! Kernels for the training step, as candle custom ops. On the CPU: a model calls [`conv2d`],
 //! [`batch_norm_train`], [`conv_bn_train`] (the two as one op), [`max_pool2d`] and [`relu`] on
-//! CPU f32 tensors and keeps candle's own ops (and so its CUDA kernels) everywhere else.
+//! CPU f32 tensors and keeps candle's own ops everywhere else. On CUDA (the build with the `cuda`
+//! feature), the convolutions and training batch-norm are cuDNN's (`cudnn_conv2d`,
+//! `cudnn_batch_norm_train`; crates/kernels/src/cudnn.rs, cudnn_bn.rs), the rest candle's kernels.
 //!
 //! Why: stock candle 0.11 spends a training step of a small CNN mostly outside arithmetic — a
 //! direct loop for the convolution's input gradient, many passes and allocations for batch-norm
@@ -27,8 +29,15 @@
 //! assert_eq!(y.flatten_all().unwrap().to_vec1::<f32>().unwrap()[0], 4.0); // a corner sees 4 ones
 //! ```
 
+pub mod check;
 mod conv;
 mod conv_bn;
+#[cfg(feature = "cuda")]
+mod cudnn;
+#[cfg(feature = "cuda")]
+mod cudnn_bn;
+#[cfg(feature = "cuda")]
+mod gpu_memory;
 mod norm;
 mod pool;
 mod relu;
@@ -41,35 +50,145 @@ pub use norm::{batch_norm_train, BatchNormOutput};
 pub use pool::max_pool2d;
 pub use relu::relu;
 
+/// `x` (n, c, h, w) convolved with `w` (o, c, k, k) by cuDNN, for CUDA tensors where
+/// [`gpu_applies`] (`GpuOp::Conv`): forward, input gradient (skipped when the input needs none) and kernel
+/// gradient are cuDNN's (crates/kernels/src/cudnn.rs). No bias: add it after.
+#[cfg(feature = "cuda")]
+pub use cudnn::conv2d as cudnn_conv2d;
+/// Batch-norm in training mode by cuDNN, for f32 CUDA tensors where [`gpu_applies`]
+/// (`GpuOp::BatchNorm`): one kernel
+/// forward and one backward (crates/kernels/src/cudnn_bn.rs).
+#[cfg(feature = "cuda")]
+pub use cudnn_bn::batch_norm_train as cudnn_batch_norm_train;
+#[cfg(feature = "cuda")]
+pub use gpu_memory::keep_freed_memory;
+
+/// The GPU ops, each of which can be turned off alone (to find which one is wrong, or to time it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuOp {
+    /// cuDNN's convolutions (forward and both gradients).
+    Conv,
+    /// cuDNN's training batch-norm.
+    BatchNorm,
+}
+
+impl GpuOp {
+    pub const ALL: [GpuOp; 2] = [GpuOp::Conv, GpuOp::BatchNorm];
+
+    /// Its name in `OODLAB_GPU_KERNELS`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuOp::Conv => "conv",
+            GpuOp::BatchNorm => "bn",
+        }
+    }
+
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// Whether GPU op `op` applies to `t`: a CUDA tensor in f32, bf16 or f16, in a build with the
+/// `cuda` feature, unless `OODLAB_GPU_KERNELS` leaves the op out: `off` (or `0`, `false`) asks for
+/// candle's own CUDA ops everywhere, a list such as `conv` for those ops only (to compare with
+/// candle's, or to find a faulty one; scripts/gpu-check.sh). Unset: all of them.
+pub fn gpu_applies(op: GpuOp, t: &Tensor) -> bool {
+    cfg!(feature = "cuda")
+        && t.device().is_cuda()
+        && matches!(t.dtype(), DType::F32 | DType::BF16 | DType::F16)
+        && gpu_ops() & op.bit() != 0
+}
+
+/// The GPU ops this process uses, as `OODLAB_GPU_KERNELS` names them (`off` for none; always
+/// `off` in a build without the `cuda` feature).
+pub fn gpu_ops_in_use() -> String {
+    let on: Vec<&str> = GpuOp::ALL.iter().filter(|op| cfg!(feature = "cuda") && gpu_ops() & op.bit() != 0).map(|op| op.name()).collect();
+    if on.is_empty() {
+        "off".into()
+    } else {
+        on.join(",")
+    }
+}
+
+/// The name of the environment variable that chooses the GPU ops.
+pub const GPU_SWITCH: &str = "OODLAB_GPU_KERNELS";
+
+/// The GPU ops' bits, read from `OODLAB_GPU_KERNELS` at the first use.
+fn gpu_ops() -> u8 {
+    static OPS: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+    *OPS.get_or_init(|| parse_gpu_ops(std::env::var(GPU_SWITCH).ok().as_deref()))
+}
+
+fn parse_gpu_ops(value: Option<&str>) -> u8 {
+    let all = GpuOp::ALL.iter().fold(0, |m, op| m | op.bit());
+    match value.map(str::trim) {
+        None | Some("" | "on" | "1" | "true" | "all") => all,
+        Some("off" | "0" | "false" | "none") => 0,
+        Some(list) => {
+            list.split(',').filter_map(|name| GpuOp::ALL.into_iter().find(|op| op.name() == name.trim())).fold(0, |m, op| m | op.bit())
+        }
+    }
+}
+
+static TF32: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether f32 convolutions on a GPU may use TF32 tensor cores: yes by default, as PyTorch's
+/// (`torch.backends.cudnn.allow_tf32 = True`); a spec's `train.tf32: false` forbids it. Matrix
+/// products keep candle's default, full f32, as PyTorch's (`matmul.allow_tf32 = False`).
+pub fn set_tf32(allowed: bool) {
+    TF32.store(allowed, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// See [`set_tf32`].
+pub fn tf32() -> bool {
+    TF32.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Whether these kernels apply to `t`: f32 on the CPU, unless the process was started with
 /// `OODLAB_CPU_KERNELS=off`, which asks for candle's own ops everywhere (to check that the kernels
 /// do not change a run's results; docs/performance.md).
 pub fn applies(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32 && enabled()
+    t.device().is_cpu() && t.dtype() == DType::F32 && CPU.enabled()
 }
 
 /// The name of the environment variable that turns the kernels off (`off`, `0` or `false`).
 pub const SWITCH: &str = "OODLAB_CPU_KERNELS";
 
-/// 0: not decided yet (the environment is read at the first use), 1: on, 2: off.
-static STATE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
-
 /// Turns the kernels on or off for the rest of the process, whatever the environment said (for
 /// tests that compare a model's step with and without them).
 pub fn set_enabled(on: bool) {
-    STATE.store(if on { 1 } else { 2 }, std::sync::atomic::Ordering::Relaxed);
+    CPU.set(on)
 }
 
-fn enabled() -> bool {
-    use std::sync::atomic::Ordering::Relaxed;
-    match STATE.load(Relaxed) {
-        0 => {
-            let on = !matches!(std::env::var(SWITCH).as_deref(), Ok("off" | "0" | "false"));
-            // A concurrent `set_enabled` wins over the environment.
-            let _ = STATE.compare_exchange(0, if on { 1 } else { 2 }, Relaxed, Relaxed);
-            STATE.load(Relaxed) == 1
+static CPU: Switch = Switch::new(SWITCH);
+
+/// A switch read from its environment variable at the first use, unless set before.
+struct Switch {
+    variable: &'static str,
+    /// 0: not decided yet, 1: on, 2: off.
+    state: std::sync::atomic::AtomicU8,
+}
+
+impl Switch {
+    const fn new(variable: &'static str) -> Switch {
+        Switch { variable, state: std::sync::atomic::AtomicU8::new(0) }
+    }
+
+    fn set(&self, on: bool) {
+        self.state.store(if on { 1 } else { 2 }, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn enabled(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        match self.state.load(Relaxed) {
+            0 => {
+                let on = !matches!(std::env::var(self.variable).as_deref(), Ok("off" | "0" | "false"));
+                // A concurrent `set` wins over the environment.
+                let _ = self.state.compare_exchange(0, if on { 1 } else { 2 }, Relaxed, Relaxed);
+                self.state.load(Relaxed) == 1
+            }
+            state => state == 1,
         }
-        state => state == 1,
     }
 }
 
@@ -140,5 +259,20 @@ impl SharedMut {
     #[allow(clippy::mut_from_ref)]
     unsafe fn part(&self, start: usize, len: usize) -> &mut [f32] {
         unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
+    }
+}
+
+#[cfg(test)]
+mod gpu_switch_tests {
+    use super::*;
+
+    #[test]
+    fn the_gpu_switch_names_ops() {
+        let (conv, bn) = (GpuOp::Conv.bit(), GpuOp::BatchNorm.bit());
+        assert_eq!(parse_gpu_ops(None), conv | bn);
+        assert_eq!(parse_gpu_ops(Some("off")), 0);
+        assert_eq!(parse_gpu_ops(Some("conv")), conv);
+        assert_eq!(parse_gpu_ops(Some("bn, conv")), conv | bn);
+        assert_eq!(parse_gpu_ops(Some("relu")), 0, "an unknown name turns nothing on");
     }
 }

@@ -615,6 +615,15 @@ pub struct TrainSettings {
     /// Changes no result, so it is not in the run id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checkpoint_every: Option<usize>,
+    /// Whether f32 convolutions on a GPU may use TF32 tensor cores (default true, PyTorch's default
+    /// for cuDNN). `false` changes a GPU run's arithmetic, so it is in the run id; the default is
+    /// left out of the id, which keeps every run's id as before the setting existed.
+    #[serde(skip_serializing_if = "is_true")]
+    pub tf32: bool,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl TrainSettings {
@@ -653,6 +662,7 @@ impl Default for TrainSettings {
             keep: Keep::Last,
             precision: Precision::F32,
             checkpoint_every: None,
+            tf32: true,
         }
     }
 }

@@ -400,3 +400,20 @@ fn notify_needs_a_receiver_and_a_web_url_and_is_not_part_of_runs() {
     assert_eq!(ok.notify.as_ref().unwrap().on, [oodlab_spec::NotifyEvent::RunFailed]);
     assert_eq!(ids(ok), ids(plain.unwrap()), "who is told changes no run");
 }
+
+#[test]
+fn tf32_false_is_in_the_run_ids_and_the_default_is_not() {
+    let ids = |from: &str, to: &str| {
+        let (_, res) = try_spec(from, to, &[]);
+        res.unwrap().runs.iter().map(|r| r.run_id.clone()).collect::<Vec<_>>()
+    };
+    let plain = ids("  epochs: 2\n", "  epochs: 2\n");
+    // Saying the default changes nothing, so runs recorded before the setting keep their ids.
+    assert_eq!(ids("  epochs: 2\n", "  epochs: 2\n  tf32: true\n"), plain);
+    let strict = ids("  epochs: 2\n", "  epochs: 2\n  tf32: false\n");
+    assert!(strict.iter().all(|id| !plain.contains(id)), "{strict:?} vs {plain:?}");
+    // Not a boolean: named with its line (18) and field.
+    let (_, e) = bad("  epochs: 2\n", "  epochs: 2\n  tf32: sometimes\n", &[]);
+    assert_eq!(e.field, "train.tf32", "{e}");
+    assert_eq!(e.origin, at(18, 9), "{e}");
+}

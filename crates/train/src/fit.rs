@@ -36,6 +36,7 @@ pub fn run(req: &RunRequest, sink: Sink) -> Result<(), TrainError> {
             "train.precision {name} needs a GPU (a CUDA build on a GPU slot); this run is on the CPU: use f32"
         )));
     }
+    oodlab_kernels::set_tf32(s.train.tf32);
     let sets = load_sets(cfg)?;
     check_views(cfg, &sets)?;
     let classes = cfg.classes.id_classes.len();

@@ -3,12 +3,30 @@
 
 use oodlab_spec::{Arch, ModelSettings, Precision};
 use oodlab_train::bench::{train_step, StepBench};
+use oodlab_train::device::Placement;
 
 use crate::args::BenchStepArgs;
 
 fn parse<T: serde::de::DeserializeOwned>(what: &str, value: &str, choices: &str) -> anyhow::Result<T> {
     serde_json::from_value(serde_json::Value::String(value.into()))
         .map_err(|_| crate::invalid(format!("--{what} {value}: expected one of {choices}")))
+}
+
+/// The device `--device` names: `cpu`, or `cuda`, which opens device 0 of what
+/// `CUDA_VISIBLE_DEVICES` shows (as a worker on a GPU slot does).
+pub fn open_device(name: &str) -> anyhow::Result<Placement> {
+    match name {
+        "cpu" => Ok(oodlab_train::device::select(None)?),
+        "cuda" => {
+            let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "0".into());
+            let p = oodlab_train::device::select(Some(&visible))?;
+            if !p.device.is_cuda() {
+                return Err(crate::invalid("--device cuda: this oodlab was built without CUDA (scripts/build-cuda.sh builds one)"));
+            }
+            Ok(p)
+        }
+        other => Err(crate::invalid(format!("--device {other}: expected cpu or cuda"))),
+    }
 }
 
 pub fn bench_step(a: BenchStepArgs) -> anyhow::Result<i32> {
@@ -18,19 +36,7 @@ pub fn bench_step(a: BenchStepArgs) -> anyhow::Result<i32> {
     let [c, h, w] = dims[..] else {
         return Err(crate::invalid(format!("--image {}: expected CxHxW, such as 3x224x224", a.image)));
     };
-    let placement = match a.device.as_str() {
-        "cpu" => oodlab_train::device::select(None)?,
-        // `select` opens device 0 of what the environment shows, as a worker on a GPU slot does.
-        "cuda" => {
-            let visible = std::env::var("CUDA_VISIBLE_DEVICES").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "0".into());
-            let p = oodlab_train::device::select(Some(&visible))?;
-            if !p.device.is_cuda() {
-                return Err(crate::invalid("--device cuda: this oodlab was built without CUDA (scripts/build-cuda.sh builds one)"));
-            }
-            p
-        }
-        other => return Err(crate::invalid(format!("--device {other}: expected cpu or cuda"))),
-    };
+    let placement = open_device(&a.device)?;
     let bench = StepBench {
         model: ModelSettings { arch, channels: a.channels.clone(), pretrained: None },
         precision,
@@ -41,6 +47,7 @@ pub fn bench_step(a: BenchStepArgs) -> anyhow::Result<i32> {
         steps: a.steps.max(1),
         pretrained: a.pretrained.clone(),
     };
+    oodlab_kernels::set_tf32(a.tf32);
     let times = train_step(&bench, &placement.device)?;
     let mut sorted = times.seconds.clone();
     sorted.sort_by(f64::total_cmp);
@@ -50,7 +57,7 @@ pub fn bench_step(a: BenchStepArgs) -> anyhow::Result<i32> {
     let rss_mb = crate::settings::peak_rss_mb();
     if a.json {
         let v = serde_json::json!({
-            "arch": arch.name(), "precision": a.precision, "batch": a.batch, "image": a.image, "device": placement.description,
+            "arch": arch.name(), "precision": a.precision, "tf32": a.tf32, "gpu_kernels": if placement.device.is_cuda() { oodlab_kernels::gpu_ops_in_use() } else { "off".into() }, "batch": a.batch, "image": a.image, "device": placement.description,
             "steps": times.seconds.len(), "images_per_s": ips, "median_step_ms": median_ms, "peak_rss_mb": rss_mb, "gpu_mem_mb": gpu_mb, "losses": times.losses,
         });
         println!("{v}");

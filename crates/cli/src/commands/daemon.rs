@@ -16,7 +16,7 @@ pub const LOG: &str = "scheduler.log";
 pub async fn daemon(home: &Path, args: DaemonArgs) -> anyhow::Result<i32> {
     std::fs::create_dir_all(home)?;
     let machine = settings::Machine::from(&args.machine);
-    let placement = settings::placement(&machine, &oodlab_spec::ResourcesSpec::default())?;
+    let placement = settings::placement(home, &machine, &oodlab_spec::ResourcesSpec::default())?;
     let lock = super::schedule::lock(home)?;
     // A session of its own: closing the terminal that started it does not reach it.
     let _ = nix::unistd::setsid();

@@ -2,6 +2,7 @@
 
 mod bench_load;
 mod bench_step;
+mod check_kernels;
 mod compare;
 mod daemon;
 mod gc;
@@ -46,6 +47,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Worker(a) => Ok(worker::worker(a)),
         Command::BenchStep(a) => bench_step::bench_step(a),
         Command::BenchLoad(a) => bench_load::bench_load(a),
+        Command::CheckKernels(a) => check_kernels::check_kernels(a),
         Command::Report(a) => runtime()?.block_on(report::report(&cli.home, a)),
         Command::Serve(a) => runtime()?.block_on(serve::serve(&cli.home, a)),
     }

@@ -20,7 +20,7 @@ pub async fn add(home: &Path, a: QueueAddArgs) -> anyhow::Result<i32> {
     std::fs::create_dir_all(home)?;
     // Its Slurm settings travel with it, for a scheduler on the Slurm backend.
     let machine = settings::Machine { jobs: a.jobs, threads: None, gpus: Some("none"), backend: Some("slurm") };
-    let slurm = settings::placement(&machine, &exp.resources)?.slurm;
+    let slurm = settings::placement(home, &machine, &exp.resources)?.slurm;
     let grid = super::grid::new_grid(
         home,
         &exp,

@@ -146,7 +146,7 @@ fn grid(exp: &Experiment, plan: &Plan, max_slots: Option<usize>, placement: &set
 pub async fn rescore(home: &Path, a: RescoreArgs) -> anyhow::Result<i32> {
     let exp = super::load_spec(&a.spec)?;
     let detectors = detectors(&a.scores, &exp)?;
-    let placement = settings::placement(&(&a.machine).into(), &exp.resources)?;
+    let placement = settings::placement(home, &(&a.machine).into(), &exp.resources)?;
     let db = settings::db_path(home);
     if !db.exists() {
         return Err(crate::invalid(format!("no store at {}; pass --home, or run the spec first", db.display())));

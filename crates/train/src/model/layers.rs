@@ -53,7 +53,9 @@ impl Conv {
         if oodlab_kernels::applies(&x) {
             return oodlab_kernels::conv2d(&x, &w, self.bias.as_ref(), self.stride, self.padding);
         }
-        let y = if remainder(h) != remainder(wd) {
+        let y = if oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::Conv, &x) {
+            cudnn_conv(&x, &w, self.stride, self.padding)?
+        } else if remainder(h) != remainder(wd) {
             conv_unfold(&x, &w, self.stride, self.padding)?
         } else {
             x.conv2d(&w, self.padding, self.stride, 1, 1)?
@@ -63,6 +65,31 @@ impl Conv {
             None => Ok(y),
         }
     }
+}
+
+/// cuDNN's convolution (forward and both gradients) in the CUDA build.
+#[cfg(feature = "cuda")]
+fn cudnn_conv(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    oodlab_kernels::cudnn_conv2d(x, w, stride, padding)
+}
+
+/// Never called: without the `cuda` feature no tensor is on a GPU.
+#[cfg(not(feature = "cuda"))]
+fn cudnn_conv(_: &Tensor, _: &Tensor, _: usize, _: usize) -> Result<Tensor> {
+    candle_core::bail!("cuDNN convolutions need the CUDA build (scripts/build-cuda.sh)")
+}
+
+/// cuDNN's training batch-norm in the CUDA build: the output, the batch's mean and variance.
+#[cfg(feature = "cuda")]
+fn cudnn_batch_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let out = oodlab_kernels::cudnn_batch_norm_train(x, gamma, beta, BN_EPS)?;
+    Ok((out.y, out.mean, out.var))
+}
+
+/// Never called: without the `cuda` feature no tensor is on a GPU.
+#[cfg(not(feature = "cuda"))]
+fn cudnn_batch_norm(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    candle_core::bail!("cuDNN batch-norm needs the CUDA build (scripts/build-cuda.sh)")
 }
 
 /// Batch-norm with PyTorch's semantics (batch statistics in training, running statistics with
@@ -158,6 +185,9 @@ impl Bn {
             let (y, mean, var) = if oodlab_kernels::applies(&x) {
                 let out = oodlab_kernels::batch_norm_train(&x, &self.weight, &self.bias, BN_EPS, relu, pool)?;
                 (out.y, out.mean, out.var)
+            } else if oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::BatchNorm, &x) && x.dtype() == DType::F32 {
+                let (y, mean, var) = cudnn_batch_norm(&x, &self.weight, &self.bias)?;
+                (if relu { y.relu()? } else { y }, mean, var)
             } else {
                 let mean = x.mean_keepdim((0, 2, 3))?;
                 let centred = x.broadcast_sub(&mean)?;

@@ -1,0 +1,326 @@
+//! A device's convolution and training batch-norm checked against candle's own ops on the CPU on
+//! fixed inputs. Convolution: forward, input gradient and kernel gradient, over strides, paddings,
+//! odd and non-square sizes, 1x1 kernels, a batch of one, and an input that needs no gradient
+//! (whose gradient must then not be computed at all). Batch-norm: output, batch mean and variance,
+//! and the gradients of input, scale and shift. On CUDA tensors the ops checked are cuDNN's
+//! (crates/kernels/src/cudnn.rs, cudnn_bn.rs), on the CPU this crate's kernels.
+//! `oodlab check-kernels` prints the results; scripts/gpu-check.sh runs it on a GPU.
+
+use candle_core::{DType, Device, Result, Tensor, Var};
+
+/// One convolution: input (n, c, h, w), kernel (o, c, k, k).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvCase {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub o: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub padding: usize,
+    /// Whether the input is a variable (needs its gradient), as every layer's but the first.
+    pub input_grad: bool,
+}
+
+impl std::fmt::Display for ConvCase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (c, k) = (self.c, self.k);
+        let text = format!(
+            "x {}x{c}x{}x{} k {}x{c}x{k}x{k} stride {} pad {}{}",
+            self.n,
+            self.h,
+            self.w,
+            self.o,
+            self.stride,
+            self.padding,
+            if self.input_grad { "" } else { " (no input gradient)" }
+        );
+        f.pad(&text) // honours a width, for the check's table
+    }
+}
+
+/// The cases checked: ResNet's shapes in small (stem, 3x3, strided 3x3, 1x1 projection) and
+/// the awkward ones. Every case has the same remainder `(size + 2 pad - k) % stride` along both
+/// axes: candle's reference backward pass fails otherwise (crates/train/src/model/layers.rs).
+pub fn conv_cases() -> Vec<ConvCase> {
+    let case = |n, c, h, w, o, k, stride, padding, input_grad| ConvCase { n, c, h, w, o, k, stride, padding, input_grad };
+    vec![
+        case(2, 3, 32, 32, 8, 7, 2, 3, false), // a ResNet stem: images, no gradient wanted
+        case(2, 3, 32, 32, 8, 7, 2, 3, true),
+        case(4, 16, 14, 14, 16, 3, 1, 1, true), // a basic block's 3x3
+        case(4, 16, 14, 14, 32, 3, 2, 1, true), // the strided 3x3 of a new stage
+        case(4, 16, 14, 14, 32, 1, 2, 0, true), // the 1x1 projection of the shortcut
+        case(3, 8, 9, 9, 5, 3, 2, 1, true),     // odd sizes, odd channel counts
+        case(1, 5, 7, 11, 6, 3, 1, 1, true),    // a batch of one, not square
+        case(2, 4, 6, 6, 3, 5, 1, 0, true),     // a kernel nearly the image's size, no padding
+        case(2, 6, 8, 8, 4, 1, 1, 0, true),     // 1x1, stride 1
+    ]
+}
+
+/// A number format to check in, with its tolerance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode {
+    pub dtype: DType,
+    /// Whether f32 convolutions may use TF32 tensor cores ([`crate::set_tf32`]).
+    pub tf32: bool,
+}
+
+impl Mode {
+    /// The formats of a device: f32 on the CPU; on a GPU f32 without and with TF32, bf16, f16.
+    pub fn all(device: &Device) -> Vec<Mode> {
+        let mode = |dtype, tf32| Mode { dtype, tf32 };
+        if device.is_cpu() {
+            return vec![mode(DType::F32, false)];
+        }
+        vec![mode(DType::F32, false), mode(DType::F32, true), mode(DType::BF16, false), mode(DType::F16, false)]
+    }
+
+    /// Largest difference allowed, relative to the reference's largest magnitude: f32 sums in
+    /// another order (or by cuDNN's Winograd and FFT algorithms) stay within 1e-4; TF32 rounds each
+    /// input to 10 bits of mantissa (2^-11 relative), bf16 to 7, and its outputs too.
+    pub fn tolerance(&self) -> f32 {
+        match (self.dtype, self.tf32) {
+            (DType::F32, false) => 1e-4,
+            (DType::F32, true) => 1e-2,
+            _ => 3e-2,
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.dtype.as_str(), if self.tf32 { "+tf32" } else { "" })
+    }
+}
+
+/// Largest differences from the reference, relative to the reference's largest magnitude.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvErrors {
+    pub forward: f32,
+    /// None when the input needed no gradient (and none was computed).
+    pub input: Option<f32>,
+    pub kernel: f32,
+}
+
+impl ConvErrors {
+    pub fn worst(&self) -> f32 {
+        self.forward.max(self.input.unwrap_or(0.0)).max(self.kernel)
+    }
+}
+
+/// Deterministic values in [-1, 1): the same inputs on every machine.
+fn values(len: usize, seed: f32) -> Vec<f32> {
+    (0..len).map(|i| ((i as f32 * 0.618_034 + seed) * 12.9898).sin()).collect()
+}
+
+fn relative(got: &Tensor, want: &Tensor) -> Result<f32> {
+    let got = got.to_device(&Device::Cpu)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let want = want.flatten_all()?.to_vec1::<f32>()?;
+    if got.len() != want.len() {
+        candle_core::bail!("{} values where {} were expected", got.len(), want.len());
+    }
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(f32::MIN_POSITIVE);
+    Ok(got.iter().zip(&want).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale)
+}
+
+/// Runs `case` on `device` in `mode` with this crate's op for the device, and candle's CPU
+/// convolution in f32 on the same values (rounded to the mode's dtype first), and returns the
+/// differences. Fails if the op computed an input gradient that was not needed. Sets
+/// [`crate::set_tf32`] to the mode's and back to the default after.
+pub fn check_conv(case: ConvCase, device: &Device, mode: Mode) -> Result<ConvErrors> {
+    crate::set_tf32(mode.tf32);
+    let errors = check_conv_in(case, device, mode.dtype);
+    crate::set_tf32(true);
+    errors
+}
+
+fn check_conv_in(case: ConvCase, device: &Device, dtype: DType) -> Result<ConvErrors> {
+    let ConvCase { n, c, h, w, o, k, stride, padding, input_grad } = case;
+    let cpu = Device::Cpu;
+    let round = |t: Tensor| t.to_dtype(dtype)?.to_dtype(DType::F32);
+    let x0 = round(Tensor::from_vec(values(n * c * h * w, 0.1), (n, c, h, w), &cpu)?)?;
+    let w0 = round((Tensor::from_vec(values(o * c * k * k, 0.2), (o, c, k, k), &cpu)? * 0.3)?)?;
+    let ho = (h + 2 * padding - k) / stride + 1;
+    let wo = (w + 2 * padding - k) / stride + 1;
+    let gy0 = round(Tensor::from_vec(values(n * o * ho * wo, 0.3), (n, o, ho, wo), &cpu)?)?;
+
+    // The reference: candle's own convolution and its backward pass, f32 on the CPU.
+    let (xr, wr) = (Var::from_tensor(&x0)?, Var::from_tensor(&w0)?);
+    let yr = xr.as_tensor().conv2d(wr.as_tensor(), padding, stride, 1, 1)?;
+    let gr = (&yr * &gy0)?.sum_all()?.backward()?;
+    let (dxr, dwr) = (gr.get(xr.as_tensor()).expect("x's gradient"), gr.get(wr.as_tensor()).expect("w's gradient"));
+
+    // The op checked, on the device, in the dtype.
+    let on = |t: &Tensor| t.to_device(device)?.to_dtype(dtype);
+    let wv = Var::from_tensor(&on(&w0)?)?;
+    let xv = Var::from_tensor(&on(&x0)?)?;
+    let x = if input_grad { xv.as_tensor().clone() } else { on(&x0)? };
+    let y = conv_on_device(&x, wv.as_tensor(), stride, padding)?;
+    let gy = on(&gy0)?;
+    let g = (y.to_dtype(DType::F32)? * gy.to_dtype(DType::F32)?)?.sum_all()?.backward()?;
+    let input = match (input_grad, g.get(&x)) {
+        (true, Some(dx)) => Some(relative(dx, dxr)?),
+        (true, None) => candle_core::bail!("{case}: no input gradient"),
+        (false, None) => None,
+        (false, Some(_)) => candle_core::bail!("{case}: an input gradient was computed for an input that needs none"),
+    };
+    let kernel = relative(g.get(wv.as_tensor()).ok_or_else(|| candle_core::Error::Msg(format!("{case}: no kernel gradient")))?, dwr)?;
+    Ok(ConvErrors { forward: relative(&y, &yr)?, input, kernel })
+}
+
+/// One batch-norm input (n, c, h, w).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NormCase {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl std::fmt::Display for NormCase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(&format!("batch-norm x {}x{}x{}x{}", self.n, self.c, self.h, self.w))
+    }
+}
+
+/// A ResNet stage's shape, odd sizes, a batch of one, one value per channel and image.
+pub fn norm_cases() -> Vec<NormCase> {
+    let case = |n, c, h, w| NormCase { n, c, h, w };
+    vec![case(4, 16, 14, 14), case(3, 5, 9, 7), case(1, 8, 6, 6), case(16, 32, 1, 1)]
+}
+
+/// Largest differences of each result from the reference, relative to its largest magnitude.
+#[derive(Debug, Clone, Copy)]
+pub struct NormErrors {
+    pub forward: f32,
+    pub mean: f32,
+    pub var: f32,
+    pub input: f32,
+    pub scale: f32,
+    pub shift: f32,
+}
+
+impl NormErrors {
+    pub fn worst(&self) -> f32 {
+        [self.forward, self.mean, self.var, self.input, self.scale, self.shift].into_iter().fold(0f32, f32::max)
+    }
+}
+
+/// The tolerance of a batch-norm check (f32 only: models normalize in f32 whatever they compute in).
+pub const NORM_TOLERANCE: f32 = 1e-4;
+
+const EPS: f64 = 1e-5;
+
+/// Runs `case` on `device` with this crate's training batch-norm for the device, and candle's ops
+/// on the CPU on the same values (PyTorch's formula: batch mean, biased variance, eps 1e-5).
+pub fn check_batch_norm(case: NormCase, device: &Device) -> Result<NormErrors> {
+    let NormCase { n, c, h, w } = case;
+    let cpu = Device::Cpu;
+    // An offset per channel, so that the mean matters.
+    let x0 = (Tensor::from_vec(values(n * c * h * w, 0.4), (n, c, h, w), &cpu)?
+        + Tensor::from_vec((0..c).map(|i| i as f32 * 0.5 - 1.0).collect::<Vec<_>>(), (1, c, 1, 1), &cpu)?.broadcast_as((n, c, h, w))?)?;
+    let g0 = (Tensor::from_vec(values(c, 0.5), c, &cpu)? + 1.0)?;
+    let b0 = Tensor::from_vec(values(c, 0.6), c, &cpu)?;
+    let gy0 = Tensor::from_vec(values(n * c * h * w, 0.7), (n, c, h, w), &cpu)?;
+
+    let (xr, gr, br) = (Var::from_tensor(&x0)?, Var::from_tensor(&g0)?, Var::from_tensor(&b0)?);
+    let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
+    let mean_r = xr.as_tensor().mean_keepdim((0, 2, 3))?;
+    let centred = xr.as_tensor().broadcast_sub(&mean_r)?;
+    let var_r = centred.sqr()?.mean_keepdim((0, 2, 3))?;
+    let yr = centred
+        .broadcast_div(&(&var_r + EPS)?.sqrt()?)?
+        .broadcast_mul(&per_channel(gr.as_tensor())?)?
+        .broadcast_add(&per_channel(br.as_tensor())?)?;
+    let grads_r = (&yr * &gy0)?.sum_all()?.backward()?;
+    let grad = |g: &candle_core::backprop::GradStore, t: &Tensor, what: &str| {
+        g.get(t).cloned().ok_or_else(|| candle_core::Error::Msg(format!("{case}: no gradient of the {what}")))
+    };
+
+    let (xv, gv, bv) =
+        (Var::from_tensor(&x0.to_device(device)?)?, Var::from_tensor(&g0.to_device(device)?)?, Var::from_tensor(&b0.to_device(device)?)?);
+    let out = batch_norm_on_device(xv.as_tensor(), gv.as_tensor(), bv.as_tensor())?;
+    let grads = (&out.y * gy0.to_device(device)?)?.sum_all()?.backward()?;
+    Ok(NormErrors {
+        forward: relative(&out.y, &yr)?,
+        mean: relative(&out.mean, &mean_r.flatten_all()?)?,
+        var: relative(&out.var, &var_r.flatten_all()?)?,
+        input: relative(&grad(&grads, xv.as_tensor(), "input")?, &grad(&grads_r, xr.as_tensor(), "input")?)?,
+        scale: relative(&grad(&grads, gv.as_tensor(), "scale")?, &grad(&grads_r, gr.as_tensor(), "scale")?)?,
+        shift: relative(&grad(&grads, bv.as_tensor(), "shift")?, &grad(&grads_r, br.as_tensor(), "shift")?)?,
+    })
+}
+
+fn batch_norm_on_device(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<crate::BatchNormOutput> {
+    if x.device().is_cpu() {
+        return crate::batch_norm_train(x, gamma, beta, EPS, false, None);
+    }
+    cuda_batch_norm(x, gamma, beta)
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_batch_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<crate::BatchNormOutput> {
+    crate::cudnn_bn::batch_norm_train(x, gamma, beta, EPS)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_batch_norm(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<crate::BatchNormOutput> {
+    candle_core::bail!("this build has no GPU kernels (scripts/build-cuda.sh builds them)")
+}
+
+/// This crate's convolution for `x`'s device: the CPU kernel, or cuDNN's on CUDA.
+fn conv_on_device(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    if x.device().is_cpu() {
+        if x.dtype() != DType::F32 {
+            candle_core::bail!("the CPU kernels are f32 only");
+        }
+        return crate::conv::conv2d(x, w, None, stride, padding);
+    }
+    cuda_conv(x, w, stride, padding)
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_conv(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    crate::cudnn::conv2d(x, w, stride, padding)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_conv(_: &Tensor, _: &Tensor, _: usize, _: usize) -> Result<Tensor> {
+    candle_core::bail!("this build has no GPU kernels (scripts/build-cuda.sh builds them)")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cpu_kernel_matches_candle_on_every_case() {
+        for case in conv_cases() {
+            let e = check_conv(case, &Device::Cpu, Mode::all(&Device::Cpu)[0]).unwrap();
+            // Both sum the same products in f32 in different orders.
+            assert!(e.worst() < 1e-5, "{case}: {e:?}");
+            assert_eq!(e.input.is_some(), case.input_grad, "{case}");
+        }
+    }
+
+    #[test]
+    fn the_cpu_batch_norm_matches_candle_on_every_case() {
+        for case in norm_cases() {
+            let e = check_batch_norm(case, &Device::Cpu).unwrap();
+            assert!(e.worst() < NORM_TOLERANCE, "{case}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_convolution_is_caught() {
+        // The reference against itself with a shifted padding must not pass: the check can fail.
+        let case = conv_cases()[2];
+        let x = Tensor::from_vec(values(4 * 16 * 14 * 14, 0.1), (4, 16, 14, 14), &Device::Cpu).unwrap();
+        let w = Tensor::from_vec(values(16 * 16 * 9, 0.2), (16, 16, 3, 3), &Device::Cpu).unwrap();
+        let good = crate::conv::conv2d(&x, &w, None, case.stride, case.padding).unwrap();
+        let shifted = x.conv2d(&w, case.padding, case.stride, 1, 1).unwrap().roll(1, 3).unwrap();
+        assert!(relative(&shifted, &good).unwrap() > 0.1);
+        assert!(relative(&good, &x.conv2d(&w, case.padding, case.stride, 1, 1).unwrap()).unwrap() < 1e-5);
+    }
+}
