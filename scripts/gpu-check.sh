@@ -15,8 +15,9 @@
 # 5. training steps in oodlab and in this machine's PyTorch, alternating: ResNet-18 f32 and bf16
 #    (batch 64, 224x224), ResNet-50 bf16 (batch 64, 224x224), ResNet-50 f32 (batch 16, 448x448),
 #    and ResNet-18 f32 with candle's own convolutions (OODLAB_GPU_KERNELS=off, the code before);
-# 6. torchvision weights converted and loaded; reference values for the CPU tests, written to $OUT;
-# 7. the summary; its last line is `ratio oodlab/pytorch = X` (ResNet-18 f32).
+# 6. where oodlab's ResNet-18 step spends its time, part by part (f32, bf16);
+# 7. torchvision weights converted and loaded; reference values for the CPU tests, written to $OUT;
+# 8. the summary; its last line is `ratio oodlab/pytorch = X` (ResNet-18 f32).
 set -uo pipefail
 bin=$(realpath "${1:-target/cuda/oodlab}")
 work=$(mktemp -d)
@@ -113,6 +114,11 @@ step oodlab resnet50 bf16 64 3x224x224 10
 step pytorch resnet50 bf16 64 3x224x224 20
 step oodlab resnet50 f32 16 3x448x448 10
 step pytorch resnet50 f32 16 3x448x448 20
+
+section "where oodlab's step time goes (bench-step --profile: each part waits for the GPU around it)"
+for precision in f32 bf16; do
+  timeout 150 "$bin" bench-step --device cuda --arch resnet18 --batch 64 --image 3x224x224 --precision $precision --warmup 3 --steps 5 --profile 2>&1 | tee "$keep/profile-resnet18-$precision.txt"
+done
 
 section "torchvision weights loaded by oodlab"
 $py scripts/torchvision_to_safetensors.py --arch resnet18 --init-seed 0 --out "$work/resnet18.safetensors" &&

@@ -377,6 +377,10 @@ pub struct BenchStepArgs {
     /// Whether f32 convolutions on a GPU may use TF32 (a spec's `train.tf32`).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub tf32: bool,
+    /// Also time each part of the timed steps (phases, layers, backward ops), waiting for the
+    /// device around each: where the time goes, not the throughput.
+    #[arg(long)]
+    pub profile: bool,
     /// One JSON object instead of a line of text.
     #[arg(long)]
     pub json: bool,

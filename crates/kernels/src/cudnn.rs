@@ -209,28 +209,36 @@ where
     // SAFETY: cuDNN writes every value of the output (beta = 0 never reads it).
     #[allow(unsafe_code)]
     let mut out = unsafe { device.alloc::<T>(out_len)? };
-    with_plan::<T, _>(&device, g, shapes, kind, tf32, |plan, workspace| {
-        let one_zero = (T::one(), T::zero());
-        // SAFETY: the descriptors were made for these shapes and this dtype; the views are
-        // contiguous NCHW and as long as their descriptors say.
-        #[allow(unsafe_code)]
-        unsafe {
-            match kind {
-                Kind::Forward => {
-                    let op = ConvForward { conv: &plan.conv, x: &plan.x, w: &plan.w, y: &plan.y };
-                    op.launch(plan.forward, workspace, one_zero, &av, &bv, &mut out)
-                }
-                Kind::Data => {
-                    let op = ConvBackwardData { conv: &plan.conv, dx: &plan.x, w: &plan.w, dy: &plan.y };
-                    op.launch(plan.data, workspace, one_zero, &mut out, &av, &bv)
-                }
-                Kind::Filter => {
-                    let op = ConvBackwardFilter { conv: &plan.conv, x: &plan.x, dw: &plan.w, dy: &plan.y };
-                    op.launch(plan.filter, workspace, one_zero, &av, &mut out, &bv)
+    let part = match kind {
+        Kind::Forward => "conv forward (cuDNN)",
+        Kind::Data => "backward: conv input gradient (cuDNN)",
+        Kind::Filter => "backward: conv kernel gradient (cuDNN)",
+    };
+    let sync = || device.cuda_stream().synchronize().map_err(candle_core::Error::wrap);
+    crate::profile::time_with(part, sync, || {
+        with_plan::<T, _>(&device, g, shapes, kind, tf32, |plan, workspace| {
+            let one_zero = (T::one(), T::zero());
+            // SAFETY: the descriptors were made for these shapes and this dtype; the views are
+            // contiguous NCHW and as long as their descriptors say.
+            #[allow(unsafe_code)]
+            unsafe {
+                match kind {
+                    Kind::Forward => {
+                        let op = ConvForward { conv: &plan.conv, x: &plan.x, w: &plan.w, y: &plan.y };
+                        op.launch(plan.forward, workspace, one_zero, &av, &bv, &mut out)
+                    }
+                    Kind::Data => {
+                        let op = ConvBackwardData { conv: &plan.conv, dx: &plan.x, w: &plan.w, dy: &plan.y };
+                        op.launch(plan.data, workspace, one_zero, &mut out, &av, &bv)
+                    }
+                    Kind::Filter => {
+                        let op = ConvBackwardFilter { conv: &plan.conv, x: &plan.x, dw: &plan.w, dy: &plan.y };
+                        op.launch(plan.filter, workspace, one_zero, &av, &mut out, &bv)
+                    }
                 }
             }
-        }
-        .map_err(candle_core::Error::wrap)
+            .map_err(candle_core::Error::wrap)
+        })
     })?;
     Ok(CudaStorage::wrap_cuda_slice(out, device))
 }

@@ -175,41 +175,44 @@ impl CustomOp3 for CudnnBatchNormBackward {
         // SAFETY: cuDNN writes every value (beta = 0 for the data and the parameters).
         #[allow(unsafe_code)]
         let mut packed = unsafe { device.alloc::<f32>(count + 2 * c)? };
-        with_handle(&device, |handle| {
-            let (xd, pd) = (Descriptor::new(dims)?, Descriptor::new([1, c, 1, 1])?);
-            let (one, zero) = (1f32, 0f32);
-            let (xp, _rx) = x.device_ptr(&stream);
-            let (gp, _rg) = gamma.device_ptr(&stream);
-            let (dyp, _rdy) = dy.device_ptr(&stream);
-            let (mp, _rm) = saved.mean.device_ptr(&stream);
-            let (ip, _ri) = saved.inv_std.device_ptr(&stream);
-            let (out, _wo) = packed.device_ptr_mut(&stream);
-            let size = std::mem::size_of::<f32>() as u64;
-            let (dx, dgamma, dbeta) = (out, out + count as u64 * size, out + (count + c) as u64 * size);
-            // SAFETY: as the forward pass; the three outputs are disjoint parts of `packed`.
-            #[allow(unsafe_code)]
-            status(unsafe {
-                sys::cudnnBatchNormalizationBackward(
-                    handle,
-                    sys::cudnnBatchNormMode_t::CUDNN_BATCHNORM_SPATIAL,
-                    (&one as *const f32).cast(),
-                    (&zero as *const f32).cast(),
-                    (&one as *const f32).cast(),
-                    (&zero as *const f32).cast(),
-                    xd.0,
-                    xp as *const c_void,
-                    xd.0,
-                    dyp as *const c_void,
-                    xd.0,
-                    dx as *mut c_void,
-                    pd.0,
-                    gp as *const c_void,
-                    dgamma as *mut c_void,
-                    dbeta as *mut c_void,
-                    self.eps,
-                    mp as *const c_void,
-                    ip as *const c_void,
-                )
+        let sync = || device.cuda_stream().synchronize().map_err(candle_core::Error::wrap);
+        crate::profile::time_with("backward: batch-norm (cuDNN)", sync, || {
+            with_handle(&device, |handle| {
+                let (xd, pd) = (Descriptor::new(dims)?, Descriptor::new([1, c, 1, 1])?);
+                let (one, zero) = (1f32, 0f32);
+                let (xp, _rx) = x.device_ptr(&stream);
+                let (gp, _rg) = gamma.device_ptr(&stream);
+                let (dyp, _rdy) = dy.device_ptr(&stream);
+                let (mp, _rm) = saved.mean.device_ptr(&stream);
+                let (ip, _ri) = saved.inv_std.device_ptr(&stream);
+                let (out, _wo) = packed.device_ptr_mut(&stream);
+                let size = std::mem::size_of::<f32>() as u64;
+                let (dx, dgamma, dbeta) = (out, out + count as u64 * size, out + (count + c) as u64 * size);
+                // SAFETY: as the forward pass; the three outputs are disjoint parts of `packed`.
+                #[allow(unsafe_code)]
+                status(unsafe {
+                    sys::cudnnBatchNormalizationBackward(
+                        handle,
+                        sys::cudnnBatchNormMode_t::CUDNN_BATCHNORM_SPATIAL,
+                        (&one as *const f32).cast(),
+                        (&zero as *const f32).cast(),
+                        (&one as *const f32).cast(),
+                        (&zero as *const f32).cast(),
+                        xd.0,
+                        xp as *const c_void,
+                        xd.0,
+                        dyp as *const c_void,
+                        xd.0,
+                        dx as *mut c_void,
+                        pd.0,
+                        gp as *const c_void,
+                        dgamma as *mut c_void,
+                        dbeta as *mut c_void,
+                        self.eps,
+                        mp as *const c_void,
+                        ip as *const c_void,
+                    )
+                })
             })
         })?;
         Ok((CudaStorage::wrap_cuda_slice(packed, device), Shape::from(count + 2 * c)))

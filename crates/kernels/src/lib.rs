@@ -40,6 +40,7 @@ mod cudnn_bn;
 mod gpu_memory;
 mod norm;
 mod pool;
+pub mod profile;
 mod relu;
 
 use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};

@@ -11,6 +11,7 @@ use rand::Rng;
 
 use crate::model::{build, compute_dtype, init_seeded};
 use crate::optim::Optimizer;
+use oodlab_kernels::profile::time;
 
 /// What to time.
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub struct StepBench {
 pub struct StepTimes {
     pub seconds: Vec<f64>,
     pub losses: Vec<f32>,
+    /// The timed steps' parts, when profiling was on (`oodlab_kernels::profile`); else empty.
+    pub profile: Vec<oodlab_kernels::profile::Part>,
 }
 
 impl StepTimes {
@@ -64,17 +67,20 @@ pub fn train_step(b: &StepBench, device: &Device) -> candle_core::Result<StepTim
     let mut seconds = Vec::with_capacity(b.steps);
     let mut losses = Vec::with_capacity(b.warmup + b.steps);
     for i in 0..b.warmup + b.steps {
+        if i == b.warmup {
+            oodlab_kernels::profile::take(); // the timed steps only
+        }
         let started = Instant::now();
-        let logits = model.forward_t(&x, true)?;
-        let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-        let grads = loss.backward()?;
-        optimizer.step(&grads, settings.lr)?;
+        let logits = time("step: forward", device, || model.forward_t(&x, true))?;
+        let loss = time("step: loss", device, || candle_nn::loss::cross_entropy(&logits, &y))?;
+        let grads = time("step: backward", device, || loss.backward())?;
+        time("step: optimizer", device, || optimizer.step(&grads, settings.lr))?;
         losses.push(loss.to_scalar::<f32>()?);
         if i >= b.warmup {
             seconds.push(started.elapsed().as_secs_f64());
         }
     }
-    Ok(StepTimes { seconds, losses })
+    Ok(StepTimes { seconds, losses, profile: oodlab_kernels::profile::take() })
 }
 
 /// What the loader alone did over a run's training epochs: no model, the batches built and

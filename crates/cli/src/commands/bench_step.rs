@@ -48,7 +48,13 @@ pub fn bench_step(a: BenchStepArgs) -> anyhow::Result<i32> {
         pretrained: a.pretrained.clone(),
     };
     oodlab_kernels::set_tf32(a.tf32);
+    if a.profile {
+        oodlab_kernels::profile::set_enabled(true);
+    }
     let times = train_step(&bench, &placement.device)?;
+    let steps = times.seconds.len() as f64;
+    // Milliseconds and calls per timed step of each part, the longest first.
+    let profile: Vec<(&str, f64, f64)> = times.profile.iter().map(|p| (p.name, p.seconds * 1e3 / steps, p.calls as f64 / steps)).collect();
     let mut sorted = times.seconds.clone();
     sorted.sort_by(f64::total_cmp);
     let median_ms = sorted[sorted.len() / 2] * 1e3;
@@ -59,6 +65,7 @@ pub fn bench_step(a: BenchStepArgs) -> anyhow::Result<i32> {
         let v = serde_json::json!({
             "arch": arch.name(), "precision": a.precision, "tf32": a.tf32, "gpu_kernels": if placement.device.is_cuda() { oodlab_kernels::gpu_ops_in_use() } else { "off".into() }, "batch": a.batch, "image": a.image, "device": placement.description,
             "steps": times.seconds.len(), "images_per_s": ips, "median_step_ms": median_ms, "peak_rss_mb": rss_mb, "gpu_mem_mb": gpu_mb, "losses": times.losses,
+            "profile": profile.iter().map(|(name, ms, calls)| serde_json::json!({"part": name, "ms_per_step": ms, "calls_per_step": calls})).collect::<Vec<_>>(),
         });
         println!("{v}");
     } else {
@@ -73,6 +80,12 @@ pub fn bench_step(a: BenchStepArgs) -> anyhow::Result<i32> {
             times.seconds.len(),
             rss_mb.unwrap_or(f64::NAN),
         );
+        if !profile.is_empty() {
+            println!("profile (each part waited for the device before and after; ms per step, calls per step):");
+            for (name, ms, calls) in &profile {
+                println!("  {name:<45} {ms:9.2} ms  {calls:6.1} calls");
+            }
+        }
     }
     Ok(0)
 }

@@ -43,6 +43,10 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        oodlab_kernels::profile::time("forward: conv", x.device(), || self.forward_unprofiled(x))
+    }
+
+    fn forward_unprofiled(&self, x: &Tensor) -> Result<Tensor> {
         let (x, w) = (cast(x, self.compute)?, cast(&self.weight, self.compute)?);
         let (_, _, h, wd) = x.dims4()?;
         let k = w.dim(2)?;
@@ -148,17 +152,20 @@ impl Bn {
         if !fused {
             return self.forward_relu_pool_t(&conv.forward(x)?, train, pool);
         }
-        let out = oodlab_kernels::conv_bn_train(
-            x,
-            &conv.weight,
-            conv.bias.as_ref(),
-            &self.weight,
-            &self.bias,
-            (conv.stride, conv.padding),
-            BN_EPS,
-            true,
-            Some(pool),
-        )?;
+        let fused = |x: &Tensor| {
+            oodlab_kernels::conv_bn_train(
+                x,
+                &conv.weight,
+                conv.bias.as_ref(),
+                &self.weight,
+                &self.bias,
+                (conv.stride, conv.padding),
+                BN_EPS,
+                true,
+                Some(pool),
+            )
+        };
+        let out = oodlab_kernels::profile::time("forward: conv+batch-norm+ReLU+max-pool (fused)", x.device(), || fused(x))?;
         // Positions per channel of the convolution's output, which the statistics were over.
         let (n, _, h, w) = x.dims4()?;
         let k = conv.weight.dim(2)?;
@@ -176,6 +183,10 @@ impl Bn {
     }
 
     fn forward(&self, x: &Tensor, train: bool, relu: bool, pool: Option<(usize, usize, usize)>) -> Result<Tensor> {
+        oodlab_kernels::profile::time("forward: batch-norm (+ReLU)", x.device(), || self.forward_unprofiled(x, train, relu, pool))
+    }
+
+    fn forward_unprofiled(&self, x: &Tensor, train: bool, relu: bool, pool: Option<(usize, usize, usize)>) -> Result<Tensor> {
         let input = x.dtype();
         let x = cast(x, self.master)?;
         let per_channel = |t: &Tensor| t.reshape((1, (), 1, 1));
@@ -215,11 +226,11 @@ impl Bn {
 
 /// ReLU: the CPU kernel where it applies, candle's elsewhere.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    if oodlab_kernels::applies(x) {
-        oodlab_kernels::relu(x)
-    } else {
-        x.relu()
-    }
+    oodlab_kernels::profile::time(
+        "forward: relu",
+        x.device(),
+        || if oodlab_kernels::applies(x) { oodlab_kernels::relu(x) } else { x.relu() },
+    )
 }
 
 /// Max-pooling over k x k windows: the CPU kernel where it applies, [`max_pool_after_relu`]
@@ -227,11 +238,13 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 /// gradient by the fraction of the window that holds the maximum (1/4 for a 2x2 window with one
 /// maximum) where it should divide by the number of maxima (tested in crates/kernels/tests).
 pub fn max_pool(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
-    if oodlab_kernels::applies(x) {
-        oodlab_kernels::max_pool2d(x, k, stride, padding)
-    } else {
-        max_pool_after_relu(x, k, stride, padding)
-    }
+    oodlab_kernels::profile::time("forward: max-pool", x.device(), || {
+        if oodlab_kernels::applies(x) {
+            oodlab_kernels::max_pool2d(x, k, stride, padding)
+        } else {
+            max_pool_after_relu(x, k, stride, padding)
+        }
+    })
 }
 
 /// A fully connected layer whose output is in the weights' format (f32): the logits feed the loss
@@ -255,8 +268,10 @@ impl Fc {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = cast(x, self.compute)?.matmul(&cast(&self.weight, self.compute)?.t()?)?;
-        cast(&y, self.bias.dtype())?.broadcast_add(&self.bias)
+        oodlab_kernels::profile::time("forward: linear", x.device(), || {
+            let y = cast(x, self.compute)?.matmul(&cast(&self.weight, self.compute)?.t()?)?;
+            cast(&y, self.bias.dtype())?.broadcast_add(&self.bias)
+        })
     }
 }
 
