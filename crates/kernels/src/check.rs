@@ -269,6 +269,48 @@ fn cuda_batch_norm(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<crate::BatchNor
     candle_core::bail!("this build has no GPU kernels (scripts/build-cuda.sh builds them)")
 }
 
+/// The GPU's fused SGD update (crates/kernels/src/cuda_sgd.rs) against the same update with
+/// candle's ops on the same device, over three steps with momentum, Nesterov and weight decay
+/// (the first step sets the buffer): the largest difference of weights and buffers, relative to
+/// their largest magnitude. Each rounds every product and sum on its own, so the two should
+/// agree to the last bit or nearly. CUDA only: the CPU keeps candle's ops.
+pub fn check_sgd(device: &Device) -> Result<f32> {
+    let n = 1000;
+    let p0 = Tensor::from_vec(values(n, 0.8), n, &Device::Cpu)?.to_device(device)?;
+    let step = crate::SgdStep { lr: 0.05, momentum: 0.9, weight_decay: 5e-4, nesterov: true };
+    // candle's ops, as crates/train/src/optim.rs.
+    let (mut p, mut buf): (Tensor, Option<Tensor>) = (p0.clone(), None);
+    let grads: Vec<Tensor> =
+        (0..3).map(|i| Tensor::from_vec(values(n, 0.9 + i as f32), n, &Device::Cpu)?.to_device(device)).collect::<Result<_>>()?;
+    for grad in &grads {
+        let g = (grad + (&p * step.weight_decay as f64)?)?;
+        let b = match buf.take() {
+            None => g.clone(),
+            Some(b) => ((b * step.momentum as f64)? + &g)?,
+        };
+        let g = (g + (&b * step.momentum as f64)?)?;
+        p = (&p - (g * step.lr as f64)?)?;
+        buf = Some(b);
+    }
+    let (fused, fused_buf) = fused_sgd(&p0, &grads, step)?;
+    Ok(relative(&fused, &p.to_device(&Device::Cpu)?)?.max(relative(&fused_buf, &buf.expect("three steps").to_device(&Device::Cpu)?)?))
+}
+
+#[cfg(feature = "cuda")]
+fn fused_sgd(p0: &Tensor, grads: &[Tensor], step: crate::SgdStep) -> Result<(Tensor, Tensor)> {
+    let p = p0.copy()?;
+    let buf = p.zeros_like()?;
+    for (i, grad) in grads.iter().enumerate() {
+        crate::cuda_sgd::sgd_step(&p, grad, &buf, i == 0, step)?;
+    }
+    Ok((p, buf))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn fused_sgd(_: &Tensor, _: &[Tensor], _: crate::SgdStep) -> Result<(Tensor, Tensor)> {
+    candle_core::bail!("this build has no GPU kernels (scripts/build-cuda.sh builds them)")
+}
+
 /// This crate's convolution for `x`'s device: the CPU kernel, or cuDNN's on CUDA.
 fn conv_on_device(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
     if x.device().is_cpu() {

@@ -33,6 +33,8 @@ pub mod check;
 mod conv;
 mod conv_bn;
 #[cfg(feature = "cuda")]
+mod cuda_sgd;
+#[cfg(feature = "cuda")]
 mod cudnn;
 #[cfg(feature = "cuda")]
 mod cudnn_bn;
@@ -51,6 +53,8 @@ pub use norm::{batch_norm_train, BatchNormOutput};
 pub use pool::max_pool2d;
 pub use relu::relu;
 
+#[cfg(feature = "cuda")]
+pub use cuda_sgd::sgd_step as cuda_sgd_step;
 /// `x` (n, c, h, w) convolved with `w` (o, c, k, k) by cuDNN, for CUDA tensors where
 /// [`gpu_applies`] (`GpuOp::Conv`): forward, input gradient (skipped when the input needs none) and kernel
 /// gradient are cuDNN's (crates/kernels/src/cudnn.rs). No bias: add it after.
@@ -64,6 +68,16 @@ pub use cudnn_bn::batch_norm_train as cudnn_batch_norm_train;
 #[cfg(feature = "cuda")]
 pub use gpu_memory::keep_freed_memory;
 
+/// The settings of one SGD update (PyTorch's `torch.optim.SGD`), in f32 as the GPU kernel takes
+/// them (`cuda_sgd_step`, CUDA build).
+#[derive(Debug, Clone, Copy)]
+pub struct SgdStep {
+    pub lr: f32,
+    pub momentum: f32,
+    pub weight_decay: f32,
+    pub nesterov: bool,
+}
+
 /// The GPU ops, each of which can be turned off alone (to find which one is wrong, or to time it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GpuOp {
@@ -71,16 +85,19 @@ pub enum GpuOp {
     Conv,
     /// cuDNN's training batch-norm.
     BatchNorm,
+    /// SGD's update as one kernel per variable, in place.
+    Sgd,
 }
 
 impl GpuOp {
-    pub const ALL: [GpuOp; 2] = [GpuOp::Conv, GpuOp::BatchNorm];
+    pub const ALL: [GpuOp; 3] = [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd];
 
     /// Its name in `OODLAB_GPU_KERNELS`.
     pub fn name(self) -> &'static str {
         match self {
             GpuOp::Conv => "conv",
             GpuOp::BatchNorm => "bn",
+            GpuOp::Sgd => "sgd",
         }
     }
 
@@ -269,8 +286,8 @@ mod gpu_switch_tests {
 
     #[test]
     fn the_gpu_switch_names_ops() {
-        let (conv, bn) = (GpuOp::Conv.bit(), GpuOp::BatchNorm.bit());
-        assert_eq!(parse_gpu_ops(None), conv | bn);
+        let (conv, bn, sgd) = (GpuOp::Conv.bit(), GpuOp::BatchNorm.bit(), GpuOp::Sgd.bit());
+        assert_eq!(parse_gpu_ops(None), conv | bn | sgd);
         assert_eq!(parse_gpu_ops(Some("off")), 0);
         assert_eq!(parse_gpu_ops(Some("conv")), conv);
         assert_eq!(parse_gpu_ops(Some("bn, conv")), conv | bn);

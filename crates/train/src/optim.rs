@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use candle_core::{backprop::GradStore, Result, Tensor, TensorId, Var};
+use oodlab_kernels::SgdStep;
 use oodlab_spec::{OptimizerKind, OptimizerSettings, ScheduleKind, ScheduleSettings};
 
 /// The optimizer a run's settings ask for.
@@ -123,8 +124,13 @@ impl Sgd {
     /// One update: `g = grad + wd p; buf = m buf + g; g = nesterov ? g + m buf : buf; p -= lr g`.
     /// Variables without a gradient (batch-norm running statistics) are left alone.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        let (momentum, weight_decay, nesterov) = (self.momentum, self.weight_decay, self.nesterov);
         for (var, buffer) in self.vars.iter().zip(&mut self.buffers) {
             let Some(grad) = grads.get(var) else { continue };
+            let step = SgdStep { lr: lr as f32, momentum: momentum as f32, weight_decay: weight_decay as f32, nesterov };
+            if fused_on_gpu(step, var, grad, buffer)? {
+                continue;
+            }
             let p = var.as_detached_tensor();
             let mut g = grad.detach();
             if self.weight_decay != 0.0 {
@@ -142,6 +148,35 @@ impl Sgd {
         }
         Ok(())
     }
+}
+
+/// The same update as one in-place kernel on a GPU (crates/kernels/src/cuda_sgd.rs), where it
+/// applies; false where it does not (the CPU, `OODLAB_GPU_KERNELS` without `sgd`).
+#[cfg(feature = "cuda")]
+fn fused_on_gpu(step: SgdStep, var: &Var, grad: &Tensor, buffer: &mut Option<Tensor>) -> Result<bool> {
+    let p = var.as_tensor();
+    if !oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::Sgd, p)
+        || p.dtype() != candle_core::DType::F32
+        || grad.dtype() != candle_core::DType::F32
+        || !p.is_contiguous()
+        || !grad.is_contiguous()
+        || buffer.as_ref().is_some_and(|b| !b.is_contiguous())
+    {
+        return Ok(false);
+    }
+    let first = buffer.is_none();
+    if first && step.momentum != 0.0 {
+        *buffer = Some(p.zeros_like()?);
+    }
+    // Without momentum the kernel never reads or writes the buffer: the gradient stands in.
+    let buf = buffer.as_ref().unwrap_or(grad);
+    oodlab_kernels::cuda_sgd_step(p, grad, buf, first, step)?;
+    Ok(true)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn fused_on_gpu(_: SgdStep, _: &Var, _: &Tensor, _: &mut Option<Tensor>) -> Result<bool> {
+    Ok(false)
 }
 
 /// The learning rate at `step` (0-based) of `total` steps, `steps_per_epoch` to an epoch.

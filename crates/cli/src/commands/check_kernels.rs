@@ -2,7 +2,7 @@
 //! on the CPU on fixed inputs (crates/kernels/src/check.rs), one line per case and precision;
 //! exit 1 if any is outside its tolerance. scripts/gpu-check.sh runs it with `--device cuda`.
 
-use oodlab_kernels::check::{check_batch_norm, check_conv, conv_cases, norm_cases, Mode, NORM_TOLERANCE};
+use oodlab_kernels::check::{check_batch_norm, check_conv, check_sgd, conv_cases, norm_cases, Mode, NORM_TOLERANCE};
 
 use crate::args::CheckKernelsArgs;
 use crate::commands::bench_step::open_device;
@@ -58,6 +58,26 @@ pub fn check_kernels(a: CheckKernelsArgs) -> anyhow::Result<i32> {
             Err(e) => {
                 failed += 1;
                 println!("FAIL {:<9} {case:<58} error: {e}", "f32");
+            }
+        }
+    }
+    if device.is_cuda() {
+        // The CPU has no fused update (it keeps candle's ops), so this one is the GPU's only.
+        const SGD_TOLERANCE: f32 = 1e-6;
+        match check_sgd(device) {
+            Ok(e) => {
+                let ok = e <= SGD_TOLERANCE;
+                failed += usize::from(!ok);
+                println!(
+                    "{} {:<9} {:<58} weights and buffers {e:.1e}  (limit {SGD_TOLERANCE:.0e})",
+                    if ok { "ok  " } else { "FAIL" },
+                    "f32",
+                    "sgd, 3 steps, momentum 0.9, nesterov, wd 5e-4"
+                );
+            }
+            Err(e) => {
+                failed += 1;
+                println!("FAIL {:<9} {:<58} error: {e}", "f32", "sgd");
             }
         }
     }
