@@ -269,6 +269,36 @@ fn cuda_batch_norm(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<crate::BatchNor
     candle_core::bail!("this build has no GPU kernels (scripts/build-cuda.sh builds them)")
 }
 
+/// The GPU's ReLU (crates/kernels/src/cuda_relu.rs) in `dtype` against PyTorch's rule computed
+/// with candle's ops on the CPU: `max(x, 0)`, and the gradient passing where `x > 0` (candle's own
+/// backward passes it at 0 too). The inputs hold exact zeros. The largest difference of output
+/// and gradient, relative to their largest magnitude: the op copies or zeroes values, so 0.
+pub fn check_relu(device: &Device, dtype: DType) -> Result<f32> {
+    let n = 4096;
+    // A quarter of the values exactly 0, the rest of either sign.
+    let x: Vec<f32> = values(n, 1.1).iter().enumerate().map(|(i, v)| if i % 4 == 0 { 0.0 } else { *v }).collect();
+    let x0 = Tensor::from_vec(x, (4, 16, 8, 8), &Device::Cpu)?.to_dtype(dtype)?.to_dtype(DType::F32)?;
+    let gy0 = Tensor::from_vec(values(n, 1.2), (4, 16, 8, 8), &Device::Cpu)?.to_dtype(dtype)?.to_dtype(DType::F32)?;
+    let y_ref = x0.relu()?;
+    let gx_ref = (x0.gt(0f64)?.to_dtype(DType::F32)? * &gy0)?;
+    let (y, gx) = relu_on_device(&x0.to_device(device)?.to_dtype(dtype)?, &gy0.to_device(device)?.to_dtype(dtype)?)?;
+    Ok(relative(&y, &y_ref)?.max(relative(&gx, &gx_ref)?))
+}
+
+#[cfg(feature = "cuda")]
+fn relu_on_device(x: &Tensor, gy: &Tensor) -> Result<(Tensor, Tensor)> {
+    let v = Var::from_tensor(x)?;
+    let y = crate::cuda_relu::relu(v.as_tensor())?;
+    let grads = (y.to_dtype(DType::F32)? * gy.to_dtype(DType::F32)?)?.sum_all()?.backward()?;
+    let gx = grads.get(v.as_tensor()).cloned().ok_or_else(|| candle_core::Error::Msg("relu: no input gradient".into()))?;
+    Ok((y, gx))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn relu_on_device(_: &Tensor, _: &Tensor) -> Result<(Tensor, Tensor)> {
+    candle_core::bail!("this build has no GPU kernels (scripts/build-cuda.sh builds them)")
+}
+
 /// The GPU's fused SGD update (crates/kernels/src/cuda_sgd.rs) against the same update with
 /// candle's ops on the same device, over three steps with momentum, Nesterov and weight decay
 /// (the first step sets the buffer): the largest difference of weights and buffers, relative to

@@ -33,6 +33,8 @@ pub mod check;
 mod conv;
 mod conv_bn;
 #[cfg(feature = "cuda")]
+mod cuda_relu;
+#[cfg(feature = "cuda")]
 mod cuda_sgd;
 #[cfg(feature = "cuda")]
 mod cudnn;
@@ -53,6 +55,9 @@ pub use norm::{batch_norm_train, BatchNormOutput};
 pub use pool::max_pool2d;
 pub use relu::relu;
 
+/// ReLU on CUDA with a one-kernel backward pass, where [`gpu_applies`] (`GpuOp::Relu`).
+#[cfg(feature = "cuda")]
+pub use cuda_relu::relu as cuda_relu;
 #[cfg(feature = "cuda")]
 pub use cuda_sgd::sgd_step as cuda_sgd_step;
 /// `x` (n, c, h, w) convolved with `w` (o, c, k, k) by cuDNN, for CUDA tensors where
@@ -87,10 +92,12 @@ pub enum GpuOp {
     BatchNorm,
     /// SGD's update as one kernel per variable, in place.
     Sgd,
+    /// ReLU with a one-kernel backward pass.
+    Relu,
 }
 
 impl GpuOp {
-    pub const ALL: [GpuOp; 3] = [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd];
+    pub const ALL: [GpuOp; 4] = [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu];
 
     /// Its name in `OODLAB_GPU_KERNELS`.
     pub fn name(self) -> &'static str {
@@ -98,6 +105,7 @@ impl GpuOp {
             GpuOp::Conv => "conv",
             GpuOp::BatchNorm => "bn",
             GpuOp::Sgd => "sgd",
+            GpuOp::Relu => "relu",
         }
     }
 
@@ -286,11 +294,12 @@ mod gpu_switch_tests {
 
     #[test]
     fn the_gpu_switch_names_ops() {
-        let (conv, bn, sgd) = (GpuOp::Conv.bit(), GpuOp::BatchNorm.bit(), GpuOp::Sgd.bit());
-        assert_eq!(parse_gpu_ops(None), conv | bn | sgd);
+        let (conv, bn, sgd, relu) = (GpuOp::Conv.bit(), GpuOp::BatchNorm.bit(), GpuOp::Sgd.bit(), GpuOp::Relu.bit());
+        assert_eq!(parse_gpu_ops(None), conv | bn | sgd | relu);
         assert_eq!(parse_gpu_ops(Some("off")), 0);
         assert_eq!(parse_gpu_ops(Some("conv")), conv);
         assert_eq!(parse_gpu_ops(Some("bn, conv")), conv | bn);
-        assert_eq!(parse_gpu_ops(Some("relu")), 0, "an unknown name turns nothing on");
+        assert_eq!(parse_gpu_ops(Some("relu,sgd")), relu | sgd);
+        assert_eq!(parse_gpu_ops(Some("gelu")), 0, "an unknown name turns nothing on");
     }
 }

@@ -2,7 +2,7 @@
 //! on the CPU on fixed inputs (crates/kernels/src/check.rs), one line per case and precision;
 //! exit 1 if any is outside its tolerance. scripts/gpu-check.sh runs it with `--device cuda`.
 
-use oodlab_kernels::check::{check_batch_norm, check_conv, check_sgd, conv_cases, norm_cases, Mode, NORM_TOLERANCE};
+use oodlab_kernels::check::{check_batch_norm, check_conv, check_relu, check_sgd, conv_cases, norm_cases, Mode, NORM_TOLERANCE};
 
 use crate::args::CheckKernelsArgs;
 use crate::commands::bench_step::open_device;
@@ -62,6 +62,25 @@ pub fn check_kernels(a: CheckKernelsArgs) -> anyhow::Result<i32> {
         }
     }
     if device.is_cuda() {
+        // The CPU's ReLU kernel is tested with the CPU kernels (crates/kernels/tests).
+        for mode in Mode::all(device).into_iter().filter(|m| !m.tf32) {
+            match check_relu(device, mode.dtype) {
+                Ok(e) => {
+                    let ok = e == 0.0;
+                    failed += usize::from(!ok);
+                    println!(
+                        "{} {:<9} {:<58} output and gradient {e:.1e}  (limit 0)",
+                        if ok { "ok  " } else { "FAIL" },
+                        mode.to_string(),
+                        "relu 4x16x8x8, a quarter exact zeros"
+                    );
+                }
+                Err(e) => {
+                    failed += 1;
+                    println!("FAIL {:<9} {:<58} error: {e}", mode.to_string(), "relu");
+                }
+            }
+        }
         // The CPU has no fused update (it keeps candle's ops), so this one is the GPU's only.
         const SGD_TOLERANCE: f32 = 1e-6;
         match check_sgd(device) {

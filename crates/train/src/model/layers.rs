@@ -198,7 +198,7 @@ impl Bn {
                 (out.y, out.mean, out.var)
             } else if oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::BatchNorm, &x) && x.dtype() == DType::F32 {
                 let (y, mean, var) = cudnn_batch_norm(&x, &self.weight, &self.bias)?;
-                (if relu { y.relu()? } else { y }, mean, var)
+                (if relu { relu_unprofiled(&y)? } else { y }, mean, var)
             } else {
                 let mean = x.mean_keepdim((0, 2, 3))?;
                 let centred = x.broadcast_sub(&mean)?;
@@ -224,13 +224,30 @@ impl Bn {
     }
 }
 
-/// ReLU: the CPU kernel where it applies, candle's elsewhere.
+/// ReLU: the CPU kernel, the GPU's with its one-kernel backward pass, or candle's.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
-    oodlab_kernels::profile::time(
-        "forward: relu",
-        x.device(),
-        || if oodlab_kernels::applies(x) { oodlab_kernels::relu(x) } else { x.relu() },
-    )
+    oodlab_kernels::profile::time("forward: relu", x.device(), || relu_unprofiled(x))
+}
+
+fn relu_unprofiled(x: &Tensor) -> Result<Tensor> {
+    if oodlab_kernels::applies(x) {
+        oodlab_kernels::relu(x)
+    } else if oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::Relu, x) {
+        cuda_relu(x)
+    } else {
+        x.relu()
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_relu(x: &Tensor) -> Result<Tensor> {
+    oodlab_kernels::cuda_relu(x)
+}
+
+/// Never called: without the `cuda` feature no tensor is on a GPU.
+#[cfg(not(feature = "cuda"))]
+fn cuda_relu(_: &Tensor) -> Result<Tensor> {
+    candle_core::bail!("the GPU's ReLU needs the CUDA build (scripts/build-cuda.sh)")
 }
 
 /// Max-pooling over k x k windows: the CPU kernel where it applies, [`max_pool_after_relu`]
