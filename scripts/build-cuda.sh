@@ -84,6 +84,9 @@ if ! build; then
   build || { echo "error: the CUDA build failed; see $log" >&2; exit 1; }
 fi
 
-# Without its symbol table the binary is about 60 MB (most of it candle's compiled kernels).
+# Without its symbol table the binary is about 70 MB (most of it candle's compiled kernels, PTX
+# text). A GPU machine lent to a session takes at most 64 MiB of files along (the device tool's
+# `carry`), so a gzip copy (about 20 MB) is made too; scripts/gpu-check.sh takes either.
 strip -o "$out/oodlab" "$out/build/release/oodlab"
-echo "built $out/oodlab ($(du -h "$out/oodlab" | cut -f1)); needs at run time: $(readelf -d "$out/oodlab" | grep -o 'lib[a-zA-Z]*\.so[.0-9]*' | tr '\n' ' ')"
+gzip -6 -c "$out/oodlab" >"$out/oodlab.gz"
+echo "built $out/oodlab ($(du -h "$out/oodlab" | cut -f1); $out/oodlab.gz $(du -h "$out/oodlab.gz" | cut -f1)); needs at run time: $(readelf -d "$out/oodlab" | grep -o 'lib[a-zA-Z]*\.so[.0-9]*' | tr '\n' ' ')"
