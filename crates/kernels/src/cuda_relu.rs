@@ -112,7 +112,7 @@ impl CustomOp1 for Relu {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        candle_core::bail!("oodlab-cuda-relu runs on CUDA tensors only")
+        crate::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
@@ -130,7 +130,7 @@ impl CustomOp2 for ReluBackward {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        candle_core::bail!("oodlab-cuda-relu-backward runs on CUDA tensors only")
+        crate::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, ys: &CudaStorage, yl: &Layout, gs: &CudaStorage, gl: &Layout) -> Result<(CudaStorage, Shape)> {

@@ -64,7 +64,7 @@ impl InplaceOp3 for Sgd {
     }
 
     fn cpu_fwd(&self, _: &mut CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<()> {
-        candle_core::bail!("oodlab-cuda-sgd runs on CUDA tensors only")
+        crate::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, dst: &mut CudaStorage, dst_l: &Layout, gs: &CudaStorage, gl: &Layout, bs: &CudaStorage, bl: &Layout) -> Result<()> {

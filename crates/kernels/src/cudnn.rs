@@ -83,7 +83,7 @@ impl CustomOp2 for CudnnConv {
         _: &candle_core::CpuStorage,
         _: &Layout,
     ) -> Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("oodlab-cudnn-conv2d runs on CUDA tensors only")
+        crate::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout, ws: &CudaStorage, wl: &Layout) -> Result<(CudaStorage, Shape)> {
@@ -116,7 +116,7 @@ impl CustomOp2 for CudnnConvData {
         _: &candle_core::CpuStorage,
         _: &Layout,
     ) -> Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("oodlab-cudnn-conv2d-data runs on CUDA tensors only")
+        crate::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, ws: &CudaStorage, wl: &Layout, gs: &CudaStorage, gl: &Layout) -> Result<(CudaStorage, Shape)> {
@@ -141,7 +141,7 @@ impl CustomOp2 for CudnnConvFilter {
         _: &candle_core::CpuStorage,
         _: &Layout,
     ) -> Result<(candle_core::CpuStorage, Shape)> {
-        candle_core::bail!("oodlab-cudnn-conv2d-filter runs on CUDA tensors only")
+        crate::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout, gs: &CudaStorage, gl: &Layout) -> Result<(CudaStorage, Shape)> {

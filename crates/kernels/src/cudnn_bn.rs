@@ -67,7 +67,7 @@ impl CustomOp3 for CudnnBatchNorm {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        candle_core::bail!("oodlab-cudnn-batch-norm runs on CUDA tensors only")
+        crate::cuda_only(self.name())
     }
 
     fn cuda_fwd(
@@ -153,7 +153,7 @@ impl CustomOp3 for CudnnBatchNormBackward {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        candle_core::bail!("oodlab-cudnn-batch-norm-backward runs on CUDA tensors only")
+        crate::cuda_only(self.name())
     }
 
     fn cuda_fwd(
@@ -239,7 +239,7 @@ impl CustomOp1 for ReadSaved {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        candle_core::bail!("oodlab-cudnn-batch-norm-statistics runs on CUDA tensors only")
+        crate::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, s: &CudaStorage, _: &Layout) -> Result<(CudaStorage, Shape)> {

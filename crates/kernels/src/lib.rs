@@ -218,6 +218,12 @@ impl Switch {
     }
 }
 
+/// The error of a GPU op's CPU entry point (candle's custom-op traits ask every op for one).
+#[cfg(feature = "cuda")]
+fn cuda_only<T>(op: &str) -> Result<T> {
+    candle_core::bail!("{op} runs on CUDA tensors only")
+}
+
 /// The f32 values of a contiguous CPU tensor's storage, as its layout sees them.
 fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let data = storage.as_slice::<f32>()?;
