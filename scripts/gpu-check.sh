@@ -197,7 +197,10 @@ section "summary"
 $py - "$keep" <<'PYEOF'
 import json, os, sys
 keep = sys.argv[1]
-rows = [json.loads(l) for l in open(os.path.join(keep, "steps.jsonl")) if l.startswith("{")]
+def lines(name):  # a file of an earlier section, or nothing if that section failed
+    path = os.path.join(keep, name)
+    return [l.rstrip() for l in open(path)] if os.path.exists(path) else []
+rows = [json.loads(l) for l in lines("steps.jsonl") if l.startswith("{")]
 best, mem = {}, {}
 for r in rows:
     key = (r["who"], r["arch"], r["precision"], r["batch"], r["image"])
@@ -220,16 +223,15 @@ try:
     print(f"ResNet-18 steps GPU vs CPU (TF32 off): largest relative loss difference {max(diffs):.2e} over {len(diffs)} steps ({verdict}, limit 1e-3)")
 except Exception as e:
     print(f"ResNet-18 steps GPU vs CPU: not available ({e})")
-for line in open(os.path.join(keep, "quickstart.txt")):
-    print(line.rstrip())
+for line in lines("quickstart.txt"):
+    print(line)
 bare = best.get(("oodlab", "resnet18", "f32", 64, "3x224x224"))
-if os.path.exists(os.path.join(keep, "epoch.txt")) and bare:
-    for line in open(os.path.join(keep, "epoch.txt")):
-        rate = float(line.split("=")[1].split()[0])
-        print(f"{line.strip()}; epoch/bare step = {rate / bare:.2f} (bare step {bare:.0f} images/s; goal >= 0.80)")
-print(open(os.path.join(keep, "check-kernels.txt")).read().strip().splitlines()[-1])
-if os.path.exists(os.path.join(keep, "left-out.txt")):
-    print(open(os.path.join(keep, "left-out.txt")).read().strip())
+for line in lines("epoch.txt"):
+    rate = float(line.split("=")[1].split()[0])
+    print(f"{line}; epoch/bare step = {rate / bare:.2f} (bare step {bare:.0f} images/s; goal >= 0.80)" if bare else line)
+print((lines("check-kernels.txt") or ["check-kernels: no output"])[-1])
+for line in lines("left-out.txt"):
+    print(line)
 print(f"candle's own convolutions (before), resnet18 f32 batch 64: ratio candle/pytorch = {ratio('candle', 'resnet18', 'f32', 64, '3x224x224'):.3f}")
 for arch, precision, batch, image in [("resnet18", "bf16", 64, "3x224x224"), ("resnet50", "bf16", 64, "3x224x224"), ("resnet50", "f32", 16, "3x448x448")]:
     print(f"{arch} {precision} batch {batch} {image}: ratio oodlab/pytorch = {ratio('oodlab', arch, precision, batch, image):.3f}; {memory(arch, precision, batch, image)}")
