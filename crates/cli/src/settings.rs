@@ -98,8 +98,9 @@ pub fn placement(home: &Path, args: &Machine, res: &ResourcesSpec) -> anyhow::Re
         oodlab_sched::slots::cpu_slots(jobs, threads)
     } else {
         let mut slots = oodlab_sched::slots::gpu_slots(&found, res.runs_per_gpu, threads);
+        let cache = kernel_cache(home);
         for slot in &mut slots {
-            slot.env.extend(kernel_cache(home));
+            slot.env.extend(cache.iter().cloned());
         }
         slots
     };

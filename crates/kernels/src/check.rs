@@ -256,17 +256,7 @@ fn batch_norm_on_device(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<cra
     if x.device().is_cpu() {
         return crate::batch_norm_train(x, gamma, beta, EPS, false, None);
     }
-    cuda_batch_norm(x, gamma, beta)
-}
-
-#[cfg(feature = "cuda")]
-fn cuda_batch_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<crate::BatchNormOutput> {
-    crate::cudnn_bn::batch_norm_train(x, gamma, beta, EPS)
-}
-
-#[cfg(not(feature = "cuda"))]
-fn cuda_batch_norm(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<crate::BatchNormOutput> {
-    candle_core::bail!("this build has no GPU kernels (scripts/build-cuda.sh builds them)")
+    crate::gpu::batch_norm_train(x, gamma, beta, EPS)
 }
 
 /// The GPU's ReLU (crates/kernels/src/cuda_relu.rs) in `dtype` against PyTorch's rule computed
@@ -285,18 +275,12 @@ pub fn check_relu(device: &Device, dtype: DType) -> Result<f32> {
     Ok(relative(&y, &y_ref)?.max(relative(&gx, &gx_ref)?))
 }
 
-#[cfg(feature = "cuda")]
 fn relu_on_device(x: &Tensor, gy: &Tensor) -> Result<(Tensor, Tensor)> {
     let v = Var::from_tensor(x)?;
-    let y = crate::cuda_relu::relu(v.as_tensor())?;
+    let y = crate::gpu::relu(v.as_tensor())?;
     let grads = (y.to_dtype(DType::F32)? * gy.to_dtype(DType::F32)?)?.sum_all()?.backward()?;
     let gx = grads.get(v.as_tensor()).cloned().ok_or_else(|| candle_core::Error::Msg("relu: no input gradient".into()))?;
     Ok((y, gx))
-}
-
-#[cfg(not(feature = "cuda"))]
-fn relu_on_device(_: &Tensor, _: &Tensor) -> Result<(Tensor, Tensor)> {
-    candle_core::bail!("this build has no GPU kernels (scripts/build-cuda.sh builds them)")
 }
 
 /// The GPU's fused SGD update (crates/kernels/src/cuda_sgd.rs) against the same update with
@@ -326,19 +310,13 @@ pub fn check_sgd(device: &Device) -> Result<f32> {
     Ok(relative(&fused, &p.to_device(&Device::Cpu)?)?.max(relative(&fused_buf, &buf.expect("three steps").to_device(&Device::Cpu)?)?))
 }
 
-#[cfg(feature = "cuda")]
 fn fused_sgd(p0: &Tensor, grads: &[Tensor], step: crate::SgdStep) -> Result<(Tensor, Tensor)> {
     let p = p0.copy()?;
     let buf = p.zeros_like()?;
     for (i, grad) in grads.iter().enumerate() {
-        crate::cuda_sgd::sgd_step(&p, grad, &buf, i == 0, step)?;
+        crate::gpu::sgd_step(&p, grad, &buf, i == 0, step)?;
     }
     Ok((p, buf))
-}
-
-#[cfg(not(feature = "cuda"))]
-fn fused_sgd(_: &Tensor, _: &[Tensor], _: crate::SgdStep) -> Result<(Tensor, Tensor)> {
-    candle_core::bail!("this build has no GPU kernels (scripts/build-cuda.sh builds them)")
 }
 
 /// This crate's convolution for `x`'s device: the CPU kernel, or cuDNN's on CUDA.
@@ -349,17 +327,7 @@ fn conv_on_device(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Resu
         }
         return crate::conv::conv2d(x, w, None, stride, padding);
     }
-    cuda_conv(x, w, stride, padding)
-}
-
-#[cfg(feature = "cuda")]
-fn cuda_conv(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    crate::cudnn::conv2d(x, w, stride, padding)
-}
-
-#[cfg(not(feature = "cuda"))]
-fn cuda_conv(_: &Tensor, _: &Tensor, _: usize, _: usize) -> Result<Tensor> {
-    candle_core::bail!("this build has no GPU kernels (scripts/build-cuda.sh builds them)")
+    crate::gpu::conv2d(x, w, stride, padding)
 }
 
 #[cfg(test)]

@@ -6,11 +6,13 @@
 //! again. PyTorch's caching allocator keeps it. With the threshold at its maximum the pool keeps
 //! freed blocks for reuse; the memory a run holds is then its peak, as PyTorch's reserved memory.
 
-use candle_core::{CudaDevice, Result};
+use candle_core::{Device, Result};
 use cudarc::driver::sys;
 
-/// Sets the release threshold of `device`'s default memory pool to its maximum.
-pub fn keep_freed_memory(device: &CudaDevice) -> Result<()> {
+/// Sets the release threshold of `device`'s default memory pool to its maximum (nothing on the
+/// CPU).
+pub fn keep_freed_memory(device: &Device) -> Result<()> {
+    let Device::Cuda(device) = device else { return Ok(()) };
     let stream = device.cuda_stream();
     let context = stream.context();
     context.bind_to_thread().map_err(candle_core::Error::wrap)?;

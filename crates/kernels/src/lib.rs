@@ -1,8 +1,8 @@
 //! Kernels for the training step, as candle custom ops. On the CPU: a model calls [`conv2d`],
 //! [`batch_norm_train`], [`conv_bn_train`] (the two as one op), [`max_pool2d`] and [`relu`] on
 //! CPU f32 tensors and keeps candle's own ops everywhere else. On CUDA (the build with the `cuda`
-//! feature), the convolutions and training batch-norm are cuDNN's (`cudnn_conv2d`,
-//! `cudnn_batch_norm_train`; crates/kernels/src/cudnn.rs, cudnn_bn.rs), the rest candle's kernels.
+//! feature), the ops of [`gpu`] where [`gpu_applies`]: cuDNN's convolutions and training
+//! batch-norm, ReLU with a one-kernel backward pass, SGD's update in one kernel; the rest candle's.
 //!
 //! Why: stock candle 0.11 spends a training step of a small CNN mostly outside arithmetic — a
 //! direct loop for the convolution's input gradient, many passes and allocations for batch-norm
@@ -40,6 +40,7 @@ mod cuda_sgd;
 mod cudnn;
 #[cfg(feature = "cuda")]
 mod cudnn_bn;
+pub mod gpu;
 #[cfg(feature = "cuda")]
 mod gpu_memory;
 mod norm;
@@ -55,26 +56,8 @@ pub use norm::{batch_norm_train, BatchNormOutput};
 pub use pool::max_pool2d;
 pub use relu::relu;
 
-/// ReLU on CUDA with a one-kernel backward pass, where [`gpu_applies`] (`GpuOp::Relu`).
-#[cfg(feature = "cuda")]
-pub use cuda_relu::relu as cuda_relu;
-#[cfg(feature = "cuda")]
-pub use cuda_sgd::sgd_step as cuda_sgd_step;
-/// `x` (n, c, h, w) convolved with `w` (o, c, k, k) by cuDNN, for CUDA tensors where
-/// [`gpu_applies`] (`GpuOp::Conv`): forward, input gradient (skipped when the input needs none) and kernel
-/// gradient are cuDNN's (crates/kernels/src/cudnn.rs). No bias: add it after.
-#[cfg(feature = "cuda")]
-pub use cudnn::conv2d as cudnn_conv2d;
-/// Batch-norm in training mode by cuDNN, for f32 CUDA tensors where [`gpu_applies`]
-/// (`GpuOp::BatchNorm`): one kernel
-/// forward and one backward (crates/kernels/src/cudnn_bn.rs).
-#[cfg(feature = "cuda")]
-pub use cudnn_bn::batch_norm_train as cudnn_batch_norm_train;
-#[cfg(feature = "cuda")]
-pub use gpu_memory::keep_freed_memory;
-
 /// The settings of one SGD update (PyTorch's `torch.optim.SGD`), in f32 as the GPU kernel takes
-/// them (`cuda_sgd_step`, CUDA build).
+/// them ([`gpu::sgd_step`], CUDA build).
 #[derive(Debug, Clone, Copy)]
 pub struct SgdStep {
     pub lr: f32,
@@ -174,47 +157,31 @@ pub fn tf32() -> bool {
 /// `OODLAB_CPU_KERNELS=off`, which asks for candle's own ops everywhere (to check that the kernels
 /// do not change a run's results; docs/performance.md).
 pub fn applies(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32 && CPU.enabled()
+    t.device().is_cpu() && t.dtype() == DType::F32 && enabled()
 }
 
 /// The name of the environment variable that turns the kernels off (`off`, `0` or `false`).
 pub const SWITCH: &str = "OODLAB_CPU_KERNELS";
 
+/// 0: not decided yet (the environment is read at the first use), 1: on, 2: off.
+static STATE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
 /// Turns the kernels on or off for the rest of the process, whatever the environment said (for
 /// tests that compare a model's step with and without them).
 pub fn set_enabled(on: bool) {
-    CPU.set(on)
+    STATE.store(if on { 1 } else { 2 }, std::sync::atomic::Ordering::Relaxed);
 }
 
-static CPU: Switch = Switch::new(SWITCH);
-
-/// A switch read from its environment variable at the first use, unless set before.
-struct Switch {
-    variable: &'static str,
-    /// 0: not decided yet, 1: on, 2: off.
-    state: std::sync::atomic::AtomicU8,
-}
-
-impl Switch {
-    const fn new(variable: &'static str) -> Switch {
-        Switch { variable, state: std::sync::atomic::AtomicU8::new(0) }
-    }
-
-    fn set(&self, on: bool) {
-        self.state.store(if on { 1 } else { 2 }, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    fn enabled(&self) -> bool {
-        use std::sync::atomic::Ordering::Relaxed;
-        match self.state.load(Relaxed) {
-            0 => {
-                let on = !matches!(std::env::var(self.variable).as_deref(), Ok("off" | "0" | "false"));
-                // A concurrent `set` wins over the environment.
-                let _ = self.state.compare_exchange(0, if on { 1 } else { 2 }, Relaxed, Relaxed);
-                self.state.load(Relaxed) == 1
-            }
-            state => state == 1,
+fn enabled() -> bool {
+    use std::sync::atomic::Ordering::Relaxed;
+    match STATE.load(Relaxed) {
+        0 => {
+            let on = !matches!(std::env::var(SWITCH).as_deref(), Ok("off" | "0" | "false"));
+            // A concurrent `set_enabled` wins over the environment.
+            let _ = STATE.compare_exchange(0, if on { 1 } else { 2 }, Relaxed, Relaxed);
+            STATE.load(Relaxed) == 1
         }
+        state => state == 1,
     }
 }
 

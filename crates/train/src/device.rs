@@ -23,24 +23,14 @@ pub fn select(visible: Option<&str>) -> Result<Placement, TrainError> {
         Some(v) if CUDA_BUILD => {
             let device =
                 Device::new_cuda(0).map_err(|e| TrainError::Setup(format!("cannot open CUDA device 0 (CUDA_VISIBLE_DEVICES={v}): {e}")))?;
-            keep_freed_memory(&device)?;
+            // Memory freed by a step stays in the device's pool for the next.
+            oodlab_kernels::gpu::keep_freed_memory(&device)
+                .map_err(|e| TrainError::Setup(format!("cannot configure the GPU's memory pool: {e}")))?;
             Ok(Placement { description: format!("cuda:0 {}", gpu_name(&device).unwrap_or_default()).trim_end().to_string(), device })
         }
         Some(v) => Ok(Placement { device: Device::Cpu, description: format!("cpu (CUDA_VISIBLE_DEVICES={v}; built without CUDA)") }),
         None => Ok(Placement { device: Device::Cpu, description: "cpu".into() }),
     }
-}
-
-/// Memory freed by a step stays in the device's pool for the next (crates/kernels/src/gpu_memory.rs).
-#[cfg(feature = "cuda")]
-fn keep_freed_memory(device: &Device) -> Result<(), TrainError> {
-    let cuda = device.as_cuda_device().map_err(|e| TrainError::Setup(e.to_string()))?;
-    oodlab_kernels::keep_freed_memory(cuda).map_err(|e| TrainError::Setup(format!("cannot configure the GPU's memory pool: {e}")))
-}
-
-#[cfg(not(feature = "cuda"))]
-fn keep_freed_memory(_: &Device) -> Result<(), TrainError> {
-    Ok(())
 }
 
 #[cfg(feature = "cuda")]

@@ -124,10 +124,10 @@ impl Sgd {
     /// One update: `g = grad + wd p; buf = m buf + g; g = nesterov ? g + m buf : buf; p -= lr g`.
     /// Variables without a gradient (batch-norm running statistics) are left alone.
     pub fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
-        let (momentum, weight_decay, nesterov) = (self.momentum, self.weight_decay, self.nesterov);
+        let step =
+            SgdStep { lr: lr as f32, momentum: self.momentum as f32, weight_decay: self.weight_decay as f32, nesterov: self.nesterov };
         for (var, buffer) in self.vars.iter().zip(&mut self.buffers) {
             let Some(grad) = grads.get(var) else { continue };
-            let step = SgdStep { lr: lr as f32, momentum: momentum as f32, weight_decay: weight_decay as f32, nesterov };
             if fused_on_gpu(step, var, grad, buffer)? {
                 continue;
             }
@@ -152,7 +152,6 @@ impl Sgd {
 
 /// The same update as one in-place kernel on a GPU (crates/kernels/src/cuda_sgd.rs), where it
 /// applies; false where it does not (the CPU, `OODLAB_GPU_KERNELS` without `sgd`).
-#[cfg(feature = "cuda")]
 fn fused_on_gpu(step: SgdStep, var: &Var, grad: &Tensor, buffer: &mut Option<Tensor>) -> Result<bool> {
     let p = var.as_tensor();
     if !oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::Sgd, p)
@@ -170,13 +169,8 @@ fn fused_on_gpu(step: SgdStep, var: &Var, grad: &Tensor, buffer: &mut Option<Ten
     }
     // Without momentum the kernel never reads or writes the buffer: the gradient stands in.
     let buf = buffer.as_ref().unwrap_or(grad);
-    oodlab_kernels::cuda_sgd_step(p, grad, buf, first, step)?;
+    oodlab_kernels::gpu::sgd_step(p, grad, buf, first, step)?;
     Ok(true)
-}
-
-#[cfg(not(feature = "cuda"))]
-fn fused_on_gpu(_: SgdStep, _: &Var, _: &Tensor, _: &mut Option<Tensor>) -> Result<bool> {
-    Ok(false)
 }
 
 /// The learning rate at `step` (0-based) of `total` steps, `steps_per_epoch` to an epoch.

@@ -58,7 +58,7 @@ impl Conv {
             return oodlab_kernels::conv2d(&x, &w, self.bias.as_ref(), self.stride, self.padding);
         }
         let y = if oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::Conv, &x) {
-            cudnn_conv(&x, &w, self.stride, self.padding)?
+            oodlab_kernels::gpu::conv2d(&x, &w, self.stride, self.padding)?
         } else if remainder(h) != remainder(wd) {
             conv_unfold(&x, &w, self.stride, self.padding)?
         } else {
@@ -69,31 +69,6 @@ impl Conv {
             None => Ok(y),
         }
     }
-}
-
-/// cuDNN's convolution (forward and both gradients) in the CUDA build.
-#[cfg(feature = "cuda")]
-fn cudnn_conv(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    oodlab_kernels::cudnn_conv2d(x, w, stride, padding)
-}
-
-/// Never called: without the `cuda` feature no tensor is on a GPU.
-#[cfg(not(feature = "cuda"))]
-fn cudnn_conv(_: &Tensor, _: &Tensor, _: usize, _: usize) -> Result<Tensor> {
-    candle_core::bail!("cuDNN convolutions need the CUDA build (scripts/build-cuda.sh)")
-}
-
-/// cuDNN's training batch-norm in the CUDA build: the output, the batch's mean and variance.
-#[cfg(feature = "cuda")]
-fn cudnn_batch_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    let out = oodlab_kernels::cudnn_batch_norm_train(x, gamma, beta, BN_EPS)?;
-    Ok((out.y, out.mean, out.var))
-}
-
-/// Never called: without the `cuda` feature no tensor is on a GPU.
-#[cfg(not(feature = "cuda"))]
-fn cudnn_batch_norm(_: &Tensor, _: &Tensor, _: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-    candle_core::bail!("cuDNN batch-norm needs the CUDA build (scripts/build-cuda.sh)")
 }
 
 /// Batch-norm with PyTorch's semantics (batch statistics in training, running statistics with
@@ -197,8 +172,8 @@ impl Bn {
                 let out = oodlab_kernels::batch_norm_train(&x, &self.weight, &self.bias, BN_EPS, relu, pool)?;
                 (out.y, out.mean, out.var)
             } else if oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::BatchNorm, &x) && x.dtype() == DType::F32 {
-                let (y, mean, var) = cudnn_batch_norm(&x, &self.weight, &self.bias)?;
-                (if relu { relu_unprofiled(&y)? } else { y }, mean, var)
+                let out = oodlab_kernels::gpu::batch_norm_train(&x, &self.weight, &self.bias, BN_EPS)?;
+                (if relu { relu_unprofiled(&out.y)? } else { out.y }, out.mean, out.var)
             } else {
                 let mean = x.mean_keepdim((0, 2, 3))?;
                 let centred = x.broadcast_sub(&mean)?;
@@ -233,21 +208,10 @@ fn relu_unprofiled(x: &Tensor) -> Result<Tensor> {
     if oodlab_kernels::applies(x) {
         oodlab_kernels::relu(x)
     } else if oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::Relu, x) {
-        cuda_relu(x)
+        oodlab_kernels::gpu::relu(x)
     } else {
         x.relu()
     }
-}
-
-#[cfg(feature = "cuda")]
-fn cuda_relu(x: &Tensor) -> Result<Tensor> {
-    oodlab_kernels::cuda_relu(x)
-}
-
-/// Never called: without the `cuda` feature no tensor is on a GPU.
-#[cfg(not(feature = "cuda"))]
-fn cuda_relu(_: &Tensor) -> Result<Tensor> {
-    candle_core::bail!("the GPU's ReLU needs the CUDA build (scripts/build-cuda.sh)")
 }
 
 /// Max-pooling over k x k windows: the CPU kernel where it applies, [`max_pool_after_relu`]
