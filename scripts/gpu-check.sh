@@ -7,7 +7,8 @@
 #
 # 1. the device and the libraries the binary loads;
 # 2. `oodlab check-kernels --device cuda`: cuDNN's convolution (forward, input and kernel
-#    gradients; f32, TF32, bf16, f16) against candle's CPU convolution on fixed inputs;
+#    gradients; f32, TF32, bf16, f16) and batch-norm against candle's CPU ops on fixed inputs, the
+#    GPU's ReLU, max-pooling and SGD kernels against PyTorch's rules and the CPU kernels;
 # 3. one ResNet-18 training step on the GPU (TF32 off) and on the CPU from the same weights and
 #    inputs: the losses of 4 steps must agree to 1e-3;
 # 4. the quickstart trained on the GPU, four runs packed on it, cold (empty kernel cache in a new
@@ -59,19 +60,20 @@ ldd "$bin" | grep -E 'cuda|cublas|curand|nvrtc|cudnn' | sed 's/ (0x.*//'
 # The driver's compiled kernels for the commands run directly (the scheduler keeps the home's).
 export CUDA_CACHE_PATH=$work/cuda-cache CUDA_CACHE_MAXSIZE=4294967296
 
-section "cuDNN convolutions against candle's (oodlab check-kernels)"
+section "the GPU ops against the CPU's (oodlab check-kernels)"
 timeout 120 "$bin" check-kernels --device cuda >"$keep/check-kernels.txt" 2>&1
 echo "check-kernels exit $?: $(grep -c '^ok ' "$keep/check-kernels.txt") cases within tolerance; the others:"
 grep -vE '^ok ' "$keep/check-kernels.txt"
 # An op that failed its check is left out of everything after (OODLAB_GPU_KERNELS lists the rest),
 # so that the timings still come back; the summary says which.
 ops=""
-for op in conv bn sgd relu; do
+for op in conv bn sgd relu pool; do
   case $op in
     conv) pattern='^FAIL +[a-z0-9+]+ +x ' ;;
     bn) pattern='^FAIL .*batch-norm' ;;
     sgd) pattern='^FAIL .* sgd' ;;
     relu) pattern='^FAIL .* relu' ;;
+    pool) pattern='^FAIL .* max-pool' ;;
   esac
   if grep -qE "$pattern" "$keep/check-kernels.txt" || ! grep -q '^check-kernels: ' "$keep/check-kernels.txt"; then
     echo "GPU op $op left out: it failed its check (or the check did not finish)" | tee -a "$keep/left-out.txt"

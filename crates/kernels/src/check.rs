@@ -3,7 +3,8 @@
 //! odd and non-square sizes, 1x1 kernels, a batch of one, and an input that needs no gradient
 //! (whose gradient must then not be computed at all). Batch-norm: output, batch mean and variance,
 //! and the gradients of input, scale and shift. On CUDA tensors the ops checked are cuDNN's
-//! (crates/kernels/src/cudnn.rs, cudnn_bn.rs), on the CPU this crate's kernels.
+//! (crates/kernels/src/cudnn.rs, cudnn_bn.rs), on the CPU this crate's kernels. The GPU's own
+//! kernels (ReLU, max-pooling, SGD) are checked against the CPU's or candle's ops.
 //! `oodlab check-kernels` prints the results; scripts/gpu-check.sh runs it on a GPU.
 
 use candle_core::{DType, Device, Result, Tensor, Var};
@@ -84,6 +85,19 @@ impl Mode {
             (DType::F32, false) => 1e-4,
             (DType::F32, true) => 1e-2,
             _ => 3e-2,
+        }
+    }
+}
+
+impl Mode {
+    /// Max-pooling copies values, and in f32 sums each input's gradients in the CPU kernel's
+    /// order: exact. bf16 and f16 round a sum of up to four gradients once (half an ulp, 2^-9 of a
+    /// bf16 value).
+    pub fn pool_tolerance(&self) -> f32 {
+        if self.dtype == DType::F32 {
+            0.0
+        } else {
+            1e-2
         }
     }
 }
@@ -281,6 +295,65 @@ fn relu_on_device(x: &Tensor, gy: &Tensor) -> Result<(Tensor, Tensor)> {
     let grads = (y.to_dtype(DType::F32)? * gy.to_dtype(DType::F32)?)?.sum_all()?.backward()?;
     let gx = grads.get(v.as_tensor()).cloned().ok_or_else(|| candle_core::Error::Msg("relu: no input gradient".into()))?;
     Ok((y, gx))
+}
+
+/// One max-pooling: input (n, c, h, w), k x k windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolCase {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl std::fmt::Display for PoolCase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let PoolCase { n, c, h, w, k, stride, padding } = *self;
+        f.pad(&format!("max-pool {n}x{c}x{h}x{w} k {k} stride {stride} pad {padding}, ties"))
+    }
+}
+
+/// ResNet's stem pooling (3x3, stride 2, padding 1: windows overlap, so an input can be the
+/// maximum of several), the CNN's 2x2, odd and non-square sizes, a batch of one, stride 1.
+pub fn pool_cases() -> Vec<PoolCase> {
+    let case = |n, c, h, w, k, stride, padding| PoolCase { n, c, h, w, k, stride, padding };
+    vec![
+        case(2, 4, 16, 16, 3, 2, 1),
+        case(2, 3, 8, 8, 2, 2, 0),
+        case(3, 2, 9, 7, 3, 2, 1),
+        case(1, 5, 7, 6, 2, 2, 0),
+        case(2, 2, 6, 6, 3, 1, 1),
+    ]
+}
+
+/// The GPU's max-pooling (crates/kernels/src/cuda_pool.rs) in `dtype` against the CPU kernel
+/// (crates/kernels/src/pool.rs, itself checked against PyTorch) on the same values: output and
+/// input gradient, relative to their largest magnitude. The inputs are multiples of 1/4 of either
+/// sign, exact in every format, so that windows hold ties (the first maximum must win) and padding
+/// sits next to negative values (it must never win). f32 sums each input's gradients in the CPU
+/// kernel's order: equal bit for bit; bf16 and f16 round the sum once.
+pub fn check_max_pool(case: PoolCase, device: &Device, dtype: DType) -> Result<f32> {
+    let PoolCase { n, c, h, w, k, stride, padding } = case;
+    let len = n * c * h * w;
+    let x: Vec<f32> = values(len, 1.3).iter().map(|v| (v * 4.0).round() / 4.0).collect();
+    let x0 = Tensor::from_vec(x, (n, c, h, w), &Device::Cpu)?;
+    let xr = Var::from_tensor(&x0)?;
+    let yr = crate::max_pool2d(xr.as_tensor(), k, stride, padding)?;
+    let gy0 = Tensor::from_vec(values(yr.elem_count(), 1.4), yr.shape(), &Device::Cpu)?.to_dtype(dtype)?.to_dtype(DType::F32)?;
+    let grad = |g: &candle_core::backprop::GradStore, t: &Tensor| {
+        g.get(t).cloned().ok_or_else(|| candle_core::Error::Msg(format!("{case}: no gradient of the input")))
+    };
+    let gr = (&yr * &gy0)?.sum_all()?.backward()?;
+    let gxr = grad(&gr, xr.as_tensor())?;
+
+    let xv = Var::from_tensor(&x0.to_device(device)?.to_dtype(dtype)?)?;
+    let y = crate::gpu::max_pool2d(xv.as_tensor(), k, stride, padding)?;
+    let g = (y.to_dtype(DType::F32)? * gy0.to_device(device)?)?.sum_all()?.backward()?;
+    let gx = grad(&g, xv.as_tensor())?;
+    Ok(relative(&y, &yr)?.max(relative(&gx, &gxr)?))
 }
 
 /// The GPU's fused SGD update (crates/kernels/src/cuda_sgd.rs) against the same update with

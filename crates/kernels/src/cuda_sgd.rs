@@ -13,25 +13,7 @@ use cudarc::driver::{LaunchConfig, PushKernelArg};
 
 use crate::SgdStep;
 
-const SOURCE: &str = r#"
-extern "C" __global__ void oodlab_sgd(
-    float* p, const float* grad, float* buf, unsigned long long n,
-    float lr, float momentum, float weight_decay, int nesterov, int first)
-{
-    for (unsigned long long i = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; i < n;
-         i += (unsigned long long)blockDim.x * gridDim.x) {
-        float w = p[i];
-        float g = grad[i];
-        if (weight_decay != 0.0f) g = __fadd_rn(g, __fmul_rn(w, weight_decay));
-        if (momentum != 0.0f) {
-            float b = first ? g : __fadd_rn(__fmul_rn(buf[i], momentum), g);
-            buf[i] = b;
-            g = nesterov ? __fadd_rn(g, __fmul_rn(b, momentum)) : b;
-        }
-        p[i] = __fsub_rn(w, __fmul_rn(g, lr));
-    }
-}
-"#;
+const SOURCE: &str = include_str!("cuda_sgd.cu");
 
 /// Updates `p` (a variable's f32 CUDA tensor) and its momentum buffer `buf` in place from `grad`;
 /// `first` when `buf` holds nothing yet (it is then set to the gradient). All three contiguous

@@ -1,8 +1,10 @@
 //! The GPU ops' entry points, in every build, so that callers need no `cfg` of their own: with
-//! the `cuda` feature they are the ops of cudnn.rs, cudnn_bn.rs, cuda_relu.rs, cuda_sgd.rs and
-//! gpu_memory.rs; without it no tensor can be on a GPU, so they are never reached ([`crate::gpu_applies`]
+//! the `cuda` feature they are the ops of cudnn.rs, cudnn_bn.rs, cuda_relu.rs, cuda_pool.rs,
+//! cuda_sgd.rs and gpu_memory.rs; without it no tensor can be on a GPU, so they are never reached ([`crate::gpu_applies`]
 //! is false) and fail saying so if they are.
 
+#[cfg(feature = "cuda")]
+pub use crate::cuda_pool::max_pool2d;
 #[cfg(feature = "cuda")]
 pub use crate::cuda_relu::relu;
 #[cfg(feature = "cuda")]
@@ -36,6 +38,10 @@ mod absent {
     }
 
     pub fn relu(_: &Tensor) -> Result<Tensor> {
+        absent()
+    }
+
+    pub fn max_pool2d(_: &Tensor, _: usize, _: usize, _: usize) -> Result<Tensor> {
         absent()
     }
 

@@ -2,7 +2,8 @@
 //! [`batch_norm_train`], [`conv_bn_train`] (the two as one op), [`max_pool2d`] and [`relu`] on
 //! CPU f32 tensors and keeps candle's own ops everywhere else. On CUDA (the build with the `cuda`
 //! feature), the ops of [`gpu`] where [`gpu_applies`]: cuDNN's convolutions and training
-//! batch-norm, ReLU with a one-kernel backward pass, SGD's update in one kernel; the rest candle's.
+//! batch-norm, ReLU and max-pooling with one-kernel backward passes, SGD's update in one kernel;
+//! the rest candle's.
 //!
 //! Why: stock candle 0.11 spends a training step of a small CNN mostly outside arithmetic — a
 //! direct loop for the convolution's input gradient, many passes and allocations for batch-norm
@@ -32,6 +33,8 @@
 pub mod check;
 mod conv;
 mod conv_bn;
+#[cfg(feature = "cuda")]
+mod cuda_pool;
 #[cfg(feature = "cuda")]
 mod cuda_relu;
 #[cfg(feature = "cuda")]
@@ -77,10 +80,12 @@ pub enum GpuOp {
     Sgd,
     /// ReLU with a one-kernel backward pass.
     Relu,
+    /// Max-pooling as one kernel forward and one backward.
+    Pool,
 }
 
 impl GpuOp {
-    pub const ALL: [GpuOp; 4] = [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu];
+    pub const ALL: [GpuOp; 5] = [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu, GpuOp::Pool];
 
     /// Its name in `OODLAB_GPU_KERNELS`.
     pub fn name(self) -> &'static str {
@@ -89,6 +94,7 @@ impl GpuOp {
             GpuOp::BatchNorm => "bn",
             GpuOp::Sgd => "sgd",
             GpuOp::Relu => "relu",
+            GpuOp::Pool => "pool",
         }
     }
 
@@ -267,12 +273,14 @@ mod gpu_switch_tests {
 
     #[test]
     fn the_gpu_switch_names_ops() {
-        let (conv, bn, sgd, relu) = (GpuOp::Conv.bit(), GpuOp::BatchNorm.bit(), GpuOp::Sgd.bit(), GpuOp::Relu.bit());
-        assert_eq!(parse_gpu_ops(None), conv | bn | sgd | relu);
+        let (conv, bn, sgd, relu, pool) =
+            (GpuOp::Conv.bit(), GpuOp::BatchNorm.bit(), GpuOp::Sgd.bit(), GpuOp::Relu.bit(), GpuOp::Pool.bit());
+        assert_eq!(parse_gpu_ops(None), conv | bn | sgd | relu | pool);
         assert_eq!(parse_gpu_ops(Some("off")), 0);
         assert_eq!(parse_gpu_ops(Some("conv")), conv);
         assert_eq!(parse_gpu_ops(Some("bn, conv")), conv | bn);
         assert_eq!(parse_gpu_ops(Some("relu,sgd")), relu | sgd);
+        assert_eq!(parse_gpu_ops(Some("pool")), pool);
         assert_eq!(parse_gpu_ops(Some("gelu")), 0, "an unknown name turns nothing on");
     }
 }

@@ -2,7 +2,9 @@
 //! (crates/kernels/src/check.rs), one line per case and number format; exit 1 if any is outside
 //! its tolerance. scripts/gpu-check.sh runs it with `--device cuda`.
 
-use oodlab_kernels::check::{check_batch_norm, check_conv, check_relu, check_sgd, conv_cases, norm_cases, Mode, NORM_TOLERANCE};
+use oodlab_kernels::check::{
+    check_batch_norm, check_conv, check_max_pool, check_relu, check_sgd, conv_cases, norm_cases, pool_cases, Mode, NORM_TOLERANCE,
+};
 
 use crate::args::CheckKernelsArgs;
 use crate::commands::bench_step::open_device;
@@ -33,11 +35,15 @@ pub fn check_kernels(a: CheckKernelsArgs) -> anyhow::Result<i32> {
         report.line("f32", &case.to_string(), result, NORM_TOLERANCE);
     }
     if device.is_cuda() {
-        // The CPU keeps candle's ReLU backward and SGD update: these two are the GPU's only (the
-        // CPU's ReLU kernel is tested with the CPU kernels, crates/kernels/tests).
+        // The CPU keeps candle's ReLU backward and SGD update: these are the GPU's only (the CPU's
+        // ReLU and max-pool kernels are tested with the CPU kernels, crates/kernels/tests).
         for mode in Mode::all(device).into_iter().filter(|m| !m.tf32) {
             let result = check_relu(device, mode.dtype).map(|e| (e, format!("output and gradient {e:.1e}")));
             report.line(&mode.to_string(), "relu 4x16x8x8, a quarter exact zeros", result, 0.0);
+            for case in pool_cases() {
+                let result = check_max_pool(case, device, mode.dtype).map(|e| (e, format!("output and gradient {e:.1e}")));
+                report.line(&mode.to_string(), &case.to_string(), result, mode.pool_tolerance());
+            }
         }
         let result = check_sgd(device).map(|e| (e, format!("weights and buffers {e:.1e}")));
         report.line("f32", "sgd, 3 steps, momentum 0.9, nesterov, wd 5e-4", result, SGD_TOLERANCE);

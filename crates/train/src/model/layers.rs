@@ -214,14 +214,17 @@ fn relu_unprofiled(x: &Tensor) -> Result<Tensor> {
     }
 }
 
-/// Max-pooling over k x k windows: the CPU kernel where it applies, [`max_pool_after_relu`]
-/// elsewhere (GPU). Not candle's `max_pool2d`: its backward pass multiplies each window's
-/// gradient by the fraction of the window that holds the maximum (1/4 for a 2x2 window with one
-/// maximum) where it should divide by the number of maxima (tested in crates/kernels/tests).
+/// Max-pooling over k x k windows: the CPU kernel where it applies, the GPU's (one kernel each
+/// way), else [`max_pool_after_relu`]. Not candle's `max_pool2d`: its backward pass multiplies
+/// each window's gradient by the fraction of the window that holds the maximum (1/4 for a 2x2
+/// window with one maximum) where it should divide by the number of maxima (tested in
+/// crates/kernels/tests).
 pub fn max_pool(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result<Tensor> {
     oodlab_kernels::profile::time("forward: max-pool", x.device(), || {
         if oodlab_kernels::applies(x) {
             oodlab_kernels::max_pool2d(x, k, stride, padding)
+        } else if oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::Pool, x) {
+            oodlab_kernels::gpu::max_pool2d(x, k, stride, padding)
         } else {
             max_pool_after_relu(x, k, stride, padding)
         }
