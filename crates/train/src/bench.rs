@@ -109,7 +109,9 @@ pub fn loader(config: &oodlab_spec::RunConfig, epochs: u32) -> Result<LoaderTime
     let train = oodlab_spec::TrainSettings { epochs, ..s.train.clone() };
     let started = Instant::now();
     let (images, batches, peak_batches) = std::thread::scope(|scope| -> Result<_, crate::TrainError> {
-        let mut prefetch = crate::loader::training(scope, &sets, &train, &s.data.normalize, s.data.loader, config.seed, 0);
+        // Batches stay in host memory: the loader alone is timed, not a copy to a device.
+        let mut prefetch =
+            crate::loader::training(scope, &sets, &train, &s.data.normalize, s.data.loader, config.seed, 0, &candle_core::Device::Cpu);
         let (mut images, mut batches) = (0, 0);
         for batch in prefetch.by_ref() {
             images += batch?.labels.len();

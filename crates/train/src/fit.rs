@@ -189,13 +189,10 @@ fn train(
             in_epoch,
         }
     };
-    // Training inputs after the crop; outliers have the ID images' shape (checked by load_sets).
-    let c = sets.train.channels;
-    let (oh, ow) = crate::augment::train_size(&t.augment, sets.train.height, sets.train.width);
     // The loader's threads live in this scope; they stop when `batches` is dropped, on an error too.
     std::thread::scope(|scope| -> Result<(), TrainError> {
         let done_steps = (first_epoch as usize - 1) * steps_per_epoch + partial.as_ref().map_or(0, |p| p.steps);
-        let mut batches = crate::loader::training(scope, sets, t, &s.data.normalize, s.data.loader, seed, done_steps);
+        let mut batches = crate::loader::training(scope, sets, t, &s.data.normalize, s.data.loader, seed, done_steps, device);
         for epoch in first_epoch..=t.epochs {
             let started = Instant::now();
             let (mut loss_sum, mut hits, mut seen) = (0.0f64, 0usize, 0usize);
@@ -235,18 +232,20 @@ fn train(
                 lr = learning_rate(&t.optimizer, &t.schedule, step, total, steps_per_epoch);
                 let built = batches.next().expect("the plan has every step of every epoch")?;
                 let n = built.labels.len();
-                let images = Tensor::from_vec(built.images, (n, c, oh, ow), device).context("building a batch")?;
                 let labels = Tensor::from_vec(built.labels.clone(), n, device).context("building a batch")?;
-                let outliers = match built.outliers {
-                    Some(px) => {
-                        let m = px.len() / (c * oh * ow);
-                        Some(Tensor::from_vec(px, (m, c, oh, ow), device).context("building an outlier batch")?)
-                    }
-                    None => None,
-                };
-                let batch = Batch { images: &images, labels: &labels, outliers: outliers.as_ref(), classes };
+                let batch = Batch { images: &built.images, labels: &labels, outliers: built.outliers.as_ref(), classes };
                 let out = step_loss(&s.method, model, &batch, &mut mix_rng).context("forward pass")?;
+                // The backward pass is queued before the loss and the logits are read: on a GPU,
+                // reading waits for the work queued, and reading between the two passes (and again
+                // after the update) left the GPU idle while the host queued the next pass. A
+                // non-finite loss drops its gradients unapplied, as before.
+                let grads = match scaler.as_ref() {
+                    None => out.loss.backward(),
+                    Some(scaler) => scaler.backward(&out.loss),
+                }
+                .context("backward pass")?;
                 let loss = out.loss.to_scalar::<f32>().context("reading the loss")?;
+                let z = out.id_logits.flatten_all().and_then(|z| z.to_vec1::<f32>()).context("reading logits")?;
                 if !loss.is_finite() {
                     // The step is skipped, never applied, so the weights stay finite; the run is
                     // flagged (`nonfinite_steps`), not failed, unless a whole epoch learned nothing.
@@ -259,9 +258,9 @@ fn train(
                     continue;
                 }
                 match scaler.as_mut() {
-                    None => optimizer.step(&out.loss.backward().context("backward pass")?, lr).context("optimizer step")?,
+                    None => optimizer.step(&grads, lr).context("optimizer step")?,
                     Some(scaler) => {
-                        let mut grads = scaler.backward(&out.loss).context("backward pass")?;
+                        let mut grads = grads;
                         if scaler.unscale(&mut grads, &vars).context("unscaling gradients")? {
                             optimizer.step(&grads, lr).context("optimizer step")?;
                         } else {
@@ -269,7 +268,6 @@ fn train(
                         }
                     }
                 }
-                let z = out.id_logits.flatten_all().and_then(|z| z.to_vec1::<f32>()).context("reading logits")?;
                 hits += predictions(&z, classes).iter().zip(&built.labels).filter(|(p, l)| p == l).count();
                 seen += n;
                 loss_sum += loss as f64 * n as f64;

@@ -2,7 +2,12 @@
 //! `data.loader.prefetch` ahead of the model. Every seeded choice (the epoch's order, the outliers,
 //! each image's crop, flip and jitter) is drawn in order by the plan, on one thread, with the same
 //! streams as when batches were built inline, so results do not depend on the threads.
+//!
+//! A training batch leaves the loader as tensors on the training device: on a GPU the copy from
+//! host memory then happens on a loader thread while the previous step runs, not on the training
+//! thread between steps (on the CPU the tensor takes the buffer over, without a copy).
 
+use candle_core::{Device, Tensor};
 use oodlab_data::prefetch::Prefetch;
 use oodlab_data::{DataError, ImageSet};
 use oodlab_spec::{AugmentSettings, LoaderSettings, Normalize, TrainSettings};
@@ -11,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::augment::{Draw, View};
 use crate::sets::{OutlierStream, RunSets};
+use crate::{Context, TrainError};
 
 /// Images of one set to build into a batch, with each one's transform.
 pub struct Job {
@@ -43,11 +49,13 @@ pub struct StepJob {
     pub outliers: Option<Job>,
 }
 
-/// One training step's inputs, built.
+/// One training step's inputs, built and on the training device.
 pub struct StepBatch {
-    pub images: Vec<f32>,
+    /// (n, c, h, w).
+    pub images: Tensor,
     pub labels: Vec<u32>,
-    pub outliers: Option<Vec<f32>>,
+    /// (m, c, h, w), for the methods that train on outliers.
+    pub outliers: Option<Tensor>,
 }
 
 /// Steps per epoch for `n` images: full batches only with `drop_last` (the reference codes'
@@ -119,7 +127,9 @@ impl Iterator for TrainPlan<'_> {
     }
 }
 
-/// Training batches of `sets` built ahead on the loader's threads, in plan order.
+/// Training batches of `sets` built ahead on the loader's threads, in plan order, and put on
+/// `device` there.
+#[allow(clippy::too_many_arguments)] // the run's parts a batch is made from, each named
 pub fn training<'a, 'scope>(
     scope: &'scope std::thread::Scope<'scope, '_>,
     sets: &'a RunSets,
@@ -128,7 +138,8 @@ pub fn training<'a, 'scope>(
     loader: LoaderSettings,
     seed: u64,
     done_steps: usize,
-) -> Prefetch<'a, StepJob, Result<StepBatch, DataError>>
+    device: &'a Device,
+) -> Prefetch<'a, StepJob, Result<StepBatch, TrainError>>
 where
     'a: 'scope,
 {
@@ -139,11 +150,17 @@ where
         plan.next();
     }
     let out = |set: &ImageSet| crate::augment::train_size(&t.augment, set.height, set.width);
-    let work = move |job: StepJob| -> Result<StepBatch, DataError> {
-        let images = job.images.build(&sets.train, out(&sets.train), norm)?;
+    // Job `job` of `set` as an (n, c, h, w) tensor on the device.
+    let tensor = move |job: &Job, set: &ImageSet, what: &str| -> Result<Tensor, TrainError> {
+        let (h, w) = out(set);
+        let px = job.build(set, (h, w), norm)?;
+        Tensor::from_vec(px, (job.indices.len(), set.channels, h, w), device).context(what)
+    };
+    let work = move |job: StepJob| -> Result<StepBatch, TrainError> {
+        let images = tensor(&job.images, &sets.train, "building a batch")?;
         let labels = job.images.indices.iter().map(|&i| sets.train.labels[i]).collect();
         let outliers = match (&job.outliers, &sets.outliers) {
-            (Some(o), Some(pool)) => Some(o.build(pool, out(pool), norm)?),
+            (Some(o), Some(pool)) => Some(tensor(o, pool, "building an outlier batch")?),
             _ => None,
         };
         Ok(StepBatch { images, labels, outliers })
@@ -208,9 +225,12 @@ mod tests {
 
     fn all(sets: &RunSets, t: &TrainSettings, loader: LoaderSettings) -> Vec<Built> {
         let norm = Normalize { mean: PerChannel::All(0.0), std: PerChannel::All(1.0 / 255.0) };
-        std::thread::scope(|s| {
-            training(s, sets, t, &norm, loader, 11, 0).map(|b| b.map(|b| (b.images, b.labels, b.outliers)).unwrap()).collect()
-        })
+        std::thread::scope(|s| training(s, sets, t, &norm, loader, 11, 0, &Device::Cpu).map(|b| unpack(b.unwrap())).collect())
+    }
+
+    fn unpack(b: StepBatch) -> Built {
+        let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        (values(&b.images), b.labels, b.outliers.as_ref().map(values))
     }
 
     #[test]
@@ -260,7 +280,7 @@ mod tests {
         // augmentation and outlier draws go on where they were.
         for done in [3, 4] {
             let rest: Vec<Built> = std::thread::scope(|s| {
-                training(s, &sets, &t, &norm, loader, 11, done).map(|b| b.map(|b| (b.images, b.labels, b.outliers)).unwrap()).collect()
+                training(s, &sets, &t, &norm, loader, 11, done, &Device::Cpu).map(|b| unpack(b.unwrap())).collect()
             });
             assert_eq!(rest, whole[done..], "after {done} steps");
         }

@@ -177,3 +177,33 @@ fn the_validation_outliers_are_held_out_of_the_outliers_trained_on() {
     let ce = |e: &oodlab_spec::Experiment| e.runs.iter().find(|r| r.entry == "ce").unwrap().run_id.clone();
     assert_eq!(ce(&exp), ce(&pooled), "the baseline trains on no outliers: unchanged");
 }
+
+#[test]
+fn a_diverging_run_skips_its_nonfinite_steps_then_stops_naming_the_learning_rate() {
+    // At lr 1e30 the first update throws the weights to infinity; every later loss is NaN. The
+    // steps with a non-finite loss are skipped (counted, never applied); the second epoch, with
+    // no finite step at all, stops the run with an error that says what to change.
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = ["train.epochs=2".into(), "train.optimizer.lr=1e30".into()];
+    let exp = oodlab_spec::load(&spec(dir.path()), &overrides, oodlab_train::CODE_VERSION).unwrap();
+    let run = exp.runs.iter().find(|r| r.entry == "ce").unwrap();
+    let mut events = Vec::new();
+    let req = oodlab_train::RunRequest { config: run, run_dir: dir.path(), init_checkpoint: None, device: &Device::Cpu };
+    let err = oodlab_train::run(&req, &mut |e| events.push(e)).unwrap_err();
+    // 450 images less the tenth held for validation, in full batches of 50 (`drop_last`): 8 steps.
+    match &err {
+        oodlab_train::TrainError::Diverged { epoch, step, loss } => {
+            assert_eq!((*epoch, *step), (2, 8), "{err}");
+            assert!(!loss.is_finite());
+        }
+        other => panic!("expected the run to diverge, got: {other}"),
+    }
+    assert!(err.to_string().contains("lower train.optimizer.lr"), "{err}");
+    // The first epoch ended with its one finite step counted, its loss the mean of what was seen.
+    let epochs: Vec<(f64, f64)> =
+        events.iter().filter_map(|e| if let Event::Epoch { train_loss, train_acc, .. } = e { Some((*train_loss, *train_acc)) } else { None }).collect();
+    assert_eq!(epochs.len(), 1, "{events:?}");
+    let (loss, acc) = epochs[0];
+    assert!(loss.is_finite() && loss > 0.0, "{loss}");
+    assert_eq!((acc * 50.0).fract(), 0.0, "accuracy over the 50 images of the one finite step: {acc}");
+}
