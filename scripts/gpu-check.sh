@@ -7,8 +7,9 @@
 #
 # 1. the device and the libraries the binary loads;
 # 2. `oodlab check-kernels --device cuda`: cuDNN's convolution (forward, input and kernel
-#    gradients; f32, TF32, bf16, f16) and batch-norm against candle's CPU ops on fixed inputs, the
-#    GPU's ReLU, max-pooling and SGD kernels against PyTorch's rules and the CPU kernels;
+#    gradients; f32, TF32, bf16, f16) and batch-norm (f32, and bf16/f16 data: the `bn16` op, not in
+#    the default set yet) against candle's CPU ops on fixed inputs, the GPU's ReLU, max-pooling and
+#    SGD kernels against PyTorch's rules and the CPU kernels; the ops that pass are used after;
 # 3. one ResNet-18 training step on the GPU (TF32 off) and on the CPU from the same weights and
 #    inputs: the losses of 4 steps must agree to 1e-3;
 # 4. the quickstart trained on the GPU, four runs packed on it, cold (empty kernel cache in a new
@@ -67,10 +68,11 @@ grep -vE '^ok ' "$keep/check-kernels.txt"
 # An op that failed its check is left out of everything after (OODLAB_GPU_KERNELS lists the rest),
 # so that the timings still come back; the summary says which.
 ops=""
-for op in conv bn sgd relu pool; do
+for op in conv bn sgd relu pool bn16; do
   case $op in
     conv) pattern='^FAIL +[a-z0-9+]+ +x ' ;;
-    bn) pattern='^FAIL .*batch-norm' ;;
+    bn) pattern='^FAIL +f32 +batch-norm' ;;
+    bn16) pattern='^FAIL +(bf16|f16) +batch-norm' ;; # off by default until checked here
     sgd) pattern='^FAIL .* sgd' ;;
     relu) pattern='^FAIL .* relu' ;;
     pool) pattern='^FAIL .* max-pool' ;;

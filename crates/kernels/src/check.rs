@@ -90,6 +90,16 @@ impl Mode {
 }
 
 impl Mode {
+    /// Batch-norm's limit: [`NORM_TOLERANCE`] in f32; bf16 and f16 round the output and the input
+    /// gradient to the format, as [`Mode::tolerance`].
+    pub fn norm_tolerance(&self) -> f32 {
+        if self.dtype == DType::F32 {
+            NORM_TOLERANCE
+        } else {
+            self.tolerance()
+        }
+    }
+
     /// Max-pooling copies values, and in f32 sums each input's gradients in the CPU kernel's
     /// order: exact. bf16 and f16 round a sum of up to four gradients once (half an ulp, 2^-9 of a
     /// bf16 value).
@@ -221,22 +231,28 @@ impl NormErrors {
     }
 }
 
-/// The tolerance of a batch-norm check (f32 only: models normalize in f32 whatever they compute in).
+/// The tolerance of an f32 batch-norm check (bf16 and f16 data: [`Mode::tolerance`], as their
+/// outputs and input gradients are rounded to the format).
 pub const NORM_TOLERANCE: f32 = 1e-4;
 
 const EPS: f64 = 1e-5;
 
-/// Runs `case` on `device` with this crate's training batch-norm for the device, and candle's ops
-/// on the CPU on the same values (PyTorch's formula: batch mean, biased variance, eps 1e-5).
-pub fn check_batch_norm(case: NormCase, device: &Device) -> Result<NormErrors> {
+/// Runs `case` on `device` with this crate's training batch-norm for the device on data in `dtype`
+/// (scale, shift and statistics in f32), and candle's ops on the CPU in f32 on the same values
+/// (PyTorch's formula: batch mean, biased variance, eps 1e-5).
+pub fn check_batch_norm(case: NormCase, device: &Device, dtype: DType) -> Result<NormErrors> {
     let NormCase { n, c, h, w } = case;
     let cpu = Device::Cpu;
-    // An offset per channel, so that the mean matters.
-    let x0 = (Tensor::from_vec(values(n * c * h * w, 0.4), (n, c, h, w), &cpu)?
-        + Tensor::from_vec((0..c).map(|i| i as f32 * 0.5 - 1.0).collect::<Vec<_>>(), (1, c, 1, 1), &cpu)?.broadcast_as((n, c, h, w))?)?;
+    let exact = |t: Tensor| t.to_dtype(dtype)?.to_dtype(DType::F32); // the values `dtype` holds
+                                                                     // An offset per channel, so that the mean matters.
+    let x0 = exact(
+        (Tensor::from_vec(values(n * c * h * w, 0.4), (n, c, h, w), &cpu)?
+            + Tensor::from_vec((0..c).map(|i| i as f32 * 0.5 - 1.0).collect::<Vec<_>>(), (1, c, 1, 1), &cpu)?
+                .broadcast_as((n, c, h, w))?)?,
+    )?;
     let g0 = (Tensor::from_vec(values(c, 0.5), c, &cpu)? + 1.0)?;
     let b0 = Tensor::from_vec(values(c, 0.6), c, &cpu)?;
-    let gy0 = Tensor::from_vec(values(n * c * h * w, 0.7), (n, c, h, w), &cpu)?;
+    let gy0 = exact(Tensor::from_vec(values(n * c * h * w, 0.7), (n, c, h, w), &cpu)?)?;
 
     let (xr, gr, br) = (Var::from_tensor(&x0)?, Var::from_tensor(&g0)?, Var::from_tensor(&b0)?);
     let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
@@ -252,10 +268,16 @@ pub fn check_batch_norm(case: NormCase, device: &Device) -> Result<NormErrors> {
         g.get(t).cloned().ok_or_else(|| candle_core::Error::Msg(format!("{case}: no gradient of the {what}")))
     };
 
-    let (xv, gv, bv) =
-        (Var::from_tensor(&x0.to_device(device)?)?, Var::from_tensor(&g0.to_device(device)?)?, Var::from_tensor(&b0.to_device(device)?)?);
+    let (xv, gv, bv) = (
+        Var::from_tensor(&x0.to_device(device)?.to_dtype(dtype)?)?,
+        Var::from_tensor(&g0.to_device(device)?)?,
+        Var::from_tensor(&b0.to_device(device)?)?,
+    );
     let out = batch_norm_on_device(xv.as_tensor(), gv.as_tensor(), bv.as_tensor())?;
-    let grads = (&out.y * gy0.to_device(device)?)?.sum_all()?.backward()?;
+    if out.y.dtype() != dtype {
+        candle_core::bail!("{case}: output in {:?} for {dtype:?} data", out.y.dtype());
+    }
+    let grads = (out.y.to_dtype(DType::F32)? * gy0.to_device(device)?)?.sum_all()?.backward()?;
     Ok(NormErrors {
         forward: relative(&out.y, &yr)?,
         mean: relative(&out.mean, &mean_r.flatten_all()?)?,
@@ -420,7 +442,7 @@ mod tests {
     #[test]
     fn the_cpu_batch_norm_matches_candle_on_every_case() {
         for case in norm_cases() {
-            let e = check_batch_norm(case, &Device::Cpu).unwrap();
+            let e = check_batch_norm(case, &Device::Cpu, DType::F32).unwrap();
             assert!(e.worst() < NORM_TOLERANCE, "{case}: {e:?}");
         }
     }

@@ -1,8 +1,10 @@
 //! Batch-norm in training mode on CUDA through cuDNN (the CUDA build only, feature `cuda`): one
 //! kernel forward (batch statistics, normalize, scale, shift) and one backward (the input's,
 //! scale's and shift's gradients), where candle's ops take about ten kernels forward and more
-//! backward, each with a full-size intermediate tensor (issue #17). f32 (a model casts to its
-//! master format before batch-norm), spatial mode, as PyTorch's `cudnn_batch_norm`.
+//! backward, each with a full-size intermediate tensor (issue #17). Spatial mode, as PyTorch's
+//! `cudnn_batch_norm`. The data in f32, or in bf16 or f16 with the statistics, scale and shift in
+//! f32 (cuDNN's "pseudo half" configurations, what PyTorch's autocast runs): a bf16 model then
+//! needs no casts around its batch-norms.
 //!
 //! cudarc's safe cuDNN wrappers have no batch-norm, and their handles and descriptors do not show
 //! their raw pointers, so this file keeps its own handle per device and thread and calls cuDNN's
@@ -14,23 +16,31 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
+use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::DeviceId;
 use candle_core::{CpuStorage, CudaDevice, CudaStorage, CustomOp1, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use cudarc::cudnn::sys;
-use cudarc::driver::{CudaSlice, DevicePtr, DevicePtrMut};
+use cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtr, DevicePtrMut, SyncOnDrop};
+use half::{bf16, f16};
 
 use crate::norm::BatchNormOutput;
 
-/// PyTorch's `batch_norm(x, training=True)` over an f32 CUDA tensor (n, c, h, w) with per-channel
-/// `gamma` and `beta`: the output, and the batch's mean and biased variance per channel (detached,
-/// for the running statistics).
+/// PyTorch's `batch_norm(x, training=True)` over a CUDA tensor (n, c, h, w) in f32, bf16 or f16
+/// with per-channel f32 `gamma` and `beta`: the output (in x's format), and the batch's mean and
+/// biased variance per channel in f32 (detached, for the running statistics).
 pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<BatchNormOutput> {
-    if x.dtype() != DType::F32 || gamma.dtype() != DType::F32 || beta.dtype() != DType::F32 {
-        candle_core::bail!("cudnn batch-norm: f32 expected, got {:?}, {:?}, {:?}", x.dtype(), gamma.dtype(), beta.dtype());
+    if !matches!(x.dtype(), DType::F32 | DType::BF16 | DType::F16) || gamma.dtype() != DType::F32 || beta.dtype() != DType::F32 {
+        candle_core::bail!(
+            "cudnn batch-norm: f32, bf16 or f16 data with f32 scale and shift expected, got {:?}, {:?}, {:?}",
+            x.dtype(),
+            gamma.dtype(),
+            beta.dtype()
+        );
     }
     let c = x.dim(1)?;
     let saved = Arc::new(Mutex::new(None));
-    let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, CudnnBatchNorm { eps, saved: saved.clone() })?;
+    let op = CudnnBatchNorm { eps, saved: saved.clone(), param_grads: Arc::new(Mutex::new(None)) };
+    let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
     let read = |which| gamma.apply_op1_no_bwd(&ReadSaved { saved: saved.clone(), which, c });
     let mean = read(Which::Mean)?;
     // cuDNN keeps 1/sqrt(var + eps); the running statistics want the variance.
@@ -47,14 +57,89 @@ struct Saved {
 
 type SavedSlot = Arc<Mutex<Option<Saved>>>;
 
+/// The scale's and shift's gradients [dgamma | dbeta] in f32, which the backward pass of bf16 or
+/// f16 data leaves here (its output, the input's gradient, is in the data's format).
+type ParamGradSlot = Arc<Mutex<Option<CudaSlice<f32>>>>;
+
 struct CudnnBatchNorm {
     eps: f64,
     saved: SavedSlot,
+    param_grads: ParamGradSlot,
 }
 
-fn f32_view<'a>(s: &'a CudaStorage, l: &Layout) -> Result<cudarc::driver::CudaView<'a, f32>> {
-    let Some((start, end)) = l.contiguous_offsets() else { candle_core::bail!("cudnn batch-norm: the inputs must be contiguous") };
+fn offsets(l: &Layout) -> Result<(usize, usize)> {
+    l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("cudnn batch-norm: the inputs must be contiguous".into()))
+}
+
+fn f32_view<'a>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, f32>> {
+    let (start, end) = offsets(l)?;
     Ok(s.as_cuda_slice::<f32>()?.slice(start..end))
+}
+
+/// The data (input, output, their gradients) in the model's format.
+enum Data<'a> {
+    F32(CudaView<'a, f32>),
+    Bf16(CudaView<'a, bf16>),
+    F16(CudaView<'a, f16>),
+}
+
+impl<'a> Data<'a> {
+    fn of(s: &'a CudaStorage, l: &Layout) -> Result<Data<'a>> {
+        let (a, b) = offsets(l)?;
+        Ok(match s.dtype() {
+            DType::F32 => Data::F32(s.as_cuda_slice::<f32>()?.slice(a..b)),
+            DType::BF16 => Data::Bf16(s.as_cuda_slice::<bf16>()?.slice(a..b)),
+            DType::F16 => Data::F16(s.as_cuda_slice::<f16>()?.slice(a..b)),
+            other => candle_core::bail!("cudnn batch-norm: {other:?} data"),
+        })
+    }
+
+    fn ptr<'b>(&'b self, stream: &'b CudaStream) -> (u64, SyncOnDrop<'b>) {
+        match self {
+            Data::F32(v) => v.device_ptr(stream),
+            Data::Bf16(v) => v.device_ptr(stream),
+            Data::F16(v) => v.device_ptr(stream),
+        }
+    }
+}
+
+/// A new buffer of data in the model's format.
+enum Buffer {
+    F32(CudaSlice<f32>),
+    Bf16(CudaSlice<bf16>),
+    F16(CudaSlice<f16>),
+}
+
+impl Buffer {
+    /// `n` values of `dtype`, uninitialized: the caller has cuDNN write them all.
+    fn uninit(device: &CudaDevice, dtype: DType, n: usize) -> Result<Buffer> {
+        // SAFETY: see above; cuDNN writes every value (its beta is 0, so the buffer is not read).
+        #[allow(unsafe_code)]
+        unsafe {
+            Ok(match dtype {
+                DType::F32 => Buffer::F32(device.alloc::<f32>(n)?),
+                DType::BF16 => Buffer::Bf16(device.alloc::<bf16>(n)?),
+                DType::F16 => Buffer::F16(device.alloc::<f16>(n)?),
+                other => candle_core::bail!("cudnn batch-norm: {other:?} data"),
+            })
+        }
+    }
+
+    fn ptr_mut<'b>(&'b mut self, stream: &'b CudaStream) -> (u64, SyncOnDrop<'b>) {
+        match self {
+            Buffer::F32(v) => v.device_ptr_mut(stream),
+            Buffer::Bf16(v) => v.device_ptr_mut(stream),
+            Buffer::F16(v) => v.device_ptr_mut(stream),
+        }
+    }
+
+    fn into_storage(self, device: CudaDevice) -> CudaStorage {
+        match self {
+            Buffer::F32(v) => CudaStorage::wrap_cuda_slice(v, device),
+            Buffer::Bf16(v) => CudaStorage::wrap_cuda_slice(v, device),
+            Buffer::F16(v) => CudaStorage::wrap_cuda_slice(v, device),
+        }
+    }
 }
 
 fn status(s: sys::cudnnStatus_t) -> Result<()> {
@@ -82,19 +167,19 @@ impl CustomOp3 for CudnnBatchNorm {
         let dims = dims4(xl.dims())?;
         let device = xs.device.clone();
         let stream = device.cuda_stream();
-        let (x, gamma, beta) = (f32_view(xs, xl)?, f32_view(gs, gl)?, f32_view(bs, bl)?);
+        let (x, gamma, beta) = (Data::of(xs, xl)?, f32_view(gs, gl)?, f32_view(bs, bl)?);
         let count: usize = dims.iter().product();
-        // SAFETY: cuDNN writes every value of the three (beta = 0: the output is not read).
+        let mut y = Buffer::uninit(&device, xs.dtype(), count)?;
+        // SAFETY: cuDNN writes every value of the two.
         #[allow(unsafe_code)]
-        let (mut y, mut mean, mut inv_std) =
-            unsafe { (device.alloc::<f32>(count)?, device.alloc::<f32>(dims[1])?, device.alloc::<f32>(dims[1])?) };
+        let (mut mean, mut inv_std) = unsafe { (device.alloc::<f32>(dims[1])?, device.alloc::<f32>(dims[1])?) };
         with_handle(&device, |handle| {
-            let (xd, pd) = (Descriptor::new(dims)?, Descriptor::new([1, dims[1], 1, 1])?);
+            let (xd, pd) = (Descriptor::new(dims, xs.dtype())?, Descriptor::new([1, dims[1], 1, 1], DType::F32)?);
             let (one, zero) = (1f32, 0f32);
-            let (xp, _rx) = x.device_ptr(&stream);
+            let (xp, _rx) = x.ptr(&stream);
             let (gp, _rg) = gamma.device_ptr(&stream);
             let (bp, _rb) = beta.device_ptr(&stream);
-            let (yp, _wy) = y.device_ptr_mut(&stream);
+            let (yp, _wy) = y.ptr_mut(&stream);
             let (mp, _wm) = mean.device_ptr_mut(&stream);
             let (ip, _wi) = inv_std.device_ptr_mut(&stream);
             // SAFETY: the descriptors say the shapes of the buffers passed; no running statistics
@@ -123,7 +208,7 @@ impl CustomOp3 for CudnnBatchNorm {
             })
         })?;
         *self.saved.lock().expect("not poisoned") = Some(Saved { mean, inv_std });
-        Ok((CudaStorage::wrap_cuda_slice(y, device), Shape::from(dims.to_vec())))
+        Ok((y.into_storage(device), Shape::from(dims.to_vec())))
     }
 
     fn bwd(
@@ -134,17 +219,25 @@ impl CustomOp3 for CudnnBatchNorm {
         _y: &Tensor,
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let op = CudnnBatchNormBackward { eps: self.eps, saved: self.saved.clone() };
-        let packed = x.apply_op3_no_bwd(gamma, &gy.contiguous()?, &op)?;
-        let mut parts = crate::unpack(&packed, &[x.dims(), gamma.dims(), beta.dims()])?.into_iter();
-        Ok((parts.next(), parts.next(), parts.next()))
+        let op = CudnnBatchNormBackward { eps: self.eps, saved: self.saved.clone(), param_grads: self.param_grads.clone() };
+        let out = x.apply_op3_no_bwd(gamma, &gy.contiguous()?, &op)?;
+        if x.dtype() == DType::F32 {
+            let mut parts = crate::unpack(&out, &[x.dims(), gamma.dims(), beta.dims()])?.into_iter();
+            return Ok((parts.next(), parts.next(), parts.next()));
+        }
+        // bf16 or f16: `out` is the input's gradient; the scale's and shift's wait in the slot.
+        let c = gamma.elem_count();
+        let params = gamma.apply_op1_no_bwd(&ReadParamGrads { slot: self.param_grads.clone(), c })?;
+        Ok((Some(out), Some(params.narrow(0, 0, c)?.reshape(gamma.shape())?), Some(params.narrow(0, c, c)?.reshape(beta.shape())?)))
     }
 }
 
-/// The gradients of the input, scale and shift, packed [dx | dgamma | dbeta].
+/// The gradients of the input, scale and shift: for f32 data packed [dx | dgamma | dbeta]; for
+/// bf16 or f16 data dx in its format, with [dgamma | dbeta] in f32 left in `param_grads`.
 struct CudnnBatchNormBackward {
     eps: f64,
     saved: SavedSlot,
+    param_grads: ParamGradSlot,
 }
 
 impl CustomOp3 for CudnnBatchNormBackward {
@@ -169,26 +262,41 @@ impl CustomOp3 for CudnnBatchNormBackward {
         let (count, c) = (dims.iter().product::<usize>(), dims[1]);
         let device = xs.device.clone();
         let stream = device.cuda_stream();
-        let (x, gamma, dy) = (f32_view(xs, xl)?, f32_view(gs, gl)?, f32_view(dys, dyl)?);
+        if xs.dtype() != dys.dtype() {
+            candle_core::bail!("cudnn batch-norm backward: {:?} input, {:?} gradient", xs.dtype(), dys.dtype());
+        }
+        let (x, gamma, dy) = (Data::of(xs, xl)?, f32_view(gs, gl)?, Data::of(dys, dyl)?);
         let saved = self.saved.lock().expect("not poisoned");
         let Some(saved) = saved.as_ref() else { candle_core::bail!("cudnn batch-norm backward before its forward pass") };
-        // SAFETY: cuDNN writes every value (beta = 0 for the data and the parameters).
+        let packed = xs.dtype() == DType::F32;
+        // f32: one buffer [dx | dgamma | dbeta]; otherwise dx in the data's format and [dgamma |
+        // dbeta] in f32 apart. cuDNN writes every value (beta = 0 for the data and the parameters).
+        let mut dx_buffer = Buffer::uninit(&device, xs.dtype(), if packed { count + 2 * c } else { count })?;
+        // SAFETY: as above.
         #[allow(unsafe_code)]
-        let mut packed = unsafe { device.alloc::<f32>(count + 2 * c)? };
+        let mut params = if packed { None } else { Some(unsafe { device.alloc::<f32>(2 * c)? }) };
         let sync = || device.cuda_stream().synchronize().map_err(candle_core::Error::wrap);
         crate::profile::time_with("backward: batch-norm (cuDNN)", sync, || {
             with_handle(&device, |handle| {
-                let (xd, pd) = (Descriptor::new(dims)?, Descriptor::new([1, c, 1, 1])?);
+                let (xd, pd) = (Descriptor::new(dims, xs.dtype())?, Descriptor::new([1, c, 1, 1], DType::F32)?);
                 let (one, zero) = (1f32, 0f32);
-                let (xp, _rx) = x.device_ptr(&stream);
+                let (xp, _rx) = x.ptr(&stream);
                 let (gp, _rg) = gamma.device_ptr(&stream);
-                let (dyp, _rdy) = dy.device_ptr(&stream);
+                let (dyp, _rdy) = dy.ptr(&stream);
                 let (mp, _rm) = saved.mean.device_ptr(&stream);
                 let (ip, _ri) = saved.inv_std.device_ptr(&stream);
-                let (out, _wo) = packed.device_ptr_mut(&stream);
+                let (dx, _wo) = dx_buffer.ptr_mut(&stream);
                 let size = std::mem::size_of::<f32>() as u64;
-                let (dx, dgamma, dbeta) = (out, out + count as u64 * size, out + (count + c) as u64 * size);
-                // SAFETY: as the forward pass; the three outputs are disjoint parts of `packed`.
+                let (param_base, _wp) = match params.as_mut() {
+                    Some(p) => {
+                        let (ptr, guard) = p.device_ptr_mut(&stream);
+                        (ptr, Some(guard))
+                    }
+                    None => (dx + count as u64 * size, None),
+                };
+                let (dgamma, dbeta) = (param_base, param_base + c as u64 * size);
+                // SAFETY: as the forward pass; the three outputs are disjoint: parts of one f32
+                // buffer, or dx's buffer and the parameters' own.
                 #[allow(unsafe_code)]
                 status(unsafe {
                     sys::cudnnBatchNormalizationBackward(
@@ -215,7 +323,37 @@ impl CustomOp3 for CudnnBatchNormBackward {
                 })
             })
         })?;
-        Ok((CudaStorage::wrap_cuda_slice(packed, device), Shape::from(count + 2 * c)))
+        match params {
+            None => Ok((dx_buffer.into_storage(device), Shape::from(count + 2 * c))),
+            Some(params) => {
+                *self.param_grads.lock().expect("not poisoned") = Some(params);
+                Ok((dx_buffer.into_storage(device), Shape::from(dims.to_vec())))
+            }
+        }
+    }
+}
+
+/// A copy of the scale's and shift's gradients [dgamma | dbeta] (2c values in f32) that the
+/// backward pass of bf16 or f16 data left (applied to gamma, which only gives it the device).
+struct ReadParamGrads {
+    slot: ParamGradSlot,
+    c: usize,
+}
+
+impl CustomOp1 for ReadParamGrads {
+    fn name(&self) -> &'static str {
+        "oodlab-cudnn-batch-norm-parameter-gradients"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        crate::cuda_only(self.name())
+    }
+
+    fn cuda_fwd(&self, s: &CudaStorage, _: &Layout) -> Result<(CudaStorage, Shape)> {
+        let Some(params) = self.slot.lock().expect("not poisoned").take() else {
+            candle_core::bail!("cudnn batch-norm: parameter gradients read before the backward pass")
+        };
+        Ok((CudaStorage::wrap_cuda_slice(params, s.device.clone()), Shape::from(2 * self.c)))
     }
 }
 
@@ -261,11 +399,17 @@ fn dims4(d: &[usize]) -> Result<[usize; 4]> {
     }
 }
 
-/// An f32 NCHW tensor descriptor, destroyed when dropped.
+/// An NCHW tensor descriptor, destroyed when dropped.
 struct Descriptor(sys::cudnnTensorDescriptor_t);
 
 impl Descriptor {
-    fn new(dims: [usize; 4]) -> Result<Descriptor> {
+    fn new(dims: [usize; 4], dtype: DType) -> Result<Descriptor> {
+        let data_type = match dtype {
+            DType::F32 => sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
+            DType::BF16 => sys::cudnnDataType_t::CUDNN_DATA_BFLOAT16,
+            DType::F16 => sys::cudnnDataType_t::CUDNN_DATA_HALF,
+            other => candle_core::bail!("cudnn batch-norm: {other:?} data"),
+        };
         let d = Descriptor(cudarc::cudnn::result::create_tensor_descriptor().map_err(candle_core::Error::wrap)?);
         // SAFETY: `d` was just created and is destroyed only by its Drop.
         #[allow(unsafe_code)]
@@ -273,7 +417,7 @@ impl Descriptor {
             cudarc::cudnn::result::set_tensor4d_descriptor(
                 d.0,
                 sys::cudnnTensorFormat_t::CUDNN_TENSOR_NCHW,
-                sys::cudnnDataType_t::CUDNN_DATA_FLOAT,
+                data_type,
                 dims.map(|v| v as i32),
             )
             .map_err(candle_core::Error::wrap)?;

@@ -82,10 +82,17 @@ pub enum GpuOp {
     Relu,
     /// Max-pooling as one kernel forward and one backward.
     Pool,
+    /// cuDNN's training batch-norm on bf16 and f16 data directly, without casts to f32 and back
+    /// around it (with [`GpuOp::BatchNorm`] on). Not in the default set until a GPU has checked it:
+    /// `OODLAB_GPU_KERNELS=all` or a list naming `bn16` turns it on.
+    BatchNormHalf,
 }
 
 impl GpuOp {
-    pub const ALL: [GpuOp; 5] = [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu, GpuOp::Pool];
+    pub const ALL: [GpuOp; 6] = [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu, GpuOp::Pool, GpuOp::BatchNormHalf];
+
+    /// The ops in use when `OODLAB_GPU_KERNELS` is unset: all but those not yet checked on a GPU.
+    pub const DEFAULT: [GpuOp; 5] = [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu, GpuOp::Pool];
 
     /// Its name in `OODLAB_GPU_KERNELS`.
     pub fn name(self) -> &'static str {
@@ -95,6 +102,7 @@ impl GpuOp {
             GpuOp::Sgd => "sgd",
             GpuOp::Relu => "relu",
             GpuOp::Pool => "pool",
+            GpuOp::BatchNormHalf => "bn16",
         }
     }
 
@@ -106,7 +114,8 @@ impl GpuOp {
 /// Whether GPU op `op` applies to `t`: a CUDA tensor in f32, bf16 or f16, in a build with the
 /// `cuda` feature, unless `OODLAB_GPU_KERNELS` leaves the op out: `off` (or `0`, `false`) asks for
 /// candle's own CUDA ops everywhere, a list such as `conv` for those ops only (to compare with
-/// candle's, or to find a faulty one; scripts/gpu-check.sh). Unset: all of them.
+/// candle's, or to find a faulty one; scripts/gpu-check.sh), `all` for every op. Unset:
+/// [`GpuOp::DEFAULT`].
 pub fn gpu_applies(op: GpuOp, t: &Tensor) -> bool {
     cfg!(feature = "cuda")
         && t.device().is_cuda()
@@ -135,9 +144,10 @@ fn gpu_ops() -> u8 {
 }
 
 fn parse_gpu_ops(value: Option<&str>) -> u8 {
-    let all = GpuOp::ALL.iter().fold(0, |m, op| m | op.bit());
+    let bits = |ops: &[GpuOp]| ops.iter().fold(0, |m, op| m | op.bit());
     match value.map(str::trim) {
-        None | Some("" | "on" | "1" | "true" | "all") => all,
+        None | Some("" | "on" | "1" | "true") => bits(&GpuOp::DEFAULT),
+        Some("all") => bits(&GpuOp::ALL),
         Some("off" | "0" | "false" | "none") => 0,
         Some(list) => {
             list.split(',').filter_map(|name| GpuOp::ALL.into_iter().find(|op| op.name() == name.trim())).fold(0, |m, op| m | op.bit())
@@ -275,7 +285,10 @@ mod gpu_switch_tests {
     fn the_gpu_switch_names_ops() {
         let (conv, bn, sgd, relu, pool) =
             (GpuOp::Conv.bit(), GpuOp::BatchNorm.bit(), GpuOp::Sgd.bit(), GpuOp::Relu.bit(), GpuOp::Pool.bit());
-        assert_eq!(parse_gpu_ops(None), conv | bn | sgd | relu | pool);
+        let bn16 = GpuOp::BatchNormHalf.bit();
+        assert_eq!(parse_gpu_ops(None), conv | bn | sgd | relu | pool, "bf16 batch-norm waits for a GPU's check");
+        assert_eq!(parse_gpu_ops(Some("all")), conv | bn | sgd | relu | pool | bn16);
+        assert_eq!(parse_gpu_ops(Some("bn,bn16")), bn | bn16);
         assert_eq!(parse_gpu_ops(Some("off")), 0);
         assert_eq!(parse_gpu_ops(Some("conv")), conv);
         assert_eq!(parse_gpu_ops(Some("bn, conv")), conv | bn);

@@ -279,9 +279,8 @@ mod tests {
         // After 1 epoch (3 steps) and after 4 steps (inside the second epoch): the order,
         // augmentation and outlier draws go on where they were.
         for done in [3, 4] {
-            let rest: Vec<Built> = std::thread::scope(|s| {
-                training(s, &sets, &t, &norm, loader, 11, done, &Device::Cpu).map(|b| unpack(b.unwrap())).collect()
-            });
+            let rest: Vec<Built> =
+                std::thread::scope(|s| training(s, &sets, &t, &norm, loader, 11, done, &Device::Cpu).map(|b| unpack(b.unwrap())).collect());
             assert_eq!(rest, whole[done..], "after {done} steps");
         }
     }

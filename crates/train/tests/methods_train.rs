@@ -200,8 +200,10 @@ fn a_diverging_run_skips_its_nonfinite_steps_then_stops_naming_the_learning_rate
     }
     assert!(err.to_string().contains("lower train.optimizer.lr"), "{err}");
     // The first epoch ended with its one finite step counted, its loss the mean of what was seen.
-    let epochs: Vec<(f64, f64)> =
-        events.iter().filter_map(|e| if let Event::Epoch { train_loss, train_acc, .. } = e { Some((*train_loss, *train_acc)) } else { None }).collect();
+    let epochs: Vec<(f64, f64)> = events
+        .iter()
+        .filter_map(|e| if let Event::Epoch { train_loss, train_acc, .. } = e { Some((*train_loss, *train_acc)) } else { None })
+        .collect();
     assert_eq!(epochs.len(), 1, "{events:?}");
     let (loss, acc) = epochs[0];
     assert!(loss.is_finite() && loss > 0.0, "{loss}");

@@ -3,7 +3,7 @@
 //! its tolerance. scripts/gpu-check.sh runs it with `--device cuda`.
 
 use oodlab_kernels::check::{
-    check_batch_norm, check_conv, check_max_pool, check_relu, check_sgd, conv_cases, norm_cases, pool_cases, Mode, NORM_TOLERANCE,
+    check_batch_norm, check_conv, check_max_pool, check_relu, check_sgd, conv_cases, norm_cases, pool_cases, Mode,
 };
 
 use crate::args::CheckKernelsArgs;
@@ -26,13 +26,17 @@ pub fn check_kernels(a: CheckKernelsArgs) -> anyhow::Result<i32> {
             report.line(&mode.to_string(), &case.to_string(), result, mode.tolerance());
         }
     }
-    for case in norm_cases() {
-        let result = check_batch_norm(case, device).map(|e| {
-            let parts =
-                [("forward", e.forward), ("mean", e.mean), ("var", e.var), ("input", e.input), ("scale", e.scale), ("shift", e.shift)];
-            (e.worst(), parts.map(|(name, v)| format!("{name} {v:.1e}")).join("  "))
-        });
-        report.line("f32", &case.to_string(), result, NORM_TOLERANCE);
+    // Batch-norm's data in every format of the device (f32 on the CPU), its statistics in f32.
+    for mode in Mode::all(device).into_iter().filter(|m| !m.tf32) {
+        let limit = mode.norm_tolerance();
+        for case in norm_cases() {
+            let result = check_batch_norm(case, device, mode.dtype).map(|e| {
+                let parts =
+                    [("forward", e.forward), ("mean", e.mean), ("var", e.var), ("input", e.input), ("scale", e.scale), ("shift", e.shift)];
+                (e.worst(), parts.map(|(name, v)| format!("{name} {v:.1e}")).join("  "))
+            });
+            report.line(&mode.to_string(), &case.to_string(), result, limit);
+        }
     }
     if device.is_cuda() {
         // The CPU keeps candle's ReLU backward and SGD update: these are the GPU's only (the CPU's

@@ -163,7 +163,14 @@ impl Bn {
 
     fn forward_unprofiled(&self, x: &Tensor, train: bool, relu: bool, pool: Option<(usize, usize, usize)>) -> Result<Tensor> {
         let input = x.dtype();
-        let x = cast(x, self.master)?;
+        // On a GPU cuDNN normalizes bf16 and f16 data itself, statistics in f32, as PyTorch's
+        // autocast does: no casts to f32 and back around it.
+        let half_on_gpu = train
+            && self.master == DType::F32
+            && matches!(input, DType::BF16 | DType::F16)
+            && oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::BatchNorm, x)
+            && oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::BatchNormHalf, x);
+        let x = if half_on_gpu { x.clone() } else { cast(x, self.master)? };
         let per_channel = |t: &Tensor| t.reshape((1, (), 1, 1));
         let y = if train {
             let (n, _, h, w) = x.dims4()?;
@@ -171,7 +178,7 @@ impl Bn {
             let (y, mean, var) = if oodlab_kernels::applies(&x) {
                 let out = oodlab_kernels::batch_norm_train(&x, &self.weight, &self.bias, BN_EPS, relu, pool)?;
                 (out.y, out.mean, out.var)
-            } else if oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::BatchNorm, &x) && x.dtype() == DType::F32 {
+            } else if oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::BatchNorm, &x) && (x.dtype() == DType::F32 || half_on_gpu) {
                 let out = oodlab_kernels::gpu::batch_norm_train(&x, &self.weight, &self.bias, BN_EPS)?;
                 (if relu { relu_unprofiled(&out.y)? } else { out.y }, out.mean, out.var)
             } else {
