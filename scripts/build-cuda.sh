@@ -14,6 +14,8 @@
 # 3. candle is built with its `cuda` feature (its kernels compiled by nvcc for compute capability
 #    CUDA_COMPUTE_CAP, default 90 = H100/H200) in its own target folder, so the CPU build in
 #    target/release stays as it is.
+# 4. oodlab's own CUDA kernels (crates/kernels/src/*.cu) compiled by NVRTC, as the binary compiles
+#    them on a GPU, and their kernel names checked (scripts/nvrtc-check.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -90,3 +92,7 @@ fi
 strip -o "$out/oodlab" "$out/build/release/oodlab"
 gzip -6 -c "$out/oodlab" >"$out/oodlab.gz"
 echo "built $out/oodlab ($(du -h "$out/oodlab" | cut -f1); $out/oodlab.gz $(du -h "$out/oodlab.gz" | cut -f1)); needs at run time: $(readelf -d "$out/oodlab" | grep -o 'lib[a-zA-Z]*\.so[.0-9]*' | tr '\n' ' ')"
+# oodlab's own kernels (crates/kernels/src/*.cu) are compiled by NVRTC on the GPU machine at
+# their first launch; compile them here with the same NVRTC so that a source it refuses stops the
+# build rather than a lent GPU's run.
+LD_LIBRARY_PATH="$cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" python3 scripts/nvrtc-check.py "$cu13/lib/libnvrtc.so.13"

@@ -8,20 +8,14 @@
 
 use std::sync::OnceLock;
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CudaStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
-use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
+use candle_core::{CpuStorage, CudaStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
+use crate::nvrtc::{Module, Suffixes};
 use crate::pool::Pool;
 
-const SOURCE: &str = include_str!("cuda_pool.cu");
+static KERNELS: Module = Module { name: "oodlab_max_pool", source: include_str!("cuda_pool.cu"), ptx: OnceLock::new() };
 
-fn ptx() -> Result<&'static str> {
-    static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
-    PTX.get_or_init(|| cudarc::nvrtc::compile_ptx(SOURCE).map(|p| p.to_src()).map_err(|e| format!("compiling the max-pool kernels: {e}")))
-        .as_deref()
-        .map_err(|e| candle_core::Error::Msg(e.clone()))
-}
+const SUFFIXES: Suffixes = Suffixes { f32: "f32", bf16: "bf16", f16: "f16" };
 
 /// PyTorch's `max_pool2d(x, k, stride, padding)` of an (n, c, h, w) CUDA tensor in f32, bf16 or
 /// f16; the gradient goes to each window's first maximum.
@@ -36,60 +30,13 @@ struct CudaPool(Pool);
 
 struct CudaPoolBackward(Pool);
 
-fn range(l: &Layout) -> Result<(usize, usize)> {
-    l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("cuda max-pool: contiguous tensors expected".into()))
-}
-
-/// Runs `kernel` (of the family for `T`) with `inputs` and the pooling's geometry, writing a new
-/// buffer of `n` values, one per thread of the grid-stride loop.
-fn launch<T: DeviceRepr + candle_core::cuda_backend::CudaDType>(
-    kernel: &str,
-    inputs: &[(&CudaStorage, &Layout)],
-    n: usize,
-    p: &Pool,
-) -> Result<CudaStorage> {
-    let device = inputs[0].0.device().clone();
-    let views = inputs
-        .iter()
-        .map(|(s, l)| {
-            let (a, b) = range(l)?;
-            Ok(s.as_cuda_slice::<T>()?.slice(a..b))
-        })
-        .collect::<Result<Vec<_>>>()?;
+/// The geometry arguments of the kernels: h, w, ho, wo, k, stride, padding.
+fn geometry(p: &Pool) -> Result<Vec<i32>> {
     let (ho, wo) = p.out()?;
-    let dims = [p.h, p.w, ho, wo, p.k, p.stride, p.padding]
-        .map(|v| i32::try_from(v).map_err(|_| candle_core::Error::Msg(format!("cuda max-pool: size {v} beyond 32 bits"))));
-    let dims = dims.into_iter().collect::<Result<Vec<i32>>>()?;
-    // SAFETY: the kernel writes each of the n values.
-    #[allow(unsafe_code)]
-    let mut out: CudaSlice<T> = unsafe { device.alloc::<T>(n)? };
-    let func = device.get_or_load_custom_func(kernel, "oodlab_max_pool", ptx()?)?;
-    let n64 = n as u64;
-    let mut builder = func.builder();
-    for v in &views {
-        builder.arg(v);
-    }
-    builder.arg(&mut out);
-    builder.arg(&n64);
-    for d in &dims {
-        builder.arg(d);
-    }
-    // SAFETY: arguments in the kernel's order and types (cuda_pool.cu); the kernel reads planes
-    // of h x w inputs and ho x wo gradients within the views, whose sizes the op's shapes fix.
-    #[allow(unsafe_code)]
-    unsafe {
-        builder.launch(LaunchConfig::for_num_elems(n.clamp(1, 1 << 20) as u32)).map_err(candle_core::Error::wrap)?;
-    }
-    Ok(CudaStorage::wrap_cuda_slice(out, device))
-}
-
-fn run(kernel: &str, inputs: &[(&CudaStorage, &Layout)], n: usize, p: &Pool) -> Result<CudaStorage> {
-    match inputs[0].0.dtype() {
-        DType::F32 => launch::<f32>(&format!("{kernel}_f32"), inputs, n, p),
-        DType::BF16 => launch::<half::bf16>(&format!("{kernel}_bf16"), inputs, n, p),
-        DType::F16 => launch::<half::f16>(&format!("{kernel}_f16"), inputs, n, p),
-        other => candle_core::bail!("cuda max-pool: {other:?} is not supported (f32, bf16, f16)"),
-    }
+    [p.h, p.w, ho, wo, p.k, p.stride, p.padding]
+        .into_iter()
+        .map(|v| i32::try_from(v).map_err(|_| candle_core::Error::Msg(format!("cuda max-pool: size {v} beyond 32 bits"))))
+        .collect()
 }
 
 impl CustomOp1 for CudaPool {
@@ -104,7 +51,7 @@ impl CustomOp1 for CudaPool {
     fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
         let (n, c, _, _) = l.shape().dims4()?;
         let (ho, wo) = self.0.out()?;
-        Ok((run("oodlab_max_pool", &[(s, l)], n * c * ho * wo, &self.0)?, Shape::from((n, c, ho, wo))))
+        Ok((KERNELS.run("oodlab_max_pool", &SUFFIXES, &[(s, l)], n * c * ho * wo, &geometry(&self.0)?)?, Shape::from((n, c, ho, wo))))
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, gy: &Tensor) -> Result<Option<Tensor>> {
@@ -122,14 +69,12 @@ impl CustomOp2 for CudaPoolBackward {
     }
 
     fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout, gs: &CudaStorage, gl: &Layout) -> Result<(CudaStorage, Shape)> {
-        if xs.dtype() != gs.dtype() {
-            candle_core::bail!("cuda max-pool backward: {:?} input, {:?} gradient", xs.dtype(), gs.dtype());
-        }
         let (n, c, h, w) = xl.shape().dims4()?;
         let (ho, wo) = self.0.out()?;
         if gl.shape().dims4()? != (n, c, ho, wo) {
             candle_core::bail!("cuda max-pool backward: gradient {:?} for output ({n}, {c}, {ho}, {wo})", gl.shape());
         }
-        Ok((run("oodlab_max_pool_backward", &[(xs, xl), (gs, gl)], n * c * h * w, &self.0)?, xl.shape().clone()))
+        let gx = KERNELS.run("oodlab_max_pool_backward", &SUFFIXES, &[(xs, xl), (gs, gl)], n * c * h * w, &geometry(&self.0)?)?;
+        Ok((gx, xl.shape().clone()))
     }
 }

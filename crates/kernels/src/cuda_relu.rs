@@ -6,18 +6,14 @@
 
 use std::sync::OnceLock;
 
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CudaStorage, CustomOp1, CustomOp2, DType, Layout, Result, Shape, Tensor};
-use cudarc::driver::{CudaSlice, DeviceRepr, LaunchConfig, PushKernelArg};
+use candle_core::{CpuStorage, CudaStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
-const SOURCE: &str = include_str!("cuda_relu.cu");
+use crate::nvrtc::{Module, Suffixes};
 
-fn ptx() -> Result<&'static str> {
-    static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
-    PTX.get_or_init(|| cudarc::nvrtc::compile_ptx(SOURCE).map(|p| p.to_src()).map_err(|e| format!("compiling the ReLU kernels: {e}")))
-        .as_deref()
-        .map_err(|e| candle_core::Error::Msg(e.clone()))
-}
+static KERNELS: Module = Module { name: "oodlab_relu", source: include_str!("cuda_relu.cu"), ptx: OnceLock::new() };
+
+/// bf16 and f16 share the kernels on 16-bit patterns.
+const SUFFIXES: Suffixes = Suffixes { f32: "f32", bf16: "b16", f16: "b16" };
 
 /// `max(x, 0)` for a CUDA tensor in f32, bf16 or f16, its backward pass one kernel.
 pub fn relu(x: &Tensor) -> Result<Tensor> {
@@ -27,54 +23,6 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
 struct Relu;
 
 struct ReluBackward;
-
-fn range(l: &Layout) -> Result<(usize, usize)> {
-    l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("cuda relu: contiguous tensors expected".into()))
-}
-
-/// Runs kernel `name` (of the f32 or 16-bit family, by `T`) over `inputs`, writing a new buffer
-/// of the same length.
-fn launch<T: DeviceRepr + candle_core::cuda_backend::CudaDType>(name: &str, inputs: &[(&CudaStorage, &Layout)]) -> Result<CudaStorage> {
-    let device = inputs[0].0.device().clone();
-    let (start, end) = range(inputs[0].1)?;
-    let n = end - start;
-    let views = inputs
-        .iter()
-        .map(|(s, l)| {
-            let (a, b) = range(l)?;
-            if b - a != n {
-                candle_core::bail!("cuda relu: sizes differ");
-            }
-            Ok(s.as_cuda_slice::<T>()?.slice(a..b))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    // SAFETY: the kernel writes each of the n values.
-    #[allow(unsafe_code)]
-    let mut out: CudaSlice<T> = unsafe { device.alloc::<T>(n)? };
-    let func = device.get_or_load_custom_func(name, "oodlab_relu", ptx()?)?;
-    let n64 = n as u64;
-    let mut builder = func.builder();
-    for v in &views {
-        builder.arg(v);
-    }
-    builder.arg(&mut out);
-    builder.arg(&n64);
-    // SAFETY: arguments in the kernel's order and types; indices below n, the views' length.
-    #[allow(unsafe_code)]
-    unsafe {
-        builder.launch(LaunchConfig::for_num_elems(n.clamp(1, 1 << 20) as u32)).map_err(candle_core::Error::wrap)?;
-    }
-    Ok(CudaStorage::wrap_cuda_slice(out, device))
-}
-
-fn run(kernel: &str, inputs: &[(&CudaStorage, &Layout)]) -> Result<CudaStorage> {
-    match inputs[0].0.dtype() {
-        DType::F32 => launch::<f32>(&format!("{kernel}_f32"), inputs),
-        DType::BF16 => launch::<half::bf16>(&format!("{kernel}_b16"), inputs),
-        DType::F16 => launch::<half::f16>(&format!("{kernel}_b16"), inputs),
-        other => candle_core::bail!("cuda relu: {other:?} is not supported (f32, bf16, f16)"),
-    }
-}
 
 impl CustomOp1 for Relu {
     fn name(&self) -> &'static str {
@@ -86,7 +34,7 @@ impl CustomOp1 for Relu {
     }
 
     fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
-        Ok((run("oodlab_relu", &[(s, l)])?, l.shape().clone()))
+        Ok((KERNELS.run("oodlab_relu", &SUFFIXES, &[(s, l)], l.shape().elem_count(), &[])?, l.shape().clone()))
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, gy: &Tensor) -> Result<Option<Tensor>> {
@@ -104,9 +52,9 @@ impl CustomOp2 for ReluBackward {
     }
 
     fn cuda_fwd(&self, ys: &CudaStorage, yl: &Layout, gs: &CudaStorage, gl: &Layout) -> Result<(CudaStorage, Shape)> {
-        if ys.dtype() != gs.dtype() {
-            candle_core::bail!("cuda relu backward: {:?} output, {:?} gradient", ys.dtype(), gs.dtype());
+        if yl.shape() != gl.shape() {
+            candle_core::bail!("cuda relu backward: output {:?}, gradient {:?}", yl.shape(), gl.shape());
         }
-        Ok((run("oodlab_relu_backward", &[(ys, yl), (gs, gl)])?, yl.shape().clone()))
+        Ok((KERNELS.run("oodlab_relu_backward", &SUFFIXES, &[(ys, yl), (gs, gl)], yl.shape().elem_count(), &[])?, yl.shape().clone()))
     }
 }

@@ -11,9 +11,10 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaStorage, DType, InplaceOp3, Layout, Result, Tensor};
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
+use crate::nvrtc::Module;
 use crate::SgdStep;
 
-const SOURCE: &str = include_str!("cuda_sgd.cu");
+static KERNEL: Module = Module { name: "oodlab_sgd", source: include_str!("cuda_sgd.cu"), ptx: OnceLock::new() };
 
 /// Updates `p` (a variable's f32 CUDA tensor) and its momentum buffer `buf` in place from `grad`;
 /// `first` when `buf` holds nothing yet (it is then set to the gradient). All three contiguous
@@ -31,13 +32,6 @@ pub fn sgd_step(p: &Tensor, grad: &Tensor, buf: &Tensor, first: bool, step: SgdS
 struct Sgd {
     step: SgdStep,
     first: bool,
-}
-
-fn ptx() -> Result<&'static str> {
-    static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
-    PTX.get_or_init(|| cudarc::nvrtc::compile_ptx(SOURCE).map(|p| p.to_src()).map_err(|e| format!("compiling the SGD kernel: {e}")))
-        .as_deref()
-        .map_err(|e| candle_core::Error::Msg(e.clone()))
 }
 
 impl InplaceOp3 for Sgd {
@@ -58,7 +52,7 @@ impl InplaceOp3 for Sgd {
             candle_core::bail!("cuda sgd: sizes differ");
         }
         let device = dst.device().clone();
-        let func = device.get_or_load_custom_func("oodlab_sgd", "oodlab_sgd", ptx()?)?;
+        let func = device.get_or_load_custom_func("oodlab_sgd", KERNEL.name, KERNEL.ptx()?)?;
         let grad = gs.as_cuda_slice::<f32>()?.slice(g0..g1);
         // The buffer is written through its device pointer: it is this update's alone (the
         // optimizer owns it), read and written by the one kernel, element by element.

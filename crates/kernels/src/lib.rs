@@ -47,6 +47,8 @@ pub mod gpu;
 #[cfg(feature = "cuda")]
 mod gpu_memory;
 mod norm;
+#[cfg(feature = "cuda")]
+mod nvrtc;
 mod pool;
 pub mod profile;
 mod relu;
