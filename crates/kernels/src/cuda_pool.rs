@@ -74,7 +74,9 @@ impl CustomOp2 for CudaPoolBackward {
         if gl.shape().dims4()? != (n, c, ho, wo) {
             candle_core::bail!("cuda max-pool backward: gradient {:?} for output ({n}, {c}, {ho}, {wo})", gl.shape());
         }
-        let gx = KERNELS.run("oodlab_max_pool_backward", &SUFFIXES, &[(xs, xl), (gs, gl)], n * c * h * w, &geometry(&self.0)?)?;
+        let inputs = [(xs, xl), (gs, gl)];
+        let gx =
+            KERNELS.run_timed("backward: max-pool", "oodlab_max_pool_backward", &SUFFIXES, &inputs, n * c * h * w, &geometry(&self.0)?)?;
         Ok((gx, xl.shape().clone()))
     }
 }

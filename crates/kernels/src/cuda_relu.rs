@@ -55,6 +55,8 @@ impl CustomOp2 for ReluBackward {
         if yl.shape() != gl.shape() {
             candle_core::bail!("cuda relu backward: output {:?}, gradient {:?}", yl.shape(), gl.shape());
         }
-        Ok((KERNELS.run("oodlab_relu_backward", &SUFFIXES, &[(ys, yl), (gs, gl)], yl.shape().elem_count(), &[])?, yl.shape().clone()))
+        let gx =
+            KERNELS.run_timed("backward: relu", "oodlab_relu_backward", &SUFFIXES, &[(ys, yl), (gs, gl)], yl.shape().elem_count(), &[])?;
+        Ok((gx, yl.shape().clone()))
     }
 }

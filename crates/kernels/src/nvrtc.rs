@@ -58,6 +58,22 @@ impl Module {
         }
     }
 
+    /// [`Module::run`] timed as part `part` of `bench-step --profile` (the backward passes, which
+    /// no layer times).
+    pub(crate) fn run_timed(
+        &self,
+        part: &'static str,
+        kernel: &str,
+        suffixes: &Suffixes,
+        inputs: &[(&CudaStorage, &Layout)],
+        n: usize,
+        ints: &[i32],
+    ) -> Result<CudaStorage> {
+        let stream = inputs[0].0.device().cuda_stream();
+        let sync = || stream.synchronize().map_err(candle_core::Error::wrap);
+        crate::profile::time_with(part, sync, || self.run(kernel, suffixes, inputs, n, ints))
+    }
+
     fn launch<T: DeviceRepr + candle_core::cuda_backend::CudaDType>(
         &self,
         name: &str,
