@@ -290,7 +290,10 @@ pub fn check_batch_norm(case: NormCase, device: &Device, dtype: DType) -> Result
 
 fn batch_norm_on_device(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<crate::BatchNormOutput> {
     if x.device().is_cpu() {
-        return crate::batch_norm_train(x, gamma, beta, EPS, false, None);
+        // The CPU kernel is f32: bf16 or f16 data is normalized in f32 and its output rounded back,
+        // the least a half-precision op does (for the check's own test).
+        let out = crate::batch_norm_train(&x.to_dtype(DType::F32)?, gamma, beta, EPS, false, None)?;
+        return Ok(crate::BatchNormOutput { y: out.y.to_dtype(x.dtype())?, ..out });
     }
     crate::gpu::batch_norm_train(x, gamma, beta, EPS)
 }
@@ -444,6 +447,20 @@ mod tests {
         for case in norm_cases() {
             let e = check_batch_norm(case, &Device::Cpu, DType::F32).unwrap();
             assert!(e.worst() < NORM_TOLERANCE, "{case}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn the_batch_norm_check_measures_half_precision_data() {
+        // bf16 and f16 data through the same check a GPU's `bn16` op gets: the rounding of the
+        // output shows (so the check compares what the format holds) and stays within the limit.
+        for (dtype, mode) in
+            [(DType::BF16, Mode { dtype: DType::BF16, tf32: false }), (DType::F16, Mode { dtype: DType::F16, tf32: false })]
+        {
+            for case in norm_cases() {
+                let e = check_batch_norm(case, &Device::Cpu, dtype).unwrap();
+                assert!(e.forward > 0.0 && e.worst() < mode.norm_tolerance(), "{case} {dtype:?}: {e:?}");
+            }
         }
     }
 
