@@ -181,12 +181,16 @@ for mode in streamed cached; do
   timeout 240 "$bin" --home "$epoch_dir/home-$mode" run "$epoch_dir/epoch.yaml" --set data.loader.workers=$workers --set data.loader.cache_mb=$cache \
     --set data.loader.prefetch=8 </dev/null >"$epoch_dir/run-$mode.log" 2>&1
   echo "epoch $mode: exit $?"
+  tail -n 40 "$epoch_dir/run-$mode.log" >"$keep/epoch-run-$mode.log" # comes back with $OUT
   $py - "$epoch_dir/home-$mode/oodlab.db" "$mode" "$workers" <<'PYEOF' | tee -a "$keep/epoch.txt"
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
-seconds = db.execute("SELECT seconds FROM epochs").fetchone()[0]
+row = db.execute("SELECT seconds FROM epochs").fetchone()
 # 7,200 ID training images (classes 0-2 of 9,600), 112 full batches of 64.
-print(f"epoch {sys.argv[2]} ({sys.argv[3]} loader workers): 7168 images in {seconds:.2f} s = {7168 / seconds:.1f} images/s")
+if row is None:
+    print(f"epoch {sys.argv[2]} ({sys.argv[3]} loader workers): no epoch finished (see epoch-run-{sys.argv[2]}.log)")
+else:
+    print(f"epoch {sys.argv[2]} ({sys.argv[3]} loader workers): 7168 images in {row[0]:.2f} s = {7168 / row[0]:.1f} images/s")
 PYEOF
 done
 
@@ -231,6 +235,9 @@ for line in lines("quickstart.txt"):
     print(line)
 bare = best.get(("oodlab", "resnet18", "f32", 64, "3x224x224"))
 for line in lines("epoch.txt"):
+    if "images/s" not in line:
+        print(line)
+        continue
     rate = float(line.split("=")[1].split()[0])
     print(f"{line}; epoch/bare step = {rate / bare:.2f} (bare step {bare:.0f} images/s; goal >= 0.80)" if bare else line)
 print((lines("check-kernels.txt") or ["check-kernels: no output"])[-1])
