@@ -148,7 +148,10 @@ fn a_killed_background_scheduler_started_again_finishes_the_queue_and_cancel_sto
     let a = grid_spec(dir.path(), "bg-a", "[0, 1, 2]", "");
     let b = grid_spec(dir.path(), "bg-b", "[0]", "");
     let c = grid_spec(dir.path(), "bg-c", "[0, 1, 2, 3]", "");
-    std::fs::write(&c, std::fs::read_to_string(&c).unwrap().replace("train: {epochs: 2,", "train: {optimizer: {lr: 0.02}, epochs: 2,"))
+    // C's runs are long (200 epochs; the cancel comes in the first): on a fast machine a
+    // 2-epoch run took 0.2 s and could end between being seen running and the cancel, leaving no
+    // run to interrupt.
+    std::fs::write(&c, std::fs::read_to_string(&c).unwrap().replace("train: {epochs: 2,", "train: {optimizer: {lr: 0.02}, epochs: 200,"))
         .unwrap();
     let detached = run_ok(oodlab(&home).arg("run").arg(&a).args(["--detach", "--jobs", "1"]));
     let said = text(&detached.stderr);
