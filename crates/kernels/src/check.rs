@@ -87,9 +87,7 @@ impl Mode {
             _ => 3e-2,
         }
     }
-}
 
-impl Mode {
     /// Batch-norm's limit: [`NORM_TOLERANCE`] in f32; bf16 and f16 round the output and the input
     /// gradient to the format, as [`Mode::tolerance`].
     pub fn norm_tolerance(&self) -> f32 {
@@ -243,8 +241,9 @@ const EPS: f64 = 1e-5;
 pub fn check_batch_norm(case: NormCase, device: &Device, dtype: DType) -> Result<NormErrors> {
     let NormCase { n, c, h, w } = case;
     let cpu = Device::Cpu;
-    let exact = |t: Tensor| t.to_dtype(dtype)?.to_dtype(DType::F32); // the values `dtype` holds
-                                                                     // An offset per channel, so that the mean matters.
+    // The values `dtype` holds, so that the reference computes on what the op is given.
+    let exact = |t: Tensor| t.to_dtype(dtype)?.to_dtype(DType::F32);
+    // An offset per channel, so that the mean matters.
     let x0 = exact(
         (Tensor::from_vec(values(n * c * h * w, 0.4), (n, c, h, w), &cpu)?
             + Tensor::from_vec((0..c).map(|i| i as f32 * 0.5 - 1.0).collect::<Vec<_>>(), (1, c, 1, 1), &cpu)?
@@ -356,14 +355,16 @@ pub fn pool_cases() -> Vec<PoolCase> {
 
 /// The GPU's max-pooling (crates/kernels/src/cuda_pool.rs) in `dtype` against the CPU kernel
 /// (crates/kernels/src/pool.rs, itself checked against PyTorch) on the same values: output and
-/// input gradient, relative to their largest magnitude. The inputs are multiples of 1/4 of either
-/// sign, exact in every format, so that windows hold ties (the first maximum must win) and padding
-/// sits next to negative values (it must never win). f32 sums each input's gradients in the CPU
-/// kernel's order: equal bit for bit; bf16 and f16 round the sum once.
+/// input gradient, relative to their largest magnitude. The inputs are multiples of 1/2, exact in
+/// every format, so that windows hold ties (the first maximum must win); the first plane's are
+/// shifted down by 1, so that windows of negative values border the padding (it must never win).
+/// f32 sums each input's gradients in the CPU kernel's order: equal bit for bit; bf16 and f16
+/// round the sum once.
 pub fn check_max_pool(case: PoolCase, device: &Device, dtype: DType) -> Result<f32> {
     let PoolCase { n, c, h, w, k, stride, padding } = case;
     let len = n * c * h * w;
-    let x: Vec<f32> = values(len, 1.3).iter().map(|v| (v * 4.0).round() / 4.0).collect();
+    let x: Vec<f32> =
+        values(len, 1.3).iter().enumerate().map(|(i, v)| (v * 2.0).round() / 2.0 - if i < h * w { 1.0 } else { 0.0 }).collect();
     let x0 = Tensor::from_vec(x, (n, c, h, w), &Device::Cpu)?;
     let xr = Var::from_tensor(&x0)?;
     let yr = crate::max_pool2d(xr.as_tensor(), k, stride, padding)?;

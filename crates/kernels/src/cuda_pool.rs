@@ -51,7 +51,7 @@ impl CustomOp1 for CudaPool {
     fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
         let (n, c, _, _) = l.shape().dims4()?;
         let (ho, wo) = self.0.out()?;
-        Ok((KERNELS.run("oodlab_max_pool", &SUFFIXES, &[(s, l)], n * c * ho * wo, &geometry(&self.0)?)?, Shape::from((n, c, ho, wo))))
+        Ok((KERNELS.run(None, "oodlab_max_pool", &SUFFIXES, &[(s, l)], n * c * ho * wo, &geometry(&self.0)?)?, Shape::from((n, c, ho, wo))))
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, gy: &Tensor) -> Result<Option<Tensor>> {
@@ -76,7 +76,7 @@ impl CustomOp2 for CudaPoolBackward {
         }
         let inputs = [(xs, xl), (gs, gl)];
         let gx =
-            KERNELS.run_timed("backward: max-pool", "oodlab_max_pool_backward", &SUFFIXES, &inputs, n * c * h * w, &geometry(&self.0)?)?;
+            KERNELS.run(Some("backward: max-pool"), "oodlab_max_pool_backward", &SUFFIXES, &inputs, n * c * h * w, &geometry(&self.0)?)?;
         Ok((gx, xl.shape().clone()))
     }
 }

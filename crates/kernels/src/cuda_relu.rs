@@ -34,7 +34,7 @@ impl CustomOp1 for Relu {
     }
 
     fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
-        Ok((KERNELS.run("oodlab_relu", &SUFFIXES, &[(s, l)], l.shape().elem_count(), &[])?, l.shape().clone()))
+        Ok((KERNELS.run(None, "oodlab_relu", &SUFFIXES, &[(s, l)], l.shape().elem_count(), &[])?, l.shape().clone()))
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, gy: &Tensor) -> Result<Option<Tensor>> {
@@ -56,7 +56,7 @@ impl CustomOp2 for ReluBackward {
             candle_core::bail!("cuda relu backward: output {:?}, gradient {:?}", yl.shape(), gl.shape());
         }
         let gx =
-            KERNELS.run_timed("backward: relu", "oodlab_relu_backward", &SUFFIXES, &[(ys, yl), (gs, gl)], yl.shape().elem_count(), &[])?;
+            KERNELS.run(Some("backward: relu"), "oodlab_relu_backward", &SUFFIXES, &[(ys, yl), (gs, gl)], yl.shape().elem_count(), &[])?;
         Ok((gx, yl.shape().clone()))
     }
 }

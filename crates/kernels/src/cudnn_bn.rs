@@ -39,8 +39,7 @@ pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> 
     }
     let c = x.dim(1)?;
     let saved = Arc::new(Mutex::new(None));
-    let op = CudnnBatchNorm { eps, saved: saved.clone(), param_grads: Arc::new(Mutex::new(None)) };
-    let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
+    let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, CudnnBatchNorm { eps, saved: saved.clone() })?;
     let read = |which| gamma.apply_op1_no_bwd(&ReadSaved { saved: saved.clone(), which, c });
     let mean = read(Which::Mean)?;
     // cuDNN keeps 1/sqrt(var + eps); the running statistics want the variance.
@@ -49,22 +48,19 @@ pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> 
 }
 
 /// The batch's mean and 1/sqrt(var + eps) per channel, as cuDNN's forward pass saved them for its
-/// backward pass.
+/// backward pass; and for bf16 or f16 data, the scale's and shift's gradients [dgamma | dbeta] in
+/// f32 that the backward pass leaves (its output, the input's gradient, is in the data's format).
 struct Saved {
     mean: CudaSlice<f32>,
     inv_std: CudaSlice<f32>,
+    param_grads: Option<CudaSlice<f32>>,
 }
 
 type SavedSlot = Arc<Mutex<Option<Saved>>>;
 
-/// The scale's and shift's gradients [dgamma | dbeta] in f32, which the backward pass of bf16 or
-/// f16 data leaves here (its output, the input's gradient, is in the data's format).
-type ParamGradSlot = Arc<Mutex<Option<CudaSlice<f32>>>>;
-
 struct CudnnBatchNorm {
     eps: f64,
     saved: SavedSlot,
-    param_grads: ParamGradSlot,
 }
 
 fn offsets(l: &Layout) -> Result<(usize, usize)> {
@@ -207,7 +203,7 @@ impl CustomOp3 for CudnnBatchNorm {
                 )
             })
         })?;
-        *self.saved.lock().expect("not poisoned") = Some(Saved { mean, inv_std });
+        *self.saved.lock().expect("not poisoned") = Some(Saved { mean, inv_std, param_grads: None });
         Ok((y.into_storage(device), Shape::from(dims.to_vec())))
     }
 
@@ -219,7 +215,7 @@ impl CustomOp3 for CudnnBatchNorm {
         _y: &Tensor,
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let op = CudnnBatchNormBackward { eps: self.eps, saved: self.saved.clone(), param_grads: self.param_grads.clone() };
+        let op = CudnnBatchNormBackward { eps: self.eps, saved: self.saved.clone() };
         let out = x.apply_op3_no_bwd(gamma, &gy.contiguous()?, &op)?;
         if x.dtype() == DType::F32 {
             let mut parts = crate::unpack(&out, &[x.dims(), gamma.dims(), beta.dims()])?.into_iter();
@@ -227,17 +223,16 @@ impl CustomOp3 for CudnnBatchNorm {
         }
         // bf16 or f16: `out` is the input's gradient; the scale's and shift's wait in the slot.
         let c = gamma.elem_count();
-        let params = gamma.apply_op1_no_bwd(&ReadParamGrads { slot: self.param_grads.clone(), c })?;
+        let params = gamma.apply_op1_no_bwd(&ReadSaved { saved: self.saved.clone(), which: Which::ParamGrads, c })?;
         Ok((Some(out), Some(params.narrow(0, 0, c)?.reshape(gamma.shape())?), Some(params.narrow(0, c, c)?.reshape(beta.shape())?)))
     }
 }
 
 /// The gradients of the input, scale and shift: for f32 data packed [dx | dgamma | dbeta]; for
-/// bf16 or f16 data dx in its format, with [dgamma | dbeta] in f32 left in `param_grads`.
+/// bf16 or f16 data dx in its format, with [dgamma | dbeta] in f32 left in [`Saved`].
 struct CudnnBatchNormBackward {
     eps: f64,
     saved: SavedSlot,
-    param_grads: ParamGradSlot,
 }
 
 impl CustomOp3 for CudnnBatchNormBackward {
@@ -266,8 +261,8 @@ impl CustomOp3 for CudnnBatchNormBackward {
             candle_core::bail!("cudnn batch-norm backward: {:?} input, {:?} gradient", xs.dtype(), dys.dtype());
         }
         let (x, gamma, dy) = (Data::of(xs, xl)?, f32_view(gs, gl)?, Data::of(dys, dyl)?);
-        let saved = self.saved.lock().expect("not poisoned");
-        let Some(saved) = saved.as_ref() else { candle_core::bail!("cudnn batch-norm backward before its forward pass") };
+        let mut guard = self.saved.lock().expect("not poisoned");
+        let Some(saved) = guard.as_mut() else { candle_core::bail!("cudnn batch-norm backward before its forward pass") };
         let packed = xs.dtype() == DType::F32;
         // f32: one buffer [dx | dgamma | dbeta]; otherwise dx in the data's format and [dgamma |
         // dbeta] in f32 apart. cuDNN writes every value (beta = 0 for the data and the parameters).
@@ -323,37 +318,9 @@ impl CustomOp3 for CudnnBatchNormBackward {
                 })
             })
         })?;
-        match params {
-            None => Ok((dx_buffer.into_storage(device), Shape::from(count + 2 * c))),
-            Some(params) => {
-                *self.param_grads.lock().expect("not poisoned") = Some(params);
-                Ok((dx_buffer.into_storage(device), Shape::from(dims.to_vec())))
-            }
-        }
-    }
-}
-
-/// A copy of the scale's and shift's gradients [dgamma | dbeta] (2c values in f32) that the
-/// backward pass of bf16 or f16 data left (applied to gamma, which only gives it the device).
-struct ReadParamGrads {
-    slot: ParamGradSlot,
-    c: usize,
-}
-
-impl CustomOp1 for ReadParamGrads {
-    fn name(&self) -> &'static str {
-        "oodlab-cudnn-batch-norm-parameter-gradients"
-    }
-
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        crate::cuda_only(self.name())
-    }
-
-    fn cuda_fwd(&self, s: &CudaStorage, _: &Layout) -> Result<(CudaStorage, Shape)> {
-        let Some(params) = self.slot.lock().expect("not poisoned").take() else {
-            candle_core::bail!("cudnn batch-norm: parameter gradients read before the backward pass")
-        };
-        Ok((CudaStorage::wrap_cuda_slice(params, s.device.clone()), Shape::from(2 * self.c)))
+        let shape = if params.is_some() { Shape::from(dims.to_vec()) } else { Shape::from(count + 2 * c) };
+        saved.param_grads = params;
+        Ok((dx_buffer.into_storage(device), shape))
     }
 }
 
@@ -361,10 +328,12 @@ impl CustomOp1 for ReadParamGrads {
 enum Which {
     Mean,
     InvStd,
+    /// [dgamma | dbeta], 2c values, taken (read once, after the backward pass of bf16 or f16 data).
+    ParamGrads,
 }
 
-/// A copy of the saved mean or 1/sqrt(var + eps), as a tensor of `c` values (applied to gamma,
-/// which only gives it the device).
+/// A copy of the saved mean or 1/sqrt(var + eps), a tensor of `c` values, or the parameters'
+/// gradients (applied to gamma, which only gives it the device).
 struct ReadSaved {
     saved: SavedSlot,
     which: Which,
@@ -381,14 +350,20 @@ impl CustomOp1 for ReadSaved {
     }
 
     fn cuda_fwd(&self, s: &CudaStorage, _: &Layout) -> Result<(CudaStorage, Shape)> {
-        let saved = self.saved.lock().expect("not poisoned");
-        let Some(saved) = saved.as_ref() else { candle_core::bail!("cudnn batch-norm statistics read before its forward pass") };
-        let source = match self.which {
-            Which::Mean => &saved.mean,
-            Which::InvStd => &saved.inv_std,
+        let mut guard = self.saved.lock().expect("not poisoned");
+        let Some(saved) = guard.as_mut() else { candle_core::bail!("cudnn batch-norm statistics read before its forward pass") };
+        let copy = |source: &CudaSlice<f32>| s.device.cuda_stream().clone_dtod(source).map_err(candle_core::Error::wrap);
+        let (values, len) = match self.which {
+            Which::Mean => (copy(&saved.mean)?, self.c),
+            Which::InvStd => (copy(&saved.inv_std)?, self.c),
+            Which::ParamGrads => {
+                let Some(grads) = saved.param_grads.take() else {
+                    candle_core::bail!("cudnn batch-norm: parameter gradients read before the backward pass")
+                };
+                (grads, 2 * self.c)
+            }
         };
-        let copy = s.device.cuda_stream().clone_dtod(source).map_err(candle_core::Error::wrap)?;
-        Ok((CudaStorage::wrap_cuda_slice(copy, s.device.clone()), Shape::from(self.c)))
+        Ok((CudaStorage::wrap_cuda_slice(values, s.device.clone()), Shape::from(len)))
     }
 }
 

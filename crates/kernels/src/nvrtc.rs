@@ -37,9 +37,11 @@ impl Module {
 
     /// Runs `kernel` for the format of `inputs` (contiguous, all of one format) with arguments
     /// (inputs..., output, n, ints...), writing a new buffer of `n` values that the kernel must
-    /// fill entirely.
+    /// fill entirely; timed as `part` of `bench-step --profile` if given (the backward passes,
+    /// which no layer times).
     pub(crate) fn run(
         &self,
+        part: Option<&'static str>,
         kernel: &str,
         suffixes: &Suffixes,
         inputs: &[(&CudaStorage, &Layout)],
@@ -50,28 +52,19 @@ impl Module {
         if let Some((other, _)) = inputs.iter().find(|(s, _)| s.dtype() != dtype) {
             candle_core::bail!("{kernel}: {dtype:?} and {:?} inputs", other.dtype());
         }
-        match dtype {
+        let launch = || match dtype {
             DType::F32 => self.launch::<f32>(&format!("{kernel}_{}", suffixes.f32), inputs, n, ints),
             DType::BF16 => self.launch::<half::bf16>(&format!("{kernel}_{}", suffixes.bf16), inputs, n, ints),
             DType::F16 => self.launch::<half::f16>(&format!("{kernel}_{}", suffixes.f16), inputs, n, ints),
             other => candle_core::bail!("{kernel}: {other:?} is not supported (f32, bf16, f16)"),
+        };
+        match part {
+            None => launch(),
+            Some(part) => {
+                let stream = inputs[0].0.device().cuda_stream();
+                crate::profile::time_with(part, || stream.synchronize().map_err(candle_core::Error::wrap), launch)
+            }
         }
-    }
-
-    /// [`Module::run`] timed as part `part` of `bench-step --profile` (the backward passes, which
-    /// no layer times).
-    pub(crate) fn run_timed(
-        &self,
-        part: &'static str,
-        kernel: &str,
-        suffixes: &Suffixes,
-        inputs: &[(&CudaStorage, &Layout)],
-        n: usize,
-        ints: &[i32],
-    ) -> Result<CudaStorage> {
-        let stream = inputs[0].0.device().cuda_stream();
-        let sync = || stream.synchronize().map_err(candle_core::Error::wrap);
-        crate::profile::time_with(part, sync, || self.run(kernel, suffixes, inputs, n, ints))
     }
 
     fn launch<T: DeviceRepr + candle_core::cuda_backend::CudaDType>(

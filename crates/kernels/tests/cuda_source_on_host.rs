@@ -158,10 +158,6 @@ fn host_binary(name: &'static str) -> PathBuf {
     binary
 }
 
-fn run(args: &[String]) {
-    run_kernel("pool", args)
-}
-
 fn run_kernel(name: &'static str, args: &[String]) {
     let out = Command::new(host_binary(name)).args(args).output().unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -212,7 +208,7 @@ fn the_kernels_conversions_round_as_the_half_crate() {
     let input = dir.path().join("x");
     write_bytes(&input, xs.iter().map(|v| v.to_le_bytes()));
     let out = dir.path().join("out");
-    run(&["convert".into(), input.display().to_string(), out.display().to_string()]);
+    run_kernel("pool", &["convert".into(), input.display().to_string(), out.display().to_string()]);
     let path = |ext: &str| PathBuf::from(format!("{}.{ext}", out.display()));
     let (b, h, b_back, h_back) = (read_u16(&path("bf16")), read_u16(&path("f16")), read_f32(&path("bf16.f32")), read_f32(&path("f16.f32")));
     assert_eq!(b.len(), xs.len());
@@ -342,8 +338,8 @@ fn the_gpu_pooling_equals_the_cpu_kernel_in_every_format() {
                 a.extend(files.iter().map(|f| file(f).display().to_string()));
                 a
             };
-            run(&args("forward", &["x", "y"]));
-            run(&args("backward", &["x", "gy", "gx"]));
+            run_kernel("pool", &args("forward", &["x", "y"]));
+            run_kernel("pool", &args("backward", &["x", "gy", "gx"]));
             // The output copies input values: equal. The gradient: the CPU kernel's f32 sums (in
             // the same order) rounded once to the format.
             assert_eq!(decode(&file("y")), y, "case {case} {name}: output");
@@ -369,7 +365,7 @@ fn a_window_of_ties_sends_its_gradient_to_the_first() {
     write_bytes(&dir.path().join("gy"), [1.0f32.to_le_bytes()]);
     let mut a: Vec<String> = ["backward", "f32", "1", "1", "2", "2", "2", "2", "0"].map(String::from).to_vec();
     a.extend(["x", "gy", "gx"].map(|f| dir.path().join(f).display().to_string()));
-    run(&a);
+    run_kernel("pool", &a);
     assert_eq!(read_f32(&dir.path().join("gx")), gx);
 }
 

@@ -74,7 +74,9 @@ impl Conv {
 /// Batch-norm with PyTorch's semantics (batch statistics in training, running statistics with
 /// momentum 0.1 and the unbiased variance otherwise), computed in the weights' format (f32)
 /// whatever the input's (its statistics need the range), the output cast back to the input's
-/// format; optionally followed by ReLU, fused on the CPU. Parameter names as torchvision's.
+/// format (on a GPU with the `bn16` op, cuDNN takes bf16/f16 data directly and keeps its
+/// statistics in f32); optionally followed by ReLU, fused on the CPU. Parameter names as
+/// torchvision's.
 pub struct Bn {
     weight: Tensor,
     bias: Tensor,
