@@ -13,7 +13,8 @@
 # 3. one ResNet-18 training step on the GPU (TF32 off) and on the CPU from the same weights and
 #    inputs: the losses of 4 steps must agree to 1e-3;
 # 4. the quickstart trained on the GPU, four runs packed on it, cold (empty kernel cache in a new
-#    home) then warm (more seeds in the same home);
+#    home) then warm (more seeds in the same home), and on the CPU with the same seeds: the GPU's
+#    AUROCs against the CPU's, within seed noise (scripts/bench/quickstart_devices.py);
 # 5. training steps in oodlab and in this machine's PyTorch, alternating: ResNet-18 f32 and bf16
 #    (batch 64, 224x224), ResNet-50 bf16 (batch 64, 224x224), ResNet-50 f32 (batch 16, 448x448),
 #    and ResNet-18 f32 with candle's own convolutions (OODLAB_GPU_KERNELS=off, the code before);
@@ -30,7 +31,7 @@ if [[ $bin == *.gz ]]; then # the copy carried to a lent GPU machine (scripts/bu
 fi
 keep=${OUT:-$work}
 py=${PYTHON:-python3}
-section() { printf '\n== %s\n' "$*"; }
+section() { printf '\n== %s (%d s in)\n' "$*" "$SECONDS"; } # the script is to stay under 8 minutes
 
 section "device"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
@@ -107,7 +108,8 @@ quickstart() { # label, extra arguments
   echo "quickstart $label exit $rc, wall time $($py -c "print(round($t1 - $t0, 1))") s" | tee -a "$keep/quickstart.txt"
 }
 quickstart "cold (empty kernel cache)"
-quickstart "warm (seeds 2 and 3, same home)" --set 'grid.seeds=[2, 3]'
+# The plan grows to seeds 0-3: seeds 0 and 1 are done, so only 2 and 3 train (warm).
+quickstart "warm (seeds 2 and 3, same home)" --set 'grid.seeds=[0, 1, 2, 3]'
 echo "compiled kernels kept in the home: $(du -sh "$home/cache/cuda" 2>/dev/null | cut -f1)"
 $py - "$home/oodlab.db" <<'PYEOF'
 import sqlite3, sys
@@ -121,6 +123,14 @@ for r in rows:
     print(f"{r[0]} {r[1]:<6} seed {r[2]} {r[3]:<6} slot {r[4]:<10} {r[5]}  gpu_mem {r[6] or 0:.0f} MiB  rss {r[7] or 0:.0f} MiB  epochs {r[8] or 0:.1f} s")
 PYEOF
 "$bin" --home "$home" compare quickstart --metric auroc --score msp 2>&1 | head -n 14
+"$bin" --home "$home" results quickstart --format json >"$keep/quickstart-gpu.json"
+
+section "quickstart on this machine's CPU (same seeds 0-3), against the GPU's"
+t0=$(date +%s.%N)
+timeout 240 "$bin" --home "$work/home-cpu" run experiments/quickstart.yaml --gpus none --set 'grid.seeds=[0, 1, 2, 3]' </dev/null 2>&1 | tail -n 2
+echo "quickstart on the CPU ($(nproc) cores) exit ${PIPESTATUS[0]}, wall time $($py -c "print(round($(date +%s.%N) - $t0, 1))") s" | tee -a "$keep/quickstart.txt"
+"$bin" --home "$work/home-cpu" results quickstart --format json >"$keep/quickstart-cpu.json"
+$py scripts/bench/quickstart_devices.py "$keep/quickstart-cpu.json" "$keep/quickstart-gpu.json" | tee "$keep/quickstart-devices.txt"
 
 section "training steps, oodlab and PyTorch alternating"
 step() { # oodlab|pytorch|candle arch precision batch image steps
@@ -233,6 +243,7 @@ except Exception as e:
     print(f"ResNet-18 steps GPU vs CPU: not available ({e})")
 for line in lines("quickstart.txt"):
     print(line)
+print((lines("quickstart-devices.txt") or ["quickstart GPU vs CPU: not available"])[-1])
 bare = best.get(("oodlab", "resnet18", "f32", 64, "3x224x224"))
 for line in lines("epoch.txt"):
     if "images/s" not in line:

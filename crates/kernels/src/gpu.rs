@@ -14,7 +14,7 @@ pub use crate::cudnn::conv2d;
 #[cfg(feature = "cuda")]
 pub use crate::cudnn_bn::batch_norm_train;
 #[cfg(feature = "cuda")]
-pub use crate::gpu_memory::keep_freed_memory;
+pub use crate::gpu_memory::configure_memory;
 
 #[cfg(not(feature = "cuda"))]
 pub use absent::*;
@@ -50,7 +50,7 @@ mod absent {
     }
 
     /// Nothing to configure without a GPU.
-    pub fn keep_freed_memory(_: &Device) -> Result<()> {
+    pub fn configure_memory(_: &Device) -> Result<()> {
         Ok(())
     }
 }

@@ -1,18 +1,36 @@
-//! The GPU's memory pool keeps what a step frees for the next step (the CUDA build only).
+//! How the GPU's memory is allocated (the CUDA build only): freed memory stays in the pool for the
+//! next step, and allocations come without CUDA events.
 //!
-//! Why: cudarc allocates from the device's default stream-ordered memory pool
+//! The pool: cudarc allocates from the device's default stream-ordered memory pool
 //! (`cuMemAllocAsync`), whose release threshold is 0: at every synchronisation (each step reads its
 //! loss back) the pool hands its free memory back to the driver, and the next step asks for it
 //! again. PyTorch's caching allocator keeps it. With the threshold at its maximum the pool keeps
 //! freed blocks for reuse; the memory a run holds is then its peak, as PyTorch's reserved memory.
+//!
+//! The events: with event tracking on (cudarc's default) every allocation creates two CUDA events
+//! and its free destroys them, four driver calls for each tensor a step makes. cudarc records and
+//! waits on those events only while a context has streams of its own
+//! (`CudaContext::is_managing_stream_synchronization`); candle queues all its work on CUDA's
+//! per-thread default stream, which cudarc does not count, so the events are made and never used.
+//! Turning tracking off changes no ordering: it removes the calls from the thread that feeds the
+//! GPU. Work that crosses threads must then order itself, as it had to already: the one place, the
+//! loader's copy of a batch on its own thread, waits for that copy before handing the batch over
+//! (oodlab-train's loader.rs).
 
 use candle_core::{Device, Result};
 use cudarc::driver::sys;
 
-/// Sets the release threshold of `device`'s default memory pool to its maximum (nothing on the
-/// CPU).
-pub fn keep_freed_memory(device: &Device) -> Result<()> {
+/// Sets the release threshold of `device`'s default memory pool to its maximum and turns cudarc's
+/// per-allocation events off, before the device's first tensor (nothing on the CPU).
+pub fn configure_memory(device: &Device) -> Result<()> {
     let Device::Cuda(device) = device else { return Ok(()) };
+    // SAFETY: only tensors made from now on go without events, and no stream of this process
+    // relies on them (see the module's documentation): candle's device and every op here queue on
+    // the per-thread default stream, and the loader synchronises its own.
+    #[allow(unsafe_code)]
+    unsafe {
+        device.disable_event_tracking();
+    }
     let stream = device.cuda_stream();
     let context = stream.context();
     context.bind_to_thread().map_err(candle_core::Error::wrap)?;

@@ -23,8 +23,9 @@ pub fn select(visible: Option<&str>) -> Result<Placement, TrainError> {
         Some(v) if CUDA_BUILD => {
             let device =
                 Device::new_cuda(0).map_err(|e| TrainError::Setup(format!("cannot open CUDA device 0 (CUDA_VISIBLE_DEVICES={v}): {e}")))?;
-            // Memory freed by a step stays in the device's pool for the next.
-            oodlab_kernels::gpu::keep_freed_memory(&device)
+            // Memory freed by a step stays in the device's pool for the next, and allocations
+            // make no CUDA events (oodlab-kernels' gpu_memory.rs).
+            oodlab_kernels::gpu::configure_memory(&device)
                 .map_err(|e| TrainError::Setup(format!("cannot configure the GPU's memory pool: {e}")))?;
             Ok(Placement { description: format!("cuda:0 {}", gpu_name(&device).unwrap_or_default()).trim_end().to_string(), device })
         }

@@ -5,7 +5,8 @@
 //!
 //! A training batch leaves the loader as tensors on the training device: on a GPU the copy from
 //! host memory then happens on a loader thread while the previous step runs, not on the training
-//! thread between steps (on the CPU the tensor takes the buffer over, without a copy).
+//! thread between steps, and is complete when the batch is handed over (on the CPU the tensor
+//! takes the buffer over, without a copy).
 
 use candle_core::{Device, Tensor};
 use oodlab_data::prefetch::Prefetch;
@@ -154,7 +155,15 @@ where
     let tensor = move |job: &Job, set: &ImageSet, what: &str| -> Result<Tensor, TrainError> {
         let (h, w) = out(set);
         let px = job.build(set, (h, w), norm)?;
-        Tensor::from_vec(px, (job.indices.len(), set.channels, h, w), device).context(what)
+        let batch = Tensor::from_vec(px, (job.indices.len(), set.channels, h, w), device).context(what)?;
+        // candle's CUDA device queues work on the calling thread's own default stream (CUDA's
+        // per-thread stream), so this copy ran on this loader thread's stream, which the training
+        // thread's stream does not wait for; and a copy from pageable memory returns once its last
+        // part is staged, before it has reached the GPU. Waiting here (for this thread's stream
+        // only: the training stream runs on) hands the training thread a batch that is all there.
+        // On the CPU this does nothing.
+        device.synchronize().context(what)?;
+        Ok(batch)
     };
     let work = move |job: StepJob| -> Result<StepBatch, TrainError> {
         let images = tensor(&job.images, &sets.train, "building a batch")?;
