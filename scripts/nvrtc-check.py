@@ -12,11 +12,13 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = os.path.join(HERE, "..", "crates", "kernels", "src")
 
-# The kernel names that cuda_pool.rs, cuda_relu.rs and cuda_sgd.rs load (their suffixes per format).
+# The kernel names that cuda_pool.rs, cuda_relu.rs, cuda_sgd.rs and cudnn_bn.rs load (their suffixes
+# per format).
 EXPECTED = {
     "cuda_pool.cu": [f"oodlab_max_pool{part}_{fmt}" for part in ("", "_backward") for fmt in ("f32", "bf16", "f16")],
     "cuda_relu.cu": [f"oodlab_relu{part}_{fmt}" for part in ("", "_backward") for fmt in ("f32", "b16")],
     "cuda_sgd.cu": ["oodlab_sgd"],
+    "cuda_bn_running.cu": ["oodlab_bn_running"],
 }
 
 

@@ -221,11 +221,14 @@ pub struct NormErrors {
     pub input: f32,
     pub scale: f32,
     pub shift: f32,
+    /// The running mean and variance after one step (PyTorch's momentum 0.1, the variance
+    /// unbiased), the worse of the two.
+    pub running: f32,
 }
 
 impl NormErrors {
     pub fn worst(&self) -> f32 {
-        [self.forward, self.mean, self.var, self.input, self.scale, self.shift].into_iter().fold(0f32, f32::max)
+        [self.forward, self.mean, self.var, self.input, self.scale, self.shift, self.running].into_iter().fold(0f32, f32::max)
     }
 }
 
@@ -277,7 +280,14 @@ pub fn check_batch_norm(case: NormCase, device: &Device, dtype: DType) -> Result
         candle_core::bail!("{case}: output in {:?} for {dtype:?} data", out.y.dtype());
     }
     let grads = (out.y.to_dtype(DType::F32)? * gy0.to_device(device)?)?.sum_all()?.backward()?;
+    // The running statistics after a step from non-trivial ones, as a training step updates them
+    // on the device (on a GPU one kernel in place; on the CPU candle's ops).
+    let (rm0, rv0) = (Tensor::from_vec(values(c, 0.8), c, &cpu)?, (Tensor::from_vec(values(c, 0.9), c, &cpu)?.abs()? + 0.5)?);
+    let count = (n * h * w) as f64;
+    let (rm_r, rv_r) = crate::running_statistics(&rm0, &rv0, &mean_r.flatten_all()?, &var_r.flatten_all()?, MOMENTUM, count)?;
+    let (rm, rv) = running_on_device(xv.as_tensor(), gv.as_tensor(), bv.as_tensor(), &rm0.to_device(device)?, &rv0.to_device(device)?)?;
     Ok(NormErrors {
+        running: relative(&rm, &rm_r)?.max(relative(&rv, &rv_r)?),
         forward: relative(&out.y, &yr)?,
         mean: relative(&out.mean, &mean_r.flatten_all()?)?,
         var: relative(&out.var, &var_r.flatten_all()?)?,
@@ -285,6 +295,21 @@ pub fn check_batch_norm(case: NormCase, device: &Device, dtype: DType) -> Result
         scale: relative(&grad(&grads, gv.as_tensor(), "scale")?, &grad(&grads_r, gr.as_tensor(), "scale")?)?,
         shift: relative(&grad(&grads, bv.as_tensor(), "shift")?, &grad(&grads_r, br.as_tensor(), "shift")?)?,
     })
+}
+
+/// PyTorch's default batch-norm momentum, which the models use.
+const MOMENTUM: f64 = 0.1;
+
+/// The running statistics `rm` and `rv` after one training step over `x` on its device.
+fn running_on_device(x: &Tensor, gamma: &Tensor, beta: &Tensor, rm: &Tensor, rv: &Tensor) -> Result<(Tensor, Tensor)> {
+    let (n, _, h, w) = x.dims4()?;
+    if x.device().is_cpu() {
+        let out = batch_norm_on_device(x, gamma, beta)?;
+        return crate::running_statistics(rm, rv, &out.mean, &out.var, MOMENTUM, (n * h * w) as f64);
+    }
+    let (rm, rv) = (rm.copy()?, rv.copy()?);
+    crate::gpu::batch_norm_train_running(x, gamma, beta, EPS, crate::RunningStats { mean: &rm, var: &rv, momentum: MOMENTUM })?;
+    Ok((rm, rv))
 }
 
 fn batch_norm_on_device(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<crate::BatchNormOutput> {

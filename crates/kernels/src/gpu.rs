@@ -12,7 +12,7 @@ pub use crate::cuda_sgd::sgd_step;
 #[cfg(feature = "cuda")]
 pub use crate::cudnn::conv2d;
 #[cfg(feature = "cuda")]
-pub use crate::cudnn_bn::batch_norm_train;
+pub use crate::cudnn_bn::{batch_norm_train, batch_norm_train_running};
 #[cfg(feature = "cuda")]
 pub use crate::gpu_memory::configure_memory;
 
@@ -23,7 +23,7 @@ pub use absent::*;
 mod absent {
     use candle_core::{Device, Result, Tensor};
 
-    use crate::{BatchNormOutput, SgdStep};
+    use crate::{BatchNormOutput, RunningStats, SgdStep};
 
     fn absent<T>() -> Result<T> {
         candle_core::bail!("this oodlab was built without CUDA: no GPU kernels (scripts/build-cuda.sh builds them)")
@@ -34,6 +34,10 @@ mod absent {
     }
 
     pub fn batch_norm_train(_: &Tensor, _: &Tensor, _: &Tensor, _: f64) -> Result<BatchNormOutput> {
+        absent()
+    }
+
+    pub fn batch_norm_train_running(_: &Tensor, _: &Tensor, _: &Tensor, _: f64, _: RunningStats) -> Result<Tensor> {
         absent()
     }
 

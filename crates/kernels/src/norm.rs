@@ -15,6 +15,31 @@ pub struct BatchNormOutput {
     pub var: Tensor,
 }
 
+/// A batch-norm layer's running statistics (per-channel f32 tensors, updated in place by the GPU's
+/// training batch-norm) and its momentum (PyTorch's: the weight of the batch).
+pub struct RunningStats<'a> {
+    pub mean: &'a Tensor,
+    pub var: &'a Tensor,
+    pub momentum: f64,
+}
+
+/// PyTorch's running statistics after a training step: `running * (1 - momentum) + batch *
+/// momentum`, the variance unbiased over the `count` values of a channel that the batch's biased
+/// `var` is over. candle's ops, each rounded on its own: the CPU's update, and what the GPU's
+/// kernel (cuda_bn_running.cu) equals bit for bit (crates/kernels/tests/cuda_source_on_host.rs).
+pub fn running_statistics(
+    running_mean: &Tensor,
+    running_var: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    momentum: f64,
+    count: f64,
+) -> Result<(Tensor, Tensor)> {
+    let rm = ((running_mean * (1.0 - momentum))? + (mean * momentum)?)?;
+    let rv = ((running_var * (1.0 - momentum))? + (var * (momentum * count / (count - 1.0)))?)?;
+    Ok((rm, rv))
+}
+
 /// PyTorch's `batch_norm(x, training=True)` over (n, c, h, w) with per-channel `gamma` and `beta`,
 /// then `relu` if asked: y = max(0, (x - mean) / sqrt(var + eps) * gamma + beta); then, if `pool`
 /// gives (kernel, stride, padding), max-pooling of that (which needs `relu`). One op: the

@@ -1,8 +1,9 @@
-//! The GPU's own kernels (crates/kernels/src/cuda_pool.cu, cuda_relu.cu, cuda_sgd.cu), compiled
-//! for the host by g++ with a few definitions standing in for CUDA's and run by one thread through
-//! their grid-stride loops: max-pooling against the CPU kernel (crates/kernels/src/pool.rs, itself
-//! checked against PyTorch in against_torch.rs) and the `half` crate's conversions, ReLU against
-//! PyTorch's rule, SGD against PyTorch's update written out in f32. A GPU runs the same sources
+//! The GPU's own kernels (crates/kernels/src/cuda_pool.cu, cuda_relu.cu, cuda_sgd.cu,
+//! cuda_bn_running.cu), compiled for the host by g++ with a few definitions standing in for CUDA's
+//! and run by one thread through their grid-stride loops: max-pooling against the CPU kernel
+//! (crates/kernels/src/pool.rs, itself checked against PyTorch in against_torch.rs) and the `half`
+//! crate's conversions, ReLU against PyTorch's rule, SGD against PyTorch's update written out in
+//! f32, batch-norm's running statistics against the candle ops the CPU updates them with. A GPU runs the same sources
 //! (`oodlab check-kernels --device cuda`, scripts/gpu-check.sh); this checks their arithmetic,
 //! indexing, tie and padding rules and rounding on every machine, GPU or not.
 
@@ -17,6 +18,7 @@ use oodlab_kernels::SgdStep;
 const POOL: &str = include_str!("../src/cuda_pool.cu");
 const RELU: &str = include_str!("../src/cuda_relu.cu");
 const SGD: &str = include_str!("../src/cuda_sgd.cu");
+const RUNNING: &str = include_str!("../src/cuda_bn_running.cu");
 
 /// CUDA's names, as one thread of one block sees them.
 const PRELUDE: &str = r#"
@@ -37,6 +39,7 @@ static inline unsigned int __float2uint_rn(float f) { return (unsigned int)std::
 static inline float __fadd_rn(float a, float b) { return a + b; }
 static inline float __fsub_rn(float a, float b) { return a - b; }
 static inline float __fmul_rn(float a, float b) { return a * b; }
+static inline float __fdiv_rn(float a, float b) { return a / b; }
 template <class T> static std::vector<T> read(const char* path) {
     FILE* f = std::fopen(path, "rb");
     if (!f) { std::perror(path); std::exit(2); }
@@ -129,6 +132,20 @@ int main(int argc, char** argv) {
 }
 "#;
 
+/// `running EPS KEEP MOMENTUM VAR_FACTOR RM RV MEAN INV_STD`, the factors as f32 bits in hex: one
+/// update, RM and RV rewritten.
+const RUNNING_HARNESS: &str = r#"
+int main(int argc, char** argv) {
+    float f[4];
+    for (int i = 0; i < 4; i++) f[i] = __uint_as_float((unsigned int)std::strtoul(argv[1 + i], nullptr, 16));
+    std::vector<float> rm = read<float>(argv[5]), rv = read<float>(argv[6]), m = read<float>(argv[7]), s = read<float>(argv[8]);
+    oodlab_bn_running(rm.data(), rv.data(), m.data(), s.data(), rm.size(), f[0], f[1], f[2], f[3]);
+    write(argv[5], rm);
+    write(argv[6], rv);
+    return 0;
+}
+"#;
+
 /// A kernel source with its harness, compiled once per test binary.
 fn host_binary(name: &'static str) -> PathBuf {
     static BINARIES: OnceLock<tempfile::TempDir> = OnceLock::new();
@@ -140,6 +157,7 @@ fn host_binary(name: &'static str) -> PathBuf {
         let (kernels, harness) = match name {
             "pool" => (POOL, POOL_HARNESS),
             "relu" => (RELU, RELU_HARNESS),
+            "running" => (RUNNING, RUNNING_HARNESS),
             _ => (SGD, SGD_HARNESS),
         };
         let source = dir.join(format!("{name}.cpp"));
@@ -467,5 +485,49 @@ fn the_gpu_sgd_update_equals_pytorchs_rounded_step_by_step() {
                 assert_eq!(read_f32(&dir.path().join("buf")), buf, "{case}: momentum buffer");
             }
         }
+    }
+}
+
+#[test]
+fn the_gpu_running_statistics_equal_the_cpus_candle_ops_bit_for_bit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let c = 1000;
+    let wave = |i: usize, seed: f32| ((i as f32 * 0.618_034 + seed) * 12.9898).sin();
+    // Running values and batch means of either sign, some zeros of both signs (candle's `t * f` is
+    // `t * f + 0`: a -0 product becomes +0, and the sum of two -0 would stay -0 without it);
+    // 1/sqrt(var + eps) over variances from 0 to ~100, as cuDNN saves it.
+    let signed = |i: usize, seed: f32| match i % 50 {
+        0 => -0.0,
+        1 => 0.0,
+        _ => wave(i, seed) * 3.0,
+    };
+    let rm0: Vec<f32> = (0..c).map(|i| signed(i, 0.1)).collect();
+    let mean: Vec<f32> = (0..c).map(|i| signed(i, 0.2)).collect();
+    let rv0: Vec<f32> = (0..c).map(|i| wave(i, 0.3).abs() * 4.0).collect();
+    let eps = 1e-5f64;
+    let inv_std: Vec<f32> = (0..c).map(|i| 1.0 / ((wave(i, 0.4).abs() * 10.0).powi(2) + eps as f32).sqrt()).collect();
+    assert!(rm0.iter().zip(&mean).any(|(a, b)| a.to_bits() == (-0f32).to_bits() && b.to_bits() == (-0f32).to_bits()));
+    let cpu = Device::Cpu;
+    let t = |v: &[f32]| Tensor::from_vec(v.to_vec(), c, &cpu).unwrap();
+    let hex = |v: f32| format!("{:x}", v.to_bits());
+    // (momentum, values per channel): PyTorch's default over a ResNet stem's batch, the smallest
+    // batch (factor 2 momentum), an odd count, a large momentum.
+    for (momentum, count) in [(0.1f64, 64.0 * 112.0 * 112.0), (0.1, 2.0), (0.01, 49.0), (0.5, 1000.0)] {
+        // The CPU's update, from the variance as the GPU path derives it from cuDNN's 1/sqrt(var + eps).
+        let var = (t(&inv_std).sqr().unwrap().recip().unwrap() - eps).unwrap();
+        let (rm, rv) = oodlab_kernels::running_statistics(&t(&rm0), &t(&rv0), &t(&mean), &var, momentum, count).unwrap();
+        write_f32(&dir.path().join("rm"), &rm0);
+        write_f32(&dir.path().join("rv"), &rv0);
+        write_f32(&dir.path().join("mean"), &mean);
+        write_f32(&dir.path().join("inv"), &inv_std);
+        let factors = [eps as f32, (1.0 - momentum) as f32, momentum as f32, (momentum * count / (count - 1.0)) as f32];
+        let mut args: Vec<String> = factors.iter().map(|&v| hex(v)).collect();
+        args.extend(["rm", "rv", "mean", "inv"].map(path));
+        run_kernel("running", &args);
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        let case = format!("momentum {momentum}, {count} values per channel");
+        assert_eq!(bits(read_f32(&dir.path().join("rm"))), bits(rm.to_vec1().unwrap()), "{case}: running mean");
+        assert_eq!(bits(read_f32(&dir.path().join("rv"))), bits(rv.to_vec1().unwrap()), "{case}: running variance");
     }
 }

@@ -31,8 +31,15 @@ pub fn check_kernels(a: CheckKernelsArgs) -> anyhow::Result<i32> {
         let limit = mode.norm_tolerance();
         for case in norm_cases() {
             let result = check_batch_norm(case, device, mode.dtype).map(|e| {
-                let parts =
-                    [("forward", e.forward), ("mean", e.mean), ("var", e.var), ("input", e.input), ("scale", e.scale), ("shift", e.shift)];
+                let parts = [
+                    ("forward", e.forward),
+                    ("mean", e.mean),
+                    ("var", e.var),
+                    ("input", e.input),
+                    ("scale", e.scale),
+                    ("shift", e.shift),
+                    ("running", e.running),
+                ];
                 (e.worst(), parts.map(|(name, v)| format!("{name} {v:.1e}")).join("  "))
             });
             report.line(&mode.to_string(), &case.to_string(), result, limit);

@@ -153,8 +153,8 @@ impl Bn {
 
     /// PyTorch's running statistics: momentum 0.1, the variance unbiased over `count` values.
     fn update_running(&self, mean: &Tensor, var: &Tensor, count: f64) -> Result<()> {
-        let rm = ((self.running_mean.as_tensor() * (1.0 - BN_MOMENTUM))? + (mean * BN_MOMENTUM)?)?;
-        let rv = ((self.running_var.as_tensor() * (1.0 - BN_MOMENTUM))? + (var * (BN_MOMENTUM * count / (count - 1.0)))?)?;
+        let (rm, rv) =
+            oodlab_kernels::running_statistics(self.running_mean.as_tensor(), self.running_var.as_tensor(), mean, var, BN_MOMENTUM, count)?;
         self.running_mean.set(&rm)?;
         self.running_var.set(&rv)
     }
@@ -177,12 +177,24 @@ impl Bn {
         let y = if train {
             let (n, _, h, w) = x.dims4()?;
             let count = (n * h * w) as f64;
-            let (y, mean, var) = if oodlab_kernels::applies(&x) {
+            if oodlab_kernels::applies(&x) {
                 let out = oodlab_kernels::batch_norm_train(&x, &self.weight, &self.bias, BN_EPS, relu, pool)?;
-                (out.y, out.mean, out.var)
+                self.update_running(&out.mean, &out.var, count)?;
+                out.y
             } else if oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::BatchNorm, &x) && (x.dtype() == DType::F32 || half_on_gpu) {
-                let out = oodlab_kernels::gpu::batch_norm_train(&x, &self.weight, &self.bias, BN_EPS)?;
-                (if relu { relu_unprofiled(&out.y)? } else { out.y }, out.mean, out.var)
+                // cuDNN's batch statistics go into the running ones by one kernel, rounded as
+                // update_running's ops round them.
+                let running = oodlab_kernels::RunningStats {
+                    mean: self.running_mean.as_tensor(),
+                    var: self.running_var.as_tensor(),
+                    momentum: BN_MOMENTUM,
+                };
+                let y = oodlab_kernels::gpu::batch_norm_train_running(&x, &self.weight, &self.bias, BN_EPS, running)?;
+                if relu {
+                    relu_unprofiled(&y)?
+                } else {
+                    y
+                }
             } else {
                 let mean = x.mean_keepdim((0, 2, 3))?;
                 let centred = x.broadcast_sub(&mean)?;
@@ -190,10 +202,9 @@ impl Bn {
                 let y = centred.broadcast_div(&(&var + BN_EPS)?.sqrt()?)?;
                 let y = y.broadcast_mul(&per_channel(&self.weight)?)?.broadcast_add(&per_channel(&self.bias)?)?;
                 let y = if relu { y.relu()? } else { y };
-                (y, mean.flatten_all()?.detach(), var.flatten_all()?.detach())
-            };
-            self.update_running(&mean, &var, count)?;
-            y
+                self.update_running(&mean.flatten_all()?.detach(), &var.flatten_all()?.detach(), count)?;
+                y
+            }
         } else {
             let scale = (per_channel(&self.weight)? / (per_channel(self.running_var.as_tensor())? + BN_EPS)?.sqrt()?)?;
             let shift = (per_channel(&self.bias)? - per_channel(self.running_mean.as_tensor())?.broadcast_mul(&scale)?)?;
