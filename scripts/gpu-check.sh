@@ -226,8 +226,11 @@ for r in rows:
     # The whole device's memory in use, the CUDA context included, for both.
     used = r.get("gpu_device_used_mb") if r["who"] == "pytorch" else r.get("gpu_mem_mb")
     mem[key] = max(mem.get(key, 0), used or 0)
+    # oodlab's steps: how long the host took to queue a step; near the step itself, the GPU waited
+    # for launches (host-bound) rather than the host for the GPU.
+    queued = f"  host queued it in {r['median_queued_ms']:.2f} ms" if "median_queued_ms" in r else ""
     print(f"{r['who']:<8} {r['arch']:<9} {r['precision']:<5} batch {r['batch']:<3} {r['image']:<10} {r['images_per_s']:8.1f} images/s"
-          f"  median step {r['median_step_ms']:8.2f} ms  GPU memory in use {used or 0:6.0f} MiB")
+          f"  median step {r['median_step_ms']:8.2f} ms  GPU memory in use {used or 0:6.0f} MiB{queued}")
 def ratio(who, arch, precision, batch, image):
     a, b = best.get((who, arch, precision, batch, image)), best.get(("pytorch", arch, precision, batch, image))
     return a / b if a and b else float("nan")

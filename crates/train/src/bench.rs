@@ -34,6 +34,10 @@ pub struct StepBench {
 #[derive(Debug, Clone)]
 pub struct StepTimes {
     pub seconds: Vec<f64>,
+    /// Seconds of each timed step until the host had queued all of it, before it waited for the
+    /// loss. On a GPU a step about as long as this is bound by the host's launches, not by the
+    /// GPU; on the CPU, which computes as it goes, the two are the same.
+    pub queued: Vec<f64>,
     pub losses: Vec<f32>,
     /// The timed steps' parts, when profiling was on (`oodlab_kernels::profile`); else empty.
     pub profile: Vec<oodlab_kernels::profile::Part>,
@@ -65,6 +69,7 @@ pub fn train_step(b: &StepBench, device: &Device) -> candle_core::Result<StepTim
     let labels: Vec<u32> = (0..b.batch).map(|i| (i % b.classes) as u32).collect();
     let y = Tensor::from_vec(labels, b.batch, device)?;
     let mut seconds = Vec::with_capacity(b.steps);
+    let mut queued = Vec::with_capacity(b.steps);
     let mut losses = Vec::with_capacity(b.warmup + b.steps);
     for i in 0..b.warmup + b.steps {
         if i == b.warmup {
@@ -75,12 +80,14 @@ pub fn train_step(b: &StepBench, device: &Device) -> candle_core::Result<StepTim
         let loss = time("step: loss", device, || candle_nn::loss::cross_entropy(&logits, &y))?;
         let grads = time("step: backward", device, || loss.backward())?;
         time("step: optimizer", device, || optimizer.step(&grads, settings.lr))?;
+        let queued_after = started.elapsed().as_secs_f64();
         losses.push(loss.to_scalar::<f32>()?);
         if i >= b.warmup {
             seconds.push(started.elapsed().as_secs_f64());
+            queued.push(queued_after);
         }
     }
-    Ok(StepTimes { seconds, losses, profile: oodlab_kernels::profile::take() })
+    Ok(StepTimes { seconds, queued, losses, profile: oodlab_kernels::profile::take() })
 }
 
 /// What the loader alone did over a run's training epochs: no model, the batches built and

@@ -55,23 +55,24 @@ pub fn bench_step(a: BenchStepArgs) -> anyhow::Result<i32> {
     let steps = times.seconds.len() as f64;
     // Milliseconds and calls per timed step of each part, the longest first.
     let profile: Vec<(&str, f64, f64)> = times.profile.iter().map(|p| (p.name, p.seconds * 1e3 / steps, p.calls as f64 / steps)).collect();
-    let mut sorted = times.seconds.clone();
-    sorted.sort_by(f64::total_cmp);
-    let median_ms = sorted[sorted.len() / 2] * 1e3;
+    let median_ms = median(&times.seconds) * 1e3;
+    let queued_ms = median(&times.queued) * 1e3;
     let ips = times.images_per_second(a.batch);
     let gpu_mb = oodlab_train::device::gpu_memory_used(&placement.device).map(|b| b as f64 / (1 << 20) as f64);
     let rss_mb = crate::settings::peak_rss_mb();
     if a.json {
         let v = serde_json::json!({
             "arch": arch.name(), "precision": a.precision, "tf32": a.tf32, "gpu_kernels": if placement.device.is_cuda() { oodlab_kernels::gpu_ops_in_use() } else { "off".into() }, "batch": a.batch, "image": a.image, "device": placement.description,
-            "steps": times.seconds.len(), "images_per_s": ips, "median_step_ms": median_ms, "peak_rss_mb": rss_mb, "gpu_mem_mb": gpu_mb, "losses": times.losses,
+            "steps": times.seconds.len(), "images_per_s": ips, "median_step_ms": median_ms, "median_queued_ms": queued_ms, "peak_rss_mb": rss_mb, "gpu_mem_mb": gpu_mb, "losses": times.losses,
             "profile": profile.iter().map(|(name, ms, calls)| serde_json::json!({"part": name, "ms_per_step": ms, "calls_per_step": calls})).collect::<Vec<_>>(),
         });
         println!("{v}");
     } else {
         let gpu = gpu_mb.map(|m| format!(", GPU memory in use {m:.0} MiB")).unwrap_or_default();
+        // On a GPU: how long the host took to queue a step, against the step.
+        let queued = if placement.device.is_cuda() { format!(", queued by the host in {queued_ms:.2} ms") } else { String::new() };
         println!(
-            "oodlab {} {} batch {} {} on {}: {ips:.1} images/s (median step {median_ms:.2} ms, {} steps), peak RSS {:.0} MiB{gpu}",
+            "oodlab {} {} batch {} {} on {}: {ips:.1} images/s (median step {median_ms:.2} ms{queued}, {} steps), peak RSS {:.0} MiB{gpu}",
             arch.name(),
             a.precision,
             a.batch,
@@ -88,4 +89,11 @@ pub fn bench_step(a: BenchStepArgs) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// The median of `values` (not empty).
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
 }
