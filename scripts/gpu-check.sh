@@ -165,10 +165,11 @@ db = sqlite3.connect(sys.argv[1])
 rows = db.execute("""SELECT r.id, r.method, r.seed, r.status, r.slot, r.device,
     (SELECT value FROM run_metrics WHERE run_id = r.id AND name = 'gpu_mem_mb'),
     (SELECT value FROM run_metrics WHERE run_id = r.id AND name = 'peak_rss_mb'),
+    (SELECT value FROM run_metrics WHERE run_id = r.id AND name = 'gpu_pool_peak_mb'),
     (SELECT SUM(seconds) FROM epochs WHERE run_id = r.id)
     FROM runs r ORDER BY r.started_at""").fetchall()
 for r in rows:
-    print(f"{r[0]} {r[1]:<6} seed {r[2]} {r[3]:<6} slot {r[4]:<10} {r[5]}  gpu_mem {r[6] or 0:.0f} MiB  rss {r[7] or 0:.0f} MiB  epochs {r[8] or 0:.1f} s")
+    print(f"{r[0]} {r[1]:<6} seed {r[2]} {r[3]:<6} slot {r[4]:<10} {r[5]}  gpu_mem {r[6] or 0:.0f} MiB (the run's own peak {r[8] or 0:.0f} MiB)  rss {r[7] or 0:.0f} MiB  epochs {r[9] or 0:.1f} s")
 PYEOF
 "$bin" --home "$home" compare quickstart --metric auroc --score msp 2>&1 | head -n 14
 "$bin" --home "$home" results quickstart --format json >"$keep/quickstart-gpu.json"
@@ -237,13 +238,18 @@ def lines(name):  # a file of an earlier section, or nothing if that section fai
     path = os.path.join(keep, name)
     return [l.rstrip() for l in open(path)] if os.path.exists(path) else []
 rows = [json.loads(l) for l in lines("steps.jsonl") if l.startswith("{")]
-best, mem = {}, {}
+best, mem, held = {}, {}, {}
 for r in rows:
     key = (r["who"], r["arch"], r["precision"], r["batch"], r["image"])
     best[key] = max(best.get(key, 0), r["images_per_s"])
     # The whole device's memory in use, the CUDA context included, for both.
     used = r.get("gpu_device_used_mb") if r["who"] == "pytorch" else r.get("gpu_mem_mb")
     mem[key] = max(mem.get(key, 0), used or 0)
+    # The process's allocator at its peak: reserved from the driver (PyTorch's caching allocator,
+    # oodlab's memory pool) and in use by tensors.
+    pool = (r.get("gpu_reserved_mb"), r.get("gpu_mem_mb")) if r["who"] == "pytorch" else (r.get("gpu_pool_reserved_mb"), r.get("gpu_pool_used_mb"))
+    if pool[0]:
+        held[key] = pool
     # oodlab's steps: how long the host took to queue a step; near the step itself, the GPU waited
     # for launches (host-bound) rather than the host for the GPU.
     queued = f"  host queued it in {r['median_queued_ms']:.2f} ms" if "median_queued_ms" in r else ""
@@ -254,7 +260,11 @@ def ratio(who, arch, precision, batch, image):
     return a / b if a and b else float("nan")
 def memory(arch, precision, batch, image):
     a, b = mem.get(("oodlab", arch, precision, batch, image)), mem.get(("pytorch", arch, precision, batch, image))
-    return f"GPU memory oodlab/pytorch = {a / b:.2f} ({a:.0f} vs {b:.0f} MiB)" if a and b else "GPU memory: n/a"
+    line = f"GPU memory oodlab/pytorch = {a / b:.2f} ({a:.0f} vs {b:.0f} MiB in use on the device)" if a and b else "GPU memory: n/a"
+    p, q = held.get(("oodlab", arch, precision, batch, image)), held.get(("pytorch", arch, precision, batch, image))
+    if p and q:
+        line += f"; peak reserved oodlab/pytorch = {p[0] / q[0]:.2f} ({p[0]:.0f} vs {q[0]:.0f} MiB; in tensors {p[1]:.0f} vs {q[1]:.0f} MiB; goal <= 1.25)"
+    return line
 try:
     steps = {d: json.load(open(os.path.join(keep, f"step-{d}.json"))) for d in ("cuda", "cpu")}
     diffs = [abs(g - c) / max(abs(c), 1e-12) for g, c in zip(steps["cuda"]["losses"], steps["cpu"]["losses"])]

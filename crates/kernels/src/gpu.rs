@@ -14,7 +14,7 @@ pub use crate::cudnn::conv2d;
 #[cfg(feature = "cuda")]
 pub use crate::cudnn_bn::{batch_norm_train, batch_norm_train_running};
 #[cfg(feature = "cuda")]
-pub use crate::gpu_memory::configure_memory;
+pub use crate::gpu_memory::{configure_memory, pool_peaks};
 
 #[cfg(not(feature = "cuda"))]
 pub use absent::*;
@@ -56,5 +56,10 @@ mod absent {
     /// Nothing to configure without a GPU.
     pub fn configure_memory(_: &Device) -> Result<()> {
         Ok(())
+    }
+
+    /// No GPU memory without a GPU.
+    pub fn pool_peaks(_: &Device) -> Option<(u64, u64)> {
+        None
     }
 }

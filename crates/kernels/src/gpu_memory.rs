@@ -1,5 +1,6 @@
 //! How the GPU's memory is allocated (the CUDA build only): freed memory stays in the pool for the
-//! next step, and allocations come without CUDA events.
+//! next step, and allocations come without CUDA events; and how much of it this process held at
+//! most.
 //!
 //! The pool: cudarc allocates from the device's default stream-ordered memory pool
 //! (`cuMemAllocAsync`), whose release threshold is 0: at every synchronisation (each step reads its
@@ -19,6 +20,32 @@
 
 use candle_core::{Device, Result};
 use cudarc::driver::sys;
+
+/// The most memory this process's allocations held in `device`'s default pool since it was opened,
+/// in bytes: (reserved from the driver, in use by tensors), as PyTorch's
+/// `torch.cuda.max_memory_reserved()` and `max_memory_allocated()` count theirs. Per process, so
+/// runs packed on one GPU each see their own (the driver's figure for the device counts them all,
+/// and the CUDA context besides). `None` on the CPU.
+pub fn pool_peaks(device: &Device) -> Option<(u64, u64)> {
+    let Device::Cuda(device) = device else { return None };
+    let stream = device.cuda_stream();
+    let context = stream.context();
+    context.bind_to_thread().ok()?;
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let (mut reserved, mut used) = (0u64, 0u64);
+    // SAFETY: as in `configure_memory`; both attributes are u64 values.
+    #[allow(unsafe_code)]
+    unsafe {
+        sys::cuDeviceGetDefaultMemPool(&mut pool, context.cu_device()).result().ok()?;
+        sys::cuMemPoolGetAttribute(pool, sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH, (&mut reserved as *mut u64).cast())
+            .result()
+            .ok()?;
+        sys::cuMemPoolGetAttribute(pool, sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_HIGH, (&mut used as *mut u64).cast())
+            .result()
+            .ok()?;
+    }
+    Some((reserved, used))
+}
 
 /// Sets the release threshold of `device`'s default memory pool to its maximum and turns cudarc's
 /// per-allocation events off, before the device's first tensor (nothing on the CPU).

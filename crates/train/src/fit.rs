@@ -73,8 +73,13 @@ pub fn run(req: &RunRequest, sink: Sink) -> Result<(), TrainError> {
     // Finished: the final checkpoint is what stays.
     crate::resume::remove(req.run_dir);
     memory.sample();
+    let mb = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     if memory.peak > 0 {
-        sink(Event::Metric { name: "gpu_mem_mb".into(), value: memory.peak as f64 / (1 << 20) as f64 });
+        sink(Event::Metric { name: "gpu_mem_mb".into(), value: mb(memory.peak) });
+    }
+    // This run's own peak, which runs packed on one GPU do not share (gpu_mem_mb is the device's).
+    if let Some((reserved, _)) = oodlab_kernels::gpu::pool_peaks(device) {
+        sink(Event::Metric { name: "gpu_pool_peak_mb".into(), value: mb(reserved) });
     }
     Ok(())
 }

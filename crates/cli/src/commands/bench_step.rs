@@ -58,12 +58,16 @@ pub fn bench_step(a: BenchStepArgs) -> anyhow::Result<i32> {
     let median_ms = median(&times.seconds) * 1e3;
     let queued_ms = median(&times.queued) * 1e3;
     let ips = times.images_per_second(a.batch);
-    let gpu_mb = oodlab_train::device::gpu_memory_used(&placement.device).map(|b| b as f64 / (1 << 20) as f64);
+    let mb = |bytes: u64| bytes as f64 / (1 << 20) as f64;
+    let gpu_mb = oodlab_train::device::gpu_memory_used(&placement.device).map(mb);
+    // This process's own peaks in the memory pool: comparable with PyTorch's max_memory_reserved
+    // and max_memory_allocated (gpu_mem_mb is the device's, the CUDA context included).
+    let pool = oodlab_kernels::gpu::pool_peaks(&placement.device);
     let rss_mb = crate::settings::peak_rss_mb();
     if a.json {
         let v = serde_json::json!({
             "arch": arch.name(), "precision": a.precision, "tf32": a.tf32, "gpu_kernels": if placement.device.is_cuda() { oodlab_kernels::gpu_ops_in_use() } else { "off".into() }, "batch": a.batch, "image": a.image, "device": placement.description,
-            "steps": times.seconds.len(), "images_per_s": ips, "median_step_ms": median_ms, "median_queued_ms": queued_ms, "peak_rss_mb": rss_mb, "gpu_mem_mb": gpu_mb, "losses": times.losses,
+            "steps": times.seconds.len(), "images_per_s": ips, "median_step_ms": median_ms, "median_queued_ms": queued_ms, "peak_rss_mb": rss_mb, "gpu_mem_mb": gpu_mb, "gpu_pool_reserved_mb": pool.map(|p| mb(p.0)), "gpu_pool_used_mb": pool.map(|p| mb(p.1)), "losses": times.losses,
             "profile": profile.iter().map(|(name, ms, calls)| serde_json::json!({"part": name, "ms_per_step": ms, "calls_per_step": calls})).collect::<Vec<_>>(),
         });
         println!("{v}");
