@@ -9,8 +9,8 @@
 # 2. `oodlab check-kernels --device cuda`: cuDNN's convolution (forward, input and kernel
 #    gradients; f32, TF32, bf16, f16) and batch-norm (f32, and bf16/f16 data: the `bn16` op, not in
 #    the default set yet; batch and running statistics) against candle's CPU ops on fixed inputs,
-#    the GPU's ReLU, max-pooling and SGD kernels against PyTorch's rules and the CPU kernels; the
-#    ops that pass are used after;
+#    the GPU's ReLU, max-pooling and SGD kernels against PyTorch's rules and the CPU kernels, the
+#    fused batch-norm+ReLU ops against the same ops apart; the ops that pass are used after;
 # 3. one ResNet-18 training step on the GPU (TF32 off) and on the CPU from the same weights and
 #    inputs: the losses of 4 steps must agree to 1e-3;
 # 4. training steps in oodlab and in this machine's PyTorch, alternating: ResNet-18 f32 and bf16
@@ -86,11 +86,12 @@ grep -vE '^ok ' "$keep/check-kernels.txt"
 # An op that failed its check is left out of everything after (OODLAB_GPU_KERNELS lists the rest),
 # so that the timings still come back; the summary says which.
 ops=""
-for op in conv bn sgd relu pool bn16; do
+for op in conv bn sgd relu pool fuse bn16; do
   case $op in
     conv) pattern='^FAIL +[a-z0-9+]+ +x ' ;;
     bn) pattern='^FAIL +f32 +batch-norm' ;;
-    bn16) pattern='^FAIL +(bf16|f16) +batch-norm' ;; # off by default until checked here
+    fuse) pattern='^FAIL +f32 +fused ' ;;
+    bn16) pattern='^FAIL +(bf16|f16) +(batch-norm|fused )' ;; # off by default until checked here
     sgd) pattern='^FAIL .* sgd' ;;
     relu) pattern='^FAIL .* relu' ;;
     pool) pattern='^FAIL .* max-pool' ;;

@@ -19,7 +19,10 @@ EXPECTED = {
     "cuda_relu.cu": [f"oodlab_relu{part}_{fmt}" for part in ("", "_backward") for fmt in ("f32", "b16")],
     "cuda_sgd.cu": ["oodlab_sgd"],
     "cuda_bn_running.cu": ["oodlab_bn_running"],
+    "cuda_add_relu.cu": [f"oodlab_add_relu_{fmt}" for fmt in ("f32", "bf16", "f16")],
 }
+# The modules whose source begins with the f32/half conversions, as the Rust code compiles them.
+WITH_HALF = {"cuda_pool.cu", "cuda_add_relu.cu"}
 
 
 def compile_ptx(lib, name, source):
@@ -45,8 +48,11 @@ def main():
     lib = ctypes.CDLL(sys.argv[1])
     failed = 0
     for name, kernels in EXPECTED.items():
-        with open(os.path.join(SOURCES, name), "rb") as f:
-            status, log, ptx = compile_ptx(lib, name, f.read())
+        source = b""
+        for part in (["cuda_half.cuh"] if name in WITH_HALF else []) + [name]:
+            with open(os.path.join(SOURCES, part), "rb") as f:
+                source += f.read()
+        status, log, ptx = compile_ptx(lib, name, source)
         entries = {line.split()[2].rstrip("(") for line in ptx.splitlines() if line.startswith(".visible .entry")}
         missing = [k for k in kernels if k not in entries]
         if status != 0 or missing:

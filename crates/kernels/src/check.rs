@@ -297,6 +297,54 @@ pub fn check_batch_norm(case: NormCase, device: &Device, dtype: DType) -> Result
     })
 }
 
+/// The GPU's fused training batch-norm and ReLU (`residual`: with a residual added before the
+/// ReLU, a ResNet block's end) on `case` in `dtype`, against the same ops apart on the same device,
+/// as the models ran them before (batch-norm, candle's addition, the GPU's ReLU): output, the
+/// gradients of the input, scale, shift and residual, the running statistics. The fused op runs
+/// the same kernels in the same order, so the two agree bit for bit where cuDNN's batch-norm
+/// repeats exactly: the largest difference relative to the separate ops' largest magnitude.
+pub fn check_fused_batch_norm(case: NormCase, device: &Device, dtype: DType, residual: bool) -> Result<f32> {
+    let NormCase { n, c, h, w } = case;
+    let cpu = Device::Cpu;
+    let on = |t: Tensor| -> Result<Tensor> { t.to_dtype(dtype)?.to_device(device) };
+    let x0 = on((Tensor::from_vec(values(n * c * h * w, 0.4), (n, c, h, w), &cpu)? * 2.0)?)?;
+    let r0 = on(Tensor::from_vec(values(n * c * h * w, 0.45), (n, c, h, w), &cpu)?)?;
+    let gy = Tensor::from_vec(values(n * c * h * w, 0.7), (n, c, h, w), &cpu)?.to_device(device)?;
+    let g0 = (Tensor::from_vec(values(c, 0.5), c, &cpu)? + 1.0)?.to_device(device)?;
+    let b0 = Tensor::from_vec(values(c, 0.6), c, &cpu)?.to_device(device)?;
+    let rm0 = Tensor::from_vec(values(c, 0.8), c, &cpu)?.to_device(device)?;
+    let rv0 = (Tensor::from_vec(values(c, 0.9), c, &cpu)?.abs()? + 0.5)?.to_device(device)?;
+    // Each path from its own variables and running statistics: (output, gradients, statistics).
+    let run = |fused: bool| -> Result<Vec<Tensor>> {
+        let (x, g, b, r) = (Var::from_tensor(&x0)?, Var::from_tensor(&g0)?, Var::from_tensor(&b0)?, Var::from_tensor(&r0)?);
+        let (rm, rv) = (rm0.copy()?, rv0.copy()?);
+        let running = crate::RunningStats { mean: &rm, var: &rv, momentum: MOMENTUM };
+        let residual = residual.then_some(r.as_tensor());
+        let y = if fused {
+            crate::gpu::batch_norm_relu_train_running(x.as_tensor(), g.as_tensor(), b.as_tensor(), EPS, running, residual)?
+        } else {
+            let y = crate::gpu::batch_norm_train_running(x.as_tensor(), g.as_tensor(), b.as_tensor(), EPS, running)?;
+            crate::gpu::relu(&match residual {
+                Some(r) => (y + r)?,
+                None => y,
+            })?
+        };
+        let grads = (y.to_dtype(DType::F32)? * &gy)?.sum_all()?.backward()?;
+        let mut out = vec![y];
+        for v in [&x, &g, &b].into_iter().chain(residual.is_some().then_some(&r)) {
+            out.push(grads.get(v.as_tensor()).cloned().ok_or_else(|| candle_core::Error::Msg(format!("{case}: a gradient is missing")))?);
+        }
+        out.extend([rm, rv]);
+        Ok(out)
+    };
+    let (fused, apart) = (run(true)?, run(false)?);
+    let mut worst = 0f32;
+    for (a, b) in fused.iter().zip(&apart) {
+        worst = worst.max(relative(a, &b.to_device(&cpu)?.to_dtype(DType::F32)?)?);
+    }
+    Ok(worst)
+}
+
 /// PyTorch's default batch-norm momentum, which the models use.
 const MOMENTUM: f64 = 0.1;
 

@@ -13,7 +13,8 @@ use candle_core::{CpuStorage, CudaStorage, CustomOp1, CustomOp2, Layout, Result,
 use crate::nvrtc::{Module, Suffixes};
 use crate::pool::Pool;
 
-static KERNELS: Module = Module { name: "oodlab_max_pool", source: include_str!("cuda_pool.cu"), ptx: OnceLock::new() };
+static KERNELS: Module =
+    Module { name: "oodlab_max_pool", source: concat!(include_str!("cuda_half.cuh"), include_str!("cuda_pool.cu")), ptx: OnceLock::new() };
 
 const SUFFIXES: Suffixes = Suffixes { f32: "f32", bf16: "bf16", f16: "f16" };
 

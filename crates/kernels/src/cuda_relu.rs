@@ -20,6 +20,16 @@ pub fn relu(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Relu)
 }
 
+/// The ReLU kernel on a contiguous CUDA storage, into a new one (for the fused ops of cudnn_bn.rs).
+pub(crate) fn relu_storage(s: &CudaStorage, l: &Layout) -> Result<CudaStorage> {
+    KERNELS.run(None, "oodlab_relu", &SUFFIXES, &[(s, l)], l.shape().elem_count(), &[])
+}
+
+/// The gradient through a ReLU whose output is `y`: `gy` where `y > 0`, else 0 (one kernel).
+pub(crate) fn relu_backward(y: &Tensor, gy: &Tensor) -> Result<Tensor> {
+    y.apply_op2_no_bwd(&gy.contiguous()?, &ReluBackward)
+}
+
 struct Relu;
 
 struct ReluBackward;
@@ -34,11 +44,11 @@ impl CustomOp1 for Relu {
     }
 
     fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
-        Ok((KERNELS.run(None, "oodlab_relu", &SUFFIXES, &[(s, l)], l.shape().elem_count(), &[])?, l.shape().clone()))
+        Ok((relu_storage(s, l)?, l.shape().clone()))
     }
 
     fn bwd(&self, _x: &Tensor, y: &Tensor, gy: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(y.apply_op2_no_bwd(&gy.contiguous()?, &ReluBackward)?))
+        Ok(Some(relu_backward(y, gy)?))
     }
 }
 

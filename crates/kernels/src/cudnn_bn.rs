@@ -24,7 +24,7 @@ use cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtr, DevicePtrMut, L
 use half::{bf16, f16};
 
 use crate::norm::{BatchNormOutput, RunningStats};
-use crate::nvrtc::Module;
+use crate::nvrtc::{Module, Suffixes};
 
 /// PyTorch's `batch_norm(x, training=True)` over a CUDA tensor (n, c, h, w) in f32, bf16 or f16
 /// with per-channel f32 `gamma` and `beta`: the output (in x's format), and the batch's mean and
@@ -45,6 +45,46 @@ pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> 
 /// and folding them in with candle's ops took some thirteen launches and as many small
 /// allocations per layer: ~260 a ResNet-18 step, ~690 a ResNet-50 step.
 pub fn batch_norm_train_running(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, running: RunningStats) -> Result<Tensor> {
+    let (y, saved) = forward(x, gamma, beta, eps)?;
+    fold_running(x, saved, eps, running)?;
+    Ok(y)
+}
+
+/// `relu(bn(x))`, or `relu(bn(x) + residual)` (a ResNet block's end), in training, with `running`
+/// updated as [`batch_norm_train_running`] does, as one op: the normalized values (and their sum
+/// with the residual) live only inside it. As separate ops each was a tensor of the graph, kept
+/// until the backward pass: two or three activation-sized tensors per ResNet block that PyTorch
+/// does not keep (its ReLUs and the residual addition work in place). The values are those of the
+/// separate ops bit for bit: the same cuDNN calls, the ReLU of cuda_relu.cu, an addition rounded
+/// as candle's (cuda_add_relu.cu), and a backward pass of the ReLU's mask then cuDNN's.
+pub fn batch_norm_relu_train_running(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    running: RunningStats,
+    residual: Option<&Tensor>,
+) -> Result<Tensor> {
+    check_formats(x, gamma, beta)?;
+    let saved = Arc::new(Mutex::new(None));
+    let x = x.contiguous()?;
+    let y = match residual {
+        None => x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, CudnnBatchNormRelu { eps, saved: saved.clone() })?,
+        Some(r) => {
+            if r.shape() != x.shape() || r.dtype() != x.dtype() {
+                candle_core::bail!("cudnn batch-norm: residual {:?} {:?} for data {:?} {:?}", r.dims(), r.dtype(), x.dims(), x.dtype());
+            }
+            // The scale and shift as one operand: a custom op takes three.
+            let params = Tensor::cat(&[gamma, beta], 0)?;
+            x.apply_op3(&params, &r.contiguous()?, CudnnBatchNormAddRelu { eps, saved: saved.clone(), c: gamma.elem_count() })?
+        }
+    };
+    fold_running(&x, saved, eps, running)?;
+    Ok(y)
+}
+
+/// Folds the statistics the forward pass of `x` saved into `running`, in place, by one kernel.
+fn fold_running(x: &Tensor, saved: SavedSlot, eps: f64, running: RunningStats) -> Result<()> {
     let c = x.dim(1)?;
     for t in [running.mean, running.var] {
         if t.dtype() != DType::F32 || t.elem_count() != c || !t.is_contiguous() {
@@ -55,7 +95,6 @@ pub fn batch_norm_train_running(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: 
             );
         }
     }
-    let (y, saved) = forward(x, gamma, beta, eps)?;
     let (n, _, h, w) = x.dims4()?;
     let count = (n * h * w) as f64;
     // The factors as candle's ops see them: f64 products, rounded to f32 when applied.
@@ -66,12 +105,10 @@ pub fn batch_norm_train_running(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: 
         momentum: running.momentum as f32,
         var_factor: (running.momentum * count / (count - 1.0)) as f32,
     };
-    running.mean.inplace_op2(running.var, &op)?;
-    Ok(y)
+    running.mean.inplace_op2(running.var, &op)
 }
 
-/// The output of the forward pass and what it saved for the backward pass and the statistics.
-fn forward(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<(Tensor, SavedSlot)> {
+fn check_formats(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<()> {
     if !matches!(x.dtype(), DType::F32 | DType::BF16 | DType::F16) || gamma.dtype() != DType::F32 || beta.dtype() != DType::F32 {
         candle_core::bail!(
             "cudnn batch-norm: f32, bf16 or f16 data with f32 scale and shift expected, got {:?}, {:?}, {:?}",
@@ -80,6 +117,12 @@ fn forward(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<(Tenso
             beta.dtype()
         );
     }
+    Ok(())
+}
+
+/// The output of the forward pass and what it saved for the backward pass and the statistics.
+fn forward(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<(Tensor, SavedSlot)> {
+    check_formats(x, gamma, beta)?;
     let saved = Arc::new(Mutex::new(None));
     let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, CudnnBatchNorm { eps, saved: saved.clone() })?;
     Ok((y, saved))
@@ -238,6 +281,63 @@ fn status(s: sys::cudnnStatus_t) -> Result<()> {
     s.result().map_err(candle_core::Error::wrap)
 }
 
+/// cuDNN's training batch-norm of `xs` with the scale and shift `gamma` and `beta`: the output in
+/// a new buffer of the data's format, and the statistics saved in `saved` for the backward pass.
+fn normalize(
+    eps: f64,
+    saved: &SavedSlot,
+    xs: &CudaStorage,
+    xl: &Layout,
+    gamma: CudaView<f32>,
+    beta: CudaView<f32>,
+) -> Result<(CudaStorage, Layout)> {
+    let dims = dims4(xl.dims())?;
+    let device = xs.device.clone();
+    let stream = device.cuda_stream();
+    let x = Data::of(xs, xl)?;
+    let count: usize = dims.iter().product();
+    let mut y = Buffer::uninit(&device, xs.dtype(), count)?;
+    // SAFETY: cuDNN writes every value of the two.
+    #[allow(unsafe_code)]
+    let (mut mean, mut inv_std) = unsafe { (device.alloc::<f32>(dims[1])?, device.alloc::<f32>(dims[1])?) };
+    with_handle(&device, |handle| {
+        let (xd, pd) = (Descriptor::new(dims, xs.dtype())?, Descriptor::new([1, dims[1], 1, 1], DType::F32)?);
+        let (one, zero) = (1f32, 0f32);
+        let (xp, _rx) = x.ptr(&stream);
+        let (gp, _rg) = gamma.device_ptr(&stream);
+        let (bp, _rb) = beta.device_ptr(&stream);
+        let (yp, _wy) = y.ptr_mut(&stream);
+        let (mp, _wm) = mean.device_ptr_mut(&stream);
+        let (ip, _wi) = inv_std.device_ptr_mut(&stream);
+        // SAFETY: the descriptors say the shapes of the buffers passed; no running statistics
+        // (null: the caller updates them from the saved mean and variance).
+        #[allow(unsafe_code)]
+        status(unsafe {
+            sys::cudnnBatchNormalizationForwardTraining(
+                handle,
+                sys::cudnnBatchNormMode_t::CUDNN_BATCHNORM_SPATIAL,
+                (&one as *const f32).cast(),
+                (&zero as *const f32).cast(),
+                xd.0,
+                xp as *const c_void,
+                xd.0,
+                yp as *mut c_void,
+                pd.0,
+                gp as *const c_void,
+                bp as *const c_void,
+                0.0,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                eps,
+                mp as *mut c_void,
+                ip as *mut c_void,
+            )
+        })
+    })?;
+    *saved.lock().expect("not poisoned") = Some(Saved { mean, inv_std, param_grads: None });
+    Ok((y.into_storage(device), Layout::contiguous(dims.to_vec())))
+}
+
 impl CustomOp3 for CudnnBatchNorm {
     fn name(&self) -> &'static str {
         "oodlab-cudnn-batch-norm"
@@ -256,51 +356,8 @@ impl CustomOp3 for CudnnBatchNorm {
         bs: &CudaStorage,
         bl: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        let dims = dims4(xl.dims())?;
-        let device = xs.device.clone();
-        let stream = device.cuda_stream();
-        let (x, gamma, beta) = (Data::of(xs, xl)?, f32_view(gs, gl)?, f32_view(bs, bl)?);
-        let count: usize = dims.iter().product();
-        let mut y = Buffer::uninit(&device, xs.dtype(), count)?;
-        // SAFETY: cuDNN writes every value of the two.
-        #[allow(unsafe_code)]
-        let (mut mean, mut inv_std) = unsafe { (device.alloc::<f32>(dims[1])?, device.alloc::<f32>(dims[1])?) };
-        with_handle(&device, |handle| {
-            let (xd, pd) = (Descriptor::new(dims, xs.dtype())?, Descriptor::new([1, dims[1], 1, 1], DType::F32)?);
-            let (one, zero) = (1f32, 0f32);
-            let (xp, _rx) = x.ptr(&stream);
-            let (gp, _rg) = gamma.device_ptr(&stream);
-            let (bp, _rb) = beta.device_ptr(&stream);
-            let (yp, _wy) = y.ptr_mut(&stream);
-            let (mp, _wm) = mean.device_ptr_mut(&stream);
-            let (ip, _wi) = inv_std.device_ptr_mut(&stream);
-            // SAFETY: the descriptors say the shapes of the buffers passed; no running statistics
-            // (null: the caller updates them from the saved mean and variance).
-            #[allow(unsafe_code)]
-            status(unsafe {
-                sys::cudnnBatchNormalizationForwardTraining(
-                    handle,
-                    sys::cudnnBatchNormMode_t::CUDNN_BATCHNORM_SPATIAL,
-                    (&one as *const f32).cast(),
-                    (&zero as *const f32).cast(),
-                    xd.0,
-                    xp as *const c_void,
-                    xd.0,
-                    yp as *mut c_void,
-                    pd.0,
-                    gp as *const c_void,
-                    bp as *const c_void,
-                    0.0,
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
-                    self.eps,
-                    mp as *mut c_void,
-                    ip as *mut c_void,
-                )
-            })
-        })?;
-        *self.saved.lock().expect("not poisoned") = Some(Saved { mean, inv_std, param_grads: None });
-        Ok((y.into_storage(device), Shape::from(dims.to_vec())))
+        let (y, layout) = normalize(self.eps, &self.saved, xs, xl, f32_view(gs, gl)?, f32_view(bs, bl)?)?;
+        Ok((y, layout.shape().clone()))
     }
 
     fn bwd(
@@ -311,16 +368,115 @@ impl CustomOp3 for CudnnBatchNorm {
         _y: &Tensor,
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let op = CudnnBatchNormBackward { eps: self.eps, saved: self.saved.clone() };
-        let out = x.apply_op3_no_bwd(gamma, &gy.contiguous()?, &op)?;
-        if x.dtype() == DType::F32 {
-            let mut parts = crate::unpack(&out, &[x.dims(), gamma.dims(), beta.dims()])?.into_iter();
-            return Ok((parts.next(), parts.next(), parts.next()));
+        backward(self.eps, &self.saved, x, gamma, beta, gy)
+    }
+}
+
+type Grads3 = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+/// The gradients of the input, scale and shift from the output's, by cuDNN's backward pass.
+fn backward(eps: f64, saved: &SavedSlot, x: &Tensor, gamma: &Tensor, beta: &Tensor, gy: &Tensor) -> Result<Grads3> {
+    let op = CudnnBatchNormBackward { eps, saved: saved.clone() };
+    let out = x.apply_op3_no_bwd(gamma, &gy.contiguous()?, &op)?;
+    if x.dtype() == DType::F32 {
+        let mut parts = crate::unpack(&out, &[x.dims(), gamma.dims(), beta.dims()])?.into_iter();
+        return Ok((parts.next(), parts.next(), parts.next()));
+    }
+    // bf16 or f16: `out` is the input's gradient; the scale's and shift's wait in the slot.
+    let c = gamma.elem_count();
+    let params = gamma.apply_op1_no_bwd(&ReadSaved { saved: saved.clone(), which: Which::ParamGrads, c })?;
+    Ok((Some(out), Some(params.narrow(0, 0, c)?.reshape(gamma.shape())?), Some(params.narrow(0, c, c)?.reshape(beta.shape())?)))
+}
+
+/// `relu(bn(x))` as one op over (x, gamma, beta).
+struct CudnnBatchNormRelu {
+    eps: f64,
+    saved: SavedSlot,
+}
+
+impl CustomOp3 for CudnnBatchNormRelu {
+    fn name(&self) -> &'static str {
+        "oodlab-cudnn-batch-norm-relu"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        crate::cuda_only(self.name())
+    }
+
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        gs: &CudaStorage,
+        gl: &Layout,
+        bs: &CudaStorage,
+        bl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        // The normalized values are freed (in stream order) when this returns.
+        let (normalized, layout) = normalize(self.eps, &self.saved, xs, xl, f32_view(gs, gl)?, f32_view(bs, bl)?)?;
+        Ok((crate::cuda_relu::relu_storage(&normalized, &layout)?, layout.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, y: &Tensor, gy: &Tensor) -> Result<Grads3> {
+        backward(self.eps, &self.saved, x, gamma, beta, &crate::cuda_relu::relu_backward(y, gy)?)
+    }
+}
+
+/// `relu(bn(x) + r)` as one op over (x, [gamma | beta], r).
+struct CudnnBatchNormAddRelu {
+    eps: f64,
+    saved: SavedSlot,
+    /// Channels: gamma is the operand's first c values, beta the next c.
+    c: usize,
+}
+
+static ADD_RELU: Module = Module {
+    name: "oodlab_add_relu",
+    source: concat!(include_str!("cuda_half.cuh"), include_str!("cuda_add_relu.cu")),
+    ptx: OnceLock::new(),
+};
+
+impl CustomOp3 for CudnnBatchNormAddRelu {
+    fn name(&self) -> &'static str {
+        "oodlab-cudnn-batch-norm-add-relu"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        crate::cuda_only(self.name())
+    }
+
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        ps: &CudaStorage,
+        pl: &Layout,
+        rs: &CudaStorage,
+        rl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        let params = f32_view(ps, pl)?;
+        if params.len() != 2 * self.c {
+            candle_core::bail!("cudnn batch-norm: {} scale and shift values for {} channels", params.len(), self.c);
         }
-        // bf16 or f16: `out` is the input's gradient; the scale's and shift's wait in the slot.
-        let c = gamma.elem_count();
-        let params = gamma.apply_op1_no_bwd(&ReadSaved { saved: self.saved.clone(), which: Which::ParamGrads, c })?;
-        Ok((Some(out), Some(params.narrow(0, 0, c)?.reshape(gamma.shape())?), Some(params.narrow(0, c, c)?.reshape(beta.shape())?)))
+        let (gamma, beta) = (params.slice(0..self.c), params.slice(self.c..2 * self.c));
+        // The normalized values are freed (in stream order) when this returns.
+        let (normalized, layout) = normalize(self.eps, &self.saved, xs, xl, gamma, beta)?;
+        let suffixes = Suffixes { f32: "f32", bf16: "bf16", f16: "f16" };
+        let n = layout.shape().elem_count();
+        let y = ADD_RELU.run(None, "oodlab_add_relu", &suffixes, &[(&normalized, &layout), (rs, rl)], n, &[])?;
+        Ok((y, layout.shape().clone()))
+    }
+
+    fn bwd(&self, x: &Tensor, params: &Tensor, _r: &Tensor, y: &Tensor, gy: &Tensor) -> Result<Grads3> {
+        // The residual's gradient is the sum's: the output's where the ReLU passed it.
+        let g = crate::cuda_relu::relu_backward(y, gy)?;
+        let (gamma, beta) = (params.narrow(0, 0, self.c)?, params.narrow(0, self.c, self.c)?);
+        let (dx, dgamma, dbeta) = backward(self.eps, &self.saved, x, &gamma, &beta, &g)?;
+        let dparams = match (dgamma, dbeta) {
+            (Some(a), Some(b)) => Some(Tensor::cat(&[&a, &b], 0)?),
+            _ => None,
+        };
+        Ok((dx, dparams, Some(g)))
     }
 }
 

@@ -12,7 +12,7 @@ pub use crate::cuda_sgd::sgd_step;
 #[cfg(feature = "cuda")]
 pub use crate::cudnn::conv2d;
 #[cfg(feature = "cuda")]
-pub use crate::cudnn_bn::{batch_norm_train, batch_norm_train_running};
+pub use crate::cudnn_bn::{batch_norm_relu_train_running, batch_norm_train, batch_norm_train_running};
 #[cfg(feature = "cuda")]
 pub use crate::gpu_memory::{configure_memory, pool_peaks};
 
@@ -38,6 +38,17 @@ mod absent {
     }
 
     pub fn batch_norm_train_running(_: &Tensor, _: &Tensor, _: &Tensor, _: f64, _: RunningStats) -> Result<Tensor> {
+        absent()
+    }
+
+    pub fn batch_norm_relu_train_running(
+        _: &Tensor,
+        _: &Tensor,
+        _: &Tensor,
+        _: f64,
+        _: RunningStats,
+        _: Option<&Tensor>,
+    ) -> Result<Tensor> {
         absent()
     }
 

@@ -88,13 +88,18 @@ pub enum GpuOp {
     /// around it (with [`GpuOp::BatchNorm`] on). Not in the default set until a GPU has checked it:
     /// `OODLAB_GPU_KERNELS=all` or a list naming `bn16` turns it on.
     BatchNormHalf,
+    /// Batch-norm and the ReLU after it, and a ResNet block's last batch-norm, residual addition
+    /// and ReLU, each as one op (with [`GpuOp::BatchNorm`] and [`GpuOp::Relu`] on): the
+    /// intermediate tensors are not kept for the backward pass.
+    Fuse,
 }
 
 impl GpuOp {
-    pub const ALL: [GpuOp; 6] = [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu, GpuOp::Pool, GpuOp::BatchNormHalf];
+    pub const ALL: [GpuOp; 7] = [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu, GpuOp::Pool, GpuOp::BatchNormHalf, GpuOp::Fuse];
 
-    /// The ops in use when `OODLAB_GPU_KERNELS` is unset: all but those not yet checked on a GPU.
-    pub const DEFAULT: [GpuOp; 5] = [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu, GpuOp::Pool];
+    /// The ops in use when `OODLAB_GPU_KERNELS` is unset: all but `bn16`, whose cuDNN support only
+    /// a GPU can confirm.
+    pub const DEFAULT: [GpuOp; 6] = [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu, GpuOp::Pool, GpuOp::Fuse];
 
     /// Its name in `OODLAB_GPU_KERNELS`.
     pub fn name(self) -> &'static str {
@@ -105,6 +110,7 @@ impl GpuOp {
             GpuOp::Relu => "relu",
             GpuOp::Pool => "pool",
             GpuOp::BatchNormHalf => "bn16",
+            GpuOp::Fuse => "fuse",
         }
     }
 
@@ -287,9 +293,10 @@ mod gpu_switch_tests {
     fn the_gpu_switch_names_ops() {
         let (conv, bn, sgd, relu, pool) =
             (GpuOp::Conv.bit(), GpuOp::BatchNorm.bit(), GpuOp::Sgd.bit(), GpuOp::Relu.bit(), GpuOp::Pool.bit());
-        let bn16 = GpuOp::BatchNormHalf.bit();
-        assert_eq!(parse_gpu_ops(None), conv | bn | sgd | relu | pool, "bf16 batch-norm waits for a GPU's check");
-        assert_eq!(parse_gpu_ops(Some("all")), conv | bn | sgd | relu | pool | bn16);
+        let (bn16, fuse) = (GpuOp::BatchNormHalf.bit(), GpuOp::Fuse.bit());
+        assert_eq!(parse_gpu_ops(None), conv | bn | sgd | relu | pool | fuse, "bf16 batch-norm waits for a GPU's check");
+        assert_eq!(parse_gpu_ops(Some("all")), conv | bn | sgd | relu | pool | bn16 | fuse);
+        assert_eq!(parse_gpu_ops(Some("conv,bn,relu")), conv | bn | relu, "a list without `fuse` keeps the ops apart");
         assert_eq!(parse_gpu_ops(Some("bn,bn16")), bn | bn16);
         assert_eq!(parse_gpu_ops(Some("off")), 0);
         assert_eq!(parse_gpu_ops(Some("conv")), conv);

@@ -1,9 +1,10 @@
 //! The GPU's own kernels (crates/kernels/src/cuda_pool.cu, cuda_relu.cu, cuda_sgd.cu,
-//! cuda_bn_running.cu), compiled for the host by g++ with a few definitions standing in for CUDA's
+//! cuda_bn_running.cu, cuda_add_relu.cu, with cuda_half.cuh), compiled for the host by g++ with a few definitions standing in for CUDA's
 //! and run by one thread through their grid-stride loops: max-pooling against the CPU kernel
 //! (crates/kernels/src/pool.rs, itself checked against PyTorch in against_torch.rs) and the `half`
 //! crate's conversions, ReLU against PyTorch's rule, SGD against PyTorch's update written out in
-//! f32, batch-norm's running statistics against the candle ops the CPU updates them with. A GPU runs the same sources
+//! f32, batch-norm's running statistics against the candle ops the CPU updates them with, the
+//! residual addition and ReLU against candle's addition followed by the ReLU. A GPU runs the same sources
 //! (`oodlab check-kernels --device cuda`, scripts/gpu-check.sh); this checks their arithmetic,
 //! indexing, tie and padding rules and rounding on every machine, GPU or not.
 
@@ -15,7 +16,9 @@ use candle_core::{DType, Device, Tensor, Var};
 use half::{bf16, f16};
 use oodlab_kernels::SgdStep;
 
+const HALF: &str = include_str!("../src/cuda_half.cuh");
 const POOL: &str = include_str!("../src/cuda_pool.cu");
+const ADD_RELU: &str = include_str!("../src/cuda_add_relu.cu");
 const RELU: &str = include_str!("../src/cuda_relu.cu");
 const SGD: &str = include_str!("../src/cuda_sgd.cu");
 const RUNNING: &str = include_str!("../src/cuda_bn_running.cu");
@@ -146,6 +149,24 @@ int main(int argc, char** argv) {
 }
 "#;
 
+/// `add_relu f32|bf16|f16 A B Y`.
+const ADD_RELU_HARNESS: &str = r#"
+int main(int argc, char** argv) {
+    std::string dtype = argv[1];
+    if (dtype == "f32") {
+        std::vector<float> a = read<float>(argv[2]), b = read<float>(argv[3]), y(a.size());
+        oodlab_add_relu_f32(a.data(), b.data(), y.data(), y.size());
+        write(argv[4], y);
+    } else {
+        std::vector<unsigned short> a = read<unsigned short>(argv[2]), b = read<unsigned short>(argv[3]), y(a.size());
+        if (dtype == "bf16") oodlab_add_relu_bf16(a.data(), b.data(), y.data(), y.size());
+        else oodlab_add_relu_f16(a.data(), b.data(), y.data(), y.size());
+        write(argv[4], y);
+    }
+    return 0;
+}
+"#;
+
 /// A kernel source with its harness, compiled once per test binary.
 fn host_binary(name: &'static str) -> PathBuf {
     static BINARIES: OnceLock<tempfile::TempDir> = OnceLock::new();
@@ -154,11 +175,13 @@ fn host_binary(name: &'static str) -> PathBuf {
     let binary = dir.join(name);
     let mut built = BUILT.lock().unwrap();
     if !built.contains(&name) {
+        // The modules that compute half types in f32 begin with the conversions, as at run time.
         let (kernels, harness) = match name {
-            "pool" => (POOL, POOL_HARNESS),
-            "relu" => (RELU, RELU_HARNESS),
-            "running" => (RUNNING, RUNNING_HARNESS),
-            _ => (SGD, SGD_HARNESS),
+            "pool" => (format!("{HALF}\n{POOL}"), POOL_HARNESS),
+            "add_relu" => (format!("{HALF}\n{ADD_RELU}"), ADD_RELU_HARNESS),
+            "relu" => (RELU.to_string(), RELU_HARNESS),
+            "running" => (RUNNING.to_string(), RUNNING_HARNESS),
+            _ => (SGD.to_string(), SGD_HARNESS),
         };
         let source = dir.join(format!("{name}.cpp"));
         std::fs::write(&source, format!("{PRELUDE}\n{kernels}\n{harness}")).unwrap();
@@ -529,5 +552,61 @@ fn the_gpu_running_statistics_equal_the_cpus_candle_ops_bit_for_bit() {
         let case = format!("momentum {momentum}, {count} values per channel");
         assert_eq!(bits(read_f32(&dir.path().join("rm"))), bits(rm.to_vec1().unwrap()), "{case}: running mean");
         assert_eq!(bits(read_f32(&dir.path().join("rv"))), bits(rv.to_vec1().unwrap()), "{case}: running variance");
+    }
+}
+
+#[test]
+fn the_gpu_residual_addition_and_relu_equal_candles_addition_then_the_relu() {
+    // The unfused GPU path it replaces: candle's addition in the data's format, then cuda_relu.cu's
+    // rule (tested above): the sum where its sign bit is clear, else +0. Values of either sign,
+    // sums that cancel to zeros of both signs, sums far apart in magnitude, sums that overflow f16.
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let wave = |i: usize, seed: f32| ((i as f32 * 0.618_034 + seed) * 12.9898).sin();
+    let mut a: Vec<f32> = (0..2000).map(|i| wave(i, 0.1) * 3.0).collect();
+    let mut b: Vec<f32> = (0..2000).map(|i| wave(i, 0.2) * 3.0 * 10f32.powi(i as i32 % 7 - 3)).collect();
+    for (x, y) in [(1.5, -1.5), (-0.0, -0.0), (0.0, -0.0), (-2.0, 2.0), (40000.0, 40000.0), (-40000.0, -40000.0), (1.0, 1e-6), (-1.0, 3e-5)]
+    {
+        a.push(x);
+        b.push(y);
+    }
+    assert!(a.iter().zip(&b).any(|(x, y)| x + y == 0.0) && a.iter().zip(&b).any(|(x, y)| (x + y).abs() > 65504.0));
+    let cpu = Device::Cpu;
+    for dtype in [DType::F32, DType::BF16, DType::F16] {
+        let t = |v: &[f32]| Tensor::from_vec(v.to_vec(), v.len(), &cpu).unwrap().to_dtype(dtype).unwrap();
+        let sum = (t(&a) + t(&b)).unwrap();
+        let name = format!("{dtype:?}").to_lowercase();
+        let want: Vec<u32> = match dtype {
+            DType::F32 => sum.to_vec1::<f32>().unwrap().iter().map(|&v| if v > 0.0 { v.to_bits() } else { 0 }).collect(),
+            _ => {
+                let bits: Vec<u16> = if dtype == DType::BF16 {
+                    sum.to_vec1::<bf16>().unwrap().iter().map(|v| v.to_bits()).collect()
+                } else {
+                    sum.to_vec1::<f16>().unwrap().iter().map(|v| v.to_bits()).collect()
+                };
+                bits.iter().map(|&v| if v & 0x8000 != 0 { 0 } else { u32::from(v) }).collect()
+            }
+        };
+        let got: Vec<u32> = if dtype == DType::F32 {
+            write_f32(&dir.path().join("a"), &a);
+            write_f32(&dir.path().join("b"), &b);
+            run_kernel("add_relu", &[name.clone(), path("a"), path("b"), path("y")]);
+            read_f32(&dir.path().join("y")).iter().map(|v| v.to_bits()).collect()
+        } else {
+            let bits = |v: &Tensor| -> Vec<u16> {
+                if dtype == DType::BF16 {
+                    v.to_vec1::<bf16>().unwrap().iter().map(|x| x.to_bits()).collect()
+                } else {
+                    v.to_vec1::<f16>().unwrap().iter().map(|x| x.to_bits()).collect()
+                }
+            };
+            write_u16(&dir.path().join("a"), &bits(&t(&a)));
+            write_u16(&dir.path().join("b"), &bits(&t(&b)));
+            run_kernel("add_relu", &[name.clone(), path("a"), path("b"), path("y")]);
+            read_u16(&dir.path().join("y")).into_iter().map(u32::from).collect()
+        };
+        for i in 0..a.len() {
+            assert_eq!(got[i], want[i], "{name}: relu({} + {})", a[i], b[i]);
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! its tolerance. scripts/gpu-check.sh runs it with `--device cuda`.
 
 use oodlab_kernels::check::{
-    check_batch_norm, check_conv, check_max_pool, check_relu, check_sgd, conv_cases, norm_cases, pool_cases, Mode,
+    check_batch_norm, check_conv, check_fused_batch_norm, check_max_pool, check_relu, check_sgd, conv_cases, norm_cases, pool_cases, Mode,
 };
 
 use crate::args::CheckKernelsArgs;
@@ -54,6 +54,16 @@ pub fn check_kernels(a: CheckKernelsArgs) -> anyhow::Result<i32> {
             for case in pool_cases() {
                 let result = check_max_pool(case, device, mode.dtype).map(|e| (e, format!("output and gradient {e:.1e}")));
                 report.line(&mode.to_string(), &case.to_string(), result, mode.pool_tolerance());
+            }
+            // The fused ops against the same ops apart (the same kernels: equal where cuDNN's
+            // batch-norm repeats exactly); the case names start with "fused" (gpu-check.sh).
+            for case in norm_cases() {
+                let shape = case.to_string().replace("batch-norm x ", "");
+                for (residual, what) in [(false, "batch-norm+ReLU"), (true, "batch-norm+add+ReLU")] {
+                    let result = check_fused_batch_norm(case, device, mode.dtype, residual)
+                        .map(|e| (e, format!("output, gradients, running statistics {e:.1e}")));
+                    report.line(&mode.to_string(), &format!("fused {what} x {shape}"), result, mode.norm_tolerance());
+                }
             }
         }
         let result = check_sgd(device).map(|e| (e, format!("weights and buffers {e:.1e}")));

@@ -163,16 +163,42 @@ impl Bn {
         oodlab_kernels::profile::time("forward: batch-norm (+ReLU)", x.device(), || self.forward_unprofiled(x, train, relu, pool))
     }
 
+    /// `relu(bn(x) + residual)`, a ResNet block's end; in training on a GPU one op, whose sum is not
+    /// kept for the backward pass (as PyTorch's in-place addition and ReLU keep none).
+    pub fn forward_add_relu_t(&self, x: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
+        if train && self.fuses_on_gpu(x) && residual.dtype() == x.dtype() {
+            return oodlab_kernels::profile::time("forward: batch-norm+add+ReLU (fused)", x.device(), || {
+                oodlab_kernels::gpu::batch_norm_relu_train_running(x, &self.weight, &self.bias, BN_EPS, self.running(), Some(residual))
+            });
+        }
+        relu(&(self.forward_t(x, train)? + residual)?)
+    }
+
+    /// Whether a GPU's training batch-norm takes `x` as it is: f32, or bf16/f16 with `bn16` on (cuDNN
+    /// then normalizes the half-precision data itself, statistics in f32, as PyTorch's autocast
+    /// does: no casts to f32 and back around it).
+    fn normalizes_on_gpu(&self, x: &Tensor) -> bool {
+        use oodlab_kernels::{gpu_applies, GpuOp};
+        self.master == DType::F32
+            && gpu_applies(GpuOp::BatchNorm, x)
+            && (x.dtype() == DType::F32 || (matches!(x.dtype(), DType::BF16 | DType::F16) && gpu_applies(GpuOp::BatchNormHalf, x)))
+    }
+
+    /// Whether a GPU's training batch-norm of `x` and the ReLU after it run as one op.
+    fn fuses_on_gpu(&self, x: &Tensor) -> bool {
+        use oodlab_kernels::{gpu_applies, GpuOp};
+        self.normalizes_on_gpu(x) && gpu_applies(GpuOp::Relu, x) && gpu_applies(GpuOp::Fuse, x)
+    }
+
+    /// The running statistics, for the GPU's batch-norm to update in place.
+    fn running(&self) -> oodlab_kernels::RunningStats<'_> {
+        oodlab_kernels::RunningStats { mean: self.running_mean.as_tensor(), var: self.running_var.as_tensor(), momentum: BN_MOMENTUM }
+    }
+
     fn forward_unprofiled(&self, x: &Tensor, train: bool, relu: bool, pool: Option<(usize, usize, usize)>) -> Result<Tensor> {
         let input = x.dtype();
-        // On a GPU cuDNN normalizes bf16 and f16 data itself, statistics in f32, as PyTorch's
-        // autocast does: no casts to f32 and back around it.
-        let half_on_gpu = train
-            && self.master == DType::F32
-            && matches!(input, DType::BF16 | DType::F16)
-            && oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::BatchNorm, x)
-            && oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::BatchNormHalf, x);
-        let x = if half_on_gpu { x.clone() } else { cast(x, self.master)? };
+        let on_gpu = train && self.normalizes_on_gpu(x);
+        let x = if on_gpu { x.clone() } else { cast(x, self.master)? };
         let per_channel = |t: &Tensor| t.reshape((1, (), 1, 1));
         let y = if train {
             let (n, _, h, w) = x.dims4()?;
@@ -181,19 +207,18 @@ impl Bn {
                 let out = oodlab_kernels::batch_norm_train(&x, &self.weight, &self.bias, BN_EPS, relu, pool)?;
                 self.update_running(&out.mean, &out.var, count)?;
                 out.y
-            } else if oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::BatchNorm, &x) && (x.dtype() == DType::F32 || half_on_gpu) {
+            } else if on_gpu {
                 // cuDNN's batch statistics go into the running ones by one kernel, rounded as
                 // update_running's ops round them.
-                let running = oodlab_kernels::RunningStats {
-                    mean: self.running_mean.as_tensor(),
-                    var: self.running_var.as_tensor(),
-                    momentum: BN_MOMENTUM,
-                };
-                let y = oodlab_kernels::gpu::batch_norm_train_running(&x, &self.weight, &self.bias, BN_EPS, running)?;
-                if relu {
-                    relu_unprofiled(&y)?
+                if relu && self.fuses_on_gpu(&x) {
+                    oodlab_kernels::gpu::batch_norm_relu_train_running(&x, &self.weight, &self.bias, BN_EPS, self.running(), None)?
                 } else {
-                    y
+                    let y = oodlab_kernels::gpu::batch_norm_train_running(&x, &self.weight, &self.bias, BN_EPS, self.running())?;
+                    if relu {
+                        relu_unprofiled(&y)?
+                    } else {
+                        y
+                    }
                 }
             } else {
                 let mean = x.mean_keepdim((0, 2, 3))?;

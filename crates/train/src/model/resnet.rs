@@ -6,7 +6,7 @@
 use candle_core::{DType, Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
 
-use super::layers::{relu, Bn, Conv, Fc};
+use super::layers::{Bn, Conv, Fc};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Depth {
@@ -65,17 +65,18 @@ impl Block {
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (last, others) = self.convs.split_last().expect("a block has convolutions");
         let mut y = x.clone();
-        let last = self.convs.len() - 1;
-        for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            let z = conv.forward(&y)?;
-            y = if i < last { bn.forward_relu_t(&z, train)? } else { bn.forward_t(&z, train)? };
+        for (conv, bn) in others {
+            y = bn.forward_relu_t(&conv.forward(&y)?, train)?;
         }
+        let z = last.0.forward(&y)?;
         let shortcut = match &self.downsample {
             Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
             None => x.clone(),
         };
-        relu(&(y + shortcut)?)
+        // relu(bn(z) + shortcut): one op on a GPU in training.
+        last.1.forward_add_relu_t(&z, &shortcut, train)
     }
 }
 
