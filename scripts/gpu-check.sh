@@ -7,8 +7,8 @@
 #
 # 1. the device and the libraries the binary loads;
 # 2. `oodlab check-kernels --device cuda`: cuDNN's convolution (forward, input and kernel
-#    gradients; f32, TF32, bf16, f16) and batch-norm (f32, and bf16/f16 data: the `bn16` op, not in
-#    the default set yet; batch and running statistics) against candle's CPU ops on fixed inputs,
+#    gradients; f32, TF32, bf16, f16) and batch-norm (f32, and bf16/f16 data via f32 and directly:
+#    the `bn16` op, not in the default set yet; batch and running statistics) against candle's CPU ops on fixed inputs,
 #    the GPU's ReLU, max-pooling and SGD kernels against PyTorch's rules and the CPU kernels, the
 #    fused batch-norm+ReLU ops against the same ops apart; the ops that pass are used after;
 # 3. one ResNet-18 training step on the GPU (TF32 off) and on the CPU from the same weights and
@@ -89,9 +89,9 @@ ops=""
 for op in conv bn sgd relu pool fuse bn16; do
   case $op in
     conv) pattern='^FAIL +[a-z0-9+]+ +x ' ;;
-    bn) pattern='^FAIL +f32 +batch-norm' ;;
-    fuse) pattern='^FAIL +f32 +fused ' ;;
-    bn16) pattern='^FAIL +(bf16|f16) +(batch-norm|fused )' ;; # off by default until checked here
+    bn) pattern='^FAIL +[a-z0-9+]+ +batch-norm x' ;; # f32, and bf16/f16 normalized via f32
+    fuse) pattern='^FAIL +[a-z0-9+]+ +fused ' ;;
+    bn16) pattern='^FAIL +(bf16|f16) +bn16 ' ;; # cuDNN on bf16/f16 data: off by default until checked here
     sgd) pattern='^FAIL .* sgd' ;;
     relu) pattern='^FAIL .* relu' ;;
     pool) pattern='^FAIL .* max-pool' ;;

@@ -9,6 +9,8 @@
 
 use candle_core::{DType, Device, Result, Tensor, Var};
 
+use crate::HalfData;
+
 /// One convolution: input (n, c, h, w), kernel (o, c, k, k).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConvCase {
@@ -68,6 +70,25 @@ pub struct Mode {
 }
 
 impl Mode {
+    /// The ways batch-norm takes this mode's data: f32 as it is; bf16 and f16 via f32 (the
+    /// default) and directly (`bn16`).
+    pub fn half_modes(&self) -> Vec<HalfData> {
+        if self.dtype == DType::F32 {
+            vec![HalfData::Direct]
+        } else {
+            vec![HalfData::ViaF32, HalfData::Direct]
+        }
+    }
+
+    /// A batch-norm case's label prefix: `bn16 ` for half-precision data normalized directly.
+    pub fn norm_label(&self, half: HalfData) -> &'static str {
+        if self.dtype != DType::F32 && half == HalfData::Direct {
+            "bn16 "
+        } else {
+            ""
+        }
+    }
+
     /// The formats of a device: f32 on the CPU; on a GPU f32 without and with TF32, bf16, f16.
     pub fn all(device: &Device) -> Vec<Mode> {
         let mode = |dtype, tf32| Mode { dtype, tf32 };
@@ -241,7 +262,7 @@ const EPS: f64 = 1e-5;
 /// Runs `case` on `device` with this crate's training batch-norm for the device on data in `dtype`
 /// (scale, shift and statistics in f32), and candle's ops on the CPU in f32 on the same values
 /// (PyTorch's formula: batch mean, biased variance, eps 1e-5).
-pub fn check_batch_norm(case: NormCase, device: &Device, dtype: DType) -> Result<NormErrors> {
+pub fn check_batch_norm(case: NormCase, device: &Device, dtype: DType, half: HalfData) -> Result<NormErrors> {
     let NormCase { n, c, h, w } = case;
     let cpu = Device::Cpu;
     // The values `dtype` holds, so that the reference computes on what the op is given.
@@ -275,7 +296,7 @@ pub fn check_batch_norm(case: NormCase, device: &Device, dtype: DType) -> Result
         Var::from_tensor(&g0.to_device(device)?)?,
         Var::from_tensor(&b0.to_device(device)?)?,
     );
-    let out = batch_norm_on_device(xv.as_tensor(), gv.as_tensor(), bv.as_tensor())?;
+    let out = batch_norm_on_device(xv.as_tensor(), gv.as_tensor(), bv.as_tensor(), half)?;
     if out.y.dtype() != dtype {
         candle_core::bail!("{case}: output in {:?} for {dtype:?} data", out.y.dtype());
     }
@@ -285,7 +306,8 @@ pub fn check_batch_norm(case: NormCase, device: &Device, dtype: DType) -> Result
     let (rm0, rv0) = (Tensor::from_vec(values(c, 0.8), c, &cpu)?, (Tensor::from_vec(values(c, 0.9), c, &cpu)?.abs()? + 0.5)?);
     let count = (n * h * w) as f64;
     let (rm_r, rv_r) = crate::running_statistics(&rm0, &rv0, &mean_r.flatten_all()?, &var_r.flatten_all()?, MOMENTUM, count)?;
-    let (rm, rv) = running_on_device(xv.as_tensor(), gv.as_tensor(), bv.as_tensor(), &rm0.to_device(device)?, &rv0.to_device(device)?)?;
+    let (rm, rv) =
+        running_on_device(xv.as_tensor(), gv.as_tensor(), bv.as_tensor(), half, (&rm0.to_device(device)?, &rv0.to_device(device)?))?;
     Ok(NormErrors {
         running: relative(&rm, &rm_r)?.max(relative(&rv, &rv_r)?),
         forward: relative(&out.y, &yr)?,
@@ -303,7 +325,7 @@ pub fn check_batch_norm(case: NormCase, device: &Device, dtype: DType) -> Result
 /// gradients of the input, scale, shift and residual, the running statistics. The fused op runs
 /// the same kernels in the same order, so the two agree bit for bit where cuDNN's batch-norm
 /// repeats exactly: the largest difference relative to the separate ops' largest magnitude.
-pub fn check_fused_batch_norm(case: NormCase, device: &Device, dtype: DType, residual: bool) -> Result<f32> {
+pub fn check_fused_batch_norm(case: NormCase, device: &Device, dtype: DType, half: HalfData, residual: bool) -> Result<f32> {
     let NormCase { n, c, h, w } = case;
     let cpu = Device::Cpu;
     let on = |t: Tensor| -> Result<Tensor> { t.to_dtype(dtype)?.to_device(device) };
@@ -321,9 +343,9 @@ pub fn check_fused_batch_norm(case: NormCase, device: &Device, dtype: DType, res
         let running = crate::RunningStats { mean: &rm, var: &rv, momentum: MOMENTUM };
         let residual = residual.then_some(r.as_tensor());
         let y = if fused {
-            crate::gpu::batch_norm_relu_train_running(x.as_tensor(), g.as_tensor(), b.as_tensor(), EPS, running, residual)?
+            crate::gpu::batch_norm_relu_train_running(x.as_tensor(), g.as_tensor(), b.as_tensor(), EPS, half, running, residual)?
         } else {
-            let y = crate::gpu::batch_norm_train_running(x.as_tensor(), g.as_tensor(), b.as_tensor(), EPS, running)?;
+            let y = crate::gpu::batch_norm_train_running(x.as_tensor(), g.as_tensor(), b.as_tensor(), EPS, half, running)?;
             crate::gpu::relu(&match residual {
                 Some(r) => (y + r)?,
                 None => y,
@@ -349,25 +371,25 @@ pub fn check_fused_batch_norm(case: NormCase, device: &Device, dtype: DType, res
 const MOMENTUM: f64 = 0.1;
 
 /// The running statistics `rm` and `rv` after one training step over `x` on its device.
-fn running_on_device(x: &Tensor, gamma: &Tensor, beta: &Tensor, rm: &Tensor, rv: &Tensor) -> Result<(Tensor, Tensor)> {
+fn running_on_device(x: &Tensor, gamma: &Tensor, beta: &Tensor, half: HalfData, (rm, rv): (&Tensor, &Tensor)) -> Result<(Tensor, Tensor)> {
     let (n, _, h, w) = x.dims4()?;
     if x.device().is_cpu() {
-        let out = batch_norm_on_device(x, gamma, beta)?;
+        let out = batch_norm_on_device(x, gamma, beta, half)?;
         return crate::running_statistics(rm, rv, &out.mean, &out.var, MOMENTUM, (n * h * w) as f64);
     }
     let (rm, rv) = (rm.copy()?, rv.copy()?);
-    crate::gpu::batch_norm_train_running(x, gamma, beta, EPS, crate::RunningStats { mean: &rm, var: &rv, momentum: MOMENTUM })?;
+    crate::gpu::batch_norm_train_running(x, gamma, beta, EPS, half, crate::RunningStats { mean: &rm, var: &rv, momentum: MOMENTUM })?;
     Ok((rm, rv))
 }
 
-fn batch_norm_on_device(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<crate::BatchNormOutput> {
+fn batch_norm_on_device(x: &Tensor, gamma: &Tensor, beta: &Tensor, half: HalfData) -> Result<crate::BatchNormOutput> {
     if x.device().is_cpu() {
         // The CPU kernel is f32: bf16 or f16 data is normalized in f32 and its output rounded back,
         // the least a half-precision op does (for the check's own test).
         let out = crate::batch_norm_train(&x.to_dtype(DType::F32)?, gamma, beta, EPS, false, None)?;
         return Ok(crate::BatchNormOutput { y: out.y.to_dtype(x.dtype())?, ..out });
     }
-    crate::gpu::batch_norm_train(x, gamma, beta, EPS)
+    crate::gpu::batch_norm_train(x, gamma, beta, EPS, half)
 }
 
 /// The GPU's ReLU (crates/kernels/src/cuda_relu.rs) in `dtype` against PyTorch's rule computed
@@ -519,7 +541,7 @@ mod tests {
     #[test]
     fn the_cpu_batch_norm_matches_candle_on_every_case() {
         for case in norm_cases() {
-            let e = check_batch_norm(case, &Device::Cpu, DType::F32).unwrap();
+            let e = check_batch_norm(case, &Device::Cpu, DType::F32, HalfData::Direct).unwrap();
             assert!(e.worst() < NORM_TOLERANCE, "{case}: {e:?}");
         }
     }
@@ -532,7 +554,7 @@ mod tests {
             [(DType::BF16, Mode { dtype: DType::BF16, tf32: false }), (DType::F16, Mode { dtype: DType::F16, tf32: false })]
         {
             for case in norm_cases() {
-                let e = check_batch_norm(case, &Device::Cpu, dtype).unwrap();
+                let e = check_batch_norm(case, &Device::Cpu, dtype, HalfData::ViaF32).unwrap();
                 assert!(e.forward > 0.0 && e.worst() < mode.norm_tolerance(), "{case} {dtype:?}: {e:?}");
             }
         }

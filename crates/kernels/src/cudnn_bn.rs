@@ -23,14 +23,15 @@ use cudarc::cudnn::sys;
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg, SyncOnDrop};
 use half::{bf16, f16};
 
-use crate::norm::{BatchNormOutput, RunningStats};
+use crate::norm::{BatchNormOutput, HalfData, RunningStats};
 use crate::nvrtc::{Module, Suffixes};
 
 /// PyTorch's `batch_norm(x, training=True)` over a CUDA tensor (n, c, h, w) in f32, bf16 or f16
 /// with per-channel f32 `gamma` and `beta`: the output (in x's format), and the batch's mean and
-/// biased variance per channel in f32 (detached, for the running statistics).
-pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<BatchNormOutput> {
-    let (y, saved) = forward(x, gamma, beta, eps)?;
+/// biased variance per channel in f32 (detached, for the running statistics). `half` says how
+/// bf16 and f16 data are normalized ([`HalfData`]).
+pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, half: HalfData) -> Result<BatchNormOutput> {
+    let (y, saved) = forward(x, gamma, beta, Cfg { eps, half })?;
     let c = x.dim(1)?;
     let read = |which| gamma.apply_op1_no_bwd(&ReadSaved { saved: saved.clone(), which, c });
     let mean = read(Which::Mean)?;
@@ -44,8 +45,15 @@ pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> 
 /// rounded as [`crate::running_statistics`], the CPU's). Reading the statistics out as tensors
 /// and folding them in with candle's ops took some thirteen launches and as many small
 /// allocations per layer: ~260 a ResNet-18 step, ~690 a ResNet-50 step.
-pub fn batch_norm_train_running(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, running: RunningStats) -> Result<Tensor> {
-    let (y, saved) = forward(x, gamma, beta, eps)?;
+pub fn batch_norm_train_running(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+    half: HalfData,
+    running: RunningStats,
+) -> Result<Tensor> {
+    let (y, saved) = forward(x, gamma, beta, Cfg { eps, half })?;
     fold_running(x, saved, eps, running)?;
     Ok(y)
 }
@@ -62,21 +70,23 @@ pub fn batch_norm_relu_train_running(
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
+    half: HalfData,
     running: RunningStats,
     residual: Option<&Tensor>,
 ) -> Result<Tensor> {
     check_formats(x, gamma, beta)?;
+    let cfg = Cfg { eps, half };
     let saved = Arc::new(Mutex::new(None));
     let x = x.contiguous()?;
     let y = match residual {
-        None => x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, CudnnBatchNormRelu { eps, saved: saved.clone() })?,
+        None => x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, CudnnBatchNormRelu { cfg, saved: saved.clone() })?,
         Some(r) => {
             if r.shape() != x.shape() || r.dtype() != x.dtype() {
                 candle_core::bail!("cudnn batch-norm: residual {:?} {:?} for data {:?} {:?}", r.dims(), r.dtype(), x.dims(), x.dtype());
             }
             // The scale and shift as one operand: a custom op takes three.
             let params = Tensor::cat(&[gamma, beta], 0)?;
-            x.apply_op3(&params, &r.contiguous()?, CudnnBatchNormAddRelu { eps, saved: saved.clone(), c: gamma.elem_count() })?
+            x.apply_op3(&params, &r.contiguous()?, CudnnBatchNormAddRelu { cfg, saved: saved.clone(), c: gamma.elem_count() })?
         }
     };
     fold_running(&x, saved, eps, running)?;
@@ -120,11 +130,25 @@ fn check_formats(x: &Tensor, gamma: &Tensor, beta: &Tensor) -> Result<()> {
     Ok(())
 }
 
+/// A batch-norm's epsilon and how it treats half-precision data.
+#[derive(Debug, Clone, Copy)]
+struct Cfg {
+    eps: f64,
+    half: HalfData,
+}
+
+impl Cfg {
+    /// Whether data of `dtype` is normalized in f32 on a converted copy.
+    fn via_f32(&self, dtype: DType) -> bool {
+        dtype != DType::F32 && self.half == HalfData::ViaF32
+    }
+}
+
 /// The output of the forward pass and what it saved for the backward pass and the statistics.
-fn forward(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> Result<(Tensor, SavedSlot)> {
+fn forward(x: &Tensor, gamma: &Tensor, beta: &Tensor, cfg: Cfg) -> Result<(Tensor, SavedSlot)> {
     check_formats(x, gamma, beta)?;
     let saved = Arc::new(Mutex::new(None));
-    let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, CudnnBatchNorm { eps, saved: saved.clone() })?;
+    let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, CudnnBatchNorm { cfg, saved: saved.clone() })?;
     Ok((y, saved))
 }
 
@@ -198,7 +222,7 @@ struct Saved {
 type SavedSlot = Arc<Mutex<Option<Saved>>>;
 
 struct CudnnBatchNorm {
-    eps: f64,
+    cfg: Cfg,
     saved: SavedSlot,
 }
 
@@ -283,8 +307,10 @@ fn status(s: sys::cudnnStatus_t) -> Result<()> {
 
 /// cuDNN's training batch-norm of `xs` with the scale and shift `gamma` and `beta`: the output in
 /// a new buffer of the data's format, and the statistics saved in `saved` for the backward pass.
+/// Half-precision data normalized via f32 is converted with candle's casts, both ways, as the
+/// casts around the op rounded it; the copies are freed when this returns.
 fn normalize(
-    eps: f64,
+    cfg: Cfg,
     saved: &SavedSlot,
     xs: &CudaStorage,
     xl: &Layout,
@@ -292,6 +318,13 @@ fn normalize(
     beta: CudaView<f32>,
 ) -> Result<(CudaStorage, Layout)> {
     let dims = dims4(xl.dims())?;
+    let layout = Layout::contiguous(dims.to_vec());
+    if cfg.via_f32(xs.dtype()) {
+        let converted = xs.to_dtype(xl, DType::F32)?;
+        let (y, _) = normalize(Cfg { half: HalfData::Direct, ..cfg }, saved, &converted, &layout, gamma, beta)?;
+        return Ok((y.to_dtype(&layout, xs.dtype())?, layout));
+    }
+    let eps = cfg.eps;
     let device = xs.device.clone();
     let stream = device.cuda_stream();
     let x = Data::of(xs, xl)?;
@@ -335,7 +368,7 @@ fn normalize(
         })
     })?;
     *saved.lock().expect("not poisoned") = Some(Saved { mean, inv_std, param_grads: None });
-    Ok((y.into_storage(device), Layout::contiguous(dims.to_vec())))
+    Ok((y.into_storage(device), layout))
 }
 
 impl CustomOp3 for CudnnBatchNorm {
@@ -356,7 +389,7 @@ impl CustomOp3 for CudnnBatchNorm {
         bs: &CudaStorage,
         bl: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        let (y, layout) = normalize(self.eps, &self.saved, xs, xl, f32_view(gs, gl)?, f32_view(bs, bl)?)?;
+        let (y, layout) = normalize(self.cfg, &self.saved, xs, xl, f32_view(gs, gl)?, f32_view(bs, bl)?)?;
         Ok((y, layout.shape().clone()))
     }
 
@@ -368,15 +401,22 @@ impl CustomOp3 for CudnnBatchNorm {
         _y: &Tensor,
         gy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        backward(self.eps, &self.saved, x, gamma, beta, gy)
+        backward(self.cfg, &self.saved, x, gamma, beta, gy)
     }
 }
 
 type Grads3 = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
 
 /// The gradients of the input, scale and shift from the output's, by cuDNN's backward pass.
-fn backward(eps: f64, saved: &SavedSlot, x: &Tensor, gamma: &Tensor, beta: &Tensor, gy: &Tensor) -> Result<Grads3> {
-    let op = CudnnBatchNormBackward { eps, saved: saved.clone() };
+fn backward(cfg: Cfg, saved: &SavedSlot, x: &Tensor, gamma: &Tensor, beta: &Tensor, gy: &Tensor) -> Result<Grads3> {
+    if cfg.via_f32(x.dtype()) {
+        // Normalized in f32: so is the backward pass, the input's gradient converted back (what
+        // the casts' own backward passes did).
+        let direct = Cfg { half: HalfData::Direct, ..cfg };
+        let (dx, dgamma, dbeta) = backward(direct, saved, &x.detach().to_dtype(DType::F32)?, gamma, beta, &gy.to_dtype(DType::F32)?)?;
+        return Ok((dx.map(|d| d.to_dtype(x.dtype())).transpose()?, dgamma, dbeta));
+    }
+    let op = CudnnBatchNormBackward { eps: cfg.eps, saved: saved.clone() };
     let out = x.apply_op3_no_bwd(gamma, &gy.contiguous()?, &op)?;
     if x.dtype() == DType::F32 {
         let mut parts = crate::unpack(&out, &[x.dims(), gamma.dims(), beta.dims()])?.into_iter();
@@ -390,7 +430,7 @@ fn backward(eps: f64, saved: &SavedSlot, x: &Tensor, gamma: &Tensor, beta: &Tens
 
 /// `relu(bn(x))` as one op over (x, gamma, beta).
 struct CudnnBatchNormRelu {
-    eps: f64,
+    cfg: Cfg,
     saved: SavedSlot,
 }
 
@@ -413,18 +453,18 @@ impl CustomOp3 for CudnnBatchNormRelu {
         bl: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
         // The normalized values are freed (in stream order) when this returns.
-        let (normalized, layout) = normalize(self.eps, &self.saved, xs, xl, f32_view(gs, gl)?, f32_view(bs, bl)?)?;
+        let (normalized, layout) = normalize(self.cfg, &self.saved, xs, xl, f32_view(gs, gl)?, f32_view(bs, bl)?)?;
         Ok((crate::cuda_relu::relu_storage(&normalized, &layout)?, layout.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, y: &Tensor, gy: &Tensor) -> Result<Grads3> {
-        backward(self.eps, &self.saved, x, gamma, beta, &crate::cuda_relu::relu_backward(y, gy)?)
+        backward(self.cfg, &self.saved, x, gamma, beta, &crate::cuda_relu::relu_backward(y, gy)?)
     }
 }
 
 /// `relu(bn(x) + r)` as one op over (x, [gamma | beta], r).
 struct CudnnBatchNormAddRelu {
-    eps: f64,
+    cfg: Cfg,
     saved: SavedSlot,
     /// Channels: gamma is the operand's first c values, beta the next c.
     c: usize,
@@ -460,7 +500,7 @@ impl CustomOp3 for CudnnBatchNormAddRelu {
         }
         let (gamma, beta) = (params.slice(0..self.c), params.slice(self.c..2 * self.c));
         // The normalized values are freed (in stream order) when this returns.
-        let (normalized, layout) = normalize(self.eps, &self.saved, xs, xl, gamma, beta)?;
+        let (normalized, layout) = normalize(self.cfg, &self.saved, xs, xl, gamma, beta)?;
         let suffixes = Suffixes { f32: "f32", bf16: "bf16", f16: "f16" };
         let n = layout.shape().elem_count();
         let y = ADD_RELU.run(None, "oodlab_add_relu", &suffixes, &[(&normalized, &layout), (rs, rl)], n, &[])?;
@@ -471,7 +511,7 @@ impl CustomOp3 for CudnnBatchNormAddRelu {
         // The residual's gradient is the sum's: the output's where the ReLU passed it.
         let g = crate::cuda_relu::relu_backward(y, gy)?;
         let (gamma, beta) = (params.narrow(0, 0, self.c)?, params.narrow(0, self.c, self.c)?);
-        let (dx, dgamma, dbeta) = backward(self.eps, &self.saved, x, &gamma, &beta, &g)?;
+        let (dx, dgamma, dbeta) = backward(self.cfg, &self.saved, x, &gamma, &beta, &g)?;
         let dparams = match (dgamma, dbeta) {
             (Some(a), Some(b)) => Some(Tensor::cat(&[&a, &b], 0)?),
             _ => None,

@@ -23,7 +23,7 @@ pub use absent::*;
 mod absent {
     use candle_core::{Device, Result, Tensor};
 
-    use crate::{BatchNormOutput, RunningStats, SgdStep};
+    use crate::{BatchNormOutput, HalfData, RunningStats, SgdStep};
 
     fn absent<T>() -> Result<T> {
         candle_core::bail!("this oodlab was built without CUDA: no GPU kernels (scripts/build-cuda.sh builds them)")
@@ -33,11 +33,11 @@ mod absent {
         absent()
     }
 
-    pub fn batch_norm_train(_: &Tensor, _: &Tensor, _: &Tensor, _: f64) -> Result<BatchNormOutput> {
+    pub fn batch_norm_train(_: &Tensor, _: &Tensor, _: &Tensor, _: f64, _: HalfData) -> Result<BatchNormOutput> {
         absent()
     }
 
-    pub fn batch_norm_train_running(_: &Tensor, _: &Tensor, _: &Tensor, _: f64, _: RunningStats) -> Result<Tensor> {
+    pub fn batch_norm_train_running(_: &Tensor, _: &Tensor, _: &Tensor, _: f64, _: HalfData, _: RunningStats) -> Result<Tensor> {
         absent()
     }
 
@@ -46,6 +46,7 @@ mod absent {
         _: &Tensor,
         _: &Tensor,
         _: f64,
+        _: HalfData,
         _: RunningStats,
         _: Option<&Tensor>,
     ) -> Result<Tensor> {

@@ -15,6 +15,17 @@ pub struct BatchNormOutput {
     pub var: Tensor,
 }
 
+/// How the GPU's training batch-norm treats bf16 and f16 data (f32 data is normalized as it is).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HalfData {
+    /// cuDNN normalizes the data itself, statistics, scale and shift in f32 (`bn16`: cuDNN's
+    /// "pseudo half" configurations, what PyTorch's autocast runs for f16).
+    Direct,
+    /// cuDNN normalizes an f32 copy, converted back: the arithmetic of casts around an f32
+    /// batch-norm, without the f32 copies becoming tensors that the backward pass keeps.
+    ViaF32,
+}
+
 /// A batch-norm layer's running statistics (per-channel f32 tensors, updated in place by the GPU's
 /// training batch-norm) and its momentum (PyTorch's: the weight of the batch).
 pub struct RunningStats<'a> {

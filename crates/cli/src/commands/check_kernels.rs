@@ -26,11 +26,13 @@ pub fn check_kernels(a: CheckKernelsArgs) -> anyhow::Result<i32> {
             report.line(&mode.to_string(), &case.to_string(), result, mode.tolerance());
         }
     }
-    // Batch-norm's data in every format of the device (f32 on the CPU), its statistics in f32.
+    // Batch-norm's data in every format of the device (f32 on the CPU), its statistics in f32;
+    // bf16 and f16 both ways (`bn16 ...` lines: cuDNN on the data itself; gpu-check.sh reads the
+    // labels).
     for mode in Mode::all(device).into_iter().filter(|m| !m.tf32) {
         let limit = mode.norm_tolerance();
-        for case in norm_cases() {
-            let result = check_batch_norm(case, device, mode.dtype).map(|e| {
+        for (case, half) in norm_cases().into_iter().flat_map(|case| mode.half_modes().into_iter().map(move |half| (case, half))) {
+            let result = check_batch_norm(case, device, mode.dtype, half).map(|e| {
                 let parts = [
                     ("forward", e.forward),
                     ("mean", e.mean),
@@ -42,7 +44,7 @@ pub fn check_kernels(a: CheckKernelsArgs) -> anyhow::Result<i32> {
                 ];
                 (e.worst(), parts.map(|(name, v)| format!("{name} {v:.1e}")).join("  "))
             });
-            report.line(&mode.to_string(), &case.to_string(), result, limit);
+            report.line(&mode.to_string(), &format!("{}{case}", mode.norm_label(half)), result, limit);
         }
     }
     if device.is_cuda() {
@@ -57,12 +59,17 @@ pub fn check_kernels(a: CheckKernelsArgs) -> anyhow::Result<i32> {
             }
             // The fused ops against the same ops apart (the same kernels: equal where cuDNN's
             // batch-norm repeats exactly); the case names start with "fused" (gpu-check.sh).
-            for case in norm_cases() {
+            for (case, half) in norm_cases().into_iter().flat_map(|case| mode.half_modes().into_iter().map(move |half| (case, half))) {
                 let shape = case.to_string().replace("batch-norm x ", "");
                 for (residual, what) in [(false, "batch-norm+ReLU"), (true, "batch-norm+add+ReLU")] {
-                    let result = check_fused_batch_norm(case, device, mode.dtype, residual)
+                    let result = check_fused_batch_norm(case, device, mode.dtype, half, residual)
                         .map(|e| (e, format!("output, gradients, running statistics {e:.1e}")));
-                    report.line(&mode.to_string(), &format!("fused {what} x {shape}"), result, mode.norm_tolerance());
+                    report.line(
+                        &mode.to_string(),
+                        &format!("{}fused {what} x {shape}", mode.norm_label(half)),
+                        result,
+                        mode.norm_tolerance(),
+                    );
                 }
             }
         }

@@ -168,20 +168,25 @@ impl Bn {
     pub fn forward_add_relu_t(&self, x: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
         if train && self.fuses_on_gpu(x) && residual.dtype() == x.dtype() {
             return oodlab_kernels::profile::time("forward: batch-norm+add+ReLU (fused)", x.device(), || {
-                oodlab_kernels::gpu::batch_norm_relu_train_running(x, &self.weight, &self.bias, BN_EPS, self.running(), Some(residual))
+                oodlab_kernels::gpu::batch_norm_relu_train_running(
+                    x,
+                    &self.weight,
+                    &self.bias,
+                    BN_EPS,
+                    half(x),
+                    self.running(),
+                    Some(residual),
+                )
             });
         }
         relu(&(self.forward_t(x, train)? + residual)?)
     }
 
-    /// Whether a GPU's training batch-norm takes `x` as it is: f32, or bf16/f16 with `bn16` on (cuDNN
-    /// then normalizes the half-precision data itself, statistics in f32, as PyTorch's autocast
-    /// does: no casts to f32 and back around it).
+    /// Whether a GPU's training batch-norm takes `x` as it is, in f32, bf16 or f16 (half-precision
+    /// data as [`half`] says), with f32 statistics, scale and shift: no casts around it, whose f32
+    /// copies would be tensors the backward pass keeps.
     fn normalizes_on_gpu(&self, x: &Tensor) -> bool {
-        use oodlab_kernels::{gpu_applies, GpuOp};
-        self.master == DType::F32
-            && gpu_applies(GpuOp::BatchNorm, x)
-            && (x.dtype() == DType::F32 || (matches!(x.dtype(), DType::BF16 | DType::F16) && gpu_applies(GpuOp::BatchNormHalf, x)))
+        self.master == DType::F32 && oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::BatchNorm, x)
     }
 
     /// Whether a GPU's training batch-norm of `x` and the ReLU after it run as one op.
@@ -211,9 +216,17 @@ impl Bn {
                 // cuDNN's batch statistics go into the running ones by one kernel, rounded as
                 // update_running's ops round them.
                 if relu && self.fuses_on_gpu(&x) {
-                    oodlab_kernels::gpu::batch_norm_relu_train_running(&x, &self.weight, &self.bias, BN_EPS, self.running(), None)?
+                    oodlab_kernels::gpu::batch_norm_relu_train_running(
+                        &x,
+                        &self.weight,
+                        &self.bias,
+                        BN_EPS,
+                        half(&x),
+                        self.running(),
+                        None,
+                    )?
                 } else {
-                    let y = oodlab_kernels::gpu::batch_norm_train_running(&x, &self.weight, &self.bias, BN_EPS, self.running())?;
+                    let y = oodlab_kernels::gpu::batch_norm_train_running(&x, &self.weight, &self.bias, BN_EPS, half(&x), self.running())?;
                     if relu {
                         relu_unprofiled(&y)?
                     } else {
@@ -241,6 +254,16 @@ impl Bn {
             }
         };
         cast(&y, input)
+    }
+}
+
+/// How the GPU's batch-norm treats bf16 or f16 data `x`: cuDNN on the data itself with `bn16`,
+/// else in f32 on a converted copy (the arithmetic of casts around it).
+fn half(x: &Tensor) -> oodlab_kernels::HalfData {
+    if oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::BatchNormHalf, x) {
+        oodlab_kernels::HalfData::Direct
+    } else {
+        oodlab_kernels::HalfData::ViaF32
     }
 }
 
