@@ -3,8 +3,11 @@
 //! scale's and shift's gradients), where candle's ops take about ten kernels forward and more
 //! backward, each with a full-size intermediate tensor (issue #17). Spatial mode, as PyTorch's
 //! `cudnn_batch_norm`. The data in f32, or in bf16 or f16 with the statistics, scale and shift in
-//! f32 (cuDNN's "pseudo half" configurations, what PyTorch's autocast runs): a bf16 model then
-//! needs no casts around its batch-norms.
+//! f32: converted to f32 and back inside the op, or handed to cuDNN as they are (cuDNN's "pseudo
+//! half" configurations, `bn16`); either way a bf16 model needs no casts around its batch-norms.
+//! The running statistics are updated in place by one kernel (cuda_bn_running.cu), and the ReLU
+//! after a batch-norm, or a ResNet block's residual addition and ReLU, can run inside the same op
+//! (cuda_relu.cu, cuda_add_relu.cu), so that the graph does not keep the values in between.
 //!
 //! cudarc's safe cuDNN wrappers have no batch-norm, and their handles and descriptors do not show
 //! their raw pointers, so this file keeps its own handle per device and thread and calls cuDNN's
@@ -79,7 +82,7 @@ pub fn batch_norm_relu_train_running(
     let saved = Arc::new(Mutex::new(None));
     let x = x.contiguous()?;
     let y = match residual {
-        None => x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, CudnnBatchNormRelu { cfg, saved: saved.clone() })?,
+        None => x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, CudnnBatchNorm { cfg, saved: saved.clone(), relu: true })?,
         Some(r) => {
             if r.shape() != x.shape() || r.dtype() != x.dtype() {
                 candle_core::bail!("cudnn batch-norm: residual {:?} {:?} for data {:?} {:?}", r.dims(), r.dtype(), x.dims(), x.dtype());
@@ -148,7 +151,8 @@ impl Cfg {
 fn forward(x: &Tensor, gamma: &Tensor, beta: &Tensor, cfg: Cfg) -> Result<(Tensor, SavedSlot)> {
     check_formats(x, gamma, beta)?;
     let saved = Arc::new(Mutex::new(None));
-    let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, CudnnBatchNorm { cfg, saved: saved.clone() })?;
+    let y =
+        x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, CudnnBatchNorm { cfg, saved: saved.clone(), relu: false })?;
     Ok((y, saved))
 }
 
@@ -221,9 +225,11 @@ struct Saved {
 
 type SavedSlot = Arc<Mutex<Option<Saved>>>;
 
+/// `bn(x)`, or `relu(bn(x))` as one op, over (x, gamma, beta).
 struct CudnnBatchNorm {
     cfg: Cfg,
     saved: SavedSlot,
+    relu: bool,
 }
 
 fn offsets(l: &Layout) -> Result<(usize, usize)> {
@@ -373,7 +379,11 @@ fn normalize(
 
 impl CustomOp3 for CudnnBatchNorm {
     fn name(&self) -> &'static str {
-        "oodlab-cudnn-batch-norm"
+        if self.relu {
+            "oodlab-cudnn-batch-norm-relu"
+        } else {
+            "oodlab-cudnn-batch-norm"
+        }
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
@@ -390,17 +400,15 @@ impl CustomOp3 for CudnnBatchNorm {
         bl: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
         let (y, layout) = normalize(self.cfg, &self.saved, xs, xl, f32_view(gs, gl)?, f32_view(bs, bl)?)?;
+        // With the ReLU the normalized values are freed (in stream order) when this returns.
+        let y = if self.relu { crate::cuda_relu::relu_storage(&y, &layout)? } else { y };
         Ok((y, layout.shape().clone()))
     }
 
-    fn bwd(
-        &self,
-        x: &Tensor,
-        gamma: &Tensor,
-        beta: &Tensor,
-        _y: &Tensor,
-        gy: &Tensor,
-    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, y: &Tensor, gy: &Tensor) -> Result<Grads3> {
+        if self.relu {
+            return backward(self.cfg, &self.saved, x, gamma, beta, &crate::cuda_relu::relu_backward(y, gy)?);
+        }
         backward(self.cfg, &self.saved, x, gamma, beta, gy)
     }
 }
@@ -426,40 +434,6 @@ fn backward(cfg: Cfg, saved: &SavedSlot, x: &Tensor, gamma: &Tensor, beta: &Tens
     let c = gamma.elem_count();
     let params = gamma.apply_op1_no_bwd(&ReadSaved { saved: saved.clone(), which: Which::ParamGrads, c })?;
     Ok((Some(out), Some(params.narrow(0, 0, c)?.reshape(gamma.shape())?), Some(params.narrow(0, c, c)?.reshape(beta.shape())?)))
-}
-
-/// `relu(bn(x))` as one op over (x, gamma, beta).
-struct CudnnBatchNormRelu {
-    cfg: Cfg,
-    saved: SavedSlot,
-}
-
-impl CustomOp3 for CudnnBatchNormRelu {
-    fn name(&self) -> &'static str {
-        "oodlab-cudnn-batch-norm-relu"
-    }
-
-    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        crate::cuda_only(self.name())
-    }
-
-    fn cuda_fwd(
-        &self,
-        xs: &CudaStorage,
-        xl: &Layout,
-        gs: &CudaStorage,
-        gl: &Layout,
-        bs: &CudaStorage,
-        bl: &Layout,
-    ) -> Result<(CudaStorage, Shape)> {
-        // The normalized values are freed (in stream order) when this returns.
-        let (normalized, layout) = normalize(self.cfg, &self.saved, xs, xl, f32_view(gs, gl)?, f32_view(bs, bl)?)?;
-        Ok((crate::cuda_relu::relu_storage(&normalized, &layout)?, layout.shape().clone()))
-    }
-
-    fn bwd(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, y: &Tensor, gy: &Tensor) -> Result<Grads3> {
-        backward(self.cfg, &self.saved, x, gamma, beta, &crate::cuda_relu::relu_backward(y, gy)?)
-    }
 }
 
 /// `relu(bn(x) + r)` as one op over (x, [gamma | beta], r).
