@@ -15,7 +15,8 @@
 #    inputs: the losses of 4 steps must agree to 1e-3;
 # 4. training steps in oodlab and in this machine's PyTorch, alternating: ResNet-18 f32 and bf16
 #    (batch 64, 224x224), ResNet-50 bf16 (batch 64, 224x224), ResNet-50 f32 (batch 16, 448x448),
-#    and ResNet-18 f32 with candle's own convolutions (OODLAB_GPU_KERNELS=off, the code before);
+#    and ResNet-18 f32 with candle's own convolutions (OODLAB_GPU_KERNELS=off, the code before) and
+#    without the fused batch-norm ops;
 #    oodlab's with the time the host took to queue a step;
 # 5. where oodlab's ResNet-18 step spends its time, part by part (f32, bf16);
 # 6. the quickstart trained on the GPU, four runs packed on it, cold (empty kernel cache in a new
@@ -117,6 +118,7 @@ step() { # oodlab|pytorch|candle arch precision batch image steps
   case $1 in
     oodlab) within 90 "$bin" bench-step --device cuda "${args[@]}" ;;
     candle) within 90 env OODLAB_GPU_KERNELS=off "$bin" bench-step --device cuda "${args[@]}" ;;
+    unfused) within 90 env OODLAB_GPU_KERNELS="$(echo "$OODLAB_GPU_KERNELS" | sed 's/,\?fuse//; s/^$/off/')" "$bin" bench-step --device cuda "${args[@]}" ;;
     pytorch) within 90 $py scripts/bench/torch_reference.py --device cuda "${args[@]}" ;;
   esac | tail -n 1 | $py -c "import json,sys; t=sys.stdin.read().strip(); r=json.loads(t) if t.startswith('{') else None; r and r.update(who='$1'); r and print(json.dumps(r))" |
     tee -a "$keep/steps.jsonl" | cut -c1-200
@@ -126,6 +128,7 @@ for rep in 1 2; do
   step pytorch resnet18 f32 64 3x224x224 20
 done
 step candle resnet18 f32 64 3x224x224 5
+step unfused resnet18 f32 64 3x224x224 10 # the same ops without `fuse`: its memory and time
 for rep in 1 2; do
   step oodlab resnet18 bf16 64 3x224x224 20
   step pytorch resnet18 bf16 64 3x224x224 20
@@ -287,6 +290,9 @@ print((lines("check-kernels.txt") or ["check-kernels: no output"])[-1])
 for line in lines("left-out.txt"):
     print(line)
 print(f"candle's own convolutions (before), resnet18 f32 batch 64: ratio candle/pytorch = {ratio('candle', 'resnet18', 'f32', 64, '3x224x224'):.3f}")
+k = ("resnet18", "f32", 64, "3x224x224")
+if held.get(("unfused",) + k) and held.get(("oodlab",) + k):
+    print(f"resnet18 f32 batch 64 without `fuse`: ratio unfused/pytorch = {ratio('unfused', *k):.3f}; peak reserved {held[('unfused',) + k][0]:.0f} MiB against {held[('oodlab',) + k][0]:.0f} MiB with it")
 for arch, precision, batch, image in [("resnet18", "bf16", 64, "3x224x224"), ("resnet50", "bf16", 64, "3x224x224"), ("resnet50", "f32", 16, "3x448x448")]:
     print(f"{arch} {precision} batch {batch} {image}: ratio oodlab/pytorch = {ratio('oodlab', arch, precision, batch, image):.3f}; {memory(arch, precision, batch, image)}")
 print(f"resnet18 f32 batch 64 3x224x224: {memory('resnet18', 'f32', 64, '3x224x224')}")
