@@ -342,14 +342,12 @@ pub fn check_fused_batch_norm(case: NormCase, device: &Device, dtype: DType, hal
         let (rm, rv) = (rm0.copy()?, rv0.copy()?);
         let running = crate::RunningStats { mean: &rm, var: &rv, momentum: MOMENTUM };
         let residual = residual.then_some(r.as_tensor());
-        let y = if fused {
-            crate::gpu::batch_norm_relu_train_running(x.as_tensor(), g.as_tensor(), b.as_tensor(), EPS, half, running, residual)?
-        } else {
-            let y = crate::gpu::batch_norm_train_running(x.as_tensor(), g.as_tensor(), b.as_tensor(), EPS, half, running)?;
-            crate::gpu::relu(&match residual {
-                Some(r) => (y + r)?,
-                None => y,
-            })?
+        let train = |after| crate::gpu::batch_norm_train_running(x.as_tensor(), g.as_tensor(), b.as_tensor(), EPS, half, running, after);
+        let y = match (fused, residual) {
+            (true, Some(r)) => train(crate::After::AddRelu(r))?,
+            (true, None) => train(crate::After::Relu)?,
+            (false, Some(r)) => crate::gpu::relu(&(train(crate::After::Nothing)? + r)?)?,
+            (false, None) => crate::gpu::relu(&train(crate::After::Nothing)?)?,
         };
         let grads = (y.to_dtype(DType::F32)? * &gy)?.sum_all()?.backward()?;
         let mut out = vec![y];
@@ -378,7 +376,8 @@ fn running_on_device(x: &Tensor, gamma: &Tensor, beta: &Tensor, half: HalfData, 
         return crate::running_statistics(rm, rv, &out.mean, &out.var, MOMENTUM, (n * h * w) as f64);
     }
     let (rm, rv) = (rm.copy()?, rv.copy()?);
-    crate::gpu::batch_norm_train_running(x, gamma, beta, EPS, half, crate::RunningStats { mean: &rm, var: &rv, momentum: MOMENTUM })?;
+    let running = crate::RunningStats { mean: &rm, var: &rv, momentum: MOMENTUM };
+    crate::gpu::batch_norm_train_running(x, gamma, beta, EPS, half, running, crate::After::Nothing)?;
     Ok((rm, rv))
 }
 

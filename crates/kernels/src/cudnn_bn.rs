@@ -26,7 +26,7 @@ use cudarc::cudnn::sys;
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg, SyncOnDrop};
 use half::{bf16, f16};
 
-use crate::norm::{BatchNormOutput, HalfData, RunningStats};
+use crate::norm::{After, BatchNormOutput, HalfData, RunningStats};
 use crate::nvrtc::{Module, Suffixes};
 
 /// PyTorch's `batch_norm(x, training=True)` over a CUDA tensor (n, c, h, w) in f32, bf16 or f16
@@ -34,7 +34,10 @@ use crate::nvrtc::{Module, Suffixes};
 /// biased variance per channel in f32 (detached, for the running statistics). `half` says how
 /// bf16 and f16 data are normalized ([`HalfData`]).
 pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, half: HalfData) -> Result<BatchNormOutput> {
-    let (y, saved) = forward(x, gamma, beta, Cfg { eps, half })?;
+    check_formats(x, gamma, beta)?;
+    let saved = Arc::new(Mutex::new(None));
+    let op = CudnnBatchNorm { cfg: Cfg { eps, half }, saved: saved.clone(), relu: false };
+    let y = x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, op)?;
     let c = x.dim(1)?;
     let read = |which| gamma.apply_op1_no_bwd(&ReadSaved { saved: saved.clone(), which, c });
     let mean = read(Which::Mean)?;
@@ -43,11 +46,18 @@ pub fn batch_norm_train(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64, hal
     Ok(BatchNormOutput { y, mean, var })
 }
 
-/// [`batch_norm_train`] as a training step runs it: the output, with `running` updated in place
-/// from the batch's statistics by one kernel (cuda_bn_running.cu: PyTorch's momentum update,
-/// rounded as [`crate::running_statistics`], the CPU's). Reading the statistics out as tensors
-/// and folding them in with candle's ops took some thirteen launches and as many small
-/// allocations per layer: ~260 a ResNet-18 step, ~690 a ResNet-50 step.
+/// [`batch_norm_train`] as a training step runs it, followed by what `after` says, as one op: the
+/// output, with `running` updated in place from the batch's statistics by one kernel
+/// (cuda_bn_running.cu: PyTorch's momentum update, rounded as [`crate::running_statistics`], the
+/// CPU's). Reading the statistics out as tensors and folding them in with candle's ops took some
+/// thirteen launches and allocations per layer: ~260 a ResNet-18 step, ~690 a ResNet-50 step.
+///
+/// With a ReLU (and a residual added before it, a ResNet block's end) the normalized values and
+/// their sum live only inside the op. As separate ops each was a tensor of the graph, kept until
+/// the backward pass: two or three activation-sized tensors per ResNet block that PyTorch does not
+/// keep (its ReLUs and the residual addition work in place). The values are those of the separate
+/// ops bit for bit: the same cuDNN calls, the ReLU of cuda_relu.cu, an addition rounded as
+/// candle's (cuda_add_relu.cu), and a backward pass of the ReLU's mask then cuDNN's.
 pub fn batch_norm_train_running(
     x: &Tensor,
     gamma: &Tensor,
@@ -55,35 +65,18 @@ pub fn batch_norm_train_running(
     eps: f64,
     half: HalfData,
     running: RunningStats,
-) -> Result<Tensor> {
-    let (y, saved) = forward(x, gamma, beta, Cfg { eps, half })?;
-    fold_running(x, saved, eps, running)?;
-    Ok(y)
-}
-
-/// `relu(bn(x))`, or `relu(bn(x) + residual)` (a ResNet block's end), in training, with `running`
-/// updated as [`batch_norm_train_running`] does, as one op: the normalized values (and their sum
-/// with the residual) live only inside it. As separate ops each was a tensor of the graph, kept
-/// until the backward pass: two or three activation-sized tensors per ResNet block that PyTorch
-/// does not keep (its ReLUs and the residual addition work in place). The values are those of the
-/// separate ops bit for bit: the same cuDNN calls, the ReLU of cuda_relu.cu, an addition rounded
-/// as candle's (cuda_add_relu.cu), and a backward pass of the ReLU's mask then cuDNN's.
-pub fn batch_norm_relu_train_running(
-    x: &Tensor,
-    gamma: &Tensor,
-    beta: &Tensor,
-    eps: f64,
-    half: HalfData,
-    running: RunningStats,
-    residual: Option<&Tensor>,
+    after: After,
 ) -> Result<Tensor> {
     check_formats(x, gamma, beta)?;
     let cfg = Cfg { eps, half };
     let saved = Arc::new(Mutex::new(None));
     let x = x.contiguous()?;
-    let y = match residual {
-        None => x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, CudnnBatchNorm { cfg, saved: saved.clone(), relu: true })?,
-        Some(r) => {
+    let y = match after {
+        After::Nothing | After::Relu => {
+            let relu = matches!(after, After::Relu);
+            x.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, CudnnBatchNorm { cfg, saved: saved.clone(), relu })?
+        }
+        After::AddRelu(r) => {
             if r.shape() != x.shape() || r.dtype() != x.dtype() {
                 candle_core::bail!("cudnn batch-norm: residual {:?} {:?} for data {:?} {:?}", r.dims(), r.dtype(), x.dims(), x.dtype());
             }
@@ -145,15 +138,6 @@ impl Cfg {
     fn via_f32(&self, dtype: DType) -> bool {
         dtype != DType::F32 && self.half == HalfData::ViaF32
     }
-}
-
-/// The output of the forward pass and what it saved for the backward pass and the statistics.
-fn forward(x: &Tensor, gamma: &Tensor, beta: &Tensor, cfg: Cfg) -> Result<(Tensor, SavedSlot)> {
-    check_formats(x, gamma, beta)?;
-    let saved = Arc::new(Mutex::new(None));
-    let y =
-        x.contiguous()?.apply_op3(&gamma.contiguous()?, &beta.contiguous()?, CudnnBatchNorm { cfg, saved: saved.clone(), relu: false })?;
-    Ok((y, saved))
 }
 
 static RUNNING_KERNEL: Module = Module { name: "oodlab_bn_running", source: include_str!("cuda_bn_running.cu"), ptx: OnceLock::new() };

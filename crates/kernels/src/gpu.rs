@@ -12,7 +12,7 @@ pub use crate::cuda_sgd::sgd_step;
 #[cfg(feature = "cuda")]
 pub use crate::cudnn::conv2d;
 #[cfg(feature = "cuda")]
-pub use crate::cudnn_bn::{batch_norm_relu_train_running, batch_norm_train, batch_norm_train_running};
+pub use crate::cudnn_bn::{batch_norm_train, batch_norm_train_running};
 #[cfg(feature = "cuda")]
 pub use crate::gpu_memory::{configure_memory, pool_peaks};
 
@@ -23,7 +23,7 @@ pub use absent::*;
 mod absent {
     use candle_core::{Device, Result, Tensor};
 
-    use crate::{BatchNormOutput, HalfData, RunningStats, SgdStep};
+    use crate::{After, BatchNormOutput, HalfData, RunningStats, SgdStep};
 
     fn absent<T>() -> Result<T> {
         candle_core::bail!("this oodlab was built without CUDA: no GPU kernels (scripts/build-cuda.sh builds them)")
@@ -37,19 +37,7 @@ mod absent {
         absent()
     }
 
-    pub fn batch_norm_train_running(_: &Tensor, _: &Tensor, _: &Tensor, _: f64, _: HalfData, _: RunningStats) -> Result<Tensor> {
-        absent()
-    }
-
-    pub fn batch_norm_relu_train_running(
-        _: &Tensor,
-        _: &Tensor,
-        _: &Tensor,
-        _: f64,
-        _: HalfData,
-        _: RunningStats,
-        _: Option<&Tensor>,
-    ) -> Result<Tensor> {
+    pub fn batch_norm_train_running(_: &Tensor, _: &Tensor, _: &Tensor, _: f64, _: HalfData, _: RunningStats, _: After) -> Result<Tensor> {
         absent()
     }
 

@@ -57,7 +57,7 @@ use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 
 pub use conv::conv2d;
 pub use conv_bn::conv_bn_train;
-pub use norm::{batch_norm_train, running_statistics, BatchNormOutput, HalfData, RunningStats};
+pub use norm::{batch_norm_train, running_statistics, After, BatchNormOutput, HalfData, RunningStats};
 pub use pool::max_pool2d;
 pub use relu::relu;
 

@@ -26,6 +26,16 @@ pub enum HalfData {
     ViaF32,
 }
 
+/// What the GPU's training batch-norm does to its output inside the same op.
+#[derive(Debug, Clone, Copy)]
+pub enum After<'a> {
+    Nothing,
+    /// `relu(bn(x))`.
+    Relu,
+    /// `relu(bn(x) + residual)`, a ResNet block's end.
+    AddRelu(&'a Tensor),
+}
+
 /// A batch-norm layer's running statistics (per-channel f32 tensors, updated in place by the GPU's
 /// training batch-norm) and its momentum (PyTorch's: the weight of the batch).
 pub struct RunningStats<'a> {

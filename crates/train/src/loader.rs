@@ -155,15 +155,7 @@ where
     let tensor = move |job: &Job, set: &ImageSet, what: &str| -> Result<Tensor, TrainError> {
         let (h, w) = out(set);
         let px = job.build(set, (h, w), norm)?;
-        let batch = Tensor::from_vec(px, (job.indices.len(), set.channels, h, w), device).context(what)?;
-        // candle's CUDA device queues work on the calling thread's own default stream (CUDA's
-        // per-thread stream), so this copy ran on this loader thread's stream, which the training
-        // thread's stream does not wait for; and a copy from pageable memory returns once its last
-        // part is staged, before it has reached the GPU. Waiting here (for this thread's stream
-        // only: the training stream runs on) hands the training thread a batch that is all there.
-        // On the CPU this does nothing.
-        device.synchronize().context(what)?;
-        Ok(batch)
+        Tensor::from_vec(px, (job.indices.len(), set.channels, h, w), device).context(what)
     };
     let work = move |job: StepJob| -> Result<StepBatch, TrainError> {
         let images = tensor(&job.images, &sets.train, "building a batch")?;
@@ -172,6 +164,13 @@ where
             (Some(o), Some(pool)) => Some(tensor(o, pool, "building an outlier batch")?),
             _ => None,
         };
+        // candle's CUDA device queues work on the calling thread's own default stream (CUDA's
+        // per-thread stream), so the copies ran on this loader thread's stream, which the training
+        // thread's stream does not wait for; and a copy from pageable memory returns once its last
+        // part is staged, before it has reached the GPU. Waiting here (for this thread's stream
+        // only: the training stream runs on) hands the training thread a batch that is all there.
+        // On the CPU this does nothing.
+        device.synchronize().context("building a batch")?;
         Ok(StepBatch { images, labels, outliers })
     };
     Prefetch::new(scope, loader.workers, loader.prefetch, move || plan.next(), work)

@@ -168,18 +168,18 @@ impl Bn {
     pub fn forward_add_relu_t(&self, x: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
         if train && self.fuses_on_gpu(x) && residual.dtype() == x.dtype() {
             return oodlab_kernels::profile::time("forward: batch-norm+add+ReLU (fused)", x.device(), || {
-                oodlab_kernels::gpu::batch_norm_relu_train_running(
-                    x,
-                    &self.weight,
-                    &self.bias,
-                    BN_EPS,
-                    half(x),
-                    self.running(),
-                    Some(residual),
-                )
+                self.train_on_gpu(x, oodlab_kernels::After::AddRelu(residual))
             });
         }
         relu(&(self.forward_t(x, train)? + residual)?)
+    }
+
+    /// cuDNN's training batch-norm of `x`, then `after` in the same op; the batch's statistics go
+    /// into the running ones by one kernel, rounded as update_running's ops round them.
+    fn train_on_gpu(&self, x: &Tensor, after: oodlab_kernels::After) -> Result<Tensor> {
+        let running =
+            oodlab_kernels::RunningStats { mean: self.running_mean.as_tensor(), var: self.running_var.as_tensor(), momentum: BN_MOMENTUM };
+        oodlab_kernels::gpu::batch_norm_train_running(x, &self.weight, &self.bias, BN_EPS, half(x), running, after)
     }
 
     /// Whether a GPU's training batch-norm takes `x` as it is, in f32, bf16 or f16 (half-precision
@@ -195,11 +195,6 @@ impl Bn {
         self.normalizes_on_gpu(x) && gpu_applies(GpuOp::Relu, x) && gpu_applies(GpuOp::Fuse, x)
     }
 
-    /// The running statistics, for the GPU's batch-norm to update in place.
-    fn running(&self) -> oodlab_kernels::RunningStats<'_> {
-        oodlab_kernels::RunningStats { mean: self.running_mean.as_tensor(), var: self.running_var.as_tensor(), momentum: BN_MOMENTUM }
-    }
-
     fn forward_unprofiled(&self, x: &Tensor, train: bool, relu: bool, pool: Option<(usize, usize, usize)>) -> Result<Tensor> {
         let input = x.dtype();
         let on_gpu = train && self.normalizes_on_gpu(x);
@@ -212,26 +207,14 @@ impl Bn {
                 let out = oodlab_kernels::batch_norm_train(&x, &self.weight, &self.bias, BN_EPS, relu, pool)?;
                 self.update_running(&out.mean, &out.var, count)?;
                 out.y
+            } else if on_gpu && relu && self.fuses_on_gpu(&x) {
+                self.train_on_gpu(&x, oodlab_kernels::After::Relu)?
             } else if on_gpu {
-                // cuDNN's batch statistics go into the running ones by one kernel, rounded as
-                // update_running's ops round them.
-                if relu && self.fuses_on_gpu(&x) {
-                    oodlab_kernels::gpu::batch_norm_relu_train_running(
-                        &x,
-                        &self.weight,
-                        &self.bias,
-                        BN_EPS,
-                        half(&x),
-                        self.running(),
-                        None,
-                    )?
+                let y = self.train_on_gpu(&x, oodlab_kernels::After::Nothing)?;
+                if relu {
+                    relu_unprofiled(&y)?
                 } else {
-                    let y = oodlab_kernels::gpu::batch_norm_train_running(&x, &self.weight, &self.bias, BN_EPS, half(&x), self.running())?;
-                    if relu {
-                        relu_unprofiled(&y)?
-                    } else {
-                        y
-                    }
+                    y
                 }
             } else {
                 let mean = x.mean_keepdim((0, 2, 3))?;
