@@ -18,7 +18,7 @@
 //! loader's copy of a batch on its own thread, waits for that copy before handing the batch over
 //! (oodlab-train's loader.rs).
 
-use candle_core::{Device, Result};
+use candle_core::{CudaDevice, Device, Result};
 use cudarc::driver::sys;
 
 /// The most memory this process's allocations held in `device`'s default pool since it was opened,
@@ -28,15 +28,11 @@ use cudarc::driver::sys;
 /// and the CUDA context besides). `None` on the CPU.
 pub fn pool_peaks(device: &Device) -> Option<(u64, u64)> {
     let Device::Cuda(device) = device else { return None };
-    let stream = device.cuda_stream();
-    let context = stream.context();
-    context.bind_to_thread().ok()?;
-    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let pool = default_pool(device).ok()?;
     let (mut reserved, mut used) = (0u64, 0u64);
-    // SAFETY: as in `configure_memory`; both attributes are u64 values.
+    // SAFETY: a pool of a device this process opened; both attributes are u64 values.
     #[allow(unsafe_code)]
     unsafe {
-        sys::cuDeviceGetDefaultMemPool(&mut pool, context.cu_device()).result().ok()?;
         sys::cuMemPoolGetAttribute(pool, sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_HIGH, (&mut reserved as *mut u64).cast())
             .result()
             .ok()?;
@@ -45,6 +41,20 @@ pub fn pool_peaks(device: &Device) -> Option<(u64, u64)> {
             .ok()?;
     }
     Some((reserved, used))
+}
+
+/// The default stream-ordered memory pool of `device`, which cudarc allocates from.
+fn default_pool(device: &CudaDevice) -> Result<sys::CUmemoryPool> {
+    let stream = device.cuda_stream();
+    let context = stream.context();
+    context.bind_to_thread().map_err(candle_core::Error::wrap)?;
+    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    // SAFETY: `pool` is written by the driver for a device this process opened.
+    #[allow(unsafe_code)]
+    unsafe {
+        sys::cuDeviceGetDefaultMemPool(&mut pool, context.cu_device()).result().map_err(candle_core::Error::wrap)?;
+    }
+    Ok(pool)
 }
 
 /// Sets the release threshold of `device`'s default memory pool to its maximum and turns cudarc's
@@ -58,16 +68,12 @@ pub fn configure_memory(device: &Device) -> Result<()> {
     unsafe {
         device.disable_event_tracking();
     }
-    let stream = device.cuda_stream();
-    let context = stream.context();
-    context.bind_to_thread().map_err(candle_core::Error::wrap)?;
-    let mut pool: sys::CUmemoryPool = std::ptr::null_mut();
+    let pool = default_pool(device)?;
     let mut threshold = u64::MAX;
-    // SAFETY: `pool` is written by the driver for a device this process opened; the attribute's
-    // value is a u64, as the driver's documentation of the release threshold says.
+    // SAFETY: a pool of a device this process opened; the attribute's value is a u64, as the
+    // driver's documentation of the release threshold says.
     #[allow(unsafe_code)]
     unsafe {
-        sys::cuDeviceGetDefaultMemPool(&mut pool, context.cu_device()).result().map_err(candle_core::Error::wrap)?;
         sys::cuMemPoolSetAttribute(pool, sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, (&mut threshold as *mut u64).cast())
             .result()
             .map_err(candle_core::Error::wrap)?;
