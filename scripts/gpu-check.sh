@@ -7,8 +7,9 @@
 #
 # 1. the device and the libraries the binary loads;
 # 2. `oodlab check-kernels --device cuda`: cuDNN's convolution (forward, input and kernel
-#    gradients; f32, TF32, bf16, f16) and batch-norm (f32, and bf16/f16 data via f32 and directly:
-#    the `bn16` op, not in the default set yet; batch and running statistics) against candle's CPU ops on fixed inputs,
+#    gradients; f32, TF32, bf16, f16) and batch-norm (f32, and bf16/f16 data via f32, directly by
+#    cuDNN: the `bn16` op, and by oodlab's kernels: `bn16k`, neither in the default set yet; batch
+#    and running statistics) against candle's CPU ops on fixed inputs,
 #    the GPU's ReLU, max-pooling and SGD kernels against PyTorch's rules and the CPU kernels, the
 #    fused batch-norm+ReLU ops against the same ops apart; the ops that pass are used after;
 # 3. one ResNet-18 training step on the GPU (TF32 off) and on the CPU from the same weights and
@@ -16,7 +17,7 @@
 # 4. training steps in oodlab and in this machine's PyTorch, alternating: ResNet-18 f32 and bf16
 #    (batch 64, 224x224), ResNet-50 bf16 (batch 64, 224x224), ResNet-50 f32 (batch 16, 448x448),
 #    and ResNet-18 f32 with candle's own convolutions (OODLAB_GPU_KERNELS=off, the code before) and
-#    without the fused batch-norm ops;
+#    without the fused batch-norm ops, ResNet-50 bf16 without `bn16k`;
 #    oodlab's with the time the host took to queue a step;
 # 5. where oodlab's ResNet-18 step spends its time, part by part (f32, bf16);
 # 6. the quickstart trained on the GPU, four runs packed on it, cold (empty kernel cache in a new
@@ -87,12 +88,13 @@ grep -vE '^ok ' "$keep/check-kernels.txt"
 # An op that failed its check is left out of everything after (OODLAB_GPU_KERNELS lists the rest),
 # so that the timings still come back; the summary says which.
 ops=""
-for op in conv bn sgd relu pool fuse bn16; do
+for op in conv bn sgd relu pool fuse bn16 bn16k; do
   case $op in
     conv) pattern='^FAIL +[a-z0-9+]+ +x ' ;;
     bn) pattern='^FAIL +[a-z0-9+]+ +batch-norm x' ;; # f32, and bf16/f16 normalized via f32
     fuse) pattern='^FAIL +[a-z0-9+]+ +fused ' ;;
     bn16) pattern='^FAIL +(bf16|f16) +bn16 ' ;; # cuDNN on bf16/f16 data: off by default until checked here
+    bn16k) pattern='^FAIL +(bf16|f16) +bn16k ' ;; # oodlab's kernels on bf16/f16 data: the same
     sgd) pattern='^FAIL .* sgd' ;;
     relu) pattern='^FAIL .* relu' ;;
     pool) pattern='^FAIL .* max-pool' ;;
@@ -113,12 +115,16 @@ for dev in cuda cpu; do
 done
 
 section "training steps, oodlab and PyTorch alternating"
-step() { # oodlab|pytorch|candle arch precision batch image steps
+ops_without() { # the ops in use less one, as OODLAB_GPU_KERNELS names them
+  echo "$OODLAB_GPU_KERNELS" | tr ',' '\n' | grep -vx "$1" | paste -sd, - | sed 's/^$/off/'
+}
+step() { # oodlab|pytorch|candle|unfused|nobn16k arch precision batch image steps
   local args=(--arch "$2" --batch "$4" --image "$5" --classes 10 --precision "$3" --warmup 3 --steps "$6" --json)
   case $1 in
     oodlab) within 90 "$bin" bench-step --device cuda "${args[@]}" ;;
     candle) within 90 env OODLAB_GPU_KERNELS=off "$bin" bench-step --device cuda "${args[@]}" ;;
-    unfused) within 90 env OODLAB_GPU_KERNELS="$(echo "$OODLAB_GPU_KERNELS" | sed 's/,\?fuse//; s/^$/off/')" "$bin" bench-step --device cuda "${args[@]}" ;;
+    unfused) within 90 env OODLAB_GPU_KERNELS="$(ops_without fuse)" "$bin" bench-step --device cuda "${args[@]}" ;;
+    nobn16k) within 90 env OODLAB_GPU_KERNELS="$(ops_without bn16k)" "$bin" bench-step --device cuda "${args[@]}" ;;
     pytorch) within 90 $py scripts/bench/torch_reference.py --device cuda "${args[@]}" ;;
   esac | tail -n 1 | $py -c "import json,sys; t=sys.stdin.read().strip(); r=json.loads(t) if t.startswith('{') else None; r and r.update(who='$1'); r and print(json.dumps(r))" |
     tee -a "$keep/steps.jsonl" | cut -c1-200
@@ -135,6 +141,8 @@ for rep in 1 2; do
 done
 step oodlab resnet50 bf16 64 3x224x224 10
 step pytorch resnet50 bf16 64 3x224x224 20
+# bf16 batch-norms by cuDNN (bn16, or via f32) instead of oodlab's kernels: what bn16k gives.
+[[ ,$OODLAB_GPU_KERNELS, == *,bn16k,* ]] && step nobn16k resnet50 bf16 64 3x224x224 10
 step oodlab resnet50 f32 16 3x448x448 10
 step pytorch resnet50 f32 16 3x448x448 20
 
@@ -293,6 +301,9 @@ print(f"candle's own convolutions (before), resnet18 f32 batch 64: ratio candle/
 k = ("resnet18", "f32", 64, "3x224x224")
 if held.get(("unfused",) + k) and held.get(("oodlab",) + k):
     print(f"resnet18 f32 batch 64 without `fuse`: ratio unfused/pytorch = {ratio('unfused', *k):.3f}; peak reserved {held[('unfused',) + k][0]:.0f} MiB against {held[('oodlab',) + k][0]:.0f} MiB with it")
+k = ("resnet50", "bf16", 64, "3x224x224")
+if best.get(("nobn16k",) + k):
+    print(f"resnet50 bf16 batch 64 without `bn16k`: ratio nobn16k/pytorch = {ratio('nobn16k', *k):.3f} (with it {ratio('oodlab', *k):.3f})")
 for arch, precision, batch, image in [("resnet18", "bf16", 64, "3x224x224"), ("resnet50", "bf16", 64, "3x224x224"), ("resnet50", "f32", 16, "3x448x448")]:
     print(f"{arch} {precision} batch {batch} {image}: ratio oodlab/pytorch = {ratio('oodlab', arch, precision, batch, image):.3f}; {memory(arch, precision, batch, image)}")
 print(f"resnet18 f32 batch 64 3x224x224: {memory('resnet18', 'f32', 64, '3x224x224')}")

@@ -12,7 +12,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = os.path.join(HERE, "..", "crates", "kernels", "src")
 
-# The kernel names that cuda_pool.rs, cuda_relu.rs, cuda_sgd.rs and cudnn_bn.rs load (their suffixes
+# The kernel names that cuda_pool.rs, cuda_relu.rs, cuda_sgd.rs, cudnn_bn.rs and cuda_bn.rs load (their suffixes
 # per format).
 EXPECTED = {
     "cuda_pool.cu": [f"oodlab_max_pool{part}_{fmt}" for part in ("", "_backward") for fmt in ("f32", "bf16", "f16")],
@@ -20,9 +20,15 @@ EXPECTED = {
     "cuda_sgd.cu": ["oodlab_sgd"],
     "cuda_bn_running.cu": ["oodlab_bn_running"],
     "cuda_add_relu.cu": [f"oodlab_add_relu_{fmt}" for fmt in ("f32", "bf16", "f16")],
+    "cuda_bn.cu": ["oodlab_bn_backward_statistics"]
+    + [
+        f"oodlab_bn_{part}_{fmt}"
+        for part in ("sums", "statistics", "apply", "apply_relu", "apply_add_relu", "backward_sums", "backward_apply")
+        for fmt in ("bf16", "f16")
+    ],
 }
 # The modules whose source begins with the f32/half conversions, as the Rust code compiles them.
-WITH_HALF = {"cuda_pool.cu", "cuda_add_relu.cu"}
+WITH_HALF = {"cuda_pool.cu", "cuda_add_relu.cu", "cuda_bn.cu"}
 
 
 def compile_ptx(lib, name, source):

@@ -3,8 +3,9 @@
 //! scale's and shift's gradients), where candle's ops take about ten kernels forward and more
 //! backward, each with a full-size intermediate tensor (issue #17). Spatial mode, as PyTorch's
 //! `cudnn_batch_norm`. The data in f32, or in bf16 or f16 with the statistics, scale and shift in
-//! f32: converted to f32 and back inside the op, or handed to cuDNN as they are (cuDNN's "pseudo
-//! half" configurations, `bn16`); either way a bf16 model needs no casts around its batch-norms.
+//! f32: converted to f32 and back inside the op, handed to cuDNN as they are (cuDNN's "pseudo
+//! half" configurations, `bn16`), or normalized by this crate's kernels (cuda_bn.rs, `bn16k`);
+//! any way a bf16 model needs no casts around its batch-norms.
 //! The running statistics are updated in place by one kernel (cuda_bn_running.cu), and the ReLU
 //! after a batch-norm, or a ResNet block's residual addition and ReLU, can run inside the same op
 //! (cuda_relu.cu, cuda_add_relu.cu), so that the graph does not keep the values in between.
@@ -26,6 +27,7 @@ use cudarc::cudnn::sys;
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg, SyncOnDrop};
 use half::{bf16, f16};
 
+use crate::cuda_bn::Then;
 use crate::norm::{After, BatchNormOutput, HalfData, RunningStats};
 use crate::nvrtc::{Module, Suffixes};
 
@@ -137,6 +139,11 @@ impl Cfg {
     /// Whether data of `dtype` is normalized in f32 on a converted copy.
     fn via_f32(&self, dtype: DType) -> bool {
         dtype != DType::F32 && self.half == HalfData::ViaF32
+    }
+
+    /// Whether data of `dtype` is normalized by this crate's kernels (cuda_bn.cu) rather than cuDNN.
+    fn own_kernels(&self, dtype: DType) -> bool {
+        dtype != DType::F32 && self.half == HalfData::Kernels
     }
 }
 
@@ -295,24 +302,61 @@ fn status(s: sys::cudnnStatus_t) -> Result<()> {
     s.result().map_err(candle_core::Error::wrap)
 }
 
-/// cuDNN's training batch-norm of `xs` with the scale and shift `gamma` and `beta`: the output in
-/// a new buffer of the data's format, and the statistics saved in `saved` for the backward pass.
-/// Half-precision data normalized via f32 is converted with candle's casts, both ways, as the
-/// casts around the op rounded it; the copies are freed when this returns.
+static ADD_RELU: Module = Module {
+    name: "oodlab_add_relu",
+    source: concat!(include_str!("cuda_half.cuh"), include_str!("cuda_add_relu.cu")),
+    ptx: OnceLock::new(),
+};
+
+/// The training batch-norm of `xs` with the scale and shift `gamma` and `beta`, then what `then`
+/// says: the output in a new buffer of the data's format, and the statistics saved in `saved` for
+/// the backward pass. cuDNN's batch-norm and the ReLU's or the addition's kernel after it; or, for
+/// half-precision data with [`HalfData::Kernels`], this crate's kernels, the ReLU or the addition
+/// inside the last one (the same roundings: equal to the kernels apart bit for bit). Whatever is
+/// in between is freed (in stream order) when this returns.
 fn normalize(
+    cfg: Cfg,
+    saved: &SavedSlot,
+    (xs, xl): (&CudaStorage, &Layout),
+    gamma: CudaView<f32>,
+    beta: CudaView<f32>,
+    then: Then,
+) -> Result<(CudaStorage, Layout)> {
+    let layout = Layout::contiguous(dims4(xl.dims())?.to_vec());
+    if cfg.own_kernels(xs.dtype()) {
+        let out = crate::cuda_bn::forward(xs, xl, &gamma, &beta, cfg.eps, then)?;
+        *saved.lock().expect("not poisoned") = Some(Saved { mean: out.mean, inv_std: out.inv_std, param_grads: None });
+        return Ok((out.y, layout));
+    }
+    let y = normalize_cudnn(cfg, saved, xs, xl, gamma, beta)?;
+    let y = match then {
+        Then::Nothing => y,
+        Then::Relu => crate::cuda_relu::relu_storage(&y, &layout)?,
+        Then::AddRelu(rs, rl) => {
+            let suffixes = Suffixes { f32: "f32", bf16: "bf16", f16: "f16" };
+            ADD_RELU.run(None, "oodlab_add_relu", &suffixes, &[(&y, &layout), (rs, rl)], layout.shape().elem_count(), &[])?
+        }
+    };
+    Ok((y, layout))
+}
+
+/// cuDNN's training batch-norm of `xs`: the output in a new buffer of the data's format, the
+/// statistics saved in `saved`. Half-precision data normalized via f32 is converted with candle's
+/// casts, both ways, as the casts around the op rounded it; the copies are freed when this returns.
+fn normalize_cudnn(
     cfg: Cfg,
     saved: &SavedSlot,
     xs: &CudaStorage,
     xl: &Layout,
     gamma: CudaView<f32>,
     beta: CudaView<f32>,
-) -> Result<(CudaStorage, Layout)> {
+) -> Result<CudaStorage> {
     let dims = dims4(xl.dims())?;
     let layout = Layout::contiguous(dims.to_vec());
     if cfg.via_f32(xs.dtype()) {
         let converted = xs.to_dtype(xl, DType::F32)?;
-        let (y, _) = normalize(Cfg { half: HalfData::Direct, ..cfg }, saved, &converted, &layout, gamma, beta)?;
-        return Ok((y.to_dtype(&layout, xs.dtype())?, layout));
+        let y = normalize_cudnn(Cfg { half: HalfData::Direct, ..cfg }, saved, &converted, &layout, gamma, beta)?;
+        return y.to_dtype(&layout, xs.dtype());
     }
     let eps = cfg.eps;
     let device = xs.device.clone();
@@ -358,7 +402,7 @@ fn normalize(
         })
     })?;
     *saved.lock().expect("not poisoned") = Some(Saved { mean, inv_std, param_grads: None });
-    Ok((y.into_storage(device), layout))
+    Ok(y.into_storage(device))
 }
 
 impl CustomOp3 for CudnnBatchNorm {
@@ -383,9 +427,8 @@ impl CustomOp3 for CudnnBatchNorm {
         bs: &CudaStorage,
         bl: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        let (y, layout) = normalize(self.cfg, &self.saved, xs, xl, f32_view(gs, gl)?, f32_view(bs, bl)?)?;
-        // With the ReLU the normalized values are freed (in stream order) when this returns.
-        let y = if self.relu { crate::cuda_relu::relu_storage(&y, &layout)? } else { y };
+        let then = if self.relu { Then::Relu } else { Then::Nothing };
+        let (y, layout) = normalize(self.cfg, &self.saved, (xs, xl), f32_view(gs, gl)?, f32_view(bs, bl)?, then)?;
         Ok((y, layout.shape().clone()))
     }
 
@@ -408,7 +451,7 @@ fn backward(cfg: Cfg, saved: &SavedSlot, x: &Tensor, gamma: &Tensor, beta: &Tens
         let (dx, dgamma, dbeta) = backward(direct, saved, &x.detach().to_dtype(DType::F32)?, gamma, beta, &gy.to_dtype(DType::F32)?)?;
         return Ok((dx.map(|d| d.to_dtype(x.dtype())).transpose()?, dgamma, dbeta));
     }
-    let op = CudnnBatchNormBackward { eps: cfg.eps, saved: saved.clone() };
+    let op = CudnnBatchNormBackward { eps: cfg.eps, saved: saved.clone(), own_kernels: cfg.own_kernels(x.dtype()) };
     let out = x.apply_op3_no_bwd(gamma, &gy.contiguous()?, &op)?;
     if x.dtype() == DType::F32 {
         let mut parts = crate::unpack(&out, &[x.dims(), gamma.dims(), beta.dims()])?.into_iter();
@@ -427,12 +470,6 @@ struct CudnnBatchNormAddRelu {
     /// Channels: gamma is the operand's first c values, beta the next c.
     c: usize,
 }
-
-static ADD_RELU: Module = Module {
-    name: "oodlab_add_relu",
-    source: concat!(include_str!("cuda_half.cuh"), include_str!("cuda_add_relu.cu")),
-    ptx: OnceLock::new(),
-};
 
 impl CustomOp3 for CudnnBatchNormAddRelu {
     fn name(&self) -> &'static str {
@@ -457,11 +494,7 @@ impl CustomOp3 for CudnnBatchNormAddRelu {
             candle_core::bail!("cudnn batch-norm: {} scale and shift values for {} channels", params.len(), self.c);
         }
         let (gamma, beta) = (params.slice(0..self.c), params.slice(self.c..2 * self.c));
-        // The normalized values are freed (in stream order) when this returns.
-        let (normalized, layout) = normalize(self.cfg, &self.saved, xs, xl, gamma, beta)?;
-        let suffixes = Suffixes { f32: "f32", bf16: "bf16", f16: "f16" };
-        let n = layout.shape().elem_count();
-        let y = ADD_RELU.run(None, "oodlab_add_relu", &suffixes, &[(&normalized, &layout), (rs, rl)], n, &[])?;
+        let (y, layout) = normalize(self.cfg, &self.saved, (xs, xl), gamma, beta, Then::AddRelu(rs, rl))?;
         Ok((y, layout.shape().clone()))
     }
 
@@ -483,6 +516,8 @@ impl CustomOp3 for CudnnBatchNormAddRelu {
 struct CudnnBatchNormBackward {
     eps: f64,
     saved: SavedSlot,
+    /// This crate's kernels rather than cuDNN's (bf16 or f16 data, [`HalfData::Kernels`]).
+    own_kernels: bool,
 }
 
 impl CustomOp3 for CudnnBatchNormBackward {
@@ -513,6 +548,14 @@ impl CustomOp3 for CudnnBatchNormBackward {
         let (x, gamma, dy) = (Data::of(xs, xl)?, f32_view(gs, gl)?, Data::of(dys, dyl)?);
         let mut guard = self.saved.lock().expect("not poisoned");
         let Some(saved) = guard.as_mut() else { candle_core::bail!("cudnn batch-norm backward before its forward pass") };
+        let sync = || device.cuda_stream().synchronize().map_err(candle_core::Error::wrap);
+        if self.own_kernels {
+            let (dx, params) = crate::profile::time_with("backward: batch-norm (bn16k)", sync, || {
+                crate::cuda_bn::backward((xs, xl), (dys, dyl), &gamma, &saved.mean, &saved.inv_std)
+            })?;
+            saved.param_grads = Some(params);
+            return Ok((dx, Shape::from(dims.to_vec())));
+        }
         let packed = xs.dtype() == DType::F32;
         // f32: one buffer [dx | dgamma | dbeta]; otherwise dx in the data's format and [dgamma |
         // dbeta] in f32 apart. cuDNN writes every value (beta = 0 for the data and the parameters).
@@ -520,7 +563,6 @@ impl CustomOp3 for CudnnBatchNormBackward {
         // SAFETY: as above.
         #[allow(unsafe_code)]
         let mut params = if packed { None } else { Some(unsafe { device.alloc::<f32>(2 * c)? }) };
-        let sync = || device.cuda_stream().synchronize().map_err(candle_core::Error::wrap);
         crate::profile::time_with("backward: batch-norm (cuDNN)", sync, || {
             with_handle(&device, |handle| {
                 let (xd, pd) = (Descriptor::new(dims, xs.dtype())?, Descriptor::new([1, c, 1, 1], DType::F32)?);

@@ -34,6 +34,8 @@ pub mod check;
 mod conv;
 mod conv_bn;
 #[cfg(feature = "cuda")]
+mod cuda_bn;
+#[cfg(feature = "cuda")]
 mod cuda_pool;
 #[cfg(feature = "cuda")]
 mod cuda_relu;
@@ -92,13 +94,26 @@ pub enum GpuOp {
     /// and ReLU, each as one op (with [`GpuOp::BatchNorm`] and [`GpuOp::Relu`] on): the
     /// intermediate tensors are not kept for the backward pass.
     Fuse,
+    /// The training batch-norm of bf16 and f16 data in this crate's own kernels (cuda_bn.cu), on
+    /// the data itself (with [`GpuOp::BatchNorm`] on; before `bn16` if both are on). Not in the
+    /// default set until a GPU has checked it: `OODLAB_GPU_KERNELS=all` or a list naming `bn16k`.
+    BatchNormHalfKernels,
 }
 
 impl GpuOp {
-    pub const ALL: [GpuOp; 7] = [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu, GpuOp::Pool, GpuOp::BatchNormHalf, GpuOp::Fuse];
+    pub const ALL: [GpuOp; 8] = [
+        GpuOp::Conv,
+        GpuOp::BatchNorm,
+        GpuOp::Sgd,
+        GpuOp::Relu,
+        GpuOp::Pool,
+        GpuOp::BatchNormHalf,
+        GpuOp::Fuse,
+        GpuOp::BatchNormHalfKernels,
+    ];
 
-    /// The ops in use when `OODLAB_GPU_KERNELS` is unset: all but `bn16`, whose cuDNN support only
-    /// a GPU can confirm.
+    /// The ops in use when `OODLAB_GPU_KERNELS` is unset: all but `bn16` and `bn16k`, which only a
+    /// GPU can check.
     pub const DEFAULT: [GpuOp; 6] = [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu, GpuOp::Pool, GpuOp::Fuse];
 
     /// Its name in `OODLAB_GPU_KERNELS`.
@@ -111,6 +126,7 @@ impl GpuOp {
             GpuOp::Pool => "pool",
             GpuOp::BatchNormHalf => "bn16",
             GpuOp::Fuse => "fuse",
+            GpuOp::BatchNormHalfKernels => "bn16k",
         }
     }
 
@@ -293,9 +309,10 @@ mod gpu_switch_tests {
     fn the_gpu_switch_names_ops() {
         let (conv, bn, sgd, relu, pool) =
             (GpuOp::Conv.bit(), GpuOp::BatchNorm.bit(), GpuOp::Sgd.bit(), GpuOp::Relu.bit(), GpuOp::Pool.bit());
-        let (bn16, fuse) = (GpuOp::BatchNormHalf.bit(), GpuOp::Fuse.bit());
-        assert_eq!(parse_gpu_ops(None), conv | bn | sgd | relu | pool | fuse, "bf16 batch-norm waits for a GPU's check");
-        assert_eq!(parse_gpu_ops(Some("all")), conv | bn | sgd | relu | pool | bn16 | fuse);
+        let (bn16, fuse, bn16k) = (GpuOp::BatchNormHalf.bit(), GpuOp::Fuse.bit(), GpuOp::BatchNormHalfKernels.bit());
+        assert_eq!(parse_gpu_ops(None), conv | bn | sgd | relu | pool | fuse, "bf16 batch-norms wait for a GPU's check");
+        assert_eq!(parse_gpu_ops(Some("all")), conv | bn | sgd | relu | pool | bn16 | fuse | bn16k);
+        assert_eq!(parse_gpu_ops(Some("bn,bn16k")), bn | bn16k, "`bn16k` is not `bn16`");
         assert_eq!(parse_gpu_ops(Some("conv,bn,relu")), conv | bn | relu, "a list without `fuse` keeps the ops apart");
         assert_eq!(parse_gpu_ops(Some("bn,bn16")), bn | bn16);
         assert_eq!(parse_gpu_ops(Some("off")), 0);

@@ -24,6 +24,10 @@ pub enum HalfData {
     /// cuDNN normalizes an f32 copy, converted back: the arithmetic of casts around an f32
     /// batch-norm, without the f32 copies becoming tensors that the backward pass keeps.
     ViaF32,
+    /// This crate's kernels (crates/kernels/src/cuda_bn.cu, `bn16k`) normalize the data itself,
+    /// statistics and sums in f32 and f64: PyTorch's own batch-norm's arithmetic and traffic for
+    /// bf16 data, a third of the bytes of [`HalfData::ViaF32`].
+    Kernels,
 }
 
 /// What the GPU's training batch-norm does to its output inside the same op.

@@ -1,6 +1,7 @@
 //! The GPU's own kernels (crates/kernels/src/cuda_pool.cu, cuda_relu.cu, cuda_sgd.cu,
-//! cuda_bn_running.cu, cuda_add_relu.cu, with cuda_half.cuh), compiled for the host by g++ with a few definitions standing in for CUDA's
-//! and run by one thread through their grid-stride loops: max-pooling against the CPU kernel
+//! cuda_bn_running.cu, cuda_add_relu.cu, with cuda_half.cuh), compiled for the host by g++ with a
+//! few definitions standing in for CUDA's (tests/host) and run by one thread through their
+//! grid-stride loops: max-pooling against the CPU kernel
 //! (crates/kernels/src/pool.rs, itself checked against PyTorch in against_torch.rs) and the `half`
 //! crate's conversions, ReLU against PyTorch's rule, SGD against PyTorch's update written out in
 //! f32, batch-norm's running statistics against the candle ops the CPU updates them with, the
@@ -8,12 +9,13 @@
 //! (`oodlab check-kernels --device cuda`, scripts/gpu-check.sh); this checks their arithmetic,
 //! indexing, tie and padding rules and rounding on every machine, GPU or not.
 
+mod host;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Tensor, Var};
 use half::{bf16, f16};
+use host::{read_f32, read_u16, write_bytes, write_f32, write_u16};
 use oodlab_kernels::SgdStep;
 
 const HALF: &str = include_str!("../src/cuda_half.cuh");
@@ -22,42 +24,6 @@ const ADD_RELU: &str = include_str!("../src/cuda_add_relu.cu");
 const RELU: &str = include_str!("../src/cuda_relu.cu");
 const SGD: &str = include_str!("../src/cuda_sgd.cu");
 const RUNNING: &str = include_str!("../src/cuda_bn_running.cu");
-
-/// CUDA's names, as one thread of one block sees them.
-const PRELUDE: &str = r#"
-#include <cmath>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
-#include <string>
-#include <vector>
-#define __global__
-#define __device__
-#define __forceinline__ inline
-struct OodlabDim3 { unsigned int x; };
-static const OodlabDim3 blockIdx = {0}, blockDim = {1}, gridDim = {1}, threadIdx = {0};
-static inline unsigned int __float_as_uint(float f) { unsigned int u; std::memcpy(&u, &f, 4); return u; }
-static inline float __uint_as_float(unsigned int u) { float f; std::memcpy(&f, &u, 4); return f; }
-static inline unsigned int __float2uint_rn(float f) { return (unsigned int)std::nearbyint(f); }
-static inline float __fadd_rn(float a, float b) { return a + b; }
-static inline float __fsub_rn(float a, float b) { return a - b; }
-static inline float __fmul_rn(float a, float b) { return a * b; }
-static inline float __fdiv_rn(float a, float b) { return a / b; }
-template <class T> static std::vector<T> read(const char* path) {
-    FILE* f = std::fopen(path, "rb");
-    if (!f) { std::perror(path); std::exit(2); }
-    std::vector<T> v;
-    T x;
-    while (std::fread(&x, sizeof(T), 1, f) == 1) v.push_back(x);
-    std::fclose(f);
-    return v;
-}
-template <class T> static void write(const std::string& path, const std::vector<T>& v) {
-    FILE* f = std::fopen(path.c_str(), "wb");
-    if (!f || std::fwrite(v.data(), sizeof(T), v.size(), f) != v.size()) { std::perror(path.c_str()); std::exit(2); }
-    std::fclose(f);
-}
-"#;
 
 /// `host convert IN OUT`: f32 values to bf16 and f16 bits and each back to f32.
 /// `host forward|backward f32|bf16|f16 n c h w k stride padding X [GY] OUT`: the pooling kernels.
@@ -169,12 +135,7 @@ int main(int argc, char** argv) {
 
 /// A kernel source with its harness, compiled once per test binary.
 fn host_binary(name: &'static str) -> PathBuf {
-    static BINARIES: OnceLock<tempfile::TempDir> = OnceLock::new();
-    static BUILT: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
-    let dir = BINARIES.get_or_init(|| tempfile::tempdir().unwrap()).path();
-    let binary = dir.join(name);
-    let mut built = BUILT.lock().unwrap();
-    if !built.contains(&name) {
+    host::binary(name, || {
         // The modules that compute half types in f32 begin with the conversions, as at run time.
         let (kernels, harness) = match name {
             "pool" => (format!("{HALF}\n{POOL}"), POOL_HARNESS),
@@ -183,37 +144,12 @@ fn host_binary(name: &'static str) -> PathBuf {
             "running" => (RUNNING.to_string(), RUNNING_HARNESS),
             _ => (SGD.to_string(), SGD_HARNESS),
         };
-        let source = dir.join(format!("{name}.cpp"));
-        std::fs::write(&source, format!("{PRELUDE}\n{kernels}\n{harness}")).unwrap();
-        // No fused multiply-adds: the kernels round every product and sum on their own (SGD's
-        // `__fmul_rn` and `__fadd_rn`, whose stand-ins here are the plain operators).
-        let out = Command::new("g++")
-            .args(["-std=c++17", "-O1", "-ffp-contract=off", "-Wall", "-Wno-unused-function", "-o"])
-            .arg(&binary)
-            .arg(&source)
-            .output()
-            .expect("g++ (Debian's g++; on every machine of this project) compiles the CUDA kernels for the host");
-        assert!(out.status.success(), "g++ failed on the {name} kernels:\n{}", String::from_utf8_lossy(&out.stderr));
-        built.push(name);
-    }
-    binary
+        format!("{}{}\n{kernels}\n{harness}", host::COMMON, host::ONE_THREAD)
+    })
 }
 
 fn run_kernel(name: &'static str, args: &[String]) {
-    let out = Command::new(host_binary(name)).args(args).output().unwrap();
-    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn write_bytes(path: &Path, bytes: impl IntoIterator<Item = [u8; 4]>) {
-    std::fs::write(path, bytes.into_iter().flatten().collect::<Vec<u8>>()).unwrap();
-}
-
-fn read_u16(path: &Path) -> Vec<u16> {
-    std::fs::read(path).unwrap().chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).collect()
-}
-
-fn read_f32(path: &Path) -> Vec<f32> {
-    std::fs::read(path).unwrap().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    host::run(&host_binary(name), args);
 }
 
 /// Same bits, or both NaN (NaN payloads may differ).
@@ -408,14 +344,6 @@ fn a_window_of_ties_sends_its_gradient_to_the_first() {
     a.extend(["x", "gy", "gx"].map(|f| dir.path().join(f).display().to_string()));
     run_kernel("pool", &a);
     assert_eq!(read_f32(&dir.path().join("gx")), gx);
-}
-
-fn write_f32(path: &Path, v: &[f32]) {
-    write_bytes(path, v.iter().map(|x| x.to_le_bytes()));
-}
-
-fn write_u16(path: &Path, v: &[u16]) {
-    std::fs::write(path, v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()).unwrap();
 }
 
 #[test]

@@ -27,8 +27,8 @@ pub fn check_kernels(a: CheckKernelsArgs) -> anyhow::Result<i32> {
         }
     }
     // Batch-norm's data in every format of the device (f32 on the CPU), its statistics in f32;
-    // bf16 and f16 both ways (`bn16 ...` lines: cuDNN on the data itself; gpu-check.sh reads the
-    // labels).
+    // bf16 and f16 three ways (via f32; `bn16 ...` lines: cuDNN on the data itself; `bn16k ...`:
+    // oodlab's kernels on it; gpu-check.sh reads the labels).
     for mode in Mode::all(device).into_iter().filter(|m| !m.tf32) {
         let limit = mode.norm_tolerance();
         for (case, half) in norm_cases().into_iter().flat_map(|case| mode.half_modes().into_iter().map(move |half| (case, half))) {

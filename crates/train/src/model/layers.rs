@@ -240,13 +240,17 @@ impl Bn {
     }
 }
 
-/// How the GPU's batch-norm treats bf16 or f16 data `x`: cuDNN on the data itself with `bn16`,
-/// else in f32 on a converted copy (the arithmetic of casts around it).
+/// How the GPU's batch-norm treats bf16 or f16 data `x`: oodlab's kernels on the data itself with
+/// `bn16k`, else cuDNN on the data itself with `bn16`, else cuDNN in f32 on a converted copy (the
+/// arithmetic of casts around it).
 fn half(x: &Tensor) -> oodlab_kernels::HalfData {
-    if oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::BatchNormHalf, x) {
-        oodlab_kernels::HalfData::Direct
+    use oodlab_kernels::{gpu_applies, GpuOp, HalfData};
+    if gpu_applies(GpuOp::BatchNormHalfKernels, x) {
+        HalfData::Kernels
+    } else if gpu_applies(GpuOp::BatchNormHalf, x) {
+        HalfData::Direct
     } else {
-        oodlab_kernels::HalfData::ViaF32
+        HalfData::ViaF32
     }
 }
 
