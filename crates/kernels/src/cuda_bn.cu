@@ -24,6 +24,7 @@
 
 #define OODLAB_BN_THREADS 256 // threads per block of the sums kernels (a power of two)
 #define OODLAB_BN_RUN 4       // values per thread and turn of the apply kernels
+#define OODLAB_BN_LOADS 4     // values per thread and turn of the sums kernels
 
 struct OodlabBf16 {
     static __device__ __forceinline__ float load(unsigned short v) { return oodlab_bf16_to_f32(v); }
@@ -52,22 +53,32 @@ __device__ __forceinline__ void oodlab_bn_block_sums(
     unsigned int n = j / hw, q = j % hw, step_n = stride / hw, step_q = stride % hw;
     float centre = BACKWARD ? mean[ch] : F::load(x[(unsigned long long)ch * hw]);
     float a = 0.0f, b = 0.0f;
-    for (unsigned int i = j; i < m; i += stride) {
-        unsigned long long at = ((unsigned long long)n * c + ch) * hw + q;
-        float d = F::load(x[at]) - centre;
-        if (BACKWARD) {
-            float g = F::load(dy[at]);
-            a += g;
-            b += g * d;
-        } else {
-            a += d;
-            b += d * d;
+    // OODLAB_BN_LOADS values a turn, their loads issued before any is added: a thread's loads of
+    // two bytes are small, and only enough of them in flight keep the memory busy.
+    for (unsigned int i = j; i < m; i += OODLAB_BN_LOADS * stride) {
+        float d[OODLAB_BN_LOADS], g[OODLAB_BN_LOADS];
+#pragma unroll
+        for (int k = 0; k < OODLAB_BN_LOADS; k++) {
+            bool inside = i + k * stride < m;
+            unsigned long long at = ((unsigned long long)n * c + ch) * hw + q;
+            d[k] = inside ? F::load(x[at]) - centre : 0.0f;
+            g[k] = BACKWARD && inside ? F::load(dy[at]) : 0.0f;
+            n += step_n;
+            q += step_q;
+            if (q >= hw) {
+                q -= hw;
+                n += 1;
+            }
         }
-        n += step_n;
-        q += step_q;
-        if (q >= hw) {
-            q -= hw;
-            n += 1;
+#pragma unroll
+        for (int k = 0; k < OODLAB_BN_LOADS; k++) {
+            if (BACKWARD) {
+                a += g[k];
+                b += g[k] * d[k];
+            } else {
+                a += d[k];
+                b += d[k] * d[k];
+            }
         }
     }
     sa[t] = a;
