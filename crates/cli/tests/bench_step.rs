@@ -62,8 +62,8 @@ fn check_kernels_passes_on_the_cpu_and_cuda_needs_a_cuda_build() {
     let out = run_ok(oodlab(dir.path()).args(["check-kernels"]));
     let stdout = text(&out.stdout);
     assert!(stdout.trim_end().ends_with("check-kernels: 0 failed"), "{stdout}");
-    // 9 convolutions and 4 batch-norms, f32 only on the CPU.
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 13, "{stdout}");
+    // 9 convolutions and 5 batch-norms, f32 only on the CPU.
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("ok ")).count(), 14, "{stdout}");
     let out = oodlab(dir.path()).args(["check-kernels", "--device", "cuda"]).output().unwrap();
     assert!(!out.status.success());
     assert!(text(&out.stderr).contains("built without CUDA"), "{}", text(&out.stderr));

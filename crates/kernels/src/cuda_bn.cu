@@ -16,7 +16,9 @@
 //   apply       y = (x - mean) * (inv_std * gamma) + beta rounded to the format, then the ReLU, or
 //               the residual added (rounded again) and the ReLU, as cudnn_bn.rs's separate kernels
 //               would: a fused op equals the ops apart bit for bit.
-// Backward (the gradient at the output given, the ReLU's mask applied before), three launches:
+// Backward (from the gradient at the normalized values dy; after a fused ReLU, the gradient at
+// the ReLU's output and the output itself, the mask: dy passes where the output is positive, as
+// cuda_relu.cu's backward pass, so the masked gradient is never stored), three launches:
 //   sums        per block, the sums of dy and dy * (x - mean);
 //   statistics  per channel dbeta = sum dy, dgamma = inv_std * sum dy (x - mean), and the
 //               coefficients of
@@ -36,13 +38,24 @@ struct OodlabF16 {
     static __device__ __forceinline__ unsigned short store(float f) { return oodlab_f32_to_f16(f); }
 };
 
+// The gradient at a normalized value: dy[at], or 0 where the fused ReLU's output (the mask, if
+// given) is zero or negative (cuda_relu.cu's rule on the bits).
+template <class F>
+__device__ __forceinline__ float oodlab_bn_gradient(const unsigned short* dy, const unsigned short* mask, unsigned long long at) {
+    if (mask) {
+        unsigned short v = mask[at];
+        if (v == 0 || (v & 0x8000u)) return 0.0f;
+    }
+    return F::load(dy[at]);
+}
+
 // One block's two sums over a channel: thread j of the channel's blocks*256 takes values j,
 // j + blocks*256, ... of the channel (consecutive threads read consecutive addresses), then the
 // block adds its threads' sums pairwise in shared memory and thread 0 writes them to
 // partials[2 * (channel * blocks + block)] and the next float.
 template <class F, bool BACKWARD>
 __device__ __forceinline__ void oodlab_bn_block_sums(
-    const unsigned short* x, const unsigned short* dy, const float* mean, float* partials,
+    const unsigned short* x, const unsigned short* dy, const unsigned short* mask, const float* mean, float* partials,
     unsigned int c, unsigned int hw, unsigned int m)
 {
     __shared__ float sa[OODLAB_BN_THREADS];
@@ -62,7 +75,7 @@ __device__ __forceinline__ void oodlab_bn_block_sums(
             bool inside = i + k * stride < m;
             unsigned long long at = ((unsigned long long)n * c + ch) * hw + q;
             d[k] = inside ? F::load(x[at]) - centre : 0.0f;
-            g[k] = BACKWARD && inside ? F::load(dy[at]) : 0.0f;
+            g[k] = BACKWARD && inside ? oodlab_bn_gradient<F>(dy, mask, at) : 0.0f;
             n += step_n;
             q += step_q;
             if (q >= hw) {
@@ -159,7 +172,7 @@ __device__ __forceinline__ void oodlab_bn_apply(
 // coefficients: [gamma * inv_std | dbeta / m | inv_std * dgamma / m] per channel.
 template <class F>
 __device__ __forceinline__ void oodlab_bn_backward_apply(
-    const unsigned short* x, const unsigned short* dy, const float* mean, const float* coefficients,
+    const unsigned short* x, const unsigned short* dy, const unsigned short* mask, const float* mean, const float* coefficients,
     unsigned short* dx, unsigned long long total, unsigned int c, unsigned int hw)
 {
     unsigned long long runs = (total + OODLAB_BN_RUN - 1) / OODLAB_BN_RUN;
@@ -169,7 +182,7 @@ __device__ __forceinline__ void oodlab_bn_backward_apply(
         unsigned int q = (unsigned int)(i - plane * hw), ch = (unsigned int)(plane % c);
         float mu = mean[ch], scale = coefficients[ch], shift = coefficients[c + ch], slope = coefficients[2 * c + ch];
         for (int k = 0; k < OODLAB_BN_RUN && i < total; k++, i++) {
-            dx[i] = F::store(scale * (F::load(dy[i]) - shift - (F::load(x[i]) - mu) * slope));
+            dx[i] = F::store(scale * (oodlab_bn_gradient<F>(dy, mask, i) - shift - (F::load(x[i]) - mu) * slope));
             if (++q == hw && k + 1 < OODLAB_BN_RUN) {
                 q = 0;
                 if (++ch == c) ch = 0;
@@ -203,7 +216,7 @@ extern "C" __global__ void oodlab_bn_backward_statistics(
 #define OODLAB_BN_FORMAT(suffix, F)                                                                                      \
     extern "C" __global__ void oodlab_bn_sums_##suffix(const unsigned short* x, float* partials, unsigned int c,           \
                                                        unsigned int hw, unsigned int m) {                                   \
-        oodlab_bn_block_sums<F, false>(x, 0, 0, partials, c, hw, m);                                                      \
+        oodlab_bn_block_sums<F, false>(x, 0, 0, 0, partials, c, hw, m);                                                      \
     }                                                                                                                     \
     extern "C" __global__ void oodlab_bn_statistics_##suffix(const unsigned short* x, const float* partials, float* mean,  \
                                                              float* inv_std, unsigned int c, unsigned int hw,              \
@@ -229,15 +242,17 @@ extern "C" __global__ void oodlab_bn_backward_statistics(
         oodlab_bn_apply<F, 2>(x, r, mean, inv_std, gamma, beta, y, total, c, hw);                                         \
     }                                                                                                                     \
     extern "C" __global__ void oodlab_bn_backward_sums_##suffix(const unsigned short* x, const unsigned short* dy,        \
-                                                                const float* mean, float* partials, unsigned int c,        \
-                                                                unsigned int hw, unsigned int m) {                         \
-        oodlab_bn_block_sums<F, true>(x, dy, mean, partials, c, hw, m);                                                   \
+                                                                const unsigned short* mask, const float* mean,             \
+                                                                float* partials, unsigned int c, unsigned int hw,          \
+                                                                unsigned int m) {                                          \
+        oodlab_bn_block_sums<F, true>(x, dy, mask, mean, partials, c, hw, m);                                             \
     }                                                                                                                     \
     extern "C" __global__ void oodlab_bn_backward_apply_##suffix(const unsigned short* x, const unsigned short* dy,       \
-                                                                 const float* mean, const float* coefficients,             \
-                                                                 unsigned short* dx, unsigned long long total,             \
-                                                                 unsigned int c, unsigned int hw) {                        \
-        oodlab_bn_backward_apply<F>(x, dy, mean, coefficients, dx, total, c, hw);                                         \
+                                                                 const unsigned short* mask, const float* mean,            \
+                                                                 const float* coefficients, unsigned short* dx,            \
+                                                                 unsigned long long total, unsigned int c,                 \
+                                                                 unsigned int hw) {                                        \
+        oodlab_bn_backward_apply<F>(x, dy, mask, mean, coefficients, dx, total, c, hw);                                   \
     }
 
 OODLAB_BN_FORMAT(bf16, OodlabBf16)

@@ -186,22 +186,32 @@ fn forward_in<T: CudaDType + DeviceRepr>(
     Ok(Forward { y: CudaStorage::wrap_cuda_slice(y, device), mean, inv_std })
 }
 
+/// The per-channel values the backward pass takes: the scale, and the statistics the forward
+/// pass saved.
+pub(crate) struct Channels<'a> {
+    pub gamma: &'a CudaView<'a, f32>,
+    pub mean: &'a CudaSlice<f32>,
+    pub inv_std: &'a CudaSlice<f32>,
+}
+
 /// The backward pass: the input's gradient in the data's format, and [dgamma | dbeta] in f32,
-/// from the data `xs`, the output's gradient `dys` (both contiguous, same shape and format), the
-/// scale and the statistics the forward pass saved.
+/// from the data `xs` and the gradient `dys` at the normalized values, or, with `relu_output`,
+/// at the output of the ReLU fused after them (then passed where that output is positive, as the
+/// ReLU's backward pass would, without storing the result). All contiguous, of one shape and
+/// format.
 pub(crate) fn backward(
     (xs, xl): (&CudaStorage, &Layout),
     (dys, dyl): (&CudaStorage, &Layout),
-    gamma: &CudaView<f32>,
-    mean: &CudaSlice<f32>,
-    inv_std: &CudaSlice<f32>,
+    relu_output: Option<(&CudaStorage, &Layout)>,
+    channels: Channels,
 ) -> Result<(CudaStorage, CudaSlice<f32>)> {
-    if xs.dtype() != dys.dtype() || xl.dims() != dyl.dims() {
+    let same = |(s, l): (&CudaStorage, &Layout)| s.dtype() == xs.dtype() && l.dims() == xl.dims();
+    if !same((dys, dyl)) || !relu_output.is_none_or(same) {
         candle_core::bail!("bn16k batch-norm backward: data {:?} {:?}, gradient {:?} {:?}", xl.dims(), xs.dtype(), dyl.dims(), dys.dtype());
     }
     match xs.dtype() {
-        DType::BF16 => backward_in::<bf16>((xs, xl), (dys, dyl), gamma, mean, inv_std),
-        DType::F16 => backward_in::<f16>((xs, xl), (dys, dyl), gamma, mean, inv_std),
+        DType::BF16 => backward_in::<bf16>((xs, xl), (dys, dyl), relu_output, channels),
+        DType::F16 => backward_in::<f16>((xs, xl), (dys, dyl), relu_output, channels),
         other => candle_core::bail!("bn16k batch-norm: bf16 or f16 data expected, got {other:?}"),
     }
 }
@@ -209,9 +219,8 @@ pub(crate) fn backward(
 fn backward_in<T: CudaDType + DeviceRepr>(
     (xs, xl): (&CudaStorage, &Layout),
     (dys, dyl): (&CudaStorage, &Layout),
-    gamma: &CudaView<f32>,
-    mean: &CudaSlice<f32>,
-    inv_std: &CudaSlice<f32>,
+    relu_output: Option<(&CudaStorage, &Layout)>,
+    Channels { gamma, mean, inv_std }: Channels,
 ) -> Result<(CudaStorage, CudaSlice<f32>)> {
     let sizes = Sizes::of(xl.dims())?;
     let Sizes { c, hw, m, total, blocks } = sizes;
@@ -222,6 +231,9 @@ fn backward_in<T: CudaDType + DeviceRepr>(
     let suffix = suffix(xs.dtype())?;
     let ptx = KERNELS.ptx()?;
     let (x, dy) = (view::<T>(xs, xl)?, view::<T>(dys, dyl)?);
+    // No ReLU: a null mask (the kernels test the pointer).
+    let mask = relu_output.map(|(s, l)| view::<T>(s, l)).transpose()?;
+    let null = 0u64;
     let mut partials = uninit::<f32>(&device, 2 * (c * blocks) as usize)?;
     let mut params = uninit::<f32>(&device, 2 * c as usize)?;
     let mut coefficients = uninit::<f32>(&device, 3 * c as usize)?;
@@ -229,7 +241,12 @@ fn backward_in<T: CudaDType + DeviceRepr>(
 
     let func = device.get_or_load_custom_func(&format!("oodlab_bn_backward_sums_{suffix}"), KERNELS.name, ptx)?;
     let mut b = func.builder();
-    b.arg(&x).arg(&dy).arg(mean).arg(&mut partials).arg(&c).arg(&hw).arg(&m);
+    b.arg(&x).arg(&dy);
+    match &mask {
+        Some(mask) => b.arg(mask),
+        None => b.arg(&null),
+    };
+    b.arg(mean).arg(&mut partials).arg(&c).arg(&hw).arg(&m);
     // SAFETY: as in `forward_in`.
     #[allow(unsafe_code)]
     unsafe {
@@ -246,7 +263,12 @@ fn backward_in<T: CudaDType + DeviceRepr>(
 
     let func = device.get_or_load_custom_func(&format!("oodlab_bn_backward_apply_{suffix}"), KERNELS.name, ptx)?;
     let mut b = func.builder();
-    b.arg(&x).arg(&dy).arg(mean).arg(&coefficients).arg(&mut dx).arg(&total).arg(&c).arg(&hw);
+    b.arg(&x).arg(&dy);
+    match &mask {
+        Some(mask) => b.arg(mask),
+        None => b.arg(&null),
+    };
+    b.arg(mean).arg(&coefficients).arg(&mut dx).arg(&total).arg(&c).arg(&hw);
     #[allow(unsafe_code)]
     unsafe {
         b.launch(sizes.apply_launch()).map_err(candle_core::Error::wrap)?;

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::DeviceId;
-use candle_core::{CpuStorage, CudaDevice, CudaStorage, CustomOp1, CustomOp3, DType, InplaceOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CudaDevice, CudaStorage, CustomOp1, CustomOp3, DType, InplaceOp2, Layout, Result, Shape, Storage, Tensor};
 use cudarc::cudnn::sys;
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg, SyncOnDrop};
 use half::{bf16, f16};
@@ -433,25 +433,45 @@ impl CustomOp3 for CudnnBatchNorm {
     }
 
     fn bwd(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, y: &Tensor, gy: &Tensor) -> Result<Grads3> {
-        if self.relu {
-            return backward(self.cfg, &self.saved, x, gamma, beta, &crate::cuda_relu::relu_backward(y, gy)?);
+        match (self.relu, self.cfg.own_kernels(x.dtype())) {
+            // This crate's kernels apply the ReLU's mask as they read the gradient: it is never stored.
+            (true, true) => backward(self.cfg, &self.saved, x, gamma, beta, gy, Some(y)),
+            (true, false) => backward(self.cfg, &self.saved, x, gamma, beta, &crate::cuda_relu::relu_backward(y, gy)?, None),
+            (false, _) => backward(self.cfg, &self.saved, x, gamma, beta, gy, None),
         }
-        backward(self.cfg, &self.saved, x, gamma, beta, gy)
     }
 }
 
 type Grads3 = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
 
-/// The gradients of the input, scale and shift from the output's, by cuDNN's backward pass.
-fn backward(cfg: Cfg, saved: &SavedSlot, x: &Tensor, gamma: &Tensor, beta: &Tensor, gy: &Tensor) -> Result<Grads3> {
+/// The gradients of the input, scale and shift from the output's, by cuDNN's backward pass or
+/// this crate's kernels; `gy` is the gradient at the normalized values or, with `relu_output`
+/// (this crate's kernels only), at the output of the ReLU fused after them.
+fn backward(
+    cfg: Cfg,
+    saved: &SavedSlot,
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    gy: &Tensor,
+    relu_output: Option<&Tensor>,
+) -> Result<Grads3> {
+    if relu_output.is_some() && !cfg.own_kernels(x.dtype()) {
+        candle_core::bail!("cudnn batch-norm backward: a ReLU's mask is applied by the bn16k kernels only");
+    }
     if cfg.via_f32(x.dtype()) {
         // Normalized in f32: so is the backward pass, the input's gradient converted back (what
         // the casts' own backward passes did).
         let direct = Cfg { half: HalfData::Direct, ..cfg };
-        let (dx, dgamma, dbeta) = backward(direct, saved, &x.detach().to_dtype(DType::F32)?, gamma, beta, &gy.to_dtype(DType::F32)?)?;
+        let (dx, dgamma, dbeta) = backward(direct, saved, &x.detach().to_dtype(DType::F32)?, gamma, beta, &gy.to_dtype(DType::F32)?, None)?;
         return Ok((dx.map(|d| d.to_dtype(x.dtype())).transpose()?, dgamma, dbeta));
     }
-    let op = CudnnBatchNormBackward { eps: cfg.eps, saved: saved.clone(), own_kernels: cfg.own_kernels(x.dtype()) };
+    let op = CudnnBatchNormBackward {
+        eps: cfg.eps,
+        saved: saved.clone(),
+        own_kernels: cfg.own_kernels(x.dtype()),
+        relu_output: relu_output.map(Tensor::contiguous).transpose()?,
+    };
     let out = x.apply_op3_no_bwd(gamma, &gy.contiguous()?, &op)?;
     if x.dtype() == DType::F32 {
         let mut parts = crate::unpack(&out, &[x.dims(), gamma.dims(), beta.dims()])?.into_iter();
@@ -502,7 +522,7 @@ impl CustomOp3 for CudnnBatchNormAddRelu {
         // The residual's gradient is the sum's: the output's where the ReLU passed it.
         let g = crate::cuda_relu::relu_backward(y, gy)?;
         let (gamma, beta) = (params.narrow(0, 0, self.c)?, params.narrow(0, self.c, self.c)?);
-        let (dx, dgamma, dbeta) = backward(self.cfg, &self.saved, x, &gamma, &beta, &g)?;
+        let (dx, dgamma, dbeta) = backward(self.cfg, &self.saved, x, &gamma, &beta, &g, None)?;
         let dparams = match (dgamma, dbeta) {
             (Some(a), Some(b)) => Some(Tensor::cat(&[&a, &b], 0)?),
             _ => None,
@@ -518,6 +538,9 @@ struct CudnnBatchNormBackward {
     saved: SavedSlot,
     /// This crate's kernels rather than cuDNN's (bf16 or f16 data, [`HalfData::Kernels`]).
     own_kernels: bool,
+    /// The output of a ReLU fused after the batch-norm, whose mask the kernels apply to the
+    /// gradient given (this crate's kernels only).
+    relu_output: Option<Tensor>,
 }
 
 impl CustomOp3 for CudnnBatchNormBackward {
@@ -550,8 +573,17 @@ impl CustomOp3 for CudnnBatchNormBackward {
         let Some(saved) = guard.as_mut() else { candle_core::bail!("cudnn batch-norm backward before its forward pass") };
         let sync = || device.cuda_stream().synchronize().map_err(candle_core::Error::wrap);
         if self.own_kernels {
+            let relu_output = self.relu_output.as_ref().map(|y| y.storage_and_layout());
+            let relu_output = match &relu_output {
+                None => None,
+                Some((storage, layout)) => match &**storage {
+                    Storage::Cuda(s) => Some((s, *layout)),
+                    _ => candle_core::bail!("bn16k batch-norm backward: the ReLU's output is not on the GPU"),
+                },
+            };
+            let channels = crate::cuda_bn::Channels { gamma: &gamma, mean: &saved.mean, inv_std: &saved.inv_std };
             let (dx, params) = crate::profile::time_with("backward: batch-norm (bn16k)", sync, || {
-                crate::cuda_bn::backward((xs, xl), (dys, dyl), &gamma, &saved.mean, &saved.inv_std)
+                crate::cuda_bn::backward((xs, xl), (dys, dyl), relu_output, channels)
             })?;
             saved.param_grads = Some(params);
             return Ok((dx, Shape::from(dims.to_vec())));

@@ -16,9 +16,10 @@ const HALF: &str = include_str!("../src/cuda_half.cuh");
 const BN: &str = include_str!("../src/cuda_bn.cu");
 
 /// `bn bf16|f16 N C H W BLOCKS THEN EPS DIR`: the forward pass over DIR/x (with DIR/r for THEN 2,
-/// scale DIR/gamma, shift DIR/beta) and the backward pass from DIR/dy, launched as cuda_bn.rs
-/// launches them but with BLOCKS blocks per channel and small grids for the per-value kernels;
-/// writes DIR/y, mean, inv_std, dx and params ([dgamma | dbeta]).
+/// scale DIR/gamma, shift DIR/beta) and the backward pass from DIR/dy (masked by the output after
+/// a fused ReLU, THEN 1), launched as cuda_bn.rs launches them but with BLOCKS blocks per channel
+/// and small grids for the per-value kernels; writes DIR/y, mean, inv_std, dx and params
+/// ([dgamma | dbeta]).
 const HARNESS: &str = r#"
 int main(int argc, char** argv) {
     std::string fmt = argv[1], dir = argv[9];
@@ -52,16 +53,17 @@ int main(int argc, char** argv) {
         if (!bf && then == 2) oodlab_bn_apply_add_relu_f16(x.data(), r.data(), mu, s, g, b, y.data(), total, c, hw);
     });
     std::fill(partials.begin(), partials.end(), NAN);
+    const unsigned short* mask = then == 1 ? y.data() : nullptr;
     launch(blocks, c, 256, [&] {
-        if (bf) oodlab_bn_backward_sums_bf16(x.data(), dy.data(), mean.data(), partials.data(), c, hw, m);
-        else oodlab_bn_backward_sums_f16(x.data(), dy.data(), mean.data(), partials.data(), c, hw, m);
+        if (bf) oodlab_bn_backward_sums_bf16(x.data(), dy.data(), mask, mean.data(), partials.data(), c, hw, m);
+        else oodlab_bn_backward_sums_f16(x.data(), dy.data(), mask, mean.data(), partials.data(), c, hw, m);
     });
     launch(1, 1, 2, [&] {
         oodlab_bn_backward_statistics(partials.data(), gamma.data(), inv_std.data(), params.data(), coefficients.data(), c, m, blocks);
     });
     launch(2, 1, 7, [&] {
-        if (bf) oodlab_bn_backward_apply_bf16(x.data(), dy.data(), mean.data(), coefficients.data(), dx.data(), total, c, hw);
-        else oodlab_bn_backward_apply_f16(x.data(), dy.data(), mean.data(), coefficients.data(), dx.data(), total, c, hw);
+        if (bf) oodlab_bn_backward_apply_bf16(x.data(), dy.data(), mask, mean.data(), coefficients.data(), dx.data(), total, c, hw);
+        else oodlab_bn_backward_apply_f16(x.data(), dy.data(), mask, mean.data(), coefficients.data(), dx.data(), total, c, hw);
     });
     write(path("y"), y); write(path("mean"), mean); write(path("inv_std"), inv_std); write(path("dx"), dx); write(path("params"), params);
     return 0;
@@ -122,6 +124,7 @@ struct Outputs {
 }
 
 /// The inputs of one case, as 16-bit patterns, and their values.
+#[derive(Clone)]
 struct Inputs {
     x: Vec<u16>,
     r: Vec<u16>,
@@ -239,10 +242,15 @@ fn check(format: Format, dims: (usize, usize, usize, usize), blocks: usize) {
     });
 
     // The fused outputs equal the plain one followed by the ReLU (sign bit set: 0) and by the
-    // addition rounded once (candle's) and the ReLU, bit for bit.
+    // addition rounded once (candle's) and the ReLU, bit for bit; the fused ReLU's backward pass
+    // equals the plain one from the gradient the ReLU passes (where its output is positive).
     let relu = |b: u16| if b & 0x8000 != 0 { 0 } else { b };
     let with_relu = run(format, dims, blocks, 1, &input);
     assert_eq!(with_relu.y, out.y.iter().map(|b| relu(*b)).collect::<Vec<_>>(), "{case}: batch-norm+ReLU");
+    let passed: Vec<u16> = with_relu.y.iter().zip(&input.dy).map(|(y, g)| if *y == 0 || y & 0x8000 != 0 { 0 } else { *g }).collect();
+    assert!(passed.iter().zip(&input.dy).any(|(p, g)| p != g), "{case}: the ReLU stops some gradient");
+    let apart = run(format, dims, blocks, 0, &Inputs { dy: passed, ..input.clone() });
+    assert_eq!((&with_relu.dx, &with_relu.params), (&apart.dx, &apart.params), "{case}: batch-norm+ReLU backward");
     let with_residual = run(format, dims, blocks, 2, &input);
     let summed: Vec<u16> = out.y.iter().zip(&input.r).map(|(a, b)| relu(format.bits(format.value(*a) + format.value(*b)))).collect();
     assert_eq!(with_residual.y, summed, "{case}: batch-norm+add+ReLU");
