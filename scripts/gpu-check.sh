@@ -11,7 +11,8 @@
 #    cuDNN: the `bn16` op, and by oodlab's kernels: `bn16k`, neither in the default set yet; batch
 #    and running statistics) against candle's CPU ops on fixed inputs,
 #    the GPU's ReLU, max-pooling and SGD kernels against PyTorch's rules and the CPU kernels, the
-#    fused batch-norm+ReLU ops against the same ops apart; the ops that pass are used after;
+#    fused batch-norm+ReLU ops against the same ops apart, evaluation's one-kernel batch-norm
+#    against candle's ops; the ops that pass are used after;
 # 3. one ResNet-18 training step on the GPU (TF32 off) and on the CPU from the same weights and
 #    inputs: the losses of 4 steps must agree to 1e-3;
 # 4. training steps in oodlab and in this machine's PyTorch, alternating: ResNet-18 f32 and bf16
@@ -88,13 +89,14 @@ grep -vE '^ok ' "$keep/check-kernels.txt"
 # An op that failed its check is left out of everything after (OODLAB_GPU_KERNELS lists the rest),
 # so that the timings still come back; the summary says which.
 ops=""
-for op in conv bn sgd relu pool fuse bn16 bn16k; do
+for op in conv bn sgd relu pool fuse bn16 bn16k bneval; do
   case $op in
     conv) pattern='^FAIL +[a-z0-9+]+ +x ' ;;
     bn) pattern='^FAIL +[a-z0-9+]+ +batch-norm x' ;; # f32, and bf16/f16 normalized via f32
     fuse) pattern='^FAIL +[a-z0-9+]+ +fused ' ;;
     bn16) pattern='^FAIL +(bf16|f16) +bn16 ' ;; # cuDNN on bf16/f16 data: off by default until checked here
     bn16k) pattern='^FAIL +(bf16|f16) +bn16k ' ;; # oodlab's kernels on bf16/f16 data: the same
+    bneval) pattern='^FAIL +[a-z0-9+]+ +eval batch-norm' ;; # evaluation's one-kernel batch-norm
     sgd) pattern='^FAIL .* sgd' ;;
     relu) pattern='^FAIL .* relu' ;;
     pool) pattern='^FAIL .* max-pool' ;;

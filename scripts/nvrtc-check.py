@@ -25,7 +25,8 @@ EXPECTED = {
         f"oodlab_bn_{part}_{fmt}"
         for part in ("sums", "statistics", "apply", "apply_relu", "apply_add_relu", "backward_sums", "backward_apply")
         for fmt in ("bf16", "f16")
-    ],
+    ]
+    + [f"oodlab_bn_eval{part}_{fmt}" for part in ("", "_relu", "_add_relu") for fmt in ("f32", "bf16", "f16")],
 }
 # The modules whose source begins with the f32/half conversions, as the Rust code compiles them.
 WITH_HALF = {"cuda_pool.cu", "cuda_add_relu.cu", "cuda_bn.cu"}

@@ -120,6 +120,17 @@ impl Mode {
         }
     }
 
+    /// Evaluation's one-kernel batch-norm rounds as candle's ops apart: equal in f32 but for a last
+    /// bit; bf16 and f16 within a unit of the format (if the two f32 results before the last
+    /// rounding differ by a bit across a rounding boundary).
+    pub fn eval_tolerance(&self) -> f32 {
+        if self.dtype == DType::F32 {
+            1e-6
+        } else {
+            1e-2
+        }
+    }
+
     /// Max-pooling copies values, and in f32 sums each input's gradients in the CPU kernel's
     /// order: exact. bf16 and f16 round a sum of up to four gradients once (half an ulp, 2^-9 of a
     /// bf16 value).
@@ -371,6 +382,53 @@ pub fn check_fused_batch_norm(case: NormCase, device: &Device, dtype: DType, hal
         worst = worst.max(relative(a, &b.to_device(&cpu)?.to_dtype(DType::F32)?)?);
     }
     Ok(worst)
+}
+
+/// What follows a batch-norm in evaluation (the kernels' `After`, without the residual itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvalAfter {
+    Nothing,
+    Relu,
+    AddRelu,
+}
+
+impl EvalAfter {
+    pub const ALL: [EvalAfter; 3] = [EvalAfter::Nothing, EvalAfter::Relu, EvalAfter::AddRelu];
+
+    /// The case's label: `eval batch-norm`, `eval batch-norm+ReLU`, `eval batch-norm+add+ReLU`.
+    pub fn label(self) -> &'static str {
+        match self {
+            EvalAfter::Nothing => "eval batch-norm",
+            EvalAfter::Relu => "eval batch-norm+ReLU",
+            EvalAfter::AddRelu => "eval batch-norm+add+ReLU",
+        }
+    }
+}
+
+/// The GPU's one-kernel batch-norm in evaluation (crates/kernels/src/cuda_bn.cu) on `case` in
+/// `dtype` against what the model layers compute with candle's ops on the same device (the data
+/// cast to f32, times the scale, plus the shift, the ReLU, cast back; a block's end adds the
+/// residual in the data's format, then the ReLU): the largest difference relative to the ops'
+/// largest magnitude. The kernel rounds as those ops do, so 0 where they round as specified.
+pub fn check_eval_batch_norm(case: NormCase, device: &Device, dtype: DType, after: EvalAfter) -> Result<f32> {
+    let NormCase { n, c, h, w } = case;
+    let cpu = Device::Cpu;
+    let on = |t: Tensor| -> Result<Tensor> { t.to_dtype(dtype)?.to_device(device) };
+    let x = on((Tensor::from_vec(values(n * c * h * w, 0.4), (n, c, h, w), &cpu)? * 3.0)?)?;
+    let r = on(Tensor::from_vec(values(n * c * h * w, 0.45), (n, c, h, w), &cpu)?)?;
+    let scale = (Tensor::from_vec(values(c, 0.5), c, &cpu)? * 1.7)?.to_device(device)?;
+    let shift = Tensor::from_vec(values(c, 0.6), c, &cpu)?.to_device(device)?;
+    let bn = x.to_dtype(DType::F32)?.broadcast_mul(&scale.reshape((1, c, 1, 1))?)?.broadcast_add(&shift.reshape((1, c, 1, 1))?)?;
+    let (want, kernel_after) = match after {
+        EvalAfter::Nothing => (bn.to_dtype(dtype)?, crate::After::Nothing),
+        EvalAfter::Relu => (bn.relu()?.to_dtype(dtype)?, crate::After::Relu),
+        EvalAfter::AddRelu => ((bn.to_dtype(dtype)? + &r)?.relu()?, crate::After::AddRelu(&r)),
+    };
+    let got = crate::gpu::batch_norm_eval(&x, &scale, &shift, kernel_after)?;
+    if got.dtype() != dtype {
+        candle_core::bail!("{case}: output in {:?} for {dtype:?} data", got.dtype());
+    }
+    relative(&got, &want.to_device(&cpu)?.to_dtype(DType::F32)?)
 }
 
 /// PyTorch's default batch-norm momentum, which the models use.

@@ -29,11 +29,13 @@
 #define OODLAB_BN_LOADS 4     // values per thread and turn of the sums kernels
 
 struct OodlabBf16 {
+    typedef unsigned short T;
     static __device__ __forceinline__ float load(unsigned short v) { return oodlab_bf16_to_f32(v); }
     static __device__ __forceinline__ unsigned short store(float f) { return oodlab_f32_to_bf16(f); }
 };
 
 struct OodlabF16 {
+    typedef unsigned short T;
     static __device__ __forceinline__ float load(unsigned short v) { return oodlab_f16_to_f32(v); }
     static __device__ __forceinline__ unsigned short store(float f) { return oodlab_f32_to_f16(f); }
 };
@@ -48,6 +50,12 @@ __device__ __forceinline__ float oodlab_bn_gradient(const unsigned short* dy, co
     }
     return F::load(dy[at]);
 }
+
+struct OodlabF32 {
+    typedef float T;
+    static __device__ __forceinline__ float load(float v) { return v; }
+    static __device__ __forceinline__ float store(float f) { return f; }
+};
 
 // One block's two sums over a channel: thread j of the channel's blocks*256 takes values j,
 // j + blocks*256, ... of the channel (consecutive threads read consecutive addresses), then the
@@ -212,6 +220,63 @@ extern "C" __global__ void oodlab_bn_backward_statistics(
         coefficients[2 * c + ch] = (float)(s * dgamma / m);
     }
 }
+
+// Evaluation (the running statistics): y = x * scale + shift per channel, the scale and shift
+// computed by the caller with candle's ops as the layer's evaluation computes them (crates/train
+// model/layers.rs), the product and the sum each rounded on their own in f32 as candle's
+// broadcast ops round them (so bf16 and f16 data, read exactly into f32, behave as the casts to
+// f32 and back around those ops), rounded once to the format; then the ReLU, or the residual
+// added (rounded again, as candle's addition in the format) and the ReLU. The layer's separate ops
+// bit for bit, in one pass where they take three to seven (host test in cuda_bn_on_host.rs).
+template <class F, int AFTER>
+__device__ __forceinline__ void oodlab_bn_eval(
+    const typename F::T* x, const typename F::T* r, const float* scale, const float* shift, typename F::T* y,
+    unsigned long long total, unsigned int c, unsigned int hw)
+{
+    unsigned long long runs = (total + OODLAB_BN_RUN - 1) / OODLAB_BN_RUN;
+    for (unsigned long long run = blockIdx.x * (unsigned long long)blockDim.x + threadIdx.x; run < runs;
+         run += (unsigned long long)blockDim.x * gridDim.x) {
+        unsigned long long i = run * OODLAB_BN_RUN, plane = i / hw;
+        unsigned int q = (unsigned int)(i - plane * hw), ch = (unsigned int)(plane % c);
+        float a = scale[ch], b = shift[ch];
+        for (int k = 0; k < OODLAB_BN_RUN && i < total; k++, i++) {
+            float v = F::load(F::store(__fadd_rn(__fmul_rn(F::load(x[i]), a), b)));
+            if (AFTER == 2) {
+                v = F::load(F::store(__fadd_rn(v, F::load(r[i]))));
+            }
+            if (AFTER != 0 && !(v > 0.0f)) {
+                v = 0.0f; // PyTorch's ReLU (cuda_relu.cu): zero of either sign and below become +0
+            }
+            y[i] = F::store(v);
+            if (++q == hw && k + 1 < OODLAB_BN_RUN) {
+                q = 0;
+                if (++ch == c) ch = 0;
+                a = scale[ch];
+                b = shift[ch];
+            }
+        }
+    }
+}
+
+#define OODLAB_BN_EVAL(suffix, F)                                                                                        \
+    extern "C" __global__ void oodlab_bn_eval_##suffix(const F::T* x, const float* scale, const float* shift, F::T* y,     \
+                                                       unsigned long long total, unsigned int c, unsigned int hw) {       \
+        oodlab_bn_eval<F, 0>(x, 0, scale, shift, y, total, c, hw);                                                         \
+    }                                                                                                                     \
+    extern "C" __global__ void oodlab_bn_eval_relu_##suffix(const F::T* x, const float* scale, const float* shift,         \
+                                                            F::T* y, unsigned long long total, unsigned int c,            \
+                                                            unsigned int hw) {                                             \
+        oodlab_bn_eval<F, 1>(x, 0, scale, shift, y, total, c, hw);                                                         \
+    }                                                                                                                     \
+    extern "C" __global__ void oodlab_bn_eval_add_relu_##suffix(const F::T* x, const F::T* r, const float* scale,         \
+                                                                const float* shift, F::T* y, unsigned long long total,    \
+                                                                unsigned int c, unsigned int hw) {                         \
+        oodlab_bn_eval<F, 2>(x, r, scale, shift, y, total, c, hw);                                                         \
+    }
+
+OODLAB_BN_EVAL(f32, OodlabF32)
+OODLAB_BN_EVAL(bf16, OodlabBf16)
+OODLAB_BN_EVAL(f16, OodlabF16)
 
 #define OODLAB_BN_FORMAT(suffix, F)                                                                                      \
     extern "C" __global__ void oodlab_bn_sums_##suffix(const unsigned short* x, float* partials, unsigned int c,           \

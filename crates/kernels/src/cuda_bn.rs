@@ -9,15 +9,19 @@
 //! cuDNN's batch-norm no bf16), about 6 bytes moved per value forward and 10 backward; an f32
 //! copy normalized by cuDNN (`HalfData::ViaF32`) moves about three times that, which is a
 //! ResNet-50 bf16 step's difference that no other op makes up (issue #17).
+//!
+//! Also here, for every format: batch-norm in evaluation with what follows it as one kernel
+//! ([`batch_norm_eval`]).
 
 use std::sync::OnceLock;
 
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::CudaDType;
-use candle_core::{CudaStorage, DType, Layout, Result};
+use candle_core::{CpuStorage, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use cudarc::driver::{CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg};
 use half::{bf16, f16};
 
+use crate::norm::After;
 use crate::nvrtc::Module;
 
 static KERNELS: Module =
@@ -274,4 +278,124 @@ fn backward_in<T: CudaDType + DeviceRepr>(
         b.launch(sizes.apply_launch()).map_err(candle_core::Error::wrap)?;
     }
     Ok((CudaStorage::wrap_cuda_slice(dx, device), params))
+}
+
+/// Batch-norm in evaluation over a CUDA tensor (n, c, h, w) in f32, bf16 or f16: `x * scale +
+/// shift` per channel (`scale` and `shift`: c values each, f32, computed from the running
+/// statistics by the caller), then what `after` says, in one kernel (cuda_bn.cu,
+/// `oodlab_bn_eval`), rounded as candle's ops apart would round them (in f32, the data converted
+/// exactly, the result rounded once to the data's format). No backward pass: evaluation only.
+pub fn batch_norm_eval(x: &Tensor, scale: &Tensor, shift: &Tensor, after: After) -> Result<Tensor> {
+    let c = x.dim(1)?;
+    if scale.dtype() != DType::F32 || shift.dtype() != DType::F32 || scale.elem_count() != c || shift.elem_count() != c {
+        candle_core::bail!("batch-norm eval: {c} f32 scale and shift values expected, got {:?} and {:?}", scale.dims(), shift.dims());
+    }
+    let params = Tensor::cat(&[scale.flatten_all()?, shift.flatten_all()?], 0)?;
+    let x = x.contiguous()?;
+    match after {
+        After::Nothing => x.apply_op2_no_bwd(&params, &Eval { relu: false }),
+        After::Relu => x.apply_op2_no_bwd(&params, &Eval { relu: true }),
+        After::AddRelu(r) => {
+            if r.shape() != x.shape() || r.dtype() != x.dtype() {
+                candle_core::bail!("batch-norm eval: residual {:?} {:?} for data {:?} {:?}", r.dims(), r.dtype(), x.dims(), x.dtype());
+            }
+            x.apply_op3_no_bwd(&params, &r.contiguous()?, &EvalAddRelu)
+        }
+    }
+}
+
+/// `bn(x)` or `relu(bn(x))` in evaluation over (x, [scale | shift]).
+struct Eval {
+    relu: bool,
+}
+
+/// `relu(bn(x) + r)` in evaluation over (x, [scale | shift], r).
+struct EvalAddRelu;
+
+fn eval_storage(
+    kernel: &str,
+    (xs, xl): (&CudaStorage, &Layout),
+    (ps, pl): (&CudaStorage, &Layout),
+    residual: Option<(&CudaStorage, &Layout)>,
+) -> Result<(CudaStorage, Shape)> {
+    match xs.dtype() {
+        DType::F32 => eval_in::<f32>(kernel, "f32", (xs, xl), (ps, pl), residual),
+        DType::BF16 => eval_in::<bf16>(kernel, "bf16", (xs, xl), (ps, pl), residual),
+        DType::F16 => eval_in::<f16>(kernel, "f16", (xs, xl), (ps, pl), residual),
+        other => candle_core::bail!("batch-norm eval: f32, bf16 or f16 data expected, got {other:?}"),
+    }
+}
+
+fn eval_in<T: CudaDType + DeviceRepr>(
+    kernel: &str,
+    suffix: &str,
+    (xs, xl): (&CudaStorage, &Layout),
+    (ps, pl): (&CudaStorage, &Layout),
+    residual: Option<(&CudaStorage, &Layout)>,
+) -> Result<(CudaStorage, Shape)> {
+    let sizes = Sizes::of(xl.dims())?;
+    let Sizes { c, hw, total, .. } = sizes;
+    let params = view::<f32>(ps, pl)?;
+    if params.len() != 2 * c as usize {
+        candle_core::bail!("batch-norm eval: {} scale and shift values for {c} channels", params.len());
+    }
+    let (scale, shift) = (params.slice(0..c as usize), params.slice(c as usize..2 * c as usize));
+    let device = xs.device().clone();
+    let x = view::<T>(xs, xl)?;
+    let residual = residual.map(|(s, l)| view::<T>(s, l)).transpose()?;
+    let mut y = uninit::<T>(&device, total as usize)?;
+    let func = device.get_or_load_custom_func(&format!("{kernel}_{suffix}"), KERNELS.name, KERNELS.ptx()?)?;
+    let mut b = func.builder();
+    b.arg(&x);
+    if let Some(r) = &residual {
+        b.arg(r);
+    }
+    b.arg(&scale).arg(&shift).arg(&mut y).arg(&total).arg(&c).arg(&hw);
+    // SAFETY: as in `forward_in`: the kernel's parameters in order and type; it reads and writes
+    // within the `total` values of the views and of `y`, and the c values of scale and shift.
+    #[allow(unsafe_code)]
+    unsafe {
+        b.launch(sizes.apply_launch()).map_err(candle_core::Error::wrap)?;
+    }
+    Ok((CudaStorage::wrap_cuda_slice(y, device), xl.shape().clone()))
+}
+
+impl CustomOp2 for Eval {
+    fn name(&self) -> &'static str {
+        if self.relu {
+            "oodlab-batch-norm-eval-relu"
+        } else {
+            "oodlab-batch-norm-eval"
+        }
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        crate::cuda_only(self.name())
+    }
+
+    fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout, ps: &CudaStorage, pl: &Layout) -> Result<(CudaStorage, Shape)> {
+        eval_storage(if self.relu { "oodlab_bn_eval_relu" } else { "oodlab_bn_eval" }, (xs, xl), (ps, pl), None)
+    }
+}
+
+impl CustomOp3 for EvalAddRelu {
+    fn name(&self) -> &'static str {
+        "oodlab-batch-norm-eval-add-relu"
+    }
+
+    fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        crate::cuda_only(self.name())
+    }
+
+    fn cuda_fwd(
+        &self,
+        xs: &CudaStorage,
+        xl: &Layout,
+        ps: &CudaStorage,
+        pl: &Layout,
+        rs: &CudaStorage,
+        rl: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        eval_storage("oodlab_bn_eval_add_relu", (xs, xl), (ps, pl), Some((rs, rl)))
+    }
 }

@@ -1,8 +1,10 @@
 //! The GPU ops' entry points, in every build, so that callers need no `cfg` of their own: with
-//! the `cuda` feature they are the ops of cudnn.rs, cudnn_bn.rs, cuda_relu.rs, cuda_pool.rs,
+//! the `cuda` feature they are the ops of cudnn.rs, cudnn_bn.rs, cuda_bn.rs, cuda_relu.rs, cuda_pool.rs,
 //! cuda_sgd.rs and gpu_memory.rs; without it no tensor can be on a GPU, so they are never reached ([`crate::gpu_applies`]
 //! is false) and fail saying so if they are.
 
+#[cfg(feature = "cuda")]
+pub use crate::cuda_bn::batch_norm_eval;
 #[cfg(feature = "cuda")]
 pub use crate::cuda_pool::max_pool2d;
 #[cfg(feature = "cuda")]
@@ -38,6 +40,10 @@ mod absent {
     }
 
     pub fn batch_norm_train_running(_: &Tensor, _: &Tensor, _: &Tensor, _: f64, _: HalfData, _: RunningStats, _: After) -> Result<Tensor> {
+        absent()
+    }
+
+    pub fn batch_norm_eval(_: &Tensor, _: &Tensor, _: &Tensor, _: After) -> Result<Tensor> {
         absent()
     }
 

@@ -98,10 +98,14 @@ pub enum GpuOp {
     /// the data itself (with [`GpuOp::BatchNorm`] on; before `bn16` if both are on). Not in the
     /// default set until a GPU has checked it: `OODLAB_GPU_KERNELS=all` or a list naming `bn16k`.
     BatchNormHalfKernels,
+    /// Batch-norm in evaluation (the running statistics), with the ReLU or a ResNet block's
+    /// residual addition and ReLU after it, as one kernel (cuda_bn.cu) instead of three to seven
+    /// of candle's passes; the same values.
+    BatchNormEval,
 }
 
 impl GpuOp {
-    pub const ALL: [GpuOp; 8] = [
+    pub const ALL: [GpuOp; 9] = [
         GpuOp::Conv,
         GpuOp::BatchNorm,
         GpuOp::Sgd,
@@ -110,11 +114,13 @@ impl GpuOp {
         GpuOp::BatchNormHalf,
         GpuOp::Fuse,
         GpuOp::BatchNormHalfKernels,
+        GpuOp::BatchNormEval,
     ];
 
     /// The ops in use when `OODLAB_GPU_KERNELS` is unset: all but `bn16` and `bn16k`, which only a
     /// GPU can check.
-    pub const DEFAULT: [GpuOp; 6] = [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu, GpuOp::Pool, GpuOp::Fuse];
+    pub const DEFAULT: [GpuOp; 7] =
+        [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu, GpuOp::Pool, GpuOp::Fuse, GpuOp::BatchNormEval];
 
     /// Its name in `OODLAB_GPU_KERNELS`.
     pub fn name(self) -> &'static str {
@@ -127,11 +133,12 @@ impl GpuOp {
             GpuOp::BatchNormHalf => "bn16",
             GpuOp::Fuse => "fuse",
             GpuOp::BatchNormHalfKernels => "bn16k",
+            GpuOp::BatchNormEval => "bneval",
         }
     }
 
-    fn bit(self) -> u8 {
-        1 << self as u8
+    fn bit(self) -> u16 {
+        1 << self as u16
     }
 }
 
@@ -162,12 +169,12 @@ pub fn gpu_ops_in_use() -> String {
 pub const GPU_SWITCH: &str = "OODLAB_GPU_KERNELS";
 
 /// The GPU ops' bits, read from `OODLAB_GPU_KERNELS` at the first use.
-fn gpu_ops() -> u8 {
-    static OPS: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+fn gpu_ops() -> u16 {
+    static OPS: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
     *OPS.get_or_init(|| parse_gpu_ops(std::env::var(GPU_SWITCH).ok().as_deref()))
 }
 
-fn parse_gpu_ops(value: Option<&str>) -> u8 {
+fn parse_gpu_ops(value: Option<&str>) -> u16 {
     let bits = |ops: &[GpuOp]| ops.iter().fold(0, |m, op| m | op.bit());
     match value.map(str::trim) {
         None | Some("" | "on" | "1" | "true") => bits(&GpuOp::DEFAULT),
@@ -309,9 +316,10 @@ mod gpu_switch_tests {
     fn the_gpu_switch_names_ops() {
         let (conv, bn, sgd, relu, pool) =
             (GpuOp::Conv.bit(), GpuOp::BatchNorm.bit(), GpuOp::Sgd.bit(), GpuOp::Relu.bit(), GpuOp::Pool.bit());
-        let (bn16, fuse, bn16k) = (GpuOp::BatchNormHalf.bit(), GpuOp::Fuse.bit(), GpuOp::BatchNormHalfKernels.bit());
-        assert_eq!(parse_gpu_ops(None), conv | bn | sgd | relu | pool | fuse, "bf16 batch-norms wait for a GPU's check");
-        assert_eq!(parse_gpu_ops(Some("all")), conv | bn | sgd | relu | pool | bn16 | fuse | bn16k);
+        let (bn16, fuse, bn16k, bneval) =
+            (GpuOp::BatchNormHalf.bit(), GpuOp::Fuse.bit(), GpuOp::BatchNormHalfKernels.bit(), GpuOp::BatchNormEval.bit());
+        assert_eq!(parse_gpu_ops(None), conv | bn | sgd | relu | pool | fuse | bneval, "bf16 batch-norms wait for a GPU's check");
+        assert_eq!(parse_gpu_ops(Some("all")), conv | bn | sgd | relu | pool | bn16 | fuse | bn16k | bneval);
         assert_eq!(parse_gpu_ops(Some("bn,bn16k")), bn | bn16k, "`bn16k` is not `bn16`");
         assert_eq!(parse_gpu_ops(Some("conv,bn,relu")), conv | bn | relu, "a list without `fuse` keeps the ops apart");
         assert_eq!(parse_gpu_ops(Some("bn,bn16")), bn | bn16);

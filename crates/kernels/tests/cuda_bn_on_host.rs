@@ -4,11 +4,13 @@
 //! out in f64 from the same 16-bit values (PyTorch's `batch_norm(training=True)`: batch mean,
 //! biased variance, eps 1e-5; its gradients written out), within the format's rounding; the fused
 //! ReLU and residual+ReLU against the plain output followed by the ReLU and the addition rounded
-//! as candle's, bit for bit. A GPU runs the same source (`oodlab check-kernels --device cuda`,
+//! as candle's, bit for bit. The evaluation kernel (f32, bf16, f16) against candle's ops apart,
+//! as the model layers ran them. A GPU runs the same source (`oodlab check-kernels --device cuda`,
 //! lines `bn16k ...`).
 
 mod host;
 
+use candle_core::{DType, Device, Tensor};
 use half::{bf16, f16};
 use host::{read_f32, read_u16, write_f32, write_u16};
 
@@ -283,4 +285,104 @@ fn the_sums_do_not_depend_on_how_many_blocks_share_a_channel_beyond_rounding() {
         assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} against {b}");
     }
     assert_eq!((&five.y, &five.dx, &five.params), (&again.y, &again.dx, &again.params));
+}
+
+/// `eval f32|bf16|f16 N C H W THEN DIR`: the evaluation kernel over DIR/x (and DIR/r for THEN 2)
+/// with DIR/scale and DIR/shift, on a small grid; writes DIR/y.
+const EVAL_HARNESS: &str = r#"
+template <class T> static void eval(const std::string& fmt, unsigned int c, unsigned int hw, unsigned long long total, int then, const std::string& dir) {
+    auto path = [&](const char* f) { return dir + "/" + f; };
+    std::vector<T> x = read<T>(path("x").c_str()), r = read<T>(path("r").c_str()), y(total);
+    std::vector<float> scale = read<float>(path("scale").c_str()), shift = read<float>(path("shift").c_str());
+    launch(3, 1, 5, [&] {
+        const float *a = scale.data(), *b = shift.data();
+        if constexpr (sizeof(T) == 4) {
+            if (then == 0) oodlab_bn_eval_f32(x.data(), a, b, y.data(), total, c, hw);
+            if (then == 1) oodlab_bn_eval_relu_f32(x.data(), a, b, y.data(), total, c, hw);
+            if (then == 2) oodlab_bn_eval_add_relu_f32(x.data(), r.data(), a, b, y.data(), total, c, hw);
+        } else if (fmt == "bf16") {
+            if (then == 0) oodlab_bn_eval_bf16(x.data(), a, b, y.data(), total, c, hw);
+            if (then == 1) oodlab_bn_eval_relu_bf16(x.data(), a, b, y.data(), total, c, hw);
+            if (then == 2) oodlab_bn_eval_add_relu_bf16(x.data(), r.data(), a, b, y.data(), total, c, hw);
+        } else {
+            if (then == 0) oodlab_bn_eval_f16(x.data(), a, b, y.data(), total, c, hw);
+            if (then == 1) oodlab_bn_eval_relu_f16(x.data(), a, b, y.data(), total, c, hw);
+            if (then == 2) oodlab_bn_eval_add_relu_f16(x.data(), r.data(), a, b, y.data(), total, c, hw);
+        }
+    });
+    write(path("y"), y);
+}
+int main(int argc, char** argv) {
+    std::string fmt = argv[1];
+    unsigned int n = std::atoi(argv[2]), c = std::atoi(argv[3]), h = std::atoi(argv[4]), w = std::atoi(argv[5]);
+    int then = std::atoi(argv[6]);
+    unsigned long long total = (unsigned long long)n * c * h * w;
+    if (fmt == "f32") eval<float>(fmt, c, h * w, total, then, argv[7]);
+    else eval<unsigned short>(fmt, c, h * w, total, then, argv[7]);
+    return 0;
+}
+"#;
+
+/// The evaluation kernel on `x` (and the residual `r`) in `dtype`, its output as f32 values.
+fn run_eval(dtype: DType, x: &Tensor, r: &Tensor, scale: &[f32], shift: &[f32], then: u8) -> Vec<f32> {
+    let binary = host::binary("bn_eval", || format!("{}{}\n{HALF}\n{BN}\n{EVAL_HARNESS}", host::COMMON, host::THREADS));
+    let dir = tempfile::tempdir().unwrap();
+    let at = |f: &str| dir.path().join(f);
+    for (name, t) in [("x", x), ("r", r)] {
+        let t = t.flatten_all().unwrap();
+        match dtype {
+            DType::F32 => write_f32(&at(name), &t.to_vec1::<f32>().unwrap()),
+            DType::BF16 => write_u16(&at(name), &t.to_vec1::<bf16>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>()),
+            _ => write_u16(&at(name), &t.to_vec1::<f16>().unwrap().iter().map(|v| v.to_bits()).collect::<Vec<_>>()),
+        }
+    }
+    write_f32(&at("scale"), scale);
+    write_f32(&at("shift"), shift);
+    let (n, c, h, w) = x.dims4().unwrap();
+    let mut args: Vec<String> = vec![dtype.as_str().into()];
+    args.extend([n, c, h, w].map(|v| v.to_string()));
+    args.extend([then.to_string(), dir.path().display().to_string()]);
+    host::run(&binary, &args);
+    match dtype {
+        DType::F32 => read_f32(&at("y")),
+        DType::BF16 => read_u16(&at("y")).into_iter().map(|b| bf16::from_bits(b).to_f32()).collect(),
+        _ => read_u16(&at("y")).into_iter().map(|b| f16::from_bits(b).to_f32()).collect(),
+    }
+}
+
+#[test]
+fn the_gpu_evaluation_batch_norm_equals_candles_ops_apart() {
+    // What crates/train's layers computed in evaluation before the kernel: the data cast to f32,
+    // times the scale, plus the shift (candle's broadcast ops), the ReLU, cast back; a block's end
+    // adds the residual in the data's format, then the ReLU. Equal values (a zero's sign aside).
+    let cpu = Device::Cpu;
+    for dtype in [DType::F32, DType::BF16, DType::F16] {
+        for (n, c, h, w) in [(3, 5, 9, 7), (16, 6, 1, 1), (2, 4, 3, 2)] {
+            let len = n * c * h * w;
+            let shaped = |v: Vec<f64>| Tensor::from_vec(v.iter().map(|x| *x as f32 * 3.0).collect::<Vec<_>>(), (n, c, h, w), &cpu);
+            let x = shaped(values(len, 0.2)).unwrap().to_dtype(dtype).unwrap();
+            let r = shaped(values(len, 0.3)).unwrap().to_dtype(dtype).unwrap();
+            let scale: Vec<f32> = values(c, 0.5).iter().map(|v| (v * 1.7) as f32).collect();
+            let shift: Vec<f32> = values(c, 0.6).iter().map(|v| *v as f32).collect();
+            let per_channel = |v: &[f32]| Tensor::from_vec(v.to_vec(), (1, c, 1, 1), &cpu);
+            let bn = x
+                .to_dtype(DType::F32)
+                .unwrap()
+                .broadcast_mul(&per_channel(&scale).unwrap())
+                .unwrap()
+                .broadcast_add(&per_channel(&shift).unwrap())
+                .unwrap();
+            let plain = bn.to_dtype(dtype).unwrap();
+            let with_relu = bn.relu().unwrap().to_dtype(dtype).unwrap();
+            let with_residual = (&plain + &r).unwrap().relu().unwrap();
+            for (then, want) in [(0u8, plain), (1, with_relu), (2, with_residual)] {
+                let want = want.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                let got = run_eval(dtype, &x, &r, &scale, &shift, then);
+                assert_eq!(got, want, "{dtype:?} {n}x{c}x{h}x{w}, after {then}");
+                if then == 1 {
+                    assert!(want.iter().any(|v| *v == 0.0) && want.iter().any(|v| *v > 0.0), "the ReLU cuts some values");
+                }
+            }
+        }
+    }
 }

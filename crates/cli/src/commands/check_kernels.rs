@@ -3,7 +3,8 @@
 //! its tolerance. scripts/gpu-check.sh runs it with `--device cuda`.
 
 use oodlab_kernels::check::{
-    check_batch_norm, check_conv, check_fused_batch_norm, check_max_pool, check_relu, check_sgd, conv_cases, norm_cases, pool_cases, Mode,
+    check_batch_norm, check_conv, check_eval_batch_norm, check_fused_batch_norm, check_max_pool, check_relu, check_sgd, conv_cases,
+    norm_cases, pool_cases, EvalAfter, Mode,
 };
 
 use crate::args::CheckKernelsArgs;
@@ -70,6 +71,18 @@ pub fn check_kernels(a: CheckKernelsArgs) -> anyhow::Result<i32> {
                         result,
                         mode.norm_tolerance(),
                     );
+                }
+            }
+        }
+        // Evaluation's one-kernel batch-norm against the layers' candle ops on the GPU: the same
+        // roundings, so 0 where both round as specified (the limit allows a unit of the format).
+        for mode in Mode::all(device).into_iter().filter(|m| !m.tf32) {
+            let limit = mode.eval_tolerance();
+            for case in norm_cases() {
+                let shape = case.to_string().replace("batch-norm x ", "");
+                for after in EvalAfter::ALL {
+                    let result = check_eval_batch_norm(case, device, mode.dtype, after).map(|e| (e, format!("output {e:.1e}")));
+                    report.line(&mode.to_string(), &format!("{} x {shape}", after.label()), result, limit);
                 }
             }
         }

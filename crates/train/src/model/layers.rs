@@ -171,7 +171,32 @@ impl Bn {
                 self.train_on_gpu(x, oodlab_kernels::After::AddRelu(residual))
             });
         }
+        if !train && self.evaluates_on_gpu(x) && residual.dtype() == x.dtype() {
+            return oodlab_kernels::profile::time("forward: batch-norm+add+ReLU (fused)", x.device(), || {
+                self.eval_on_gpu(x, oodlab_kernels::After::AddRelu(residual))
+            });
+        }
         relu(&(self.forward_t(x, train)? + residual)?)
+    }
+
+    /// Whether a GPU evaluates this layer over `x` with its one-kernel op (in `x`'s format, the
+    /// arithmetic in f32 as the casts around candle's ops would do it).
+    fn evaluates_on_gpu(&self, x: &Tensor) -> bool {
+        self.master == DType::F32 && oodlab_kernels::gpu_applies(oodlab_kernels::GpuOp::BatchNormEval, x)
+    }
+
+    /// The scale and shift per channel that evaluation applies, from the running statistics:
+    /// `weight / sqrt(running_var + eps)` and `bias - running_mean * scale`.
+    fn eval_scale_shift(&self) -> Result<(Tensor, Tensor)> {
+        let scale = (&self.weight / (self.running_var.as_tensor() + BN_EPS)?.sqrt()?)?;
+        let shift = (&self.bias - self.running_mean.as_tensor().mul(&scale)?)?;
+        Ok((scale, shift))
+    }
+
+    /// Evaluation on a GPU as one kernel: `x * scale + shift`, then `after`.
+    fn eval_on_gpu(&self, x: &Tensor, after: oodlab_kernels::After) -> Result<Tensor> {
+        let (scale, shift) = self.eval_scale_shift()?;
+        oodlab_kernels::gpu::batch_norm_eval(x, &scale, &shift, after)
     }
 
     /// cuDNN's training batch-norm of `x`, then `after` in the same op; the batch's statistics go
@@ -196,6 +221,9 @@ impl Bn {
     }
 
     fn forward_unprofiled(&self, x: &Tensor, train: bool, relu: bool, pool: Option<(usize, usize, usize)>) -> Result<Tensor> {
+        if !train && pool.is_none() && self.evaluates_on_gpu(x) {
+            return self.eval_on_gpu(x, if relu { oodlab_kernels::After::Relu } else { oodlab_kernels::After::Nothing });
+        }
         let input = x.dtype();
         let on_gpu = train && self.normalizes_on_gpu(x);
         let x = if on_gpu { x.clone() } else { cast(x, self.master)? };
@@ -227,9 +255,8 @@ impl Bn {
                 y
             }
         } else {
-            let scale = (per_channel(&self.weight)? / (per_channel(self.running_var.as_tensor())? + BN_EPS)?.sqrt()?)?;
-            let shift = (per_channel(&self.bias)? - per_channel(self.running_mean.as_tensor())?.broadcast_mul(&scale)?)?;
-            let y = x.broadcast_mul(&scale)?.broadcast_add(&shift)?;
+            let (scale, shift) = self.eval_scale_shift()?;
+            let y = x.broadcast_mul(&per_channel(&scale)?)?.broadcast_add(&per_channel(&shift)?)?;
             if relu {
                 y.relu()?
             } else {
