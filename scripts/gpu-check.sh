@@ -148,7 +148,7 @@ step pytorch resnet50 bf16 64 3x224x224 20
 step oodlab resnet50 f32 16 3x448x448 10
 step pytorch resnet50 f32 16 3x448x448 20
 
-section "where oodlab's step time goes (bench-step --profile: each part waits for the GPU around it)"
+section "where oodlab's step time goes (bench-step --profile: CUDA events around each part and op)"
 for precision in f32 bf16; do
   within 90 "$bin" bench-step --device cuda --arch resnet18 --batch 64 --image 3x224x224 --precision $precision --warmup 3 --steps 5 --profile 2>&1 | tee "$keep/profile-resnet18-$precision.txt"
 done

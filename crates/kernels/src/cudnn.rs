@@ -214,8 +214,7 @@ where
         Kind::Data => "backward: conv input gradient (cuDNN)",
         Kind::Filter => "backward: conv kernel gradient (cuDNN)",
     };
-    let sync = || device.cuda_stream().synchronize().map_err(candle_core::Error::wrap);
-    crate::profile::time_with(part, sync, || {
+    crate::profile::time_on_stream(part, &device.cuda_stream(), || {
         with_plan::<T, _>(&device, g, shapes, kind, tf32, |plan, workspace| {
             let one_zero = (T::one(), T::zero());
             // SAFETY: the descriptors were made for these shapes and this dtype; the views are

@@ -571,7 +571,6 @@ impl CustomOp3 for CudnnBatchNormBackward {
         let (x, gamma, dy) = (Data::of(xs, xl)?, f32_view(gs, gl)?, Data::of(dys, dyl)?);
         let mut guard = self.saved.lock().expect("not poisoned");
         let Some(saved) = guard.as_mut() else { candle_core::bail!("cudnn batch-norm backward before its forward pass") };
-        let sync = || device.cuda_stream().synchronize().map_err(candle_core::Error::wrap);
         if self.own_kernels {
             let relu_output = self.relu_output.as_ref().map(|y| y.storage_and_layout());
             let relu_output = match &relu_output {
@@ -582,7 +581,7 @@ impl CustomOp3 for CudnnBatchNormBackward {
                 },
             };
             let channels = crate::cuda_bn::Channels { gamma: &gamma, mean: &saved.mean, inv_std: &saved.inv_std };
-            let (dx, params) = crate::profile::time_with("backward: batch-norm (bn16k)", sync, || {
+            let (dx, params) = crate::profile::time_on_stream("backward: batch-norm (bn16k)", &stream, || {
                 crate::cuda_bn::backward((xs, xl), (dys, dyl), relu_output, channels)
             })?;
             saved.param_grads = Some(params);
@@ -595,7 +594,7 @@ impl CustomOp3 for CudnnBatchNormBackward {
         // SAFETY: as above.
         #[allow(unsafe_code)]
         let mut params = if packed { None } else { Some(unsafe { device.alloc::<f32>(2 * c)? }) };
-        crate::profile::time_with("backward: batch-norm (cuDNN)", sync, || {
+        crate::profile::time_on_stream("backward: batch-norm (cuDNN)", &stream, || {
             with_handle(&device, |handle| {
                 let (xd, pd) = (Descriptor::new(dims, xs.dtype())?, Descriptor::new([1, c, 1, 1], DType::F32)?);
                 let (one, zero) = (1f32, 0f32);

@@ -60,10 +60,7 @@ impl Module {
         };
         match part {
             None => launch(),
-            Some(part) => {
-                let stream = inputs[0].0.device().cuda_stream();
-                crate::profile::time_with(part, || stream.synchronize().map_err(candle_core::Error::wrap), launch)
-            }
+            Some(part) => crate::profile::time_on_stream(part, &inputs[0].0.device().cuda_stream(), launch),
         }
     }
 

@@ -1,8 +1,10 @@
 //! Where a training step's time goes, op by op (`oodlab bench-step --profile`, or
-//! `OODLAB_PROFILE=1` in any process): each timed part waits for the device before and after
-//! itself, so that a GPU's asynchronous work is counted in the part that launched it. The waits
-//! drain the GPU's queue between parts, so the parts add up to more than an unprofiled step; the
-//! shares still say which ops take the time. Off (one atomic load per part) unless asked for.
+//! `OODLAB_PROFILE=1` in any process). On a GPU each timed part is bracketed by two CUDA events
+//! recorded on the device's stream, and its time is the GPU's between them, read when the parts are
+//! taken: the work the part queued (and any wait of the GPU for the host within it), without
+//! draining the queue, so the step runs as it does unprofiled and its parts add up to it. On the
+//! CPU each part waits for the device before and after itself and is timed by the clock. Off (one
+//! atomic load per part) unless asked for.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,26 +32,73 @@ pub fn enabled() -> bool {
     ON.load(Ordering::Relaxed)
 }
 
-/// Runs `f`, timing it as part `name` when profiling is on; `sync` waits for the device.
-pub fn time_with<R>(name: &'static str, sync: impl Fn() -> Result<()>, f: impl FnOnce() -> Result<R>) -> Result<R> {
+/// Runs `f`, timing it as part `name` on `device` when profiling is on (CUDA events on a GPU, the
+/// clock between waits for the device elsewhere).
+pub fn time<R>(name: &'static str, device: &Device, f: impl FnOnce() -> Result<R>) -> Result<R> {
     if !enabled() {
         return f();
     }
-    sync()?;
+    #[cfg(feature = "cuda")]
+    if let Device::Cuda(d) = device {
+        return time_on_stream(name, &d.cuda_stream(), f);
+    }
+    device.synchronize()?;
     let started = Instant::now();
     let out = f()?;
-    sync()?;
-    let elapsed = started.elapsed();
+    device.synchronize()?;
+    add(name, started.elapsed());
+    Ok(out)
+}
+
+fn add(name: &'static str, elapsed: Duration) {
     let mut totals = TOTALS.lock().expect("not poisoned");
     let entry = totals.get_or_insert_with(HashMap::new).entry(name).or_default();
     entry.0 += elapsed;
     entry.1 += 1;
+}
+
+/// A part's two events, its time not yet read.
+#[cfg(feature = "cuda")]
+type Pending = (&'static str, cudarc::driver::CudaEvent, cudarc::driver::CudaEvent);
+
+#[cfg(feature = "cuda")]
+static PENDING: Mutex<Vec<Pending>> = Mutex::new(Vec::new());
+
+/// Runs `f`, timing it as part `name` by CUDA events on `stream` when profiling is on: one before
+/// and one after what `f` queues (the ops of this crate that know their stream and not their
+/// candle device). The times are read by [`take`], or here once many are waiting (a long run
+/// with `OODLAB_PROFILE=1` keeps no more than that many events).
+#[cfg(feature = "cuda")]
+pub fn time_on_stream<R>(name: &'static str, stream: &cudarc::driver::CudaStream, f: impl FnOnce() -> Result<R>) -> Result<R> {
+    if !enabled() {
+        return f();
+    }
+    // Timing events: cudarc's default is an event without timing.
+    let event = || stream.record_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT)).map_err(candle_core::Error::wrap);
+    let start = event()?;
+    let out = f()?;
+    let end = event()?;
+    let full = {
+        let mut pending = PENDING.lock().expect("not poisoned");
+        pending.push((name, start, end));
+        if pending.len() >= 4096 {
+            std::mem::take(&mut *pending)
+        } else {
+            Vec::new()
+        }
+    };
+    read_events(full)?;
     Ok(out)
 }
 
-/// [`time_with`] waiting for `device`.
-pub fn time<R>(name: &'static str, device: &Device, f: impl FnOnce() -> Result<R>) -> Result<R> {
-    time_with(name, || device.synchronize(), f)
+/// Adds the parts' times (each waits for its end event).
+#[cfg(feature = "cuda")]
+fn read_events(pending: Vec<Pending>) -> Result<()> {
+    for (name, start, end) in pending {
+        let ms = start.elapsed_ms(&end).map_err(candle_core::Error::wrap)?;
+        add(name, Duration::from_secs_f64(f64::from(ms) / 1e3));
+    }
+    Ok(())
 }
 
 /// One timed part: its total time and how many times it ran since the last [`take`].
@@ -60,8 +109,15 @@ pub struct Part {
     pub calls: usize,
 }
 
-/// The parts timed since the last call, the longest first; starts the totals afresh.
+/// The parts timed since the last call, the longest first; starts the totals afresh. Waits for
+/// the GPU's parts to finish.
 pub fn take() -> Vec<Part> {
+    #[cfg(feature = "cuda")]
+    {
+        let pending = std::mem::take(&mut *PENDING.lock().expect("not poisoned"));
+        // An event that cannot be read (a failed context) leaves its part out.
+        let _ = read_events(pending);
+    }
     let totals = TOTALS.lock().expect("not poisoned").take().unwrap_or_default();
     let mut parts: Vec<Part> = totals.into_iter().map(|(name, (d, calls))| Part { name, seconds: d.as_secs_f64(), calls }).collect();
     parts.sort_by(|a, b| b.seconds.total_cmp(&a.seconds).then(a.name.cmp(b.name)));

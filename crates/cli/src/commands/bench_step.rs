@@ -86,7 +86,12 @@ pub fn bench_step(a: BenchStepArgs) -> anyhow::Result<i32> {
             rss_mb.unwrap_or(f64::NAN),
         );
         if !profile.is_empty() {
-            println!("profile (each part waited for the device before and after; ms per step, calls per step):");
+            let how = if placement.device.is_cuda() {
+                "CUDA events before and after each part: the GPU's time for what it queued, parts nested"
+            } else {
+                "each part waited for the device before and after"
+            };
+            println!("profile ({how}; ms per step, calls per step):");
             for (name, ms, calls) in &profile {
                 println!("  {name:<45} {ms:9.2} ms  {calls:6.1} calls");
             }
