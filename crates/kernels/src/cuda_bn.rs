@@ -2,8 +2,9 @@
 //! build only): the forward pass (batch statistics, then the output, with the ReLU or a residual
 //! and ReLU after it) and the backward pass, each three launches that read and write the data in
 //! its 16-bit format, with f32 statistics, scale, shift and their gradients. cudnn_bn.rs calls
-//! these for [`crate::HalfData::Kernels`] (`bn16k`) in place of cuDNN's calls and keeps the rest:
-//! the saved statistics, the running statistics' kernel, the ReLU's backward pass.
+//! these for [`crate::HalfData::Kernels`] (`bn16k`) in place of cuDNN's calls and keeps the rest
+//! (the saved statistics, the running statistics' kernel); the backward kernels apply a fused
+//! ReLU's mask as they read the gradient.
 //!
 //! Why: PyTorch runs a bf16 model's batch-norms in its own kernels on the bf16 data (it gives
 //! cuDNN's batch-norm no bf16), about 6 bytes moved per value forward and 10 backward; an f32
