@@ -183,6 +183,8 @@ rows = db.execute("""SELECT r.id, r.method, r.seed, r.status, r.slot, r.device,
     (SELECT SUM(seconds) FROM epochs WHERE run_id = r.id)
     FROM runs r ORDER BY r.started_at""").fetchall()
 for r in rows:
+    # A run the budget cut short has no slot or device yet: shown as "-".
+    r = ["-" if v is None and i < 6 else v for i, v in enumerate(r)]
     print(f"{r[0]} {r[1]:<6} seed {r[2]} {r[3]:<6} slot {r[4]:<10} {r[5]}  gpu_mem {r[6] or 0:.0f} MiB (the run's own peak {r[8] or 0:.0f} MiB)  rss {r[7] or 0:.0f} MiB  epochs {r[9] or 0:.1f} s")
 PYEOF
 "$bin" --home "$home" compare quickstart --metric auroc --score msp 2>&1 | head -n 14

@@ -21,12 +21,19 @@ from collections import defaultdict
 
 
 def load(path, score):
-    """(entry, ood_set) -> {seed: (auroc, id_acc)} for one OOD score, split 0."""
+    """(entry, ood_set) -> {seed: (auroc, id_acc)} for one OOD score, split 0; empty when the file
+    holds no results (a quickstart that did not finish within gpu-check.sh's budget leaves none)."""
     cells = defaultdict(dict)
     with open(path) as f:
-        for row in json.load(f):
-            if row["score"] == score and row["split"] == 0:
-                cells[(row["entry"], row["ood_set"])][row["seed"]] = (row["auroc"], row["id_acc"])
+        text = f.read()
+    try:
+        rows = json.loads(text)
+    except ValueError:
+        print(f"{path}: no results ({len(text)} bytes that are not oodlab's JSON)", file=sys.stderr)
+        return cells
+    for row in rows:
+        if row["score"] == score and row["split"] == 0:
+            cells[(row["entry"], row["ood_set"])][row["seed"]] = (row["auroc"], row["id_acc"])
     return cells
 
 
