@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 use candle_core::backend::BackendStorage;
 use candle_core::cuda_backend::CudaDType;
 use candle_core::{CpuStorage, CudaStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
-use cudarc::driver::{CudaSlice, CudaView, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, CudaView, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
 use half::{bf16, f16};
 
 use crate::norm::After;
@@ -236,7 +236,6 @@ fn backward_in<T: CudaDType + DeviceRepr>(
     let suffix = suffix(xs.dtype())?;
     let ptx = KERNELS.ptx()?;
     let (x, dy) = (view::<T>(xs, xl)?, view::<T>(dys, dyl)?);
-    // No ReLU: a null mask (the kernels test the pointer).
     let mask = relu_output.map(|(s, l)| view::<T>(s, l)).transpose()?;
     let null = 0u64;
     let mut partials = uninit::<f32>(&device, 2 * (c * blocks) as usize)?;
@@ -247,10 +246,7 @@ fn backward_in<T: CudaDType + DeviceRepr>(
     let func = device.get_or_load_custom_func(&format!("oodlab_bn_backward_sums_{suffix}"), KERNELS.name, ptx)?;
     let mut b = func.builder();
     b.arg(&x).arg(&dy);
-    match &mask {
-        Some(mask) => b.arg(mask),
-        None => b.arg(&null),
-    };
+    push_mask(&mut b, &mask, &null);
     b.arg(mean).arg(&mut partials).arg(&c).arg(&hw).arg(&m);
     // SAFETY: as in `forward_in`.
     #[allow(unsafe_code)]
@@ -269,16 +265,22 @@ fn backward_in<T: CudaDType + DeviceRepr>(
     let func = device.get_or_load_custom_func(&format!("oodlab_bn_backward_apply_{suffix}"), KERNELS.name, ptx)?;
     let mut b = func.builder();
     b.arg(&x).arg(&dy);
-    match &mask {
-        Some(mask) => b.arg(mask),
-        None => b.arg(&null),
-    };
+    push_mask(&mut b, &mask, &null);
     b.arg(mean).arg(&coefficients).arg(&mut dx).arg(&total).arg(&c).arg(&hw);
     #[allow(unsafe_code)]
     unsafe {
         b.launch(sizes.apply_launch()).map_err(candle_core::Error::wrap)?;
     }
     Ok((CudaStorage::wrap_cuda_slice(dx, device), params))
+}
+
+/// Pushes the fused ReLU's output as the mask argument, or without a ReLU a null pointer (the
+/// kernels test it).
+fn push_mask<'a, T>(b: &mut LaunchArgs<'a>, mask: &'a Option<CudaView<'_, T>>, null: &'a u64) {
+    match mask {
+        Some(mask) => b.arg(mask),
+        None => b.arg(null),
+    };
 }
 
 /// Batch-norm in evaluation over a CUDA tensor (n, c, h, w) in f32, bf16 or f16: `x * scale +

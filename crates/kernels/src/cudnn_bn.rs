@@ -568,7 +568,7 @@ impl CustomOp3 for CudnnBatchNormBackward {
         if xs.dtype() != dys.dtype() {
             candle_core::bail!("cudnn batch-norm backward: {:?} input, {:?} gradient", xs.dtype(), dys.dtype());
         }
-        let (x, gamma, dy) = (Data::of(xs, xl)?, f32_view(gs, gl)?, Data::of(dys, dyl)?);
+        let gamma = f32_view(gs, gl)?;
         let mut guard = self.saved.lock().expect("not poisoned");
         let Some(saved) = guard.as_mut() else { candle_core::bail!("cudnn batch-norm backward before its forward pass") };
         if self.own_kernels {
@@ -587,6 +587,7 @@ impl CustomOp3 for CudnnBatchNormBackward {
             saved.param_grads = Some(params);
             return Ok((dx, Shape::from(dims.to_vec())));
         }
+        let (x, dy) = (Data::of(xs, xl)?, Data::of(dys, dyl)?);
         let packed = xs.dtype() == DType::F32;
         // f32: one buffer [dx | dgamma | dbeta]; otherwise dx in the data's format and [dgamma |
         // dbeta] in f32 apart. cuDNN writes every value (beta = 0 for the data and the parameters).

@@ -74,9 +74,10 @@ impl Conv {
 /// Batch-norm with PyTorch's semantics (batch statistics in training, running statistics with
 /// momentum 0.1 and the unbiased variance otherwise), computed in the weights' format (f32)
 /// whatever the input's (its statistics need the range), the output cast back to the input's
-/// format (on a GPU with the `bn16` op, cuDNN takes bf16/f16 data directly and keeps its
-/// statistics in f32); optionally followed by ReLU, fused on the CPU. Parameter names as
-/// torchvision's.
+/// format (on a GPU the ops take bf16/f16 data as it is and convert inside, or, with `bn16` and
+/// `bn16k`, normalize it directly with f32 statistics); optionally followed by ReLU (in the same
+/// op on the CPU and on a GPU), or by a ResNet block's residual addition and ReLU (in the same op
+/// on a GPU). Parameter names as torchvision's.
 pub struct Bn {
     weight: Tensor,
     bias: Tensor,
@@ -163,17 +164,18 @@ impl Bn {
         oodlab_kernels::profile::time("forward: batch-norm (+ReLU)", x.device(), || self.forward_unprofiled(x, train, relu, pool))
     }
 
-    /// `relu(bn(x) + residual)`, a ResNet block's end; in training on a GPU one op, whose sum is not
-    /// kept for the backward pass (as PyTorch's in-place addition and ReLU keep none).
+    /// `relu(bn(x) + residual)`, a ResNet block's end; on a GPU one op (in training its sum is not
+    /// kept for the backward pass, as PyTorch's in-place addition and ReLU keep none).
     pub fn forward_add_relu_t(&self, x: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
-        if train && self.fuses_on_gpu(x) && residual.dtype() == x.dtype() {
+        let fused = if train { self.fuses_on_gpu(x) } else { self.evaluates_on_gpu(x) };
+        if fused && residual.dtype() == x.dtype() {
+            let after = oodlab_kernels::After::AddRelu(residual);
             return oodlab_kernels::profile::time("forward: batch-norm+add+ReLU (fused)", x.device(), || {
-                self.train_on_gpu(x, oodlab_kernels::After::AddRelu(residual))
-            });
-        }
-        if !train && self.evaluates_on_gpu(x) && residual.dtype() == x.dtype() {
-            return oodlab_kernels::profile::time("forward: batch-norm+add+ReLU (fused)", x.device(), || {
-                self.eval_on_gpu(x, oodlab_kernels::After::AddRelu(residual))
+                if train {
+                    self.train_on_gpu(x, after)
+                } else {
+                    self.eval_on_gpu(x, after)
+                }
             });
         }
         relu(&(self.forward_t(x, train)? + residual)?)
