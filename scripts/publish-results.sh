@@ -4,8 +4,10 @@
 #   docs/results/<experiment>/   `oodlab report` of each: tables (mean ± std, paired tests, claims),
 #                                ROC curves, histograms, logit PCA, interpolation paths
 #   docs/results/README.md       each claim of the LMOE abstract (docs/results/claims.yaml) with its
-#                                paired tests and verdict on each experiment, as the reports made
-#                                them: no number in it is typed by hand.
+#                                paired tests and verdict on each experiment, and the "Where to
+#                                mix" ablation, as the reports made them: no number in it is typed
+#                                by hand (docs/results/what-changed.md, when present, is the one
+#                                hand-written paragraph: what the latest re-run changed).
 # Usage: scripts/publish-results.sh [HOME]   (default .oodlab; OODLAB=path/to/oodlab to pick the binary)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,6 +44,12 @@ Everything below, numbers and verdicts, is written by `scripts/publish-results.s
 the full tables, the flagged runs (the one-pass `lmoe-joint` ablation among them, when it
 collapses) and the figures are in each experiment's report.
 HEAD
+  # What the latest re-run changed in the verdicts, in the words of whoever re-ran it (the one
+  # part of this page not computed from the store).
+  if [ -f "$out/what-changed.md" ]; then
+    printf '\n'
+    cat "$out/what-changed.md"
+  fi
   printf '\nMade by `scripts/publish-results.sh` on %s (%s), oodlab %s.\n' "$(date -u +%Y-%m-%d)" "$cpu" "$("$oodlab" --version | cut -d' ' -f2)"
   for exp in paper-fmnist mixoe-protocol; do
     printf '\n## %s\n' "$exp"
@@ -50,6 +58,14 @@ HEAD
     printf '\nGrid: %s\n' "$(sed -n '/^## Grid$/{n;n;p;q}' "$out/$exp/report.md")"
     # claims.md without its title line; its headings one level down.
     tail -n +2 "$out/$exp/claims.md" | sed 's/^### /#### /; s/^## /### /'
+    # The report's "Where to mix" (when the experiment has that ablation), its figures' paths
+    # made relative to this folder.
+    if [ -f "$out/$exp/where-to-mix.md" ]; then
+      printf '
+### Where to mix
+'
+      tail -n +2 "$out/$exp/where-to-mix.md" | sed "s#](figures/#]($exp/figures/#g"
+    fi
   done
 } > "$out/README.md"
 echo "wrote $out/README.md and the reports in $out/paper-fmnist, $out/mixoe-protocol"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """An independent PyTorch run of one LMOE fine-tune of experiments/paper-fmnist.yaml, to tell a
 property of the method from a bug of oodlab's: does an ablation that diverges or collapses in oodlab
-do the same in PyTorch?
+do the same in PyTorch, and does oodlab's run of the LMOE authors' code land where theirs does?
 
 It starts from the baseline checkpoint oodlab trained (its safetensors names are PyTorch's) and
 repeats the spec's fine-tune with DESIGN.md's LMOE loss written in PyTorch (the same code as
@@ -13,10 +13,13 @@ batch, three separate training-mode passes. Its own batches and draws (torch's R
 is of the dynamics, not of bits.
 
 Prints each epoch's mean loss and training accuracy, then the ID test accuracy and the heldout MSP
-AUROC (scikit-learn), and the first step whose loss is above 1e3 or not finite.
+and MNIST MSP AUROCs (scikit-learn), and the first step whose loss is above 1e3 or not finite.
+`--variant authors` runs the LMOE authors' public code instead (lmoe-authors-code: the ID pass,
+then one joint pass over cat(x, x_out) whose logits are mixed with NoisyMix noise, weight 1).
 
     /work/venv-torch/bin/python scripts/reference/finetune_torch.py \
         --baseline HOME/runs/paper-fmnist/<baseline run>/checkpoint.safetensors --detach input-mix
+    /work/venv-torch/bin/python scripts/reference/finetune_torch.py --baseline ... --variant authors --seed 1
 """
 import argparse
 import gzip
@@ -82,6 +85,31 @@ def lmoe_loss(net, x, y, x_out, lam, detach, classes):
     return total, z_in
 
 
+def noisy(x, add=0.4, mult=0.2):
+    """The LMOE authors' `_noise` (shinohara-git/feature_MixOE, utils/resnet50.py): one Beta(2, 5)
+    draw per part and step, normal and uniform values per element."""
+    add_noise = add * np.random.beta(2, 5) * torch.empty(x.shape).normal_()
+    mult_noise = mult * np.random.beta(2, 5) * (2 * torch.empty(x.shape).uniform_() - 1) + 1
+    return mult_noise * x + add_noise
+
+
+def authors_loss(net, x, y, x_out, lam, classes, consistency):
+    """The authors' train_feature_mixoe.py with --feature_layer fc and --mix-op mixup: the
+    cross-entropy on `net(x)`, then one training-mode pass over cat(x, x_out) whose logits are
+    mixed (halves) with noise, SoftCE to the mixed target with beta = 1; optionally the LMOE
+    abstract's consistency term (MSE from the input mix's logits to the detached logit mix)."""
+    z_in = net(x)
+    b = x.shape[0]
+    z = net(torch.cat((x, x_out)))
+    z_mix = noisy(lam * z[:b] + (1 - lam) * z[b:])
+    t = lam * F.one_hot(y, classes) + (1 - lam) / classes
+    total = F.cross_entropy(z_in, y) + 1.0 * soft_ce(z_mix, t)
+    if consistency:
+        z_xmix = net(lam * x + (1 - lam) * x_out)
+        total = total + 1.0 * (z_xmix - z_mix.detach()).pow(2).mean()
+    return total, z_in
+
+
 @torch.no_grad()
 def logits(net, x):
     net.eval()
@@ -95,11 +123,16 @@ def main():
     ap.add_argument("--baseline", required=True, help="checkpoint.safetensors of the seed's baseline run")
     ap.add_argument("--data", default="datasets/full", help="folder of fetch-data.sh's full datasets")
     ap.add_argument("--detach", default="logit-mix", choices=["logit-mix", "input-mix", "none"])
+    ap.add_argument("--variant", default="lmoe", choices=["lmoe", "authors", "authors-consistency"],
+                    help="lmoe: DESIGN.md's three-pass LMOE (weight 5, MSE consistency, --detach); authors: the "
+                         "LMOE authors' public code at fc (lmoe-authors-code); authors-consistency: the same plus "
+                         "the consistency term (lmoe-authors-consistency)")
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(args.seed)
     classes = len(ID_CLASSES)
@@ -116,6 +149,8 @@ def main():
     test_id = np.isin(te_y, ID_CLASSES)
     x_test, y_test = images(te_x[test_id]), torch.tensor([remap[int(c)] for c in te_y[test_id]])
     x_held = images(te_x[~test_id])
+    mn = f"{args.data}/mnist"
+    x_mnist = images(idx(f"{mn}/t10k-images-idx3-ubyte.gz"))
     x_pool = images(idx(f"{args.data}/animal-mnist/train-images-idx3-ubyte.gz"))
 
     net = cnn(classes)
@@ -130,7 +165,8 @@ def main():
     out_order, out_pos = torch.randperm(len(x_pool), generator=gen), 0
     first_bad = None
     step = 0
-    print(f"torch {torch.__version__}, detach {args.detach}, {train_n} ID images, {steps_per_epoch} steps an epoch")
+    what = f"detach {args.detach}" if args.variant == "lmoe" else f"variant {args.variant}"
+    print(f"torch {torch.__version__}, {what}, {train_n} ID images, {steps_per_epoch} steps an epoch")
     for epoch in range(1, args.epochs + 1):
         perm = torch.randperm(train_n, generator=gen)
         losses, correct = [], 0
@@ -146,7 +182,10 @@ def main():
             x, y, x_out = flip(x_train[ids], gen), y_train[ids], flip(x_pool[outs], gen)
             lam = float(torch.distributions.Beta(1.0, 1.0).sample())
             opt.zero_grad()
-            loss, z_in = lmoe_loss(net, x, y, x_out, lam, args.detach, classes)
+            if args.variant == "lmoe":
+                loss, z_in = lmoe_loss(net, x, y, x_out, lam, args.detach, classes)
+            else:
+                loss, z_in = authors_loss(net, x, y, x_out, lam, classes, args.variant == "authors-consistency")
             loss.backward()
             opt.step()
             value = loss.item()
@@ -156,13 +195,18 @@ def main():
             correct += int((z_in.argmax(1) == y).sum())
             step += 1
         print(f"epoch {epoch}: loss {np.mean(losses):.4g}, train acc {correct / (steps_per_epoch * batch):.4f}")
-    z_test, z_held = logits(net, x_test), logits(net, x_held)
+    z_test, z_held, z_mnist = logits(net, x_test), logits(net, x_held), logits(net, x_mnist)
     acc = float((z_test.argmax(1) == y_test).float().mean())
     msp = lambda z: torch.softmax(z, 1).max(1).values.numpy()
-    s_id, s_held = msp(z_test), msp(z_held)
-    ok = np.isfinite(s_id).all() and np.isfinite(s_held).all()
-    auroc = roc_auc_score(np.r_[np.ones(len(s_id)), np.zeros(len(s_held))], np.r_[s_id, s_held]) if ok else float("nan")
-    print(f"ID test accuracy {acc:.4f}, heldout MSP AUROC {auroc:.4f}")
+    s_id = msp(z_test)
+
+    def auroc(z):
+        s_ood = msp(z)
+        if not (np.isfinite(s_id).all() and np.isfinite(s_ood).all()):
+            return float("nan")
+        return roc_auc_score(np.r_[np.ones(len(s_id)), np.zeros(len(s_ood))], np.r_[s_id, s_ood])
+
+    print(f"ID test accuracy {acc:.4f}, heldout MSP AUROC {auroc(z_held):.4f}, MNIST MSP AUROC {auroc(z_mnist):.4f}")
     print("first step with loss > 1e3 or not finite:", "none" if first_bad is None else
           f"epoch {first_bad[0]} step {first_bad[1]} loss {first_bad[2]:.4g}")
 

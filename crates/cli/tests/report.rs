@@ -171,3 +171,58 @@ fn claims_are_tested_with_the_numbers_of_oodlab_compare() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(text(&bad.stderr).contains("claims[0].tests[0].score: `nope`"), "{}", text(&bad.stderr));
 }
+
+/// Entries that differ only in `mix_at` make the report's "Where to mix": a row per stage with
+/// the numbers of `oodlab compare` (mean and 95% t interval), a figure per measure, and the
+/// section alone in `where-to-mix.md`.
+#[test]
+fn where_to_mix_tables_each_stage_with_the_numbers_of_oodlab_compare() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let s = sample().display().to_string();
+    let extra = format!(
+        "  animal:\n    format: idx\n    classes: 10\n    train: {{images: {s}/animal-mnist/train-images-idx3-ubyte.gz, labels: {s}/animal-mnist/train-labels-idx1-ubyte.gz}}"
+    );
+    let mix = "kind: lmoe, weight: 1.0, consistency: {loss: none}, pair: joint";
+    let methods = format!(
+        "  baseline: {{method: ce}}\n  at-input: {{method: {{{mix}, mix_at: input}}, init_from: baseline}}\n  at-block2: {{method: {{{mix}, mix_at: block2}}, init_from: baseline}}\n  at-logits: {{method: {{{mix}}}, init_from: baseline}}\n  noisy: {{method: {{{mix}, noise: {{add: 0.4}}}}, init_from: baseline}}"
+    );
+    let mut yaml = spec_text("wtm", &methods, "  seeds: [0, 1]", &extra);
+    yaml = yaml.replace("  ood: [mnist]\n", "  ood: [mnist]\n  outliers: animal\n");
+    let spec = write_spec(dir.path(), &yaml);
+    run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "2"]));
+    let out = dir.path().join("report");
+    let printed = run_ok(oodlab(&home).arg("report").arg(&spec).arg("--out").arg(&out));
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("## Where to mix"), "{md}");
+
+    // The AUROC cells of the three stages, from `oodlab compare`'s JSON.
+    let compare = run_ok(oodlab(&home).args(["compare", "wtm", "--metric", "auroc", "--score", "msp", "--format", "json"]));
+    let table: serde_json::Value = serde_json::from_slice(&compare.stdout).unwrap();
+    let column = table["columns"].as_array().unwrap().iter().position(|c| c["name"] == "heldout").unwrap();
+    let cell = |entry: &str| {
+        let row = table["rows"].as_array().unwrap().iter().find(|r| r["name"] == entry).unwrap();
+        let s = &row["cells"][column]["summary"];
+        let (mean, ci, n) = (s["mean"].as_f64().unwrap(), s["ci95"].as_f64().unwrap(), s["n"].as_u64().unwrap());
+        format!("{mean:.3} [{:.3}, {:.3}] ({n})", mean - ci, mean + ci)
+    };
+    // The one series: three stages in the network's order; `noisy` is at the logits too, so it is
+    // another series of one point, not shown.
+    let rows: Vec<&str> =
+        md.lines().filter(|l| l.starts_with("| input |") || l.starts_with("| block2 |") || l.starts_with("| logits |")).collect();
+    assert_eq!(rows.len(), 3, "{md}");
+    for (row, (stage, entry)) in rows.iter().zip([("input", "at-input"), ("block2", "at-block2"), ("logits", "at-logits")]) {
+        assert!(row.starts_with(&format!("| {stage} | lmoe | {entry} | {} |", cell(entry))), "{row}");
+    }
+    // Five measures (AUROC and FPR@95 on two sets, ID accuracy), a figure each, in the section's file too.
+    let alone = std::fs::read_to_string(out.join("where-to-mix.md")).unwrap();
+    assert!(!alone.contains("noisy"), "{alone}");
+    let figures: Vec<String> = links(&alone).into_iter().filter(|l| l.ends_with(".png")).collect();
+    assert_eq!(figures.len(), 5, "{alone}");
+    for f in &figures {
+        assert!(coloured_pixels(&out.join(f)) > 1000, "{f}");
+        let svg = std::fs::read_to_string(out.join(f.replace(".png", ".svg"))).unwrap();
+        assert!(["input", "block2", "logits"].iter().all(|t| svg.contains(&format!("\n{t}\n"))), "{f}: stage names on the axis");
+    }
+    assert!(text(&printed.stdout).contains("figures"), "{}", text(&printed.stdout));
+}

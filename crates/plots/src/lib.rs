@@ -11,6 +11,7 @@
 //!     x_range: Some((0.0, 1.0)),
 //!     y_range: Some((0.0, 1.0)),
 //!     series: vec![Series { name: "ce".into(), points: vec![(0.0, 0.0), (0.2, 0.7), (1.0, 1.0)], style: Style::Line }],
+//!     x_ticks: Vec::new(),
 //! };
 //! let svg = oodlab_plots::svg(&roc, (640, 480)).unwrap();
 //! assert!(svg.starts_with("<svg"));
@@ -33,6 +34,9 @@ pub struct Chart {
     pub x_range: Option<(f64, f64)>,
     pub y_range: Option<(f64, f64)>,
     pub series: Vec<Series>,
+    /// Named ticks of the x axis, (position, label), for a categorical axis (the stages of a
+    /// network, say); empty for a numeric axis.
+    pub x_ticks: Vec<(f64, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +55,11 @@ pub enum Style {
     Steps,
     /// One dot per point (a scatter).
     Dots,
+    /// A line through the points with a dot on each (values at categories).
+    LineDots,
+    /// Vertical intervals: `points` in pairs (x, low), (x, high), each pair drawn as a bar with
+    /// caps (confidence intervals around a `LineDots` series); no legend entry of its own.
+    Intervals,
 }
 
 #[derive(Debug, Error)]
@@ -161,16 +170,29 @@ where
         .y_label_area_size(58)
         .build_cartesian_2d(x.0..x.1, y.0..y.1)
         .map_err(err)?;
-    ctx.configure_mesh()
-        .x_desc(&chart.x_label)
+    // A categorical axis labels its named positions only.
+    let tick_label = |v: &f64| chart.x_ticks.iter().find(|(at, _)| (at - v).abs() < 1e-6).map(|(_, name)| name.clone()).unwrap_or_default();
+    let mut mesh = ctx.configure_mesh();
+    mesh.x_desc(&chart.x_label)
         .y_desc(&chart.y_label)
         .label_style(("sans-serif", 12))
         .axis_desc_style(("sans-serif", 14))
-        .light_line_style(RGBColor(235, 235, 235))
-        .draw()
-        .map_err(err)?;
-    for (i, s) in chart.series.iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
+        .light_line_style(RGBColor(235, 235, 235));
+    if !chart.x_ticks.is_empty() {
+        // Ticks at whole steps across the range: with the categories at 0, 1, 2, … each lands
+        // on one; the light grid between them is left out.
+        mesh.x_labels(((x.1 - x.0).round() as usize + 1).max(2)).x_label_formatter(&tick_label).disable_x_mesh();
+    }
+    mesh.draw().map_err(err)?;
+    // Each series takes the next colour, but intervals take their line's (the series before).
+    let mut next_color = 0;
+    for s in &chart.series {
+        let color = if s.style == Style::Intervals {
+            PALETTE[next_color.max(1) - 1]
+        } else {
+            next_color = (next_color + 1) % PALETTE.len();
+            PALETTE[(next_color + PALETTE.len() - 1) % PALETTE.len()]
+        };
         let legend = |c: RGBColor| move |(lx, ly): (i32, i32)| PathElement::new(vec![(lx, ly), (lx + 18, ly)], c.stroke_width(3));
         let points = s.points.iter().copied().filter(|(a, b)| a.is_finite() && b.is_finite());
         // A series without a name (a reference line) has no legend entry.
@@ -203,6 +225,25 @@ where
                 4,
                 color.filled()
             )),
+            Style::LineDots => {
+                let pts: Vec<(f64, f64)> = points.collect();
+                named!(ctx.draw_series(LineSeries::new(pts.iter().copied(), color.stroke_width(2))), legend(color));
+                ctx.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(err)?;
+            }
+            Style::Intervals => {
+                let pts: Vec<(f64, f64)> = points.collect();
+                // The caps' half width in x units: a tenth of a category step.
+                let cap = 0.06 * (x.1 - x.0) / (chart.x_ticks.len().max(2) as f64);
+                let bars = pts.chunks_exact(2).flat_map(|p| {
+                    let (xx, lo, hi) = (p[0].0, p[0].1, p[1].1);
+                    [
+                        PathElement::new(vec![(xx, lo), (xx, hi)], color.stroke_width(2)),
+                        PathElement::new(vec![(xx - cap, lo), (xx + cap, lo)], color.stroke_width(2)),
+                        PathElement::new(vec![(xx - cap, hi), (xx + cap, hi)], color.stroke_width(2)),
+                    ]
+                });
+                ctx.draw_series(bars).map_err(err)?;
+            }
         }
     }
     if chart.series.iter().any(|s| !s.name.is_empty()) {
@@ -229,6 +270,7 @@ mod tests {
             x_range: Some((0.0, 1.0)),
             y_range: Some((0.0, 1.0)),
             series: vec![Series { name: "y = x".into(), points: (0..=20).map(|i| (i as f64 / 20.0, i as f64 / 20.0)).collect(), style }],
+            x_ticks: Vec::new(),
         }
     }
 
@@ -287,6 +329,38 @@ mod tests {
         let flat: Vec<(f64, f64)> = pixels_of(&png, PALETTE[1]).into_iter().filter(|p| p.1 > 80.0).collect();
         let ys = flat.iter().map(|p| p.1).fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(y), b.max(y)));
         assert!(!flat.is_empty() && ys.1 - ys.0 <= 2.0, "a horizontal line: {ys:?}");
+    }
+
+    #[test]
+    fn categories_label_the_x_axis_and_intervals_take_their_lines_colour() {
+        let chart = Chart {
+            title: "Where to mix".into(),
+            x_label: "stage".into(),
+            y_label: "AUROC".into(),
+            x_range: Some((-0.5, 2.5)),
+            y_range: Some((0.0, 1.0)),
+            series: vec![
+                Series { name: "noise".into(), points: vec![(0.0, 0.5), (1.0, 0.6), (2.0, 0.7)], style: Style::LineDots },
+                Series { name: String::new(), points: vec![(0.0, 0.2), (0.0, 0.8), (2.0, 0.6), (2.0, 0.8)], style: Style::Intervals },
+                Series { name: "none".into(), points: vec![(0.0, 0.3), (1.0, 0.3), (2.0, 0.3)], style: Style::LineDots },
+            ],
+            x_ticks: vec![(0.0, "input".into()), (1.0, "block1".into()), (2.0, "logits".into())],
+        };
+        let svg = svg(&chart, (400, 300)).unwrap();
+        assert!(["input", "block1", "logits"].iter().all(|t| svg.contains(&format!("\n{t}\n"))), "{svg}");
+        let png = png(&chart, (400, 300)).unwrap();
+        // The interval at x = 0 spans 0.2..0.8 in the first series' colour: a tall vertical run of
+        // its pixels; the second line (flat at 0.3) has the second colour.
+        let first = pixels_of(&png, PALETTE[0]);
+        let column_heights: std::collections::BTreeMap<i64, usize> = first.iter().fold(Default::default(), |mut m, p| {
+            *m.entry(p.0 as i64).or_default() += 1;
+            m
+        });
+        assert!(column_heights.values().any(|&h| h > 100), "{column_heights:?}");
+        let second: Vec<(f64, f64)> = pixels_of(&png, PALETTE[1]).into_iter().filter(|p| p.1 > 80.0).collect();
+        let ys = second.iter().map(|p| p.1).fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(y), b.max(y)));
+        assert!(!second.is_empty() && ys.1 - ys.0 <= 10.0, "the flat line and its dots: {ys:?}");
+        assert!(pixels_of(&png, PALETTE[2]).is_empty(), "two colours only");
     }
 
     #[test]

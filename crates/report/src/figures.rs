@@ -41,7 +41,15 @@ pub fn histogram(t: &Tensors, score: &str, title: &str) -> Option<Chart> {
             Series { name: format!("{} ({})", set_label(set), v.len()), points, style: Style::Steps }
         })
         .collect();
-    Some(Chart { title: title.into(), x_label: format!("{score} score"), y_label: "density".into(), x_range: None, y_range: None, series })
+    Some(Chart {
+        title: title.into(),
+        x_label: format!("{score} score"),
+        y_label: "density".into(),
+        x_range: None,
+        y_range: None,
+        series,
+        x_ticks: Vec::new(),
+    })
 }
 
 /// ROC curves of `score` on OOD set `set`, one per (label, run tensors).
@@ -61,6 +69,7 @@ pub fn roc(runs: &[(String, &Tensors)], set: &str, score: &str, title: &str) -> 
         x_range: Some((0.0, 1.0)),
         y_range: Some((0.0, 1.0)),
         series,
+        x_ticks: Vec::new(),
     })
 }
 
@@ -81,7 +90,15 @@ pub fn pca(t: &Tensors, title: &str) -> Option<Chart> {
             Some(Series { name: format!("{} ({} of {n})", set_label(s), n.div_ceil(stride)), points, style: Style::Dots })
         })
         .collect();
-    Some(Chart { title: title.into(), x_label: "PC 1 of ID logits".into(), y_label: "PC 2".into(), x_range: None, y_range: None, series })
+    Some(Chart {
+        title: title.into(),
+        x_label: "PC 1 of ID logits".into(),
+        y_label: "PC 2".into(),
+        x_range: None,
+        y_range: None,
+        series,
+        x_ticks: Vec::new(),
+    })
 }
 
 /// Mean `score` along the input-space (solid) and logit-space (dashed) paths to every OOD set.
@@ -107,5 +124,6 @@ pub fn paths(analysis: &Tensors, sets: &[String], score: &str, title: &str) -> O
         x_range: Some((0.0, 1.0)),
         y_range: None,
         series,
+        x_ticks: Vec::new(),
     })
 }

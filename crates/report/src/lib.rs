@@ -19,6 +19,7 @@
 //! assert_eq!(table.best_row("mnist"), Some("mixoe")); // lower FPR@95 is better
 //! ```
 
+pub mod along;
 pub mod artifacts;
 pub mod claims;
 pub mod document;

@@ -12,6 +12,7 @@
 mod error;
 mod locate;
 mod method;
+mod mixing;
 mod overrides;
 mod plan;
 mod position;
@@ -23,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{did_you_mean, Origin, SpecError};
 pub use method::*;
+pub use mixing::{Noise, Pair, Stage};
 pub use plan::{RunConfig, RunId, SplitClasses};
 pub use position::{Position, PositionIndex};
 pub use types::*;
@@ -43,6 +45,19 @@ pub struct Experiment {
     pub notify: Option<NotifySpec>,
     /// Unique runs in dependency order: a run's parent comes before it.
     pub runs: Vec<RunConfig>,
+}
+
+/// How many levels of anchors merging anchors a spec may chain.
+const MERGE_DEPTH: usize = 16;
+
+/// Whether a `<<` key is left anywhere in `v`.
+fn has_merge_key(v: &serde_yaml::Value) -> bool {
+    match v {
+        serde_yaml::Value::Mapping(m) => m.iter().any(|(k, v)| k.as_str() == Some("<<") || has_merge_key(v)),
+        serde_yaml::Value::Sequence(s) => s.iter().any(has_merge_key),
+        serde_yaml::Value::Tagged(t) => has_merge_key(&t.value),
+        _ => false,
+    }
 }
 
 fn whole(file: &Path, message: String) -> SpecError {
@@ -106,9 +121,21 @@ pub fn load(path: &Path, overrides: &[String], code_version: &str) -> Result<Exp
             hint: Some("fix the YAML syntax at this position".into()),
         }
     })?;
-    // YAML merge keys (`<<: *anchor`) are resolved before anything reads the document.
-    root.apply_merge()
-        .map_err(|e| whole(path, format!("invalid YAML merge key: {e}")).with_hint("`<<` takes an alias of a mapping or a list of them"))?;
+    // YAML merge keys (`<<: *anchor`) are resolved before anything reads the document. An anchored
+    // mapping that merges another (`&quiet {<<: *authors, ...}`) arrives through its alias with
+    // its own `<<` still in it, so merging repeats until none is left.
+    for _ in 0..MERGE_DEPTH {
+        root.apply_merge().map_err(|e| {
+            whole(path, format!("invalid YAML merge key: {e}")).with_hint("`<<` takes an alias of a mapping or a list of them")
+        })?;
+        if !has_merge_key(&root) {
+            break;
+        }
+    }
+    if has_merge_key(&root) {
+        let msg = format!("YAML merge keys (`<<`) nested more than {MERGE_DEPTH} deep");
+        return Err(whole(path, msg).with_hint("merge from an anchor that merges fewer others"));
+    }
     if !root.is_mapping() {
         return Err(whole(path, "the spec must be a YAML mapping with name, datasets, data and methods".into()));
     }

@@ -83,10 +83,13 @@ impl Locator {
                 field = child(&field, name);
             }
             let expected = &quoted[1..];
-            let hint = match did_you_mean(name, expected.iter().copied()) {
+            let mut hint = match did_you_mean(name, expected.iter().copied()) {
                 Some(s) => format!("did you mean `{s}`? Valid keys here: {}", expected.join(", ")),
                 None => format!("valid keys here: {}", expected.join(", ")),
             };
+            if field.starts_with("method.") && ["mix_at", "noise", "pair"].contains(&name) {
+                hint.push_str(&format!("; `{name}` belongs to the mixing methods, mixoe and lmoe (docs/methods.md, \"Where to mix\")"));
+            }
             return self.error_at(origin_of(&field, true), &field, format!("unknown key `{name}`")).with_hint(hint);
         }
         if let Some(name) = message.strip_prefix("unknown variant `").and_then(|r| r.split('`').next()) {

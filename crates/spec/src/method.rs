@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::mixing::{Noise, Pair, Stage};
+
 /// The training method of a run, written `method: NAME` or `method: {kind: NAME, ...}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -74,6 +76,17 @@ pub struct MixoeParams {
     /// Default `separate` (ID batch, then mixed batch), as MixOE's `train_mixoe.py`.
     #[serde(default)]
     pub forward: Option<Forward>,
+    /// Where `x_in` and `x_out` are mixed: the output of this stage (docs/methods.md, "Where to
+    /// mix"). Default: `input`, MixOE's mix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mix_at: Option<Stage>,
+    /// NoisyMix's noise on the mixed representation; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<Noise>,
+    /// How the two inputs of a representation mix go through the layers before `mix_at`;
+    /// default `separate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair: Option<Pair>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +111,17 @@ pub struct LmoeParams {
     /// Default `separate`: ID, outlier and input-mix batches in three passes.
     #[serde(default)]
     pub forward: Option<Forward>,
+    /// Where `x_in` and `x_out` are mixed: the output of this stage (docs/methods.md, "Where to
+    /// mix"). Default: `logits`, the logit mix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mix_at: Option<Stage>,
+    /// NoisyMix's noise on the mixed representation; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise: Option<Noise>,
+    /// How the two inputs of a representation mix go through the layers before `mix_at`;
+    /// default `separate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pair: Option<Pair>,
 }
 
 /// How a step's inputs go through a network with batch-norm. A training-mode pass normalizes
@@ -116,6 +140,10 @@ impl MixoeParams {
     pub fn alpha(&self) -> f64 {
         self.alpha.unwrap_or(self.mix.default_alpha())
     }
+
+    pub fn place(&self) -> MixPlace {
+        MixPlace::new(self.mix_at, self.noise, self.pair, Stage::Input)
+    }
 }
 
 impl LmoeParams {
@@ -123,9 +151,61 @@ impl LmoeParams {
         self.alpha.unwrap_or(self.mix.default_alpha())
     }
 
-    /// Whether the input-space mix is used at all.
+    /// Whether the input-space mix is used at all (besides a mix at `input`).
     pub fn needs_input_mix(&self) -> bool {
         self.input_mix_ce || self.consistency.loss != ConsistencyLoss::None
+    }
+
+    pub fn place(&self) -> MixPlace {
+        MixPlace::new(self.mix_at, self.noise, self.pair, Stage::Logits)
+    }
+}
+
+/// Where and how a mixing method mixes, its defaults filled in.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MixPlace {
+    pub at: Stage,
+    /// Present only when it changes something.
+    pub noise: Option<Noise>,
+    /// `separate` wherever the two are the same computation (at `input` nothing runs before the mix).
+    pub pair: Pair,
+}
+
+impl MixPlace {
+    fn new(at: Option<Stage>, noise: Option<Noise>, pair: Option<Pair>, default: Stage) -> MixPlace {
+        let at = at.unwrap_or(default);
+        let pair = if at == Stage::Input { Pair::Separate } else { pair.unwrap_or_default() };
+        MixPlace { at, noise: noise.filter(Noise::is_on), pair }
+    }
+
+    /// The fields as a spec writes them, defaults left out, so that a spec that spells a default
+    /// out and one that leaves it out are one run (and runs made before these fields existed
+    /// keep their ids).
+    fn written(&self, default: Stage) -> (Option<Stage>, Option<Noise>, Option<Pair>) {
+        ((self.at != default).then_some(self.at), self.noise, (self.pair != Pair::Separate).then_some(self.pair))
+    }
+
+    /// Problems with the fields: (field below `method`, message).
+    fn problem(&self, forward: Forward) -> Option<(String, String)> {
+        if let Some(n) = self.noise {
+            for (field, v) in [("noise.add", n.add), ("noise.mult", n.mult)] {
+                if !(v >= 0.0 && v.is_finite()) {
+                    return Some((
+                        field.into(),
+                        format!("must be a noise level >= 0, found {v} (the authors' code uses add 0.4, mult 0.2)"),
+                    ));
+                }
+            }
+        }
+        (forward == Forward::Joint && self.pair == Pair::Joint).then(|| {
+            (
+                "pair".into(),
+                "`pair: joint` runs the mix's two inputs in a pass of their own beside the ID images' pass, but \
+                 `forward: joint` puts every input in one pass: choose one (`forward: separate` with `pair: joint` is \
+                 the LMOE authors' code)"
+                    .into(),
+            )
+        })
     }
 }
 
@@ -293,13 +373,24 @@ impl Method {
             Method::Mixoe(p) => {
                 p.alpha = Some(p.alpha());
                 p.forward = forward;
+                (p.mix_at, p.noise, p.pair) = p.place().written(Stage::Input);
             }
             Method::Lmoe(p) => {
                 p.alpha = Some(p.alpha());
                 p.forward = forward;
+                (p.mix_at, p.noise, p.pair) = p.place().written(Stage::Logits);
             }
         }
         self
+    }
+
+    /// Where and how a mixing method mixes (None for the others).
+    pub fn place(&self) -> Option<MixPlace> {
+        match self {
+            Method::Mixoe(p) => Some(p.place()),
+            Method::Lmoe(p) => Some(p.place()),
+            _ => None,
+        }
     }
 
     /// Problems with the parameters: (field below `method`, message).
@@ -317,12 +408,36 @@ impl Method {
                     ("m_in".to_string(), format!("the ID margin m_in ({}) must be below the OOD margin m_out ({})", p.m_in, p.m_out))
                 })
             }),
-            Method::Mixoe(p) => p.alpha.and_then(|a| positive("alpha", a)).or_else(|| non_negative("weight", p.weight)),
+            Method::Mixoe(p) => p
+                .alpha
+                .and_then(|a| positive("alpha", a))
+                .or_else(|| non_negative("weight", p.weight))
+                .or_else(|| p.place().problem(self.forward()))
+                .or_else(|| {
+                    let at = p.place().at;
+                    (p.mix == Mix::Cutmix && at != Stage::Input).then(|| {
+                        let msg = format!(
+                            "cutmix pastes a box of pixels, so it mixes at the input only; at `mix_at: {}` the \
+                             representations are mixed by interpolation: use `mix: mixup`, or `mix_at: input`",
+                            at.name()
+                        );
+                        ("mix".to_string(), msg)
+                    })
+                }),
             Method::Lmoe(p) => p
                 .alpha
                 .and_then(|a| positive("alpha", a))
                 .or_else(|| non_negative("weight", p.weight))
-                .or_else(|| non_negative("consistency.weight", p.consistency.weight)),
+                .or_else(|| non_negative("consistency.weight", p.consistency.weight))
+                .or_else(|| p.place().problem(self.forward()))
+                .or_else(|| {
+                    (p.needs_input_mix() && p.place().at == Stage::Input).then(|| {
+                        let msg = "at `mix_at: input` the mix is the input mix itself, so the consistency term and \
+                                   `input_mix_ce` would compare f(x_mix) with itself: set `consistency: {loss: none}` \
+                                   and `input_mix_ce: false`, or mix at another stage";
+                        ("mix_at".to_string(), msg.to_string())
+                    })
+                }),
         }
     }
 }

@@ -417,6 +417,18 @@ pub(crate) fn expand(
                     .with_hint("an entry's seeds are a subset of the grid's"));
             }
         }
+        if let Some(splits) = &entry.splits {
+            let field = format!("methods.{entry_name}.splits");
+            let grid_splits: Vec<usize> = spec.grid.splits.clone().unwrap_or_else(|| (0..n_splits.max(1)).collect());
+            if splits.is_empty() {
+                return Err(loc.error(&field, "lists no splits").with_hint("remove `splits` to run every split of the grid"));
+            }
+            if let Some((i, s)) = splits.iter().enumerate().find(|(_, s)| !grid_splits.contains(s)) {
+                return Err(loc
+                    .error(&format!("{field}[{i}]"), format!("split {s} is not among the grid's splits {grid_splits:?}"))
+                    .with_hint("an entry's splits are indices into data.splits, a subset of the grid's"));
+            }
+        }
         if let Some(InitFrom::FixedSeed { entry: parent, seed }) = &entry.init_from {
             let parent_seeds = spec.methods[parent].seeds.as_ref().unwrap_or(&spec.grid.seeds);
             if !parent_seeds.contains(seed) {
@@ -426,7 +438,9 @@ pub(crate) fn expand(
             }
         }
         for (pi, point) in points.iter().enumerate() {
-            if entry.seeds.as_ref().is_some_and(|s| !s.contains(&point.seed)) {
+            if entry.seeds.as_ref().is_some_and(|s| !s.contains(&point.seed))
+                || entry.splits.as_ref().is_some_and(|s| !s.contains(&point.split))
+            {
                 continue;
             }
             let sets: Vec<&Assignment> = point.sets.iter().filter(|a| a.only_entry.as_ref().is_none_or(|e| e == entry_name)).collect();

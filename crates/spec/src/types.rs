@@ -189,6 +189,9 @@ pub struct MethodEntry {
     pub init_from: Option<InitFrom>,
     /// Only these seeds of `grid.seeds` for this entry (all when absent).
     pub seeds: Option<Vec<u64>>,
+    /// Only these splits (indices into `data.splits`, among the grid's) for this entry (all when
+    /// absent): an ablation on split 0 beside a comparison on every split.
+    pub splits: Option<Vec<usize>>,
     pub data: Option<Value>,
     pub model: Option<Value>,
     pub train: Option<Value>,

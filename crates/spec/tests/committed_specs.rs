@@ -20,23 +20,38 @@ fn quickstart_is_valid_with_two_seeds_of_every_entry() {
 }
 
 #[test]
-fn paper_benchmark_is_valid_or_asks_for_the_full_data() {
+fn paper_benchmark_is_valid_with_its_where_to_mix_ablation() {
     let path = experiments().join("paper-fmnist.yaml");
     let full = experiments().join("../datasets/full/fashion-mnist/train-images-idx3-ubyte.gz");
-    match oodlab_spec::load(&path, &[], "v") {
-        Ok(exp) => {
-            assert!(full.exists());
-            // 3 splits × 3 seeds of a baseline and 13 OE-family fine-tunes of it, and the one-pass
-            // LMOE ablation on seed 0 of each split.
-            assert_eq!(exp.runs.len(), 9 * 14 + 3);
-            assert!(exp.runs.iter().all(|r| r.classes.id_classes.len() == 6));
-            assert_eq!(exp.runs.iter().filter(|r| r.parent.is_none()).count(), 9);
-        }
-        Err(e) => {
-            assert!(!full.exists(), "{e}");
-            assert!(e.message.contains("file not found") && e.hint.as_deref().unwrap().contains("fetch-data.sh"), "{e}");
-        }
+    if !full.exists() {
+        let e = oodlab_spec::load(&path, &[], "v").unwrap_err();
+        assert!(e.message.contains("file not found") && e.hint.as_deref().unwrap().contains("fetch-data.sh"), "{e}");
     }
+    // Without the full data, the committed spec pointed at the sample.
+    let sample = experiments().join("../datasets/sample").canonicalize().unwrap();
+    let sets = if full.exists() { Vec::new() } else { support::sample_sets(&sample) };
+    let exp = oodlab_spec::load(&path, &sets, "v").unwrap();
+    // 3 splits × 3 seeds of a baseline and 15 OE-family fine-tunes of it (LMOE's ablations and
+    // the LMOE authors' code), the one-pass LMOE ablation on seed 0 of each split, and the 11
+    // entries of "where to mix" on the 3 seeds of split 0.
+    assert_eq!(exp.runs.len(), 9 * 16 + 3 + 3 * 11);
+    assert!(exp.runs.iter().all(|r| r.classes.id_classes.len() == 6));
+    assert_eq!(exp.runs.iter().filter(|r| r.parent.is_none()).count(), 9);
+    let place = |entry: &str| {
+        let runs: Vec<_> = exp.runs.iter().filter(|r| r.entry == entry).collect();
+        (runs.len(), runs[0].settings.method.place().unwrap())
+    };
+    use oodlab_spec::{Noise, Pair, Stage};
+    let authors = Some(Noise { add: 0.4, mult: 0.2 });
+    assert_eq!(place("lmoe-authors-code"), (9, oodlab_spec::MixPlace { at: Stage::Logits, noise: authors, pair: Pair::Joint }));
+    for (entry, at) in [("mix-at-input", Stage::Input), ("mix-at-block2", Stage::Block2), ("mix-at-features", Stage::Features)] {
+        let (n, p) = place(entry);
+        assert_eq!((n, p.at, p.noise), (3, at, authors), "{entry}");
+        let (n, p) = place(&format!("{entry}-no-noise"));
+        assert_eq!((n, p.at, p.noise), (3, at, None), "{entry}-no-noise");
+    }
+    assert_eq!(place("mix-at-logits-no-noise").1.pair, Pair::Joint);
+    assert!(exp.runs.iter().filter(|r| r.entry.starts_with("mix-at-")).all(|r| r.split == 0));
 }
 
 #[test]
@@ -50,7 +65,7 @@ fn mixoe_protocol_starts_every_fine_tune_from_the_one_seed_0_baseline() {
     let baselines: Vec<_> = exp.runs.iter().filter(|r| r.entry == "baseline").collect();
     assert_eq!(baselines.len(), 1);
     assert_eq!(baselines[0].seed, 0);
-    assert_eq!(exp.runs.len(), 1 + 5 * 2);
+    assert_eq!(exp.runs.len(), 1 + 6 * 2);
     for r in exp.runs.iter().filter(|r| r.entry != "baseline") {
         assert_eq!(r.parent.as_ref(), Some(&baselines[0].run_id), "{}", r.entry);
         let t = &r.settings.train;

@@ -1,5 +1,6 @@
 //! Two SGD steps of each method, with its inputs through the network in one joint pass or in
-//! separate passes, against PyTorch (`scripts/reference/forward_torch.py`, values in `fixtures/`):
+//! separate passes, mixing at every kind of stage (`mix_at`, `pair`, NoisyMix's `noise` with the
+//! reference's draws injected), against PyTorch (`scripts/reference/forward_torch.py`, values in `fixtures/`):
 //! each step's loss and, after the steps, every parameter and batch-norm running statistic to
 //! 1e-5. The running statistics tell the groupings apart: a separate pass updates them once per
 //! input, a joint pass once with the statistics of the concatenation.
@@ -10,7 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use oodlab_spec::{Arch, Method, ModelSettings, OptimizerSettings};
 use oodlab_train::methods::mixing::CutBox;
-use oodlab_train::methods::{step_loss_with, Batch, MixDraw};
+use oodlab_train::methods::{step_loss_with, Batch, MixDraw, NoiseDraw};
 use oodlab_train::model::build;
 use oodlab_train::optim::Optimizer;
 use serde::Deserialize;
@@ -23,6 +24,14 @@ const H: usize = 12;
 struct Draw {
     lams: Vec<f64>,
     boxes: Vec<(usize, usize, usize, usize)>,
+    /// NoisyMix's draws, as the mix's shape flattened (float32 values).
+    noise: Option<NoiseValues>,
+}
+
+#[derive(Deserialize)]
+struct NoiseValues {
+    mult: Option<Vec<f32>>,
+    add: Option<Vec<f32>>,
 }
 
 #[derive(Deserialize)]
@@ -110,7 +119,8 @@ fn run_case(case: &Case) -> (Vec<f64>, BTreeMap<String, Vec<f32>>) {
                 _ => unreachable!("only the mixing methods draw"),
             };
             let boxes = d.boxes.iter().map(|&(y1, y2, x1, x2)| CutBox { y1, y2, x1, x2 }).collect();
-            MixDraw { mix, lams: d.lams.clone(), boxes }
+            let noise = d.noise.as_ref().map(|n| NoiseDraw::Given { mult: n.mult.clone(), add: n.add.clone() });
+            MixDraw { mix, lams: d.lams.clone(), boxes, noise }
         });
         let out = step_loss_with(&method, &model, &batch, draw.as_ref()).unwrap();
         losses.push(out.loss.to_scalar::<f32>().unwrap() as f64);
@@ -129,7 +139,7 @@ fn run_case(case: &Case) -> (Vec<f64>, BTreeMap<String, Vec<f32>>) {
 #[test]
 fn two_steps_of_each_method_and_grouping_match_pytorch() {
     let reference: Reference = serde_json::from_str(include_str!("fixtures/forward_torch.json")).unwrap();
-    assert_eq!(reference.cases.len(), 12);
+    assert_eq!(reference.cases.len(), 21);
     let close = |got: f64, want: f64| (got - want).abs() <= 1e-5 * want.abs().max(1.0);
     for case in &reference.cases {
         let (losses, state) = run_case(case);
@@ -145,6 +155,81 @@ fn two_steps_of_each_method_and_grouping_match_pytorch() {
             }
         }
     }
+}
+
+/// LMOE with no term of its own (no consistency, no input-mix term) mixing at the input is
+/// MixOE: one family from the input to the logits. Its losses and parameters equal MixOE's
+/// bit for bit, in oodlab as in the fixture.
+#[test]
+fn lmoe_mixing_at_the_input_without_its_terms_is_mixoe() {
+    let reference: Reference = serde_json::from_str(include_str!("fixtures/forward_torch.json")).unwrap();
+    let by_name: BTreeMap<&str, &Case> = reference.cases.iter().map(|c| (c.name.as_str(), c)).collect();
+    let (lmoe, mixoe) = (by_name["lmoe-input-cutmix"], by_name["mixoe-cutmix-separate"]);
+    let ((la, sa), (lb, sb)) = (run_case(lmoe), run_case(mixoe));
+    assert_eq!(la, lb);
+    assert_eq!(sa, sb);
+    let want: Vec<f64> = mixoe.steps.iter().map(|s| s.loss).collect();
+    assert_eq!(lmoe.steps.iter().map(|s| s.loss).collect::<Vec<_>>(), want, "the fixture agrees");
+}
+
+/// Without noise, a mix of the pooled features is a mix of the logits: the head is one linear
+/// layer, `fc(λa + (1 − λ)b) = λ fc(a) + (1 − λ) fc(b)`; and so is a mix at block 3, whose
+/// output (after its ReLU) reaches the logits through the average pool and the head, both linear.
+/// These points of the "where to mix" axis agree to rounding; block 2, followed by conv3 and a
+/// ReLU, does not.
+#[test]
+fn mixing_the_features_or_block3_is_mixing_the_logits_without_noise() {
+    let reference: Reference = serde_json::from_str(include_str!("fixtures/forward_torch.json")).unwrap();
+    let authors = reference.cases.iter().find(|c| c.name == "lmoe-authors-code").unwrap();
+    let at = |stage: &str| {
+        let mut method = authors.method.clone();
+        method["mix_at"] = serde_json::json!(stage);
+        let steps = authors
+            .steps
+            .iter()
+            .map(|s| {
+                let d = s.draw.as_ref().unwrap();
+                Step { loss: s.loss, draw: Some(Draw { lams: d.lams.clone(), boxes: d.boxes.clone(), noise: None }) }
+            })
+            .collect();
+        let case = Case { name: stage.into(), method, outliers: authors.outliers, steps, state: authors.state.clone() };
+        run_case(&case)
+    };
+    let (ll, sl) = at("logits");
+    for stage in ["features", "block3"] {
+        let (lf, sf) = at(stage);
+        for (f, l) in lf.iter().zip(&ll) {
+            assert!((f - l).abs() < 1e-6, "{stage} {f}, logits {l}");
+        }
+        for (name, f) in &sf {
+            for (a, b) in f.iter().zip(&sl[name]) {
+                assert!((a - b).abs() < 1e-5, "{stage}: {name}: {a} vs {b}");
+            }
+        }
+    }
+    let (lb, _) = at("block2");
+    assert!((lb[0] - ll[0]).abs() > 1e-5, "block 2: {} vs logits {}", lb[0], ll[0]);
+}
+
+/// Each new switch changes what is trained: the authors' joint pair against LMOE's separate
+/// passes, a mix at block 1 against one at the logits, and noise against none each move the
+/// running statistics or the losses (so the PyTorch comparison above could not pass with a
+/// switch that did nothing).
+#[test]
+fn where_to_mix_switches_each_change_the_step() {
+    let reference: Reference = serde_json::from_str(include_str!("fixtures/forward_torch.json")).unwrap();
+    let by_name: BTreeMap<&str, &Case> = reference.cases.iter().map(|c| (c.name.as_str(), c)).collect();
+    let differ = |a: &str, b: &str, key: &str| {
+        let (ra, rb) = (&by_name[a].state[key], &by_name[b].state[key]);
+        ra.iter().zip(rb).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    };
+    // pair: joint normalizes the mix's inputs together: bn1's running mean moves otherwise.
+    assert!(differ("lmoe-authors-consistency", "lmoe-separate", "bn1.running_mean") > 1e-3);
+    // Mixing at block 1 instead of the logits changes bn2's statistics (the mix passes through it).
+    assert!(differ("lmoe-authors-block1", "lmoe-authors-code", "bn2.running_mean") > 1e-3);
+    // Noise on the input mix changes MixOE's first loss.
+    let first = |n: &str| by_name[n].steps[0].loss;
+    assert!((first("mixoe-input-noise") - first("mixoe-mixup-separate")).abs() > 1e-4);
 }
 
 /// The running statistics after one step differ between the groupings as the reference codes'

@@ -82,6 +82,9 @@ fn lmoe_matches_numpy_for_every_switch() {
             input_mix_ce: case["input_mix_ce"].as_bool().unwrap(),
             lam_per: enum_of::<LamPer>(&case["lam_per"]),
             forward: None,
+            mix_at: None,
+            noise: None,
+            pair: None,
         };
         let l = lam(&f, case["lam_per"].as_str().unwrap());
         let got = lmoe::loss(&z_in, &z_out, Some(&z_xmix), &y, &l, &params, 4).unwrap();

@@ -141,7 +141,7 @@ pub async fn panel(state: &AppState, experiment: &str, p: &Panel) -> Result<Pane
             let shown = lines.len().min(MAX_LINES);
             let title = if lines.len() > shown { format!("{} (first {shown} of {})", p.title, lines.len()) } else { p.title.clone() };
             let series = lines.into_iter().take(MAX_LINES).map(|(name, points)| Series { name, points, style: Style::Line }).collect();
-            let chart = Chart { title, x_label: x, y_label: y, x_range: None, y_range: None, series };
+            let chart = Chart { title, x_label: x, y_label: y, x_range: None, y_range: None, series, x_ticks: Vec::new() };
             PanelOutput::Chart { chart_kind: ChartKind::Line, chart: chart.into() }
         }
         ChartKind::Bar => {
@@ -193,6 +193,7 @@ pub async fn panel(state: &AppState, experiment: &str, p: &Panel) -> Result<Pane
                 x_range: Some((0.0, 1.0)),
                 y_range: Some((0.0, 1.0)),
                 series,
+                x_ticks: Vec::new(),
             };
             PanelOutput::Chart { chart_kind: ChartKind::Roc, chart: chart.into() }
         }
@@ -228,6 +229,7 @@ pub async fn run_charts(state: &AppState, run_id: &str, score: &str) -> Result<V
             x_range: None,
             y_range: None,
             series: vec![line("train loss", &|e| Some(e.train_loss))],
+            x_ticks: Vec::new(),
         };
         let mut acc_series = vec![line("train accuracy", &|e| Some(e.train_acc))];
         if epochs.iter().any(|e| e.val_acc.is_some()) {
@@ -240,6 +242,7 @@ pub async fn run_charts(state: &AppState, run_id: &str, score: &str) -> Result<V
             x_range: None,
             y_range: None,
             series: acc_series,
+            x_ticks: Vec::new(),
         };
         out.push(("line", loss.into()));
         out.push(("line", acc.into()));

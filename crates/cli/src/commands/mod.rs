@@ -18,6 +18,7 @@ mod run;
 mod schedule;
 mod serve;
 mod status;
+mod where_to_mix;
 mod worker;
 
 use std::path::Path;

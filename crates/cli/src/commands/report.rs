@@ -99,6 +99,10 @@ pub async fn report(home: &Path, args: ReportArgs) -> anyhow::Result<i32> {
     tables_section(&mut doc, &store, &exp.name, &score, args.baseline.as_deref()).await?;
     pairs_section(&mut doc, &store, &exp.name, &score, &args.pairs).await?;
     detectors_section(&mut doc, &store, &exp, &score).await?;
+    let stage_figures = super::where_to_mix::section(&mut doc, out, &store, &exp, &score, &|doc, stem, chart, caption| {
+        figure(doc, out, stem, chart, caption)
+    })
+    .await?;
 
     // One representative run per entry, in plan order of the entries.
     let mut entries: Vec<&str> = Vec::new();
@@ -121,7 +125,7 @@ pub async fn report(home: &Path, args: ReportArgs) -> anyhow::Result<i32> {
         let analysis = Tensors::read(&dir.join("analysis.safetensors"))?;
         reps.push((entry.to_string(), Representative { row: first, done: done.len(), scores, analysis }));
     }
-    let figures = figures_section(&mut doc, out, &reps, &entries, &score)?;
+    let figures = stage_figures + figures_section(&mut doc, out, &reps, &entries, &score)?;
 
     doc.push(Block::Heading(2, "Spec".into()));
     doc.push(Block::Paragraph(format!("`{}` as resolved (after `--set` overrides):", args.spec.spec.display())));

@@ -1,14 +1,15 @@
-//! `lmoe`, logit-space mixing: `z_lmix = lam f(x_in) + (1 - lam) f(x_out)`,
+//! `lmoe`, logit-space mixing: `z_lmix = lam f(x_in) + (1 - lam) f(x_out)` (or the logits of a
+//! mix at another stage, `mix_at`),
 //! loss `CE(f(x_in), y) + w SoftCE(z_lmix, t) [+ w SoftCE(f(x_mix), t)] + c D(f(x_mix), z_lmix)`,
 //! with `t = lam onehot(y) + (1 - lam) U` and `x_mix` the input-space mix. Every choice the paper's
 //! abstract leaves open is a switch (docs/methods.md).
 
 use candle_core::{Result, Tensor, D};
-use candle_nn::ModuleT;
 use oodlab_spec::{Consistency, ConsistencyLoss, ConsistencySpace, Detach, Forward, LmoeParams};
 
 use super::losses::{ce, lam_column, lerp, mix_targets, soft_ce};
-use super::{forward_passes, Batch, MixDraw, StepLoss};
+use super::{place, Batch, MixDraw, StepLoss};
+use crate::model::Staged;
 
 /// `D(z_xmix, z_lmix)` with the configured detach side. MSE: mean squared difference over all
 /// logits. KL: `KL(softmax(target) || softmax(other))` per sample, batch mean, where the target is
@@ -44,7 +45,7 @@ pub fn in_space(z: &Tensor, space: ConsistencySpace) -> Result<Tensor> {
 }
 
 /// The loss from logits; `lam` is `(b, 1)`; `z_xmix` is needed when the consistency term or the
-/// input-mix term is on.
+/// input-mix term is on. The logit mix is made here from `z_in` and `z_out`.
 pub fn loss(
     z_in: &Tensor,
     z_out: &Tensor,
@@ -54,31 +55,39 @@ pub fn loss(
     p: &LmoeParams,
     classes: usize,
 ) -> Result<Tensor> {
-    let z_lmix = lerp(z_in, z_out, lam)?;
+    loss_of_mix(z_in, &lerp(z_in, z_out, lam)?, z_xmix, y, lam, p, classes)
+}
+
+/// The loss with the mix's logits given: `z_mix` is the logit mix, or the logits of a mix at
+/// another stage (`mix_at`).
+pub fn loss_of_mix(
+    z_in: &Tensor,
+    z_mix: &Tensor,
+    z_xmix: Option<&Tensor>,
+    y: &Tensor,
+    lam: &Tensor,
+    p: &LmoeParams,
+    classes: usize,
+) -> Result<Tensor> {
     let t = mix_targets(y, lam, classes)?;
-    let mut total = (ce(z_in, y)? + (soft_ce(&z_lmix, &t)? * p.weight)?)?;
+    let mut total = (ce(z_in, y)? + (soft_ce(z_mix, &t)? * p.weight)?)?;
     if p.needs_input_mix() {
         let z_xmix = z_xmix.ok_or_else(|| candle_core::Error::Msg("lmoe needs the input-mix logits".into()))?;
         if p.input_mix_ce {
             total = (total + (soft_ce(z_xmix, &t)? * p.weight)?)?;
         }
-        if let Some(d) = consistency(z_xmix, &z_lmix, &p.consistency)? {
+        if let Some(d) = consistency(z_xmix, z_mix, &p.consistency)? {
             total = (total + d)?;
         }
     }
     Ok(total)
 }
 
-/// One step: the input mix (when a term needs it) uses the same lambdas as the logit mix.
-pub fn step(model: &dyn ModuleT, batch: &Batch, p: &LmoeParams, mix: &MixDraw, forward: Forward) -> Result<StepLoss> {
-    let x_out = batch.outliers()?;
-    let (z, lams) = if p.needs_input_mix() {
-        let (x_mix, lams) = mix.apply(batch.images, x_out)?;
-        (forward_passes(model, &[batch.images, x_out, &x_mix], forward)?, lams)
-    } else {
-        (forward_passes(model, &[batch.images, x_out], forward)?, mix.lams.clone())
-    };
-    let lam = lam_column(&lams, &z[0])?;
-    let loss = loss(&z[0], &z[1], z.get(2), batch.labels, &lam, p, batch.classes)?;
-    Ok(StepLoss { loss, id_logits: z[0].clone() })
+/// One step: the input mix (when a term needs it) uses the same lambdas as the representation
+/// mix, which is at the logits unless `mix_at` says otherwise (place.rs).
+pub fn step(model: &dyn Staged, batch: &Batch, p: &LmoeParams, mix: &MixDraw, forward: Forward) -> Result<StepLoss> {
+    let z = place::passes(model, batch.images, batch.outliers()?, mix, p.place(), forward, p.needs_input_mix())?;
+    let lam = lam_column(&z.lams, &z.z_in)?;
+    let loss = loss_of_mix(&z.z_in, &z.z_mix, z.z_xmix.as_ref(), batch.labels, &lam, p, batch.classes)?;
+    Ok(StepLoss { loss, id_logits: z.z_in })
 }

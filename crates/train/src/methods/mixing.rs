@@ -5,6 +5,8 @@ use oodlab_spec::{LamPer, Mix};
 use rand::Rng;
 use rand_distr::{Beta, Distribution};
 
+use super::noise::NoiseDraw;
+
 /// A cutmix box: rows `y1..y2`, columns `x1..x2` (half-open) of an `h × w` image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CutBox {
@@ -53,6 +55,8 @@ pub struct MixDraw {
     pub lams: Vec<f64>,
     /// Cutmix: one box per image (all equal when lambda is per batch).
     pub boxes: Vec<CutBox>,
+    /// NoisyMix's noise on the mixed representation, when the method adds it.
+    pub noise: Option<NoiseDraw>,
 }
 
 impl MixDraw {
@@ -72,7 +76,7 @@ impl MixDraw {
                 }
             }
         }
-        MixDraw { mix, lams, boxes }
+        MixDraw { mix, lams, boxes, noise: None }
     }
 
     /// `x_mix` from `x_in` and `x_out` `(b, c, h, w)`, and the lambdas of the targets (for

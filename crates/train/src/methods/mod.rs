@@ -7,14 +7,18 @@ pub mod lmoe;
 pub mod losses;
 pub mod mixing;
 pub mod mixoe;
+pub mod noise;
 pub mod oe;
+pub mod place;
 
 use candle_core::{Result, Tensor};
 use candle_nn::ModuleT;
-use oodlab_spec::{Forward, LamPer, Method, Mix};
+use oodlab_spec::{Forward, LamPer, Method, Mix, Stage};
 use rand_chacha::ChaCha8Rng;
 
+use crate::model::Staged;
 pub use mixing::MixDraw;
+pub use noise::NoiseDraw;
 
 /// A training step's inputs: normalized ID images `(b, 1, h, w)`, their labels `(b,)`, and for
 /// OE-family methods a batch of outlier images.
@@ -62,32 +66,36 @@ pub fn forward_passes(model: &dyn ModuleT, inputs: &[&Tensor], forward: Forward)
 /// inputs, or LMOE without an input-mix term).
 pub fn draw_mix(method: &Method, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<Option<MixDraw>> {
     let (b, _, h, w) = batch.images.dims4()?;
-    Ok(match method {
-        Method::Mixoe(p) => Some(MixDraw::draw(rng, p.mix, p.alpha(), LamPer::Batch, b, (h, w))),
+    let mut draw = match method {
+        Method::Mixoe(p) => MixDraw::draw(rng, p.mix, p.alpha(), LamPer::Batch, b, (h, w)),
         Method::Lmoe(p) => {
-            // Without an input-mix term only the lambdas are used: no box is drawn.
-            let mix = if p.needs_input_mix() { p.mix } else { Mix::Mixup };
-            Some(MixDraw::draw(rng, mix, p.alpha(), p.lam_per, b, (h, w)))
+            // Without an input mix (LMOE's input-mix terms, or a mix at the input) only the
+            // lambdas are used: no box is drawn.
+            let mix = if p.needs_input_mix() || p.place().at == Stage::Input { p.mix } else { Mix::Mixup };
+            MixDraw::draw(rng, mix, p.alpha(), p.lam_per, b, (h, w))
         }
-        _ => None,
-    })
+        _ => return Ok(None),
+    };
+    // After the mix's own draws, so that a run without noise draws what it always drew.
+    draw.noise = NoiseDraw::draw(rng, method.place().and_then(|p| p.noise));
+    Ok(Some(draw))
 }
 
 /// The step loss of `method`; `rng` draws the mixing coefficients and boxes.
-pub fn step_loss(method: &Method, model: &dyn ModuleT, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<StepLoss> {
+pub fn step_loss(method: &Method, model: &dyn Staged, batch: &Batch, rng: &mut ChaCha8Rng) -> Result<StepLoss> {
     let mix = draw_mix(method, batch, rng)?;
     step_loss_with(method, model, batch, mix.as_ref())
 }
 
 /// The step loss of `method` with the mix drawn beforehand ([`draw_mix`]).
-pub fn step_loss_with(method: &Method, model: &dyn ModuleT, batch: &Batch, mix: Option<&MixDraw>) -> Result<StepLoss> {
+pub fn step_loss_with(method: &Method, model: &dyn Staged, batch: &Batch, mix: Option<&MixDraw>) -> Result<StepLoss> {
     let need_mix = || mix.ok_or_else(|| candle_core::Error::Msg(format!("{} needs a drawn mix", method.name())));
     let forward = method.forward();
     match method {
         Method::Ce(_) => ce::step(model, batch),
         Method::Oe(p) => oe::step(model, batch, p.weight, forward),
         Method::EnergyOe(p) => energy_oe::step(model, batch, p.weight, p.m_in, p.m_out, forward),
-        Method::Mixoe(p) => mixoe::step(model, batch, p.weight, need_mix()?, forward),
+        Method::Mixoe(p) => mixoe::step(model, batch, p.weight, need_mix()?, p.place(), forward),
         Method::Lmoe(p) => lmoe::step(model, batch, p, need_mix()?, forward),
     }
 }

@@ -3,6 +3,7 @@
 
 use candle_core::{DType, Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
+use oodlab_spec::{Arch, Stage};
 
 use super::layers::{relu, Bn, Conv, Fc};
 
@@ -31,10 +32,24 @@ impl Cnn {
 
     /// The penultimate features `(b, channels[2])`: the input of the last linear layer.
     pub fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x = self.bn1.forward_conv_relu_pool_t(&self.conv1, x, train, (2, 2, 0))?;
-        let x = self.bn2.forward_conv_relu_pool_t(&self.conv2, &x, train, (2, 2, 0))?;
-        let x = relu(&self.conv3.forward(&x)?)?;
-        x.mean((2, 3))
+        self.span(x, Stage::Input, Stage::Features, train)
+    }
+
+    /// The layers after stage `from` up to stage `to` (the stages of [`Stage::of`]`(Arch::Cnn)`),
+    /// applied to `x`, the output of `from`. The whole network is `span(x, Input, Logits)`.
+    pub fn span(&self, x: &Tensor, from: Stage, to: Stage, train: bool) -> Result<Tensor> {
+        let mut x = x.clone();
+        for &stage in super::stages_between(Arch::Cnn, from, to)? {
+            x = match stage {
+                Stage::Block1 => self.bn1.forward_conv_relu_pool_t(&self.conv1, &x, train, (2, 2, 0))?,
+                Stage::Block2 => self.bn2.forward_conv_relu_pool_t(&self.conv2, &x, train, (2, 2, 0))?,
+                Stage::Block3 => relu(&self.conv3.forward(&x)?)?,
+                Stage::Features => x.mean((2, 3))?,
+                Stage::Logits => self.fc.forward(&x)?,
+                other => unreachable!("stages_between gives the CNN's stages only, not {other:?}"),
+            };
+        }
+        Ok(x)
     }
 
     pub fn head(&self) -> &Fc {
@@ -44,6 +59,6 @@ impl Cnn {
 
 impl ModuleT for Cnn {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.fc.forward(&self.features_t(x, train)?)
+        self.span(x, Stage::Input, Stage::Logits, train)
     }
 }

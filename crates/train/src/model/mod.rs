@@ -9,7 +9,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
-use oodlab_spec::{Arch, ModelSettings, Precision};
+use oodlab_spec::{Arch, ModelSettings, Precision, Stage};
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 
@@ -38,6 +38,48 @@ impl Network {
             Network::ResNet(m) => m.head(),
         }
     }
+}
+
+/// A network whose forward pass can stop at a stage and go on from it, through the same layers:
+/// what a representation mix needs (`mix_at`, docs/methods.md).
+pub trait Staged: ModuleT {
+    /// The layers after stage `from` up to stage `to`, applied to `x`, the output of `from`.
+    fn span(&self, x: &Tensor, from: Stage, to: Stage, train: bool) -> Result<Tensor>;
+}
+
+impl Staged for Network {
+    fn span(&self, x: &Tensor, from: Stage, to: Stage, train: bool) -> Result<Tensor> {
+        match self {
+            Network::Cnn(m) => m.span(x, from, to, train),
+            Network::ResNet(m) => m.span(x, from, to, train),
+        }
+    }
+}
+
+impl Staged for Cnn {
+    fn span(&self, x: &Tensor, from: Stage, to: Stage, train: bool) -> Result<Tensor> {
+        Cnn::span(self, x, from, to, train)
+    }
+}
+
+impl Staged for ResNet {
+    fn span(&self, x: &Tensor, from: Stage, to: Stage, train: bool) -> Result<Tensor> {
+        ResNet::span(self, x, from, to, train)
+    }
+}
+
+/// The stages after `from` up to and including `to` in `arch`'s order; an error when either is
+/// not one of its stages or `to` comes before `from`.
+pub(crate) fn stages_between(arch: Arch, from: Stage, to: Stage) -> Result<&'static [Stage]> {
+    let stages = Stage::of(arch);
+    let at = |s: Stage| {
+        stages.iter().position(|&x| x == s).ok_or_else(|| candle_core::Error::Msg(format!("{} has no stage `{}`", arch.name(), s.name())))
+    };
+    let (i, j) = (at(from)?, at(to)?);
+    if j < i {
+        return Err(candle_core::Error::Msg(format!("stage `{}` comes before `{}`", to.name(), from.name())));
+    }
+    Ok(&stages[i + 1..=j])
 }
 
 impl ModuleT for Network {

@@ -5,6 +5,7 @@
 
 use candle_core::{DType, Result, Tensor};
 use candle_nn::{ModuleT, VarBuilder};
+use oodlab_spec::{Arch, Stage};
 
 use super::layers::{Bn, Conv, Fc};
 
@@ -112,15 +113,32 @@ impl ResNet {
     /// The penultimate features `(b, 512 or 2048)`: the pooled output of the last stage, the
     /// input of the last linear layer.
     pub fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut x = self.bn1.forward_conv_relu_pool_t(&self.conv1, x, train, (3, 2, 1))?;
-        for layer in &self.layers {
-            for block in layer {
-                x = block.forward_t(&x, train)?;
-            }
+        self.span(x, Stage::Input, Stage::Features, train)
+    }
+
+    /// The layers after stage `from` up to stage `to` (the stages of [`Stage::of`] for a ResNet),
+    /// applied to `x`, the output of `from`. The whole network is `span(x, Input, Logits)`.
+    pub fn span(&self, x: &Tensor, from: Stage, to: Stage, train: bool) -> Result<Tensor> {
+        let mut x = x.clone();
+        for &stage in super::stages_between(Arch::Resnet18, from, to)? {
+            x = match stage {
+                Stage::Stem => self.bn1.forward_conv_relu_pool_t(&self.conv1, &x, train, (3, 2, 1))?,
+                Stage::Layer1 | Stage::Layer2 | Stage::Layer3 | Stage::Layer4 => {
+                    let index = [Stage::Layer1, Stage::Layer2, Stage::Layer3, Stage::Layer4].iter().position(|s| *s == stage);
+                    let mut x = x;
+                    for block in &self.layers[index.expect("a layer stage")] {
+                        x = block.forward_t(&x, train)?;
+                    }
+                    x
+                }
+                // Adaptive average pooling to 1x1 is the mean over the spatial positions.
+                // The mean is taken in f32 under mixed precision.
+                Stage::Features => super::layers::cast(&x, self.master)?.mean((2, 3))?,
+                Stage::Logits => self.fc.forward(&x)?,
+                other => unreachable!("stages_between gives a ResNet's stages only, not {other:?}"),
+            };
         }
-        // Adaptive average pooling to 1x1 is the mean over the spatial positions.
-        // The mean is taken in f32 under mixed precision.
-        super::layers::cast(&x, self.master)?.mean((2, 3))
+        Ok(x)
     }
 
     pub fn head(&self) -> &Fc {
@@ -130,6 +148,6 @@ impl ResNet {
 
 impl ModuleT for ResNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.fc.forward(&self.features_t(x, train)?)
+        self.span(x, Stage::Input, Stage::Logits, train)
     }
 }
