@@ -14,10 +14,10 @@ OUT = pathlib.Path(sys.argv[2]) if len(sys.argv) > 2 else HERE / "datasets/sampl
 
 # (source set, source file stem, output set, per-class count)
 PLAN = [
-    ("fashion-mnist", "train", "fashion-mnist", 500),
+    ("fashion-mnist", "train", "fashion-mnist", 1000),
     ("fashion-mnist", "t10k", "fashion-mnist", 100),
     ("mnist", "t10k", "mnist", 100),
-    ("animal-mnist", "train", "animal-mnist", 200),
+    ("animal-mnist", "train", "animal-mnist", 1000),
 ]
 
 

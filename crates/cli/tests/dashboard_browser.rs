@@ -33,6 +33,9 @@ async fn js(client: &Client, script: &str) -> Value {
     client.execute(script, vec![]).await.unwrap_or_else(|e| panic!("{script}: {e}"))
 }
 
+/// The quickstart's runs: five method entries, two seeds.
+const RUNS: usize = 10;
+
 #[test]
 fn the_experiment_page_follows_a_quickstart_live_and_draws_its_runs_roc_and_training_curve() {
     let chromedriver = Path::new("/usr/bin/chromedriver");
@@ -52,7 +55,7 @@ fn the_experiment_page_follows_a_quickstart_live_and_draws_its_runs_roc_and_trai
             .spawn()
             .unwrap(),
     );
-    wait_until("the quickstart to be planned", Duration::from_secs(120), || try_statuses(&home, "quickstart").len() == 8);
+    wait_until("the quickstart to be planned", Duration::from_secs(120), || try_statuses(&home, "quickstart").len() == RUNS);
 
     // The server, from the repo (its dashboards/), on a free port that its first line names.
     let mut serve =
@@ -88,7 +91,7 @@ fn the_experiment_page_follows_a_quickstart_live_and_draws_its_runs_roc_and_trai
         client.goto(&format!("{base}/experiments/quickstart")).await.unwrap();
         let done_now = |c: Client| async move { js(&c, "return Number(document.querySelector('.count-done').textContent)").await.as_i64().unwrap() };
         let done_at_open = done_now(client.clone()).await;
-        assert!(done_at_open < 8, "the page was opened while the grid ran ({done_at_open} of 8 done)");
+        assert!(done_at_open < RUNS as i64, "the page was opened while the grid ran ({done_at_open} of {RUNS} done)");
         // Mark the document: a reload would lose the mark, so seeing it at the end shows that the
         // page followed the grid by itself.
         js(&client, "window.oodlabMark = 'opened'; return true").await;
@@ -96,13 +99,13 @@ fn the_experiment_page_follows_a_quickstart_live_and_draws_its_runs_roc_and_trai
         let status = tokio::task::spawn_blocking(move || run.0.wait().unwrap()).await.unwrap();
         assert!(status.success(), "oodlab run: {status}");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while done_now(client.clone()).await < 8 {
+        while done_now(client.clone()).await < RUNS as i64 {
             assert!(Instant::now() < deadline, "the page did not follow the grid to its end");
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         assert_eq!(js(&client, "return window.oodlabMark || null").await, json!("opened"), "updated in place, not reloaded");
 
-        // The runs table: the eight runs of the store, each done.
+        // The runs table: the ten runs of the store, each done.
         let ids: Vec<String> = statuses(&home, "quickstart").iter().map(|r| r["run_id"].as_str().unwrap().to_string()).collect();
         let rows = js(&client, "return [...document.querySelectorAll('#runs table.runs tbody tr')].map(tr => [tr.cells[1].textContent, tr.querySelector('td.status').textContent])").await;
         let mut shown: Vec<String> = rows.as_array().unwrap().iter().map(|r| r[0].as_str().unwrap().to_string()).collect();
@@ -122,7 +125,7 @@ fn the_experiment_page_follows_a_quickstart_live_and_draws_its_runs_roc_and_trai
             )
         };
         let roc_curves = js(&client, &drawn("roc")).await.as_i64().unwrap();
-        assert!(roc_curves >= 4, "one ROC curve per method, drawn: {roc_curves}");
+        assert!(roc_curves >= 5, "one ROC curve per method, drawn: {roc_curves}");
         let panels = js(&client, "return [...document.querySelectorAll('section.panel h3')].map(h => h.textContent)").await;
         assert!(panels.as_array().unwrap().iter().any(|t| t == "Training loss per epoch"), "{panels}");
         let training_lines = js(
@@ -133,7 +136,7 @@ fn the_experiment_page_follows_a_quickstart_live_and_draws_its_runs_roc_and_trai
         .await
         .as_i64()
         .unwrap();
-        assert!(training_lines >= 8, "one training curve per run, drawn: {training_lines}");
+        assert!(training_lines >= RUNS as i64, "one training curve per run, drawn: {training_lines}");
 
         std::fs::write(&screenshot, client.screenshot().await.unwrap()).unwrap();
 
@@ -161,7 +164,7 @@ fn the_experiment_page_follows_a_quickstart_live_and_draws_its_runs_roc_and_trai
         let heading = js(&client, "return [...document.querySelectorAll('table.compare thead th')].map(h => h.textContent)").await;
         let rows = js(&client, "return [...document.querySelectorAll('table.compare tbody tr')].map(tr => tr.cells[0].textContent)").await;
         // Rows follow the spec's entries in the order quickstart.yaml writes them.
-        assert_eq!(rows, json!(["baseline", "oe", "mixoe", "lmoe"]), "{heading}");
+        assert_eq!(rows, json!(["baseline", "oe", "mixoe", "lmoe", "lmoe-authors-code"]), "{heading}");
         for format in ["csv", "markdown", "latex"] {
             let uri = format!("/experiments/quickstart/compare?metric=fpr95&score=energy&baseline=baseline&format={format}");
             let served = js(&client, &format!("return fetch('{uri}').then(r => r.text())")).await;

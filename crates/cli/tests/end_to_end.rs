@@ -138,13 +138,19 @@ fn paper_plan_shows_each_fine_tune_on_its_baseline_trained_once() {
     assert_eq!(classes(1).as_array().unwrap().len(), 6);
 }
 
+/// The quickstart's method entries, in the order its spec writes them.
+const ENTRIES: [&str; 5] = ["baseline", "oe", "mixoe", "lmoe", "lmoe-authors-code"];
+
 #[test]
-fn quickstart_results_list_all_four_methods_with_every_score_and_ood_set() {
+fn quickstart_results_list_all_five_entries_with_every_score_and_ood_set() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
-    // The committed quickstart, made smaller so that the test stays quick.
+    // The committed quickstart, made smaller so that the test stays quick, with ODIN (which the
+    // quickstart leaves to `oodlab rescore`) among its detectors.
     let spec = experiments().join("quickstart.yaml");
-    let ran = run_ok(oodlab(&home).arg("run").arg(&spec).args(["--set", "data.train_limit=300", "--set", "train.epochs=1", "--jobs", "2"]));
+    let odin = "eval.scores=[msp, maxlogit, energy, gen, knn, react, ash, mahalanobis, rmds, vim, odin]";
+    let small = ["--set", "data.train_limit=300", "--set", "train.epochs=1", "--set", odin];
+    let ran = run_ok(oodlab(&home).arg("run").arg(&spec).args(small).args(["--jobs", "2"]));
     // `oodlab run` ends with the comparison: AUROC and FPR@95, methods × OOD sets, mean ± std
     // over the two seeds; not the 48 per-run rows.
     let summary = text(&ran.stdout);
@@ -152,7 +158,7 @@ fn quickstart_results_list_all_four_methods_with_every_score_and_ood_set() {
         let table = summary.split(metric).nth(1).unwrap_or_else(|| panic!("no {metric} table in\n{summary}"));
         let header = table.lines().nth(1).unwrap();
         assert!(header.starts_with("method") && header.contains("heldout") && header.contains("mnist"), "{header}");
-        for method in ["baseline", "oe", "mixoe", "lmoe"] {
+        for method in ENTRIES {
             let line = table.lines().find(|l| l.starts_with(&format!("{method} "))).unwrap_or_else(|| panic!("no {method} in {table}"));
             assert_eq!(line.matches(" ± ").count(), 4, "{line}");
             assert_eq!(line.matches("(2)").count(), 4, "{line}");
@@ -178,8 +184,8 @@ fn quickstart_results_list_all_four_methods_with_every_score_and_ood_set() {
             }
         }
     }
-    // Two seeds of each of the four methods.
-    assert_eq!(rows.len(), 4 * 2 * scores.len() * 2);
+    // Two seeds of each of the five entries.
+    assert_eq!(rows.len(), ENTRIES.len() * 2 * scores.len() * 2);
     // The detectors' settings were searched on the validation OOD set (a slice of the outlier
     // pool) and recorded with the run.
     let run_id = rows[0]["run_id"].as_str().unwrap();
@@ -210,7 +216,7 @@ fn quickstart_results_list_all_four_methods_with_every_score_and_ood_set() {
             "lmoe:mixoe",
         ]));
         let text = text(&out.stdout);
-        for method in ["baseline", "oe", "mixoe", "lmoe"] {
+        for method in ENTRIES {
             let line = text
                 .lines()
                 .find(|l| l.starts_with(&format!("| {method} |")) || l.starts_with(&format!("{method} &")))
@@ -234,9 +240,10 @@ fn quickstart_results_list_all_four_methods_with_every_score_and_ood_set() {
         t["rows"].as_array().unwrap().iter().map(|r| (r["name"].as_str().unwrap().to_string(), r["runs_done"].as_u64().unwrap())).collect()
     };
     // Rows in the order the spec writes its entries.
-    assert_eq!(rows_of("method"), [("ce".to_string(), 2), ("oe".into(), 2), ("mixoe".into(), 2), ("lmoe".into(), 2)]);
-    assert_eq!(rows_of("train.epochs"), [("1".to_string(), 2), ("2".into(), 6)]);
-    assert_eq!(rows_of("method.consistency.loss"), [("-".to_string(), 6), ("mse".into(), 2)]);
+    assert_eq!(rows_of("method"), [("ce".to_string(), 2), ("oe".into(), 2), ("mixoe".into(), 2), ("lmoe".into(), 4)]);
+    assert_eq!(rows_of("method.weight"), [("-".to_string(), 2), ("0.5".into(), 2), ("1.0".into(), 6)]);
+    assert_eq!(rows_of("method.consistency.loss"), [("-".to_string(), 6), ("mse".into(), 2), ("none".into(), 2)]);
+    assert_eq!(rows_of("method.pair"), [("-".to_string(), 8), ("joint".into(), 2)]);
     let bad = oodlab(&home).args(["compare", "quickstart", "--rows", "train.nope"]).output().unwrap();
     assert_eq!(bad.status.code(), Some(2));
 
@@ -247,7 +254,7 @@ fn quickstart_results_list_all_four_methods_with_every_score_and_ood_set() {
         "SELECT entry, ood_set, n, mean, std FROM method_stats WHERE experiment = 'quickstart' AND metric = 'auroc' AND score = 'energy'";
     let out = run_ok(std::process::Command::new("sqlite3").arg("-json").arg(home.join("oodlab.db")).arg(sql));
     let view: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(view.len(), 4 * 2);
+    assert_eq!(view.len(), ENTRIES.len() * 2);
     let columns: Vec<String> = table["columns"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
     for v in &view {
         let row = table["rows"].as_array().unwrap().iter().find(|r| r["name"] == v["entry"]).unwrap();
@@ -262,12 +269,10 @@ fn quickstart_results_list_all_four_methods_with_every_score_and_ood_set() {
     // The report of the quickstart: every figure of every method (the quickstart measures the
     // interpolation paths), SVG and PNG.
     let report = dir.path().join("report");
-    let out = run_ok(
-        oodlab(&home).arg("report").arg(&spec).args(["--set", "data.train_limit=300", "--set", "train.epochs=1", "--out"]).arg(&report),
-    );
-    assert!(text(&out.stdout).contains("14 figures"), "{}", text(&out.stdout));
+    let out = run_ok(oodlab(&home).arg("report").arg(&spec).args(small).arg("--out").arg(&report));
+    assert!(text(&out.stdout).contains("17 figures"), "{}", text(&out.stdout));
     let mut stems = vec!["roc-heldout".to_string(), "roc-mnist".to_string()];
-    for entry in ["baseline", "oe", "mixoe", "lmoe"] {
+    for entry in ENTRIES {
         stems.extend(["hist", "pca", "paths"].map(|k| format!("{k}-{entry}")));
     }
     for stem in stems {
