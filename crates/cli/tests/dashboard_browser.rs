@@ -128,15 +128,19 @@ fn the_experiment_page_follows_a_quickstart_live_and_draws_its_runs_roc_and_trai
         assert!(roc_curves >= 5, "one ROC curve per method, drawn: {roc_curves}");
         let panels = js(&client, "return [...document.querySelectorAll('section.panel h3')].map(h => h.textContent)").await;
         assert!(panels.as_array().unwrap().iter().any(|t| t == "Training loss per epoch"), "{panels}");
-        let training_lines = js(
+        // The training curves: a line through the baselines' five epochs, a dot on each epoch of
+        // every run (the fine-tunes train one epoch: a dot each).
+        let training = js(
             &client,
             "const s = [...document.querySelectorAll('section.panel')].find(s => s.querySelector('h3').textContent === 'Training loss per epoch');
-             return [...s.querySelectorAll('figure[data-kind=line] svg polyline')].filter(p => p.points.length >= 2 && p.getBoundingClientRect().width > 100).length",
+             const f = s.querySelector('figure[data-kind=line] svg');
+             return [[...f.querySelectorAll('polyline')].filter(p => p.points.length >= 5 && p.getBoundingClientRect().width > 100).length,
+                     [...f.querySelectorAll('circle')].filter(c => c.getBoundingClientRect().width > 2).length]",
         )
-        .await
-        .as_i64()
-        .unwrap();
-        assert!(training_lines >= RUNS as i64, "one training curve per run, drawn: {training_lines}");
+        .await;
+        let (lines, dots) = (training[0].as_i64().unwrap(), training[1].as_i64().unwrap());
+        assert!(lines >= 2, "a training curve per baseline, drawn: {training}");
+        assert!(dots >= (2 * 5 + 8), "a dot per run and epoch: {training}");
 
         std::fs::write(&screenshot, client.screenshot().await.unwrap()).unwrap();
 

@@ -120,10 +120,10 @@ fn paper_plan_shows_each_fine_tune_on_its_baseline_trained_once() {
     let out = run_ok(&mut cmd);
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     let baselines: Vec<_> = rows.iter().filter(|r| r["entry"] == "baseline").collect();
-    // 3 seeds × 3 splits, each once; 13 OE-family entries fine-tune from them, and the one-pass
-    // LMOE ablation on seed 0 of each split.
+    // 3 seeds × 3 splits, each once; 15 OE-family entries fine-tune from them, the one-pass
+    // LMOE ablation on seed 0 of each split, and the 11 "where to mix" entries on split 0.
     assert_eq!(baselines.len(), 9);
-    assert_eq!(rows.len(), 9 + 9 * 13 + 3);
+    assert_eq!(rows.len(), 9 + 9 * 15 + 3 + 3 * 11);
     let methods: std::collections::BTreeSet<&str> = rows.iter().map(|r| r["method"].as_str().unwrap()).collect();
     assert_eq!(methods.into_iter().collect::<Vec<_>>(), ["ce", "energy-oe", "lmoe", "mixoe", "oe"]);
     for r in rows.iter().filter(|r| r["entry"] != "baseline") {

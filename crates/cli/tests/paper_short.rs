@@ -36,7 +36,7 @@ fn the_paper_grid_shortened_trains_every_entry_and_reports() {
     let home = dir.path().join("home");
     let spec = experiments().join("paper-fmnist.yaml");
     let entries = entries_of(&home, &spec);
-    assert_eq!(entries.len(), 15, "{entries:?}");
+    assert_eq!(entries.len(), 28, "{entries:?}");
     let sets = shortened(&entries);
     let mut run = oodlab(&home);
     run.arg("run").arg(&spec).args(["--jobs", "2"]);
@@ -49,15 +49,16 @@ fn the_paper_grid_shortened_trains_every_entry_and_reports() {
         assert!(summary.lines().any(|l| l.starts_with(&format!("{e} "))), "no row {e} in\n{summary}");
     }
 
-    // 3 splits × 14 entries + lmoe-joint (seed 0 only, which is every seed here): all done.
+    // 3 splits × 16 entries + lmoe-joint (seed 0 only, which is every seed here), and the 11
+    // entries of "where to mix" on split 0 only: all done.
     let rows = statuses(&home, "paper-fmnist");
-    assert_eq!(rows.len(), 3 * 15);
+    assert_eq!(rows.len(), 3 * 17 + 11);
     assert!(rows.iter().all(|r| r["status"] == "done"), "{rows:?}");
     // Each run's results: 3 scores and the spec's 8 post-hoc detectors × (held-out classes,
     // MNIST), and MixOE's TNR@95 with them.
     let out = run_ok(oodlab(&home).args(["results", "paper-fmnist", "--format", "json"]));
     let results: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(results.len(), 3 * 15 * 11 * 2);
+    assert_eq!(results.len(), (3 * 17 + 11) * 11 * 2);
     assert!(results.iter().all(|r| r["tnr95"].as_f64().is_some_and(|v| (0.0..=1.0).contains(&v))));
 
     let report = dir.path().join("report");
@@ -72,6 +73,14 @@ fn the_paper_grid_shortened_trains_every_entry_and_reports() {
         assert!(md.contains(&format!("| {e} |")), "report.md has no row {e}");
     }
     assert!(report.join("report.html").is_file() && report.join("figures/roc-heldout.svg").is_file());
+    // "Where to mix": the six stages of the CNN, with and without noise (at the logits with
+    // noise, `lmoe-authors-code`), over the one cell they share.
+    let wtm = std::fs::read_to_string(report.join("where-to-mix.md")).unwrap();
+    let stages = ["input", "block1", "block2", "block3", "features", "logits"];
+    let rows: Vec<&str> = wtm.lines().filter(|l| stages.iter().any(|s| l.starts_with(&format!("| {s} |")))).collect();
+    assert_eq!(rows.len(), 12, "{wtm}");
+    assert!(rows.iter().any(|r| r.starts_with("| logits |") && r.contains("| lmoe-authors-code |")), "{wtm}");
+    assert!(wtm.contains("Over the (seed, split) cells that every one of them has, 1 in all: (0, 0)."), "{wtm}");
 }
 
 #[test]
@@ -92,12 +101,12 @@ fn mixoe_protocol_shortened_starts_every_fine_tune_from_the_seed_0_baseline() {
     let rows = statuses(&home, "mixoe-protocol");
     let baseline: Vec<_> = rows.iter().filter(|r| r["entry"] == "baseline").collect();
     assert_eq!(baseline.len(), 1);
-    assert_eq!(rows.len(), 1 + 5 * 2);
+    assert_eq!(rows.len(), 1 + 6 * 2);
     for r in rows.iter().filter(|r| r["entry"] != "baseline") {
         assert_eq!(r["parent_id"], baseline[0]["run_id"], "{r}");
         assert_eq!(r["status"], "done", "{r}");
     }
     let out = run_ok(oodlab(&home).args(["results", "mixoe-protocol", "--format", "json"]));
     let results: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(results.len(), 11 * 11 * 2);
+    assert_eq!(results.len(), 13 * 11 * 2);
 }

@@ -1,9 +1,13 @@
 //! Every kind of bad spec is rejected before anything runs, with the file, line and column (or
 //! the `--set` that caused it) and the field path. Line numbers below are counted by hand in BASE.
 
-use std::path::{Path, PathBuf};
+#[path = "support/spec_file.rs"]
+mod support;
+
+use std::path::PathBuf;
 
 use oodlab_spec::{load, Origin, Position, SpecError};
+use support::sample;
 
 /// A valid spec; `@` stands for the sample data folder. Line numbers matter for the tests.
 const BASE: &str = "\
@@ -32,20 +36,10 @@ grid:
   seeds: [0, 1]
 ";
 
-fn sample() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sample").canonicalize().unwrap()
-}
-
 /// Writes `BASE` with `from` replaced by `to` and loads it with `sets`.
 fn try_spec(from: &str, to: &str, sets: &[&str]) -> (PathBuf, Result<oodlab_spec::Experiment, SpecError>) {
     assert!(BASE.contains(from), "test edit `{from}` not found in BASE");
-    let text = BASE.replacen(from, to, 1).replace('@', sample().to_str().unwrap());
-    let dir = tempfile::tempdir().unwrap().keep();
-    let path = dir.join("exp.yaml");
-    std::fs::write(&path, text).unwrap();
-    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    let res = load(&path, &sets, "1");
-    (path, res)
+    support::load_text(&BASE.replacen(from, to, 1), sets, "1")
 }
 
 fn bad(from: &str, to: &str, sets: &[&str]) -> (PathBuf, SpecError) {

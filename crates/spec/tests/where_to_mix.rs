@@ -2,9 +2,10 @@
 //! every run id, each switch makes another run, and a switch that does not apply is refused with
 //! its file, line, column and field.
 
-use std::path::{Path, PathBuf};
+#[path = "support/spec_file.rs"]
+mod support;
 
-use oodlab_spec::{load, Experiment, Noise, Origin, Pair, Position, SpecError, Stage};
+use oodlab_spec::{Experiment, Noise, Origin, Pair, Position, SpecError, Stage};
 
 /// A valid spec with outliers; `@` stands for the sample data folder. Line numbers matter.
 const BASE: &str = "\
@@ -39,21 +40,12 @@ grid:
   seeds: [0]
 ";
 
-fn sample() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../datasets/sample").canonicalize().unwrap()
-}
-
 /// The training code's version of the build these ids were pinned with (`oodlab_train::CODE_VERSION`).
 const CODE_VERSION: &str = "train-0.1.0-4";
 
 fn try_spec(from: &str, to: &str, sets: &[&str]) -> Result<Experiment, SpecError> {
     assert!(BASE.contains(from), "test edit `{from}` not found in BASE");
-    let text = BASE.replacen(from, to, 1).replace('@', sample().to_str().unwrap());
-    let dir = tempfile::tempdir().unwrap().keep();
-    let path = dir.join("exp.yaml");
-    std::fs::write(&path, text).unwrap();
-    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    load(&path, &sets, CODE_VERSION)
+    support::load_text(&BASE.replacen(from, to, 1), sets, CODE_VERSION).1
 }
 
 fn ids(e: &Experiment) -> Vec<String> {

@@ -140,7 +140,8 @@ pub async fn panel(state: &AppState, experiment: &str, p: &Panel) -> Result<Pane
             }
             let shown = lines.len().min(MAX_LINES);
             let title = if lines.len() > shown { format!("{} (first {shown} of {})", p.title, lines.len()) } else { p.title.clone() };
-            let series = lines.into_iter().take(MAX_LINES).map(|(name, points)| Series { name, points, style: Style::Line }).collect();
+            // Dots on the lines: a run of one epoch (a short fine-tune) is a dot, not nothing.
+            let series = lines.into_iter().take(MAX_LINES).map(|(name, points)| Series { name, points, style: Style::LineDots }).collect();
             let chart = Chart { title, x_label: x, y_label: y, x_range: None, y_range: None, series, x_ticks: Vec::new() };
             PanelOutput::Chart { chart_kind: ChartKind::Line, chart: chart.into() }
         }
@@ -220,7 +221,7 @@ pub async fn run_charts(state: &AppState, run_id: &str, score: &str) -> Result<V
         let line = |name: &str, f: &dyn Fn(&oodlab_store::EpochRow) -> Option<f64>| Series {
             name: name.into(),
             points: epochs.iter().filter_map(|e| Some((e.epoch as f64, f(e)?))).collect(),
-            style: Style::Line,
+            style: Style::LineDots,
         };
         let loss = Chart {
             title: "Training loss".into(),

@@ -145,7 +145,7 @@ pub async fn section(
     part.push(Block::Paragraph(format!(
         "The entries of `{}` that differ only in where they mix ID images with outliers (`method.mix_at`, docs/methods.md, \
          \"Where to mix\"): each at a stage of the network, from the input (MixOE's mix) to the logits (LMOE's). \
-         Over the {} (seed, split) cells every one of them has: {}.",
+         Over the (seed, split) cells that every one of them has, {} in all: {}.",
         exp.name,
         cells.len(),
         cells_text.join(", ")
