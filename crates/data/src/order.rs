@@ -1,4 +1,4 @@
-//! Seeded orders: shuffles per epoch and the validation carve.
+//! Seeded orders: shuffles per epoch, the validation carve and seeded subsets.
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -24,9 +24,36 @@ pub fn carve_validation(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<
     (train, val)
 }
 
+/// `size` indices of `0..len` drawn with `seed`, in increasing order; all of them when `size` is
+/// 0 or at least `len`. The ID training images the post-hoc detectors fit on, the validation OOD
+/// slice of an outlier pool and ODIN's search images are such subsets.
+pub fn subset(len: usize, size: usize, seed: u64) -> Vec<usize> {
+    if size == 0 || size >= len {
+        return (0..len).collect();
+    }
+    // A stream of its own, so that the draw does not depend on what training drew.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6665_6174_7572_6573);
+    let mut all: Vec<usize> = (0..len).collect();
+    all.shuffle(&mut rng);
+    let mut chosen = all[..size].to_vec();
+    chosen.sort_unstable();
+    chosen
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subset_is_seeded_sorted_and_whole_when_small() {
+        let a = subset(1000, 10, 3);
+        assert_eq!(a.len(), 10);
+        assert!(a.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(a, subset(1000, 10, 3));
+        assert_ne!(a, subset(1000, 10, 4));
+        assert_eq!(subset(5, 0, 1), vec![0, 1, 2, 3, 4]);
+        assert_eq!(subset(5, 9, 1), vec![0, 1, 2, 3, 4]);
+    }
 
     #[test]
     fn carve_is_a_seeded_partition() {

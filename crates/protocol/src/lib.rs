@@ -45,6 +45,29 @@ pub fn heartbeat_for(stall_timeout: f64) -> f64 {
     (stall_timeout / 4.0).clamp(0.2, 30.0)
 }
 
+/// The files of a run folder (`runs/<experiment>/<run-id>/`), named once for every crate that
+/// writes or reads them (docs/store.md lists what each holds).
+pub mod files {
+    /// The trained weights (safetensors, PyTorch's names).
+    pub const CHECKPOINT: &str = "checkpoint.safetensors";
+    /// Per-sample logits, labels and scores of every evaluated set.
+    pub const SCORES: &str = "scores.safetensors";
+    /// The penultimate features the post-hoc detectors fit on and score.
+    pub const FEATURES: &str = "features.safetensors";
+    /// The logit PCA, score histograms and interpolation paths (`eval.logit_pca`, …).
+    pub const ANALYSIS: &str = "analysis.safetensors";
+    /// The mid-run checkpoint a run started again goes on from.
+    pub const RESUME: &str = "resume.safetensors";
+    /// A training job, its events and its stderr (`WorkerJob::files`).
+    pub const JOB: &str = "run.json";
+    pub const EVENTS: &str = "events.jsonl";
+    pub const STDERR: &str = "stderr.log";
+    /// The same for a rescore job, so that the training's stay as the run left them.
+    pub const RESCORE_JOB: &str = "rescore.json";
+    pub const RESCORE_EVENTS: &str = "rescore-events.jsonl";
+    pub const RESCORE_STDERR: &str = "rescore-stderr.log";
+}
+
 /// The files of a job in its run folder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JobFiles {
@@ -60,9 +83,9 @@ impl WorkerJob {
     /// stay as the run left them.
     pub fn files(&self) -> JobFiles {
         if self.rescore.is_some() {
-            JobFiles { job: "rescore.json", events: "rescore-events.jsonl", stderr: "rescore-stderr.log" }
+            JobFiles { job: files::RESCORE_JOB, events: files::RESCORE_EVENTS, stderr: files::RESCORE_STDERR }
         } else {
-            JobFiles { job: "run.json", events: "events.jsonl", stderr: "stderr.log" }
+            JobFiles { job: files::JOB, events: files::EVENTS, stderr: files::STDERR }
         }
     }
 }

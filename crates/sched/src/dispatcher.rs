@@ -325,7 +325,7 @@ impl State<'_> {
                 job.run_dir = dir.into();
             }
             if let Some(dir) = r.parent_id.as_ref().and_then(|p| dirs.get(p)).filter(|_| !row.rescore) {
-                job.init_checkpoint = Some(std::path::Path::new(dir).join("checkpoint.safetensors"));
+                job.init_checkpoint = Some(std::path::Path::new(dir).join(oodlab_protocol::files::CHECKPOINT));
             }
             pending.push_back(PlannedRun { id: r.run_id, parent: r.parent_id, label: r.label, job });
         }
@@ -566,7 +566,7 @@ impl State<'_> {
         self.attempts.insert(run.id.clone(), attempt);
         self.reporter.launched(&run, &format!("{} (re-attached to Slurm job {}_{})", slot.name, a.job, a.task_index), attempt);
         let (cancel, cancel_rx) = watch::channel(false);
-        let tail = crate::events_tail::EventTail::new(std::path::Path::new(&a.run_dir).join("events.jsonl"));
+        let tail = crate::events_tail::EventTail::new(std::path::Path::new(&a.run_dir).join(oodlab_protocol::files::EVENTS));
         let task = crate::slurm::Task {
             run_id: run.id.clone(),
             job: a.job,

@@ -75,7 +75,7 @@ mod tests {
         let spawn = |d: &Path| {
             std::process::Command::new("sh")
                 .args(["-c", "sleep 60; :", "worker", "--run"])
-                .arg(d.join("run.json"))
+                .arg(d.join(oodlab_protocol::files::JOB))
                 .process_group(0)
                 .spawn()
                 .unwrap()

@@ -5,8 +5,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::types::Arch;
-
 /// A point of a network's forward pass: its input, the output of a named stage, the pooled
 /// features or the logits. A stage means its output, as `--feature_layer` of the LMOE authors'
 /// public code (`shinohara-git/feature_MixOE`, `utils/resnet50.py`): its `conv1` is the stem's
@@ -40,12 +38,14 @@ impl Stage {
     const RESNET: [Stage; 8] =
         [Stage::Input, Stage::Stem, Stage::Layer1, Stage::Layer2, Stage::Layer3, Stage::Layer4, Stage::Features, Stage::Logits];
 
-    /// The stages of `arch`'s forward pass, in order.
-    pub fn of(arch: Arch) -> &'static [Stage] {
-        match arch {
-            Arch::Cnn => &Self::CNN,
-            Arch::Resnet18 | Arch::Resnet50 => &Self::RESNET,
-        }
+    /// The CNN's stages, in order.
+    pub fn cnn() -> &'static [Stage] {
+        &Self::CNN
+    }
+
+    /// A ResNet's stages (18 and 50 alike), in order.
+    pub fn resnet() -> &'static [Stage] {
+        &Self::RESNET
     }
 
     pub fn name(self) -> &'static str {

@@ -564,6 +564,14 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// The stages of its forward pass, in order (`method.mix_at`).
+    pub fn stages(self) -> &'static [crate::mixing::Stage] {
+        match self {
+            Arch::Cnn => crate::mixing::Stage::cnn(),
+            Arch::Resnet18 | Arch::Resnet50 => crate::mixing::Stage::resnet(),
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Arch::Cnn => "cnn",

@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 
 use crate::error::did_you_mean;
-use crate::mixing::Stage;
 use crate::types::{Arch, DatasetSpec, Keep, OptimizerKind, RunSettings, ScheduleKind, SplitSpec};
 
 /// A problem with one field: (field path relative to the run, message, hint).
@@ -88,7 +87,7 @@ pub(crate) fn run_settings(s: &RunSettings, datasets: &BTreeMap<String, DatasetS
         return Some(problem(&format!("method.{field}"), msg, ""));
     }
     if let Some(at) = s.method.place().map(|p| p.at) {
-        let stages = Stage::of(s.model.arch);
+        let stages = s.model.arch.stages();
         if !stages.contains(&at) {
             let names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
             let msg = format!("model.arch {} has no stage `{}` to mix at", s.model.arch.name(), at.name());

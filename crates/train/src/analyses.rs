@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use candle_core::{Device, Tensor};
 use oodlab_protocol::Event;
 
-use crate::fit::Evaluated;
+use crate::evaluate::Evaluated;
 use crate::model::Network;
 use crate::{Context, RunRequest, Sink, TrainError};
 
@@ -68,7 +68,7 @@ pub(crate) fn paths(
     Ok(())
 }
 
-pub const ANALYSIS: &str = "analysis.safetensors";
+pub use oodlab_protocol::files::ANALYSIS;
 
 /// The analyses `eval` asks for, saved together: the interpolation paths' curves
 /// (`path.<kind>.<set>.<score>`, pairs × points), the logit PCA fitted on ID logits

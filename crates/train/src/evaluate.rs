@@ -63,6 +63,12 @@ pub fn predictions(logits: &[f32], k: usize) -> Vec<u32> {
         .collect()
 }
 
+/// Logits and scores of one evaluated set; each score is computed once, saved and measured.
+pub(crate) struct Evaluated {
+    pub logits: Vec<f32>,
+    pub scores: Vec<(Score, Vec<f64>)>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

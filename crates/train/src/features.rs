@@ -15,13 +15,11 @@ use candle_core::{DType, Device, Tensor};
 use oodlab_data::ImageSet;
 use oodlab_detectors::{Ash, Detector, Linear, Query, Reference, Rows};
 use oodlab_spec::{FeatureFormat, LoaderSettings, Normalize, Score};
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
 
 use crate::model::Network;
 use crate::{Context, TrainError};
 
-pub const FEATURES: &str = "features.safetensors";
+pub use oodlab_protocol::files::FEATURES;
 /// The name of the ID training sample in the file.
 pub const ID_TRAIN: &str = "id_train";
 /// The names of the validation sets in the file.
@@ -97,27 +95,12 @@ pub(crate) fn reference_sets(
 ) -> Result<(SetFeatures, Option<(SetFeatures, SetFeatures)>), TrainError> {
     let s = &cfg.settings;
     let get = |set: &ImageSet| extract(model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, s.data.loader, device);
-    let train = get(&sets.train.select(&train_sample(sets.train.len(), s.eval.train_sample, cfg.seed)))?;
+    let train = get(&sets.train.select(&oodlab_data::order::subset(sets.train.len(), s.eval.train_sample, cfg.seed)))?;
     let val = match val_ood {
         Some(ood) if !sets.val.is_empty() && !ood.is_empty() => Some((get(&sets.val)?, get(ood)?)),
         _ => None,
     };
     Ok((train, val))
-}
-
-/// The ID training images the detectors fit on: `size` of them drawn with `seed` (in their
-/// original order), or all when `size` is 0 or at least the set.
-pub fn train_sample(len: usize, size: usize, seed: u64) -> Vec<usize> {
-    if size == 0 || size >= len {
-        return (0..len).collect();
-    }
-    // A stream of its own, so that the draw does not depend on what training drew.
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ 0x6665_6174_7572_6573);
-    let mut all: Vec<usize> = (0..len).collect();
-    all.shuffle(&mut rng);
-    let mut chosen = all[..size].to_vec();
-    chosen.sort_unstable();
-    chosen
 }
 
 impl RunFeatures {
@@ -282,17 +265,6 @@ pub fn detector(score: Score, dim: usize) -> Option<Detector> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_training_sample_is_seeded_sorted_and_whole_when_small() {
-        let a = train_sample(1000, 10, 3);
-        assert_eq!(a.len(), 10);
-        assert!(a.windows(2).all(|w| w[0] < w[1]));
-        assert_eq!(a, train_sample(1000, 10, 3));
-        assert_ne!(a, train_sample(1000, 10, 4));
-        assert_eq!(train_sample(5, 0, 1), vec![0, 1, 2, 3, 4]);
-        assert_eq!(train_sample(5, 9, 1), vec![0, 1, 2, 3, 4]);
-    }
 
     /// Unit vectors at these angles (degrees), with the logits of an identity last layer.
     fn at(degrees: &[f64]) -> SetFeatures {

@@ -16,6 +16,7 @@ pub mod augment;
 pub mod bench;
 pub mod device;
 pub mod evaluate;
+mod evaluation;
 pub mod features;
 pub mod inputs;
 pub mod loader;
@@ -37,7 +38,8 @@ use oodlab_protocol::Event;
 use oodlab_spec::RunConfig;
 use thiserror::Error;
 
-pub use fit::{detector_events, run, LOSS_RISE};
+pub use evaluation::detector_events;
+pub use fit::{run, LOSS_RISE};
 
 /// Version of the training semantics; part of every run id. Bump it when a change to this crate
 /// changes what a run computes, so that old results are not mistaken for new ones.

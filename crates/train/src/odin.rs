@@ -99,7 +99,7 @@ pub fn choose(
     device: &Device,
 ) -> Result<((f64, f64), Option<Search>), TrainError> {
     let Some((id, ood)) = val.filter(|(i, o)| !i.is_empty() && !o.is_empty()) else { return Ok((DEFAULT, None)) };
-    let subset = |set: &ImageSet, stream: u64| set.select(&crate::features::train_sample(set.len(), SEARCH_IMAGES, cfg.seed ^ stream));
+    let subset = |set: &ImageSet, stream: u64| set.select(&oodlab_data::order::subset(set.len(), SEARCH_IMAGES, cfg.seed ^ stream));
     let (id, ood) = (&subset(id, 0x6f64_696e_0069_6400), &subset(ood, 0x6f64_696e_006f_6f64));
     let mut tried: Vec<((f64, f64), f64, Vec<f64>)> = Vec::new();
     for &t in &TEMPERATURES {

@@ -11,10 +11,10 @@ use oodlab_protocol::Event;
 use oodlab_spec::{FeatureFormat, RunConfig, Score};
 
 use crate::features::{extract, RunFeatures, FEATURES};
-use crate::fit::{CHECKPOINT, SCORES};
 use crate::model::{build, compute_dtype, Network};
 use crate::sets::RunSets;
 use crate::{Context, TrainError};
+use oodlab_protocol::files::{CHECKPOINT, SCORES};
 
 /// What a rescore produced: the events to record (hyperparameters, OOD metrics, a new
 /// features artifact) and whether the features had to be extracted from the checkpoint.
@@ -61,7 +61,7 @@ pub fn rescore(cfg: &RunConfig, run_dir: &Path, detectors: &[Score], device: &De
         HashMap::new()
     };
     if let Some(run) = &run {
-        events.extend(crate::fit::detector_events(run, &on_features, cfg.settings.eval.tnr95_subsets, &mut saved)?);
+        events.extend(crate::evaluation::detector_events(run, &on_features, cfg.settings.eval.tnr95_subsets, &mut saved)?);
     }
     if odin {
         let (model, sets) = match loaded {
@@ -69,7 +69,7 @@ pub fn rescore(cfg: &RunConfig, run_dir: &Path, detectors: &[Score], device: &De
             None => load_model(cfg, run_dir, device)?,
         };
         let val_ood = crate::sets::load_val_ood(cfg)?;
-        events.extend(crate::fit::odin_events(&model, cfg, &sets, val_ood.as_ref(), device, &mut saved)?);
+        events.extend(crate::evaluation::odin_events(&model, cfg, &sets, val_ood.as_ref(), device, &mut saved)?);
     }
     let tmp = scores_path.with_extension("safetensors.tmp");
     candle_core::safetensors::save(&saved, &tmp).context("writing scores")?;

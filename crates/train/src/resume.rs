@@ -16,16 +16,19 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use candle_nn::VarMap;
 use oodlab_protocol::Event;
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::scaler::GradScaler;
 use crate::{Context, TrainError};
 
 /// The file, in the run folder.
-pub const RESUME: &str = "resume.safetensors";
+pub use oodlab_protocol::files::RESUME;
 
 /// What a checkpoint says besides its tensors.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -69,6 +72,157 @@ pub struct InEpoch {
     pub losses_bits: Vec<u64>,
     /// Seconds the epoch had run (its reported time goes on from there).
     pub seconds: f64,
+}
+
+/// The training loop's running record, all that a mid-run checkpoint keeps besides the weights
+/// and the optimizer's buffers: where the schedule and the mixing stream are, the steps skipped,
+/// the loss scaler, the best-validation weights and what the finished epochs sent.
+pub struct Ledger {
+    run_id: String,
+    /// Optimizer steps taken (skipped ones included).
+    pub step: usize,
+    pub mix_rng: ChaCha8Rng,
+    /// Steps the f16 loss scaler skipped (gradients out of range).
+    pub skipped: u64,
+    /// Steps whose loss was not finite (never applied).
+    pub nonfinite: u64,
+    pub scaler: Option<GradScaler>,
+    /// The best validation accuracy so far, its epoch and its weights (`train.keep: best-val`).
+    pub best: Option<(f64, u32, Vec<Tensor>)>,
+    /// The events the finished epochs sent.
+    pub log: Vec<Event>,
+}
+
+impl Ledger {
+    pub fn new(run_id: &str, mix_rng: ChaCha8Rng, scaler: Option<GradScaler>) -> Ledger {
+        Ledger { run_id: run_id.into(), step: 0, mix_rng, skipped: 0, nonfinite: 0, scaler, best: None, log: Vec::new() }
+    }
+
+    /// The record as a checkpoint writes it, at `epoch` epochs finished (and `in_epoch` inside
+    /// the next); the optimizer's step count is filled in by the writer.
+    pub fn state(&self, epoch: u32, in_epoch: Option<InEpoch>) -> ResumeState {
+        ResumeState {
+            run_id: self.run_id.clone(),
+            code_version: crate::CODE_VERSION.to_string(),
+            epoch,
+            step: self.step,
+            mix_rng_word_pos: self.mix_rng.get_word_pos().to_string(),
+            skipped: self.skipped,
+            nonfinite: self.nonfinite,
+            scaler: self.scaler.as_ref().map(GradScaler::state),
+            adam_steps: None,
+            best: self.best.as_ref().map(|(acc, e, _)| (*acc, *e)),
+            events: self.log.clone(),
+            in_epoch,
+        }
+    }
+
+    pub fn best_weights(&self) -> Option<&Vec<Tensor>> {
+        self.best.as_ref().map(|b| &b.2)
+    }
+
+    /// Takes the record back from a checkpoint's state and tensors (`best.NAME` by the names
+    /// of `names`, in `varmap`'s order).
+    pub fn restore(
+        &mut self,
+        st: &ResumeState,
+        tensors: &HashMap<String, Tensor>,
+        varmap: &VarMap,
+        names: &HashMap<candle_core::TensorId, String>,
+    ) -> Result<(), TrainError> {
+        let position = st.mix_rng_word_pos.parse::<u128>();
+        self.mix_rng.set_word_pos(position.map_err(|e| TrainError::Setup(format!("the mid-run checkpoint's stream position: {e}")))?);
+        self.scaler = st.scaler.map(GradScaler::from_state);
+        (self.skipped, self.nonfinite, self.step) = (st.skipped, st.nonfinite, st.step);
+        if let Some((acc, epoch)) = st.best {
+            let weights = varmap
+                .all_vars()
+                .iter()
+                .map(|v| tensors.get(&format!("best.{}", names[&v.as_tensor().id()])).cloned())
+                .collect::<Option<Vec<Tensor>>>()
+                .ok_or_else(|| TrainError::Setup("the mid-run checkpoint lacks the best weights".into()))?;
+            self.best = Some((acc, epoch, weights));
+        }
+        self.log = st.events.clone();
+        Ok(())
+    }
+}
+
+/// The running sums of the epoch in progress: its loss, hits and images, its non-finite steps,
+/// the step losses of the last epoch (for its loss-rise metric) and its time.
+pub struct EpochTally {
+    pub loss_sum: f64,
+    pub hits: usize,
+    pub seen: usize,
+    pub nonfinite: usize,
+    /// Kept for the last epoch only.
+    pub losses: Vec<f64>,
+    keep_losses: bool,
+    seconds_before: f64,
+    started: Instant,
+}
+
+impl EpochTally {
+    pub fn new(last_epoch: bool, steps: usize) -> EpochTally {
+        let losses = Vec::with_capacity(if last_epoch { steps } else { 0 });
+        EpochTally {
+            loss_sum: 0.0,
+            hits: 0,
+            seen: 0,
+            nonfinite: 0,
+            losses,
+            keep_losses: last_epoch,
+            seconds_before: 0.0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Goes on from a checkpoint written inside this epoch.
+    pub fn resume(&mut self, p: &InEpoch) {
+        self.seconds_before = p.seconds;
+        (self.loss_sum, self.hits, self.seen, self.nonfinite) = (f64::from_bits(p.loss_sum_bits), p.hits, p.seen, p.nonfinite);
+        self.losses.extend(p.losses_bits.iter().map(|&b| f64::from_bits(b)));
+    }
+
+    /// A step's loss over `n` images, `hits` of them classified right.
+    pub fn add(&mut self, loss: f64, n: usize, hits: usize) {
+        self.hits += hits;
+        self.seen += n;
+        self.loss_sum += loss * n as f64;
+        if self.keep_losses {
+            self.losses.push(loss);
+        }
+    }
+
+    /// Where a checkpoint written after `done` steps of the epoch stands.
+    pub fn at(&self, done: usize) -> InEpoch {
+        InEpoch {
+            steps: done,
+            loss_sum_bits: self.loss_sum.to_bits(),
+            hits: self.hits,
+            seen: self.seen,
+            nonfinite: self.nonfinite,
+            losses_bits: self.losses.iter().map(|l| l.to_bits()).collect(),
+            seconds: self.seconds(),
+        }
+    }
+
+    /// The epoch's time so far, its time before an interruption included.
+    pub fn seconds(&self) -> f64 {
+        self.seconds_before + self.started.elapsed().as_secs_f64()
+    }
+
+    /// The `Epoch` event of the finished epoch.
+    pub fn epoch_event(&self, epoch: u32, val_acc: Option<f64>, lr: f64) -> Event {
+        Event::Epoch {
+            epoch,
+            train_loss: self.loss_sum / self.seen.max(1) as f64,
+            train_acc: self.hits as f64 / self.seen.max(1) as f64,
+            val_acc,
+            lr,
+            seconds: self.seconds(),
+        }
+    }
 }
 
 /// A checkpoint read back: its state, and its tensors by name (`var.NAME`, `opt.KIND.NAME`,

@@ -137,7 +137,7 @@ pub fn load_val_ood(cfg: &RunConfig) -> Result<Option<ImageSet>, TrainError> {
     let all = load_part(cfg, name, has_train, None)?;
     let idx = match cfg.settings.outlier_holdout() {
         Some(size) => held_out_slice(all.len(), size, cfg.seed),
-        None => crate::features::train_sample(all.len(), e.val_ood_size, cfg.seed ^ VAL_OOD_SEED),
+        None => oodlab_data::order::subset(all.len(), e.val_ood_size, cfg.seed ^ VAL_OOD_SEED),
     };
     Ok((!idx.is_empty()).then(|| all.select(&idx)))
 }
@@ -155,7 +155,7 @@ pub fn held_out_slice(len: usize, size: usize, seed: u64) -> Vec<usize> {
     if size == 0 {
         return Vec::new();
     }
-    crate::features::train_sample(len, size, seed ^ VAL_OOD_SEED)
+    oodlab_data::order::subset(len, size, seed ^ VAL_OOD_SEED)
 }
 
 /// The pool without its held-out validation slice (both sorted).

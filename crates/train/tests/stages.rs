@@ -35,7 +35,7 @@ fn up_to_a_stage_and_on_from_it_is_the_whole_pass() {
         let x = images(2, 32, 0.5);
         // Evaluation mode: the running statistics do not move, so every pass sees the same network.
         let whole = values(&net.forward_t(&x, false).unwrap());
-        for &stage in Stage::of(arch) {
+        for &stage in arch.stages() {
             let h = net.span(&x, Stage::Input, stage, false).unwrap();
             let z = net.span(&h, stage, Stage::Logits, false).unwrap();
             assert_eq!(values(&z), whole, "{arch:?} at {stage:?}");
@@ -52,7 +52,7 @@ fn up_to_a_stage_and_on_from_it_is_the_whole_pass() {
 #[test]
 fn a_mixing_step_trains_at_every_stage_of_every_network() {
     for arch in [Arch::Cnn, Arch::Resnet18] {
-        for &stage in Stage::of(arch) {
+        for &stage in arch.stages() {
             let (varmap, net) = network(arch, 7);
             let method: Method = serde_json::from_value(serde_json::json!({
                 "kind": "lmoe", "weight": 1.0, "consistency": {"loss": "none"}, "mix_at": stage,

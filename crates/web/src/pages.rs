@@ -246,7 +246,7 @@ pub async fn experiment(
         let mut tasks = tokio::task::JoinSet::new();
         for (i, p) in d.panels.iter().enumerate() {
             let (state, name, p) = (state.clone(), name.clone(), p.clone());
-            tasks.spawn(async move { (i, charts::panel(&state, &name, &p).await.map(|out| crate::html::panel(&p.title, &out))) });
+            tasks.spawn(async move { (i, charts::panel(&state, &name, &p).await.map(|out| charts::panel_html(&p.title, &out))) });
         }
         let mut drawn: Vec<(usize, String)> = Vec::new();
         while let Some(joined) = tasks.join_next().await {
@@ -354,7 +354,7 @@ pub async fn run(State(state): State<AppState>, Path(id): Path<String>, RawQuery
         body.push_str("<p class=\"empty\">No epochs or saved scores yet.</p>");
     }
     for (kind, c) in &charts {
-        body.push_str(&crate::html::chart_figure(kind, c));
+        body.push_str(&charts::chart_figure(kind, c));
     }
     body.push_str("</section>");
     if let Some(dir) = charts::run_folder(&state, &d.run_dir) {

@@ -21,7 +21,7 @@ pub fn new_grid(
     let mut jobs = Vec::new();
     for r in &exp.runs {
         let dir = settings::run_dir(home, &exp.name, &r.run_id.0);
-        let parent_ckpt = r.parent.as_ref().map(|p| settings::run_dir(home, &exp.name, &p.0).join("checkpoint.safetensors"));
+        let parent_ckpt = r.parent.as_ref().map(|p| settings::run_dir(home, &exp.name, &p.0).join(oodlab_protocol::files::CHECKPOINT));
         let config = serde_json::to_value(r)?;
         runs.push(NewRun {
             id: r.run_id.0.clone(),

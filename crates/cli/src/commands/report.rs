@@ -121,8 +121,8 @@ pub async fn report(home: &Path, args: ReportArgs) -> anyhow::Result<i32> {
             Some(d) => std::path::PathBuf::from(d.run_dir),
             None => crate::settings::run_dir(home, &exp.name, &first.run_id),
         };
-        let Some(scores) = Tensors::read(&dir.join("scores.safetensors"))? else { continue };
-        let analysis = Tensors::read(&dir.join("analysis.safetensors"))?;
+        let Some(scores) = Tensors::read(&dir.join(oodlab_protocol::files::SCORES))? else { continue };
+        let analysis = Tensors::read(&dir.join(oodlab_protocol::files::ANALYSIS))?;
         reps.push((entry.to_string(), Representative { row: first, done: done.len(), scores, analysis }));
     }
     let figures = stage_figures + figures_section(&mut doc, out, &reps, &entries, &score)?;

@@ -35,7 +35,7 @@ pub fn stage_series(exp: &Experiment) -> Option<(Along, BTreeSet<(u64, u64)>)> {
         }
         arch.get_or_insert(run.settings.model.arch);
     }
-    let stages = Stage::of(arch?);
+    let stages = arch?.stages();
     // A series has three positions or more, each once (two entries at one stage are another ablation).
     groups.retain(|(_, m)| m.len() >= 3 && m.iter().map(|(s, _)| s).collect::<BTreeSet<_>>().len() == m.len());
     if groups.is_empty() {

@@ -170,7 +170,7 @@ fn rescore(config: &RunConfig, job: &WorkerJob, names: &[String], placement: &oo
                 emit(event);
             }
             if r.extracted {
-                eprintln!("features extracted again from {}", job.run_dir.join("checkpoint.safetensors").display());
+                eprintln!("features extracted again from {}", job.run_dir.join(oodlab_protocol::files::CHECKPOINT).display());
             }
             emit(&Event::Finished { seconds: started.elapsed().as_secs_f64() });
             exit_codes::OK

@@ -35,7 +35,7 @@ impl Cnn {
         self.span(x, Stage::Input, Stage::Features, train)
     }
 
-    /// The layers after stage `from` up to stage `to` (the stages of [`Stage::of`]`(Arch::Cnn)`),
+    /// The layers after stage `from` up to stage `to` (the stages of [`Arch::stages`]),
     /// applied to `x`, the output of `from`. The whole network is `span(x, Input, Logits)`.
     pub fn span(&self, x: &Tensor, from: Stage, to: Stage, train: bool) -> Result<Tensor> {
         let mut x = x.clone();

@@ -71,7 +71,7 @@ impl Staged for ResNet {
 /// The stages after `from` up to and including `to` in `arch`'s order; an error when either is
 /// not one of its stages or `to` comes before `from`.
 pub(crate) fn stages_between(arch: Arch, from: Stage, to: Stage) -> Result<&'static [Stage]> {
-    let stages = Stage::of(arch);
+    let stages = arch.stages();
     let at = |s: Stage| {
         stages.iter().position(|&x| x == s).ok_or_else(|| candle_core::Error::Msg(format!("{} has no stage `{}`", arch.name(), s.name())))
     };

@@ -116,7 +116,7 @@ impl ResNet {
         self.span(x, Stage::Input, Stage::Features, train)
     }
 
-    /// The layers after stage `from` up to stage `to` (the stages of [`Stage::of`] for a ResNet),
+    /// The layers after stage `from` up to stage `to` (the stages of [`Arch::stages`] for a ResNet),
     /// applied to `x`, the output of `from`. The whole network is `span(x, Input, Logits)`.
     pub fn span(&self, x: &Tensor, from: Stage, to: Stage, train: bool) -> Result<Tensor> {
         let mut x = x.clone();
