@@ -1,6 +1,6 @@
 //! Loss pieces shared by the methods, on logits `(b, k)`.
 
-use candle_core::{DType, Result, Tensor, D};
+use candle_core::{Result, Tensor, D};
 
 /// `log sum_k exp(z_k)` per row, `(b,)`. The max is a constant shift, so it is detached.
 pub fn logsumexp(z: &Tensor) -> Result<Tensor> {
@@ -39,9 +39,4 @@ pub fn lerp(a: &Tensor, b: &Tensor, lam: &Tensor) -> Result<Tensor> {
 /// A column `(b, 1)` of lambdas in the dtype of `like`.
 pub fn lam_column(lams: &[f64], like: &Tensor) -> Result<Tensor> {
     Tensor::from_vec(lams.to_vec(), (lams.len(), 1), like.device())?.to_dtype(like.dtype())
-}
-
-/// Casts labels to u32 for the losses that index with them.
-pub fn labels_u32(y: &Tensor) -> Result<Tensor> {
-    y.to_dtype(DType::U32)
 }
