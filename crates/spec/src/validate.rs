@@ -1,9 +1,12 @@
-//! Range and reference checks on typed values, each naming the field it is about.
+//! Range and reference checks on typed values, each naming the field it is about; the datasets
+//! of a spec checked against their formats and resolved to the files on disk.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
-use crate::error::did_you_mean;
-use crate::types::{Arch, DatasetSpec, Keep, OptimizerKind, RunSettings, ScheduleKind, SplitSpec};
+use crate::error::{did_you_mean, SpecError};
+use crate::locate::Locator;
+use crate::types::{Arch, DatasetFormat, DatasetSpec, Keep, OptimizerKind, RunSettings, ScheduleKind, SplitSpec};
 
 /// A problem with one field: (field path relative to the run, message, hint).
 pub(crate) type Problem = (String, String, Option<String>);
@@ -269,4 +272,135 @@ fn split_problem(field: &str, s: &SplitSpec, classes: u32, excluded: &[u32]) -> 
             })
         }
     }
+}
+
+pub(crate) fn datasets(
+    datasets: &BTreeMap<String, DatasetSpec>,
+    base: &Path,
+    loc: &Locator,
+) -> Result<BTreeMap<String, DatasetSpec>, SpecError> {
+    let mut out = BTreeMap::new();
+    for (name, ds) in datasets {
+        let at = |field: &str| format!("datasets.{name}.{field}");
+        let mut ds = ds.clone();
+        if ds.classes == 0 {
+            return Err(loc.error(&at("classes"), "must be at least 1"));
+        }
+        let resolve = |field: String, rel: &mut PathBuf, dir: bool| -> Result<(), SpecError> {
+            let full = base.join(&*rel);
+            if (dir && !full.is_dir()) || (!dir && !full.is_file()) {
+                let what = if dir { "folder" } else { "file" };
+                return Err(loc
+                    .error(&field, format!("{what} not found: {}", full.display()))
+                    .with_hint("paths are relative to the spec file's folder; run scripts/fetch-data.sh for the full datasets"));
+            }
+            *rel = std::path::absolute(&full).unwrap_or(full);
+            Ok(())
+        };
+        let format = ds.format;
+        // Which fields of a part each format takes.
+        let (wanted, unwanted): (&[&str], &[&str]) = match format {
+            DatasetFormat::Idx => (&["images", "labels"], &["dir", "list"]),
+            DatasetFormat::Folder => (&["dir"], &["images", "labels", "list"]),
+            DatasetFormat::List => (&["list"], &["images", "labels", "dir"]),
+            DatasetFormat::Cub => (&[], &["images", "labels", "dir", "list"]),
+            DatasetFormat::Crops => (&["dir"], &["images", "labels", "list"]),
+        };
+        for (part_name, part) in [("train", &mut ds.train), ("test", &mut ds.test)] {
+            let Some(part) = part else { continue };
+            if format == DatasetFormat::Cub {
+                return Err(loc
+                    .error(&at(part_name), "a `cub` dataset takes its train and test images from train_test_split.txt")
+                    .with_hint("remove `train` and `test`; give `root`"));
+            }
+            for (key, value) in
+                [("images", &mut part.images), ("labels", &mut part.labels), ("dir", &mut part.dir), ("list", &mut part.list)]
+            {
+                let field = at(&format!("{part_name}.{key}"));
+                match value {
+                    Some(_) if unwanted.contains(&key) => {
+                        return Err(loc
+                            .error(&field, format!("`{key}` does not apply to the `{format:?}` format"))
+                            .with_hint(format!("a {format:?} part takes: {}", wanted.join(", ")).to_lowercase()));
+                    }
+                    Some(v) => resolve(field, v, key == "dir")?,
+                    None if wanted.contains(&key) => {
+                        return Err(loc
+                            .error(&at(part_name), format!("missing `{key}` for the `{format:?}` format").to_lowercase())
+                            .with_hint(format!("a part takes: {}", wanted.join(", "))));
+                    }
+                    None => {}
+                }
+            }
+        }
+        match (format, &mut ds.root) {
+            (DatasetFormat::List | DatasetFormat::Cub, None) => {
+                return Err(loc.error(
+                    &at("format"),
+                    format!("a `{format:?}` dataset needs `root`, the folder its image paths are relative to").to_lowercase(),
+                ));
+            }
+            (DatasetFormat::List | DatasetFormat::Cub, Some(root)) => resolve(at("root"), root, true)?,
+            (_, Some(_)) => return Err(loc.error(&at("root"), "`root` applies to the list and cub formats only")),
+            _ => {}
+        }
+        if format == DatasetFormat::Cub {
+            for file in ["images.txt", "image_class_labels.txt", "train_test_split.txt"] {
+                if !ds.root.as_ref().expect("resolved above").join(file).is_file() {
+                    return Err(loc
+                        .error(&at("root"), format!("{file} not found in the CUB-200-2011 folder"))
+                        .with_hint("`root` is the folder that holds images/, images.txt and the other CUB files"));
+                }
+            }
+        }
+        match (format, ds.crops) {
+            (DatasetFormat::Crops, None) => return Err(loc.error(&at("format"), "a `crops` dataset needs `crops: {count: N, seed: S}`")),
+            (DatasetFormat::Crops, Some(c)) if c.count == 0 => return Err(loc.error(&at("crops.count"), "must be at least 1")),
+            (DatasetFormat::Crops, _) => {}
+            (_, Some(_)) => return Err(loc.error(&at("crops"), "`crops` applies to the crops format only")),
+            _ => {}
+        }
+        if let Some(rel) = ds.exclude_files.take() {
+            if matches!(format, DatasetFormat::Idx | DatasetFormat::Crops) {
+                return Err(loc.error(&at("exclude_files"), "applies to image files named by the dataset: folder, list or cub formats"));
+            }
+            let mut path = rel;
+            resolve(at("exclude_files"), &mut path, false)?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| loc.error(&at("exclude_files"), format!("cannot read {}: {e}", path.display())))?;
+            let mut entries: Vec<String> =
+                text.lines().map(|l| l.split('#').next().unwrap_or("").trim().to_string()).filter(|l| !l.is_empty()).collect();
+            entries.sort();
+            entries.dedup();
+            ds.excluded_entries = entries;
+            ds.exclude_files = Some(path);
+        }
+        if let Some((i, c)) = ds.exclude_classes.iter().enumerate().find(|(_, c)| **c >= ds.classes) {
+            return Err(loc.error(
+                &at(&format!("exclude_classes[{i}]")),
+                format!("class {c} does not exist; the dataset has classes 0..{}", ds.classes - 1),
+            ));
+        }
+        match (format, ds.image) {
+            (DatasetFormat::Idx, Some(_)) => {
+                return Err(loc.error(&at("image"), "IDX images keep the size and colour of their file").with_hint("remove `image`"))
+            }
+            (DatasetFormat::Idx, None) => {}
+            (_, None) => {
+                return Err(loc
+                    .error(&at("format"), "image files need a decode size")
+                    .with_hint("add `image: {size: [28, 28], channels: 1}` (channels 1 or 3)"))
+            }
+            (_, Some(img)) => {
+                if !matches!(img.channels, 1 | 3) {
+                    return Err(loc.error(&at("image.channels"), format!("must be 1 (greyscale) or 3 (RGB), found {}", img.channels)));
+                }
+                if img.size.contains(&0) {
+                    return Err(loc.error(&at("image.size"), "both sides must be at least 1 pixel"));
+                }
+            }
+        }
+        out.insert(name.clone(), ds);
+    }
+    Ok(out)
 }
