@@ -197,27 +197,7 @@ pub async fn serve(
     for row in store.queued_grids().await? {
         st.add_grid(row).await?;
     }
-    // Runs left `running` by a scheduler that is gone: under Slurm their tasks may still run (or
-    // have finished meanwhile) and are followed again; any other is marked interrupted and redone.
-    let attach: Vec<oodlab_store::SlurmTaskRow> = match &cfg.slurm {
-        Some(_) => store
-            .running_slurm_tasks()
-            .await?
-            .into_iter()
-            .filter(|a| st.grids.iter().any(|g| g.pending.iter().any(|r| r.id == a.run_id)))
-            .collect(),
-        None => Vec::new(),
-    };
-    let keep: Vec<String> = attach.iter().map(|a| a.run_id.clone()).collect();
-    // Their workers on this machine, if any are left, are stopped before the runs are redone.
-    let stale: Vec<String> = store.running_run_dirs().await?.into_iter().filter(|(id, _)| !keep.contains(id)).map(|(_, dir)| dir).collect();
-    if !stale.is_empty() {
-        let dirs: Vec<&std::path::Path> = stale.iter().map(std::path::Path::new).collect();
-        for pid in crate::stale::stop_workers_of(&dirs) {
-            tracing::warn!(pid, "stopped a worker left running by a scheduler that is gone");
-        }
-    }
-    store.recover_stale_except(&keep).await?;
+    let attach = st.recover(cfg.slurm.is_some()).await?;
     st.read_inbox(inbox).await?;
 
     let (tx, mut rx) = mpsc::channel::<ExecMsg>(1024);
@@ -296,6 +276,59 @@ pub async fn serve(
 }
 
 impl State<'_> {
+    /// Runs left `running` by a scheduler that is gone: under Slurm their tasks may still run (or
+    /// have finished meanwhile) and are followed again (returned, to re-attach); any other is
+    /// marked interrupted and redone, its worker on this machine stopped first if one is left.
+    async fn recover(&mut self, slurm: bool) -> Result<Vec<oodlab_store::SlurmTaskRow>, SchedError> {
+        let store = self.store;
+        let attach: Vec<oodlab_store::SlurmTaskRow> = match slurm {
+            true => store
+                .running_slurm_tasks()
+                .await?
+                .into_iter()
+                .filter(|a| self.grids.iter().any(|g| g.pending.iter().any(|r| r.id == a.run_id)))
+                .collect(),
+            false => Vec::new(),
+        };
+        let keep: Vec<String> = attach.iter().map(|a| a.run_id.clone()).collect();
+        let stale: Vec<String> =
+            store.running_run_dirs().await?.into_iter().filter(|(id, _)| !keep.contains(id)).map(|(_, dir)| dir).collect();
+        if !stale.is_empty() {
+            let dirs: Vec<&std::path::Path> = stale.iter().map(std::path::Path::new).collect();
+            for pid in crate::stale::stop_workers_of(&dirs) {
+                tracing::warn!(pid, "stopped a worker left running by a scheduler that is gone");
+            }
+        }
+        store.recover_stale_except(&keep).await?;
+        Ok(attach)
+    }
+
+    /// The queued grid of this id.
+    fn grid(&self, id: i64) -> Option<&Grid> {
+        self.grids.iter().find(|g| g.id == id)
+    }
+
+    fn grid_mut(&mut self, id: i64) -> Option<&mut Grid> {
+        self.grids.iter_mut().find(|g| g.id == id)
+    }
+
+    /// The grid's experiment, for messages (empty once the grid is gone).
+    fn experiment_of(&self, grid: i64) -> String {
+        self.grid(grid).map_or(String::new(), |g| g.experiment.clone())
+    }
+
+    /// Puts `run` first in its grid's queue again; false when the grid has ended (cancelled or
+    /// removed), which leaves the run to the caller to count as failed.
+    fn back_to_pending(&mut self, grid: i64, run: PlannedRun) -> bool {
+        match self.grids.iter_mut().find(|g| g.id == grid && !g.ended) {
+            Some(g) => {
+                g.pending.push_front(run);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Loads a queued grid from the store; its runs already done are counted, not queued.
     async fn add_grid(&mut self, row: GridRow) -> Result<(), SchedError> {
         let runs = self.store.grid_runs(row.id).await?;
@@ -512,34 +545,48 @@ impl State<'_> {
             self.running.insert(run.key(), Running::new(run, slot, grid, cancel, stall_timeout));
         }
         if let (Some(sub), Some(default)) = (slurm, &cfg.slurm) {
-            // One submission per grid: each grid's runs go out with its own Slurm settings.
-            let mut grids: Vec<i64> = batch.iter().map(|(g, ..)| *g).collect();
-            grids.dedup();
-            for gid in grids {
-                let runs: Vec<(PlannedRun, watch::Receiver<bool>)> =
-                    batch.iter().filter(|(g, ..)| *g == gid).map(|(_, r, c)| (r.clone(), c.clone())).collect();
-                let own = self.grids.iter().find(|g| g.id == gid).and_then(|g| g.slurm.clone());
-                // Task lists and outputs go to this scheduler's home whatever the grid says.
-                let sc = own.map(|o| crate::slurm::SlurmConfig { dir: default.dir.clone(), ..o }).unwrap_or_else(|| default.clone());
-                match crate::slurm::submit(&sc, &cfg.worker, runs).await {
-                    Ok(tasks) => {
-                        // Kept so that a scheduler started again re-attaches instead of resubmitting
-                        // (a rescore is not: it is queued again whole, and adds the same values).
-                        let ids: Vec<(String, String, usize)> = tasks
-                            .iter()
-                            .filter(|t| !t.run_id.ends_with("+rescore"))
-                            .map(|t| (t.run_id.clone(), t.job.clone(), t.index))
-                            .collect();
-                        self.store.record_slurm_tasks(&ids).await?;
-                        let _ = sub.send(tasks).await;
-                    }
-                    // Not submitted: each run's attempt fails with the reason (and may be retried).
-                    Err((ids, reason)) => {
-                        for run_id in ids {
-                            let _ = tx
-                                .send(ExecMsg::Exited { run_id, exit: Err(reason.clone()), stderr_tail: String::new(), cancelled: false })
-                                .await;
-                        }
+            self.submit(batch, default, cfg, tx, sub).await?;
+        }
+        Ok(())
+    }
+
+    /// Submits a round's runs to Slurm, one job array per grid with its own Slurm settings; a
+    /// submission that fails ends each of its runs' attempts with the reason (retried within the
+    /// budget).
+    async fn submit(
+        &mut self,
+        batch: Vec<(i64, PlannedRun, watch::Receiver<bool>)>,
+        default: &crate::slurm::SlurmConfig,
+        cfg: &Arc<SchedulerConfig>,
+        tx: &mpsc::Sender<ExecMsg>,
+        sub: &mpsc::Sender<Vec<crate::slurm::Task>>,
+    ) -> Result<(), SchedError> {
+        let mut grids: Vec<i64> = batch.iter().map(|(g, ..)| *g).collect();
+        grids.dedup();
+        for gid in grids {
+            let runs: Vec<(PlannedRun, watch::Receiver<bool>)> =
+                batch.iter().filter(|(g, ..)| *g == gid).map(|(_, r, c)| (r.clone(), c.clone())).collect();
+            let own = self.grid(gid).and_then(|g| g.slurm.clone());
+            // Task lists and outputs go to this scheduler's home whatever the grid says.
+            let sc = own.map(|o| crate::slurm::SlurmConfig { dir: default.dir.clone(), ..o }).unwrap_or_else(|| default.clone());
+            match crate::slurm::submit(&sc, &cfg.worker, runs).await {
+                Ok(tasks) => {
+                    // Kept so that a scheduler started again re-attaches instead of resubmitting
+                    // (a rescore is not: it is queued again whole, and adds the same values).
+                    let ids: Vec<(String, String, usize)> = tasks
+                        .iter()
+                        .filter(|t| !t.run_id.ends_with("+rescore"))
+                        .map(|t| (t.run_id.clone(), t.job.clone(), t.index))
+                        .collect();
+                    self.store.record_slurm_tasks(&ids).await?;
+                    let _ = sub.send(tasks).await;
+                }
+                // Not submitted: each run's attempt fails with the reason (and may be retried).
+                Err((ids, reason)) => {
+                    for run_id in ids {
+                        let _ = tx
+                            .send(ExecMsg::Exited { run_id, exit: Err(reason.clone()), stderr_tail: String::new(), cancelled: false })
+                            .await;
                     }
                 }
             }
@@ -558,8 +605,7 @@ impl State<'_> {
             }
         }
         let Some((grid, run)) = found else { return };
-        let stall_timeout =
-            self.grids.iter().find(|g| g.id == grid).map_or(Duration::from_secs_f64(DEFAULT_STALL_TIMEOUT), |g| g.stall_timeout);
+        let stall_timeout = self.grid(grid).map_or(Duration::from_secs_f64(DEFAULT_STALL_TIMEOUT), |g| g.stall_timeout);
         // More re-attached runs than slots: the extra ones do not hold a slot.
         let slot = free.pop_front().unwrap_or_else(|| Slot { name: REATTACHED.into(), env: Vec::new() });
         let attempt = a.attempts.max(1) as u32;
@@ -575,7 +621,7 @@ impl State<'_> {
             cancel: cancel_rx,
             finished: false,
             failed: false,
-            requeue: self.grids.iter().find(|g| g.id == grid).and_then(|g| g.slurm.as_ref()).is_none_or(|s| s.requeue),
+            requeue: self.grid(grid).and_then(|g| g.slurm.as_ref()).is_none_or(|s| s.requeue),
         };
         let _ = sub.send(vec![task]).await;
         self.running.insert(run.id.clone(), Running::new(run, slot, grid, cancel, stall_timeout));
@@ -584,7 +630,7 @@ impl State<'_> {
     /// The next attempt of `key`, after its `tries`-th failed one, waits the grid's retry delay,
     /// doubled for each failure before (at most [`MAX_RETRY_DELAY`]).
     fn delay_retry(&mut self, key: &str, grid: i64, tries: u32) {
-        let Some(base) = self.grids.iter().find(|g| g.id == grid).map(|g| g.retry_delay).filter(|d| !d.is_zero()) else { return };
+        let Some(base) = self.grid(grid).map(|g| g.retry_delay).filter(|d| !d.is_zero()) else { return };
         let delay = base.saturating_mul(1 << tries.saturating_sub(1).min(16)).min(MAX_RETRY_DELAY.max(base));
         self.retry_at.insert(key.to_string(), Instant::now() + delay);
     }
@@ -674,7 +720,7 @@ impl State<'_> {
         if r.slot.name != REATTACHED {
             free.push_back(r.slot.clone());
         }
-        let grid = self.grids.iter_mut().find(|g| g.id == r.grid);
+        let grid = self.grid_mut(r.grid);
         let retries = grid.as_ref().map_or(0, |g| g.retries);
         if let Some(g) = grid {
             g.running -= 1;
@@ -687,12 +733,9 @@ impl State<'_> {
                 *self.requeued.entry(key.clone()).or_insert(0) += 1;
                 self.summary.requeued += 1;
                 self.reporter.ended(&r.run, &RunEnd::Requeued { reason: why.clone() });
-                match self.grids.iter_mut().find(|g| g.id == r.grid && !g.ended) {
-                    Some(g) => g.pending.push_front(r.run),
-                    None => {
-                        self.failed.insert(key);
-                        self.summary.failed += 1;
-                    }
+                if !self.back_to_pending(r.grid, r.run) {
+                    self.failed.insert(key);
+                    self.summary.failed += 1;
                 }
                 return Ok(());
             }
@@ -735,19 +778,16 @@ impl State<'_> {
                 store.end_attempt(&run_id, &failure(r.stalled, exit_code, &reason, stderr_tail)).await?;
                 self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: true });
                 self.delay_retry(&run_id, r.grid, tries);
-                match self.grids.iter_mut().find(|g| g.id == r.grid && !g.ended) {
-                    Some(g) => g.pending.push_front(r.run),
-                    None => {
-                        self.failed.insert(run_id);
-                        self.summary.failed += 1;
-                    }
+                if !self.back_to_pending(r.grid, r.run) {
+                    self.failed.insert(run_id);
+                    self.summary.failed += 1;
                 }
             }
             Verdict::Failed(reason) => {
                 store.end_attempt(&run_id, &failure(r.stalled, exit_code, &reason, stderr_tail)).await?;
                 self.failed.insert(run_id.clone());
                 self.summary.failed += 1;
-                let experiment = self.grids.iter().find(|g| g.id == r.grid).map_or(String::new(), |g| g.experiment.clone());
+                let experiment = self.experiment_of(r.grid);
                 let message = format!(
                     "oodlab: run {run_id} ({}) of `{experiment}` failed on {} after {tries} attempt(s): {reason}",
                     r.run.label, self.host
@@ -776,7 +816,7 @@ impl State<'_> {
             }
         }
         for (grid, run, why) in stalled {
-            let experiment = self.grids.iter().find(|g| g.id == grid).map_or(String::new(), |g| g.experiment.clone());
+            let experiment = self.experiment_of(grid);
             let message = format!("oodlab: run {} ({}) of `{experiment}` stalled on {}: {why}", run.id, run.label, self.host);
             let body = serde_json::json!({"run_id": run.id, "label": run.label, "reason": why});
             self.notify(grid, oodlab_spec::NotifyEvent::RunStalled, message, body);
@@ -786,7 +826,7 @@ impl State<'_> {
     /// Tells the grid's `notify` receivers of `event` (in a task of its own), with `fields`
     /// added to the common ones.
     fn notify(&mut self, grid: i64, event: oodlab_spec::NotifyEvent, message: String, fields: serde_json::Value) {
-        let Some(g) = self.grids.iter().find(|g| g.id == grid) else { return };
+        let Some(g) = self.grid(grid) else { return };
         let Some(spec) = &g.notify else { return };
         let mut body = serde_json::json!({
             "event": event.name(),
@@ -816,12 +856,9 @@ impl State<'_> {
                 self.reporter.ended(&r.run, &RunEnd::Failed { reason, retrying: true });
                 let tries = self.attempts.get(&key).copied().unwrap_or(1);
                 self.delay_retry(&key, r.grid, tries);
-                match self.grids.iter_mut().find(|g| g.id == r.grid && !g.ended) {
-                    Some(g) => g.pending.push_front(r.run),
-                    None => {
-                        self.failed.insert(key);
-                        self.summary.rescore_failed += 1;
-                    }
+                if !self.back_to_pending(r.grid, r.run) {
+                    self.failed.insert(key);
+                    self.summary.rescore_failed += 1;
                 }
             }
             Verdict::Retry(reason) | Verdict::Failed(reason) => {
