@@ -6,7 +6,7 @@
 use serde::Serialize;
 use sqlx::{Column, Row, TypeInfo, ValueRef};
 
-use crate::rows::RunStatus;
+use crate::rows::{RunStatus, StatusRow};
 use crate::{Store, StoreError};
 
 type R<T> = Result<T, StoreError>;
@@ -66,25 +66,6 @@ impl Default for RunQuery {
             offset: 0,
         }
     }
-}
-
-/// One run of a page.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
-pub struct RunListRow {
-    pub position: i64,
-    pub run_id: String,
-    pub entry: String,
-    pub method: String,
-    pub seed: i64,
-    pub split: i64,
-    pub status: RunStatus,
-    pub attempts: i64,
-    pub failure: Option<String>,
-    pub started_at: Option<String>,
-    pub ended_at: Option<String>,
-    pub slot: Option<String>,
-    /// This run's grid values, JSON text.
-    pub grid: String,
 }
 
 /// Runs of an experiment per status, and when any of them last changed.
@@ -163,7 +144,7 @@ impl Store {
 
     /// A page of an experiment's runs and how many runs match the filters. Field paths must pass
     /// [`is_field_path`] and a `Column` sort must be one of [`RUN_SORT_COLUMNS`] (else `Invalid`).
-    pub async fn runs_page(&self, experiment: &str, q: &RunQuery) -> R<(i64, Vec<RunListRow>)> {
+    pub async fn runs_page(&self, experiment: &str, q: &RunQuery) -> R<(i64, Vec<StatusRow>)> {
         let mut filter = String::from("er.experiment = ?");
         let mut binds: Vec<String> = vec![experiment.to_string()];
         if let Some(s) = q.status {
@@ -213,11 +194,8 @@ impl Store {
             count = count.bind(b);
         }
         let total = count.fetch_one(&self.pool).await?;
-        let sql = format!(
-            "SELECT er.position, r.id AS run_id, er.entry, r.method, r.seed, r.split, r.status, r.attempts, r.failure,
-                    r.started_at, r.ended_at, r.slot, er.grid {from} ORDER BY {order} LIMIT ? OFFSET ?"
-        );
-        let mut page = sqlx::query_as::<_, RunListRow>(&sql);
+        let sql = format!("SELECT {} {from} ORDER BY {order} LIMIT ? OFFSET ?", crate::rows::STATUS_COLUMNS);
+        let mut page = sqlx::query_as::<_, StatusRow>(&sql);
         for b in &binds {
             page = page.bind(b);
         }

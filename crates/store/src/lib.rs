@@ -26,7 +26,7 @@ use nix::fcntl::{Flock, FlockArg};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use thiserror::Error;
 
-pub use browse::{is_field_path, ExperimentSummary, Progress, RunListRow, RunQuery, RunSort, DOCUMENTED_VIEWS, RUN_SORT_COLUMNS};
+pub use browse::{is_field_path, ExperimentSummary, Progress, RunQuery, RunSort, DOCUMENTED_VIEWS, RUN_SORT_COLUMNS};
 pub use queue::{GridRow, NewGrid, QueueRow, QueuedRun, QueuedRunTime, RunningRow, SchedulerRow, SlurmTaskRow};
 pub use rows::*;
 

@@ -278,13 +278,11 @@ impl Store {
 
     /// Every run of an experiment with its status, in plan order.
     pub async fn run_statuses(&self, experiment: &str) -> R<Vec<StatusRow>> {
-        Ok(sqlx::query_as::<_, StatusRow>(
-            "SELECT run_id, entry, method, seed, split, parent_id, status, attempts, exit_code, failure, started_at, ended_at, slot, device
-             FROM run_status WHERE experiment = ?1 ORDER BY position",
-        )
-        .bind(experiment)
-        .fetch_all(&self.pool)
-        .await?)
+        let sql = format!(
+            "SELECT {} FROM experiment_runs er JOIN runs r ON r.id = er.run_id WHERE er.experiment = ?1 ORDER BY er.position",
+            crate::rows::STATUS_COLUMNS
+        );
+        Ok(sqlx::query_as::<_, StatusRow>(&sql).bind(experiment).fetch_all(&self.pool).await?)
     }
 
     /// The warnings of an experiment's finished runs (the `run_flags` view), in plan order.

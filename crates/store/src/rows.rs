@@ -75,9 +75,13 @@ pub struct ExperimentRun {
     pub grid: String,
 }
 
-/// One row of the `run_status` view.
+/// One run of an experiment with its status: a row of the `run_status` view with the run's
+/// place in the plan and its grid values. `oodlab status`, the report's grid and the dashboard's
+/// runs pages all list runs as these.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct StatusRow {
+    /// The run's place in the experiment's plan.
+    pub position: i64,
     pub run_id: String,
     pub entry: String,
     pub method: String,
@@ -92,7 +96,13 @@ pub struct StatusRow {
     pub ended_at: Option<String>,
     pub slot: Option<String>,
     pub device: Option<String>,
+    /// This run's grid values, JSON text.
+    pub grid: String,
 }
+
+/// The columns of a [`StatusRow`], from `experiment_runs er JOIN runs r`.
+pub(crate) const STATUS_COLUMNS: &str = "er.position, r.id AS run_id, er.entry, r.method, r.seed, r.split, r.parent_id, r.status, \
+     r.attempts, r.exit_code, r.failure, r.started_at, r.ended_at, r.slot, r.device, er.grid";
 
 /// Details of one run, for `oodlab status RUN`.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]

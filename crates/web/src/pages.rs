@@ -84,7 +84,7 @@ fn runs_table(
     q: &RunQuery,
     pairs: &[(String, String)],
     total: i64,
-    runs: &[oodlab_store::RunListRow],
+    runs: &[oodlab_store::StatusRow],
     flags: &[oodlab_store::FlagRow],
 ) -> String {
     let sorted_by = match &q.sort {
