@@ -26,7 +26,53 @@ pub enum Detector {
     },
 }
 
+/// The detectors' names, as a spec's `eval.scores` and `oodlab rescore --scores` write them.
+pub const NAMES: [&str; 7] = ["gen", "knn", "react", "ash", "mahalanobis", "rmds", "vim"];
+
 impl Detector {
+    /// The detector named `name` with OpenOOD v1.5's default hyperparameters (docs/detectors.md)
+    /// for features of `dim` values; None for a name not in [`NAMES`].
+    pub fn by_name(name: &str, dim: usize) -> Option<Detector> {
+        Some(match name {
+            "gen" => Detector::Gen { gamma: crate::logits::GEN_DEFAULT.0, m: crate::logits::GEN_DEFAULT.1 },
+            "knn" => Detector::Knn { k: crate::knn::DEFAULT_K },
+            "react" => Detector::React { percentile: crate::shaping::REACT_PERCENTILE },
+            "ash" => Detector::Ash(Ash::B { percentile: crate::shaping::ASH_PERCENTILE }),
+            "mahalanobis" => Detector::Mahalanobis,
+            "rmds" => Detector::Rmds,
+            "vim" => Detector::Vim { dim: crate::vim::default_dim(dim) },
+            _ => return None,
+        })
+    }
+
+    /// The grid this detector's hyperparameters are searched over, this detector's own first (a
+    /// tie keeps it): OpenOOD v1.5's sweeps (docs/detectors.md), KNN's k and ViM's dimension
+    /// widened, values that do not fit `dim` features or `n_train` training samples left out.
+    pub fn candidates(&self, dim: usize, n_train: usize) -> Vec<Detector> {
+        fn with_default<T: PartialEq + Copy>(first: T, rest: &[T]) -> Vec<T> {
+            std::iter::once(first).chain(rest.iter().copied().filter(|v| *v != first)).collect()
+        }
+        match *self {
+            Detector::Gen { gamma, m } => with_default(gamma, &crate::logits::GEN_GAMMAS)
+                .into_iter()
+                .flat_map(|g| with_default(m, &crate::logits::GEN_MS).into_iter().map(move |m| Detector::Gen { gamma: g, m }))
+                .collect(),
+            Detector::Knn { k } => {
+                with_default(k, &crate::knn::K_GRID).into_iter().filter(|&k| k <= n_train).map(|k| Detector::Knn { k }).collect()
+            }
+            Detector::React { percentile } => {
+                with_default(percentile, &crate::shaping::REACT_GRID).into_iter().map(|p| Detector::React { percentile: p }).collect()
+            }
+            Detector::Ash(Ash::B { percentile }) => {
+                with_default(percentile, &crate::shaping::ASH_GRID).into_iter().map(|p| Detector::Ash(Ash::B { percentile: p })).collect()
+            }
+            Detector::Vim { dim: d } => {
+                with_default(d, &crate::vim::DIM_GRID).into_iter().filter(|&v| v < dim).map(|v| Detector::Vim { dim: v }).collect()
+            }
+            other => vec![other],
+        }
+    }
+
     /// The hyperparameters as `name=value` pairs, for the record of what a run was scored with.
     pub fn settings(&self) -> String {
         match *self {

@@ -11,6 +11,10 @@ use rayon::prelude::*;
 
 use crate::{invalid, Result, Rows};
 
+/// OpenOOD v1.5's default k, and the values searched (its sweep, widened).
+pub(crate) const DEFAULT_K: usize = 50;
+pub(crate) const K_GRID: [usize; 7] = [1, 5, 10, 20, 50, 100, 200];
+
 /// Queries per task, training features per product.
 const QUERIES: usize = 256;
 const TILE: usize = 4096;

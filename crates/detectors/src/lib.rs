@@ -28,7 +28,7 @@ mod vim;
 
 use thiserror::Error;
 
-pub use detector::{score_sets, Detector, Query, Reference};
+pub use detector::{score_sets, Detector, Query, Reference, NAMES};
 pub use gaussian::{mahalanobis, rmds, ClassGaussians};
 pub use knn::knn;
 pub use logits::{gen, Linear};

@@ -4,6 +4,11 @@
 
 use crate::{invalid, Result, Rows};
 
+/// GEN's default (gamma, M) and the values searched (OpenOOD v1.5's sweep).
+pub(crate) const GEN_DEFAULT: (f64, usize) = (0.1, 100);
+pub(crate) const GEN_GAMMAS: [f64; 7] = [0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0];
+pub(crate) const GEN_MS: [usize; 6] = [10, 50, 100, 200, 500, 1000];
+
 /// The network's last layer: logits = W x + b, with W `classes` rows of `dim` values.
 #[derive(Clone, Debug)]
 pub struct Linear {

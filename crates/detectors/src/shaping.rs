@@ -6,6 +6,13 @@ use rayon::prelude::*;
 use crate::logits::logsumexp;
 use crate::{invalid, Linear, Result, Rows};
 
+/// ReAct's default clipping percentile and the percentiles searched (OpenOOD v1.5's sweep).
+pub(crate) const REACT_PERCENTILE: f64 = 90.0;
+pub(crate) const REACT_GRID: [f64; 4] = [85.0, 90.0, 95.0, 99.0];
+/// ASH-B's default pruning percentile and the percentiles searched (OpenOOD v1.5's sweep).
+pub(crate) const ASH_PERCENTILE: f64 = 90.0;
+pub(crate) const ASH_GRID: [f64; 7] = [65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0];
+
 /// The `q`-th percentile (0–100) of `values`, interpolated linearly between the two nearest
 /// ranks as NumPy's `np.percentile` (method "linear").
 pub fn percentile(values: &[f32], q: f64) -> Result<f64> {

@@ -8,6 +8,13 @@ use crate::linalg::{covariance, project, project_map};
 use crate::logits::logsumexp;
 use crate::{invalid, Linear, Result, Rows};
 
+/// ViM's default principal dimension for `features` features: OpenOOD's 42, at most half the
+/// features (a small network's 8 or 32); and the dimensions searched, those below the features'.
+pub(crate) fn default_dim(features: usize) -> usize {
+    (features / 2).clamp(1, 42)
+}
+pub(crate) const DIM_GRID: [usize; 9] = [8, 16, 32, 42, 64, 128, 256, 512, 1024];
+
 #[derive(Clone, Debug)]
 pub struct Vim {
     /// The origin: -pinv(W) b, the point whose logits are 0.

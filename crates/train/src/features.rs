@@ -13,7 +13,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use oodlab_data::ImageSet;
-use oodlab_detectors::{Ash, Detector, Linear, Query, Reference, Rows};
+use oodlab_detectors::{Detector, Linear, Query, Reference, Rows};
 use oodlab_spec::{FeatureFormat, LoaderSettings, Normalize, Score};
 
 use crate::model::Network;
@@ -195,7 +195,7 @@ impl RunFeatures {
         };
         let search = match &self.val {
             Some((id, ood)) => {
-                let grid = candidates(default, self.dim, self.train.labels.len());
+                let grid = default.candidates(self.dim, self.train.labels.len());
                 Some(oodlab_detectors::search(&grid, &reference, query(id)?, query(ood)?).map_err(|e| fail(default, e))?)
             }
             None => None,
@@ -204,37 +204,6 @@ impl RunFeatures {
         let queries = self.sets.iter().map(|(_, s)| query(s)).collect::<Result<Vec<_>, TrainError>>()?;
         let scores = oodlab_detectors::score_sets(detector, &reference, &queries).map_err(|e| fail(detector, e))?;
         Ok(Scored { detector, scores, search })
-    }
-}
-
-/// The grid a detector's hyperparameters are searched over, the default first (a tie keeps it):
-/// OpenOOD v1.5's sweeps (docs/detectors.md), KNN's k and ViM's dimension widened, values that
-/// do not fit the features or the training sample left out.
-pub fn candidates(default: Detector, dim: usize, n_train: usize) -> Vec<Detector> {
-    fn with_default<T: PartialEq + Copy>(first: T, rest: &[T]) -> Vec<T> {
-        std::iter::once(first).chain(rest.iter().copied().filter(|v| *v != first)).collect()
-    }
-    match default {
-        Detector::Gen { gamma, m } => with_default(gamma, &[0.01, 0.1, 0.5, 1.0, 2.0, 5.0, 10.0])
-            .into_iter()
-            .flat_map(|g| with_default(m, &[10, 50, 100, 200, 500, 1000]).into_iter().map(move |m| Detector::Gen { gamma: g, m }))
-            .collect(),
-        Detector::Knn { k } => {
-            with_default(k, &[1, 5, 10, 20, 50, 100, 200]).into_iter().filter(|&k| k <= n_train).map(|k| Detector::Knn { k }).collect()
-        }
-        Detector::React { percentile } => {
-            with_default(percentile, &[85.0, 90.0, 95.0, 99.0]).into_iter().map(|p| Detector::React { percentile: p }).collect()
-        }
-        Detector::Ash(Ash::B { percentile }) => with_default(percentile, &[65.0, 70.0, 75.0, 80.0, 85.0, 90.0, 95.0])
-            .into_iter()
-            .map(|p| Detector::Ash(Ash::B { percentile: p }))
-            .collect(),
-        Detector::Vim { dim: d } => with_default(d, &[8, 16, 32, 42, 64, 128, 256, 512, 1024])
-            .into_iter()
-            .filter(|&v| v < dim)
-            .map(|v| Detector::Vim { dim: v })
-            .collect(),
-        other => vec![other],
     }
 }
 
@@ -247,19 +216,13 @@ fn rows(values: &[f32], dim: usize) -> Result<Rows<'_>, TrainError> {
 }
 
 /// A post-hoc detector over features with OpenOOD v1.5's default hyperparameters
-/// (docs/detectors.md); `None` for the scores computed from logits and for ODIN (crate::odin). `dim` is the feature size: ViM's principal subspace is
-/// OpenOOD's 42 dimensions, at most half the features (a small network's 8 or 32).
+/// (docs/detectors.md, crates/detectors); `None` for the scores computed from logits and for ODIN
+/// (crate::odin). `dim` is the feature size.
 pub fn detector(score: Score, dim: usize) -> Option<Detector> {
-    Some(match score {
-        Score::Msp | Score::Maxlogit | Score::Energy | Score::Odin => return None,
-        Score::Gen => Detector::Gen { gamma: 0.1, m: 100 },
-        Score::Knn => Detector::Knn { k: 50 },
-        Score::React => Detector::React { percentile: 90.0 },
-        Score::Ash => Detector::Ash(Ash::B { percentile: 90.0 }),
-        Score::Mahalanobis => Detector::Mahalanobis,
-        Score::Rmds => Detector::Rmds,
-        Score::Vim => Detector::Vim { dim: (dim / 2).clamp(1, 42) },
-    })
+    match score {
+        Score::Detector(name) => Detector::by_name(name, dim),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
@@ -297,7 +260,7 @@ mod tests {
             val: Some((val.0.clone(), val.1.clone())),
         };
         let chosen = |r: RunFeatures| {
-            let s = r.score(Score::Knn).unwrap();
+            let s = r.score(Score::Detector("knn")).unwrap();
             assert_eq!(s.search.as_ref().unwrap().tried.len(), 3);
             s.detector
         };
@@ -309,7 +272,7 @@ mod tests {
         // Without a validation set: the default, k = 50, which 12 training features cannot serve.
         let mut none = run((&a_id, &a_ood), (&a_id, &a_ood));
         none.val = None;
-        let e = none.score(Score::Knn).err().unwrap().to_string();
+        let e = none.score(Score::Detector("knn")).err().unwrap().to_string();
         assert!(e.contains("detector `knn` (k=50)") && e.contains("1 <= k <= 12"), "{e}");
     }
 

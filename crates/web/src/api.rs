@@ -78,7 +78,7 @@ pub fn run_query(pairs: &[(String, String)]) -> Result<RunQuery, Error> {
 
 /// Every score a run can have: those computed from logits, then the post-hoc detectors.
 pub fn score_names() -> Vec<&'static str> {
-    oodlab_spec::Score::ALL.iter().map(|s| s.name()).collect()
+    oodlab_spec::Score::names().to_vec()
 }
 
 /// `score=` of a query (default msp), one of [`score_names`].

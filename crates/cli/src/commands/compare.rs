@@ -14,7 +14,7 @@ pub async fn compare(home: &Path, args: CompareArgs) -> anyhow::Result<i32> {
         let all: Vec<&str> = Metric::ALL.iter().map(|m| m.name()).collect();
         crate::invalid(format!("--metric {}: expected one of {}", args.metric, all.join(", ")))
     })?;
-    let scores: Vec<&str> = oodlab_spec::Score::ALL.iter().map(|s| s.name()).collect();
+    let scores: Vec<&str> = oodlab_spec::Score::names().to_vec();
     if !scores.contains(&args.score.as_str()) {
         let hint =
             oodlab_spec::did_you_mean(&args.score, scores.iter().copied()).map_or(String::new(), |s| format!("did you mean `{s}`? "));

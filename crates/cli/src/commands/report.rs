@@ -52,9 +52,9 @@ impl Representative<'_> {
 pub async fn report(home: &Path, args: ReportArgs) -> anyhow::Result<i32> {
     let exp = super::load_spec(&args.spec)?;
     let score = match &args.score {
-        Some(s) if oodlab_spec::Score::ALL.iter().any(|k| k.name() == s) => s.clone(),
+        Some(s) if oodlab_spec::Score::parse(s).is_some() => s.clone(),
         Some(s) => {
-            let all: Vec<&str> = oodlab_spec::Score::ALL.iter().map(|k| k.name()).collect();
+            let all = oodlab_spec::Score::names();
             return Err(crate::invalid(format!("--score {s}: expected one of {}", all.join(", "))));
         }
         None => exp.runs.first().and_then(|r| r.settings.eval.scores.first()).map_or("msp".to_string(), |s| s.name().to_string()),

@@ -20,7 +20,7 @@ use crate::settings;
 
 /// The detectors asked for: `--scores`, else the post-hoc detectors of the spec's eval.scores.
 fn detectors(asked: &[String], exp: &oodlab_spec::Experiment) -> anyhow::Result<Vec<Score>> {
-    let detector_names: Vec<&str> = Score::ALL.iter().filter(|s| !s.from_logits()).map(|s| s.name()).collect();
+    let detector_names: Vec<&str> = Score::all().iter().filter(|s| !s.from_logits()).map(|s| s.name()).collect();
     let mut out = Vec::new();
     if asked.is_empty() {
         for cfg in &exp.runs {
@@ -40,7 +40,7 @@ fn detectors(asked: &[String], exp: &oodlab_spec::Experiment) -> anyhow::Result<
         return Ok(out);
     }
     for name in asked.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
-        match Score::ALL.iter().find(|s| s.name() == name) {
+        match Score::parse(name) {
             Some(s) if s.from_logits() => {
                 return Err(crate::invalid(format!(
                     "--scores: `{name}` is computed from the logits when a run is evaluated, not by rescore; \
@@ -48,7 +48,7 @@ fn detectors(asked: &[String], exp: &oodlab_spec::Experiment) -> anyhow::Result<
                     detector_names.join(", ")
                 )))
             }
-            Some(&s) => {
+            Some(s) => {
                 if !out.contains(&s) {
                     out.push(s)
                 }

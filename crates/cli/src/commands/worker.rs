@@ -159,8 +159,8 @@ pub fn worker(args: WorkerArgs) -> i32 {
 fn rescore(config: &RunConfig, job: &WorkerJob, names: &[String], placement: &oodlab_train::device::Placement, started: Instant) -> i32 {
     let mut detectors = Vec::new();
     for name in names {
-        match oodlab_spec::Score::ALL.iter().find(|s| s.name() == name) {
-            Some(&s) => detectors.push(s),
+        match oodlab_spec::Score::parse(name) {
+            Some(s) => detectors.push(s),
             None => return fail(format!("the rescore job names `{name}`, which this oodlab does not know as a detector")),
         }
     }

@@ -96,9 +96,10 @@ impl Default for EvalSettings {
     }
 }
 
-/// OOD scores; larger = more ID-like.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// OOD scores; larger = more ID-like: three from the logits, the post-hoc detectors over the
+/// saved features (named by the detectors crate, `oodlab_detectors::NAMES`: a detector added
+/// there is a score here, with nothing to change in this crate), and ODIN. Written by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Score {
     /// Maximum softmax probability.
     Msp,
@@ -106,52 +107,37 @@ pub enum Score {
     Maxlogit,
     /// `T logsumexp(z / T)` with T = 1.
     Energy,
-    // Post-hoc detectors over the saved features (crates/detectors, docs/detectors.md).
-    /// Generalized entropy over the top-M probabilities.
-    Gen,
-    /// Distance to the k-th nearest normalized ID training feature.
-    Knn,
-    /// Energy of the features clipped at a percentile of the ID training activations.
-    React,
-    /// Activation shaping (ASH-B): the top of each feature vector kept, binarized, then energy.
-    Ash,
-    /// Class-conditional Gaussians with a tied covariance.
-    Mahalanobis,
-    /// Relative Mahalanobis: minus the class-agnostic Gaussian's distance.
-    Rmds,
-    /// Virtual logit from the residual of the principal subspace.
-    Vim,
+    /// A post-hoc detector over the saved features, by its name (crates/detectors,
+    /// docs/detectors.md).
+    Detector(&'static str),
     /// Temperature-scaled MSP of the input perturbed against the gradient (needs the network).
     Odin,
 }
 
 impl Score {
-    pub const ALL: [Score; 11] = [
-        Score::Msp,
-        Score::Maxlogit,
-        Score::Energy,
-        Score::Gen,
-        Score::Knn,
-        Score::React,
-        Score::Ash,
-        Score::Mahalanobis,
-        Score::Rmds,
-        Score::Vim,
-        Score::Odin,
-    ];
+    /// Every score: the logit scores, the detectors in the detectors crate's order, ODIN.
+    pub fn all() -> Vec<Score> {
+        let detectors = oodlab_detectors::NAMES.iter().map(|&n| Score::Detector(n));
+        [Score::Msp, Score::Maxlogit, Score::Energy].into_iter().chain(detectors).chain([Score::Odin]).collect()
+    }
+
+    /// Every score's name, in [`Score::all`]'s order.
+    pub fn names() -> &'static [&'static str] {
+        static NAMES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| Score::all().iter().map(|s| s.name()).collect());
+        &NAMES
+    }
+
+    /// The score of this name.
+    pub fn parse(name: &str) -> Option<Score> {
+        Score::all().into_iter().find(|s| s.name() == name)
+    }
 
     pub fn name(self) -> &'static str {
         match self {
             Score::Msp => "msp",
             Score::Maxlogit => "maxlogit",
             Score::Energy => "energy",
-            Score::Gen => "gen",
-            Score::Knn => "knn",
-            Score::React => "react",
-            Score::Ash => "ash",
-            Score::Mahalanobis => "mahalanobis",
-            Score::Rmds => "rmds",
-            Score::Vim => "vim",
+            Score::Detector(name) => name,
             Score::Odin => "odin",
         }
     }
@@ -166,5 +152,18 @@ impl Score {
     /// Needs the network itself (a backward pass to the images), not only saved features.
     pub fn needs_model(self) -> bool {
         self == Score::Odin
+    }
+}
+
+impl Serialize for Score {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Score {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Score, D::Error> {
+        let name = String::deserialize(d)?;
+        Score::parse(&name).ok_or_else(|| serde::de::Error::unknown_variant(&name, Score::names()))
     }
 }
