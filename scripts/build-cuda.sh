@@ -14,7 +14,7 @@
 # 3. candle is built with its `cuda` feature (its kernels compiled by nvcc for compute capability
 #    CUDA_COMPUTE_CAP, default 90 = H100/H200) in its own target folder, so the CPU build in
 #    target/release stays as it is.
-# 4. oodlab's own CUDA kernels (crates/kernels/src/*.cu) compiled by NVRTC, as the binary compiles
+# 4. oodlab's own CUDA kernels (crates/kernels/src/gpu/*.cu) compiled by NVRTC, as the binary compiles
 #    them on a GPU, and their kernel names checked (scripts/nvrtc-check.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,7 +49,7 @@ for lib in cublas cublasLt cudart nvrtc curand; do
   [ -n "$real" ] || { echo "error: lib$lib.so.* missing in $cu13/lib; remove $venv and run again" >&2; exit 1; }
   ln -sf "$(basename "$real")" "$cu13/lib/lib$lib.so"
 done
-# cuDNN (the convolutions of crates/kernels/src/cudnn) comes in its own wheel and folder.
+# cuDNN (the convolutions of crates/kernels/src/gpu/cudnn) comes in its own wheel and folder.
 cudnn=$(cudnn_lib)
 [ -n "$cudnn" ] || { echo "error: libcudnn.so.9 missing in $venv; remove $venv and run again" >&2; exit 1; }
 cudnn=$(cd "$(dirname "$cudnn")" && pwd)
@@ -92,7 +92,7 @@ fi
 strip -o "$out/oodlab" "$out/build/release/oodlab"
 gzip -6 -c "$out/oodlab" >"$out/oodlab.gz"
 echo "built $out/oodlab ($(du -h "$out/oodlab" | cut -f1); $out/oodlab.gz $(du -h "$out/oodlab.gz" | cut -f1)); needs at run time: $(readelf -d "$out/oodlab" | grep -o 'lib[a-zA-Z]*\.so[.0-9]*' | tr '\n' ' ')"
-# oodlab's own kernels (crates/kernels/src/*.cu) are compiled by NVRTC on the GPU machine at
+# oodlab's own kernels (crates/kernels/src/gpu/*.cu) are compiled by NVRTC on the GPU machine at
 # their first launch; compile them here with the same NVRTC so that a source it refuses stops the
 # build rather than a lent GPU's run.
 LD_LIBRARY_PATH="$cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" python3 scripts/nvrtc-check.py "$cu13/lib/libnvrtc.so.13"

@@ -1,4 +1,4 @@
-"""Compiles oodlab's own CUDA kernels (crates/kernels/src/*.cu) with NVRTC, the compiler the
+"""Compiles oodlab's own CUDA kernels (crates/kernels/src/gpu/*.cu) with NVRTC, the compiler the
 binary runs at its first launch on a GPU, with the same (default) options, and checks that each
 defines the kernels the Rust code loads. Needs no GPU: scripts/build-cuda.sh runs it with the
 wheels' libnvrtc, so a source NVRTC refuses fails the build, not a lent GPU's time.
@@ -10,7 +10,7 @@ import os
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = os.path.join(HERE, "..", "crates", "kernels", "src")
+SOURCES = os.path.join(HERE, "..", "crates", "kernels", "src", "gpu")
 
 # The kernel names that cuda_pool.rs, cuda_relu.rs, cuda_sgd.rs, cudnn_bn.rs and cuda_bn.rs load (their suffixes
 # per format).

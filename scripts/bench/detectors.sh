@@ -7,7 +7,9 @@
 # `ratio reference/oodlab = X` (above 1: oodlab is faster). Both use all cores.
 #   bash scripts/bench/detectors.sh                 # 50,000 x 512 against 20,000 queries
 #   TRAIN=5000 QUERIES=2000 bash scripts/bench/detectors.sh
+#   TINY=1 bash scripts/bench/detectors.sh    # 500 x 64 against 200 queries, ViM's 32, no faiss: seconds (CI)
 set -euo pipefail
+if [ -n "${TINY:-}" ]; then : "${TRAIN:=500}" "${QUERIES:=200}" "${DIM:=64}" "${VIM_DIM:=32}"; fi
 here=$(cd "$(dirname "$0")/../.." && pwd)
 venv=${BENCH_VENV:-$here/.venv-bench}
 cd "$here"
@@ -15,12 +17,12 @@ if ! "$venv/bin/python" -c "import numpy, scipy, sklearn" 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q numpy scipy scikit-learn
 fi
-"$venv/bin/python" -c "import faiss" 2>/dev/null || "$venv/bin/pip" install -q faiss-cpu || echo "faiss-cpu did not install: KNN's reference is NumPy"
+[ -n "${TINY:-}" ] || "$venv/bin/python" -c "import faiss" 2>/dev/null || "$venv/bin/pip" install -q faiss-cpu || echo "faiss-cpu did not install: KNN's reference is NumPy"
 cargo build -q --release --workspace --examples
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 echo "== $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores"
-ref=$("$venv/bin/python" scripts/bench/detectors_reference.py "$dir" --train "${TRAIN:-50000}" --queries "${QUERIES:-20000}" --dim "${DIM:-512}")
+ref=$("$venv/bin/python" scripts/bench/detectors_reference.py "$dir" --train "${TRAIN:-50000}" --queries "${QUERIES:-20000}" --dim "${DIM:-512}" --vim-dim "${VIM_DIM:-256}")
 echo "reference: $ref"
 ours=$(target/release/examples/bench_detectors "$dir")
 echo "oodlab:    $ours"

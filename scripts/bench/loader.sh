@@ -11,13 +11,14 @@
 #   4. a real run (`oodlab run`: the CNN, 1 epoch, images decoded to 64x64) streamed over the LARGE
 #      folder, and its peak RSS from the store.
 # Prints one line per measurement. Figures in docs/performance.md.
+#   bash scripts/bench/loader.sh
+#   TINY=1 bash scripts/bench/loader.sh       # 60 and 120 images, in a folder of their own: seconds (CI)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
-small=${SMALL:-1000}
-large=${LARGE:-4000}
+if [ -n "${TINY:-}" ]; then small=${SMALL:-60} large=${LARGE:-120}; else small=${SMALL:-1000} large=${LARGE:-4000}; fi
 cd "$here"
 cargo build -q --release -p oodlab-cli
-work=target/bench-loader
+work=target/bench-loader${TINY:+-tiny}
 mkdir -p "$work"
 for n in "$small" "$large"; do
   [ -d "$work/photos-$n" ] || cargo run -q --release -p oodlab-data --example photo_folder -- "$work/photos-$n" "$n" 256

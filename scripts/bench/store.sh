@@ -9,12 +9,12 @@
 # (above 1: oodlab is faster). Goals: recording >= 50x, the query <= 100 ms at 100,000 runs.
 #   bash scripts/bench/store.sh                     # ~10 minutes on 2 cores
 #   SIZES='500 3000' TIMED=500 bash scripts/bench/store.sh
+#   TINY=1 bash scripts/bench/store.sh        # 40 runs, 10 timed: seconds after MLflow's install (CI)
 # MLflow comes from PyPI into BENCH_VENV (default .venv-mlflow), once.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 venv=${BENCH_VENV:-$here/.venv-mlflow}
-sizes=${SIZES:-500 3000 100000}
-timed=${TIMED:-1000}
+if [ -n "${TINY:-}" ]; then sizes=${SIZES:-40} timed=${TIMED:-10}; else sizes=${SIZES:-500 3000 100000} timed=${TIMED:-1000}; fi
 cd "$here"
 if ! "$venv/bin/python" -c "import mlflow" 2>/dev/null; then
   python3 -m venv "$venv"

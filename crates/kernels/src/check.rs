@@ -3,7 +3,7 @@
 //! odd and non-square sizes, 1x1 kernels, a batch of one, and an input that needs no gradient
 //! (whose gradient must then not be computed at all). Batch-norm: output, batch mean and variance,
 //! and the gradients of input, scale and shift. On CUDA tensors the ops checked are cuDNN's
-//! (crates/kernels/src/cudnn.rs, cudnn_bn.rs), on the CPU this crate's kernels. The GPU's own
+//! (crates/kernels/src/gpu/cudnn.rs, cudnn_bn.rs), on the CPU this crate's kernels. The GPU's own
 //! kernels (ReLU, max-pooling, SGD) are checked against the CPU's or candle's ops.
 //! `oodlab check-kernels` prints the results; scripts/gpu-check.sh runs it on a GPU.
 
@@ -241,7 +241,7 @@ impl std::fmt::Display for NormCase {
 
 /// A ResNet stage's shape, odd sizes, a batch of one, one value per channel and image, and enough
 /// values per channel (11,070) that the GPU's own half-precision kernels split a channel's sums
-/// over several blocks (3; crates/kernels/src/cuda_bn.rs).
+/// over several blocks (3; crates/kernels/src/gpu/cuda_bn.rs).
 pub fn norm_cases() -> Vec<NormCase> {
     let case = |n, c, h, w| NormCase { n, c, h, w };
     vec![case(4, 16, 14, 14), case(3, 5, 9, 7), case(1, 8, 6, 6), case(16, 32, 1, 1), case(6, 3, 45, 41)]
@@ -405,7 +405,7 @@ impl EvalAfter {
     }
 }
 
-/// The GPU's one-kernel batch-norm in evaluation (crates/kernels/src/cuda_bn.cu) on `case` in
+/// The GPU's one-kernel batch-norm in evaluation (crates/kernels/src/gpu/cuda_bn.cu) on `case` in
 /// `dtype` against what the model layers compute with candle's ops on the same device (the data
 /// cast to f32, times the scale, plus the shift, the ReLU, cast back; a block's end adds the
 /// residual in the data's format, then the ReLU): the largest difference relative to the ops'
@@ -457,7 +457,7 @@ fn batch_norm_on_device(x: &Tensor, gamma: &Tensor, beta: &Tensor, half: HalfDat
     crate::gpu::batch_norm_train(x, gamma, beta, EPS, half)
 }
 
-/// The GPU's ReLU (crates/kernels/src/cuda_relu.rs) in `dtype` against PyTorch's rule computed
+/// The GPU's ReLU (crates/kernels/src/gpu/cuda_relu.rs) in `dtype` against PyTorch's rule computed
 /// with candle's ops on the CPU: `max(x, 0)`, and the gradient passing where `x > 0` (candle's own
 /// backward passes it at 0 too). The inputs hold exact zeros. The largest difference of output
 /// and gradient, relative to their largest magnitude: the op copies or zeroes values, so 0.
@@ -513,7 +513,7 @@ pub fn pool_cases() -> Vec<PoolCase> {
     ]
 }
 
-/// The GPU's max-pooling (crates/kernels/src/cuda_pool.rs) in `dtype` against the CPU kernel
+/// The GPU's max-pooling (crates/kernels/src/gpu/cuda_pool.rs) in `dtype` against the CPU kernel
 /// (crates/kernels/src/pool.rs, itself checked against PyTorch) on the same values: output and
 /// input gradient, relative to their largest magnitude. The inputs are multiples of 1/2, exact in
 /// every format, so that windows hold ties (the first maximum must win); the first plane's are
@@ -542,7 +542,7 @@ pub fn check_max_pool(case: PoolCase, device: &Device, dtype: DType) -> Result<f
     Ok(relative(&y, &yr)?.max(relative(&gx, &gxr)?))
 }
 
-/// The GPU's fused SGD update (crates/kernels/src/cuda_sgd.rs) against the same update with
+/// The GPU's fused SGD update (crates/kernels/src/gpu/cuda_sgd.rs) against the same update with
 /// candle's ops on the same device, over three steps with momentum, Nesterov and weight decay
 /// (the first step sets the buffer): the largest difference of weights and buffers, relative to
 /// their largest magnitude. Each rounds every product and sum on its own, so the two should

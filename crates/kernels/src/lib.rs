@@ -1,9 +1,11 @@
-//! Kernels for the training step, as candle custom ops. On the CPU: a model calls [`conv2d`],
-//! [`batch_norm_train`], [`conv_bn_train`] (the two as one op), [`max_pool2d`] and [`relu`] on
-//! CPU f32 tensors and keeps candle's own ops everywhere else. On CUDA (the build with the `cuda`
-//! feature), the ops of [`gpu`] where [`gpu_applies`]: cuDNN's convolutions and training
-//! batch-norm, ReLU and max-pooling with one-kernel backward passes, SGD's update in one kernel;
-//! the rest candle's.
+//! Kernels for the training step, as candle custom ops, and the choice of what computes each op.
+//! A model asks [`ops`] for a convolution, a batch-norm (with the ReLU, max-pool, residual
+//! addition or convolution fused where a kernel can), a ReLU or a max-pool, and [`ops`] picks: on
+//! the CPU this crate's kernels ([`conv2d`], [`batch_norm_train`], [`conv_bn_train`],
+//! [`max_pool2d`], [`relu`]) on f32 tensors; on CUDA (the build with the `cuda` feature) the ops
+//! of [`gpu`] where [`gpu_applies`]: cuDNN's convolutions and training batch-norm, ReLU and
+//! max-pooling with one-kernel backward passes, SGD's update in one kernel; candle's own ops
+//! everywhere else (or [`ops::candle`]'s where candle's are wrong or fail).
 //!
 //! Why: stock candle 0.11 spends a training step of a small CNN mostly outside arithmetic — a
 //! direct loop for the convolution's input gradient, many passes and allocations for batch-norm
@@ -33,24 +35,9 @@
 pub mod check;
 mod conv;
 mod conv_bn;
-#[cfg(feature = "cuda")]
-mod cuda_bn;
-#[cfg(feature = "cuda")]
-mod cuda_pool;
-#[cfg(feature = "cuda")]
-mod cuda_relu;
-#[cfg(feature = "cuda")]
-mod cuda_sgd;
-#[cfg(feature = "cuda")]
-mod cudnn;
-#[cfg(feature = "cuda")]
-mod cudnn_bn;
 pub mod gpu;
-#[cfg(feature = "cuda")]
-mod gpu_memory;
 mod norm;
-#[cfg(feature = "cuda")]
-mod nvrtc;
+pub mod ops;
 mod pool;
 pub mod profile;
 mod relu;
@@ -59,6 +46,7 @@ use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 
 pub use conv::conv2d;
 pub use conv_bn::conv_bn_train;
+pub use gpu::{gpu_applies, gpu_ops_in_use, GpuOp, GPU_SWITCH};
 pub use norm::{batch_norm_train, running_statistics, After, BatchNormOutput, HalfData, RunningStats};
 pub use pool::max_pool2d;
 pub use relu::relu;
@@ -71,119 +59,6 @@ pub struct SgdStep {
     pub momentum: f32,
     pub weight_decay: f32,
     pub nesterov: bool,
-}
-
-/// The GPU ops, each of which can be turned off alone (to find which one is wrong, or to time it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GpuOp {
-    /// cuDNN's convolutions (forward and both gradients).
-    Conv,
-    /// cuDNN's training batch-norm.
-    BatchNorm,
-    /// SGD's update as one kernel per variable, in place.
-    Sgd,
-    /// ReLU with a one-kernel backward pass.
-    Relu,
-    /// Max-pooling as one kernel forward and one backward.
-    Pool,
-    /// cuDNN's training batch-norm on bf16 and f16 data directly, without casts to f32 and back
-    /// around it (with [`GpuOp::BatchNorm`] on). Not in the default set until a GPU has checked it:
-    /// `OODLAB_GPU_KERNELS=all` or a list naming `bn16` turns it on.
-    BatchNormHalf,
-    /// Batch-norm and the ReLU after it, and a ResNet block's last batch-norm, residual addition
-    /// and ReLU, each as one op (with [`GpuOp::BatchNorm`] and [`GpuOp::Relu`] on): the
-    /// intermediate tensors are not kept for the backward pass.
-    Fuse,
-    /// The training batch-norm of bf16 and f16 data in this crate's own kernels (cuda_bn.cu), on
-    /// the data itself (with [`GpuOp::BatchNorm`] on; before `bn16` if both are on). Not in the
-    /// default set until a GPU has checked it: `OODLAB_GPU_KERNELS=all` or a list naming `bn16k`.
-    BatchNormHalfKernels,
-    /// Batch-norm in evaluation (the running statistics), with the ReLU or a ResNet block's
-    /// residual addition and ReLU after it, as one kernel (cuda_bn.cu) instead of three to seven
-    /// of candle's passes; the same values.
-    BatchNormEval,
-}
-
-impl GpuOp {
-    pub const ALL: [GpuOp; 9] = [
-        GpuOp::Conv,
-        GpuOp::BatchNorm,
-        GpuOp::Sgd,
-        GpuOp::Relu,
-        GpuOp::Pool,
-        GpuOp::BatchNormHalf,
-        GpuOp::Fuse,
-        GpuOp::BatchNormHalfKernels,
-        GpuOp::BatchNormEval,
-    ];
-
-    /// The ops in use when `OODLAB_GPU_KERNELS` is unset: all but `bn16` and `bn16k`, which only a
-    /// GPU can check.
-    pub const DEFAULT: [GpuOp; 7] =
-        [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu, GpuOp::Pool, GpuOp::Fuse, GpuOp::BatchNormEval];
-
-    /// Its name in `OODLAB_GPU_KERNELS`.
-    pub fn name(self) -> &'static str {
-        match self {
-            GpuOp::Conv => "conv",
-            GpuOp::BatchNorm => "bn",
-            GpuOp::Sgd => "sgd",
-            GpuOp::Relu => "relu",
-            GpuOp::Pool => "pool",
-            GpuOp::BatchNormHalf => "bn16",
-            GpuOp::Fuse => "fuse",
-            GpuOp::BatchNormHalfKernels => "bn16k",
-            GpuOp::BatchNormEval => "bneval",
-        }
-    }
-
-    fn bit(self) -> u16 {
-        1 << self as u16
-    }
-}
-
-/// Whether GPU op `op` applies to `t`: a CUDA tensor in f32, bf16 or f16, in a build with the
-/// `cuda` feature, unless `OODLAB_GPU_KERNELS` leaves the op out: `off` (or `0`, `false`) asks for
-/// candle's own CUDA ops everywhere, a list such as `conv` for those ops only (to compare with
-/// candle's, or to find a faulty one; scripts/gpu-check.sh), `all` for every op. Unset:
-/// [`GpuOp::DEFAULT`].
-pub fn gpu_applies(op: GpuOp, t: &Tensor) -> bool {
-    cfg!(feature = "cuda")
-        && t.device().is_cuda()
-        && matches!(t.dtype(), DType::F32 | DType::BF16 | DType::F16)
-        && gpu_ops() & op.bit() != 0
-}
-
-/// The GPU ops this process uses, as `OODLAB_GPU_KERNELS` names them (`off` for none; always
-/// `off` in a build without the `cuda` feature).
-pub fn gpu_ops_in_use() -> String {
-    let on: Vec<&str> = GpuOp::ALL.iter().filter(|op| cfg!(feature = "cuda") && gpu_ops() & op.bit() != 0).map(|op| op.name()).collect();
-    if on.is_empty() {
-        "off".into()
-    } else {
-        on.join(",")
-    }
-}
-
-/// The name of the environment variable that chooses the GPU ops.
-pub const GPU_SWITCH: &str = "OODLAB_GPU_KERNELS";
-
-/// The GPU ops' bits, read from `OODLAB_GPU_KERNELS` at the first use.
-fn gpu_ops() -> u16 {
-    static OPS: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
-    *OPS.get_or_init(|| parse_gpu_ops(std::env::var(GPU_SWITCH).ok().as_deref()))
-}
-
-fn parse_gpu_ops(value: Option<&str>) -> u16 {
-    let bits = |ops: &[GpuOp]| ops.iter().fold(0, |m, op| m | op.bit());
-    match value.map(str::trim) {
-        None | Some("" | "on" | "1" | "true") => bits(&GpuOp::DEFAULT),
-        Some("all") => bits(&GpuOp::ALL),
-        Some("off" | "0" | "false" | "none") => 0,
-        Some(list) => {
-            list.split(',').filter_map(|name| GpuOp::ALL.into_iter().find(|op| op.name() == name.trim())).fold(0, |m, op| m | op.bit())
-        }
-    }
 }
 
 static TF32: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
@@ -230,12 +105,6 @@ fn enabled() -> bool {
         }
         state => state == 1,
     }
-}
-
-/// The error of a GPU op's CPU entry point (candle's custom-op traits ask every op for one).
-#[cfg(feature = "cuda")]
-fn cuda_only<T>(op: &str) -> Result<T> {
-    candle_core::bail!("{op} runs on CUDA tensors only")
 }
 
 /// The f32 values of a contiguous CPU tensor's storage, as its layout sees them.
@@ -305,29 +174,5 @@ impl SharedMut {
     #[allow(clippy::mut_from_ref)]
     unsafe fn part(&self, start: usize, len: usize) -> &mut [f32] {
         unsafe { std::slice::from_raw_parts_mut(self.0.add(start), len) }
-    }
-}
-
-#[cfg(test)]
-mod gpu_switch_tests {
-    use super::*;
-
-    #[test]
-    fn the_gpu_switch_names_ops() {
-        let (conv, bn, sgd, relu, pool) =
-            (GpuOp::Conv.bit(), GpuOp::BatchNorm.bit(), GpuOp::Sgd.bit(), GpuOp::Relu.bit(), GpuOp::Pool.bit());
-        let (bn16, fuse, bn16k, bneval) =
-            (GpuOp::BatchNormHalf.bit(), GpuOp::Fuse.bit(), GpuOp::BatchNormHalfKernels.bit(), GpuOp::BatchNormEval.bit());
-        assert_eq!(parse_gpu_ops(None), conv | bn | sgd | relu | pool | fuse | bneval, "bf16 batch-norms wait for a GPU's check");
-        assert_eq!(parse_gpu_ops(Some("all")), conv | bn | sgd | relu | pool | bn16 | fuse | bn16k | bneval);
-        assert_eq!(parse_gpu_ops(Some("bn,bn16k")), bn | bn16k, "`bn16k` is not `bn16`");
-        assert_eq!(parse_gpu_ops(Some("conv,bn,relu")), conv | bn | relu, "a list without `fuse` keeps the ops apart");
-        assert_eq!(parse_gpu_ops(Some("bn,bn16")), bn | bn16);
-        assert_eq!(parse_gpu_ops(Some("off")), 0);
-        assert_eq!(parse_gpu_ops(Some("conv")), conv);
-        assert_eq!(parse_gpu_ops(Some("bn, conv")), conv | bn);
-        assert_eq!(parse_gpu_ops(Some("relu,sgd")), relu | sgd);
-        assert_eq!(parse_gpu_ops(Some("pool")), pool);
-        assert_eq!(parse_gpu_ops(Some("gelu")), 0, "an unknown name turns nothing on");
     }
 }

@@ -24,7 +24,7 @@ pub enum HalfData {
     /// cuDNN normalizes an f32 copy, converted back: the arithmetic of casts around an f32
     /// batch-norm, without the f32 copies becoming tensors that the backward pass keeps.
     ViaF32,
-    /// This crate's kernels (crates/kernels/src/cuda_bn.cu, `bn16k`) normalize the data itself,
+    /// This crate's kernels (crates/kernels/src/gpu/cuda_bn.cu, `bn16k`) normalize the data itself,
     /// statistics and sums in f32 and f64: PyTorch's own batch-norm's arithmetic and traffic for
     /// bf16 data, a third of the bytes of [`HalfData::ViaF32`].
     Kernels,

@@ -1,4 +1,4 @@
-//! The GPU's own half-precision training batch-norm (crates/kernels/src/cuda_bn.cu, `bn16k`),
+//! The GPU's own half-precision training batch-norm (crates/kernels/src/gpu/cuda_bn.cu, `bn16k`),
 //! compiled for the host by g++ and run as real grids: blocks of 256 threads with shared memory
 //! and barriers, several blocks per channel (tests/host, `THREADS`). Against the definition worked
 //! out in f64 from the same 16-bit values (PyTorch's `batch_norm(training=True)`: batch mean,
@@ -14,8 +14,8 @@ use candle_core::{DType, Device, Tensor};
 use half::{bf16, f16};
 use host::{read_f32, read_u16, write_f32, write_u16};
 
-const HALF: &str = include_str!("../src/cuda_half.cuh");
-const BN: &str = include_str!("../src/cuda_bn.cu");
+const HALF: &str = include_str!("../src/gpu/cuda_half.cuh");
+const BN: &str = include_str!("../src/gpu/cuda_bn.cu");
 
 /// `bn bf16|f16 N C H W BLOCKS THEN EPS DIR`: the forward pass over DIR/x (with DIR/r for THEN 2,
 /// scale DIR/gamma, shift DIR/beta) and the backward pass from DIR/dy (masked by the output after

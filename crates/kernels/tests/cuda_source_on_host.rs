@@ -1,4 +1,4 @@
-//! The GPU's own kernels (crates/kernels/src/cuda_pool.cu, cuda_relu.cu, cuda_sgd.cu,
+//! The GPU's own kernels (crates/kernels/src/gpu/cuda_pool.cu, cuda_relu.cu, cuda_sgd.cu,
 //! cuda_bn_running.cu, cuda_add_relu.cu, with cuda_half.cuh), compiled for the host by g++ with a
 //! few definitions standing in for CUDA's (tests/host) and run by one thread through their
 //! grid-stride loops: max-pooling against the CPU kernel
@@ -18,12 +18,12 @@ use half::{bf16, f16};
 use host::{read_f32, read_u16, write_bytes, write_f32, write_u16};
 use oodlab_kernels::SgdStep;
 
-const HALF: &str = include_str!("../src/cuda_half.cuh");
-const POOL: &str = include_str!("../src/cuda_pool.cu");
-const ADD_RELU: &str = include_str!("../src/cuda_add_relu.cu");
-const RELU: &str = include_str!("../src/cuda_relu.cu");
-const SGD: &str = include_str!("../src/cuda_sgd.cu");
-const RUNNING: &str = include_str!("../src/cuda_bn_running.cu");
+const HALF: &str = include_str!("../src/gpu/cuda_half.cuh");
+const POOL: &str = include_str!("../src/gpu/cuda_pool.cu");
+const ADD_RELU: &str = include_str!("../src/gpu/cuda_add_relu.cu");
+const RELU: &str = include_str!("../src/gpu/cuda_relu.cu");
+const SGD: &str = include_str!("../src/gpu/cuda_sgd.cu");
+const RUNNING: &str = include_str!("../src/gpu/cuda_bn_running.cu");
 
 /// `host convert IN OUT`: f32 values to bf16 and f16 bits and each back to f32.
 /// `host forward|backward f32|bf16|f16 n c h w k stride padding X [GY] OUT`: the pooling kernels.

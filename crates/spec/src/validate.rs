@@ -298,19 +298,16 @@ pub(crate) fn datasets(
             Ok(())
         };
         let format = ds.format;
-        // Which fields of a part each format takes.
-        let (wanted, unwanted): (&[&str], &[&str]) = match format {
-            DatasetFormat::Idx => (&["images", "labels"], &["dir", "list"]),
-            DatasetFormat::Folder => (&["dir"], &["images", "labels", "list"]),
-            DatasetFormat::List => (&["list"], &["images", "labels", "dir"]),
-            DatasetFormat::Cub => (&[], &["images", "labels", "dir", "list"]),
-            DatasetFormat::Crops => (&["dir"], &["images", "labels", "list"]),
-        };
+        // Which fields of a part the format takes (DatasetFormat's rules).
+        let wanted = format.part_fields().unwrap_or_default();
         for (part_name, part) in [("train", &mut ds.train), ("test", &mut ds.test)] {
             let Some(part) = part else { continue };
-            if format == DatasetFormat::Cub {
+            if format.part_fields().is_none() {
                 return Err(loc
-                    .error(&at(part_name), "a `cub` dataset takes its train and test images from train_test_split.txt")
+                    .error(
+                        &at(part_name),
+                        format!("a `{format:?}` dataset takes its train and test images from its root folder's files").to_lowercase(),
+                    )
                     .with_hint("remove `train` and `test`; give `root`"));
             }
             for (key, value) in
@@ -318,7 +315,7 @@ pub(crate) fn datasets(
             {
                 let field = at(&format!("{part_name}.{key}"));
                 match value {
-                    Some(_) if unwanted.contains(&key) => {
+                    Some(_) if !wanted.contains(&key) => {
                         return Err(loc
                             .error(&field, format!("`{key}` does not apply to the `{format:?}` format"))
                             .with_hint(format!("a {format:?} part takes: {}", wanted.join(", ")).to_lowercase()));
@@ -333,16 +330,16 @@ pub(crate) fn datasets(
                 }
             }
         }
-        match (format, &mut ds.root) {
-            (DatasetFormat::List | DatasetFormat::Cub, None) => {
+        match (format.has_root(), &mut ds.root) {
+            (true, None) => {
                 return Err(loc.error(
                     &at("format"),
                     format!("a `{format:?}` dataset needs `root`, the folder its image paths are relative to").to_lowercase(),
                 ));
             }
-            (DatasetFormat::List | DatasetFormat::Cub, Some(root)) => resolve(at("root"), root, true)?,
-            (_, Some(_)) => return Err(loc.error(&at("root"), "`root` applies to the list and cub formats only")),
-            _ => {}
+            (true, Some(root)) => resolve(at("root"), root, true)?,
+            (false, Some(_)) => return Err(loc.error(&at("root"), "`root` applies to the list and cub formats only")),
+            (false, None) => {}
         }
         if format == DatasetFormat::Cub {
             for file in ["images.txt", "image_class_labels.txt", "train_test_split.txt"] {
@@ -361,7 +358,7 @@ pub(crate) fn datasets(
             _ => {}
         }
         if let Some(rel) = ds.exclude_files.take() {
-            if matches!(format, DatasetFormat::Idx | DatasetFormat::Crops) {
+            if !format.names_files() {
                 return Err(loc.error(&at("exclude_files"), "applies to image files named by the dataset: folder, list or cub formats"));
             }
             let mut path = rel;
@@ -381,17 +378,17 @@ pub(crate) fn datasets(
                 format!("class {c} does not exist; the dataset has classes 0..{}", ds.classes - 1),
             ));
         }
-        match (format, ds.image) {
-            (DatasetFormat::Idx, Some(_)) => {
+        match (format.decodes(), ds.image) {
+            (false, Some(_)) => {
                 return Err(loc.error(&at("image"), "IDX images keep the size and colour of their file").with_hint("remove `image`"))
             }
-            (DatasetFormat::Idx, None) => {}
-            (_, None) => {
+            (false, None) => {}
+            (true, None) => {
                 return Err(loc
                     .error(&at("format"), "image files need a decode size")
                     .with_hint("add `image: {size: [28, 28], channels: 1}` (channels 1 or 3)"))
             }
-            (_, Some(img)) => {
+            (true, Some(img)) => {
                 if !matches!(img.channels, 1 | 3) {
                     return Err(loc.error(&at("image.channels"), format!("must be 1 (greyscale) or 3 (RGB), found {}", img.channels)));
                 }

@@ -114,6 +114,7 @@ pub fn loader(config: &oodlab_spec::RunConfig, epochs: u32) -> Result<LoaderTime
     let open_seconds = started.elapsed().as_secs_f64();
     let s = &config.settings;
     let train = oodlab_spec::TrainSettings { epochs, ..s.train.clone() };
+    crate::loader::checked_steps_per_epoch(sets.train.len(), &train)?;
     let started = Instant::now();
     let (images, batches, peak_batches) = std::thread::scope(|scope| -> Result<_, crate::TrainError> {
         // Batches stay in host memory: the loader alone is timed, not a copy to a device.

@@ -115,15 +115,7 @@ fn train(
     let seed = req.config.seed;
     let classes = req.config.classes.id_classes.len();
     let mut optimizer = Optimizer::new(varmap.all_vars(), &t.optimizer);
-    let steps_per_epoch = crate::loader::steps_per_epoch(sets.train.len(), t.batch_size, t.drop_last);
-    if steps_per_epoch == 0 {
-        return Err(TrainError::Setup(format!(
-            "the training set has {} images, fewer than train.batch_size ({}), and train.drop_last drops a partial batch: \
-             nothing to train on; lower train.batch_size or set train.drop_last: false",
-            sets.train.len(),
-            t.batch_size
-        )));
-    }
+    let steps_per_epoch = crate::loader::checked_steps_per_epoch(sets.train.len(), t)?;
     let total = steps_per_epoch * t.epochs as usize;
     // f16 needs loss scaling against gradient underflow; bf16 has f32's range and does not.
     let scaler = (t.precision == Precision::F16).then(GradScaler::default);

@@ -66,6 +66,20 @@ pub fn steps_per_epoch(n: usize, batch: usize, drop_last: bool) -> usize {
     n / batch + usize::from(!drop_last && n % batch > 1)
 }
 
+/// The steps of an epoch over `train` images, or the setup error that names the fix when there are
+/// none (a set smaller than one batch whose partial batch is dropped): training and the loader's
+/// benchmark both refuse it rather than train on nothing.
+pub fn checked_steps_per_epoch(train: usize, t: &TrainSettings) -> Result<usize, crate::TrainError> {
+    match steps_per_epoch(train, t.batch_size, t.drop_last) {
+        0 => Err(crate::TrainError::Setup(format!(
+            "the training set has {train} images, fewer than train.batch_size ({}), and train.drop_last drops a partial batch: \
+             nothing to train on; lower train.batch_size or set train.drop_last: false",
+            t.batch_size
+        ))),
+        steps => Ok(steps),
+    }
+}
+
 /// The jobs of a whole training: each epoch a fresh seeded shuffle of the training images, cut
 /// into batches, each with its outliers from the endless outlier stream.
 pub struct TrainPlan<'a> {
@@ -107,7 +121,8 @@ impl Iterator for TrainPlan<'_> {
 
     fn next(&mut self) -> Option<StepJob> {
         if self.epoch == 0 || self.step == self.steps {
-            if self.epoch == self.epochs {
+            // No steps, no epochs (checked_steps_per_epoch refuses such a run before it starts).
+            if self.epoch == self.epochs || self.steps == 0 {
                 return None;
             }
             self.epoch += 1;
@@ -306,6 +321,16 @@ mod tests {
         // Without drop_last a last batch of one image is still dropped (batch-norm needs two).
         assert_eq!(steps_per_epoch(17, 8, false), 2);
         assert_eq!(steps_per_epoch(7, 8, true), 0);
+    }
+
+    #[test]
+    fn a_set_smaller_than_a_dropped_batch_is_refused_and_plans_nothing() {
+        // 7 images, batch 8, drop_last: no step. The loader's benchmark once sliced past the end.
+        let (sets, t) = (sets(7, 5), TrainSettings { drop_last: true, ..settings() });
+        let err = checked_steps_per_epoch(7, &t).unwrap_err().to_string();
+        assert!(err.contains("7 images") && err.contains("train.batch_size (8)") && err.contains("train.drop_last: false"), "{err}");
+        assert_eq!(all(&sets, &t, LoaderSettings { workers: 0, prefetch: 1, cache_mb: 0 }).len(), 0);
+        assert_eq!(checked_steps_per_epoch(7, &TrainSettings { drop_last: false, ..t }).unwrap(), 1);
     }
 
     #[test]

@@ -150,7 +150,7 @@ impl Sgd {
     }
 }
 
-/// The same update as one in-place kernel on a GPU (crates/kernels/src/cuda_sgd.rs), where it
+/// The same update as one in-place kernel on a GPU (crates/kernels/src/gpu/cuda_sgd.rs), where it
 /// applies; false where it does not (the CPU, `OODLAB_GPU_KERNELS` without `sgd`).
 fn fused_on_gpu(step: SgdStep, var: &Var, grad: &Tensor, buffer: &mut Option<Tensor>) -> Result<bool> {
     let p = var.as_tensor();

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
+use oodlab_kernels::ops::candle::max_pool_after_relu;
 use oodlab_spec::{Arch, ModelSettings};
-use oodlab_train::model::{build, init_seeded, layers::max_pool_after_relu, load_pretrained, Network};
+use oodlab_train::model::{build, init_seeded, load_pretrained, Network};
 use oodlab_train::scaler::GradScaler;
 use serde_json::Value;
 
@@ -291,7 +292,7 @@ fn mixed_precision_keeps_f32_weights_and_tracks_f32_results() {
 
 #[test]
 fn unfolded_convolution_matches_candles_with_gradients() {
-    use oodlab_train::model::layers::conv_unfold;
+    use oodlab_kernels::ops::candle::conv_unfold;
     // (batch, in, out, height, width, kernel, stride, padding)
     for &(n, ci, co, h, w, k, s, p) in &[
         (2, 3, 4, 7, 9, 3, 1, 1),

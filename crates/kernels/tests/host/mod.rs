@@ -1,5 +1,5 @@
 //! CUDA sources compiled for the host by g++, with definitions standing in for CUDA's names, so
-//! that the GPU's own kernels (crates/kernels/src/*.cu) are tested on every machine, GPU or not
+//! that the GPU's own kernels (crates/kernels/src/gpu/*.cu) are tested on every machine, GPU or not
 //! (cuda_source_on_host.rs, cuda_bn_on_host.rs). A harness's `main` reads its inputs from files,
 //! runs the kernels and writes their outputs to files.
 #![allow(dead_code)] // each test binary uses its share

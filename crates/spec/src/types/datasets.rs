@@ -82,6 +82,37 @@ pub enum DatasetFormat {
     Crops,
 }
 
+/// What each format takes, in one place: validation (validate::datasets) follows these rules, so
+/// a new format states its own here rather than in the checks.
+impl DatasetFormat {
+    /// The fields of a `train:` or `test:` part ([`DatasetPart`]) that this format needs (the
+    /// others do not apply); None where it takes no parts (its `root` holds the split).
+    pub fn part_fields(self) -> Option<&'static [&'static str]> {
+        match self {
+            DatasetFormat::Idx => Some(&["images", "labels"]),
+            DatasetFormat::Folder | DatasetFormat::Crops => Some(&["dir"]),
+            DatasetFormat::List => Some(&["list"]),
+            DatasetFormat::Cub => None,
+        }
+    }
+
+    /// Whether its image paths are relative to a `root` folder, which it then needs.
+    pub fn has_root(self) -> bool {
+        matches!(self, DatasetFormat::List | DatasetFormat::Cub)
+    }
+
+    /// Whether its images are files the dataset names one by one (`exclude_files` can drop some).
+    pub fn names_files(self) -> bool {
+        matches!(self, DatasetFormat::Folder | DatasetFormat::List | DatasetFormat::Cub)
+    }
+
+    /// Whether its images are decoded from image files to the spec's `image` size and channels
+    /// (IDX files keep their own).
+    pub fn decodes(self) -> bool {
+        self != DatasetFormat::Idx
+    }
+}
+
 /// The files of one part (train or test) of a dataset; which fields apply depends on the format.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

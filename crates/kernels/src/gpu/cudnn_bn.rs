@@ -27,9 +27,10 @@ use cudarc::cudnn::sys;
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg, SyncOnDrop};
 use half::{bf16, f16};
 
-use crate::cuda_bn::Then;
+use super::cuda::{nchw, uninit};
+use super::cuda_bn::Then;
+use super::nvrtc::{Module, Suffixes};
 use crate::norm::{After, BatchNormOutput, HalfData, RunningStats};
-use crate::nvrtc::{Module, Suffixes};
 
 /// PyTorch's `batch_norm(x, training=True)` over a CUDA tensor (n, c, h, w) in f32, bf16 or f16
 /// with per-channel f32 `gamma` and `beta`: the output (in x's format), and the batch's mean and
@@ -165,7 +166,7 @@ impl InplaceOp2 for FoldRunning {
     }
 
     fn cpu_fwd(&self, _: &mut CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<()> {
-        crate::cuda_only(self.name())
+        super::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, ms: &mut CudaStorage, ml: &Layout, vs: &CudaStorage, vl: &Layout) -> Result<()> {
@@ -223,13 +224,15 @@ struct CudnnBatchNorm {
     relu: bool,
 }
 
+/// This file's errors name the op so.
+const OP: &str = "cudnn batch-norm";
+
 fn offsets(l: &Layout) -> Result<(usize, usize)> {
-    l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("cudnn batch-norm: the inputs must be contiguous".into()))
+    super::cuda::offsets(l, OP)
 }
 
 fn f32_view<'a>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, f32>> {
-    let (start, end) = offsets(l)?;
-    Ok(s.as_cuda_slice::<f32>()?.slice(start..end))
+    super::cuda::view(s, l, OP)
 }
 
 /// The data (input, output, their gradients) in the model's format.
@@ -269,16 +272,13 @@ enum Buffer {
 impl Buffer {
     /// `n` values of `dtype`, uninitialized: the caller has cuDNN write them all.
     fn uninit(device: &CudaDevice, dtype: DType, n: usize) -> Result<Buffer> {
-        // SAFETY: see above; cuDNN writes every value (its beta is 0, so the buffer is not read).
-        #[allow(unsafe_code)]
-        unsafe {
-            Ok(match dtype {
-                DType::F32 => Buffer::F32(device.alloc::<f32>(n)?),
-                DType::BF16 => Buffer::Bf16(device.alloc::<bf16>(n)?),
-                DType::F16 => Buffer::F16(device.alloc::<f16>(n)?),
-                other => candle_core::bail!("cudnn batch-norm: {other:?} data"),
-            })
-        }
+        // cuDNN writes every value (its beta is 0, so the buffer is not read).
+        Ok(match dtype {
+            DType::F32 => Buffer::F32(uninit(device, n)?),
+            DType::BF16 => Buffer::Bf16(uninit(device, n)?),
+            DType::F16 => Buffer::F16(uninit(device, n)?),
+            other => candle_core::bail!("cudnn batch-norm: {other:?} data"),
+        })
     }
 
     fn ptr_mut<'b>(&'b mut self, stream: &'b CudaStream) -> (u64, SyncOnDrop<'b>) {
@@ -322,16 +322,16 @@ fn normalize(
     beta: CudaView<f32>,
     then: Then,
 ) -> Result<(CudaStorage, Layout)> {
-    let layout = Layout::contiguous(dims4(xl.dims())?.to_vec());
+    let layout = Layout::contiguous(nchw(xl.dims(), OP)?.to_vec());
     if cfg.own_kernels(xs.dtype()) {
-        let out = crate::cuda_bn::forward(xs, xl, &gamma, &beta, cfg.eps, then)?;
+        let out = super::cuda_bn::forward(xs, xl, &gamma, &beta, cfg.eps, then)?;
         *saved.lock().expect("not poisoned") = Some(Saved { mean: out.mean, inv_std: out.inv_std, param_grads: None });
         return Ok((out.y, layout));
     }
     let y = normalize_cudnn(cfg, saved, xs, xl, gamma, beta)?;
     let y = match then {
         Then::Nothing => y,
-        Then::Relu => crate::cuda_relu::relu_storage(&y, &layout)?,
+        Then::Relu => super::cuda_relu::relu_storage(&y, &layout)?,
         Then::AddRelu(rs, rl) => {
             let suffixes = Suffixes { f32: "f32", bf16: "bf16", f16: "f16" };
             ADD_RELU.run(None, "oodlab_add_relu", &suffixes, &[(&y, &layout), (rs, rl)], layout.shape().elem_count(), &[])?
@@ -351,7 +351,7 @@ fn normalize_cudnn(
     gamma: CudaView<f32>,
     beta: CudaView<f32>,
 ) -> Result<CudaStorage> {
-    let dims = dims4(xl.dims())?;
+    let dims = nchw(xl.dims(), OP)?;
     let layout = Layout::contiguous(dims.to_vec());
     if cfg.via_f32(xs.dtype()) {
         let converted = xs.to_dtype(xl, DType::F32)?;
@@ -364,9 +364,8 @@ fn normalize_cudnn(
     let x = Data::of(xs, xl)?;
     let count: usize = dims.iter().product();
     let mut y = Buffer::uninit(&device, xs.dtype(), count)?;
-    // SAFETY: cuDNN writes every value of the two.
-    #[allow(unsafe_code)]
-    let (mut mean, mut inv_std) = unsafe { (device.alloc::<f32>(dims[1])?, device.alloc::<f32>(dims[1])?) };
+    // cuDNN writes every value of the two.
+    let (mut mean, mut inv_std) = (uninit::<f32>(&device, dims[1])?, uninit::<f32>(&device, dims[1])?);
     with_handle(&device, |handle| {
         let (xd, pd) = (Descriptor::new(dims, xs.dtype())?, Descriptor::new([1, dims[1], 1, 1], DType::F32)?);
         let (one, zero) = (1f32, 0f32);
@@ -415,7 +414,7 @@ impl CustomOp3 for CudnnBatchNorm {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        crate::cuda_only(self.name())
+        super::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(
@@ -436,7 +435,7 @@ impl CustomOp3 for CudnnBatchNorm {
         match (self.relu, self.cfg.own_kernels(x.dtype())) {
             // This crate's kernels apply the ReLU's mask as they read the gradient: it is never stored.
             (true, true) => backward(self.cfg, &self.saved, x, gamma, beta, gy, Some(y)),
-            (true, false) => backward(self.cfg, &self.saved, x, gamma, beta, &crate::cuda_relu::relu_backward(y, gy)?, None),
+            (true, false) => backward(self.cfg, &self.saved, x, gamma, beta, &super::cuda_relu::relu_backward(y, gy)?, None),
             (false, _) => backward(self.cfg, &self.saved, x, gamma, beta, gy, None),
         }
     }
@@ -497,7 +496,7 @@ impl CustomOp3 for CudnnBatchNormAddRelu {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        crate::cuda_only(self.name())
+        super::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(
@@ -520,7 +519,7 @@ impl CustomOp3 for CudnnBatchNormAddRelu {
 
     fn bwd(&self, x: &Tensor, params: &Tensor, _r: &Tensor, y: &Tensor, gy: &Tensor) -> Result<Grads3> {
         // The residual's gradient is the sum's: the output's where the ReLU passed it.
-        let g = crate::cuda_relu::relu_backward(y, gy)?;
+        let g = super::cuda_relu::relu_backward(y, gy)?;
         let (gamma, beta) = (params.narrow(0, 0, self.c)?, params.narrow(0, self.c, self.c)?);
         let (dx, dgamma, dbeta) = backward(self.cfg, &self.saved, x, &gamma, &beta, &g, None)?;
         let dparams = match (dgamma, dbeta) {
@@ -549,7 +548,7 @@ impl CustomOp3 for CudnnBatchNormBackward {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        crate::cuda_only(self.name())
+        super::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(
@@ -561,7 +560,7 @@ impl CustomOp3 for CudnnBatchNormBackward {
         dys: &CudaStorage,
         dyl: &Layout,
     ) -> Result<(CudaStorage, Shape)> {
-        let dims = dims4(xl.dims())?;
+        let dims = nchw(xl.dims(), OP)?;
         let (count, c) = (dims.iter().product::<usize>(), dims[1]);
         let device = xs.device.clone();
         let stream = device.cuda_stream();
@@ -580,9 +579,9 @@ impl CustomOp3 for CudnnBatchNormBackward {
                     _ => candle_core::bail!("bn16k batch-norm backward: the ReLU's output is not on the GPU"),
                 },
             };
-            let channels = crate::cuda_bn::Channels { gamma: &gamma, mean: &saved.mean, inv_std: &saved.inv_std };
+            let channels = super::cuda_bn::Channels { gamma: &gamma, mean: &saved.mean, inv_std: &saved.inv_std };
             let (dx, params) = crate::profile::time_on_stream("backward: batch-norm (bn16k)", &stream, || {
-                crate::cuda_bn::backward((xs, xl), (dys, dyl), relu_output, channels)
+                super::cuda_bn::backward((xs, xl), (dys, dyl), relu_output, channels)
             })?;
             saved.param_grads = Some(params);
             return Ok((dx, Shape::from(dims.to_vec())));
@@ -592,9 +591,7 @@ impl CustomOp3 for CudnnBatchNormBackward {
         // f32: one buffer [dx | dgamma | dbeta]; otherwise dx in the data's format and [dgamma |
         // dbeta] in f32 apart. cuDNN writes every value (beta = 0 for the data and the parameters).
         let mut dx_buffer = Buffer::uninit(&device, xs.dtype(), if packed { count + 2 * c } else { count })?;
-        // SAFETY: as above.
-        #[allow(unsafe_code)]
-        let mut params = if packed { None } else { Some(unsafe { device.alloc::<f32>(2 * c)? }) };
+        let mut params = if packed { None } else { Some(uninit::<f32>(&device, 2 * c)?) };
         crate::profile::time_on_stream("backward: batch-norm (cuDNN)", &stream, || {
             with_handle(&device, |handle| {
                 let (xd, pd) = (Descriptor::new(dims, xs.dtype())?, Descriptor::new([1, c, 1, 1], DType::F32)?);
@@ -670,7 +667,7 @@ impl CustomOp1 for ReadSaved {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        crate::cuda_only(self.name())
+        super::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, s: &CudaStorage, _: &Layout) -> Result<(CudaStorage, Shape)> {
@@ -688,13 +685,6 @@ impl CustomOp1 for ReadSaved {
             }
         };
         Ok((CudaStorage::wrap_cuda_slice(values, s.device.clone()), Shape::from(len)))
-    }
-}
-
-fn dims4(d: &[usize]) -> Result<[usize; 4]> {
-    match d {
-        &[n, c, h, w] => Ok([n, c, h, w]),
-        other => candle_core::bail!("cudnn batch-norm: (n, c, h, w) expected, got {other:?}"),
     }
 }
 

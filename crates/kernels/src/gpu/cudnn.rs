@@ -27,7 +27,9 @@ use cudarc::cudnn::safe::{
     ConvBackwardData, ConvBackwardFilter, ConvDescriptor, ConvForward, Cudnn, CudnnDataType, FilterDescriptor, TensorDescriptor,
 };
 use cudarc::cudnn::sys::{cudnnConvolutionMode_t, cudnnMathType_t, cudnnTensorFormat_t};
-use cudarc::driver::{CudaSlice, CudaView, DeviceRepr};
+use cudarc::driver::{CudaSlice, DeviceRepr};
+
+use super::cuda::{padded4, uninit, view};
 
 /// `x` (n, c, h, w) convolved with `w` (o, c, k, k) on CUDA with cuDNN: (n, o, ho, wo), as
 /// PyTorch's conv2d without bias, with `groups = dilation = 1`.
@@ -83,20 +85,20 @@ impl CustomOp2 for CudnnConv {
         _: &candle_core::CpuStorage,
         _: &Layout,
     ) -> Result<(candle_core::CpuStorage, Shape)> {
-        crate::cuda_only(self.name())
+        super::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout, ws: &CudaStorage, wl: &Layout) -> Result<(CudaStorage, Shape)> {
         let y = self.geometry.output(xl.dims(), wl.dims())?;
-        let shapes = Shapes { x: dims4(xl.dims()), w: dims4(wl.dims()), y };
+        let shapes = Shapes { x: padded4(xl.dims()), w: padded4(wl.dims()), y };
         let out = run(Kind::Forward, self.geometry, shapes, xs, xl, ws, wl)?;
         Ok((out, Shape::from(y.to_vec())))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, gy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let gy = gy.contiguous()?;
-        let input = dims4(x.dims());
-        let kernel = dims4(w.dims());
+        let input = padded4(x.dims());
+        let kernel = padded4(w.dims());
         // The images need no gradient: skip the product that would make it.
         let dx = if x.track_op() { Some(w.apply_op2_no_bwd(&gy, &CudnnConvData { geometry: self.geometry, input })?) } else { None };
         let dw = x.apply_op2_no_bwd(&gy, &CudnnConvFilter { geometry: self.geometry, kernel })?;
@@ -116,11 +118,11 @@ impl CustomOp2 for CudnnConvData {
         _: &candle_core::CpuStorage,
         _: &Layout,
     ) -> Result<(candle_core::CpuStorage, Shape)> {
-        crate::cuda_only(self.name())
+        super::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, ws: &CudaStorage, wl: &Layout, gs: &CudaStorage, gl: &Layout) -> Result<(CudaStorage, Shape)> {
-        let shapes = Shapes { x: self.input, w: dims4(wl.dims()), y: dims4(gl.dims()) };
+        let shapes = Shapes { x: self.input, w: padded4(wl.dims()), y: padded4(gl.dims()) };
         if self.geometry.output(&self.input, wl.dims())? != shapes.y {
             candle_core::bail!("cudnn conv2d backward: gradient {:?} is not the output of {:?} by {:?}", gl.dims(), self.input, wl.dims());
         }
@@ -141,25 +143,17 @@ impl CustomOp2 for CudnnConvFilter {
         _: &candle_core::CpuStorage,
         _: &Layout,
     ) -> Result<(candle_core::CpuStorage, Shape)> {
-        crate::cuda_only(self.name())
+        super::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout, gs: &CudaStorage, gl: &Layout) -> Result<(CudaStorage, Shape)> {
-        let shapes = Shapes { x: dims4(xl.dims()), w: self.kernel, y: dims4(gl.dims()) };
+        let shapes = Shapes { x: padded4(xl.dims()), w: self.kernel, y: padded4(gl.dims()) };
         if self.geometry.output(xl.dims(), &self.kernel)? != shapes.y {
             candle_core::bail!("cudnn conv2d backward: gradient {:?} is not the output of {:?} by {:?}", gl.dims(), xl.dims(), self.kernel);
         }
         let out = run(Kind::Filter, self.geometry, shapes, xs, xl, gs, gl)?;
         Ok((out, Shape::from(self.kernel.to_vec())))
     }
-}
-
-fn dims4(d: &[usize]) -> [usize; 4] {
-    let mut out = [1; 4];
-    for (o, &v) in out.iter_mut().zip(d) {
-        *o = v;
-    }
-    out
 }
 
 /// Which of the three products; the two inputs of each, in order: forward (x, w), data (w, dy),
@@ -188,27 +182,20 @@ fn run(kind: Kind, g: Geometry, shapes: Shapes, a: &CudaStorage, al: &Layout, b:
     }
 }
 
-/// A contiguous view of a storage as its layout sees it.
-fn view<'a, T: CudaDType + DeviceRepr>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, T>> {
-    let Some((start, end)) = l.contiguous_offsets() else { candle_core::bail!("cudnn conv2d: the inputs must be contiguous") };
-    Ok(s.as_cuda_slice::<T>()?.slice(start..end))
-}
-
 fn run_typed<T>(kind: Kind, g: Geometry, shapes: Shapes, a: &CudaStorage, al: &Layout, b: &CudaStorage, bl: &Layout) -> Result<CudaStorage>
 where
     T: CudaDType + DeviceRepr + WithDType + CudnnDataType + 'static,
 {
     let device = a.device.clone();
     let tf32 = crate::tf32();
-    let (av, bv) = (view::<T>(a, al)?, view::<T>(b, bl)?);
+    let (av, bv) = (view::<T>(a, al, "cudnn conv2d")?, view::<T>(b, bl, "cudnn conv2d")?);
     let out_len: usize = match kind {
         Kind::Forward => shapes.y.iter().product(),
         Kind::Data => shapes.x.iter().product(),
         Kind::Filter => shapes.w.iter().product(),
     };
-    // SAFETY: cuDNN writes every value of the output (beta = 0 never reads it).
-    #[allow(unsafe_code)]
-    let mut out = unsafe { device.alloc::<T>(out_len)? };
+    // cuDNN writes every value of the output (beta = 0 never reads it).
+    let mut out = uninit::<T>(&device, out_len)?;
     let part = match kind {
         Kind::Forward => "conv forward (cuDNN)",
         Kind::Data => "backward: conv input gradient (cuDNN)",
@@ -338,9 +325,8 @@ where
         }
         if workspace.as_ref().is_none_or(|w| w.len() < bytes) {
             // The old one is freed in stream order, after the products that used it.
-            // SAFETY: a workspace is scratch memory; cuDNN reads nothing it did not write.
-            #[allow(unsafe_code)]
-            let fresh = unsafe { device.alloc::<u8>(bytes)? };
+            // A workspace is scratch memory; cuDNN reads nothing it did not write.
+            let fresh = uninit::<u8>(&device, bytes)?;
             *workspace = Some(fresh);
         }
         f(plan, workspace.as_mut())

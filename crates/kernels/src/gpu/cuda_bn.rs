@@ -22,8 +22,9 @@ use candle_core::{CpuStorage, CudaStorage, CustomOp2, CustomOp3, DType, Layout, 
 use cudarc::driver::{CudaSlice, CudaView, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
 use half::{bf16, f16};
 
+use super::cuda::uninit;
+use super::nvrtc::Module;
 use crate::norm::After;
-use crate::nvrtc::Module;
 
 static KERNELS: Module =
     Module { name: "oodlab_bn", source: concat!(include_str!("cuda_half.cuh"), include_str!("cuda_bn.cu")), ptx: OnceLock::new() };
@@ -90,18 +91,9 @@ impl Sizes {
     }
 }
 
+/// A contiguous view (super::cuda::view) named as this file's errors name the op.
 fn view<'a, T: CudaDType + DeviceRepr>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, T>> {
-    let (a, b) = l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg("bn16k batch-norm: contiguous data expected".into()))?;
-    Ok(s.as_cuda_slice::<T>()?.slice(a..b))
-}
-
-/// `n` values that the kernel launched next writes, every one.
-fn uninit<T: DeviceRepr>(device: &candle_core::CudaDevice, n: usize) -> Result<CudaSlice<T>> {
-    // SAFETY: the callers' kernels write each of the n values before anything reads them.
-    #[allow(unsafe_code)]
-    unsafe {
-        device.alloc::<T>(n)
-    }
+    super::cuda::view(s, l, "bn16k batch-norm")
 }
 
 fn suffix(dtype: DType) -> Result<&'static str> {
@@ -373,7 +365,7 @@ impl CustomOp2 for Eval {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        crate::cuda_only(self.name())
+        super::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout, ps: &CudaStorage, pl: &Layout) -> Result<(CudaStorage, Shape)> {
@@ -387,7 +379,7 @@ impl CustomOp3 for EvalAddRelu {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        crate::cuda_only(self.name())
+        super::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(

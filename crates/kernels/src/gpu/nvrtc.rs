@@ -72,17 +72,9 @@ impl Module {
         ints: &[i32],
     ) -> Result<CudaStorage> {
         let device = inputs[0].0.device().clone();
-        let views = inputs
-            .iter()
-            .map(|(s, l)| {
-                let (a, b) =
-                    l.contiguous_offsets().ok_or_else(|| candle_core::Error::Msg(format!("{name}: contiguous inputs expected")))?;
-                Ok(s.as_cuda_slice::<T>()?.slice(a..b))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        // SAFETY: the kernel writes each of the n values (the caller's contract).
-        #[allow(unsafe_code)]
-        let mut out: CudaSlice<T> = unsafe { device.alloc::<T>(n)? };
+        let views = inputs.iter().map(|(s, l)| super::cuda::view::<T>(s, l, name)).collect::<Result<Vec<_>>>()?;
+        // The kernel writes each of the n values (the caller's contract).
+        let mut out: CudaSlice<T> = super::cuda::uninit(&device, n)?;
         let func = device.get_or_load_custom_func(name, self.name, self.ptx()?)?;
         let n64 = n as u64;
         let mut builder = func.builder();
