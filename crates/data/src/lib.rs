@@ -12,6 +12,7 @@
 //! ```
 
 pub mod files;
+pub mod format;
 pub mod idx;
 pub mod order;
 pub mod prefetch;
@@ -151,6 +152,8 @@ pub enum DataError {
     },
     #[error("{path}:{line}: {reason}")]
     List { path: PathBuf, line: usize, reason: String },
+    #[error("{what}: `{field}` is missing")]
+    Missing { what: String, field: &'static str },
     #[error("{images} holds {n_images} images but {labels} holds {n_labels} labels; use files of the same set")]
     CountMismatch { images: PathBuf, labels: PathBuf, n_images: usize, n_labels: usize },
 }

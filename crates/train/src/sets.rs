@@ -1,8 +1,9 @@
 //! The image sets of a run: ID train/validation/test, the held-out classes and coarse OOD sets.
 
+use oodlab_data::format::{Opened, Source};
 use oodlab_data::split::ClassSplit;
-use oodlab_data::{files, idx, order, ImageSet};
-use oodlab_spec::{DatasetFormat, LoaderSettings, RunConfig};
+use oodlab_data::{files, order, ImageSet};
+use oodlab_spec::{LoaderSettings, RunConfig};
 
 use crate::TrainError;
 
@@ -53,45 +54,30 @@ impl OutlierStream {
 fn load_part(cfg: &RunConfig, name: &str, train: bool, wanted: Option<&[u32]>) -> Result<ImageSet, TrainError> {
     let ds = cfg.datasets.get(name).ok_or_else(|| TrainError::Setup(format!("dataset `{name}` is missing from the run config")))?;
     let which = if train { "train" } else { "test" };
-    let missing = || TrainError::Setup(format!("dataset `{name}` has no {which} part"));
     let part = if train { ds.train.as_ref() } else { ds.test.as_ref() };
-    let field = |v: Option<&std::path::PathBuf>, key: &str| {
-        v.cloned().ok_or_else(|| TrainError::Setup(format!("dataset `{name}`: {which}.{key} is missing")))
+    if part.is_none() && ds.format.part_fields().is_some() {
+        return Err(TrainError::Setup(format!("dataset `{name}` has no {which} part")));
+    }
+    let what = format!("dataset `{name}` {which} part");
+    let decode = ds.image.map(|i| files::Decode { height: i.size[0], width: i.size[1], channels: i.channels });
+    let source = Source {
+        what: &what,
+        train,
+        images: part.and_then(|p| p.images.as_deref()),
+        labels: part.and_then(|p| p.labels.as_deref()),
+        dir: part.and_then(|p| p.dir.as_deref()),
+        list: part.and_then(|p| p.list.as_deref()),
+        root: ds.root.as_deref(),
+        crops: ds.crops.map(|c| (c.count, c.seed)),
+        decode,
     };
-    let decode = || {
-        ds.image
-            .map(|i| files::Decode { height: i.size[0], width: i.size[1], channels: i.channels })
-            .ok_or_else(|| TrainError::Setup(format!("dataset `{name}` has no image size")))
-    };
-    let loader = cfg.settings.data.loader;
-    let open = |list: Vec<files::LabeledFile>, d: files::Decode| {
-        let keep = |l: u32| !ds.exclude_classes.contains(&l) && wanted.is_none_or(|w| w.contains(&l));
-        open(list.into_iter().filter(|f| keep(f.label)).collect(), d, loader)
-    };
-    let root = || ds.root.clone().ok_or_else(|| TrainError::Setup(format!("dataset `{name}` has no root")));
-    let set = match ds.format {
-        DatasetFormat::Idx => {
-            let part = part.ok_or_else(missing)?;
-            idx::load(field(part.images.as_ref(), "images")?, field(part.labels.as_ref(), "labels")?)?
-        }
-        DatasetFormat::Folder => {
-            let dir = field(part.ok_or_else(missing)?.dir.as_ref(), "dir")?;
-            open(without(files::folder(&dir)?, &dir, &ds.excluded_entries), decode()?)?
-        }
-        DatasetFormat::List => {
-            let root = root()?;
-            open(
-                without(files::list(&root, &field(part.ok_or_else(missing)?.list.as_ref(), "list")?)?, &root, &ds.excluded_entries),
-                decode()?,
-            )?
-        }
-        DatasetFormat::Cub => {
-            let root = root()?;
-            open(without(files::cub(&root, train)?, &root.join("images"), &ds.excluded_entries), decode()?)?
-        }
-        DatasetFormat::Crops => {
-            let c = ds.crops.ok_or_else(|| TrainError::Setup(format!("dataset `{name}` has no crops settings")))?;
-            files::crops(&files::images_in(&field(part.ok_or_else(missing)?.dir.as_ref(), "dir")?)?, c.count, c.seed, decode()?)?
+    let set = match ds.format.open(&source)? {
+        Opened::Set(set) => set,
+        Opened::Files { files, base } => {
+            let decode = decode.ok_or_else(|| TrainError::Setup(format!("dataset `{name}` has no image size")))?;
+            let keep = |l: u32| !ds.exclude_classes.contains(&l) && wanted.is_none_or(|w| w.contains(&l));
+            let list = without(files, &base, &ds.excluded_entries).into_iter().filter(|f| keep(f.label)).collect();
+            open(list, decode, cfg.settings.data.loader)?
         }
     };
     if ds.exclude_classes.is_empty() {

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+/// The formats and their rules are the data crate's, which reads them (a new format is added
+/// there: docs/architecture.md, "Extending oodlab").
+pub use oodlab_data::format::DatasetFormat;
+
 /// A named dataset on disk. Paths are relative to the spec file's folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,13 +52,13 @@ pub struct CropsSpec {
 }
 
 impl DatasetSpec {
-    /// CUB's own layout always holds both parts (train_test_split.txt).
+    /// A format without parts (CUB's own layout) always holds both (train_test_split.txt).
     pub fn has_train(&self) -> bool {
-        self.format == DatasetFormat::Cub || self.train.is_some()
+        self.format.part_fields().is_none() || self.train.is_some()
     }
 
     pub fn has_test(&self) -> bool {
-        self.format == DatasetFormat::Cub || self.test.is_some()
+        self.format.part_fields().is_none() || self.test.is_some()
     }
 }
 
@@ -65,52 +69,6 @@ pub struct ImageSpec {
     pub size: [usize; 2],
     /// 1 (greyscale) or 3 (RGB).
     pub channels: usize,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DatasetFormat {
-    /// MNIST-style IDX files, gzipped or raw: `{images, labels}` per part.
-    Idx,
-    /// One sub-folder per class of PNG/JPEG files: `{dir}` per part.
-    Folder,
-    /// A list file of `relative/path label` lines per part (`{list}`), paths relative to `root`.
-    List,
-    /// CUB-200-2011's layout under `root`: images.txt, image_class_labels.txt, train_test_split.txt.
-    Cub,
-    /// Random crops of a folder of photos (`{dir}`), all of class 0: an outlier pool.
-    Crops,
-}
-
-/// What each format takes, in one place: validation (validate::datasets) follows these rules, so
-/// a new format states its own here rather than in the checks.
-impl DatasetFormat {
-    /// The fields of a `train:` or `test:` part ([`DatasetPart`]) that this format needs (the
-    /// others do not apply); None where it takes no parts (its `root` holds the split).
-    pub fn part_fields(self) -> Option<&'static [&'static str]> {
-        match self {
-            DatasetFormat::Idx => Some(&["images", "labels"]),
-            DatasetFormat::Folder | DatasetFormat::Crops => Some(&["dir"]),
-            DatasetFormat::List => Some(&["list"]),
-            DatasetFormat::Cub => None,
-        }
-    }
-
-    /// Whether its image paths are relative to a `root` folder, which it then needs.
-    pub fn has_root(self) -> bool {
-        matches!(self, DatasetFormat::List | DatasetFormat::Cub)
-    }
-
-    /// Whether its images are files the dataset names one by one (`exclude_files` can drop some).
-    pub fn names_files(self) -> bool {
-        matches!(self, DatasetFormat::Folder | DatasetFormat::List | DatasetFormat::Cub)
-    }
-
-    /// Whether its images are decoded from image files to the spec's `image` size and channels
-    /// (IDX files keep their own).
-    pub fn decodes(self) -> bool {
-        self != DatasetFormat::Idx
-    }
 }
 
 /// The files of one part (train or test) of a dataset; which fields apply depends on the format.
