@@ -24,7 +24,13 @@ impl Command {
     pub fn only_prints(&self) -> bool {
         matches!(
             self,
-            Command::Plan(_) | Command::Queue(_) | Command::Status(_) | Command::Results(_) | Command::Compare(_) | Command::Metrics(_)
+            Command::Plan(_)
+                | Command::Queue(_)
+                | Command::Store(_)
+                | Command::Status(_)
+                | Command::Results(_)
+                | Command::Compare(_)
+                | Command::Metrics(_)
         )
     }
 }
@@ -45,6 +51,9 @@ pub enum Command {
     Rm(RmArgs),
     /// Delete run folders that no run in the store owns (left by a deleted store or by hand).
     Gc(GcArgs),
+    /// The store's health: check it against SQLite and the run folders, or copy it safely.
+    #[command(subcommand)]
+    Store(StoreCommand),
     /// Add post-hoc detectors (knn, vim, ...) to a spec's finished runs, from their saved
     /// features or their checkpoints, without training again.
     Rescore(RescoreArgs),
@@ -169,6 +178,21 @@ pub struct RunArgs {
     /// <home>/scheduler.log.
     #[arg(long)]
     pub detach: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// SQLite's integrity and foreign-key checks, the migrations' version, and the store against
+    /// the run folders; exit 0 when all is well, 3 when not.
+    Check,
+    /// A consistent copy of the store into a new file, also while a grid runs.
+    Backup(StoreBackupArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StoreBackupArgs {
+    /// The copy to write (a new file; an existing one is refused).
+    pub dest: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

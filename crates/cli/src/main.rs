@@ -50,12 +50,26 @@ fn main() {
     init_logging(cli.verbose);
     let code = match commands::dispatch(cli) {
         Ok(code) => code,
+        Err(e) if damaged_store(&e) => {
+            // One sentence instead of SQLite's message repeated through every layer of context.
+            let cause = e.chain().last().map(|c| c.to_string()).unwrap_or_default();
+            eprintln!(
+                "error: the store file is damaged (SQLite: {cause}); `oodlab store check` says what is wrong — copy the file aside before \
+                 anything writes it, and restore a copy made by `oodlab store backup` if you have one (the run folders keep every run's files)"
+            );
+            exit_codes::STORE_ERROR
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             e.downcast_ref::<CliError>().map_or(exit_codes::STORE_ERROR, |c| c.code)
         }
     };
     std::process::exit(code);
+}
+
+/// Whether SQLite said somewhere in `e`'s chain that the store file is damaged.
+fn damaged_store(e: &anyhow::Error) -> bool {
+    e.chain().any(oodlab_store::says_damaged)
 }
 
 fn init_logging(verbose: u8) {

@@ -13,6 +13,7 @@
 //! ```
 
 mod browse;
+mod maintenance;
 mod queries;
 mod queue;
 mod rows;
@@ -27,6 +28,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use thiserror::Error;
 
 pub use browse::{is_field_path, ExperimentSummary, Progress, RunQuery, RunSort, DOCUMENTED_VIEWS, RUN_SORT_COLUMNS};
+pub use maintenance::{is_damaged, says_damaged, Integrity, RunFolder};
 pub use queue::{GridRow, NewGrid, QueueRow, QueuedRun, QueuedRunTime, RunningRow, SchedulerRow, SlurmTaskRow};
 pub use rows::*;
 
@@ -119,6 +121,12 @@ impl Store {
             return Err(StoreError::Behind { path: path.display().to_string() });
         }
         Ok(Some(store))
+    }
+
+    /// Opens an existing store for reading as it is — never migrated, whatever its version — to
+    /// inspect or copy it (`oodlab store check`, `oodlab store backup`); `None` when there is none.
+    pub async fn open_as_is(path: &Path) -> Result<Option<Store>, StoreError> {
+        Store::open_reader(path).await
     }
 
     async fn open_reader(path: &Path) -> Result<Option<Store>, StoreError> {

@@ -15,7 +15,7 @@ use crate::args::GcArgs;
 use crate::settings;
 
 /// oodlab's run ids: 12 lowercase hexadecimal digits.
-fn looks_like_run_id(name: &str) -> bool {
+pub(super) fn looks_like_run_id(name: &str) -> bool {
     name.len() == 12 && name.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 

@@ -18,6 +18,7 @@ mod run;
 mod schedule;
 mod serve;
 mod status;
+mod store;
 mod where_to_mix;
 mod worker;
 
@@ -26,7 +27,7 @@ use std::path::Path;
 use oodlab_protocol::exit_codes;
 use oodlab_spec::Experiment;
 
-use crate::args::{Cli, Command, QueueCommand, SpecArgs};
+use crate::args::{Cli, Command, QueueCommand, SpecArgs, StoreCommand};
 use crate::CliError;
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
@@ -39,6 +40,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Cancel(a) => runtime()?.block_on(queue::cancel(&cli.home, a)),
         Command::Rm(a) => runtime()?.block_on(rm::rm(&cli.home, a)),
         Command::Gc(a) => runtime()?.block_on(gc::gc(&cli.home, a)),
+        Command::Store(StoreCommand::Check) => runtime()?.block_on(store::check(&cli.home)),
+        Command::Store(StoreCommand::Backup(a)) => runtime()?.block_on(store::backup(&cli.home, a)),
         Command::Rescore(a) => runtime()?.block_on(rescore::rescore(&cli.home, a)),
         Command::Daemon(a) => runtime()?.block_on(daemon::daemon(&cli.home, a)),
         Command::Status(a) => runtime()?.block_on(status::status(&cli.home, a)),
