@@ -45,7 +45,7 @@ impl std::fmt::Display for ConvCase {
 
 /// The cases checked: ResNet's shapes in small (stem, 3x3, strided 3x3, 1x1 projection) and
 /// the awkward ones. Every case has the same remainder `(size + 2 pad - k) % stride` along both
-/// axes: candle's reference backward pass fails otherwise (crates/train/src/model/layers.rs).
+/// axes: candle's reference backward pass fails otherwise (crates/kernels/src/ops.rs, `Conv2d`).
 pub fn conv_cases() -> Vec<ConvCase> {
     let case = |n, c, h, w, o, k, stride, padding, input_grad| ConvCase { n, c, h, w, o, k, stride, padding, input_grad };
     vec![

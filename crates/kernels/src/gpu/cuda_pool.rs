@@ -1,6 +1,6 @@
 //! Max-pooling on CUDA as one kernel forward and one backward (the CUDA build only, feature
 //! `cuda`; the kernels are cuda_pool.cu). What it replaces on the GPU, `max_pool_after_relu` in
-//! crates/train/src/model/layers.rs, builds each window's first maximum from the k² strided views
+//! crates/kernels/src/ops/candle.rs, builds each window's first maximum from the k² strided views
 //! with candle's ops: two padded copies, a stack, and seven kernels per view forward, as many
 //! backward — some 130 launches over the largest activation of a ResNet (its stem's 64 x 112 x
 //! 112 per image). The op keeps no indices: the backward pass finds each window's maximum again
