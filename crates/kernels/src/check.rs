@@ -361,12 +361,22 @@ pub fn check_fused_batch_norm(case: NormCase, device: &Device, dtype: DType, hal
         let (rm, rv) = (rm0.copy()?, rv0.copy()?);
         let running = crate::RunningStats { mean: &rm, var: &rv, momentum: MOMENTUM };
         let residual = residual.then_some(r.as_tensor());
-        let train = |after| crate::gpu::batch_norm_train_running(x.as_tensor(), g.as_tensor(), b.as_tensor(), EPS, half, running, after);
-        let y = match (fused, residual) {
+        let train = |after| -> Result<Tensor> {
+            crate::gpu::on_gpu!(crate::ops::cudnn_bn::batch_norm_train_running(
+                x.as_tensor(),
+                g.as_tensor(),
+                b.as_tensor(),
+                EPS,
+                half,
+                running,
+                after
+            ))
+        };
+        let y: Tensor = match (fused, residual) {
             (true, Some(r)) => train(crate::After::AddRelu(r))?,
             (true, None) => train(crate::After::Relu)?,
-            (false, Some(r)) => crate::gpu::relu(&(train(crate::After::Nothing)? + r)?)?,
-            (false, None) => crate::gpu::relu(&train(crate::After::Nothing)?)?,
+            (false, Some(r)) => crate::gpu::on_gpu!(crate::ops::cuda_relu::relu(&(train(crate::After::Nothing)? + r)?))?,
+            (false, None) => crate::gpu::on_gpu!(crate::ops::cuda_relu::relu(&train(crate::After::Nothing)?))?,
         };
         let grads = (y.to_dtype(DType::F32)? * &gy)?.sum_all()?.backward()?;
         let mut out = vec![y];
@@ -424,7 +434,7 @@ pub fn check_eval_batch_norm(case: NormCase, device: &Device, dtype: DType, afte
         EvalAfter::Relu => (bn.relu()?.to_dtype(dtype)?, crate::After::Relu),
         EvalAfter::AddRelu => ((bn.to_dtype(dtype)? + &r)?.relu()?, crate::After::AddRelu(&r)),
     };
-    let got = crate::gpu::batch_norm_eval(&x, &scale, &shift, kernel_after)?;
+    let got: Tensor = crate::gpu::on_gpu!(crate::ops::cuda_bn::batch_norm_eval(&x, &scale, &shift, kernel_after))?;
     if got.dtype() != dtype {
         candle_core::bail!("{case}: output in {:?} for {dtype:?} data", got.dtype());
     }
@@ -443,7 +453,7 @@ fn running_on_device(x: &Tensor, gamma: &Tensor, beta: &Tensor, half: HalfData, 
     }
     let (rm, rv) = (rm.copy()?, rv.copy()?);
     let running = crate::RunningStats { mean: &rm, var: &rv, momentum: MOMENTUM };
-    crate::gpu::batch_norm_train_running(x, gamma, beta, EPS, half, running, crate::After::Nothing)?;
+    crate::gpu::on_gpu!(crate::ops::cudnn_bn::batch_norm_train_running(x, gamma, beta, EPS, half, running, crate::After::Nothing))?;
     Ok((rm, rv))
 }
 
@@ -454,7 +464,7 @@ fn batch_norm_on_device(x: &Tensor, gamma: &Tensor, beta: &Tensor, half: HalfDat
         let out = crate::batch_norm_train(&x.to_dtype(DType::F32)?, gamma, beta, EPS, false, None)?;
         return Ok(crate::BatchNormOutput { y: out.y.to_dtype(x.dtype())?, ..out });
     }
-    crate::gpu::batch_norm_train(x, gamma, beta, EPS, half)
+    crate::gpu::on_gpu!(crate::ops::cudnn_bn::batch_norm_train(x, gamma, beta, EPS, half))
 }
 
 /// The GPU's ReLU (crates/kernels/src/gpu/cuda_relu.rs) in `dtype` against PyTorch's rule computed
@@ -475,7 +485,7 @@ pub fn check_relu(device: &Device, dtype: DType) -> Result<f32> {
 
 fn relu_on_device(x: &Tensor, gy: &Tensor) -> Result<(Tensor, Tensor)> {
     let v = Var::from_tensor(x)?;
-    let y = crate::gpu::relu(v.as_tensor())?;
+    let y: Tensor = crate::gpu::on_gpu!(crate::ops::cuda_relu::relu(v.as_tensor()))?;
     let grads = (y.to_dtype(DType::F32)? * gy.to_dtype(DType::F32)?)?.sum_all()?.backward()?;
     let gx = grads.get(v.as_tensor()).cloned().ok_or_else(|| candle_core::Error::Msg("relu: no input gradient".into()))?;
     Ok((y, gx))
@@ -536,7 +546,7 @@ pub fn check_max_pool(case: PoolCase, device: &Device, dtype: DType) -> Result<f
     let gxr = grad(&gr, xr.as_tensor())?;
 
     let xv = Var::from_tensor(&x0.to_device(device)?.to_dtype(dtype)?)?;
-    let y = crate::gpu::max_pool2d(xv.as_tensor(), k, stride, padding)?;
+    let y: Tensor = crate::gpu::on_gpu!(crate::ops::cuda_pool::max_pool2d(xv.as_tensor(), k, stride, padding))?;
     let g = (y.to_dtype(DType::F32)? * gy0.to_device(device)?)?.sum_all()?.backward()?;
     let gx = grad(&g, xv.as_tensor())?;
     Ok(relative(&y, &yr)?.max(relative(&gx, &gxr)?))
@@ -586,7 +596,7 @@ fn conv_on_device(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Resu
         }
         return crate::conv::conv2d(x, w, None, stride, padding);
     }
-    crate::gpu::conv2d(x, w, stride, padding)
+    crate::gpu::on_gpu!(crate::ops::cudnn::conv2d(x, w, stride, padding))
 }
 
 #[cfg(test)]

@@ -1,116 +1,73 @@
-//! The GPU ops, in every build, so that callers need no `cfg` of their own. Each op is a module
-//! of `gpu/`, listed here once: with the `cuda` feature its entry points are re-exported below;
-//! without it no tensor can be on a GPU, so they are never reached ([`crate::gpu_applies`] is
-//! false) and fail saying so if they are (the `absent` module: the same signatures). A model
-//! does not call them: it asks [`crate::ops`], which picks the CPU kernel, the GPU's or candle's
-//! op.
-//!
-//! `cuda` holds what the ops' host code shares (views of candle's storage, buffers, shapes),
-//! `nvrtc` the compilation and launch of this crate's own kernels (the `.cu` files beside them).
-//! [`GpuOp`] names each op for `OODLAB_GPU_KERNELS`, which turns them on and off one by one.
+//! What the GPU ops share, in every build, so that callers need no `cfg` of their own: the
+//! switch that turns them on and off one by one (`OODLAB_GPU_KERNELS`, [`gpu_applies`]), the
+//! host code they share (`cuda`: views of candle's storage, buffers, shapes; `nvrtc`: the
+//! compilation and launch of this crate's own kernels, the `.cu` files of `gpu/`), the memory
+//! pool, and [`on_gpu!`], the call of an op that only the `cuda` build compiles. The ops
+//! themselves are files of `gpu/` declared in [`crate::ops`], beside the choice that calls them:
+//! a new op is its `.rs`, its `.cu` and `ops.rs` (docs/architecture.md, "Extending oodlab").
+//! Without the `cuda` feature no tensor can be on a GPU, so a GPU op is never reached
+//! ([`gpu_applies`] is false) and fails saying so if it is.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
+
+pub use crate::ops::GpuOp;
 
 #[cfg(feature = "cuda")]
-mod cuda;
-#[cfg(feature = "cuda")]
-mod cuda_bn;
-#[cfg(feature = "cuda")]
-mod cuda_pool;
-#[cfg(feature = "cuda")]
-mod cuda_relu;
-#[cfg(feature = "cuda")]
-mod cuda_sgd;
-#[cfg(feature = "cuda")]
-mod cudnn;
-#[cfg(feature = "cuda")]
-mod cudnn_bn;
+pub(crate) mod cuda;
 #[cfg(feature = "cuda")]
 mod gpu_memory;
 #[cfg(feature = "cuda")]
-mod nvrtc;
+pub(crate) mod nvrtc;
 
-#[cfg(feature = "cuda")]
-pub use cuda_bn::batch_norm_eval;
-#[cfg(feature = "cuda")]
-pub use cuda_pool::max_pool2d;
-#[cfg(feature = "cuda")]
-pub use cuda_relu::relu;
-#[cfg(feature = "cuda")]
-pub use cuda_sgd::sgd_step;
-#[cfg(feature = "cuda")]
-pub use cudnn::conv2d;
-#[cfg(feature = "cuda")]
-pub use cudnn_bn::{batch_norm_train, batch_norm_train_running};
-#[cfg(feature = "cuda")]
-pub use gpu_memory::{configure_memory, pool_peaks};
+/// A GPU op's call `$call` in the `cuda` build; in the others, where the op's module does not
+/// exist, an error saying the build has no GPU kernels (no tensor is on a GPU there, so a branch
+/// that [`gpu_applies`] guards never gets here).
+macro_rules! on_gpu {
+    ($($op:ident)::+ ( $($arg:expr),* $(,)? )) => {{
+        #[cfg(feature = "cuda")]
+        let result = $($op)::+($($arg),*);
+        // The arguments are borrowed so that a build without CUDA sees them used.
+        #[cfg(not(feature = "cuda"))]
+        let result = {
+            $(let _ = &$arg;)*
+            $crate::gpu::absent()
+        };
+        result
+    }};
+}
+pub(crate) use on_gpu;
 
-/// The GPU ops, each of which can be turned off alone (to find which one is wrong, or to time it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GpuOp {
-    /// cuDNN's convolutions (forward and both gradients).
-    Conv,
-    /// cuDNN's training batch-norm.
-    BatchNorm,
-    /// SGD's update as one kernel per variable, in place.
-    Sgd,
-    /// ReLU with a one-kernel backward pass.
-    Relu,
-    /// Max-pooling as one kernel forward and one backward.
-    Pool,
-    /// cuDNN's training batch-norm on bf16 and f16 data directly, without casts to f32 and back
-    /// around it (with [`GpuOp::BatchNorm`] on). Not in the default set until a GPU has checked it:
-    /// `OODLAB_GPU_KERNELS=all` or a list naming `bn16` turns it on.
-    BatchNormHalf,
-    /// Batch-norm and the ReLU after it, and a ResNet block's last batch-norm, residual addition
-    /// and ReLU, each as one op (with [`GpuOp::BatchNorm`] and [`GpuOp::Relu`] on): the
-    /// intermediate tensors are not kept for the backward pass.
-    Fuse,
-    /// The training batch-norm of bf16 and f16 data in this crate's own kernels (cuda_bn.cu), on
-    /// the data itself (with [`GpuOp::BatchNorm`] on; before `bn16` if both are on). Not in the
-    /// default set until a GPU has checked it: `OODLAB_GPU_KERNELS=all` or a list naming `bn16k`.
-    BatchNormHalfKernels,
-    /// Batch-norm in evaluation (the running statistics), with the ReLU or a ResNet block's
-    /// residual addition and ReLU after it, as one kernel (cuda_bn.cu) instead of three to seven
-    /// of candle's passes; the same values.
-    BatchNormEval,
+/// What a GPU op answers in a build without CUDA.
+#[cfg(not(feature = "cuda"))]
+pub(crate) fn absent<T>() -> Result<T> {
+    candle_core::bail!("this oodlab was built without CUDA: no GPU kernels (scripts/build-cuda.sh builds them)")
 }
 
-impl GpuOp {
-    pub const ALL: [GpuOp; 9] = [
-        GpuOp::Conv,
-        GpuOp::BatchNorm,
-        GpuOp::Sgd,
-        GpuOp::Relu,
-        GpuOp::Pool,
-        GpuOp::BatchNormHalf,
-        GpuOp::Fuse,
-        GpuOp::BatchNormHalfKernels,
-        GpuOp::BatchNormEval,
-    ];
+/// One SGD update of `p` in place (its momentum buffer `buf`) by one kernel per variable; the
+/// optimizer's entry point (crates/train/src/optim.rs), where [`gpu_applies`]`(GpuOp::Sgd, p)`.
+pub fn sgd_step(p: &Tensor, grad: &Tensor, buf: &Tensor, first: bool, step: crate::SgdStep) -> Result<()> {
+    on_gpu!(crate::ops::cuda_sgd::sgd_step(p, grad, buf, first, step))
+}
 
-    /// The ops in use when `OODLAB_GPU_KERNELS` is unset: all but `bn16` and `bn16k`, which only a
-    /// GPU can check.
-    pub const DEFAULT: [GpuOp; 7] =
-        [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu, GpuOp::Pool, GpuOp::Fuse, GpuOp::BatchNormEval];
-
-    /// Its name in `OODLAB_GPU_KERNELS`.
-    pub fn name(self) -> &'static str {
-        match self {
-            GpuOp::Conv => "conv",
-            GpuOp::BatchNorm => "bn",
-            GpuOp::Sgd => "sgd",
-            GpuOp::Relu => "relu",
-            GpuOp::Pool => "pool",
-            GpuOp::BatchNormHalf => "bn16",
-            GpuOp::Fuse => "fuse",
-            GpuOp::BatchNormHalfKernels => "bn16k",
-            GpuOp::BatchNormEval => "bneval",
-        }
+/// Sets up `device`'s memory pool (nothing to do without a GPU).
+pub fn configure_memory(device: &Device) -> Result<()> {
+    #[cfg(feature = "cuda")]
+    return gpu_memory::configure_memory(device);
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = device;
+        Ok(())
     }
+}
 
-    fn bit(self) -> u16 {
-        1 << self as u16
+/// The memory pool's peaks on `device`, reserved and in use, in bytes (none without a GPU).
+pub fn pool_peaks(device: &Device) -> Option<(u64, u64)> {
+    #[cfg(feature = "cuda")]
+    return gpu_memory::pool_peaks(device);
+    #[cfg(not(feature = "cuda"))]
+    {
+        let _ = device;
+        None
     }
 }
 
@@ -155,58 +112,6 @@ fn parse_gpu_ops(value: Option<&str>) -> u16 {
         Some(list) => {
             list.split(',').filter_map(|name| GpuOp::ALL.into_iter().find(|op| op.name() == name.trim())).fold(0, |m, op| m | op.bit())
         }
-    }
-}
-
-#[cfg(not(feature = "cuda"))]
-pub use absent::*;
-
-#[cfg(not(feature = "cuda"))]
-mod absent {
-    use candle_core::{Device, Result, Tensor};
-
-    use crate::{After, BatchNormOutput, HalfData, RunningStats, SgdStep};
-
-    fn absent<T>() -> Result<T> {
-        candle_core::bail!("this oodlab was built without CUDA: no GPU kernels (scripts/build-cuda.sh builds them)")
-    }
-
-    pub fn conv2d(_: &Tensor, _: &Tensor, _: usize, _: usize) -> Result<Tensor> {
-        absent()
-    }
-
-    pub fn batch_norm_train(_: &Tensor, _: &Tensor, _: &Tensor, _: f64, _: HalfData) -> Result<BatchNormOutput> {
-        absent()
-    }
-
-    pub fn batch_norm_train_running(_: &Tensor, _: &Tensor, _: &Tensor, _: f64, _: HalfData, _: RunningStats, _: After) -> Result<Tensor> {
-        absent()
-    }
-
-    pub fn batch_norm_eval(_: &Tensor, _: &Tensor, _: &Tensor, _: After) -> Result<Tensor> {
-        absent()
-    }
-
-    pub fn relu(_: &Tensor) -> Result<Tensor> {
-        absent()
-    }
-
-    pub fn max_pool2d(_: &Tensor, _: usize, _: usize, _: usize) -> Result<Tensor> {
-        absent()
-    }
-
-    pub fn sgd_step(_: &Tensor, _: &Tensor, _: &Tensor, _: bool, _: SgdStep) -> Result<()> {
-        absent()
-    }
-
-    /// Nothing to configure without a GPU.
-    pub fn configure_memory(_: &Device) -> Result<()> {
-        Ok(())
-    }
-
-    /// No GPU memory without a GPU.
-    pub fn pool_peaks(_: &Device) -> Option<(u64, u64)> {
-        None
     }
 }
 

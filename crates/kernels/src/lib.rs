@@ -46,8 +46,9 @@ use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 
 pub use conv::conv2d;
 pub use conv_bn::conv_bn_train;
-pub use gpu::{gpu_applies, gpu_ops_in_use, GpuOp, GPU_SWITCH};
+pub use gpu::{gpu_applies, gpu_ops_in_use, GPU_SWITCH};
 pub use norm::{batch_norm_train, running_statistics, After, BatchNormOutput, HalfData, RunningStats};
+pub use ops::GpuOp;
 pub use pool::max_pool2d;
 pub use relu::relu;
 

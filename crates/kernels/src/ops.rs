@@ -7,9 +7,101 @@
 
 pub mod candle;
 
+// The GPU ops (the `cuda` build only), each a file of gpu/ with its kernel's .cu beside it,
+// declared here beside the branches that call them and the switch that names them ([`GpuOp`]):
+// a new op is its two files and this one. What they share is crate::gpu's.
+#[cfg(feature = "cuda")]
+#[path = "gpu/cuda_bn.rs"]
+pub(crate) mod cuda_bn;
+#[cfg(feature = "cuda")]
+#[path = "gpu/cuda_pool.rs"]
+pub(crate) mod cuda_pool;
+#[cfg(feature = "cuda")]
+#[path = "gpu/cuda_relu.rs"]
+pub(crate) mod cuda_relu;
+#[cfg(feature = "cuda")]
+#[path = "gpu/cuda_sgd.rs"]
+pub(crate) mod cuda_sgd;
+#[cfg(feature = "cuda")]
+#[path = "gpu/cudnn.rs"]
+pub(crate) mod cudnn;
+#[cfg(feature = "cuda")]
+#[path = "gpu/cudnn_bn.rs"]
+pub(crate) mod cudnn_bn;
+
 use candle_core::{DType, Result, Tensor, Var};
 
-use crate::{gpu, gpu_applies, After, GpuOp, HalfData, RunningStats};
+use crate::gpu::on_gpu;
+use crate::{gpu_applies, After, HalfData, RunningStats};
+
+/// The GPU ops, each of which can be turned off alone (to find which one is wrong, or to time it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GpuOp {
+    /// cuDNN's convolutions (forward and both gradients).
+    Conv,
+    /// cuDNN's training batch-norm.
+    BatchNorm,
+    /// SGD's update as one kernel per variable, in place.
+    Sgd,
+    /// ReLU with a one-kernel backward pass.
+    Relu,
+    /// Max-pooling as one kernel forward and one backward.
+    Pool,
+    /// cuDNN's training batch-norm on bf16 and f16 data directly, without casts to f32 and back
+    /// around it (with [`GpuOp::BatchNorm`] on). Not in the default set until a GPU has checked it:
+    /// `OODLAB_GPU_KERNELS=all` or a list naming `bn16` turns it on.
+    BatchNormHalf,
+    /// Batch-norm and the ReLU after it, and a ResNet block's last batch-norm, residual addition
+    /// and ReLU, each as one op (with [`GpuOp::BatchNorm`] and [`GpuOp::Relu`] on): the
+    /// intermediate tensors are not kept for the backward pass.
+    Fuse,
+    /// The training batch-norm of bf16 and f16 data in this crate's own kernels (cuda_bn.cu), on
+    /// the data itself (with [`GpuOp::BatchNorm`] on; before `bn16` if both are on). Not in the
+    /// default set until a GPU has checked it: `OODLAB_GPU_KERNELS=all` or a list naming `bn16k`.
+    BatchNormHalfKernels,
+    /// Batch-norm in evaluation (the running statistics), with the ReLU or a ResNet block's
+    /// residual addition and ReLU after it, as one kernel (cuda_bn.cu) instead of three to seven
+    /// of candle's passes; the same values.
+    BatchNormEval,
+}
+
+impl GpuOp {
+    pub const ALL: [GpuOp; 9] = [
+        GpuOp::Conv,
+        GpuOp::BatchNorm,
+        GpuOp::Sgd,
+        GpuOp::Relu,
+        GpuOp::Pool,
+        GpuOp::BatchNormHalf,
+        GpuOp::Fuse,
+        GpuOp::BatchNormHalfKernels,
+        GpuOp::BatchNormEval,
+    ];
+
+    /// The ops in use when `OODLAB_GPU_KERNELS` is unset: all but `bn16` and `bn16k`, which only a
+    /// GPU can check.
+    pub const DEFAULT: [GpuOp; 7] =
+        [GpuOp::Conv, GpuOp::BatchNorm, GpuOp::Sgd, GpuOp::Relu, GpuOp::Pool, GpuOp::Fuse, GpuOp::BatchNormEval];
+
+    /// Its name in `OODLAB_GPU_KERNELS`.
+    pub fn name(self) -> &'static str {
+        match self {
+            GpuOp::Conv => "conv",
+            GpuOp::BatchNorm => "bn",
+            GpuOp::Sgd => "sgd",
+            GpuOp::Relu => "relu",
+            GpuOp::Pool => "pool",
+            GpuOp::BatchNormHalf => "bn16",
+            GpuOp::Fuse => "fuse",
+            GpuOp::BatchNormHalfKernels => "bn16k",
+            GpuOp::BatchNormEval => "bneval",
+        }
+    }
+
+    pub(crate) fn bit(self) -> u16 {
+        1 << self as u16
+    }
+}
 
 /// Casts `t` to `dtype` unless it already is (the cast would be a copy).
 pub fn cast(t: &Tensor, dtype: DType) -> Result<Tensor> {
@@ -51,7 +143,7 @@ impl Conv2d<'_> {
             return crate::conv2d(&x, &w, self.bias, self.stride, self.padding);
         }
         let y = if gpu_applies(GpuOp::Conv, &x) {
-            gpu::conv2d(&x, &w, self.stride, self.padding)?
+            on_gpu!(cudnn::conv2d(&x, &w, self.stride, self.padding))?
         } else if remainder(h) != remainder(wd) {
             candle::conv_unfold(&x, &w, self.stride, self.padding)?
         } else {
@@ -166,14 +258,14 @@ impl BatchNorm<'_> {
     /// Evaluation on a GPU as one kernel: `x * scale + shift`, then `after`.
     fn eval_on_gpu(&self, x: &Tensor, after: After) -> Result<Tensor> {
         let (scale, shift) = self.eval_scale_shift()?;
-        gpu::batch_norm_eval(x, &scale, &shift, after)
+        on_gpu!(cuda_bn::batch_norm_eval(x, &scale, &shift, after))
     }
 
     /// cuDNN's training batch-norm of `x`, then `after` in the same op; the batch's statistics go
     /// into the running ones by one kernel, rounded as update_running's ops round them.
     fn train_on_gpu(&self, x: &Tensor, after: After) -> Result<Tensor> {
         let running = RunningStats { mean: self.running_mean.as_tensor(), var: self.running_var.as_tensor(), momentum: self.momentum };
-        gpu::batch_norm_train_running(x, self.weight, self.bias, self.eps, half(x), running, after)
+        on_gpu!(cudnn_bn::batch_norm_train_running(x, self.weight, self.bias, self.eps, half(x), running, after))
     }
 
     /// Whether a GPU's training batch-norm takes `x` as it is, in f32, bf16 or f16 (half-precision
@@ -257,7 +349,7 @@ fn relu_unprofiled(x: &Tensor) -> Result<Tensor> {
     if crate::applies(x) {
         crate::relu(x)
     } else if gpu_applies(GpuOp::Relu, x) {
-        gpu::relu(x)
+        on_gpu!(cuda_relu::relu(x))
     } else {
         x.relu()
     }
@@ -273,7 +365,7 @@ pub fn max_pool2d(x: &Tensor, k: usize, stride: usize, padding: usize) -> Result
         if crate::applies(x) {
             crate::max_pool2d(x, k, stride, padding)
         } else if gpu_applies(GpuOp::Pool, x) {
-            gpu::max_pool2d(x, k, stride, padding)
+            on_gpu!(cuda_pool::max_pool2d(x, k, stride, padding))
         } else {
             candle::max_pool_after_relu(x, k, stride, padding)
         }

@@ -22,8 +22,8 @@ use candle_core::{CpuStorage, CudaStorage, CustomOp2, CustomOp3, DType, Layout, 
 use cudarc::driver::{CudaSlice, CudaView, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
 use half::{bf16, f16};
 
-use super::cuda::uninit;
-use super::nvrtc::Module;
+use crate::gpu::cuda::uninit;
+use crate::gpu::nvrtc::Module;
 use crate::norm::After;
 
 static KERNELS: Module =
@@ -91,9 +91,9 @@ impl Sizes {
     }
 }
 
-/// A contiguous view (super::cuda::view) named as this file's errors name the op.
+/// A contiguous view (crate::gpu::cuda::view) named as this file's errors name the op.
 fn view<'a, T: CudaDType + DeviceRepr>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, T>> {
-    super::cuda::view(s, l, "bn16k batch-norm")
+    crate::gpu::cuda::view(s, l, "bn16k batch-norm")
 }
 
 fn suffix(dtype: DType) -> Result<&'static str> {
@@ -365,7 +365,7 @@ impl CustomOp2 for Eval {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::cuda::cuda_only(self.name())
+        crate::gpu::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout, ps: &CudaStorage, pl: &Layout) -> Result<(CudaStorage, Shape)> {
@@ -379,7 +379,7 @@ impl CustomOp3 for EvalAddRelu {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::cuda::cuda_only(self.name())
+        crate::gpu::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(

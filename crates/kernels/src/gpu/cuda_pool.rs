@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
-use super::nvrtc::{Module, Suffixes};
+use crate::gpu::nvrtc::{Module, Suffixes};
 use crate::pool::Pool;
 
 static KERNELS: Module =
@@ -46,7 +46,7 @@ impl CustomOp1 for CudaPool {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::cuda::cuda_only(self.name())
+        crate::gpu::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
@@ -66,7 +66,7 @@ impl CustomOp2 for CudaPoolBackward {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::cuda::cuda_only(self.name())
+        crate::gpu::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout, gs: &CudaStorage, gl: &Layout) -> Result<(CudaStorage, Shape)> {

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use candle_core::{CpuStorage, CudaStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
-use super::nvrtc::{Module, Suffixes};
+use crate::gpu::nvrtc::{Module, Suffixes};
 
 static KERNELS: Module = Module { name: "oodlab_relu", source: include_str!("cuda_relu.cu"), ptx: OnceLock::new() };
 
@@ -40,7 +40,7 @@ impl CustomOp1 for Relu {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::cuda::cuda_only(self.name())
+        crate::gpu::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, s: &CudaStorage, l: &Layout) -> Result<(CudaStorage, Shape)> {
@@ -58,7 +58,7 @@ impl CustomOp2 for ReluBackward {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::cuda::cuda_only(self.name())
+        crate::gpu::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, ys: &CudaStorage, yl: &Layout, gs: &CudaStorage, gl: &Layout) -> Result<(CudaStorage, Shape)> {

@@ -11,7 +11,7 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CudaStorage, DType, InplaceOp3, Layout, Result, Tensor};
 use cudarc::driver::{LaunchConfig, PushKernelArg};
 
-use super::nvrtc::Module;
+use crate::gpu::nvrtc::Module;
 use crate::SgdStep;
 
 static KERNEL: Module = Module { name: "oodlab_sgd", source: include_str!("cuda_sgd.cu"), ptx: OnceLock::new() };
@@ -40,11 +40,11 @@ impl InplaceOp3 for Sgd {
     }
 
     fn cpu_fwd(&self, _: &mut CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<()> {
-        super::cuda::cuda_only(self.name())
+        crate::gpu::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, dst: &mut CudaStorage, dst_l: &Layout, gs: &CudaStorage, gl: &Layout, bs: &CudaStorage, bl: &Layout) -> Result<()> {
-        let range = |l: &Layout| super::cuda::offsets(l, "cuda sgd");
+        let range = |l: &Layout| crate::gpu::cuda::offsets(l, "cuda sgd");
         let ((ps, pe), (g0, g1), (b0, b1)) = (range(dst_l)?, range(gl)?, range(bl)?);
         let n = pe - ps;
         if g1 - g0 != n || b1 - b0 != n || dst.dtype() != DType::F32 {

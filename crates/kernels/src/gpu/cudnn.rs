@@ -29,7 +29,7 @@ use cudarc::cudnn::safe::{
 use cudarc::cudnn::sys::{cudnnConvolutionMode_t, cudnnMathType_t, cudnnTensorFormat_t};
 use cudarc::driver::{CudaSlice, DeviceRepr};
 
-use super::cuda::{padded4, uninit, view};
+use crate::gpu::cuda::{padded4, uninit, view};
 
 /// `x` (n, c, h, w) convolved with `w` (o, c, k, k) on CUDA with cuDNN: (n, o, ho, wo), as
 /// PyTorch's conv2d without bias, with `groups = dilation = 1`.
@@ -85,7 +85,7 @@ impl CustomOp2 for CudnnConv {
         _: &candle_core::CpuStorage,
         _: &Layout,
     ) -> Result<(candle_core::CpuStorage, Shape)> {
-        super::cuda::cuda_only(self.name())
+        crate::gpu::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout, ws: &CudaStorage, wl: &Layout) -> Result<(CudaStorage, Shape)> {
@@ -118,7 +118,7 @@ impl CustomOp2 for CudnnConvData {
         _: &candle_core::CpuStorage,
         _: &Layout,
     ) -> Result<(candle_core::CpuStorage, Shape)> {
-        super::cuda::cuda_only(self.name())
+        crate::gpu::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, ws: &CudaStorage, wl: &Layout, gs: &CudaStorage, gl: &Layout) -> Result<(CudaStorage, Shape)> {
@@ -143,7 +143,7 @@ impl CustomOp2 for CudnnConvFilter {
         _: &candle_core::CpuStorage,
         _: &Layout,
     ) -> Result<(candle_core::CpuStorage, Shape)> {
-        super::cuda::cuda_only(self.name())
+        crate::gpu::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, xs: &CudaStorage, xl: &Layout, gs: &CudaStorage, gl: &Layout) -> Result<(CudaStorage, Shape)> {

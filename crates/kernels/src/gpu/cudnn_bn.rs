@@ -27,9 +27,9 @@ use cudarc::cudnn::sys;
 use cudarc::driver::{CudaSlice, CudaStream, CudaView, DevicePtr, DevicePtrMut, LaunchConfig, PushKernelArg, SyncOnDrop};
 use half::{bf16, f16};
 
-use super::cuda::{nchw, uninit};
 use super::cuda_bn::Then;
-use super::nvrtc::{Module, Suffixes};
+use crate::gpu::cuda::{nchw, uninit};
+use crate::gpu::nvrtc::{Module, Suffixes};
 use crate::norm::{After, BatchNormOutput, HalfData, RunningStats};
 
 /// PyTorch's `batch_norm(x, training=True)` over a CUDA tensor (n, c, h, w) in f32, bf16 or f16
@@ -166,7 +166,7 @@ impl InplaceOp2 for FoldRunning {
     }
 
     fn cpu_fwd(&self, _: &mut CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<()> {
-        super::cuda::cuda_only(self.name())
+        crate::gpu::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, ms: &mut CudaStorage, ml: &Layout, vs: &CudaStorage, vl: &Layout) -> Result<()> {
@@ -228,11 +228,11 @@ struct CudnnBatchNorm {
 const OP: &str = "cudnn batch-norm";
 
 fn offsets(l: &Layout) -> Result<(usize, usize)> {
-    super::cuda::offsets(l, OP)
+    crate::gpu::cuda::offsets(l, OP)
 }
 
 fn f32_view<'a>(s: &'a CudaStorage, l: &Layout) -> Result<CudaView<'a, f32>> {
-    super::cuda::view(s, l, OP)
+    crate::gpu::cuda::view(s, l, OP)
 }
 
 /// The data (input, output, their gradients) in the model's format.
@@ -414,7 +414,7 @@ impl CustomOp3 for CudnnBatchNorm {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::cuda::cuda_only(self.name())
+        crate::gpu::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(
@@ -496,7 +496,7 @@ impl CustomOp3 for CudnnBatchNormAddRelu {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::cuda::cuda_only(self.name())
+        crate::gpu::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(
@@ -548,7 +548,7 @@ impl CustomOp3 for CudnnBatchNormBackward {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::cuda::cuda_only(self.name())
+        crate::gpu::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(
@@ -667,7 +667,7 @@ impl CustomOp1 for ReadSaved {
     }
 
     fn cpu_fwd(&self, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        super::cuda::cuda_only(self.name())
+        crate::gpu::cuda::cuda_only(self.name())
     }
 
     fn cuda_fwd(&self, s: &CudaStorage, _: &Layout) -> Result<(CudaStorage, Shape)> {
