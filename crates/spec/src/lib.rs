@@ -16,6 +16,7 @@ mod mixing;
 mod overrides;
 mod plan;
 mod position;
+mod tuning;
 mod types;
 mod validate;
 
@@ -24,8 +25,10 @@ use std::path::{Path, PathBuf};
 pub use error::{did_you_mean, Origin, SpecError};
 pub use method::*;
 pub use mixing::{Noise, Pair, Stage};
+pub use oodlab_tune::{asha::Asha, Dist, Space};
 pub use plan::{RunConfig, RunId, SplitClasses};
 pub use position::{Position, PositionIndex};
+pub use tuning::TunePlan;
 pub use types::*;
 
 use locate::Locator;
@@ -44,6 +47,9 @@ pub struct Experiment {
     pub notify: Option<NotifySpec>,
     /// Unique runs in dependency order: a run's parent comes before it.
     pub runs: Vec<RunConfig>,
+    /// The entries searched before their runs (`tune:`), each with the runs that wait for its
+    /// choice.
+    pub tuning: Vec<TunePlan>,
 }
 
 /// How many levels of anchors merging anchors a spec may chain.
@@ -178,6 +184,7 @@ pub fn load(path: &Path, overrides: &[String], code_version: &str) -> Result<Exp
         check_notify(n, &loc)?;
     }
     let runs = plan::expand(&spec, &written, &datasets, &loc, &base_dir, code_version)?;
+    let tuning = tuning::plans(&spec, &runs, &datasets, &loc)?;
     Ok(Experiment {
         path: path.to_owned(),
         name: spec.name,
@@ -186,6 +193,7 @@ pub fn load(path: &Path, overrides: &[String], code_version: &str) -> Result<Exp
         resources: spec.resources,
         notify: spec.notify,
         runs,
+        tuning,
     })
 }
 

@@ -279,7 +279,7 @@ fn merge(base: &Value, over: &Value) -> Value {
 /// Reads `{kind: K, ...rest}` as `!K rest` into the externally tagged mirror of `Method`, whose
 /// errors carry the path below the method. Returns the field path (`method.consistency.loss`,
 /// `method.kind`) and the message.
-fn method_by_name_error(v: &Value) -> Option<(String, String)> {
+pub(crate) fn method_by_name_error(v: &Value) -> Option<(String, String)> {
     let map = v.as_mapping()?;
     let kind = map.get("kind")?.as_str()?.to_string();
     let mut rest = map.clone();
@@ -307,7 +307,7 @@ fn normalize_method(v: &Value) -> Value {
     }
 }
 
-fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), String> {
+pub(crate) fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), String> {
     let o = crate::overrides::parse(&format!("{path}=x"))?;
     crate::overrides::apply(root, &crate::overrides::Override { value, ..o })
 }

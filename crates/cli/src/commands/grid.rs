@@ -17,6 +17,17 @@ pub fn new_grid(
     retries: u32,
     slurm: Option<&oodlab_sched::slurm::SlurmConfig>,
 ) -> anyhow::Result<NewGrid> {
+    // A searched entry's runs take the search's choice, which only the tuning stage makes: none
+    // of them is queued with its written values in its place (issue #33, in progress).
+    if let Some(t) = exp.tuning.first() {
+        return Err(crate::invalid(format!(
+            "{}: entry `{}` has a `tune:` block; this oodlab checks and plans searches (`oodlab plan` shows the tuning stage \
+             and the {} runs that wait for it) but does not run them yet. Remove its `tune:` to run the entry with its written values",
+            exp.path.display(),
+            t.entry,
+            t.waiting.len()
+        )));
+    }
     let mut runs = Vec::new();
     let mut jobs = Vec::new();
     for r in &exp.runs {

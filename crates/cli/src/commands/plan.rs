@@ -17,6 +17,9 @@ struct PlanRow {
     id_classes: Vec<u32>,
     depends_on: Option<String>,
     status: String,
+    /// The searched entry whose choice this run waits for (its settings are then replaced).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waits_for_tuning: Option<String>,
     grid: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
@@ -29,6 +32,7 @@ pub async fn plan(home: &Path, args: PlanArgs) -> anyhow::Result<i32> {
         Some(s) => s.statuses(&ids).await?,
         None => Default::default(),
     };
+    let waits = |id: &oodlab_spec::RunId| exp.tuning.iter().find(|t| t.waiting.contains(id)).map(|t| t.entry.clone());
     let rows: Vec<PlanRow> = exp
         .runs
         .iter()
@@ -41,6 +45,7 @@ pub async fn plan(home: &Path, args: PlanArgs) -> anyhow::Result<i32> {
             id_classes: r.classes.id_classes.clone(),
             depends_on: r.parent.as_ref().map(|p| p.0.clone()),
             status: statuses.get(&r.run_id.0).map_or("new", |s| s.as_str()).into(),
+            waits_for_tuning: waits(&r.run_id),
             grid: r.grid.clone(),
         })
         .collect();
@@ -58,9 +63,15 @@ pub async fn plan(home: &Path, args: PlanArgs) -> anyhow::Result<i32> {
             r.seed.to_string(),
             r.split.to_string(),
             r.depends_on.clone().unwrap_or("-".into()),
-            r.status.clone(),
+            match &r.waits_for_tuning {
+                Some(e) => format!("waits for tuning of {e}"),
+                None => r.status.clone(),
+            },
             grid,
         ]);
+    }
+    if args.format == Format::Table {
+        print_tuning(&exp);
     }
     print!("{}", t.render(args.format));
     if args.format == Format::Table {
@@ -68,4 +79,38 @@ pub async fn plan(home: &Path, args: PlanArgs) -> anyhow::Result<i32> {
         println!("{} runs in experiment `{}`: {done} done, {} to run", rows.len(), exp.name, rows.len() - done);
     }
     Ok(0)
+}
+
+/// The tuning stage: each searched entry, its budget, sampler, schedule, objective and space.
+fn print_tuning(exp: &oodlab_spec::Experiment) {
+    if exp.tuning.is_empty() {
+        return;
+    }
+    println!("tuning stage (runs before the runs that wait for it; docs/spec.md, \"Tuning\"):");
+    for t in &exp.tuning {
+        let schedule = match t.asha {
+            Some(a) => format!("ASHA rungs {:?} epochs, 1 in {} goes on", a.rungs(), a.eta),
+            None => format!("each trial trains all {} epoch(s)", t.epochs),
+        };
+        let sampler = format!("{:?}", t.sampler).to_lowercase();
+        println!(
+            "  {}: {} trials ({sampler}, seed {}), at most {} epochs in all; {schedule}; each on seeds {:?} × splits {:?}",
+            t.entry, t.trials, t.seed, t.epoch_budget, t.seeds, t.splits
+        );
+        println!(
+            "    objective: {} of {} on the validation OOD set (never a test set); a trial whose ID accuracy drops more than {} points is not chosen",
+            t.metric.name(),
+            t.score.name(),
+            t.max_acc_drop
+        );
+        for (name, dist) in t.space.fields() {
+            let d = match dist {
+                oodlab_spec::Dist::Choice(v) => serde_json::to_string(v).unwrap_or_default(),
+                oodlab_spec::Dist::Uniform { low, high } => format!("uniform [{low}, {high}]"),
+                oodlab_spec::Dist::LogUniform { low, high } => format!("log-uniform [{low}, {high}]"),
+            };
+            println!("    {name}: {d}");
+        }
+    }
+    println!();
 }

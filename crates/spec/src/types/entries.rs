@@ -22,6 +22,9 @@ pub struct MethodEntry {
     pub model: Option<Value>,
     pub train: Option<Value>,
     pub eval: Option<Value>,
+    /// A search of this entry's settings before its runs, merged over the top-level `tune:`
+    /// (crate::tuning; docs/spec.md, "Tuning").
+    pub tune: Option<Value>,
 }
 
 /// A fine-tune's parent: an entry, at this run's seed or at a fixed one.

@@ -10,6 +10,7 @@ mod model;
 mod notify;
 mod resources;
 mod train;
+mod tune;
 
 pub use data::*;
 pub use datasets::*;
@@ -20,6 +21,7 @@ pub use model::*;
 pub use notify::*;
 pub use resources::*;
 pub use train::*;
+pub use tune::*;
 
 use std::collections::BTreeMap;
 
@@ -53,6 +55,9 @@ pub struct SpecFile {
     pub resources: ResourcesSpec,
     #[serde(default)]
     pub notify: Option<NotifySpec>,
+    /// The defaults of every entry's `tune:` block (read with each; docs/spec.md, "Tuning").
+    #[serde(default)]
+    pub tune: Option<Value>,
 }
 fn empty_map() -> Value {
     Value::Mapping(Default::default())

@@ -1,0 +1,470 @@
+//! The tuning stage of a spec (issue #33; docs/spec.md, "Tuning"): each entry with a `tune:`
+//! block is searched before its runs, and its runs — and its fine-tunes' — wait for the choice.
+//! Here the blocks are merged with the top-level defaults, read, and checked against the entry's
+//! runs: every searched field must be one the runs have and every candidate value one they take
+//! (the same checks as a written value), the objective must be a validation OOD set (never a
+//! test set), the budget must hold at least one trial.
+
+use std::collections::BTreeMap;
+
+use oodlab_tune::asha::Asha;
+use oodlab_tune::{Dist, Space};
+use serde_yaml::{Mapping, Value};
+
+use crate::error::{did_you_mean, Origin, SpecError};
+use crate::locate::Locator;
+use crate::plan::{RunConfig, RunId};
+use crate::types::{DatasetSpec, RunSettings, SamplerKind, Score, SpecFile, TuneBlock, TuneMetric};
+
+/// One entry's search, resolved: what the tuning stage runs before the entry's own runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TunePlan {
+    pub entry: String,
+    pub space: Space,
+    /// Trials to try (a grid's size for the grid sampler).
+    pub trials: u32,
+    /// The epochs all trial runs may train in all.
+    pub epoch_budget: u64,
+    pub sampler: SamplerKind,
+    /// Early stopping; None trains every trial to `epochs`.
+    pub asha: Option<Asha>,
+    pub metric: TuneMetric,
+    pub score: Score,
+    /// The seeds and splits each trial is trained on (its objective is their mean).
+    pub seeds: Vec<u64>,
+    pub splits: Vec<usize>,
+    /// The sampler's seed.
+    pub seed: u64,
+    /// A trial's full training (the entry's `train.epochs`).
+    pub epochs: u32,
+    /// A trial whose ID validation accuracy drops more than this below its parent's is never
+    /// chosen (the entry's `eval.max_acc_drop`).
+    pub max_acc_drop: f64,
+    /// The runs the choice replaces: the entry's, and those of entries that start from them.
+    pub waiting: Vec<RunId>,
+}
+
+/// The plans of every tuned entry, in the order of `runs`' entries.
+pub(crate) fn plans(
+    spec: &SpecFile,
+    runs: &[RunConfig],
+    datasets: &BTreeMap<String, DatasetSpec>,
+    loc: &Locator,
+) -> Result<Vec<TunePlan>, SpecError> {
+    if let Some(top) = &spec.tune {
+        // The defaults are read alone first, so that their own mistakes point at them.
+        read_block(top, "tune", &|f, key| loc.file_origin(f, key), loc)?;
+    }
+    let mut entries: Vec<&str> = Vec::new();
+    for r in runs {
+        if !entries.contains(&r.entry.as_str()) {
+            entries.push(&r.entry);
+        }
+    }
+    let mut out = Vec::new();
+    for entry in entries {
+        let Some(own) = spec.methods[entry].tune.as_ref() else { continue };
+        let entry_runs: Vec<&RunConfig> = runs.iter().filter(|r| r.entry == entry).collect();
+        let at = Place { entry, loc, top: spec.tune.is_some() };
+        let merged = merged_block(spec.tune.as_ref(), own);
+        let block = read_block(&merged, &at.own(""), &|f, key| at.origin_of_full(f, key), loc)?;
+        out.push(resolve(&block, &at, &entry_runs, runs, datasets)?);
+    }
+    Ok(out)
+}
+
+/// Where a key of an entry's merged block was written: the entry's block, else the defaults.
+struct Place<'a> {
+    entry: &'a str,
+    loc: &'a Locator,
+    top: bool,
+}
+
+impl Place<'_> {
+    /// `methods.<entry>.tune.<sub>`.
+    fn own(&self, sub: &str) -> String {
+        join(&format!("methods.{}.tune", self.entry), sub)
+    }
+
+    /// The field to name for `sub`: the entry's own if it writes it, else the defaults' if they
+    /// do, else the entry's.
+    fn field(&self, sub: &str) -> String {
+        let own = self.own(sub);
+        if !self.loc.defines(&own) && self.top {
+            let top = join("tune", sub);
+            if self.loc.defines(&top) {
+                return top;
+            }
+        }
+        own
+    }
+
+    fn origin_of_full(&self, full: &str, key: bool) -> Origin {
+        let sub = full.strip_prefix(&self.own("")).map(|s| s.trim_start_matches('.')).unwrap_or(full);
+        self.loc.file_origin(&self.field(sub), key)
+    }
+
+    fn error(&self, sub: &str, message: impl Into<String>) -> SpecError {
+        let field = self.field(sub);
+        self.loc.error(&field, message)
+    }
+
+    /// An error pointed at the key of `sub` (a field name that is wrong), not at its value.
+    fn key_error(&self, sub: &str, message: impl Into<String>) -> SpecError {
+        let field = self.field(sub);
+        self.loc.error_at(self.loc.key_origin(&field), &field, message)
+    }
+}
+
+fn join(path: &str, sub: &str) -> String {
+    if sub.is_empty() {
+        path.to_string()
+    } else if sub.starts_with('[') {
+        format!("{path}{sub}")
+    } else {
+        format!("{path}.{sub}")
+    }
+}
+
+/// The defaults under the entry's block, key by key; `space` field by field.
+fn merged_block(top: Option<&Value>, own: &Value) -> Value {
+    let (Some(Value::Mapping(top)), Value::Mapping(own)) = (top, own) else {
+        return own.clone();
+    };
+    let mut out = top.clone();
+    for (k, v) in own {
+        let merged = match (k.as_str(), out.get(k), v) {
+            (Some("space"), Some(Value::Mapping(a)), Value::Mapping(b)) => {
+                let mut space = a.clone();
+                for (f, d) in b {
+                    space.insert(f.clone(), d.clone());
+                }
+                Value::Mapping(space)
+            }
+            _ => v.clone(),
+        };
+        out.insert(k.clone(), merged);
+    }
+    Value::Mapping(out)
+}
+
+fn read_block(v: &Value, prefix: &str, origin_of: &dyn Fn(&str, bool) -> Origin, loc: &Locator) -> Result<TuneBlock, SpecError> {
+    if v.is_null() {
+        return Ok(TuneBlock::default());
+    }
+    serde_path_to_error::deserialize(v.clone()).map_err(|e| loc.serde_error(prefix, e, origin_of))
+}
+
+fn resolve(
+    b: &TuneBlock,
+    at: &Place,
+    entry_runs: &[&RunConfig],
+    runs: &[RunConfig],
+    datasets: &BTreeMap<String, DatasetSpec>,
+) -> Result<TunePlan, SpecError> {
+    let first = entry_runs[0];
+    let settings = &first.settings;
+    let space = space(b.space.as_ref(), at)?;
+    for (name, dist) in space.fields() {
+        check_field(name, dist, settings, datasets, at)?;
+    }
+
+    // What a trial is judged by: a validation OOD set, never a test set.
+    let objective = b.objective.clone().unwrap_or_default();
+    let test_sets: Vec<&str> = ["test", "heldout", "id"].into_iter().chain(settings.data.ood.iter().map(String::as_str)).collect();
+    if objective.on != "val_ood" {
+        let message = if test_sets.contains(&objective.on.as_str()) {
+            format!(
+                "`{}` is a test set: a search is judged on validation data only, so that the test sets stay unseen until the final runs",
+                objective.on
+            )
+        } else {
+            format!("unknown objective set `{}`", objective.on)
+        };
+        return Err(at
+            .error("objective.on", message)
+            .with_hint("write `on: val_ood` (the ID validation images against eval.val_ood, or the slice held out of data.outliers)"));
+    }
+    if settings.eval.val_ood.is_none() && settings.data.outliers.is_none() {
+        return Err(at
+            .error("objective.on", format!("entry `{}`'s runs have no validation OOD set to judge a trial on", at.entry))
+            .with_hint(
+                "set eval.val_ood to a declared dataset that is no test set, or give the entry data.outliers (a slice is held out of them)",
+            ));
+    }
+    if !settings.eval.scores.contains(&objective.score) {
+        return Err(at
+            .error(
+                "objective.score",
+                format!("`{}` is not among the scores the entry's runs compute (eval.scores)", objective.score.name()),
+            )
+            .with_hint(format!("add it to eval.scores, or judge by one of: {}", names(&settings.eval.scores))));
+    }
+
+    // The trials' seeds and splits: among the entry's runs, by default its first of each.
+    let entry_seeds: Vec<u64> = unique(entry_runs.iter().map(|r| r.seed));
+    let entry_splits: Vec<usize> = unique(entry_runs.iter().map(|r| r.split));
+    let seeds = subset(b.seeds.clone(), &entry_seeds, "seeds", "seed", at)?;
+    let splits = subset(b.splits.clone(), &entry_splits, "splits", "split", at)?;
+    let cells = (seeds.len() * splits.len()) as u64;
+
+    let epochs = settings.train.epochs;
+    let asha = match b.schedule {
+        None => None,
+        Some(s) => {
+            let a = s.asha;
+            if a.eta < 2 {
+                return Err(at
+                    .error("schedule.asha.eta", format!("must be at least 2, found {}", a.eta))
+                    .with_hint("3 keeps one trial in three at each rung"));
+            }
+            if a.min_epochs < 1 || a.min_epochs > epochs {
+                return Err(at.error(
+                    "schedule.asha.min_epochs",
+                    format!("must be between 1 and the entry's train.epochs ({epochs}), found {}", a.min_epochs),
+                ));
+            }
+            Some(Asha { min_epochs: a.min_epochs, eta: a.eta, max_epochs: epochs })
+        }
+    };
+
+    let sampler = b.sampler.unwrap_or(SamplerKind::Random);
+    let trials = match sampler {
+        SamplerKind::Grid => {
+            let points = oodlab_tune::grid::points(&space).map_err(|e| at.error("sampler", e.to_string()))?;
+            let n = points.len() as u32;
+            match b.trials {
+                Some(t) if t != n => {
+                    return Err(at
+                        .error("trials", format!("the grid sampler tries each of its {n} points once; found trials: {t}"))
+                        .with_hint(format!("write trials: {n} or leave it out, or use sampler: random or tpe for fewer")))
+                }
+                _ => n,
+            }
+        }
+        SamplerKind::Random | SamplerKind::Tpe => match b.trials {
+            None => {
+                return Err(at
+                    .error("", "a random or TPE search needs a budget: `trials`")
+                    .with_hint("add `trials: N` (every compared entry should get the same N)"))
+            }
+            Some(0) => return Err(at.error("trials", "the budget is below one trial: found trials: 0").with_hint("give at least 1")),
+            Some(t) => t,
+        },
+    };
+    // One trial's cheapest spend: its first rung (or its whole training) on each of its cells.
+    let one_trial = u64::from(asha.map_or(epochs, |a| a.min_epochs)) * cells;
+    let epoch_budget = match b.epochs {
+        Some(e) if u64::from(e) < one_trial => {
+            return Err(at
+                .error("epochs", format!("the budget of {e} epochs is below one trial, which trains at least {one_trial}"))
+                .with_hint("raise `epochs`, or leave it out for trials × train.epochs per seed and split"));
+        }
+        Some(e) => u64::from(e),
+        None => u64::from(trials) * u64::from(epochs) * cells,
+    };
+
+    Ok(TunePlan {
+        entry: at.entry.to_string(),
+        space,
+        trials,
+        epoch_budget,
+        sampler,
+        asha,
+        metric: objective.metric,
+        score: objective.score,
+        seeds,
+        splits,
+        seed: b.seed.unwrap_or(0),
+        epochs,
+        max_acc_drop: settings.eval.max_acc_drop,
+        waiting: waiting(at.entry, runs),
+    })
+}
+
+fn names(scores: &[Score]) -> String {
+    scores.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")
+}
+
+fn unique<T: PartialEq>(items: impl Iterator<Item = T>) -> Vec<T> {
+    let mut out = Vec::new();
+    for x in items {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
+
+fn subset<T: PartialEq + Copy + std::fmt::Debug + std::fmt::Display>(
+    given: Option<Vec<T>>,
+    of: &[T],
+    key: &str,
+    what: &str,
+    at: &Place,
+) -> Result<Vec<T>, SpecError> {
+    let Some(given) = given else { return Ok(vec![of[0]]) };
+    if given.is_empty() {
+        return Err(at.error(key, format!("lists no {key}")).with_hint(format!("remove `{key}` to tune on the entry's first {what}")));
+    }
+    for (i, x) in given.iter().enumerate() {
+        if !of.contains(x) {
+            return Err(at
+                .error(&format!("{key}[{i}]"), format!("{what} {x} is not one of the entry's runs ({of:?})"))
+                .with_hint(format!("a search's {key} are among its entry's")));
+        }
+    }
+    Ok(given)
+}
+
+/// The searched fields and their distributions, as written.
+fn space(written: Option<&Mapping>, at: &Place) -> Result<Space, SpecError> {
+    let empty = || {
+        let message = "the search space is empty: nothing to tune";
+        if written.is_some() { at.error("space", message) } else { at.key_error("", message) }
+            .with_hint("add `space: {method.weight: [0.5, 1, 2]}` (fields as grid.axes names them, relative to a run)")
+    };
+    let Some(written) = written.filter(|m| !m.is_empty()) else { return Err(empty()) };
+    let mut fields = Vec::new();
+    for (k, v) in written {
+        let Some(name) = k.as_str() else {
+            return Err(at.error("space", format!("a field name must be a string, found {k:?}")));
+        };
+        let sub = format!("space.{name}");
+        let dist = dist(v).map_err(|m| {
+            at.error(&sub, m).with_hint("write a list of values (`[0.5, 1, 2]`), `{uniform: [low, high]}` or `{log_uniform: [low, high]}`")
+        })?;
+        fields.push((name.to_string(), dist));
+    }
+    Space::new(fields).map_err(|e| {
+        // The space's own checks name the field in backticks: point at it.
+        let name = e.to_string().split('`').nth(1).map(String::from);
+        let sub = name.map_or("space".to_string(), |n| format!("space.{n}"));
+        at.error(&sub, e.to_string())
+    })
+}
+
+fn dist(v: &Value) -> Result<Dist, String> {
+    match v {
+        Value::Sequence(values) => {
+            let values = values.iter().map(|x| serde_json::to_value(x).map_err(|e| e.to_string())).collect::<Result<_, _>>()?;
+            Ok(Dist::Choice(values))
+        }
+        Value::Mapping(m) if m.len() == 1 => {
+            let (k, bounds) = m.iter().next().expect("one key");
+            let pair = bounds.as_sequence().filter(|s| s.len() == 2).and_then(|s| Some((s[0].as_f64()?, s[1].as_f64()?)));
+            let Some((low, high)) = pair else {
+                return Err(format!("expected two numbers [low, high], found {}", yaml_inline(bounds)));
+            };
+            match k.as_str() {
+                Some("uniform") => Ok(Dist::Uniform { low, high }),
+                Some("log_uniform") => Ok(Dist::LogUniform { low, high }),
+                _ => Err(format!("unknown distribution `{}`", yaml_inline(k))),
+            }
+        }
+        other => Err(format!("expected a list of values or a range, found {}", yaml_inline(other))),
+    }
+}
+
+fn yaml_inline(v: &Value) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| format!("{v:?}"))
+}
+
+/// Checks that the entry's runs have field `name` and take each of `dist`'s candidates (a
+/// choice's values, a range's ends) as if it were written there.
+fn check_field(
+    name: &str,
+    dist: &Dist,
+    settings: &RunSettings,
+    datasets: &BTreeMap<String, DatasetSpec>,
+    at: &Place,
+) -> Result<(), SpecError> {
+    let sub = format!("space.{name}");
+    let head = name.split(['.', '[']).next().unwrap_or("");
+    if !["method", "data", "model", "train", "eval"].contains(&head) {
+        return Err(at
+            .key_error(&sub, format!("`{name}` is not a field of a run"))
+            .with_hint("searched fields start with method, data, model, train or eval, as grid.axes names them"));
+    }
+    // The data a run sees is what the comparison holds fixed: a search changes how a method
+    // trains on it, not which images it trains or is judged on.
+    let data_fields = ["data.id", "data.outliers", "data.ood", "data.splits", "eval.val_ood", "eval.val_ood_size"];
+    if let Some(f) = data_fields.iter().find(|f| name == **f || name.starts_with(&format!("{f}.")) || name.starts_with(&format!("{f}["))) {
+        return Err(at
+            .key_error(&sub, format!("`{f}` chooses the data the runs see, which a search may not change"))
+            .with_hint("search how the entry trains (method, model, train, eval settings); compare datasets with grid.axes"));
+    }
+    let candidates: Vec<(String, Value)> = match dist {
+        Dist::Choice(values) => {
+            values.iter().enumerate().map(|(i, v)| (format!("{sub}[{i}]"), serde_yaml::to_value(v).unwrap_or(Value::Null))).collect()
+        }
+        Dist::Uniform { low, high } | Dist::LogUniform { low, high } => {
+            vec![(sub.clone(), Value::from(*low)), (sub.clone(), Value::from(*high))]
+        }
+    };
+    let base = serde_yaml::to_value(settings).expect("run settings serialize");
+    for (field, value) in candidates {
+        let mut v = base.clone();
+        crate::plan::set_path(&mut v, name, value.clone()).map_err(|m| at.error(&sub, m))?;
+        let shown = yaml_inline(&value);
+        let s: RunSettings = match serde_path_to_error::deserialize::<_, RunSettings>(v.clone()) {
+            Ok(s) => s,
+            Err(e) => {
+                let message = e.inner().to_string();
+                let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+                let inner = if e.path().to_string().starts_with("method") {
+                    v.get("method").and_then(crate::plan::method_by_name_error).map(|(_, m)| m)
+                } else {
+                    None
+                };
+                let message = inner.unwrap_or(message);
+                if let Some(unknown) = message.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+                    let known = known_fields(&base, name);
+                    let hint = match did_you_mean(unknown, known.iter().map(String::as_str)) {
+                        Some(s) => format!("did you mean `{s}`? "),
+                        None => String::new(),
+                    };
+                    return Err(at
+                        .key_error(
+                            &sub,
+                            format!("entry `{}`'s runs have no field `{name}` (method `{}`)", at.entry, settings.method.name()),
+                        )
+                        .with_hint(format!("{hint}fields there: {}", known.join(", "))));
+                }
+                return Err(at.error(&field, format!("`{name}: {shown}` is not a value this field takes: {message}")));
+            }
+        };
+        let s = RunSettings { method: s.method.resolved(), ..s };
+        if let Some((_, message, hint)) = crate::validate::run_settings(&s, datasets) {
+            let mut err = at.error(&field, format!("`{name}: {shown}`: {message}"));
+            err.hint = hint;
+            return Err(err);
+        }
+    }
+    Ok(())
+}
+
+/// The keys of the mapping that would hold `name` in `settings` (for a hint).
+fn known_fields(settings: &Value, name: &str) -> Vec<String> {
+    let parent = name.rsplit_once('.').map_or("", |(p, _)| p);
+    let mut node = settings;
+    for key in parent.split('.').filter(|k| !k.is_empty()) {
+        match node.get(key) {
+            Some(n) => node = n,
+            None => return Vec::new(),
+        }
+    }
+    node.as_mapping().map(|m| m.keys().filter_map(|k| k.as_str()).filter(|k| *k != "kind").map(String::from).collect()).unwrap_or_default()
+}
+
+/// The runs of `entry` and of every entry that starts from them, transitively.
+fn waiting(entry: &str, runs: &[RunConfig]) -> Vec<RunId> {
+    let mut out: Vec<RunId> = runs.iter().filter(|r| r.entry == entry).map(|r| r.run_id.clone()).collect();
+    // Runs come parents first, so one pass finds every descendant.
+    for r in runs {
+        if r.parent.as_ref().is_some_and(|p| out.contains(p)) && !out.contains(&r.run_id) {
+            out.push(r.run_id.clone());
+        }
+    }
+    out
+}
