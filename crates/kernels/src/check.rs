@@ -583,7 +583,7 @@ fn fused_sgd(p0: &Tensor, grads: &[Tensor], step: crate::SgdStep) -> Result<(Ten
     let p = p0.copy()?;
     let buf = p.zeros_like()?;
     for (i, grad) in grads.iter().enumerate() {
-        crate::gpu::sgd_step(&p, grad, &buf, i == 0, step)?;
+        crate::ops::sgd_step(&p, grad, &buf, i == 0, step)?;
     }
     Ok((p, buf))
 }

@@ -46,14 +46,14 @@ use candle_core::{CpuStorage, DType, Layout, Result, Shape, Tensor};
 
 pub use conv::conv2d;
 pub use conv_bn::conv_bn_train;
-pub use gpu::{gpu_applies, gpu_ops_in_use, GPU_SWITCH};
 pub use norm::{batch_norm_train, running_statistics, After, BatchNormOutput, HalfData, RunningStats};
 pub use ops::GpuOp;
+pub use ops::{gpu_applies, gpu_ops_in_use, GPU_SWITCH};
 pub use pool::max_pool2d;
 pub use relu::relu;
 
 /// The settings of one SGD update (PyTorch's `torch.optim.SGD`), in f32 as the GPU kernel takes
-/// them ([`gpu::sgd_step`], CUDA build).
+/// them ([`ops::sgd_step`], CUDA build).
 #[derive(Debug, Clone, Copy)]
 pub struct SgdStep {
     pub lr: f32,

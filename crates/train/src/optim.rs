@@ -169,7 +169,7 @@ fn fused_on_gpu(step: SgdStep, var: &Var, grad: &Tensor, buffer: &mut Option<Ten
     }
     // Without momentum the kernel never reads or writes the buffer: the gradient stands in.
     let buf = buffer.as_ref().unwrap_or(grad);
-    oodlab_kernels::gpu::sgd_step(p, grad, buf, first, step)?;
+    oodlab_kernels::ops::sgd_step(p, grad, buf, first, step)?;
     Ok(true)
 }
 

@@ -23,7 +23,7 @@ pub struct MethodEntry {
     pub train: Option<Value>,
     pub eval: Option<Value>,
     /// A search of this entry's settings before its runs, merged over the top-level `tune:`
-    /// (crate::tuning; docs/spec.md, "Tuning").
+    /// (docs/spec.md, "Tuning").
     pub tune: Option<Value>,
 }
 

@@ -1,7 +1,8 @@
 //! `tune` — the search of an entry's settings before its runs (docs/spec.md, "Tuning"): at the
 //! top level the defaults of every entry's search, in an entry the search itself. The two are
 //! merged key by key (an entry's key wins; `space` merges field by field), then read as
-//! [`TuneBlock`] and resolved by crate::tuning into a [`crate::TunePlan`].
+//! [`TuneBlock`] and resolved, against the entry's runs, into the plan of its search (the
+//! tuning module of this crate).
 
 use serde::{Deserialize, Serialize};
 use serde_yaml::Mapping;
