@@ -30,6 +30,10 @@ pub struct WorkerJob {
     pub run_dir: PathBuf,
     /// Checkpoint to start from (a fine-tune's parent run), if any.
     pub init_checkpoint: Option<PathBuf>,
+    /// The mid-run checkpoint of a run of the same training stopped earlier (`train.stop_after`,
+    /// a tuning trial's rung) that this run goes on from when it has none of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continue_from: Option<PathBuf>,
     /// Set for a rescore (`oodlab rescore`): the post-hoc detectors to add to this finished run,
     /// from its saved features or its checkpoint, instead of training it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,7 +60,8 @@ pub mod files {
     pub const FEATURES: &str = "features.safetensors";
     /// The logit PCA, score histograms and interpolation paths (`eval.logit_pca`, …).
     pub const ANALYSIS: &str = "analysis.safetensors";
-    /// The mid-run checkpoint a run started again goes on from.
+    /// The mid-run checkpoint a run started again goes on from (kept after a run stopped early
+    /// in its schedule, `train.stop_after`, for the later rung that goes on from it).
     pub const RESUME: &str = "resume.safetensors";
     /// A training job, its events and its stderr (`WorkerJob::files`).
     pub const JOB: &str = "run.json";

@@ -915,6 +915,7 @@ mod tests {
             config: serde_json::Value::Null,
             run_dir: "/nowhere".into(),
             init_checkpoint: None,
+            continue_from: None,
             rescore: None,
             heartbeat_seconds: None,
         };

@@ -144,6 +144,9 @@ fn eval_identity(e: &EvalSettings) -> serde_json::Value {
     if e.tnr95_subsets > 0 {
         v["tnr95_subsets"] = serde_json::json!(e.tnr95_subsets);
     }
+    if e.validation_only {
+        v["validation_only"] = serde_json::json!(true);
+    }
     v
 }
 

@@ -201,6 +201,12 @@ fn resolve(
             .with_hint(format!("add it to eval.scores, or judge by one of: {}", names(&settings.eval.scores))));
     }
 
+    if !objective.score.from_logits() {
+        return Err(at
+            .error("objective.score", format!("`{}` is not a score of the logits: a trial is judged by msp, maxlogit or energy", objective.score.name()))
+            .with_hint("the post-hoc detectors and ODIN choose their own settings on the validation OOD set, which would leave none to judge them on"));
+    }
+
     // The trials' seeds and splits: among the entry's runs, by default its first of each.
     let entry_seeds: Vec<u64> = unique(entry_runs.iter().map(|r| r.seed));
     let entry_splits: Vec<usize> = unique(entry_runs.iter().map(|r| r.split));

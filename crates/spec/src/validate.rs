@@ -100,6 +100,16 @@ pub(crate) fn run_settings(s: &RunSettings, datasets: &BTreeMap<String, DatasetS
     if let Some(p) = training_problem(s) {
         return Some(p);
     }
+    if let Some(k) = s.train.stop_after {
+        if k < 1 || k > s.train.epochs {
+            let msg = format!("must be between 1 and train.epochs ({}), found {k}", s.train.epochs);
+            return Some(problem("train.stop_after", msg, "it stops a run early in its schedule (a tuning trial's rung)"));
+        }
+    }
+    if s.eval.validation_only && s.eval.val_ood.is_none() && s.data.outliers.is_none() {
+        let msg = "has no validation OOD set to evaluate on".to_string();
+        return Some(problem("eval.validation_only", msg, "set eval.val_ood, or data.outliers (a slice is held out of them)"));
+    }
     if s.data.loader.prefetch == 0 {
         return Some(problem("data.loader.prefetch", "must be at least 1".into(), "the default is 4 batches"));
     }

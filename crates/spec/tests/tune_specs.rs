@@ -195,6 +195,14 @@ fn a_test_set_as_objective_is_refused() {
     let (_, field, msg) = bad("      sampler: tpe", "      sampler: tpe\n      objective: {score: knn}");
     assert_eq!(field, "methods.oe.tune.objective.score");
     assert!(msg.contains("not among the scores"), "{msg}");
+    // A detector the runs compute is still not a trial's judge.
+    let text = "      sampler: tpe\n      objective: {score: knn}";
+    let edited =
+        BASE.replacen("  ood: [mnist]\n", "  ood: [mnist]\neval: {scores: [msp, knn]}\n", 1).replacen("      sampler: tpe", text, 1);
+    let (_, res) = support::load_text(&edited, &[], "1");
+    let e = res.unwrap_err();
+    assert_eq!(e.field, "methods.oe.tune.objective.score");
+    assert!(e.to_string().contains("`knn` is not a score of the logits"), "{e}");
     // An unknown metric: serde's message, with the valid ones.
     let (_, field, msg) = bad("      sampler: tpe", "      sampler: tpe\n      objective: {metric: accuracy}");
     assert_eq!(field, "methods.oe.tune.objective.metric");
@@ -222,4 +230,23 @@ fn seeds_and_splits_outside_the_entry_and_bad_schedules_are_refused() {
     let (pos, field, msg) = bad("      sampler: tpe", "      sampler: tpe\n      trails: 3");
     assert_eq!((pos, field.as_str()), (at(36, 7), "methods.oe.tune.trails"));
     assert!(msg.contains("did you mean `trials`"), "{msg}");
+}
+
+#[test]
+fn a_trials_settings_are_checked_as_any_runs() {
+    // A rung past the schedule.
+    let (_, res) = support::load_text(BASE, &["train.stop_after=10"], "1");
+    let e = res.unwrap_err();
+    assert_eq!(e.field, "train.stop_after");
+    assert!(e.to_string().contains("must be between 1 and train.epochs (9), found 10"), "{e}");
+    let (_, res) = support::load_text(BASE, &["train.stop_after=3"], "1");
+    let exp = res.unwrap();
+    assert_eq!(exp.runs[0].settings.train.last_epoch(), 3);
+    // Validation only, without a validation OOD set: the baseline entry alone, no outliers.
+    let no_outliers = BASE.replacen("  outliers: animal\n", "", 1).replacen("    tune:", "    tune-off:", 1);
+    let no_outliers = no_outliers.split("  oe:\n").next().unwrap().to_string() + "grid:\n  seeds: [0]\n";
+    let (_, res) = support::load_text(&no_outliers, &["eval.validation_only=true"], "1");
+    let e = res.unwrap_err();
+    assert_eq!(e.field, "eval.validation_only");
+    assert!(e.to_string().contains("no validation OOD set"), "{e}");
 }

@@ -23,6 +23,9 @@ pub(crate) fn accuracy(model: &Network, set: &oodlab_data::ImageSet, req: &RunRe
 
 pub(crate) fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, sink: Sink) -> Result<(), TrainError> {
     let s = &req.config.settings;
+    if s.eval.validation_only {
+        return evaluate_on_validation(req, sets, model, device, sink);
+    }
     let mut saved: HashMap<String, Tensor> = HashMap::new();
     let detectors: Vec<Score> = s.eval.scores.iter().copied().filter(|s| !s.from_logits() && !s.needs_model()).collect();
     let keep_features = s.eval.features != FeatureFormat::None || !detectors.is_empty();
@@ -97,6 +100,48 @@ pub(crate) fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device
     }
     Ok(())
 }
+
+/// A tuning trial's evaluation, on validation data only: the ID validation accuracy
+/// (`id_val_acc`) and each logit score's OOD metrics separating the ID validation images from the
+/// validation OOD set (as the OOD set `val_ood`), with their per-sample scores saved as
+/// `id_val.*` and `val_ood.*`. No test set was loaded (sets.rs).
+fn evaluate_on_validation(req: &RunRequest, sets: &RunSets, model: &Network, device: &Device, sink: Sink) -> Result<(), TrainError> {
+    let s = &req.config.settings;
+    let Some(val_ood) = crate::sets::load_val_ood(req.config)? else {
+        return Err(TrainError::Setup(
+            "eval.validation_only: the run has no validation OOD images (eval.val_ood, or the slice held out of data.outliers)".into(),
+        ));
+    };
+    if sets.val.is_empty() {
+        return Err(TrainError::Setup("eval.validation_only: the run has no ID validation images; set data.val_fraction above 0".into()));
+    }
+    let k = req.config.classes.id_classes.len();
+    let mut saved: HashMap<String, Tensor> = HashMap::new();
+    let mut per_set = Vec::new();
+    for (name, set) in [("id_val", &sets.val), (VAL_OOD, &val_ood)] {
+        let (z, width) = logits(model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, s.data.loader, device)?;
+        let n = set.len();
+        saved.insert(format!("{name}.logits"), Tensor::from_vec(z.clone(), (n, width), &Device::Cpu).context("saving logits")?);
+        let mut out = Vec::new();
+        for &score in s.eval.scores.iter().filter(|s| s.from_logits()) {
+            let v = scores(&z, width, score);
+            let as_f32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+            saved.insert(format!("{name}.{}", score.name()), Tensor::from_vec(as_f32, n, &Device::Cpu).context("saving scores")?);
+            out.push((score, v));
+        }
+        per_set.push((z, out));
+    }
+    sink(Event::Metric { name: "id_val_acc".into(), value: oodlab_metrics::accuracy(&predictions(&per_set[0].0, k), &sets.val.labels) });
+    for ((score, id_scores), (_, ood_scores)) in per_set[0].1.iter().zip(&per_set[1].1) {
+        sink(ood_metric(VAL_OOD, score.name(), id_scores, ood_scores, s.eval.tnr95_subsets)?);
+    }
+    candle_core::safetensors::save(&saved, req.run_dir.join(SCORES)).context("writing scores")?;
+    sink(Event::Artifact { kind: "scores".into(), path: SCORES.into() });
+    Ok(())
+}
+
+/// The name a tuning trial's validation OOD set is recorded under.
+pub const VAL_OOD: &str = "val_ood";
 
 /// The OOD metrics of one score on one OOD set.
 pub(crate) fn ood_metric(set: &str, score: &str, id: &[f64], ood: &[f64], tnr95_subsets: usize) -> Result<Event, TrainError> {

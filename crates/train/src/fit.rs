@@ -64,6 +64,17 @@ pub fn run(req: &RunRequest, sink: Sink) -> Result<(), TrainError> {
             None
         }
     };
+    // A tuning trial promoted to a later rung goes on from where its earlier rung stopped.
+    let resume = match (resume, req.continue_from) {
+        (None, Some(path)) => match crate::resume::load_continued(path, s.train.last_epoch(), crate::CODE_VERSION, device) {
+            Ok(r) => Some(r),
+            Err(refused) => {
+                sink(Event::Note { message: refused });
+                None
+            }
+        },
+        (resume, _) => resume,
+    };
     let mut memory = GpuMemory { device, peak: 0 };
     train(req, &sets, &model, &varmap, device, &mut memory, resume, sink)?;
 
@@ -71,8 +82,11 @@ pub fn run(req: &RunRequest, sink: Sink) -> Result<(), TrainError> {
     varmap.save(req.run_dir.join(CHECKPOINT)).context("saving the checkpoint")?;
     sink(Event::Artifact { kind: "checkpoint".into(), path: CHECKPOINT.into() });
     evaluate(req, &sets, &model, device, sink)?;
-    // Finished: the final checkpoint is what stays.
-    crate::resume::remove(req.run_dir);
+    // Finished: the final checkpoint is what stays; a run stopped early in its schedule keeps
+    // its epoch's mid-run checkpoint too, which a later rung of the same training goes on from.
+    if s.train.last_epoch() == s.train.epochs {
+        crate::resume::remove(req.run_dir);
+    }
     memory.sample();
     let mb = |bytes: u64| bytes as f64 / (1 << 20) as f64;
     if memory.peak > 0 {
@@ -146,7 +160,7 @@ fn train(
     std::thread::scope(|scope| -> Result<(), TrainError> {
         let done_steps = (first_epoch as usize - 1) * steps_per_epoch + partial.as_ref().map_or(0, |p| p.steps);
         let mut batches = crate::loader::training(scope, sets, t, &s.data.normalize, s.data.loader, seed, done_steps, device);
-        for epoch in first_epoch..=t.epochs {
+        for epoch in first_epoch..=t.last_epoch() {
             // The last epoch's step losses: whether the loss rose over it (docs/methods.md,
             // "Collapse is never silent").
             let mut tally = EpochTally::new(epoch == t.epochs, steps_per_epoch);

@@ -5,7 +5,7 @@
 //!
 //! ```no_run
 //! fn train_one(config: &oodlab_spec::RunConfig) -> Result<(), oodlab_train::TrainError> {
-//!     let req = oodlab_train::RunRequest { config, run_dir: "runs/x/abc".as_ref(), init_checkpoint: None, device: &candle_core::Device::Cpu };
+//!     let req = oodlab_train::RunRequest { config, run_dir: "runs/x/abc".as_ref(), init_checkpoint: None, continue_from: None, device: &candle_core::Device::Cpu };
 //!     let mut events = Vec::new();
 //!     oodlab_train::run(&req, &mut |event| events.push(event))
 //! }
@@ -57,6 +57,9 @@ pub struct RunRequest<'a> {
     pub config: &'a RunConfig,
     pub run_dir: &'a Path,
     pub init_checkpoint: Option<&'a Path>,
+    /// A mid-run checkpoint of the same training stopped earlier (`train.stop_after`), to go on
+    /// from when the run has none of its own in `run_dir`.
+    pub continue_from: Option<&'a Path>,
     /// Where to train ([`device::select`] picks it from the worker's environment).
     pub device: &'a candle_core::Device,
 }

@@ -272,20 +272,50 @@ pub fn load(run_dir: &Path, run_id: &str, code_version: &str, device: &Device) -
         let _ = std::fs::remove_file(&path);
         Err(format!("mid-run checkpoint {} refused: {why}; the run starts over from epoch 1", path.display()))
     };
-    let mut tensors = match candle_core::safetensors::load(&path, device) {
-        Ok(t) => t,
-        Err(e) => return refuse(format!("it cannot be read ({e})")),
+    let resume = match read(&path, code_version, device) {
+        Ok(r) => r,
+        Err(why) => return refuse(why),
     };
+    if resume.state.run_id != run_id {
+        return refuse(format!("it belongs to run {}, not {run_id}", resume.state.run_id));
+    }
+    Ok(Some(resume))
+}
+
+/// The epoch-end checkpoint at `path` of a run of the same training stopped earlier
+/// (`train.stop_after`: a tuning trial's rung), for a run that goes on to `last_epoch`. The
+/// scheduler names it only for a run whose settings differ from that run's in `stop_after`
+/// alone, so its trajectory is this run's own; it is another run's file, so a refused one is
+/// left in place (the run starts over, with the reason as a note).
+pub fn load_continued(path: &Path, last_epoch: u32, code_version: &str, device: &Device) -> Result<Resume, String> {
+    let refuse =
+        |why: String| Err(format!("the checkpoint to go on from, {}, refused: {why}; the run starts over from epoch 1", path.display()));
+    let resume = match read(path, code_version, device) {
+        Ok(r) => r,
+        Err(why) => return refuse(why),
+    };
+    if resume.state.in_epoch.is_some() {
+        return refuse("it was written inside an epoch, not at an epoch's end".into());
+    }
+    if resume.state.epoch > last_epoch {
+        return refuse(format!("it is at epoch {}, past this run's last epoch {last_epoch}", resume.state.epoch));
+    }
+    Ok(resume)
+}
+
+/// A checkpoint file's state and tensors, of training code `code_version`.
+fn read(path: &Path, code_version: &str, device: &Device) -> Result<Resume, String> {
+    if !path.exists() {
+        return Err("it does not exist".into());
+    }
+    let mut tensors = candle_core::safetensors::load(path, device).map_err(|e| format!("it cannot be read ({e})"))?;
     let state: Option<ResumeState> =
         tensors.remove("state").and_then(|t| t.to_vec1::<u8>().ok()).and_then(|bytes| serde_json::from_slice(&bytes).ok());
-    let Some(state) = state else { return refuse("it has no readable state".into()) };
+    let state = state.ok_or("it has no readable state")?;
     if state.code_version != code_version {
-        return refuse(format!("it was written by training code `{}`, this worker is `{code_version}`", state.code_version));
+        return Err(format!("it was written by training code `{}`, this worker is `{code_version}`", state.code_version));
     }
-    if state.run_id != run_id {
-        return refuse(format!("it belongs to run {}, not {run_id}", state.run_id));
-    }
-    Ok(Some(Resume { state, tensors }))
+    Ok(Resume { state, tensors })
 }
 
 /// Removes the run's mid-run checkpoint (the run finished: its final checkpoint is what stays).

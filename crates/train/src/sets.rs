@@ -158,13 +158,15 @@ pub fn load_sets(cfg: &RunConfig) -> Result<RunSets, TrainError> {
         train_all = train_all.truncate(limit);
     }
     let (train_idx, val_idx) = order::carve_validation(train_all.len(), d.val_fraction, cfg.seed);
+    // A run evaluated on validation data only (a tuning trial) never reads a test set.
+    let validation_only = cfg.settings.eval.validation_only;
     let read: Vec<u32> = split.id_classes.iter().chain(&split.heldout).copied().collect();
-    let test = load_part(cfg, &d.id, false, Some(&read))?;
+    let test = if validation_only { train_all.select(&[]) } else { load_part(cfg, &d.id, false, Some(&read))? };
     let mut ood = Vec::new();
-    if !split.heldout.is_empty() {
+    if !split.heldout.is_empty() && !validation_only {
         ood.push((HELDOUT.to_string(), split.heldout_subset(&test)));
     }
-    for name in &d.ood {
+    for name in d.ood.iter().filter(|_| !validation_only) {
         ood.push((name.clone(), load_part(cfg, name, false, None)?));
     }
     let outliers = match (&d.outliers, cfg.settings.method.uses_outliers()) {
@@ -199,7 +201,7 @@ pub fn load_sets(cfg: &RunConfig) -> Result<RunSets, TrainError> {
         return Err(TrainError::Setup("the outlier set is empty".into()));
     }
     for (name, set) in [("ID training", &sets.train), ("ID test", &sets.id_test)] {
-        if set.is_empty() {
+        if set.is_empty() && !(validation_only && name == "ID test") {
             return Err(TrainError::Setup(format!("the {name} set of this split is empty")));
         }
     }

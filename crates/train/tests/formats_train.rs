@@ -93,6 +93,7 @@ fn a_run_trains_on_png_folders_and_a_list_file() {
         config: run,
         run_dir: &dir.path().join("run"),
         init_checkpoint: None,
+        continue_from: None,
         device: &candle_core::Device::Cpu,
     };
     oodlab_train::run(&req, &mut |e| events.push(e)).unwrap();
@@ -103,6 +104,7 @@ fn a_run_trains_on_png_folders_and_a_list_file() {
         config: oe,
         run_dir: &dir.path().join("run-oe"),
         init_checkpoint: Some(&ckpt),
+        continue_from: None,
         device: &candle_core::Device::Cpu,
     };
     oodlab_train::run(&req, &mut |_| {}).unwrap();
@@ -130,6 +132,7 @@ fn a_run_trains_on_png_folders_and_a_list_file() {
         config: &exp.runs[0],
         run_dir: &dir.path().join("run3"),
         init_checkpoint: None,
+        continue_from: None,
         device: &candle_core::Device::Cpu,
     };
     let err = oodlab_train::run(&req, &mut |_| {}).unwrap_err().to_string();
@@ -139,7 +142,8 @@ fn a_run_trains_on_png_folders_and_a_list_file() {
 /// Trains `config` into `dir` on the CPU; its events.
 fn train(config: &oodlab_spec::RunConfig, dir: &Path) -> Result<Vec<Event>, oodlab_train::TrainError> {
     let mut events = Vec::new();
-    let req = oodlab_train::RunRequest { config, run_dir: dir, init_checkpoint: None, device: &candle_core::Device::Cpu };
+    let req =
+        oodlab_train::RunRequest { config, run_dir: dir, init_checkpoint: None, continue_from: None, device: &candle_core::Device::Cpu };
     oodlab_train::run(&req, &mut |e| events.push(e)).map(|()| events)
 }
 

@@ -58,7 +58,13 @@ methods:
 
 fn train(run: &RunConfig, dir: &Path) -> Vec<Event> {
     let mut events = Vec::new();
-    let req = oodlab_train::RunRequest { config: run, run_dir: dir, init_checkpoint: None, device: &candle_core::Device::Cpu };
+    let req = oodlab_train::RunRequest {
+        config: run,
+        run_dir: dir,
+        init_checkpoint: None,
+        continue_from: None,
+        device: &candle_core::Device::Cpu,
+    };
     oodlab_train::run(&req, &mut |e| events.push(e)).unwrap_or_else(|e| panic!("{}: {e}", run.entry));
     events
 }
@@ -198,7 +204,8 @@ fn a_diverging_run_skips_its_nonfinite_steps_then_stops_naming_the_learning_rate
     let exp = oodlab_spec::load(&spec(dir.path()), &overrides, oodlab_train::CODE_VERSION).unwrap();
     let run = exp.runs.iter().find(|r| r.entry == "ce").unwrap();
     let mut events = Vec::new();
-    let req = oodlab_train::RunRequest { config: run, run_dir: dir.path(), init_checkpoint: None, device: &Device::Cpu };
+    let req =
+        oodlab_train::RunRequest { config: run, run_dir: dir.path(), init_checkpoint: None, continue_from: None, device: &Device::Cpu };
     let err = oodlab_train::run(&req, &mut |e| events.push(e)).unwrap_err();
     // 450 images less the tenth held for validation, in full batches of 50 (`drop_last`): 8 steps.
     match &err {

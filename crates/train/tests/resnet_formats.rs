@@ -124,7 +124,13 @@ type Row = (String, u64, u64, String);
 fn train(spec: &Path, run_dir: &Path) -> (Vec<f64>, Vec<Row>) {
     let exp = oodlab_spec::load(spec, &[], oodlab_train::CODE_VERSION).unwrap();
     let mut events = Vec::new();
-    let req = oodlab_train::RunRequest { config: &exp.runs[0], run_dir, init_checkpoint: None, device: &candle_core::Device::Cpu };
+    let req = oodlab_train::RunRequest {
+        config: &exp.runs[0],
+        run_dir,
+        init_checkpoint: None,
+        continue_from: None,
+        device: &candle_core::Device::Cpu,
+    };
     oodlab_train::run(&req, &mut |e| events.push(e)).unwrap();
     let losses = events.iter().filter_map(|e| if let Event::Epoch { train_loss, .. } = e { Some(*train_loss) } else { None }).collect();
     let rows = events

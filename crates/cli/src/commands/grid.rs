@@ -50,6 +50,7 @@ pub fn new_grid(
             config,
             run_dir: dir,
             init_checkpoint: parent_ckpt,
+            continue_from: None,
             rescore: None,
             heartbeat_seconds: Some(oodlab_protocol::heartbeat_for(exp.resources.stall_timeout)),
         };

@@ -115,6 +115,7 @@ fn grid(exp: &Experiment, plan: &Plan, max_slots: Option<usize>, placement: &set
             config: serde_json::to_value(cfg)?,
             run_dir: dir.into(),
             init_checkpoint: None,
+            continue_from: None,
             rescore: Some(names.clone()),
             heartbeat_seconds: Some(oodlab_protocol::heartbeat_for(exp.resources.stall_timeout)),
         };

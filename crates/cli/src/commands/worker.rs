@@ -127,6 +127,7 @@ pub fn worker(args: WorkerArgs) -> i32 {
         config: &config,
         run_dir: &job.run_dir,
         init_checkpoint: job.init_checkpoint.as_deref(),
+        continue_from: job.continue_from.as_deref(),
         device: &placement.device,
     };
     // Slurm's warning of the time limit (`--signal=B:USR1@N`): stop before the next step; the

@@ -44,6 +44,11 @@ pub struct EvalSettings {
     /// from the outlier pool, at most a fifth of it, and held out of the pool the run trains on
     /// ([`RunSettings::outlier_holdout`]).
     pub val_ood_size: usize,
+    /// Evaluate on validation data only — the ID validation images (`id_val_acc`) against the
+    /// validation OOD set (`val_ood`, with the logit scores' OOD metrics) — and never load a test
+    /// set: a tuning trial's evaluation. In the run id when set.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub validation_only: bool,
 }
 
 /// The number format of saved features; `none` saves none (post-hoc detectors then need
@@ -92,6 +97,7 @@ impl Default for EvalSettings {
             train_sample: 10_000,
             val_ood: None,
             val_ood_size: 2_000,
+            validation_only: false,
         }
     }
 }

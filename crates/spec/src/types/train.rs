@@ -36,6 +36,12 @@ pub struct TrainSettings {
     /// left out of the id, which keeps every run's id as before the setting existed.
     #[serde(skip_serializing_if = "is_true")]
     pub tf32: bool,
+    /// Train only up to this epoch of the `epochs`-epoch schedule (the learning rate follows
+    /// the whole schedule), evaluate, and keep the epoch's mid-run checkpoint: a tuning trial's
+    /// rung (ASHA), which a later run of the same settings continues from that checkpoint and
+    /// ends bit for bit as one never stopped. In the run id when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stop_after: Option<u32>,
 }
 
 fn is_true(b: &bool) -> bool {
@@ -43,6 +49,11 @@ fn is_true(b: &bool) -> bool {
 }
 
 impl TrainSettings {
+    /// The last epoch this run trains: `stop_after` or `epochs`.
+    pub fn last_epoch(&self) -> u32 {
+        self.stop_after.unwrap_or(self.epochs).min(self.epochs)
+    }
+
     /// Outliers drawn for a step with `batch` ID images.
     pub fn outliers_for(&self, batch: usize) -> usize {
         let ratio = self.outlier_ratio.unwrap_or(1.0);
@@ -78,6 +89,7 @@ impl Default for TrainSettings {
             keep: Keep::Last,
             precision: Precision::F32,
             checkpoint_every: None,
+            stop_after: None,
             tf32: true,
         }
     }
