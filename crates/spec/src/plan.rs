@@ -115,7 +115,7 @@ impl RunConfig {
         })
     }
 
-    fn compute_id(&self) -> RunId {
+    pub(crate) fn compute_id(&self) -> RunId {
         let bytes = serde_json::to_vec(&self.identity()).expect("identity serializes");
         let digest = Sha256::digest(&bytes);
         RunId(digest.iter().take(6).map(|b| format!("{b:02x}")).collect())

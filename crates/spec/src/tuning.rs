@@ -44,6 +44,78 @@ pub struct TunePlan {
     pub waiting: Vec<RunId>,
 }
 
+impl TunePlan {
+    /// The search's settings as crates/tune takes them, which decides each next step.
+    pub fn search(&self) -> oodlab_tune::search::Search {
+        use oodlab_tune::search::Sampler;
+        oodlab_tune::search::Search {
+            space: self.space.clone(),
+            sampler: match self.sampler {
+                SamplerKind::Grid => Sampler::Grid,
+                SamplerKind::Random => Sampler::Random,
+                SamplerKind::Tpe => Sampler::Tpe,
+            },
+            trials: self.trials,
+            epoch_budget: self.epoch_budget,
+            asha: self.asha,
+            epochs: self.epochs,
+            cells: (self.seeds.len() * self.splits.len()) as u32,
+            seed: self.seed,
+        }
+    }
+
+    /// The run of one trial: the entry's run `base` (one of [`TunePlan::waiting`], of a seed and
+    /// split the trials use) with the trial's `values` set, evaluated on validation data only,
+    /// and trained to `epochs` of its schedule (an ASHA rung; the full `train.epochs` when equal).
+    /// Its id is its own: a rung of it is another run, and a final run is never a trial.
+    pub fn trial_run(&self, base: &RunConfig, values: &[(String, serde_json::Value)], epochs: u32) -> Result<RunConfig, String> {
+        if base.entry != self.entry {
+            return Err(format!("run {} is of entry `{}`, not `{}`", base.run_id, base.entry, self.entry));
+        }
+        let mut run = with_values(base, values)?;
+        run.settings.eval.validation_only = true;
+        run.settings.train.stop_after = (epochs < run.settings.train.epochs).then_some(epochs);
+        for (name, value) in values {
+            run.grid.insert(format!("tune.{name}"), value.clone());
+        }
+        run.run_id = run.compute_id();
+        Ok(run)
+    }
+
+    /// The runs that replace [`TunePlan::waiting`] once the search chose `values`: the entry's
+    /// runs with the values set (their ids change with them), and the runs that start from them
+    /// with their new parents (their ids change with those). In `runs`' order.
+    pub fn final_runs(&self, runs: &[RunConfig], values: &[(String, serde_json::Value)]) -> Result<Vec<RunConfig>, String> {
+        let mut renamed: std::collections::HashMap<RunId, RunId> = std::collections::HashMap::new();
+        let mut out = Vec::new();
+        for r in runs.iter().filter(|r| self.waiting.contains(&r.run_id)) {
+            let mut run = if r.entry == self.entry { with_values(r, values)? } else { r.clone() };
+            if let Some(p) = run.parent.as_ref().and_then(|p| renamed.get(p)) {
+                run.parent = Some(p.clone());
+            }
+            run.run_id = run.compute_id();
+            renamed.insert(r.run_id.clone(), run.run_id.clone());
+            out.push(run);
+        }
+        Ok(out)
+    }
+}
+
+/// `run` with `values` written into its settings (field path → value), read back and checked
+/// as a written value is.
+fn with_values(run: &RunConfig, values: &[(String, serde_json::Value)]) -> Result<RunConfig, String> {
+    let mut v = serde_yaml::to_value(&run.settings).map_err(|e| e.to_string())?;
+    for (name, value) in values {
+        let value = serde_yaml::to_value(value).map_err(|e| e.to_string())?;
+        crate::plan::set_path(&mut v, name, value).map_err(|m| format!("`{name}`: {m}"))?;
+    }
+    let settings: RunSettings = serde_yaml::from_value(v).map_err(|e| format!("the trial's settings: {e}"))?;
+    let settings = RunSettings { method: settings.method.resolved(), ..settings };
+    let mut out = run.clone();
+    out.settings = settings;
+    Ok(out)
+}
+
 /// The plans of every tuned entry, in the order of `runs`' entries.
 pub(crate) fn plans(
     spec: &SpecFile,

@@ -89,6 +89,15 @@ fn a_search_resolves_with_the_defaults_under_the_entry() {
     assert_eq!(p.epoch_budget, 54);
     assert_eq!(p.space.fields()[0].0, "method.weight");
     assert_eq!(p.space.fields()[1].1, Dist::LogUniform { low: 1e-3, high: 5e-2 });
+    // The search starts with a trial at rung 0 (1 epoch), drawn in the space.
+    match p.search().next(&[]) {
+        oodlab_tune::search::Step::Start { trial: 0, point, epochs: 1 } => {
+            let values = p.space.values(&point);
+            let lr = values[1].1.as_f64().unwrap();
+            assert!((1e-3..=5e-2).contains(&lr), "{values:?}");
+        }
+        other => panic!("{other:?}"),
+    }
     // oe's runs (3 seeds × 2 splits) and oe-child's, which start from them, wait for the choice.
     assert_eq!(p.waiting.len(), 12);
     let waiting_entries: std::collections::BTreeSet<&str> =
@@ -249,4 +258,53 @@ fn a_trials_settings_are_checked_as_any_runs() {
     let e = res.unwrap_err();
     assert_eq!(e.field, "eval.validation_only");
     assert!(e.to_string().contains("no validation OOD set"), "{e}");
+}
+
+#[test]
+fn trials_and_final_runs_are_the_entrys_runs_with_the_values() {
+    let (_, res) = try_spec("name: t", "name: t");
+    let exp = res.unwrap();
+    let plan = &exp.tuning[0];
+    let base = exp.runs.iter().find(|r| r.entry == "oe" && r.seed == 0 && r.split == 0).unwrap();
+    let values = vec![("method.weight".to_string(), serde_json::json!(1.0)), ("train.optimizer.lr".to_string(), serde_json::json!(0.01))];
+    let trial = plan.trial_run(base, &values, 1).unwrap();
+    assert_eq!(serde_json::to_value(&trial.settings.method).unwrap()["weight"], 1.0);
+    assert_eq!(trial.settings.train.optimizer.lr, 0.01);
+    assert!(trial.settings.eval.validation_only);
+    assert_eq!(trial.settings.train.stop_after, Some(1));
+    assert_eq!((trial.seed, trial.split, &trial.parent), (0, 0, &base.parent), "trained from the same baseline");
+    assert_eq!(trial.grid["tune.method.weight"], 1.0);
+    // The last rung trains the whole schedule: no stop_after, and still not a final run.
+    let last = plan.trial_run(base, &values, 9).unwrap();
+    assert_eq!(last.settings.train.stop_after, None);
+    let ids = [&base.run_id, &trial.run_id, &last.run_id];
+    assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2], "{ids:?}");
+    assert!(plan.trial_run(exp.runs.iter().find(|r| r.entry == "baseline").unwrap(), &values, 1).is_err());
+
+    let finals = plan.final_runs(&exp.runs, &values).unwrap();
+    assert_eq!(finals.len(), 12);
+    for f in &finals {
+        assert!(!plan.waiting.contains(&f.run_id), "a chosen value makes other runs");
+        assert!(!f.settings.eval.validation_only && f.settings.train.stop_after.is_none());
+        let parent = exp.runs.iter().chain(&finals).find(|r| Some(&r.run_id) == f.parent.as_ref()).unwrap();
+        assert_eq!((parent.seed, parent.split), (f.seed, f.split));
+        if f.entry == "oe" {
+            assert_eq!(f.settings.train.optimizer.lr, 0.01);
+            assert_eq!(parent.entry, "baseline");
+        } else {
+            assert_eq!(f.entry, "oe-child");
+            assert_eq!(serde_json::to_value(&f.settings.method).unwrap()["weight"], 1.0, "its own method, written");
+            assert!(finals.iter().any(|p| Some(&p.run_id) == f.parent.as_ref() && p.entry == "oe"), "it starts from the new oe run");
+        }
+    }
+    // Choosing the values the entry writes gives back its runs, ids and all.
+    let written = vec![
+        ("method.weight".to_string(), serde_json::json!(0.5)),
+        ("train.optimizer.lr".to_string(), serde_json::json!(base.settings.train.optimizer.lr)),
+    ];
+    let mut same: Vec<_> = plan.final_runs(&exp.runs, &written).unwrap().into_iter().map(|r| r.run_id).collect();
+    let mut waiting = plan.waiting.clone();
+    same.sort();
+    waiting.sort();
+    assert_eq!(same, waiting);
 }

@@ -23,6 +23,7 @@ pub mod asha;
 pub mod grid;
 mod normal;
 pub mod random;
+pub mod search;
 mod space;
 pub mod tpe;
 
