@@ -187,6 +187,10 @@ pub enum StoreCommand {
     Check,
     /// A consistent copy of the store into a new file, also while a grid runs.
     Backup(StoreBackupArgs),
+    /// A new store from the run folders alone (each experiment's `experiment.json`, each run's
+    /// events); the old file, if any, is kept aside as `oodlab.db.damaged-<time>`. Refused while
+    /// a scheduler holds the home.
+    Rebuild,
 }
 
 #[derive(Args, Debug)]

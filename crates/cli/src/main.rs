@@ -54,8 +54,8 @@ fn main() {
             // One sentence instead of SQLite's message repeated through every layer of context.
             let cause = e.chain().last().map(|c| c.to_string()).unwrap_or_default();
             eprintln!(
-                "error: the store file is damaged (SQLite: {cause}); `oodlab store check` says what is wrong — copy the file aside before \
-                 anything writes it, and restore a copy made by `oodlab store backup` if you have one (the run folders keep every run's files)"
+                "error: the store file is damaged (SQLite: {cause}); `oodlab store check` says what is wrong, and `oodlab store rebuild` \
+                 makes a new store from the run folders (keeping the damaged file aside), or restore a copy made by `oodlab store backup`"
             );
             exit_codes::STORE_ERROR
         }

@@ -16,6 +16,7 @@ mod browse;
 mod maintenance;
 mod queries;
 mod queue;
+mod rebuild;
 mod rows;
 
 use std::path::Path;
@@ -30,6 +31,7 @@ use thiserror::Error;
 pub use browse::{is_field_path, ExperimentSummary, Progress, RunQuery, RunSort, DOCUMENTED_VIEWS, RUN_SORT_COLUMNS};
 pub use maintenance::{is_damaged, says_damaged, Integrity, RunFolder};
 pub use queue::{GridRow, NewGrid, QueueRow, QueuedRun, QueuedRunTime, RunningRow, SchedulerRow, SlurmTaskRow};
+pub use rebuild::{Manifest, Rebuilt, MANIFEST};
 pub use rows::*;
 
 #[derive(Debug, Error)]

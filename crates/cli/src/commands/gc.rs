@@ -24,7 +24,7 @@ pub async fn gc(home: &Path, a: GcArgs) -> anyhow::Result<i32> {
     let _lock = super::schedule::lock(home)?;
     let db = settings::db_path(home);
     if !db.exists() {
-        return Err(crate::invalid(format!("no store at {}: without it every run folder would look orphaned; pass --home", db.display())));
+        return Err(crate::invalid(format!("no store at {}: without it every run folder would look orphaned; pass --home, or make it again from the run folders with `oodlab store rebuild`", db.display())));
     }
     let store = Store::open(&db).await?;
     let ids = store.run_ids().await?;

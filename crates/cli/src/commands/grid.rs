@@ -61,6 +61,17 @@ pub fn new_grid(
             job: serde_json::to_string(&job)?,
         });
     }
+    // The registration, beside the runs' folders: what `oodlab store rebuild` makes the store's
+    // experiment again from, should the store be lost.
+    let manifest = oodlab_store::Manifest {
+        experiment: exp.name.clone(),
+        spec_path: exp.path.display().to_string(),
+        spec_yaml: exp.resolved_yaml.clone(),
+        runs: runs.clone(),
+    };
+    let folder = settings::run_dir(home, &exp.name, "x");
+    let folder = folder.parent().expect("a run folder is inside its experiment's");
+    manifest.write(folder).map_err(|e| anyhow::anyhow!("writing {}: {e}", folder.join(oodlab_store::MANIFEST).display()))?;
     Ok(NewGrid {
         experiment: exp.name.clone(),
         spec_path: exp.path.display().to_string(),

@@ -42,6 +42,7 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Gc(a) => runtime()?.block_on(gc::gc(&cli.home, a)),
         Command::Store(StoreCommand::Check) => runtime()?.block_on(store::check(&cli.home)),
         Command::Store(StoreCommand::Backup(a)) => runtime()?.block_on(store::backup(&cli.home, a)),
+        Command::Store(StoreCommand::Rebuild) => runtime()?.block_on(store::rebuild(&cli.home)),
         Command::Rescore(a) => runtime()?.block_on(rescore::rescore(&cli.home, a)),
         Command::Daemon(a) => runtime()?.block_on(daemon::daemon(&cli.home, a)),
         Command::Status(a) => runtime()?.block_on(status::status(&cli.home, a)),

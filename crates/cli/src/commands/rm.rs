@@ -89,6 +89,13 @@ pub async fn rm(home: &Path, a: RmArgs) -> anyhow::Result<i32> {
             let _ = std::fs::remove_dir(parent);
         }
     }
+    // Its registration goes with it, so that a rebuild does not bring it back; then its folder
+    // under runs/, once empty.
+    let manifest_dir = crate::settings::run_dir(home, &name, "x");
+    if let Some(dir) = manifest_dir.parent() {
+        let _ = std::fs::remove_file(dir.join(oodlab_store::MANIFEST));
+        let _ = std::fs::remove_dir(dir);
+    }
     println!("removed {what}");
     if !left.is_empty() {
         eprintln!("could not delete {} folder(s), remove them by hand:\n  {}", left.len(), left.join("\n  "));

@@ -1,5 +1,6 @@
-//! `oodlab store check` and `oodlab store backup`: the store's health against SQLite and the
-//! run folders, and a consistent copy while a grid runs (issue #38).
+//! `oodlab store check`, `oodlab store backup` and `oodlab store rebuild`: the store's health
+//! against SQLite and the run folders, a consistent copy while a grid runs, and a new store made
+//! from the run folders when the file is lost or damaged (issue #38).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -164,4 +165,52 @@ pub async fn backup(home: &Path, a: StoreBackupArgs) -> anyhow::Result<i32> {
         runs.len()
     );
     Ok(exit_codes::OK)
+}
+
+/// `oodlab store rebuild`: the old file (and its WAL) moved aside, never overwritten; a new
+/// store registered and filled from the run folders; what came back printed.
+pub async fn rebuild(home: &Path) -> anyhow::Result<i32> {
+    // Nothing else may write the store meanwhile: the scheduler's lock, held to the end.
+    let _lock = super::schedule::lock(home)?;
+    let db = settings::db_path(home);
+    let runs_root = home.join("runs");
+    if !runs_root.is_dir() {
+        return Err(crate::invalid(format!("no run folders at {}: nothing to rebuild from; pass --home", runs_root.display())));
+    }
+    // `2026-12-07T12:40:01.123Z` → `20261207T124001Z`, for a file name.
+    let stamp: String =
+        oodlab_store::now().split('.').next().unwrap_or_default().chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>() + "Z";
+    let mut kept = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let from = std::path::PathBuf::from(format!("{}{suffix}", db.display()));
+        if from.exists() {
+            let to = std::path::PathBuf::from(format!("{}.damaged-{stamp}{suffix}", db.display()));
+            if to.exists() {
+                return Err(crate::invalid(format!("{} exists already; move it away and run this again", to.display())));
+            }
+            std::fs::rename(&from, &to)?;
+            kept.push(to);
+        }
+    }
+    let store = Store::open(&db).await?;
+    let out = store.rebuild_from(&runs_root).await?;
+    store.close().await;
+    for k in kept.iter().take(1) {
+        println!("the old store is kept aside as {}", k.display());
+    }
+    println!(
+        "rebuilt {} from {}: {} experiment(s) ({}); runs: {} done, {} failed, {} interrupted, {} pending (never started: their spec queues them again)",
+        db.display(),
+        runs_root.display(),
+        out.experiments.len(),
+        out.experiments.join(", "),
+        out.done,
+        out.failed,
+        out.interrupted,
+        out.pending
+    );
+    for (path, why) in &out.skipped {
+        println!("skipped {}: {why}", path.display());
+    }
+    Ok(if out.skipped.is_empty() { 0 } else { exit_codes::STORE_ERROR })
 }
