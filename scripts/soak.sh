@@ -7,6 +7,7 @@
 #
 #   bash scripts/soak.sh                            # 3 seeds (12 runs), ~8 minutes on 2 cores
 #   SEEDS='[0]' bash scripts/soak.sh                # the short version CI runs, ~3 minutes
+#   SOAK_KINDS=store-lost SEEDS='[0]' bash scripts/soak.sh   # one kind of fault only
 #
 # Faults, one every FAULT_EVERY seconds on average (uniform in 0.5x-1.5x), kinds drawn at random:
 #   kill-worker      kill -9 of a running worker (its attempt fails and is retried; it resumes)
@@ -15,6 +16,9 @@
 #   corrupt-ckpt     a mid-run checkpoint cut in half (refused with a note; the run starts over)
 #   truncate-events  the last line of a running run's events.jsonl cut in half
 #   read-lock        a reader holding a read transaction on the store for 5 s (sqlite3)
+#   store-lost       the scheduler and its workers killed (-9), the store deleted or cut in half,
+#                    then what a user does: `oodlab store rebuild` and the spec run again (the
+#                    queue is rebuilt from the spec; finished runs are not trained again)
 #   disk-full        the home's filesystem filled for 3 s (the home is then a small tmpfs; where
 #                    mounting one is not allowed, this kind is left out and the script says so)
 # Prints, last: `faults injected N, runs lost L, runs done twice D, orphan processes O, results
@@ -44,7 +48,7 @@ mkdir -p "$work"
 if mountpoint -q "$home" 2>/dev/null; then umount "$home"; fi
 rm -rf "$home" "$ref"
 mkdir -p "$home"
-kinds_all=(kill-worker kill-scheduler stop-worker corrupt-ckpt truncate-events read-lock)
+kinds_all=(kill-worker kill-scheduler stop-worker corrupt-ckpt truncate-events read-lock store-lost)
 # A small filesystem of its own, so that filling it fills only the home.
 if mount -t tmpfs -o size="${SOAK_DISK_MB:-96}m" oodlab-soak "$home" 2>/dev/null; then
   kinds_all+=(disk-full)
@@ -65,6 +69,8 @@ done_runs() { sqlite3 "$home/oodlab.db" "SELECT count(*) FROM runs WHERE status 
 running_dirs() { sqlite3 "$home/oodlab.db" "SELECT run_dir FROM runs WHERE status = 'running'" 2>/dev/null || true; }
 pick() { local a=("$@"); ((${#a[@]})) && echo "${a[RANDOM % ${#a[@]}]}"; }
 
+# SOAK_KINDS='store-lost kill-worker' draws from these kinds only (to soak one fault on purpose).
+if [ -n "${SOAK_KINDS:-}" ]; then read -r -a kinds_all <<<"$SOAK_KINDS"; fi
 log "soaking in $home (seed $seed, a fault every ~${every}s, kinds: ${kinds_all[*]})"
 start=$SECONDS
 "$bin" --home "$home" run "$spec" "${sets[@]}" --jobs 2 --detach >/dev/null 2>"$work/queue.log"
@@ -103,6 +109,21 @@ while ((SECONDS - start < limit)); do
       ;;
     read-lock)
       (printf 'BEGIN;\nSELECT count(*) FROM runs;\n'; sleep 5; printf 'COMMIT;\n') | sqlite3 "$home/oodlab.db" >/dev/null 2>&1 &
+      ;;
+    store-lost)
+      pid=$(scheduler)
+      kill -9 "$pid" 2>/dev/null || continue
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+      for w in $(workers); do kill -9 "$w" 2>/dev/null || true; done
+      if ((RANDOM % 2)); then
+        rm -f "$home/oodlab.db" "$home/oodlab.db-wal" "$home/oodlab.db-shm"
+      else
+        size=$(stat -c %s "$home/oodlab.db" 2>/dev/null) || size=0
+        truncate -s $((size / 2)) "$home/oodlab.db" 2>/dev/null || true
+      fi
+      # (A full disk may refuse the new store for a moment: again until it is made.)
+      until "$bin" --home "$home" store rebuild >>"$work/rebuild.log" 2>&1; do sleep 1; done
+      "$bin" --home "$home" run "$spec" "${sets[@]}" --jobs 2 --detach >/dev/null 2>>"$work/queue.log" || true
       ;;
     disk-full)
       (dd if=/dev/zero of="$home/filler" bs=1M >/dev/null 2>&1 || true; sleep 3; rm -f "$home/filler") &

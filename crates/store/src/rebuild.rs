@@ -146,22 +146,13 @@ impl Store {
     }
 }
 
-/// The events of a worker's log; a last line cut short (the worker was killed mid-write) is
-/// left out, as the scheduler's tail leaves it.
+/// The events of a worker's log. A line that is no event — cut short when a worker was killed
+/// mid-write, or garbled — is left out, as the scheduler's tail leaves it when it reads the log.
 fn read_events(path: &Path) -> Result<Vec<Event>, String> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match std::fs::read(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(format!("{}: {e}", path.display())),
     };
-    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let mut out = Vec::with_capacity(lines.len());
-    for (i, line) in lines.iter().enumerate() {
-        match serde_json::from_str::<Event>(line) {
-            Ok(e) => out.push(e),
-            Err(_) if i + 1 == lines.len() && !text.ends_with('\n') => {}
-            Err(e) => return Err(format!("{} line {}: {e}", path.display(), i + 1)),
-        }
-    }
-    Ok(out)
+    Ok(String::from_utf8_lossy(&text).lines().filter(|l| !l.trim().is_empty()).filter_map(|l| Event::parse_line(l).ok()).collect())
 }
