@@ -87,3 +87,40 @@ fn a_lost_or_damaged_store_is_rebuilt_from_the_run_folders_to_the_same_results()
     let out = run_ok(oodlab(&home).args(["store", "check"]));
     assert!(text(&out.stdout).trim_end().ends_with("the store is sound"), "{}", text(&out.stdout));
 }
+
+#[test]
+fn the_scheduler_backs_up_the_store_every_n_finished_runs_keeping_the_newest() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    // A bad setting first: refused with its place in the home's file, nothing run.
+    std::fs::write(home.join("oodlab.yaml"), "store:\n  backup_every: 0\n").unwrap();
+    let spec = write_spec(dir.path(), &spec_text("b", "  baseline: {method: ce}", "  seeds: [0, 1, 2, 3, 4]", ""));
+    let out = oodlab(&home).arg("run").arg(&spec).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("oodlab.yaml:2:17: field `store.backup_every`: must be at least 1"), "{}", text(&out.stderr));
+    assert!(!home.join("backups").exists());
+
+    // Every 2 finished runs, the newest 2 kept: of 5 runs, backups after the 2nd and the 4th.
+    std::fs::write(home.join("oodlab.yaml"), "store:\n  backup_every: 2\n  keep: 2\n").unwrap();
+    run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
+    let mut backups: Vec<_> = std::fs::read_dir(home.join("backups")).unwrap().map(|e| e.unwrap().path()).collect();
+    backups.sort();
+    assert_eq!(backups.len(), 2, "{backups:?}");
+    // Each opens as a home's store and holds the runs finished when it was taken.
+    let done_in = |backup: &Path| {
+        let other = dir.path().join(format!("restored-{}", backup.file_name().unwrap().to_string_lossy()));
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::copy(backup, other.join("oodlab.db")).unwrap();
+        statuses(&other, "b").iter().filter(|r| r["status"] == "done").count()
+    };
+    assert_eq!((done_in(&backups[0]), done_in(&backups[1])), (2, 4));
+
+    // Another 5 (new seeds): 2 more backups, the oldest gone.
+    let more = write_spec(dir.path(), &spec_text("b", "  baseline: {method: ce}", "  seeds: [5, 6, 7, 8, 9]", ""));
+    run_ok(oodlab(&home).arg("run").arg(&more).args(["--jobs", "1"]));
+    let mut after: Vec<_> = std::fs::read_dir(home.join("backups")).unwrap().map(|e| e.unwrap().path()).collect();
+    after.sort();
+    assert_eq!(after.len(), 2);
+    assert!(!after.contains(&backups[0]) && !after.contains(&backups[1]), "{after:?} replaced {backups:?}");
+}

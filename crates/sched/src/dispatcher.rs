@@ -159,6 +159,9 @@ struct State<'a> {
     host: String,
     /// Delivers the notifications (the grids' `notify`), in order.
     notifier: crate::notify::Notifier,
+    backups: Option<crate::Backups>,
+    /// Runs finished since the last backup.
+    since_backup: u32,
 }
 
 /// Serves the home's queue on `cfg.slots` until `until` says to stop or `shutdown` resolves
@@ -192,6 +195,8 @@ pub async fn serve(
         summary: Summary::default(),
         host: cfg.host.clone(),
         notifier: crate::notify::Notifier::start(notice_failures),
+        backups: cfg.backups.clone(),
+        since_backup: 0,
     };
     // Grids left queued by an earlier scheduler, then what was posted meanwhile.
     for row in store.queued_grids().await? {
@@ -760,6 +765,7 @@ impl State<'_> {
                 self.done.insert(run_id);
                 self.summary.done += 1;
                 self.reporter.ended(&r.run, &RunEnd::Done { flags });
+                self.backup_if_due().await;
             }
             Verdict::Interrupted => {
                 let reason = r.stop_reason.clone().unwrap_or_else(|| "interrupted".into());
@@ -802,6 +808,47 @@ impl State<'_> {
 }
 
 impl State<'_> {
+    /// Takes a backup of the store when `backups.every` runs have finished since the last one,
+    /// and keeps the newest `backups.keep`. A backup that cannot be written is logged and tried
+    /// again at the next finished run: it never stops the grid.
+    async fn backup_if_due(&mut self) {
+        let Some(b) = self.backups.clone() else { return };
+        self.since_backup += 1;
+        if self.since_backup < b.every {
+            return;
+        }
+        // Names sort in time order: UTC time, then a count for two in one second.
+        let stamp: String = oodlab_store::now().chars().filter(|c| c.is_ascii_digit()).collect();
+        let taken = async {
+            std::fs::create_dir_all(&b.dir)?;
+            let mut k = 0;
+            let mut dest = b.dir.join(format!("oodlab-{stamp}.db"));
+            while dest.exists() {
+                k += 1;
+                dest = b.dir.join(format!("oodlab-{stamp}-{k}.db"));
+            }
+            self.store.backup(&dest).await.map_err(std::io::Error::other)?;
+            let mut all: Vec<std::path::PathBuf> = std::fs::read_dir(&b.dir)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("oodlab-") && n.ends_with(".db")))
+                .collect();
+            all.sort();
+            let extra = all.len().saturating_sub(b.keep as usize);
+            for old in &all[..extra] {
+                std::fs::remove_file(old)?;
+            }
+            Ok::<_, std::io::Error>(dest)
+        }
+        .await;
+        match taken {
+            Ok(dest) => {
+                self.since_backup = 0;
+                tracing::info!("store backed up to {}", dest.display());
+            }
+            Err(e) => tracing::warn!("store backup into {} failed (tried again at the next finished run): {e}", b.dir.display()),
+        }
+    }
+
     /// Stops the workers that went silent or idle for their grid's stall timeout; their attempts
     /// end as failures (`stalled`), retried within the budget.
     fn stop_stalled(&mut self) {

@@ -17,6 +17,7 @@
 //!     grace: std::time::Duration::from_secs(10),
 //!     host: "localhost".into(),
 //!     git_commit: None,
+//!     backups: None,
 //! };
 //! store.enqueue(&grid).await.unwrap();
 //! let inbox = Inbox::new(".oodlab".as_ref());
@@ -101,6 +102,16 @@ pub struct SchedulerConfig {
     pub grace: Duration,
     pub host: String,
     pub git_commit: Option<String>,
+    /// Backups of the store as runs finish (the home's `store.backup_every`).
+    pub backups: Option<Backups>,
+}
+
+/// A backup of the store into `dir` after every `every` runs finished, the last `keep` kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backups {
+    pub dir: std::path::PathBuf,
+    pub every: u32,
+    pub keep: u32,
 }
 
 /// What a scheduling session did, over every grid it served.

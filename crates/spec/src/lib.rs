@@ -76,6 +76,25 @@ pub struct HomeConfig {
     /// Whom to tell about grids whose spec has no `notify` of its own.
     #[serde(default)]
     pub notify: Option<NotifySpec>,
+    /// The store's own upkeep: backups taken by the scheduler as runs finish.
+    #[serde(default)]
+    pub store: Option<StoreSettings>,
+}
+
+/// `store:` in a home's `oodlab.yaml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// A backup of the store (`VACUUM INTO`, as `oodlab store backup`) into `<home>/backups/`
+    /// after every this many runs the scheduler finishes.
+    pub backup_every: u32,
+    /// How many of those backups are kept (the oldest go first).
+    #[serde(default = "three_backups")]
+    pub keep: u32,
+}
+
+fn three_backups() -> u32 {
+    3
 }
 
 /// The file of [`HomeConfig`] in a home.
@@ -104,6 +123,16 @@ pub fn load_home_config(home: &Path) -> Result<Option<HomeConfig>, SpecError> {
         serde_path_to_error::deserialize(root).map_err(|e| loc.serde_error("", e, &|f, key| loc.file_origin(f, key)))?;
     if let Some(n) = &config.notify {
         check_notify(n, &loc)?;
+    }
+    if let Some(s) = &config.store {
+        if s.backup_every == 0 {
+            return Err(loc
+                .error("store.backup_every", "must be at least 1 (runs finished between two backups)")
+                .with_hint("remove `store` for no backups"));
+        }
+        if s.keep == 0 {
+            return Err(loc.error("store.keep", "must be at least 1 (backups kept)"));
+        }
     }
     Ok(Some(config))
 }

@@ -36,6 +36,10 @@ pub async fn serve(home: &Path, placement: Placement, git_commit: Option<String>
         grace: placement.grace,
         host: settings::hostname(),
         git_commit,
+        backups: oodlab_spec::load_home_config(home)
+            .map_err(|e| crate::invalid(e.to_string()))?
+            .and_then(|c| c.store)
+            .map(|s| oodlab_sched::Backups { dir: home.join("backups"), every: s.backup_every, keep: s.keep }),
     };
     let slot_names: Vec<&str> = config.slots.iter().map(|s| s.name.as_str()).collect();
     eprintln!(
