@@ -817,15 +817,15 @@ impl State<'_> {
         if self.since_backup < b.every {
             return;
         }
-        // Names sort in time order: UTC time, then a count for two in one second.
-        let stamp: String = oodlab_store::now().chars().filter(|c| c.is_ascii_digit()).collect();
+        // Names sort in time order: UTC time to the second, then a count within the second.
+        let stamp = oodlab_store::file_stamp();
         let taken = async {
             std::fs::create_dir_all(&b.dir)?;
             let mut k = 0;
-            let mut dest = b.dir.join(format!("oodlab-{stamp}.db"));
+            let mut dest = b.dir.join(format!("oodlab-{stamp}-{k:03}.db"));
             while dest.exists() {
                 k += 1;
-                dest = b.dir.join(format!("oodlab-{stamp}-{k}.db"));
+                dest = b.dir.join(format!("oodlab-{stamp}-{k:03}.db"));
             }
             self.store.backup(&dest).await.map_err(std::io::Error::other)?;
             let mut all: Vec<std::path::PathBuf> = std::fs::read_dir(&b.dir)?

@@ -8,35 +8,27 @@
 use std::collections::BTreeMap;
 
 use oodlab_tune::asha::Asha;
+use oodlab_tune::search::{Sampler, Search};
 use oodlab_tune::{Dist, Space};
 use serde_yaml::{Mapping, Value};
 
 use crate::error::{did_you_mean, Origin, SpecError};
 use crate::locate::Locator;
 use crate::plan::{RunConfig, RunId};
-use crate::types::{DatasetSpec, RunSettings, SamplerKind, Score, SpecFile, TuneBlock, TuneMetric};
+use crate::types::{DatasetSpec, RunSettings, Score, SpecFile, TuneBlock, TuneMetric};
 
 /// One entry's search, resolved: what the tuning stage runs before the entry's own runs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TunePlan {
     pub entry: String,
-    pub space: Space,
-    /// Trials to try (a grid's size for the grid sampler).
-    pub trials: u32,
-    /// The epochs all trial runs may train in all.
-    pub epoch_budget: u64,
-    pub sampler: SamplerKind,
-    /// Early stopping; None trains every trial to `epochs`.
-    pub asha: Option<Asha>,
+    /// The space, sampler, budget in trials and epochs, ASHA's schedule, a trial's full
+    /// training (the entry's `train.epochs`) and the sampler's seed: what decides each next step.
+    pub search: Search,
     pub metric: TuneMetric,
     pub score: Score,
     /// The seeds and splits each trial is trained on (its objective is their mean).
     pub seeds: Vec<u64>,
     pub splits: Vec<usize>,
-    /// The sampler's seed.
-    pub seed: u64,
-    /// A trial's full training (the entry's `train.epochs`).
-    pub epochs: u32,
     /// A trial whose ID validation accuracy drops more than this below its parent's is never
     /// chosen (the entry's `eval.max_acc_drop`).
     pub max_acc_drop: f64,
@@ -45,25 +37,6 @@ pub struct TunePlan {
 }
 
 impl TunePlan {
-    /// The search's settings as crates/tune takes them, which decides each next step.
-    pub fn search(&self) -> oodlab_tune::search::Search {
-        use oodlab_tune::search::Sampler;
-        oodlab_tune::search::Search {
-            space: self.space.clone(),
-            sampler: match self.sampler {
-                SamplerKind::Grid => Sampler::Grid,
-                SamplerKind::Random => Sampler::Random,
-                SamplerKind::Tpe => Sampler::Tpe,
-            },
-            trials: self.trials,
-            epoch_budget: self.epoch_budget,
-            asha: self.asha,
-            epochs: self.epochs,
-            cells: (self.seeds.len() * self.splits.len()) as u32,
-            seed: self.seed,
-        }
-    }
-
     /// The run of one trial: the entry's run `base` (one of [`TunePlan::waiting`], of a seed and
     /// split the trials use) with the trial's `values` set, evaluated on validation data only,
     /// and trained to `epochs` of its schedule (an ASHA rung; the full `train.epochs` when equal).
@@ -104,16 +77,46 @@ impl TunePlan {
 /// `run` with `values` written into its settings (field path → value), read back and checked
 /// as a written value is.
 fn with_values(run: &RunConfig, values: &[(String, serde_json::Value)]) -> Result<RunConfig, String> {
-    let mut v = serde_yaml::to_value(&run.settings).map_err(|e| e.to_string())?;
+    let values = values
+        .iter()
+        .map(|(n, v)| Ok((n.as_str(), serde_yaml::to_value(v).map_err(|e| e.to_string())?)))
+        .collect::<Result<Vec<_>, String>>()?;
+    let settings = settings_with(&run.settings, &values).map_err(|e| match e {
+        Unfit::Path(m) => m,
+        Unfit::Value(m) => format!("the trial's settings: {m}"),
+    })?;
+    Ok(RunConfig { settings, ..run.clone() })
+}
+
+/// Why settings do not take a value.
+enum Unfit {
+    /// The path cannot be set (through a value that is no mapping, past a list's end).
+    Path(String),
+    /// The settings with it do not read back: serde's message (the method's own for a method).
+    Value(String),
+}
+
+/// `settings` with each `(field path, value)` written in, read back as a spec's settings are
+/// (the method's defaults resolved): the one way a trial's and a final run's settings are made,
+/// and a candidate value checked.
+fn settings_with(settings: &RunSettings, values: &[(&str, Value)]) -> Result<RunSettings, Unfit> {
+    let mut v = serde_yaml::to_value(settings).expect("run settings serialize");
     for (name, value) in values {
-        let value = serde_yaml::to_value(value).map_err(|e| e.to_string())?;
-        crate::plan::set_path(&mut v, name, value).map_err(|m| format!("`{name}`: {m}"))?;
+        crate::plan::set_path(&mut v, name, value.clone()).map_err(|m| Unfit::Path(format!("`{name}`: {m}")))?;
     }
-    let settings: RunSettings = serde_yaml::from_value(v).map_err(|e| format!("the trial's settings: {e}"))?;
-    let settings = RunSettings { method: settings.method.resolved(), ..settings };
-    let mut out = run.clone();
-    out.settings = settings;
-    Ok(out)
+    match serde_path_to_error::deserialize::<_, RunSettings>(v.clone()) {
+        Ok(s) => Ok(RunSettings { method: s.method.resolved(), ..s }),
+        Err(e) => {
+            let message = e.inner().to_string();
+            let message = message.split(" at line ").next().unwrap_or(&message).to_string();
+            let inner = if e.path().to_string().starts_with("method") {
+                v.get("method").and_then(crate::plan::method_by_name_error).map(|(_, m)| m)
+            } else {
+                None
+            };
+            Err(Unfit::Value(inner.unwrap_or(message)))
+        }
+    }
 }
 
 /// The plans of every tuned entry, in the order of `runs`' entries.
@@ -306,9 +309,9 @@ fn resolve(
         }
     };
 
-    let sampler = b.sampler.unwrap_or(SamplerKind::Random);
+    let sampler = b.sampler.unwrap_or(Sampler::Random);
     let trials = match sampler {
-        SamplerKind::Grid => {
+        Sampler::Grid => {
             let points = oodlab_tune::grid::points(&space).map_err(|e| at.error("sampler", e.to_string()))?;
             let n = points.len() as u32;
             match b.trials {
@@ -320,7 +323,7 @@ fn resolve(
                 _ => n,
             }
         }
-        SamplerKind::Random | SamplerKind::Tpe => match b.trials {
+        Sampler::Random | Sampler::Tpe => match b.trials {
             None => {
                 return Err(at
                     .error("", "a random or TPE search needs a budget: `trials`")
@@ -342,19 +345,15 @@ fn resolve(
         None => u64::from(trials) * u64::from(epochs) * cells,
     };
 
+    let cells = cells as u32;
+    let search = Search { space, sampler, trials, epoch_budget, asha, epochs, cells, seed: b.seed.unwrap_or(0) };
     Ok(TunePlan {
         entry: at.entry.to_string(),
-        space,
-        trials,
-        epoch_budget,
-        sampler,
-        asha,
+        search,
         metric: objective.metric,
         score: objective.score,
         seeds,
         splits,
-        seed: b.seed.unwrap_or(0),
-        epochs,
         max_acc_drop: settings.eval.max_acc_drop,
         waiting: waiting(at.entry, runs),
     })
@@ -480,24 +479,14 @@ fn check_field(
             vec![(sub.clone(), Value::from(*low)), (sub.clone(), Value::from(*high))]
         }
     };
-    let base = serde_yaml::to_value(settings).expect("run settings serialize");
     for (field, value) in candidates {
-        let mut v = base.clone();
-        crate::plan::set_path(&mut v, name, value.clone()).map_err(|m| at.error(&sub, m))?;
         let shown = yaml_inline(&value);
-        let s: RunSettings = match serde_path_to_error::deserialize::<_, RunSettings>(v.clone()) {
+        let s = match settings_with(settings, &[(name, value)]) {
             Ok(s) => s,
-            Err(e) => {
-                let message = e.inner().to_string();
-                let message = message.split(" at line ").next().unwrap_or(&message).to_string();
-                let inner = if e.path().to_string().starts_with("method") {
-                    v.get("method").and_then(crate::plan::method_by_name_error).map(|(_, m)| m)
-                } else {
-                    None
-                };
-                let message = inner.unwrap_or(message);
+            Err(Unfit::Path(m)) => return Err(at.error(&sub, m)),
+            Err(Unfit::Value(message)) => {
                 if let Some(unknown) = message.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
-                    let known = known_fields(&base, name);
+                    let known = known_fields(&serde_yaml::to_value(settings).expect("run settings serialize"), name);
                     let hint = match did_you_mean(unknown, known.iter().map(String::as_str)) {
                         Some(s) => format!("did you mean `{s}`? "),
                         None => String::new(),
@@ -512,7 +501,6 @@ fn check_field(
                 return Err(at.error(&field, format!("`{name}: {shown}` is not a value this field takes: {message}")));
             }
         };
-        let s = RunSettings { method: s.method.resolved(), ..s };
         if let Some((_, message, hint)) = crate::validate::run_settings(&s, datasets) {
             let mut err = at.error(&field, format!("`{name}: {shown}`: {message}"));
             err.hint = hint;

@@ -7,7 +7,7 @@ mod support;
 
 use std::path::PathBuf;
 
-use oodlab_spec::{Origin, Position, SamplerKind, SpecError, TuneMetric};
+use oodlab_spec::{Origin, Position, Sampler, SpecError, TuneMetric};
 use oodlab_tune::Dist;
 
 const BASE: &str = "\
@@ -78,21 +78,21 @@ fn a_search_resolves_with_the_defaults_under_the_entry() {
     assert_eq!(exp.tuning.len(), 1, "only `oe` has a tune block");
     let p = &exp.tuning[0];
     assert_eq!(p.entry, "oe");
-    assert_eq!(p.sampler, SamplerKind::Tpe);
-    assert_eq!(p.trials, 6, "from the top-level defaults");
-    let asha = p.asha.expect("the defaults' schedule");
+    assert_eq!(p.search.sampler, Sampler::Tpe);
+    assert_eq!(p.search.trials, 6, "from the top-level defaults");
+    let asha = p.search.asha.expect("the defaults' schedule");
     assert_eq!((asha.min_epochs, asha.eta, asha.max_epochs), (1, 3, 9));
     assert_eq!(asha.rungs(), [1, 3, 9]);
     assert_eq!((p.metric, p.score.name()), (TuneMetric::Auroc, "msp"));
     // The entry's first seed and split; 6 trials × 9 epochs × 1 cell.
     assert_eq!((p.seeds.clone(), p.splits.clone()), (vec![0], vec![0]));
-    assert_eq!(p.epoch_budget, 54);
-    assert_eq!(p.space.fields()[0].0, "method.weight");
-    assert_eq!(p.space.fields()[1].1, Dist::LogUniform { low: 1e-3, high: 5e-2 });
+    assert_eq!(p.search.epoch_budget, 54);
+    assert_eq!(p.search.space.fields()[0].0, "method.weight");
+    assert_eq!(p.search.space.fields()[1].1, Dist::LogUniform { low: 1e-3, high: 5e-2 });
     // The search starts with a trial at rung 0 (1 epoch), drawn in the space.
-    match p.search().next(&[]) {
+    match p.search.next(&[]) {
         oodlab_tune::search::Step::Start { trial: 0, point, epochs: 1 } => {
-            let values = p.space.values(&point);
+            let values = p.search.space.values(&point);
             let lr = values[1].1.as_f64().unwrap();
             assert!((1e-3..=5e-2).contains(&lr), "{values:?}");
         }
@@ -111,9 +111,9 @@ fn a_grid_search_tries_each_point_once() {
     let (_, res) =
         try_spec(text, "        train.batch_size: [64, 128]\n      sampler: grid\n      trials: 6\n      seeds: [1, 2]\n      splits: [1]");
     let p = &res.unwrap().tuning[0];
-    assert_eq!((p.trials, p.sampler), (6, SamplerKind::Grid));
+    assert_eq!((p.search.trials, p.search.sampler), (6, Sampler::Grid));
     // 3 weights × 2 batch sizes; asha from the defaults: 6 trials × 9 epochs × 2 seeds × 1 split.
-    assert_eq!(p.epoch_budget, 108);
+    assert_eq!(p.search.epoch_budget, 108);
     assert_eq!((p.seeds.clone(), p.splits.clone()), (vec![1, 2], vec![1]));
 }
 
@@ -178,7 +178,7 @@ fn a_budget_below_one_trial_is_refused() {
     assert!(msg.contains("below one trial, which trains at least 1"), "{msg}");
     // Without ASHA a trial trains all 9 epochs on each of 2 seeds.
     let (_, res) = try_spec("  schedule: {asha: {min_epochs: 1, eta: 3}}\n", "");
-    assert_eq!(res.unwrap().tuning[0].epoch_budget, 54, "no schedule: 6 trials × 9 epochs");
+    assert_eq!(res.unwrap().tuning[0].search.epoch_budget, 54, "no schedule: 6 trials × 9 epochs");
     let edited = BASE.replacen("  schedule: {asha: {min_epochs: 1, eta: 3}}\n", "", 1).replacen(
         "      sampler: tpe",
         "      sampler: tpe\n      seeds: [0, 1]\n      epochs: 17",

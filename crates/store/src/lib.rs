@@ -186,3 +186,8 @@ impl OpenLock {
 pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
+
+/// Now in UTC for a file's name, sorting in time order: `20261207T124001Z`.
+pub fn file_stamp() -> String {
+    chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string()
+}

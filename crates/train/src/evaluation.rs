@@ -41,15 +41,8 @@ pub(crate) fn evaluate(req: &RunRequest, sets: &RunSets, model: &Network, device
             logits(model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, s.data.loader, device)?
         };
         let n = set.len();
-        saved.insert(format!("{name}.logits"), Tensor::from_vec(z.clone(), (n, k), &Device::Cpu).context("saving logits")?);
         saved.insert(format!("{name}.labels"), Tensor::from_vec(set.labels.clone(), n, &Device::Cpu).context("saving labels")?);
-        let mut out = Vec::with_capacity(s.eval.scores.len());
-        for &score in s.eval.scores.iter().filter(|s| s.from_logits()) {
-            let v = scores(&z, k, score);
-            let as_f32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-            saved.insert(format!("{name}.{}", score.name()), Tensor::from_vec(as_f32, n, &Device::Cpu).context("saving scores")?);
-            out.push((score, v));
-        }
+        let out = logit_scores(name, &z, k, &s.eval.scores, &mut saved)?;
         Ok(Evaluated { logits: z, scores: out })
     };
     let id = eval_set("id", &sets.id_test)?;
@@ -120,15 +113,7 @@ fn evaluate_on_validation(req: &RunRequest, sets: &RunSets, model: &Network, dev
     let mut per_set = Vec::new();
     for (name, set) in [("id_val", &sets.val), (VAL_OOD, &val_ood)] {
         let (z, width) = logits(model, set, &s.data.normalize, s.eval.batch_size, s.eval.crop, s.data.loader, device)?;
-        let n = set.len();
-        saved.insert(format!("{name}.logits"), Tensor::from_vec(z.clone(), (n, width), &Device::Cpu).context("saving logits")?);
-        let mut out = Vec::new();
-        for &score in s.eval.scores.iter().filter(|s| s.from_logits()) {
-            let v = scores(&z, width, score);
-            let as_f32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-            saved.insert(format!("{name}.{}", score.name()), Tensor::from_vec(as_f32, n, &Device::Cpu).context("saving scores")?);
-            out.push((score, v));
-        }
+        let out = logit_scores(name, &z, width, &s.eval.scores, &mut saved)?;
         per_set.push((z, out));
     }
     sink(Event::Metric { name: "id_val_acc".into(), value: oodlab_metrics::accuracy(&predictions(&per_set[0].0, k), &sets.val.labels) });
@@ -138,6 +123,27 @@ fn evaluate_on_validation(req: &RunRequest, sets: &RunSets, model: &Network, dev
     candle_core::safetensors::save(&saved, req.run_dir.join(SCORES)).context("writing scores")?;
     sink(Event::Artifact { kind: "scores".into(), path: SCORES.into() });
     Ok(())
+}
+
+/// Each logit score of `wanted` over the `k`-wide logits `z` of set `name`, the logits and the
+/// scores saved as `<name>.logits` and `<name>.<score>` (f32).
+fn logit_scores(
+    name: &str,
+    z: &[f32],
+    k: usize,
+    wanted: &[Score],
+    saved: &mut HashMap<String, Tensor>,
+) -> Result<Vec<(Score, Vec<f64>)>, TrainError> {
+    let n = z.len() / k.max(1);
+    saved.insert(format!("{name}.logits"), Tensor::from_vec(z.to_vec(), (n, k), &Device::Cpu).context("saving logits")?);
+    let mut out = Vec::with_capacity(wanted.len());
+    for &score in wanted.iter().filter(|s| s.from_logits()) {
+        let v = scores(z, k, score);
+        let as_f32: Vec<f32> = v.iter().map(|&x| x as f32).collect();
+        saved.insert(format!("{name}.{}", score.name()), Tensor::from_vec(as_f32, n, &Device::Cpu).context("saving scores")?);
+        out.push((score, v));
+    }
+    Ok(out)
 }
 
 /// The name a tuning trial's validation OOD set is recorded under.

@@ -12,11 +12,15 @@ use crate::asha::{Asha, Trial};
 use crate::tpe::{Observation, Tpe};
 use crate::{Point, Space};
 
-/// How a search proposes points.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a search proposes points (a spec's `tune.sampler`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Sampler {
+    /// Every combination of the listed values, in order (choices only).
     Grid,
+    /// Independent seeded draws.
     Random,
+    /// Optuna's univariate tree-structured Parzen estimator (tpe.rs).
     Tpe,
 }
 

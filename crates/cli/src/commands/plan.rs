@@ -88,14 +88,14 @@ fn print_tuning(exp: &oodlab_spec::Experiment) {
     }
     println!("tuning stage (runs before the runs that wait for it; docs/spec.md, \"Tuning\"):");
     for t in &exp.tuning {
-        let schedule = match t.asha {
+        let schedule = match t.search.asha {
             Some(a) => format!("ASHA rungs {:?} epochs, 1 in {} goes on", a.rungs(), a.eta),
-            None => format!("each trial trains all {} epoch(s)", t.epochs),
+            None => format!("each trial trains all {} epoch(s)", t.search.epochs),
         };
-        let sampler = format!("{:?}", t.sampler).to_lowercase();
+        let sampler = format!("{:?}", t.search.sampler).to_lowercase();
         println!(
             "  {}: {} trials ({sampler}, seed {}), at most {} epochs in all; {schedule}; each on seeds {:?} × splits {:?}",
-            t.entry, t.trials, t.seed, t.epoch_budget, t.seeds, t.splits
+            t.entry, t.search.trials, t.search.seed, t.search.epoch_budget, t.seeds, t.splits
         );
         println!(
             "    objective: {} of {} on the validation OOD set (never a test set); a trial whose ID accuracy drops more than {} points is not chosen",
@@ -103,7 +103,7 @@ fn print_tuning(exp: &oodlab_spec::Experiment) {
             t.score.name(),
             t.max_acc_drop
         );
-        for (name, dist) in t.space.fields() {
+        for (name, dist) in t.search.space.fields() {
             let d = match dist {
                 oodlab_spec::Dist::Choice(v) => serde_json::to_string(v).unwrap_or_default(),
                 oodlab_spec::Dist::Uniform { low, high } => format!("uniform [{low}, {high}]"),

@@ -177,9 +177,7 @@ pub async fn rebuild(home: &Path) -> anyhow::Result<i32> {
     if !runs_root.is_dir() {
         return Err(crate::invalid(format!("no run folders at {}: nothing to rebuild from; pass --home", runs_root.display())));
     }
-    // `2026-12-07T12:40:01.123Z` → `20261207T124001Z`, for a file name.
-    let stamp: String =
-        oodlab_store::now().split('.').next().unwrap_or_default().chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>() + "Z";
+    let stamp = oodlab_store::file_stamp();
     let mut kept = Vec::new();
     for suffix in ["", "-wal", "-shm"] {
         let from = std::path::PathBuf::from(format!("{}{suffix}", db.display()));

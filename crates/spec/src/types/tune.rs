@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_yaml::Mapping;
 
+pub use oodlab_tune::search::Sampler;
+
 use super::Score;
 
 /// A `tune:` block as written, every key optional (a top-level block holds defaults).
@@ -22,7 +24,7 @@ pub struct TuneBlock {
     /// The epochs all trials may train in all (a trial stopped early by ASHA spends only its
     /// epochs); unset: trials × the entry's `train.epochs`.
     pub epochs: Option<u32>,
-    pub sampler: Option<SamplerKind>,
+    pub sampler: Option<Sampler>,
     pub schedule: Option<ScheduleBlock>,
     pub objective: Option<ObjectiveBlock>,
     /// The seeds of the trials' runs (each trial is trained on every one and its objective
@@ -32,18 +34,6 @@ pub struct TuneBlock {
     pub splits: Option<Vec<usize>>,
     /// Seed of the sampler's draws (random, TPE's start).
     pub seed: Option<u64>,
-}
-
-/// How a trial's settings are proposed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SamplerKind {
-    /// Every combination of the listed values, in order (choices only).
-    Grid,
-    /// Independent seeded draws.
-    Random,
-    /// Optuna's univariate tree-structured Parzen estimator (crates/tune/src/tpe.rs).
-    Tpe,
 }
 
 /// When trials stop early.
