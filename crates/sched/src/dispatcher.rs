@@ -817,26 +817,12 @@ impl State<'_> {
         if self.since_backup < b.every {
             return;
         }
-        // Names sort in time order: UTC time to the second, then a count within the second.
         let stamp = oodlab_store::file_stamp();
         let taken = async {
             std::fs::create_dir_all(&b.dir)?;
-            let mut k = 0;
-            let mut dest = b.dir.join(format!("oodlab-{stamp}-{k:03}.db"));
-            while dest.exists() {
-                k += 1;
-                dest = b.dir.join(format!("oodlab-{stamp}-{k:03}.db"));
-            }
+            let dest = crate::backups::next_path(&b.dir, &stamp)?;
             self.store.backup(&dest).await.map_err(std::io::Error::other)?;
-            let mut all: Vec<std::path::PathBuf> = std::fs::read_dir(&b.dir)?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("oodlab-") && n.ends_with(".db")))
-                .collect();
-            all.sort();
-            let extra = all.len().saturating_sub(b.keep as usize);
-            for old in &all[..extra] {
-                std::fs::remove_file(old)?;
-            }
+            crate::backups::prune(&b.dir, b.keep as usize)?;
             Ok::<_, std::io::Error>(dest)
         }
         .await;

@@ -26,6 +26,7 @@
 //! # }
 //! ```
 
+mod backups;
 mod deliver;
 mod dispatcher;
 pub mod events_tail;
