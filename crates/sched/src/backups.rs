@@ -54,7 +54,7 @@ mod tests {
             prune(dir.path(), 2).unwrap();
         }
         // 000 and 001 were pruned; 002 and 003 are the newest, and no freed count came back.
-        assert_eq!(names(dir.path()), [format!("notes.txt"), format!("oodlab-{s}-002.db"), format!("oodlab-{s}-003.db")]);
+        assert_eq!(names(dir.path()), ["notes.txt".to_string(), format!("oodlab-{s}-002.db"), format!("oodlab-{s}-003.db")]);
         // A later second starts its count again and sorts after.
         let later = next_path(dir.path(), "20261207T135407Z").unwrap();
         assert!(later.ends_with("oodlab-20261207T135407Z-000.db"));

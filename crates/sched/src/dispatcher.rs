@@ -60,6 +60,10 @@ struct Grid {
     running: usize,
     /// Removed or cancelled: nothing more is launched; kept until its running runs end.
     ended: bool,
+    /// Its stage (the tuning stage) will add no more runs: a grid finishes only then.
+    stage_over: bool,
+    /// Something happened since its stage was last asked (loaded, a run of it ended): ask again.
+    stage_dirty: bool,
 }
 
 struct Running {
@@ -162,6 +166,7 @@ struct State<'a> {
     backups: Option<crate::Backups>,
     /// Runs finished since the last backup.
     since_backup: u32,
+    stage: Option<Arc<dyn crate::Stage>>,
 }
 
 /// Serves the home's queue on `cfg.slots` until `until` says to stop or `shutdown` resolves
@@ -197,6 +202,7 @@ pub async fn serve(
         notifier: crate::notify::Notifier::start(notice_failures),
         backups: cfg.backups.clone(),
         since_backup: 0,
+        stage: cfg.stage.clone(),
     };
     // Grids left queued by an earlier scheduler, then what was posted meanwhile.
     for row in store.queued_grids().await? {
@@ -338,35 +344,12 @@ impl State<'_> {
     async fn add_grid(&mut self, row: GridRow) -> Result<(), SchedError> {
         let runs = self.store.grid_runs(row.id).await?;
         let ids: Vec<String> = runs.iter().map(|r| r.run_id.clone()).collect();
-        let statuses = self.store.statuses(&ids).await?;
         // Runs are shared by experiments with the same config: a run's folder is where it was
         // first registered, and a fine-tune reads its parent's checkpoint from the parent's folder.
         let parents: Vec<String> = runs.iter().filter_map(|r| r.parent_id.clone()).collect();
+        let statuses = self.store.statuses(&[ids.clone(), parents.clone()].concat()).await?;
         let dirs = self.store.run_dirs(&[ids.clone(), parents].concat()).await?;
-        let mut pending = VecDeque::new();
-        let mut already = 0;
-        for r in runs {
-            let done = statuses.get(&r.run_id) == Some(&RunStatus::Done);
-            if row.rescore && !done {
-                // Only a finished run is rescored (it may have been retrained or removed since
-                // the rescore was queued); its detectors come with its next training.
-                continue;
-            }
-            if !row.rescore && done {
-                self.done.insert(r.run_id.clone());
-                already += 1;
-                continue;
-            }
-            let mut job: oodlab_protocol::WorkerJob =
-                serde_json::from_str(&r.job).map_err(|e| SchedError::BadQueue { queue_id: row.id, reason: e.to_string() })?;
-            if let Some(dir) = dirs.get(&r.run_id) {
-                job.run_dir = dir.into();
-            }
-            if let Some(dir) = r.parent_id.as_ref().and_then(|p| dirs.get(p)).filter(|_| !row.rescore) {
-                job.init_checkpoint = Some(std::path::Path::new(dir).join(oodlab_protocol::files::CHECKPOINT));
-            }
-            pending.push_back(PlannedRun { id: r.run_id, parent: r.parent_id, label: r.label, job });
-        }
+        let (pending, already) = self.planned(runs, row.rescore, row.id, &statuses, &dirs)?;
         self.summary.already_done += already;
         self.reporter.grid_queued(&row.experiment, ids.len(), already);
         self.grids.push(Grid {
@@ -383,10 +366,56 @@ impl State<'_> {
             pending,
             running: 0,
             ended: false,
+            // A rescore adds detectors to finished runs: it has no stage.
+            stage_over: self.stage.is_none() || row.rescore,
+            stage_dirty: true,
         });
         // Served by priority, then in the order added.
         self.grids.sort_by_key(|g| (-g.priority, g.id));
         Ok(())
+    }
+
+    /// The grid's queued runs as the scheduler serves them: those not done, each in the folder
+    /// its run was first registered in; and how many were done already (counted as done).
+    /// `statuses` holds the runs' and their parents'.
+    fn planned(
+        &mut self,
+        runs: Vec<oodlab_store::QueuedRun>,
+        rescore: bool,
+        queue_id: i64,
+        statuses: &HashMap<String, RunStatus>,
+        dirs: &HashMap<String, String>,
+    ) -> Result<(VecDeque<PlannedRun>, usize), SchedError> {
+        let mut pending = VecDeque::new();
+        let mut already = 0;
+        // A parent done before (queued by another grid, as a tuning trial's earlier rung may
+        // be) is one its runs may start from.
+        for p in runs.iter().filter_map(|r| r.parent_id.as_ref()).filter(|p| !rescore && statuses.get(*p) == Some(&RunStatus::Done)) {
+            self.done.insert(p.clone());
+        }
+        for r in runs {
+            let done = statuses.get(&r.run_id) == Some(&RunStatus::Done);
+            if rescore && !done {
+                // Only a finished run is rescored (it may have been retrained or removed since
+                // the rescore was queued); its detectors come with its next training.
+                continue;
+            }
+            if !rescore && done {
+                self.done.insert(r.run_id.clone());
+                already += 1;
+                continue;
+            }
+            let mut job: oodlab_protocol::WorkerJob =
+                serde_json::from_str(&r.job).map_err(|e| SchedError::BadQueue { queue_id, reason: e.to_string() })?;
+            if let Some(dir) = dirs.get(&r.run_id) {
+                job.run_dir = dir.into();
+            }
+            if let Some(dir) = r.parent_id.as_ref().and_then(|p| dirs.get(p)).filter(|_| !rescore) {
+                job.init_checkpoint = Some(std::path::Path::new(dir).join(oodlab_protocol::files::CHECKPOINT));
+            }
+            pending.push_back(PlannedRun { id: r.run_id, parent: r.parent_id, label: r.label, job });
+        }
+        Ok((pending, already))
     }
 
     /// Applies the inbox's messages in posting order and deletes them.
@@ -465,6 +494,7 @@ impl State<'_> {
                 match blocked_by {
                     Some(p) => {
                         let r = g.pending.remove(i).expect("index in range");
+                        g.stage_dirty = true;
                         if !failed.contains(&r.key()) {
                             failed.insert(r.key());
                             self.summary.blocked += 1;
@@ -477,7 +507,8 @@ impl State<'_> {
         }
         let mut finished = Vec::new();
         for g in &self.grids {
-            if g.pending.is_empty() && g.running == 0 {
+            // A grid whose stage may still add runs is asked first (by `launch`).
+            if g.pending.is_empty() && g.running == 0 && (g.stage_over || g.ended) {
                 finished.push((g.id, g.experiment.clone(), g.ended));
             }
         }
@@ -527,7 +558,12 @@ impl State<'_> {
                     break;
                 }
             }
-            let Some((gi, pos)) = pick else { break };
+            let Some((gi, pos)) = pick else {
+                if self.grow(free.len()).await? {
+                    continue;
+                }
+                break;
+            };
             let g = &mut self.grids[gi];
             let run = g.pending.remove(pos).expect("index in range");
             g.running += 1;
@@ -553,6 +589,52 @@ impl State<'_> {
             self.submit(batch, default, cfg, tx, sub).await?;
         }
         Ok(())
+    }
+
+    /// Asks the stages of the grids that may gain runs (by priority, then order added) for up to
+    /// `want` more; true when one gave any. A stage that fails, or has nothing to add while its
+    /// grid has nothing left to wait for, is over: its grid finishes with what it has (logged).
+    async fn grow(&mut self, want: usize) -> Result<bool, SchedError> {
+        let Some(stage) = self.stage.clone() else { return Ok(false) };
+        let asked: Vec<i64> = self
+            .grids
+            .iter()
+            .filter(|g| !g.ended && !g.stage_over && g.stage_dirty && g.max_slots.is_none_or(|m| g.running < m))
+            .map(|g| g.id)
+            .collect();
+        for id in asked {
+            let experiment = self.experiment_of(id);
+            let grown = stage.next(self.store, crate::StageGrid { id, experiment: &experiment, failed: &self.failed }, want).await;
+            let ids: Vec<String> = grown.as_ref().map_or(Vec::new(), |g| g.runs.iter().map(|r| r.run_id.clone()).collect());
+            let parents: Vec<String> = grown.as_ref().map_or(Vec::new(), |g| g.runs.iter().filter_map(|r| r.parent_id.clone()).collect());
+            let statuses = self.store.statuses(&[ids.clone(), parents.clone()].concat()).await?;
+            let dirs = self.store.run_dirs(&[ids.clone(), parents].concat()).await?;
+            let g = self.grid(id).expect("asked grids are served");
+            let idle = g.pending.is_empty() && g.running == 0;
+            let (runs, over) = match grown {
+                Ok(grown) => (grown.runs, grown.over),
+                Err(reason) => {
+                    tracing::error!("`{experiment}`: its tuning stage failed, and the runs that wait for it are not run: {reason}");
+                    (Vec::new(), true)
+                }
+            };
+            let (pending, already) = self.planned(runs, false, id, &statuses, &dirs)?;
+            self.summary.already_done += already;
+            let g = self.grid_mut(id).expect("asked grids are served");
+            // Asked again only when something changes, unless it gave all it was asked for.
+            g.stage_dirty = !over && pending.len() + already >= want.max(1);
+            g.stage_over = over;
+            if !over && pending.is_empty() && already == 0 && idle && !g.stage_dirty {
+                tracing::error!("`{experiment}`: its tuning stage waits for nothing; the grid ends with what it has");
+                g.stage_over = true;
+            }
+            let grew = !pending.is_empty();
+            g.pending.extend(pending);
+            if grew {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// Submits a round's runs to Slurm, one job array per grid with its own Slurm settings; a
@@ -729,6 +811,7 @@ impl State<'_> {
         let retries = grid.as_ref().map_or(0, |g| g.retries);
         if let Some(g) = grid {
             g.running -= 1;
+            g.stage_dirty = true;
         }
         let tries = self.attempts[&key] - self.requeued.get(&key).copied().unwrap_or(0);
         let mut verdict = judge(&r, &exit, cancelled, tries, retries);

@@ -18,6 +18,7 @@
 //!     host: "localhost".into(),
 //!     git_commit: None,
 //!     backups: None,
+//!     stage: None,
 //! };
 //! store.enqueue(&grid).await.unwrap();
 //! let inbox = Inbox::new(".oodlab".as_ref());
@@ -105,6 +106,40 @@ pub struct SchedulerConfig {
     pub git_commit: Option<String>,
     /// Backups of the store as runs finish (the home's `store.backup_every`).
     pub backups: Option<Backups>,
+    /// What adds runs to a grid while it is served (the tuning stage); none: grids are fixed.
+    pub stage: Option<std::sync::Arc<dyn Stage>>,
+}
+
+/// What a grid gains while it is served: the tuning stage's trials and, once a search has
+/// chosen, the runs that waited for its choice (issue #33). Implemented where specs are known
+/// (the CLI), so that this crate stays independent of them. The stage registers and queues the
+/// runs it adds in the store itself (the grid's queued runs, with its own record, in one
+/// transaction), so a scheduler started again finds them queued like any other.
+pub trait Stage: Send + Sync + std::fmt::Debug {
+    /// The runs grid `grid` gains now (about `want` of them at most: one per free slot, so that
+    /// successive halving promotes before it starts more), and whether it will ever gain more.
+    fn next<'a>(&'a self, store: &'a oodlab_store::Store, grid: StageGrid<'a>, want: usize) -> StageFuture<'a>;
+}
+
+/// What [`Stage::next`] returns.
+pub type StageFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Grown, String>> + Send + 'a>>;
+
+/// The grid a stage is asked about.
+#[derive(Debug, Clone, Copy)]
+pub struct StageGrid<'a> {
+    /// Its queue id.
+    pub id: i64,
+    pub experiment: &'a str,
+    /// The runs this scheduler gave up on, blocked ones included (the store may still say
+    /// pending for a run whose parent failed).
+    pub failed: &'a std::collections::HashSet<String>,
+}
+
+/// Runs a stage added (as queued), and whether it is over.
+#[derive(Debug, Clone, Default)]
+pub struct Grown {
+    pub runs: Vec<oodlab_store::QueuedRun>,
+    pub over: bool,
 }
 
 /// A backup of the store into `dir` after every `every` runs finished, the last `keep` kept.

@@ -142,6 +142,13 @@ pub fn load_home_config(home: &Path) -> Result<Option<HomeConfig>, SpecError> {
 pub fn load(path: &Path, overrides: &[String], code_version: &str) -> Result<Experiment, SpecError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| whole(path, format!("cannot read the spec: {e}")).with_hint("check the path to the YAML file"))?;
+    load_text(path, &text, overrides, code_version)
+}
+
+/// [`load`] of the spec `text`, as if read from `path` (whose folder relative data paths start
+/// from): how the scheduler plans a queued experiment again from the spec the store recorded.
+pub fn load_text(path: &Path, text: &str, overrides: &[String], code_version: &str) -> Result<Experiment, SpecError> {
+    let text = text.to_string();
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let mut root: serde_yaml::Value = serde_yaml::from_str(&text).map_err(|e| {
         let origin = e.location().map_or(Origin::Whole, |l| Origin::File(Position { line: l.line(), column: l.column() }));

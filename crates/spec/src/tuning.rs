@@ -37,6 +37,25 @@ pub struct TunePlan {
 }
 
 impl TunePlan {
+    /// The search's name in the store: a hash of everything that decides its trials and choice
+    /// (the entry's runs, which hold its settings and the code's version, and the search's
+    /// settings). The same spec queued again finds its search; an edited one starts another.
+    pub fn id(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let identity = format!(
+            "{}|{:?}|{:?}|{}|{}|{:?}|{:?}|{}",
+            self.entry,
+            self.waiting,
+            self.search,
+            self.metric.name(),
+            self.score.name(),
+            self.seeds,
+            self.splits,
+            self.max_acc_drop
+        );
+        Sha256::digest(identity.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect()
+    }
+
     /// The run of one trial: the entry's run `base` (one of [`TunePlan::waiting`], of a seed and
     /// split the trials use) with the trial's `values` set, evaluated on validation data only,
     /// and trained to `epochs` of its schedule (an ASHA rung; the full `train.epochs` when equal).

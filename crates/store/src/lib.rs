@@ -18,6 +18,7 @@ mod queries;
 mod queue;
 mod rebuild;
 mod rows;
+mod tuning;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -33,6 +34,7 @@ pub use maintenance::{is_damaged, says_damaged, Integrity, RunFolder};
 pub use queue::{GridRow, NewGrid, QueueRow, QueuedRun, QueuedRunTime, RunningRow, SchedulerRow, SlurmTaskRow};
 pub use rebuild::{Manifest, Rebuilt, MANIFEST};
 pub use rows::*;
+pub use tuning::{ChoiceRow, NewTrialRung, TrialRunRow};
 
 #[derive(Debug, Error)]
 pub enum StoreError {

@@ -338,6 +338,11 @@ impl Store {
         }
         sqlx::query("DELETE FROM queue WHERE experiment = ?1").bind(name).execute(&mut *tx).await?;
         sqlx::query("DELETE FROM experiment_runs WHERE experiment = ?1").bind(name).execute(&mut *tx).await?;
+        // Its searches' record goes with it (the trial runs stay registered, as runs shared with
+        // another experiment's search may be).
+        for table in ["tune_trials", "tune_choices"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE experiment = ?1")).bind(name).execute(&mut *tx).await?;
+        }
         for (id, _) in &removed {
             for table in ["epochs", "run_metrics", "ood_metrics", "artifacts", "slurm_tasks", "queue_runs", "attempts"] {
                 sqlx::query(&format!("DELETE FROM {table} WHERE run_id = ?1")).bind(id).execute(&mut *tx).await?;

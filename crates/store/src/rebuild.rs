@@ -26,6 +26,11 @@ pub struct Manifest {
 }
 
 impl Manifest {
+    /// The manifest in `folder`, if one is there and reads.
+    pub fn read(folder: &Path) -> Option<Manifest> {
+        serde_json::from_slice(&std::fs::read(folder.join(MANIFEST)).ok()?).ok()
+    }
+
     /// Writes the manifest into `folder` (the experiment's runs folder) through a temporary file
     /// and a rename, so that a reader finds the previous one or this one.
     pub fn write(&self, folder: &Path) -> std::io::Result<()> {

@@ -8,6 +8,45 @@ use oodlab_store::{NewGrid, NewRun, QueuedRun};
 
 use crate::settings;
 
+/// Run `r` of experiment `experiment` as the store registers it and the queue holds it, labelled
+/// `label`. `after`: the run of the same training it goes on from (a tuning trial's earlier rung:
+/// its id, waited for instead of the run's parent, and its mid-run checkpoint).
+pub fn queued(
+    home: &Path,
+    experiment: &str,
+    stall_timeout: f64,
+    r: &oodlab_spec::RunConfig,
+    label: String,
+    after: Option<(String, std::path::PathBuf)>,
+) -> anyhow::Result<(NewRun, QueuedRun)> {
+    let dir = settings::run_dir(home, experiment, &r.run_id.0);
+    let parent_ckpt = r.parent.as_ref().map(|p| settings::run_dir(home, experiment, &p.0).join(oodlab_protocol::files::CHECKPOINT));
+    let config = serde_json::to_value(r)?;
+    let run = NewRun {
+        id: r.run_id.0.clone(),
+        entry: r.entry.clone(),
+        method: r.settings.method.name().into(),
+        seed: r.seed as i64,
+        split: r.split as i64,
+        parent_id: r.parent.as_ref().map(|p| p.0.clone()),
+        config_json: config.to_string(),
+        grid_json: serde_json::to_string(&r.grid)?,
+        run_dir: dir.display().to_string(),
+    };
+    let wait_for = after.as_ref().map(|(id, _)| id.clone()).or_else(|| r.parent.as_ref().map(|p| p.0.clone()));
+    let job = WorkerJob {
+        run_id: r.run_id.0.clone(),
+        config,
+        run_dir: dir,
+        init_checkpoint: parent_ckpt,
+        continue_from: after.map(|(_, dir)| dir.join(oodlab_protocol::files::RESUME)),
+        rescore: None,
+        heartbeat_seconds: Some(oodlab_protocol::heartbeat_for(stall_timeout)),
+    };
+    let queued = QueuedRun { run_id: r.run_id.0.clone(), parent_id: wait_for, label, job: serde_json::to_string(&job)? };
+    Ok((run, queued))
+}
+
 /// The grid of `exp` for the queue of `home`; `slurm`: its Slurm settings when it runs there.
 pub fn new_grid(
     home: &Path,
@@ -17,49 +56,16 @@ pub fn new_grid(
     retries: u32,
     slurm: Option<&oodlab_sched::slurm::SlurmConfig>,
 ) -> anyhow::Result<NewGrid> {
-    // A searched entry's runs take the search's choice, which only the tuning stage makes: none
-    // of them is queued with its written values in its place (issue #33, in progress).
-    if let Some(t) = exp.tuning.first() {
-        return Err(crate::invalid(format!(
-            "{}: entry `{}` has a `tune:` block; this oodlab checks and plans searches (`oodlab plan` shows the tuning stage \
-             and the {} runs that wait for it) but does not run them yet. Remove its `tune:` to run the entry with its written values",
-            exp.path.display(),
-            t.entry,
-            t.waiting.len()
-        )));
-    }
+    // A searched entry's runs — and those that start from them — take the search's choice:
+    // the tuning stage queues them once it is made (tuning_stage.rs), with the chosen values.
+    let waiting: std::collections::HashSet<&oodlab_spec::RunId> = exp.tuning.iter().flat_map(|t| &t.waiting).collect();
     let mut runs = Vec::new();
     let mut jobs = Vec::new();
-    for r in &exp.runs {
-        let dir = settings::run_dir(home, &exp.name, &r.run_id.0);
-        let parent_ckpt = r.parent.as_ref().map(|p| settings::run_dir(home, &exp.name, &p.0).join(oodlab_protocol::files::CHECKPOINT));
-        let config = serde_json::to_value(r)?;
-        runs.push(NewRun {
-            id: r.run_id.0.clone(),
-            entry: r.entry.clone(),
-            method: r.settings.method.name().into(),
-            seed: r.seed as i64,
-            split: r.split as i64,
-            parent_id: r.parent.as_ref().map(|p| p.0.clone()),
-            config_json: config.to_string(),
-            grid_json: serde_json::to_string(&r.grid)?,
-            run_dir: dir.display().to_string(),
-        });
-        let job = WorkerJob {
-            run_id: r.run_id.0.clone(),
-            config,
-            run_dir: dir,
-            init_checkpoint: parent_ckpt,
-            continue_from: None,
-            rescore: None,
-            heartbeat_seconds: Some(oodlab_protocol::heartbeat_for(exp.resources.stall_timeout)),
-        };
-        jobs.push(QueuedRun {
-            run_id: r.run_id.0.clone(),
-            parent_id: r.parent.as_ref().map(|p| p.0.clone()),
-            label: format!("{} seed={} split={}", r.entry, r.seed, r.split),
-            job: serde_json::to_string(&job)?,
-        });
+    for r in exp.runs.iter().filter(|r| !waiting.contains(&r.run_id)) {
+        let label = format!("{} seed={} split={}", r.entry, r.seed, r.split);
+        let (run, job) = queued(home, &exp.name, exp.resources.stall_timeout, r, label, None)?;
+        runs.push(run);
+        jobs.push(job);
     }
     // The registration, beside the runs' folders: what `oodlab store rebuild` makes the store's
     // experiment again from, should the store be lost.

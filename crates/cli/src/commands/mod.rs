@@ -19,6 +19,7 @@ mod schedule;
 mod serve;
 mod status;
 mod store;
+mod tuning_stage;
 mod where_to_mix;
 mod worker;
 

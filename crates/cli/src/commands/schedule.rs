@@ -40,6 +40,7 @@ pub async fn serve(home: &Path, placement: Placement, git_commit: Option<String>
             .map_err(|e| crate::invalid(e.to_string()))?
             .and_then(|c| c.store)
             .map(|s| oodlab_sched::Backups { dir: home.join("backups"), every: s.backup_every, keep: s.keep }),
+        stage: Some(std::sync::Arc::new(super::tuning_stage::TuningStage::new(home))),
     };
     let slot_names: Vec<&str> = config.slots.iter().map(|s| s.name.as_str()).collect();
     eprintln!(

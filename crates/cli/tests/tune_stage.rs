@@ -1,0 +1,153 @@
+//! The tuning stage run by the scheduler (issue #33): trials are runs (their own ids, queued,
+//! resumed), ASHA promotes trials from their checkpoints, the choice is made on the validation
+//! OOD set only and recorded, the entry's runs are queued with it, a rerun reuses it, and a
+//! scheduler killed with SIGKILL mid-search takes the search up where it stood.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+
+use common::*;
+use serde_json::Value;
+
+const ANIMAL: &str = "  animal:
+    format: idx
+    classes: 10
+    train: {images: @/animal-mnist/train-images-idx3-ubyte.gz, labels: @/animal-mnist/train-labels-idx1-ubyte.gz}";
+
+/// OE searched over 4 weights on seed 0 (ASHA: rungs of 1, 2 and 3 epochs, 1 in 2 promoted),
+/// then run on seeds 0 and 1. The guard is off: the sample's 20 validation images make ID
+/// accuracy too coarse for it (the guard is tested on its own in tuning_stage.rs).
+fn spec(dir: &Path) -> std::path::PathBuf {
+    let methods = "  baseline: {method: ce}
+  oe:
+    method: {kind: oe, weight: 0.5}
+    init_from: baseline
+    tune:
+      space: {method.weight: [0.1, 0.5, 1, 2]}
+      sampler: grid
+      schedule: {asha: {eta: 2, min_epochs: 1}}
+      objective: {metric: auroc, score: msp, on: val_ood}";
+    let extra = ANIMAL.replace('@', sample().to_str().unwrap());
+    let text = sized(spec_text("t", methods, "  seeds: [0, 1]", &extra), 400, 3)
+        .replace("  ood: [mnist]", "  ood: [mnist]\n  outliers: animal")
+        .replace("methods:\n", "eval: {max_acc_drop: 100}\nmethods:\n");
+    write_spec(dir, &text)
+}
+
+/// Rows of `sql` on the home's store, as sqlite3 reads them.
+fn query(home: &Path, sql: &str) -> Vec<Value> {
+    let out = run_ok(std::process::Command::new("sqlite3").arg("-json").arg(home.join("oodlab.db")).arg(sql));
+    let text = text(&out.stdout);
+    if text.trim().is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_str(&text).unwrap()
+    }
+}
+
+const RECORD: &str = "SELECT trial, rung, epochs, field_values, run_id FROM tune_trials ORDER BY trial, rung";
+const CHOICE: &str = "SELECT trial, field_values, objective, spent_epochs, budget_epochs FROM tune_choices";
+
+#[test]
+fn a_search_runs_its_trials_as_runs_chooses_on_validation_ood_and_queues_the_entry_with_the_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let spec = spec(dir.path());
+    let out = run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
+    let said = text(&out.stderr);
+
+    let record = query(&home, RECORD);
+    // Every weight tried for 1 epoch; at least the better of the first two went on.
+    let first: Vec<&Value> = record.iter().filter(|r| r["rung"] == 0).collect();
+    assert_eq!(first.len(), 4, "{record:?}");
+    assert!(first.iter().all(|r| r["epochs"] == 1), "{record:?}");
+    assert!(record.iter().any(|r| r["rung"] == 1 && r["epochs"] == 2), "a promotion: {record:?}");
+    // A promoted rung went on from its earlier rung's checkpoint, not from zero.
+    for r in record.iter().filter(|r| r["rung"] != 0) {
+        let events = std::fs::read_to_string(home.join("runs/t").join(r["run_id"].as_str().unwrap()).join("events.jsonl")).unwrap();
+        // Rungs of 1, 2, 3 epochs: each goes on after its earlier rung's last epoch.
+        let resumed_after = r["epochs"].as_i64().unwrap() - 1;
+        assert!(events.contains(&format!("{{\"event\":\"resumed\",\"epoch\":{resumed_after}}}")), "{events}");
+        assert!(said.contains(&format!("resume {}", r["run_id"].as_str().unwrap())), "{said}");
+    }
+
+    // The budget: each trial's highest rung's epochs (one seed, one split), within 4 trials × 3.
+    let choice = query(&home, CHOICE);
+    assert_eq!(choice.len(), 1);
+    let choice = &choice[0];
+    let mut spent = 0;
+    for t in 0..4 {
+        spent += record.iter().filter(|r| r["trial"] == t).map(|r| r["epochs"].as_i64().unwrap()).max().unwrap();
+    }
+    assert_eq!(choice["spent_epochs"], spent);
+    assert_eq!(choice["budget_epochs"], 12);
+
+    // Never a test set: a trial run has the validation OOD set's metrics and no other.
+    let test_metrics = query(
+        &home,
+        "SELECT o.run_id, o.ood_set FROM ood_metrics o JOIN tune_trials t ON t.run_id = o.run_id WHERE o.ood_set <> 'val_ood'",
+    );
+    assert!(test_metrics.is_empty(), "{test_metrics:?}");
+    // The choice, worked out from the store: the best MSP AUROC on the validation OOD set among
+    // the trials at the highest rung any trial finished.
+    let objectives = query(
+        &home,
+        "SELECT t.trial, t.rung, o.auroc FROM tune_trials t JOIN ood_metrics o ON o.run_id = t.run_id
+         WHERE o.ood_set = 'val_ood' AND o.score = 'msp' ORDER BY t.rung DESC, o.auroc DESC, t.trial",
+    );
+    assert_eq!(objectives.len(), record.len(), "each trial run has its objective");
+    assert_eq!(choice["trial"], objectives[0]["trial"], "{objectives:?}");
+    assert_eq!(choice["objective"], objectives[0]["auroc"]);
+    let chosen: Vec<(String, Value)> = serde_json::from_str(choice["field_values"].as_str().unwrap()).unwrap();
+    let weight = chosen[0].1.as_f64().unwrap();
+    let trial = choice["trial"].as_i64().unwrap();
+    assert_eq!(
+        chosen,
+        serde_json::from_str::<Vec<(String, Value)>>(
+            record.iter().find(|r| r["trial"] == trial).unwrap()["field_values"].as_str().unwrap()
+        )
+        .unwrap()
+    );
+
+    // The experiment's runs: its baselines and OE's runs with the chosen weight — no trial.
+    let runs = query(
+        &home,
+        "SELECT er.entry, r.id, r.config, r.status FROM experiment_runs er JOIN runs r ON r.id = er.run_id WHERE er.experiment = 't'",
+    );
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    assert!(runs.iter().all(|r| r["status"] == "done"));
+    for r in runs.iter().filter(|r| r["entry"] == "oe") {
+        let config: Value = serde_json::from_str(r["config"].as_str().unwrap()).unwrap();
+        assert_eq!(config["settings"]["method"]["weight"].as_f64(), Some(weight), "{config}");
+        assert!(record.iter().all(|t| t["run_id"] != r["id"]));
+    }
+    let results = run_ok(oodlab(&home).args(["results", "t", "--format", "json"]));
+    let rows: Vec<Value> = serde_json::from_slice(&results.stdout).unwrap();
+    assert!(rows.iter().all(|row| record.iter().all(|t| t["run_id"] != row["run_id"])), "no trial in the results");
+
+    // Queued again: the choice is reused, nothing trains.
+    let out = run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
+    assert!(text(&out.stderr).contains("all 4 runs of `t` are already done; nothing to run"), "{}", text(&out.stderr));
+    assert_eq!(query(&home, RECORD), record);
+
+    // The store lost: rebuilt from the run folders, the tuned entry's runs are there again (the
+    // search's record is not yet rebuilt: the choice is compared with the one before).
+    let choice = query(&home, CHOICE);
+    std::fs::remove_file(home.join("oodlab.db")).unwrap();
+    run_ok(oodlab(&home).args(["store", "rebuild"]));
+    let again = run_ok(oodlab(&home).args(["results", "t", "--format", "json"]));
+    assert_eq!(text(&again.stdout), text(&results.stdout));
+
+    // Killed with SIGKILL mid-search, then run again: the same record and choice as the search
+    // that ran through (training is deterministic), no trial started twice.
+    let other = dir.path().join("killed");
+    let mut child = oodlab(&other).arg("run").arg(&spec).args(["--jobs", "1"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("the search's third trial rung", || other.join("oodlab.db").exists() && query(&other, RECORD).len() >= 3);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = run_ok(oodlab(&other).arg("run").arg(&spec).args(["--jobs", "1"]));
+    assert_eq!(query(&other, RECORD), record, "{}", text(&out.stderr));
+    assert_eq!(query(&other, CHOICE), choice);
+}
