@@ -281,6 +281,10 @@ pub struct StatusArgs {
     /// Show one run in detail (config, failure, stderr tail, epochs).
     #[arg(long)]
     pub run: Option<String>,
+    /// Show the search of this entry of the experiment (its `tune:` block): budget spent, every
+    /// trial with its values and objective, best so far against epochs spent, the choice.
+    #[arg(long, value_name = "ENTRY", conflicts_with = "run", requires = "target")]
+    pub tune: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
 }

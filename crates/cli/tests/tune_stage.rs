@@ -127,6 +127,20 @@ fn a_search_runs_its_trials_as_runs_chooses_on_validation_ood_and_queues_the_ent
     let rows: Vec<Value> = serde_json::from_slice(&results.stdout).unwrap();
     assert!(rows.iter().all(|row| record.iter().all(|t| t["run_id"] != row["run_id"])), "no trial in the results");
 
+    // On record: `status --tune` shows every rung, the epochs spent (the last point of the
+    // trajectory), and the choice.
+    let out = run_ok(oodlab(&home).args(["status", "t", "--tune", "oe", "--format", "json"]));
+    let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(shown["trials"].as_array().unwrap().len(), record.len());
+    assert_eq!(shown["spent_epochs"], spent);
+    assert_eq!(shown["trajectory"].as_array().unwrap().last().unwrap()["epochs"], spent);
+    assert_eq!(shown["choice"]["trial"], choice["trial"]);
+    let out = run_ok(oodlab(&home).args(["status", "t", "--tune", "oe"]));
+    assert!(text(&out.stdout).contains(&format!("chosen: trial {trial}, method.weight=")), "{}", text(&out.stdout));
+    let out = oodlab(&home).args(["status", "t", "--tune", "baseline"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("entry `baseline` of `t` has no `tune:` block; searched entries: oe"), "{}", text(&out.stderr));
+
     // Queued again: the choice is reused, nothing trains.
     let out = run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
     assert!(text(&out.stderr).contains("all 4 runs of `t` are already done; nothing to run"), "{}", text(&out.stderr));

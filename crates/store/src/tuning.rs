@@ -41,6 +41,7 @@ pub struct TrialRunRow {
     pub parent_val_acc: Option<f64>,
     /// The objective's metric of the objective's score on the validation OOD set.
     pub metric: Option<f64>,
+    pub ended_at: Option<String>,
 }
 
 /// A search's end.
@@ -137,7 +138,7 @@ impl Store {
             "SELECT t.trial, t.rung, t.epochs, t.point, t.field_values, t.run_id, r.status,
                     (SELECT value FROM run_metrics m WHERE m.run_id = t.run_id AND m.name = 'id_val_acc') AS id_val_acc,
                     (SELECT val_acc FROM epochs e WHERE e.run_id = r.parent_id ORDER BY e.epoch DESC LIMIT 1) AS parent_val_acc,
-                    o.{metric} AS metric
+                    o.{metric} AS metric, r.ended_at
              FROM tune_trials t JOIN runs r ON r.id = t.run_id
              LEFT JOIN ood_metrics o ON o.run_id = t.run_id AND o.ood_set = 'val_ood' AND o.score = ?2
              WHERE t.search = ?1 ORDER BY t.trial, t.rung, t.run_id"

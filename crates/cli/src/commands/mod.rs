@@ -18,6 +18,7 @@ mod run;
 mod schedule;
 mod serve;
 mod status;
+mod status_tune;
 mod store;
 mod tuning_stage;
 mod where_to_mix;

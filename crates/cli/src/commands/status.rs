@@ -9,6 +9,9 @@ use crate::output::{num, opt_num, Table};
 
 pub async fn status(home: &Path, args: StatusArgs) -> anyhow::Result<i32> {
     let store = super::read_store(home).await?;
+    if let (Some(entry), Some(target)) = (&args.tune, &args.target) {
+        return super::status_tune::status_tune(&store, &super::experiment_name(target)?, entry, args.format).await;
+    }
     if let Some(id) = &args.run {
         let Some(d) = store.run_detail(id).await? else { return Err(crate::invalid(format!("no run `{id}` in the store"))) };
         let epochs = store.epochs(id).await?;

@@ -250,7 +250,16 @@ fn reported(plan: &TunePlan, t: &TrialRecord) -> Option<f64> {
         Rung::Done(Some(o)) => Some(*o),
         _ => None,
     })?;
-    Some(if plan.metric.maximized() { o } else { -o })
+    Some(reported_value(plan, o))
+}
+
+/// An objective as the search maximizes it, back as its metric reports it.
+pub fn reported_value(plan: &TunePlan, objective: f64) -> f64 {
+    if plan.metric.maximized() {
+        objective
+    } else {
+        -objective
+    }
 }
 
 #[cfg(test)]
@@ -294,6 +303,7 @@ mod tests {
             id_val_acc: Some(acc),
             parent_val_acc: Some(0.90),
             metric,
+            ended_at: None,
         }
     }
 
