@@ -1,7 +1,8 @@
 //! The tuning stage run by the scheduler (issue #33): trials are runs (their own ids, queued,
 //! resumed), ASHA promotes trials from their checkpoints, the choice is made on the validation
 //! OOD set only and recorded, the entry's runs are queued with it, a rerun reuses it, and a
-//! scheduler killed with SIGKILL mid-search takes the search up where it stood.
+//! scheduler killed with SIGKILL mid-search takes the search up where it stood. A poisoned test
+//! set leaves the choice where it was; the same poison as the validation set moves it.
 
 mod common;
 
@@ -164,4 +165,36 @@ fn a_search_runs_its_trials_as_runs_chooses_on_validation_ood_and_queues_the_ent
     let out = run_ok(oodlab(&other).arg("run").arg(&spec).args(["--jobs", "1"]));
     assert_eq!(query(&other, RECORD), record, "{}", text(&out.stderr));
     assert_eq!(query(&other, CHOICE), choice);
+}
+
+#[test]
+fn the_choice_never_reads_a_test_set_and_follows_the_validation_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = sample().display().to_string();
+    let clean = std::fs::read_to_string(spec(dir.path())).unwrap();
+    let mnist = format!("test: {{images: {s}/mnist/t10k-images-idx3-ubyte.gz, labels: {s}/mnist/t10k-labels-idx1-ubyte.gz}}");
+    // The poison: Fashion-MNIST's own test images (the ID classes among them) in place of MNIST.
+    let poison =
+        format!("test: {{images: {s}/fashion-mnist/t10k-images-idx3-ubyte.gz, labels: {s}/fashion-mnist/t10k-labels-idx1-ubyte.gz}}");
+    assert!(clean.contains(&mnist));
+    let poisoned = clean.replace(&mnist, &poison);
+    // The poison as the validation OOD set instead (a dataset no run trains on, and no test set).
+    let swapped = clean
+        .replace("  animal:\n", &format!("  poison:\n    format: idx\n    classes: 10\n    {poison}\n  animal:\n"))
+        .replace("eval: {max_acc_drop: 100}", "eval: {max_acc_drop: 100, val_ood: poison}");
+    let run = |name: &str, yaml: &str| {
+        let home = dir.path().join(name);
+        let folder = dir.path().join(format!("{name}-spec"));
+        std::fs::create_dir_all(&folder).unwrap();
+        let spec = write_spec(&folder, yaml);
+        run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "2"]));
+        let results = run_ok(oodlab(&home).args(["results", "t", "--format", "json", "--ood-set", "mnist"]));
+        (query(&home, RECORD), query(&home, CHOICE), text(&results.stdout))
+    };
+    let (record, choice, results) = run("clean", &clean);
+    let (p_record, p_choice, p_results) = run("poisoned", &poisoned);
+    assert_ne!(p_results, results, "the poison reached the test set");
+    assert_eq!((p_record, p_choice), (record.clone(), choice.clone()), "the choice does not move with the test set");
+    let (_, s_choice, _) = run("swapped", &swapped);
+    assert_ne!(s_choice[0]["trial"], choice[0]["trial"], "the choice follows the validation set: {s_choice:?} against {choice:?}");
 }
