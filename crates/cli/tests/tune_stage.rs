@@ -142,6 +142,12 @@ fn a_search_runs_its_trials_as_runs_chooses_on_validation_ood_and_queues_the_ent
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("entry `baseline` of `t` has no `tune:` block; searched entries: oe"), "{}", text(&out.stderr));
 
+    // The comparison marks the rows not searched with the largest budget (here the baseline).
+    let out = run_ok(oodlab(&home).args(["compare", "t"]));
+    let said = text(&out.stdout);
+    assert!(said.contains("baseline §") && !said.contains("oe §"), "{said}");
+    assert!(said.contains("§ = tuned with a smaller budget than another row's 12 epochs of trials"), "{said}");
+
     // Queued again: the choice is reused, nothing trains.
     let out = run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
     assert!(text(&out.stderr).contains("all 4 runs of `t` are already done; nothing to run"), "{}", text(&out.stderr));

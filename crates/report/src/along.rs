@@ -116,6 +116,7 @@ mod tests {
             baseline: None,
             alpha: 0.05,
             flagged: Default::default(),
+            budgets: Default::default(),
         };
         let t = compare(&input);
         let along = Along {

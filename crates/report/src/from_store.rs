@@ -208,5 +208,15 @@ pub async fn compare_input(store: &Store, name: &str, o: &Options<'_>) -> Result
             }
         }
     }
-    Ok(CompareInput { metric, observations, runs: order, baseline: o.baseline.clone(), alpha: o.alpha, flagged })
+    // Rows of searched entries carry their budget (rows by entry: a row is one entry's).
+    let mut budgets = BTreeMap::new();
+    if o.rows == "entry" {
+        let searched: BTreeMap<String, i64> = store.tuning_budgets(name).await?.into_iter().collect();
+        for r in &runs {
+            if let (Some(label), Some(b)) = (labels.get(&r.run_id), searched.get(&r.entry)) {
+                budgets.insert(label.clone(), *b as u64);
+            }
+        }
+    }
+    Ok(CompareInput { metric, observations, runs: order, baseline: o.baseline.clone(), alpha: o.alpha, flagged, budgets })
 }

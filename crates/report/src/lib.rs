@@ -14,6 +14,7 @@
 //!     baseline: Some("oe".into()),
 //!     alpha: 0.05,
 //!     flagged: Default::default(),
+//!     budgets: Default::default(),
 //! };
 //! let table = compare(&input);
 //! assert_eq!(table.best_row("mnist"), Some("mixoe")); // lower FPR@95 is better
@@ -161,6 +162,9 @@ pub struct CompareInput {
     /// (row, matched cell) of runs the store flags (a collapsed fine-tune, a rising loss): the
     /// cells holding them are marked.
     pub flagged: BTreeSet<(String, (u64, u64))>,
+    /// The tuning budget (epochs of trial runs) of each row whose entry was searched (`tune:`);
+    /// when any row has one, a row with a smaller one — or none — is marked.
+    pub budgets: BTreeMap<String, u64>,
 }
 
 impl CompareInput {
@@ -204,6 +208,10 @@ pub struct Row {
     pub runs_planned: usize,
     pub runs_done: usize,
     pub cells: Vec<Cell>,
+    /// Its entry's tuning budget in epochs (None: not searched).
+    pub budget: Option<u64>,
+    /// Another row was searched with a larger budget: the comparison is not even.
+    pub smaller_budget: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -311,7 +319,10 @@ pub fn compare(input: &CompareInput) -> CompareTable {
                     Cell { summary: (!vals.is_empty()).then(|| summary(&vals)), best: false, vs_baseline, significant, flagged }
                 })
                 .collect();
-            Row { name: name.clone(), runs_planned: *planned, runs_done: *done, cells }
+            let budget = input.budgets.get(name).copied();
+            let largest = input.budgets.values().max().copied();
+            let smaller_budget = largest.is_some_and(|l| budget.unwrap_or(0) < l);
+            Row { name: name.clone(), runs_planned: *planned, runs_done: *done, cells, budget, smaller_budget }
         })
         .collect();
     for c in 0..columns.len() {
@@ -371,6 +382,7 @@ mod tests {
             baseline: Some("a".into()),
             alpha: 0.05,
             flagged: [("b".to_string(), (2, 0))].into(),
+            budgets: Default::default(),
         };
         let t = compare(&input);
         let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
@@ -392,5 +404,29 @@ mod tests {
         assert!(b.cells.iter().all(|c| c.flagged == 1) && t.rows[0].cells.iter().all(|c| c.flagged == 0));
         let text = render::table(&t, render::Format::Markdown, render::NumberStyle::default());
         assert!(text.contains("0.825 ± 0.019 (6)** † ‡") && text.contains("‡ = includes runs flagged"), "{text}");
+        assert!(!text.contains('§'), "no row was tuned: none is marked");
+    }
+
+    #[test]
+    fn rows_tuned_with_a_smaller_budget_or_not_at_all_are_marked() {
+        let observations: Vec<Observation> = ["a", "b", "c"].iter().map(|r| obs(r, "mnist", false, 0, 0.7)).collect();
+        let input = CompareInput {
+            metric: Metric::Auroc,
+            observations,
+            runs: vec![("a".into(), 1, 1), ("b".into(), 1, 1), ("c".into(), 1, 1)],
+            baseline: None,
+            alpha: 0.05,
+            flagged: Default::default(),
+            // a searched with 12 epochs, b with 4, c not searched.
+            budgets: [("a".to_string(), 12), ("b".to_string(), 4)].into(),
+        };
+        let t = compare(&input);
+        let marked: Vec<bool> = t.rows.iter().map(|r| r.smaller_budget).collect();
+        assert_eq!(marked, [false, true, true]);
+        let text = render::table(&t, render::Format::Markdown, render::NumberStyle::default());
+        assert!(text.contains("| b § |") && text.contains("| c § |") && text.contains("| a |"), "{text}");
+        assert!(text.contains("§ = tuned with a smaller budget than another row's 12 epochs of trials, or not tuned"), "{text}");
+        let latex = render::table(&t, render::Format::Latex, render::NumberStyle::default());
+        assert!(latex.contains("b \\S{} &"), "{latex}");
     }
 }

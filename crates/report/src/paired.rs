@@ -70,8 +70,15 @@ mod tests {
             |row: &str, seed: u64, v: f64| Observation { row: row.into(), column: "mnist".into(), near: false, key: (seed, 0), value: v };
         let observations =
             vec![o("a", 0, 0.2), o("a", 1, 0.3), o("a", 2, 0.5), o("b", 0, 0.3), o("b", 1, 0.3), o("b", 2, 0.4), o("b", 3, 0.9)];
-        let input =
-            CompareInput { metric: Metric::Fpr95, observations, runs: vec![], baseline: None, alpha: 0.05, flagged: Default::default() };
+        let input = CompareInput {
+            metric: Metric::Fpr95,
+            observations,
+            runs: vec![],
+            baseline: None,
+            alpha: 0.05,
+            flagged: Default::default(),
+            budgets: Default::default(),
+        };
         let p = &paired(&input, "a", "b")[0];
         // Seed 3 has no match. Lower FPR is better: seed 0 a wins, seed 1 tie, seed 2 a loses.
         assert_eq!((p.n, p.wins, p.ties, p.losses), (3, 1, 1, 1));

@@ -36,6 +36,7 @@ fn tex(s: &str) -> String {
         .replace('±', "$\\pm$")
         .replace('†', "$^\\dagger$")
         .replace('‡', "$^\\ddagger$")
+        .replace('§', "\\S{}")
         .replace('−', "$-$")
 }
 
@@ -89,11 +90,26 @@ fn caption(t: &CompareTable) -> String {
     } else {
         ""
     };
+    let budget = match t.rows.iter().filter_map(|r| r.budget).max() {
+        Some(largest) if t.rows.iter().any(|r| r.smaller_budget) => format!(
+            "; § = tuned with a smaller budget than another row's {largest} epochs of trials, or not tuned (`oodlab status EXPERIMENT --tune ENTRY`)"
+        ),
+        _ => String::new(),
+    };
     format!(
-        "{} ({}); mean ± sample std (ddof = 1) over seeds and splits, (n) runs; best in bold{base}{flagged}",
+        "{} ({}); mean ± sample std (ddof = 1) over seeds and splits, (n) runs; best in bold{base}{flagged}{budget}",
         t.metric.name(),
         direction(t)
     )
+}
+
+/// A row's name, with ` §` when another row was tuned with a larger budget.
+fn row_name(r: &crate::Row) -> String {
+    if r.smaller_budget {
+        format!("{} §", r.name)
+    } else {
+        r.name.clone()
+    }
 }
 
 fn runs_text(r: &crate::Row) -> String {
@@ -137,7 +153,7 @@ pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
             out += &format!("|---|{}---:|\n", "---:|".repeat(t.columns.len()));
             for r in &t.rows {
                 let cells: Vec<String> = r.cells.iter().map(|c| marked(c, style, "±", |s| format!("**{s}**"), " †")).collect();
-                out += &format!("| {} | {} | {} |\n", r.name, cells.join(" | "), runs_text(r));
+                out += &format!("| {} | {} | {} |\n", row_name(r), cells.join(" | "), runs_text(r));
             }
             out + &format!("\n{}\n", caption(t))
         }
@@ -153,7 +169,7 @@ pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
             for r in &t.rows {
                 let cells: Vec<String> =
                     r.cells.iter().map(|c| marked(c, style, "$\\pm$", |s| format!("\\textbf{{{s}}}"), "$^\\dagger$")).collect();
-                out += &format!("{} & {} & {} \\\\\n", esc(&r.name), cells.join(" & "), runs_text(r));
+                out += &format!("{} & {} & {} \\\\\n", esc(&row_name(r)), cells.join(" & "), runs_text(r));
             }
             out + "\\bottomrule\n\\end{tabular}\n\\end{table}\n"
         }
@@ -162,7 +178,7 @@ pub fn table(t: &CompareTable, format: Format, style: NumberStyle) -> String {
                 std::iter::once(t.row_header.clone()).chain(t.columns.iter().map(|c| c.name.clone())).chain(["runs".to_string()]).collect();
             let mut rows: Vec<Vec<String>> = vec![header];
             for r in &t.rows {
-                let mut line = vec![r.name.clone()];
+                let mut line = vec![row_name(r)];
                 line.extend(r.cells.iter().map(|c| marked(c, style, "±", |s| format!("[{s}]"), " †")));
                 line.push(runs_text(r));
                 rows.push(line);
@@ -182,7 +198,7 @@ pub fn text_table(t: &CompareTable, style: NumberStyle) -> crate::document::Tabl
         .rows
         .iter()
         .map(|r| {
-            let mut line = vec![TextCell::plain(&r.name)];
+            let mut line = vec![TextCell::plain(&row_name(r))];
             line.extend(r.cells.iter().map(|c| TextCell { text: marked(c, style, "±", |s| s, " †"), bold: c.best }));
             line.push(TextCell::plain(&runs_text(r)));
             line

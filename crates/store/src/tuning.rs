@@ -205,6 +205,18 @@ impl Store {
             .await?)
     }
 
+    /// Each searched entry of `experiment` with its latest search's budget in epochs.
+    pub async fn tuning_budgets(&self, experiment: &str) -> R<Vec<(String, i64)>> {
+        Ok(sqlx::query_as::<_, (String, i64)>(
+            "SELECT c.entry, c.budget_epochs FROM tune_choices c WHERE c.experiment = ?1
+               AND c.chosen_at = (SELECT MAX(o.chosen_at) FROM tune_choices o WHERE o.experiment = c.experiment AND o.entry = c.entry)
+             ORDER BY c.entry",
+        )
+        .bind(experiment)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// The search's choice, once made.
     pub async fn choice(&self, search: &str) -> R<Option<ChoiceRow>> {
         Ok(sqlx::query_as::<_, ChoiceRow>("SELECT * FROM tune_choices WHERE search = ?1").bind(search).fetch_optional(&self.pool).await?)
