@@ -132,7 +132,7 @@ fn a_search_runs_its_trials_as_runs_chooses_on_validation_ood_and_queues_the_ent
     // trajectory), and the choice.
     let out = run_ok(oodlab(&home).args(["status", "t", "--tune", "oe", "--format", "json"]));
     let shown: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(shown["trials"].as_array().unwrap().len(), record.len());
+    assert_eq!(shown["rungs"].as_array().unwrap().len(), record.len());
     assert_eq!(shown["spent_epochs"], spent);
     assert_eq!(shown["trajectory"].as_array().unwrap().last().unwrap()["epochs"], spent);
     assert_eq!(shown["choice"]["trial"], choice["trial"]);
@@ -147,6 +147,14 @@ fn a_search_runs_its_trials_as_runs_chooses_on_validation_ood_and_queues_the_ent
     let said = text(&out.stdout);
     assert!(said.contains("baseline §") && !said.contains("oe §"), "{said}");
     assert!(said.contains("§ = tuned with a smaller budget than another row's 12 epochs of trials"), "{said}");
+
+    // The report's "Tuning" section: the search's budget, its rungs and the choice.
+    run_ok(oodlab(&home).arg("report").arg(&spec).arg("--out").arg(dir.path().join("report")));
+    let report = std::fs::read_to_string(dir.path().join("report/report.md")).unwrap();
+    let tuning = &report[report.find("## Tuning").expect("a Tuning section")..];
+    assert!(tuning.contains(&format!("{spent} of 12 epochs spent, 4 trial(s), grid sampler")), "{tuning}");
+    assert!(tuning.contains(&format!("Chosen: trial {trial}, method.weight=")), "{tuning}");
+    assert_eq!(tuning.matches("| done | 1/1 |").count(), record.len(), "{tuning}");
 
     // Queued again: the choice is reused, nothing trains.
     let out = run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));

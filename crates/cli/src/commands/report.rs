@@ -97,6 +97,7 @@ pub async fn report(home: &Path, args: ReportArgs) -> anyhow::Result<i32> {
         std::fs::write(out.join("claims.md"), claims.to_markdown())?;
     }
     tables_section(&mut doc, &store, &exp.name, &score, args.baseline.as_deref()).await?;
+    tuning_section(&mut doc, &store, &exp).await?;
     pairs_section(&mut doc, &store, &exp.name, &score, &args.pairs).await?;
     detectors_section(&mut doc, &store, &exp, &score).await?;
     let stage_figures = super::where_to_mix::section(&mut doc, out, &store, &exp, &score, &|doc, stem, chart, caption| {
@@ -140,6 +141,48 @@ pub async fn report(home: &Path, args: ReportArgs) -> anyhow::Result<i32> {
         out.join("figures").display()
     );
     Ok(0)
+}
+
+/// Each searched entry's search (docs/spec.md, "Tuning"): budget spent, every trial rung, best
+/// so far against epochs spent, the choice.
+async fn tuning_section(doc: &mut Document, store: &oodlab_store::Store, exp: &oodlab_spec::Experiment) -> anyhow::Result<()> {
+    if exp.tuning.is_empty() {
+        return Ok(());
+    }
+    doc.push(Block::Heading(2, "Tuning".into()));
+    doc.push(Block::Paragraph(
+        "Each searched entry was tuned on validation data only (never a test set) before its runs; the tables' rows marked § \
+         had a smaller budget than another row's, or none."
+            .into(),
+    ));
+    let cells = |rows: Vec<Vec<String>>| rows.into_iter().map(|r| r.iter().map(|c| TextCell::plain(c)).collect()).collect();
+    for plan in &exp.tuning {
+        let s = super::status_tune::search_summary(store, plan).await?;
+        doc.push(Block::Heading(3, format!("`{}`", plan.entry)));
+        doc.push(Block::Paragraph(format!(
+            "{} of {} epochs spent, {} trial(s), {} sampler; objective: {}. {}.",
+            s.spent_epochs,
+            s.budget_epochs,
+            s.trials,
+            serde_json::to_value(plan.search.sampler).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default(),
+            s.objective,
+            capitalized(&s.chosen())
+        )));
+        let header = super::status_tune::RUNG_HEADER.iter().map(|h| h.to_string()).collect();
+        doc.push(Block::Table(Table { header, rows: cells(s.rung_rows()), caption: Some("Every trial rung.".into()) }));
+        let header = vec!["epochs spent".to_string(), "best so far".to_string()];
+        doc.push(Block::Table(Table {
+            header,
+            rows: cells(s.trajectory_rows()),
+            caption: Some("Best objective so far against epochs spent.".into()),
+        }));
+    }
+    Ok(())
+}
+
+fn capitalized(s: &str) -> String {
+    let mut c = s.chars();
+    c.next().map_or(String::new(), |f| f.to_uppercase().chain(c).collect())
 }
 
 fn flags_section(doc: &mut Document, flags: &[oodlab_store::FlagRow]) {

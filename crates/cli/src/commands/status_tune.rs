@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use oodlab_spec::TunePlan;
 use oodlab_store::{RunStatus, Store};
 use oodlab_tune::search::Rung;
 use serde::Serialize;
@@ -37,19 +38,64 @@ struct Point {
     best: Option<f64>,
 }
 
-pub async fn status_tune(store: &Store, experiment: &str, entry: &str, format: Format) -> anyhow::Result<i32> {
-    let Some((path, yaml)) = store.experiment_spec(experiment).await? else {
-        return Err(crate::invalid(format!("no experiment `{experiment}` in the store")));
-    };
-    let exp = oodlab_spec::load_text(Path::new(&path), &yaml, &[], oodlab_train::CODE_VERSION)
-        .map_err(|e| crate::invalid(format!("the spec `{experiment}` was queued with no longer plans: {e}")))?;
-    let Some(plan) = exp.tuning.iter().find(|t| t.entry == entry) else {
-        let searched: Vec<&str> = exp.tuning.iter().map(|t| t.entry.as_str()).collect();
-        return Err(crate::invalid(format!(
-            "entry `{entry}` of `{experiment}` has no `tune:` block; searched entries: {}",
-            if searched.is_empty() { "none".to_string() } else { searched.join(", ") }
-        )));
-    };
+/// One search as the store records it, judged as the stage judges it.
+#[derive(Debug, Serialize)]
+pub struct SearchSummary {
+    pub search: String,
+    /// `auroc of msp on the validation OOD set`.
+    pub objective: String,
+    pub spent_epochs: u64,
+    pub budget_epochs: u64,
+    pub trials: usize,
+    rungs: Vec<RungLine>,
+    trajectory: Vec<Point>,
+    pub choice: Option<oodlab_store::ChoiceRow>,
+}
+
+impl SearchSummary {
+    /// `chosen: trial 3, method.weight=2 (objective 0.4297); the entry's runs use it`, or why not.
+    pub fn chosen(&self) -> String {
+        match &self.choice {
+            Some(c) => match (&c.field_values, c.trial) {
+                (Some(values), Some(t)) => {
+                    let values: serde_json::Value = serde_json::from_str(values).unwrap_or_default();
+                    let o = c.objective.map_or("-".into(), |o| format!("{o:.4}"));
+                    format!("chosen: trial {t}, {} (objective {o}); the entry's runs use it", show(&values))
+                }
+                _ => "chosen: none (no trial was eligible); the entry's runs use their written values".into(),
+            },
+            None => "not chosen yet".into(),
+        }
+    }
+
+    /// Every trial rung: trial, rung, epochs, values, objective, state, runs done.
+    pub fn rung_rows(&self) -> Vec<Vec<String>> {
+        self.rungs
+            .iter()
+            .map(|l| {
+                vec![
+                    l.trial.to_string(),
+                    l.rung.to_string(),
+                    l.epochs.to_string(),
+                    show(&l.values),
+                    l.objective.map_or("-".into(), |o| format!("{o:.4}")),
+                    l.state.into(),
+                    format!("{}/{}", l.runs_done, l.runs),
+                ]
+            })
+            .collect()
+    }
+
+    /// Best so far against epochs spent: (epochs, best).
+    pub fn trajectory_rows(&self) -> Vec<Vec<String>> {
+        self.trajectory.iter().map(|p| vec![p.epochs.to_string(), p.best.map_or("-".into(), |b| format!("{b:.4}"))]).collect()
+    }
+}
+
+pub const RUNG_HEADER: [&str; 7] = ["trial", "rung", "epochs", "values", "objective", "state", "runs done"];
+
+/// The search of `plan` as the store records it.
+pub async fn search_summary(store: &Store, plan: &TunePlan) -> anyhow::Result<SearchSummary> {
     let search = plan.id();
     let rows = store.trial_runs(&search, plan.score.name(), plan.metric.name()).await?;
     let trials = record(plan, &rows, &HashSet::new());
@@ -101,56 +147,53 @@ pub async fn status_tune(store: &Store, experiment: &str, entry: &str, format: F
     }
     let choice = store.choice(&search).await?;
     let objective = format!("{} of {} on the validation OOD set", plan.metric.name(), plan.score.name());
+    Ok(SearchSummary {
+        search,
+        objective,
+        spent_epochs: plan.search.spent(&trials),
+        budget_epochs: plan.search.epoch_budget,
+        trials: trials.len(),
+        rungs: lines,
+        trajectory,
+        choice,
+    })
+}
 
+pub async fn status_tune(store: &Store, experiment: &str, entry: &str, format: Format) -> anyhow::Result<i32> {
+    let Some((path, yaml)) = store.experiment_spec(experiment).await? else {
+        return Err(crate::invalid(format!("no experiment `{experiment}` in the store")));
+    };
+    let exp = oodlab_spec::load_text(Path::new(&path), &yaml, &[], oodlab_train::CODE_VERSION)
+        .map_err(|e| crate::invalid(format!("the spec `{experiment}` was queued with no longer plans: {e}")))?;
+    let Some(plan) = exp.tuning.iter().find(|t| t.entry == entry) else {
+        let searched: Vec<&str> = exp.tuning.iter().map(|t| t.entry.as_str()).collect();
+        return Err(crate::invalid(format!(
+            "entry `{entry}` of `{experiment}` has no `tune:` block; searched entries: {}",
+            if searched.is_empty() { "none".to_string() } else { searched.join(", ") }
+        )));
+    };
+    let s = search_summary(store, plan).await?;
     if format == Format::Json {
-        let all = serde_json::json!({
-            "experiment": experiment,
-            "entry": entry,
-            "search": search,
-            "objective": objective,
-            "spent_epochs": plan.search.spent(&trials),
-            "budget_epochs": plan.search.epoch_budget,
-            "trials": lines,
-            "trajectory": trajectory,
-            "choice": choice,
-        });
+        let mut all = serde_json::to_value(&s)?;
+        all["experiment"] = experiment.into();
+        all["entry"] = entry.into();
         println!("{}", serde_json::to_string_pretty(&all)?);
         return Ok(0);
     }
     println!(
-        "search of `{entry}` in `{experiment}` ({search}): {} of {} epochs spent, {} trial(s); objective: {objective}",
-        plan.search.spent(&trials),
-        plan.search.epoch_budget,
-        trials.len()
+        "search of `{entry}` in `{experiment}` ({}): {} of {} epochs spent, {} trial(s); objective: {}",
+        s.search, s.spent_epochs, s.budget_epochs, s.trials, s.objective
     );
-    match &choice {
-        Some(c) => match (&c.field_values, c.trial) {
-            (Some(values), Some(t)) => {
-                let values: serde_json::Value = serde_json::from_str(values).unwrap_or_default();
-                let o = c.objective.map_or("-".into(), |o| format!("{o:.4}"));
-                println!("chosen: trial {t}, {} (objective {o}); the entry's runs use it", show(&values));
-            }
-            _ => println!("chosen: none (no trial was eligible); the entry's runs use their written values"),
-        },
-        None => println!("not chosen yet"),
-    }
-    let mut t = Table::new(vec!["trial", "rung", "epochs", "values", "objective", "state", "runs done"]);
-    for l in &lines {
-        t.push(vec![
-            l.trial.to_string(),
-            l.rung.to_string(),
-            l.epochs.to_string(),
-            show(&l.values),
-            l.objective.map_or("-".into(), |o| format!("{o:.4}")),
-            l.state.into(),
-            format!("{}/{}", l.runs_done, l.runs),
-        ]);
+    println!("{}", s.chosen());
+    let mut t = Table::new(RUNG_HEADER.to_vec());
+    for row in s.rung_rows() {
+        t.push(row);
     }
     print!("{}", t.render(Format::Table));
     println!("best so far against epochs spent:");
     let mut t = Table::new(vec!["epochs", "best"]);
-    for p in &trajectory {
-        t.push(vec![p.epochs.to_string(), p.best.map_or("-".into(), |b| format!("{b:.4}"))]);
+    for row in s.trajectory_rows() {
+        t.push(row);
     }
     print!("{}", t.render(Format::Table));
     Ok(0)
