@@ -55,6 +55,29 @@ fn paper_benchmark_is_valid_with_its_where_to_mix_ablation() {
 }
 
 #[test]
+fn tuned_paper_spec_searches_six_methods_with_one_budget_and_shares_the_baselines() {
+    let full = experiments().join("../datasets/full/fashion-mnist/train-images-idx3-ubyte.gz");
+    let sample = experiments().join("../datasets/sample").canonicalize().unwrap();
+    let sets = if full.exists() { Vec::new() } else { support::sample_sets(&sample) };
+    let tuned = oodlab_spec::load(&experiments().join("paper-fmnist-tuned.yaml"), &sets, "v").unwrap();
+    let paper = oodlab_spec::load(&experiments().join("paper-fmnist.yaml"), &sets, "v").unwrap();
+    let entries: Vec<&str> = tuned.tuning.iter().map(|t| t.entry.as_str()).collect();
+    assert_eq!(entries, ["oe", "energy-oe", "mixoe-mixup", "mixoe-cutmix", "lmoe", "lmoe-authors-code"]);
+    // One budget, sampler, schedule and cell for all: the comparison is even.
+    for t in &tuned.tuning {
+        let s = &t.search;
+        assert_eq!((s.trials, s.epoch_budget, s.rungs(), s.cells), (8, 24, vec![1, 3], 1), "{}", t.entry);
+        assert_eq!((t.seeds.as_slice(), t.splits.as_slice()), (&[0u64][..], &[0usize][..]));
+        assert_eq!(t.waiting.len(), 9, "{}: its 3 seeds x 3 splits wait for the choice", t.entry);
+    }
+    // The baselines are paper-fmnist's own runs (same ids): not trained again.
+    let ids = |e: &oodlab_spec::Experiment| -> Vec<String> {
+        e.runs.iter().filter(|r| r.entry == "baseline").map(|r| r.run_id.0.clone()).collect()
+    };
+    assert_eq!(ids(&tuned), ids(&paper));
+}
+
+#[test]
 fn mixoe_protocol_starts_every_fine_tune_from_the_one_seed_0_baseline() {
     let path = experiments().join("mixoe-protocol.yaml");
     let full = experiments().join("../datasets/full/fashion-mnist/train-images-idx3-ubyte.gz");
