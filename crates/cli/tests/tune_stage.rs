@@ -161,13 +161,28 @@ fn a_search_runs_its_trials_as_runs_chooses_on_validation_ood_and_queues_the_ent
     assert!(text(&out.stderr).contains("all 4 runs of `t` are already done; nothing to run"), "{}", text(&out.stderr));
     assert_eq!(query(&home, RECORD), record);
 
-    // The store lost: rebuilt from the run folders, the tuned entry's runs are there again (the
-    // search's record is not yet rebuilt: the choice is compared with the one before).
+    // The store lost: rebuilt from the run folders, the tuned entry's runs, the search's record
+    // and its choice are there again — and a rerun still trains nothing.
     let choice = query(&home, CHOICE);
+    let tune_status = run_ok(oodlab(&home).args(["status", "t", "--tune", "oe", "--format", "json"]));
     std::fs::remove_file(home.join("oodlab.db")).unwrap();
     run_ok(oodlab(&home).args(["store", "rebuild"]));
     let again = run_ok(oodlab(&home).args(["results", "t", "--format", "json"]));
     assert_eq!(text(&again.stdout), text(&results.stdout));
+    assert_eq!(query(&home, RECORD), record);
+    assert_eq!(query(&home, CHOICE), choice);
+    let again = run_ok(oodlab(&home).args(["status", "t", "--tune", "oe", "--format", "json"]));
+    // (Rebuilt attempts end when they are replayed: the times, and so the trajectory's order, are
+    // the rebuild's, not the training's.)
+    let untimed = |out: &std::process::Output| {
+        let mut v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v.as_object_mut().unwrap().remove("trajectory");
+        v["rungs"].as_array_mut().unwrap().iter_mut().for_each(|r| drop(r.as_object_mut().unwrap().remove("ended_at")));
+        v
+    };
+    assert_eq!(untimed(&again), untimed(&tune_status));
+    let out = run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
+    assert!(text(&out.stderr).contains("all 4 runs of `t` are already done; nothing to run"), "{}", text(&out.stderr));
 
     // Killed with SIGKILL mid-search, then run again: the same record and choice as the search
     // that ran through (training is deterministic), no trial started twice.

@@ -32,7 +32,7 @@ use thiserror::Error;
 pub use browse::{is_field_path, ExperimentSummary, Progress, RunQuery, RunSort, DOCUMENTED_VIEWS, RUN_SORT_COLUMNS};
 pub use maintenance::{is_damaged, says_damaged, Integrity, RunFolder};
 pub use queue::{GridRow, NewGrid, QueueRow, QueuedRun, QueuedRunTime, RunningRow, SchedulerRow, SlurmTaskRow};
-pub use rebuild::{Manifest, Rebuilt, MANIFEST};
+pub use rebuild::{Manifest, Rebuilt, TrialRungRecord, MANIFEST};
 pub use rows::*;
 pub use tuning::{ChoiceRow, NewTrialRung, TrialRunRow};
 

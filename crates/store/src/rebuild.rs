@@ -23,6 +23,19 @@ pub struct Manifest {
     pub spec_path: String,
     pub spec_yaml: String,
     pub runs: Vec<NewRun>,
+    /// The tuning stage's trial rungs with their runs, as queued (issue #33).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trials: Vec<TrialRungRecord>,
+    /// The searches' choices.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<crate::ChoiceRow>,
+}
+
+/// A trial rung in a manifest: its record and its runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrialRungRecord {
+    pub rung: crate::NewTrialRung,
+    pub runs: Vec<NewRun>,
 }
 
 impl Manifest {
@@ -79,16 +92,20 @@ impl Store {
         // keeps the folder every manifest names for it, so the order changes nothing read.
         for m in &manifests {
             self.register(&m.experiment, &m.spec_path, &m.spec_yaml, &m.runs).await?;
+            self.restore_tuning(&m.trials, &m.choices).await?;
             out.experiments.push(m.experiment.clone());
         }
+        // Every run a manifest names: the experiments' own, then the tuning trials'.
+        let all = |m: &Manifest| m.runs.iter().chain(m.trials.iter().flat_map(|t| &t.runs)).cloned().collect::<Vec<NewRun>>();
+        let named: Vec<NewRun> = manifests.iter().flat_map(all).collect();
         let mut seen = std::collections::HashSet::new();
-        for r in manifests.iter().flat_map(|m| &m.runs) {
+        for r in &named {
             if !seen.insert(r.id.clone()) {
                 continue;
             }
             // A run shared by experiments trained in one of their folders: the one that holds
             // its events is its folder.
-            let named: Vec<&str> = manifests.iter().flat_map(|m| &m.runs).filter(|o| o.id == r.id).map(|o| o.run_dir.as_str()).collect();
+            let named: Vec<&str> = named.iter().filter(|o| o.id == r.id).map(|o| o.run_dir.as_str()).collect();
             let holds = |d: &&&str| Path::new(**d).join(files::EVENTS).exists();
             let folder = PathBuf::from(named.iter().find(holds).copied().unwrap_or(r.run_dir.as_str()));
             sqlx::query("UPDATE runs SET run_dir = ?2 WHERE id = ?1")

@@ -11,7 +11,7 @@ use crate::{RunStatus, Store, StoreError};
 type R<T> = Result<T, StoreError>;
 
 /// One rung of one trial, as it is queued: its runs (one per seed and split of the search).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct NewTrialRung {
     pub search: String,
     pub experiment: String,
@@ -45,7 +45,7 @@ pub struct TrialRunRow {
 }
 
 /// A search's end.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, sqlx::FromRow)]
 pub struct ChoiceRow {
     pub search: String,
     pub experiment: String,
@@ -126,6 +126,51 @@ impl Store {
         }
         tx.commit().await?;
         Ok(queued)
+    }
+
+    /// Restores a search's record as a rebuild finds it in a manifest: the trial rungs' runs
+    /// (registered in no experiment) with their rows, and the choices.
+    pub(crate) async fn restore_tuning(&self, rungs: &[crate::rebuild::TrialRungRecord], choices: &[ChoiceRow]) -> R<()> {
+        let mut tx = self.pool.begin().await?;
+        for t in rungs {
+            for r in &t.runs {
+                insert_run(&mut tx, r).await?;
+                sqlx::query(
+                    "INSERT INTO tune_trials (search, experiment, entry, trial, rung, epochs, point, field_values, run_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+                )
+                .bind(&t.rung.search)
+                .bind(&t.rung.experiment)
+                .bind(&t.rung.entry)
+                .bind(t.rung.trial)
+                .bind(t.rung.rung)
+                .bind(t.rung.epochs)
+                .bind(&t.rung.point)
+                .bind(&t.rung.values)
+                .bind(&r.id)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        for c in choices {
+            sqlx::query(
+                "INSERT INTO tune_choices (search, experiment, entry, trial, field_values, objective, spent_epochs, budget_epochs, chosen_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(search) DO NOTHING",
+            )
+            .bind(&c.search)
+            .bind(&c.experiment)
+            .bind(&c.entry)
+            .bind(c.trial)
+            .bind(&c.field_values)
+            .bind(c.objective)
+            .bind(c.spent_epochs)
+            .bind(c.budget_epochs)
+            .bind(&c.chosen_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     /// A search's trial runs, by trial and rung, with the objective's `metric` of `score` on the

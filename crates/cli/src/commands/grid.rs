@@ -68,15 +68,19 @@ pub fn new_grid(
         jobs.push(job);
     }
     // The registration, beside the runs' folders: what `oodlab store rebuild` makes the store's
-    // experiment again from, should the store be lost.
+    // experiment again from, should the store be lost. The tuning stage's record in it stays (its
+    // searches are known by their own hashes; the stage adds the final runs again).
+    let folder = settings::run_dir(home, &exp.name, "x");
+    let folder = folder.parent().expect("a run folder is inside its experiment's");
+    let before = oodlab_store::Manifest::read(folder);
     let manifest = oodlab_store::Manifest {
         experiment: exp.name.clone(),
         spec_path: exp.path.display().to_string(),
         spec_yaml: exp.resolved_yaml.clone(),
         runs: runs.clone(),
+        trials: before.as_ref().map_or(Vec::new(), |m| m.trials.clone()),
+        choices: before.map_or(Vec::new(), |m| m.choices),
     };
-    let folder = settings::run_dir(home, &exp.name, "x");
-    let folder = folder.parent().expect("a run folder is inside its experiment's");
     manifest.write(folder).map_err(|e| anyhow::anyhow!("writing {}: {e}", folder.join(oodlab_store::MANIFEST).display()))?;
     Ok(NewGrid {
         experiment: exp.name.clone(),

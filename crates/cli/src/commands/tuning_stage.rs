@@ -140,6 +140,11 @@ impl TuningStage {
             values: serde_json::to_string(&values).map_err(|e| e.to_string())?,
         };
         store.add_trial_rung(grid.id, &record, &runs, &jobs).await.map_err(|e| e.to_string())?;
+        self.update_manifest(&exp.name, |m| {
+            if !m.trials.iter().any(|t| t.rung == record) {
+                m.trials.push(oodlab_store::TrialRungRecord { rung: record.clone(), runs: runs.clone() });
+            }
+        })?;
         Ok(jobs)
     }
 
@@ -166,17 +171,32 @@ impl TuningStage {
             jobs.push(job);
         }
         let queued_now = store.add_choice(grid.id, choice, &runs, &jobs).await.map_err(|e| e.to_string())?;
-        // The experiment's registration beside its runs gains them, so a rebuilt store has them.
-        let folder = crate::settings::run_dir(&self.home, &exp.name, "x");
-        let folder = folder.parent().expect("a run folder is inside its experiment's");
-        if let Some(mut m) = oodlab_store::Manifest::read(folder) {
+        // The experiment's registration beside its runs gains them and the choice, so a rebuilt
+        // store has them.
+        self.update_manifest(&exp.name, |m| {
             let new: Vec<_> = runs.iter().filter(|r| m.runs.iter().all(|o| o.id != r.id)).cloned().collect();
-            if !new.is_empty() {
-                m.runs.extend(new);
-                m.write(folder).map_err(|e| format!("writing {}: {e}", folder.join(oodlab_store::MANIFEST).display()))?;
+            m.runs.extend(new);
+            if !m.choices.iter().any(|c| c.search == choice.search) {
+                m.choices.push(choice.clone());
             }
-        }
+        })?;
         Ok(jobs.into_iter().filter(|j| queued_now.contains(&j.run_id)).collect())
+    }
+}
+
+impl TuningStage {
+    /// Changes the manifest of `experiment` (`runs/<experiment>/experiment.json`, what `oodlab
+    /// store rebuild` reads) with `change`, and writes it when it changed.
+    fn update_manifest(&self, experiment: &str, change: impl FnOnce(&mut oodlab_store::Manifest)) -> Result<(), String> {
+        let folder = crate::settings::run_dir(&self.home, experiment, "x");
+        let folder = folder.parent().expect("a run folder is inside its experiment's");
+        let Some(mut m) = oodlab_store::Manifest::read(folder) else { return Ok(()) };
+        let before = m.clone();
+        change(&mut m);
+        if m != before {
+            m.write(folder).map_err(|e| format!("writing {}: {e}", folder.join(oodlab_store::MANIFEST).display()))?;
+        }
+        Ok(())
     }
 }
 
