@@ -14,6 +14,9 @@ CREATE TABLE tune_trials (
     epochs      INTEGER NOT NULL,          -- the epochs of its schedule this rung trains to
     point       TEXT NOT NULL,             -- the sampler's coordinates, JSON list
     field_values TEXT NOT NULL,            -- the values set, JSON list of [field, value]
+    metric      TEXT NOT NULL,             -- the objective: auroc, fpr95 (minimized), aupr_in, aupr_out
+    score       TEXT NOT NULL,             --   of this score on the validation OOD set
+    budget_epochs INTEGER NOT NULL,        -- the search's budget (what a reader shows without the spec)
     run_id      TEXT NOT NULL REFERENCES runs(id),
     PRIMARY KEY (search, trial, rung, run_id)
 );

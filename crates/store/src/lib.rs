@@ -34,7 +34,7 @@ pub use maintenance::{is_damaged, says_damaged, Integrity, RunFolder};
 pub use queue::{GridRow, NewGrid, QueueRow, QueuedRun, QueuedRunTime, RunningRow, SchedulerRow, SlurmTaskRow};
 pub use rebuild::{Manifest, Rebuilt, TrialRungRecord, MANIFEST};
 pub use rows::*;
-pub use tuning::{ChoiceRow, NewTrialRung, TrialRunRow};
+pub use tuning::{ChoiceRow, NewTrialRung, TrialRunRow, TuningRung};
 
 #[derive(Debug, Error)]
 pub enum StoreError {

@@ -23,6 +23,29 @@ pub struct NewTrialRung {
     pub point: String,
     /// `[field, value]` pairs, JSON.
     pub values: String,
+    /// The objective (`auroc`, `fpr95`, `aupr_in`, `aupr_out`) of `score` on the validation OOD
+    /// set, and the search's budget in epochs: what a reader shows without the spec.
+    pub metric: String,
+    pub score: String,
+    pub budget_epochs: i64,
+}
+
+/// One trial rung of a search, for readers (the dashboard): its runs and how many are done, and
+/// the mean of the objective's metric over those that have it.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct TuningRung {
+    pub search: String,
+    pub entry: String,
+    pub trial: i64,
+    pub rung: i64,
+    pub epochs: i64,
+    pub field_values: String,
+    pub metric: String,
+    pub score: String,
+    pub budget_epochs: i64,
+    pub runs: i64,
+    pub done: i64,
+    pub objective: Option<f64>,
 }
 
 /// One run of a trial's rung with what the store knows of it: what a search's next step is
@@ -74,8 +97,8 @@ impl Store {
         for (r, job) in runs.iter().zip(jobs) {
             insert_run(&mut tx, r).await?;
             sqlx::query(
-                "INSERT INTO tune_trials (search, experiment, entry, trial, rung, epochs, point, field_values, run_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+                "INSERT INTO tune_trials (search, experiment, entry, trial, rung, epochs, point, field_values, metric, score, budget_epochs, run_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
             )
             .bind(&rung.search)
             .bind(&rung.experiment)
@@ -85,6 +108,9 @@ impl Store {
             .bind(rung.epochs)
             .bind(&rung.point)
             .bind(&rung.values)
+            .bind(&rung.metric)
+            .bind(&rung.score)
+            .bind(rung.budget_epochs)
             .bind(&r.id)
             .execute(&mut *tx)
             .await?;
@@ -136,8 +162,8 @@ impl Store {
             for r in &t.runs {
                 insert_run(&mut tx, r).await?;
                 sqlx::query(
-                    "INSERT INTO tune_trials (search, experiment, entry, trial, rung, epochs, point, field_values, run_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
+                    "INSERT INTO tune_trials (search, experiment, entry, trial, rung, epochs, point, field_values, metric, score, budget_epochs, run_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
                 )
                 .bind(&t.rung.search)
                 .bind(&t.rung.experiment)
@@ -147,6 +173,9 @@ impl Store {
                 .bind(t.rung.epochs)
                 .bind(&t.rung.point)
                 .bind(&t.rung.values)
+                .bind(&t.rung.metric)
+                .bind(&t.rung.score)
+                .bind(t.rung.budget_epochs)
                 .bind(&r.id)
                 .execute(&mut *tx)
                 .await?;
@@ -262,19 +291,35 @@ impl Store {
         .await?)
     }
 
-    /// The search's choice, once made.
-    pub async fn choice(&self, search: &str) -> R<Option<ChoiceRow>> {
-        Ok(sqlx::query_as::<_, ChoiceRow>("SELECT * FROM tune_choices WHERE search = ?1").bind(search).fetch_optional(&self.pool).await?)
-    }
-
-    /// Every search of `experiment`'s entries with its choice, if made: (search, entry).
-    pub async fn searches(&self, experiment: &str) -> R<Vec<(String, String)>> {
-        Ok(sqlx::query_as::<_, (String, String)>(
-            "SELECT DISTINCT search, entry FROM tune_trials WHERE experiment = ?1 ORDER BY entry, search",
+    /// Every trial rung of `experiment`'s searches, by entry, search, trial and rung: what the
+    /// dashboard shows (the objective is the mean over the rung's runs that have one).
+    pub async fn tuning_rungs(&self, experiment: &str) -> R<Vec<TuningRung>> {
+        Ok(sqlx::query_as::<_, TuningRung>(
+            "SELECT t.search, t.entry, t.trial, t.rung, t.epochs, t.field_values, t.metric, t.score, t.budget_epochs,
+                    COUNT(*) AS runs, SUM(r.status = 'done') AS done,
+                    AVG(CASE t.metric WHEN 'auroc' THEN o.auroc WHEN 'fpr95' THEN o.fpr95 WHEN 'aupr_in' THEN o.aupr_in ELSE o.aupr_out END) AS objective
+             FROM tune_trials t JOIN runs r ON r.id = t.run_id
+             LEFT JOIN ood_metrics o ON o.run_id = t.run_id AND o.ood_set = 'val_ood' AND o.score = t.score
+             WHERE t.experiment = ?1
+             GROUP BY t.search, t.trial, t.rung
+             ORDER BY t.entry, t.search, t.trial, t.rung",
         )
         .bind(experiment)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// The choices of `experiment`'s searches.
+    pub async fn choices(&self, experiment: &str) -> R<Vec<ChoiceRow>> {
+        Ok(sqlx::query_as::<_, ChoiceRow>("SELECT * FROM tune_choices WHERE experiment = ?1 ORDER BY entry, search")
+            .bind(experiment)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// The search's choice, once made.
+    pub async fn choice(&self, search: &str) -> R<Option<ChoiceRow>> {
+        Ok(sqlx::query_as::<_, ChoiceRow>("SELECT * FROM tune_choices WHERE search = ?1").bind(search).fetch_optional(&self.pool).await?)
     }
 }
 

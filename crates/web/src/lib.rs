@@ -13,6 +13,7 @@ pub mod dashboards;
 mod error;
 mod html;
 mod pages;
+mod tuning;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

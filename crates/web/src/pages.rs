@@ -225,6 +225,8 @@ pub async fn experiment(
         }
         body.push_str("</ul></section>");
     }
+    // The tuned entries' searches (issue #33), when the experiment has any.
+    body.push_str(&crate::tuning::section(&store.tuning_rungs(&name).await?, &store.choices(&name).await?));
     body.push_str("<nav class=\"dashboards\">");
     for d in state.dashboards() {
         let current = dashboard.is_some_and(|x| x.name == d.name);

@@ -272,3 +272,96 @@ async fn a_collapsed_fine_tune_is_flagged_on_every_page() {
     let v = get_json(&r, "/api/runs/c1").await;
     assert_eq!(v["flags"][0]["flag"], "acc-drop");
 }
+
+#[tokio::test]
+async fn a_tuned_entry_s_search_is_shown_on_the_experiment_page() {
+    use oodlab_protocol::Event;
+    use oodlab_store::{ChoiceRow, NewGrid, NewRun, NewTrialRung, Outcome, QueuedRun, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join("runs")).unwrap();
+    let store = Store::open(&home.join("oodlab.db")).await.unwrap();
+    let new = |id: &str, entry: &str, parent: Option<&str>| NewRun {
+        id: id.into(),
+        entry: entry.into(),
+        method: if parent.is_some() { "oe" } else { "ce" }.into(),
+        seed: 0,
+        split: 0,
+        parent_id: parent.map(Into::into),
+        config_json: r#"{"seed": 0, "split": 0, "settings": {"data": {"id": "fashion"}}}"#.into(),
+        grid_json: "{}".into(),
+        run_dir: home.join("runs/tuned").join(id).display().to_string(),
+    };
+    let job = |id: &str, after: Option<&str>| QueuedRun {
+        run_id: id.into(),
+        parent_id: after.map(Into::into),
+        label: id.into(),
+        job: "{}".into(),
+    };
+    let grid = NewGrid {
+        experiment: "tuned".into(),
+        spec_path: "tuned.yaml".into(),
+        spec_yaml: "name: tuned".into(),
+        runs: vec![new("p1", "baseline", None)],
+        jobs: vec![job("p1", None)],
+        priority: 0,
+        max_slots: None,
+        retries: 0,
+        slurm: None,
+        rescore: false,
+        stall_timeout: None,
+        retry_delay: None,
+        notify: None,
+    };
+    let queue = store.enqueue(&grid).await.unwrap();
+    // Trial 0 (weight 0.1) at rungs 0 and 1 (1 and 2 epochs), trial 1 (weight 2) at rung 0; a
+    // budget of 4 epochs, 3 spent (trial 0's 2, trial 1's 1).
+    let rung = |trial: i64, rung: i64, weight: f64| NewTrialRung {
+        search: "s1".into(),
+        experiment: "tuned".into(),
+        entry: "oe".into(),
+        trial,
+        rung,
+        epochs: rung + 1,
+        point: "[0]".into(),
+        values: format!("[[\"method.weight\",{weight}]]"),
+        metric: "auroc".into(),
+        score: "msp".into(),
+        budget_epochs: 4,
+    };
+    for (r, id, after, auroc) in
+        [(rung(0, 0, 0.1), "t0", None, 0.6), (rung(1, 0, 2.0), "t1", None, 0.7), (rung(0, 1, 0.1), "t0b", Some("t0"), 0.8)]
+    {
+        store.add_trial_rung(queue, &r, &[new(id, "oe", Some("p1"))], &[job(id, after.or(Some("p1")))]).await.unwrap();
+        store.start_attempt(id, "cpu:0", "host", None).await.unwrap();
+        store.record_event(id, &ood("val_ood", "msp", auroc)).await.unwrap();
+        store.end_attempt(id, &Outcome::Done { exit_code: 0 }).await.unwrap();
+    }
+    let choice = ChoiceRow {
+        search: "s1".into(),
+        experiment: "tuned".into(),
+        entry: "oe".into(),
+        trial: Some(0),
+        field_values: Some("[[\"method.weight\",0.1]]".into()),
+        objective: Some(0.8),
+        spent_epochs: 3,
+        budget_epochs: 4,
+        chosen_at: "2026-12-07T15:00:00.000Z".into(),
+    };
+    assert_eq!(store.add_choice(queue, &choice, &[new("f1", "oe", Some("p1"))], &[job("f1", Some("p1"))]).await.unwrap(), ["f1"]);
+    store.record_event("p1", &Event::Metric { name: "id_acc".into(), value: 0.9 }).await.unwrap();
+    store.close().await;
+
+    let r = oodlab_web::router(AppState::open(&home, Some(&repo_dashboards())).await.unwrap());
+    let (status, body) = get(&r, "/experiments/tuned").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("<section id=\"tuning\"><h2>Tuning</h2><h3>oe <small>search s1</small></h3>"), "{body}");
+    assert!(body.contains("3 of 4 epochs spent; objective: auroc of msp on the validation OOD set"), "{body}");
+    assert!(body.contains("<b>chosen: trial 0, method.weight=0.1 (objective 0.8000)</b>"), "{body}");
+    assert!(body.contains("<tr><td>0</td><td>1</td><td>2</td><td>method.weight=0.1</td><td>1/1</td><td>0.8000</td></tr>"), "{body}");
+    assert!(body.contains("<tr><td>1</td><td>0</td><td>1</td><td>method.weight=2</td><td>1/1</td><td>0.7000</td></tr>"), "{body}");
+    // An experiment without a search has no section.
+    let (_dir, _home, plain) = router().await;
+    let (_, body) = get(&plain, "/experiments/exp").await;
+    assert!(body.contains("<h1>exp</h1>") && !body.contains("id=\"tuning\""), "{body}");
+}

@@ -138,6 +138,9 @@ impl TuningStage {
             epochs: i64::from(epochs),
             point: serde_json::to_string(point).map_err(|e| e.to_string())?,
             values: serde_json::to_string(&values).map_err(|e| e.to_string())?,
+            metric: plan.metric.name().into(),
+            score: plan.score.name().into(),
+            budget_epochs: plan.search.epoch_budget as i64,
         };
         store.add_trial_rung(grid.id, &record, &runs, &jobs).await.map_err(|e| e.to_string())?;
         self.update_manifest(&exp.name, |m| {
