@@ -78,10 +78,11 @@ measure() { # name, spec text
   local row
   row=$(sqlite3 "$home/oodlab.db" "$q")
   local n=${row%%|*} ran=${row##*|}
-  local wall
-  wall=$(echo "$end - $start" | bc -l)
-  printf '%-10s %4d runs  wall %6.1f s  workers %6.1f s  scheduler %5.3f s a run\n' "$1" "$n" "$wall" "$ran" "$(echo "($wall - $ran) / $n" | bc -l)"
-  echo "$(echo "($wall - $ran) / $n" | bc -l)" > "$work/$1.overhead"
+  local wall per
+  wall=$(awk -v a="$start" -v b="$end" 'BEGIN { print b - a }')
+  per=$(awk -v w="$wall" -v r="$ran" -v n="$n" 'BEGIN { print (w - r) / n }')
+  printf '%-10s %4d runs  wall %6.1f s  workers %6.1f s  scheduler %5.3f s a run\n' "$1" "$n" "$wall" "$ran" "$per"
+  echo "$per" > "$work/$1.overhead"
 }
 
 cpu="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs) (family $(grep -m1 'cpu family' /proc/cpuinfo | cut -d: -f2 | xargs), model $(grep -m1 '^model[[:space:]]*:' /proc/cpuinfo | cut -d: -f2 | xargs)), $(nproc) cores"
@@ -97,7 +98,6 @@ done
 same=$(sqlite3 "$work/exhaustive/oodlab.db" "SELECT field_values FROM tune_choices")
 asha=$(sqlite3 "$work/asha/oodlab.db" "SELECT field_values FROM tune_choices")
 [ "$same" = "$asha" ] && echo "ASHA chose what the exhaustive search chose" || echo "ASHA chose $asha, the exhaustive search $same"
-printf 'scheduler time a run, tuned / plain grid: exhaustive %.2fx, asha %.2fx\n' \
-  "$(echo "$(cat "$work/exhaustive.overhead") / $(cat "$work/plain.overhead")" | bc -l)" \
-  "$(echo "$(cat "$work/asha.overhead") / $(cat "$work/plain.overhead")" | bc -l)"
+ratio() { awk -v a="$(cat "$work/$1.overhead")" -v b="$(cat "$work/plain.overhead")" 'BEGIN { print a / b }'; }
+printf 'scheduler time a run, tuned / plain grid: exhaustive %.2fx, asha %.2fx\n' "$(ratio exhaustive)" "$(ratio asha)"
 rm -rf "$work"
