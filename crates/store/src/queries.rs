@@ -26,19 +26,7 @@ impl Store {
         .await?;
         sqlx::query("DELETE FROM experiment_runs WHERE experiment = ?1").bind(experiment).execute(&mut *tx).await?;
         for (position, r) in runs.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO runs (id, method, seed, split, parent_id, config, run_dir) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT(id) DO NOTHING",
-            )
-            .bind(&r.id)
-            .bind(&r.method)
-            .bind(r.seed)
-            .bind(r.split)
-            .bind(&r.parent_id)
-            .bind(&r.config_json)
-            .bind(&r.run_dir)
-            .execute(&mut *tx)
-            .await?;
+            crate::tuning::insert_run(&mut tx, r).await?;
             sqlx::query("INSERT INTO experiment_runs (experiment, run_id, entry, grid, position) VALUES (?1, ?2, ?3, ?4, ?5)")
                 .bind(experiment)
                 .bind(&r.id)

@@ -96,24 +96,7 @@ impl Store {
             .await?;
         for (r, job) in runs.iter().zip(jobs) {
             insert_run(&mut tx, r).await?;
-            sqlx::query(
-                "INSERT INTO tune_trials (search, experiment, entry, trial, rung, epochs, point, field_values, metric, score, budget_epochs, run_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
-            )
-            .bind(&rung.search)
-            .bind(&rung.experiment)
-            .bind(&rung.entry)
-            .bind(rung.trial)
-            .bind(rung.rung)
-            .bind(rung.epochs)
-            .bind(&rung.point)
-            .bind(&rung.values)
-            .bind(&rung.metric)
-            .bind(&rung.score)
-            .bind(rung.budget_epochs)
-            .bind(&r.id)
-            .execute(&mut *tx)
-            .await?;
+            insert_trial_row(&mut tx, rung, &r.id).await?;
             queue_run(&mut tx, queue_id, position, job).await?;
             position += 1;
         }
@@ -161,42 +144,11 @@ impl Store {
         for t in rungs {
             for r in &t.runs {
                 insert_run(&mut tx, r).await?;
-                sqlx::query(
-                    "INSERT INTO tune_trials (search, experiment, entry, trial, rung, epochs, point, field_values, metric, score, budget_epochs, run_id)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
-                )
-                .bind(&t.rung.search)
-                .bind(&t.rung.experiment)
-                .bind(&t.rung.entry)
-                .bind(t.rung.trial)
-                .bind(t.rung.rung)
-                .bind(t.rung.epochs)
-                .bind(&t.rung.point)
-                .bind(&t.rung.values)
-                .bind(&t.rung.metric)
-                .bind(&t.rung.score)
-                .bind(t.rung.budget_epochs)
-                .bind(&r.id)
-                .execute(&mut *tx)
-                .await?;
+                insert_trial_row(&mut tx, &t.rung, &r.id).await?;
             }
         }
         for c in choices {
-            sqlx::query(
-                "INSERT INTO tune_choices (search, experiment, entry, trial, field_values, objective, spent_epochs, budget_epochs, chosen_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(search) DO NOTHING",
-            )
-            .bind(&c.search)
-            .bind(&c.experiment)
-            .bind(&c.entry)
-            .bind(c.trial)
-            .bind(&c.field_values)
-            .bind(c.objective)
-            .bind(c.spent_epochs)
-            .bind(c.budget_epochs)
-            .bind(&c.chosen_at)
-            .execute(&mut *tx)
-            .await?;
+            insert_choice(&mut tx, c).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -225,21 +177,7 @@ impl Store {
     /// there (none when they were queued already: a scheduler started again).
     pub async fn add_choice(&self, queue_id: i64, choice: &ChoiceRow, runs: &[NewRun], jobs: &[QueuedRun]) -> R<Vec<String>> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO tune_choices (search, experiment, entry, trial, field_values, objective, spent_epochs, budget_epochs, chosen_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(search) DO NOTHING",
-        )
-        .bind(&choice.search)
-        .bind(&choice.experiment)
-        .bind(&choice.entry)
-        .bind(choice.trial)
-        .bind(&choice.field_values)
-        .bind(choice.objective)
-        .bind(choice.spent_epochs)
-        .bind(choice.budget_epochs)
-        .bind(&choice.chosen_at)
-        .execute(&mut *tx)
-        .await?;
+        insert_choice(&mut tx, choice).await?;
         let mut er: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position) + 1, 0) FROM experiment_runs WHERE experiment = ?1")
             .bind(&choice.experiment)
             .fetch_one(&mut *tx)
@@ -323,7 +261,49 @@ impl Store {
     }
 }
 
-async fn insert_run(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, r: &NewRun) -> R<()> {
+async fn insert_trial_row(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, rung: &NewTrialRung, run_id: &str) -> R<()> {
+    sqlx::query(
+        "INSERT INTO tune_trials (search, experiment, entry, trial, rung, epochs, point, field_values, metric, score, budget_epochs, run_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
+    )
+    .bind(&rung.search)
+    .bind(&rung.experiment)
+    .bind(&rung.entry)
+    .bind(rung.trial)
+    .bind(rung.rung)
+    .bind(rung.epochs)
+    .bind(&rung.point)
+    .bind(&rung.values)
+    .bind(&rung.metric)
+    .bind(&rung.score)
+    .bind(rung.budget_epochs)
+    .bind(run_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn insert_choice(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, c: &ChoiceRow) -> R<()> {
+    sqlx::query(
+        "INSERT INTO tune_choices (search, experiment, entry, trial, field_values, objective, spent_epochs, budget_epochs, chosen_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(search) DO NOTHING",
+    )
+    .bind(&c.search)
+    .bind(&c.experiment)
+    .bind(&c.entry)
+    .bind(c.trial)
+    .bind(&c.field_values)
+    .bind(c.objective)
+    .bind(c.spent_epochs)
+    .bind(c.budget_epochs)
+    .bind(&c.chosen_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Registers run `r` unless it is known (runs are shared by experiments and searches).
+pub(crate) async fn insert_run(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, r: &NewRun) -> R<()> {
     sqlx::query(
         "INSERT INTO runs (id, method, seed, split, parent_id, config, run_dir) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
          ON CONFLICT(id) DO NOTHING",
