@@ -82,8 +82,9 @@ pub struct ChoiceRow {
     pub chosen_at: String,
 }
 
-/// The metrics a search may optimize: the `ood_metrics` columns.
-const METRICS: [&str; 4] = ["auroc", "fpr95", "aupr_in", "aupr_out"];
+/// The objective of a trial run: its row's metric of its row's score on the validation OOD set.
+const OBJECTIVE: &str =
+    "CASE t.metric WHEN 'auroc' THEN o.auroc WHEN 'fpr95' THEN o.fpr95 WHEN 'aupr_in' THEN o.aupr_in ELSE o.aupr_out END";
 
 impl Store {
     /// Registers a trial rung's runs and queues them in grid `queue_id`, with the record's rows,
@@ -154,22 +155,19 @@ impl Store {
         Ok(())
     }
 
-    /// A search's trial runs, by trial and rung, with the objective's `metric` of `score` on the
-    /// validation OOD set and the guard's accuracies.
-    pub async fn trial_runs(&self, search: &str, score: &str, metric: &str) -> R<Vec<TrialRunRow>> {
-        if !METRICS.contains(&metric) {
-            return Err(StoreError::Invalid(format!("no OOD metric `{metric}` (one of {})", METRICS.join(", "))));
-        }
+    /// A search's trial runs, by trial and rung, with their objective (the search's metric of
+    /// its score on the validation OOD set, as its rows name them) and the guard's accuracies.
+    pub async fn trial_runs(&self, search: &str) -> R<Vec<TrialRunRow>> {
         let sql = format!(
             "SELECT t.trial, t.rung, t.epochs, t.point, t.field_values, t.run_id, r.status,
                     (SELECT value FROM run_metrics m WHERE m.run_id = t.run_id AND m.name = 'id_val_acc') AS id_val_acc,
                     (SELECT val_acc FROM epochs e WHERE e.run_id = r.parent_id ORDER BY e.epoch DESC LIMIT 1) AS parent_val_acc,
-                    o.{metric} AS metric, r.ended_at
+                    {OBJECTIVE} AS metric, r.ended_at
              FROM tune_trials t JOIN runs r ON r.id = t.run_id
-             LEFT JOIN ood_metrics o ON o.run_id = t.run_id AND o.ood_set = 'val_ood' AND o.score = ?2
+             LEFT JOIN ood_metrics o ON o.run_id = t.run_id AND o.ood_set = 'val_ood' AND o.score = t.score
              WHERE t.search = ?1 ORDER BY t.trial, t.rung, t.run_id"
         );
-        Ok(sqlx::query_as::<_, TrialRunRow>(&sql).bind(search).bind(score).fetch_all(&self.pool).await?)
+        Ok(sqlx::query_as::<_, TrialRunRow>(&sql).bind(search).fetch_all(&self.pool).await?)
     }
 
     /// Records a search's end and registers the runs that waited for it: into the experiment's
@@ -232,19 +230,16 @@ impl Store {
     /// Every trial rung of `experiment`'s searches, by entry, search, trial and rung: what the
     /// dashboard shows (the objective is the mean over the rung's runs that have one).
     pub async fn tuning_rungs(&self, experiment: &str) -> R<Vec<TuningRung>> {
-        Ok(sqlx::query_as::<_, TuningRung>(
+        let sql = format!(
             "SELECT t.search, t.entry, t.trial, t.rung, t.epochs, t.field_values, t.metric, t.score, t.budget_epochs,
-                    COUNT(*) AS runs, SUM(r.status = 'done') AS done,
-                    AVG(CASE t.metric WHEN 'auroc' THEN o.auroc WHEN 'fpr95' THEN o.fpr95 WHEN 'aupr_in' THEN o.aupr_in ELSE o.aupr_out END) AS objective
+                    COUNT(*) AS runs, SUM(r.status = 'done') AS done, AVG({OBJECTIVE}) AS objective
              FROM tune_trials t JOIN runs r ON r.id = t.run_id
              LEFT JOIN ood_metrics o ON o.run_id = t.run_id AND o.ood_set = 'val_ood' AND o.score = t.score
              WHERE t.experiment = ?1
              GROUP BY t.search, t.trial, t.rung
-             ORDER BY t.entry, t.search, t.trial, t.rung",
-        )
-        .bind(experiment)
-        .fetch_all(&self.pool)
-        .await?)
+             ORDER BY t.entry, t.search, t.trial, t.rung"
+        );
+        Ok(sqlx::query_as::<_, TuningRung>(&sql).bind(experiment).fetch_all(&self.pool).await?)
     }
 
     /// The choices of `experiment`'s searches.

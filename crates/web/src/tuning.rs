@@ -19,11 +19,8 @@ pub fn section(rungs: &[TuningRung], choices: &[ChoiceRow]) -> String {
         return String::new();
     }
     let mut out = String::from("<section id=\"tuning\"><h2>Tuning</h2>");
-    let mut i = 0;
-    while i < rungs.len() {
-        let first = &rungs[i];
-        let j = i + rungs[i..].iter().take_while(|r| r.search == first.search).count();
-        let search = &rungs[i..j];
+    for search in rungs.chunk_by(|a, b| a.search == b.search) {
+        let first = &search[0];
         // Epochs spent: each trial's highest rung, on each of its runs.
         let mut spent = 0;
         for r in search {
@@ -65,7 +62,6 @@ pub fn section(rungs: &[TuningRung], choices: &[ChoiceRow]) -> String {
             ));
         }
         out.push_str("</table>");
-        i = j;
     }
     out.push_str("</section>");
     out

@@ -97,17 +97,14 @@ pub const RUNG_HEADER: [&str; 7] = ["trial", "rung", "epochs", "values", "object
 /// The search of `plan` as the store records it.
 pub async fn search_summary(store: &Store, plan: &TunePlan) -> anyhow::Result<SearchSummary> {
     let search = plan.id();
-    let rows = store.trial_runs(&search, plan.score.name(), plan.metric.name()).await?;
+    let rows = store.trial_runs(&search).await?;
     let trials = record(plan, &rows, &HashSet::new());
     let rungs = plan.search.rungs();
     let cells = u64::from(plan.search.cells);
 
     let mut lines = Vec::new();
-    let mut i = 0;
-    while i < rows.len() {
-        let (t, k) = (rows[i].trial as usize, rows[i].rung as usize);
-        let j = i + rows[i..].iter().take_while(|r| r.trial as usize == t && r.rung as usize == k).count();
-        let runs = &rows[i..j];
+    for runs in super::tuning_stage::rungs_of(&rows) {
+        let (t, k) = (runs[0].trial as usize, runs[0].rung as usize);
         let state = trials[t].rungs[k];
         lines.push(RungLine {
             trial: t,
@@ -127,7 +124,6 @@ pub async fn search_summary(store: &Store, plan: &TunePlan) -> anyhow::Result<Se
             runs: runs.len(),
             ended_at: runs.iter().filter_map(|r| r.ended_at.clone()).max().filter(|_| state != Rung::Running),
         });
-        i = j;
     }
     // Best so far against epochs spent, in the order rungs ended.
     let mut ended: Vec<&RungLine> = lines.iter().filter(|l| l.ended_at.is_some()).collect();

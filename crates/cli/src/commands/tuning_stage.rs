@@ -23,11 +23,14 @@ pub struct TuningStage {
     home: PathBuf,
     /// Experiments planned from the spec the store recorded, by that spec's text.
     planned: Mutex<HashMap<String, Arc<Experiment>>>,
+    /// (grid, search) pairs whose left-over trial runs, or whose final runs, this stage has
+    /// queued in that grid already: done once per grid, not at every step.
+    settled: Mutex<std::collections::HashSet<(i64, String)>>,
 }
 
 impl TuningStage {
     pub fn new(home: &Path) -> TuningStage {
-        TuningStage { home: home.to_path_buf(), planned: Mutex::new(HashMap::new()) }
+        TuningStage { home: home.to_path_buf(), planned: Mutex::new(HashMap::new()), settled: Mutex::new(Default::default()) }
     }
 
     /// The experiment as its recorded spec plans it now.
@@ -51,13 +54,18 @@ impl TuningStage {
         let mut over = true;
         for plan in &exp.tuning {
             let search = plan.id();
+            let key = (grid.id, search.clone());
             let mut chosen = store.choice(&search).await.map_err(s)?;
-            if chosen.is_none() {
+            let first_ask = self.settled.lock().expect("not poisoned").insert(key.clone());
+            if chosen.is_some() && !first_ask {
+                continue; // its final runs are queued in this grid
+            }
+            if chosen.is_none() && first_ask {
                 // Trial runs a stopped scheduler left unfinished, queued by a grid this one replaced.
                 grown.extend(store.requeue_trials(grid.id, &search).await.map_err(s)?);
             }
             while chosen.is_none() && grown.len() < want {
-                let rows = store.trial_runs(&search, plan.score.name(), plan.metric.name()).await.map_err(s)?;
+                let rows = store.trial_runs(&search).await.map_err(s)?;
                 let record = record(plan, &rows, grid.failed);
                 match plan.search.next(&record) {
                     Step::Start { trial, point, epochs } => {
@@ -89,7 +97,11 @@ impl TuningStage {
             }
             match chosen {
                 // Queued with the entry's runs once (a scheduler started again finds them queued).
-                Some(choice) => grown.extend(self.add_finals(store, grid, &exp, plan, &choice).await?),
+                Some(choice) => {
+                    grown.extend(self.add_finals(store, grid, &exp, plan, &choice).await?);
+                    // Chosen during this ask: its final runs are now queued.
+                    self.settled.lock().expect("not poisoned").insert(key);
+                }
                 None => over = false,
             }
         }
@@ -230,12 +242,8 @@ fn cells<'e>(exp: &'e Experiment, plan: &TunePlan) -> Vec<&'e RunConfig> {
 /// objective is the mean of its runs' (negated for a metric that is minimized).
 pub fn record(plan: &TunePlan, rows: &[TrialRunRow], failed: &std::collections::HashSet<String>) -> Vec<TrialRecord> {
     let mut trials: Vec<TrialRecord> = Vec::new();
-    let mut i = 0;
-    while i < rows.len() {
-        let (trial, rung) = (rows[i].trial, rows[i].rung);
-        let j = i + rows[i..].iter().take_while(|r| r.trial == trial && r.rung == rung).count();
-        let runs = &rows[i..j];
-        if trial as usize == trials.len() {
+    for runs in rungs_of(rows) {
+        if runs[0].trial as usize == trials.len() {
             let point: Vec<f64> = serde_json::from_str(&runs[0].point).unwrap_or_default();
             trials.push(TrialRecord { point, rungs: Vec::new() });
         }
@@ -262,9 +270,13 @@ pub fn record(plan: &TunePlan, rows: &[TrialRunRow], failed: &std::collections::
         if let Some(t) = trials.last_mut() {
             t.rungs.push(state);
         }
-        i = j;
     }
     trials
+}
+
+/// The runs of each trial rung: `rows` (ordered by trial and rung) cut where either changes.
+pub fn rungs_of(rows: &[TrialRunRow]) -> impl Iterator<Item = &[TrialRunRow]> {
+    rows.chunk_by(|a, b| (a.trial, a.rung) == (b.trial, b.rung))
 }
 
 /// The chosen trial's objective as its metric reports it (FPR@95 not negated), at its top rung.
