@@ -173,9 +173,16 @@ fn a_scheduler_already_on_the_home_runs_the_rescore_as_jobs_of_its_own() {
     }
     assert!(statuses(&home, "det2").iter().all(|r| r["status"] == "done" && r["attempts"] == 1));
     // It served the rescore as a grid of its own kind, beside the training grid, which finished.
-    wait_for("the busy grid to finish", || try_statuses(&home, "busy").iter().all(|r| r["status"] == "done"));
-    let ls = run_ok(oodlab(&home).args(["queue", "ls", "--format", "json"]));
-    let q: serde_json::Value = serde_json::from_slice(&ls.stdout).unwrap();
+    // The grid ends just after its last run is recorded done (another statement): waited for.
+    let queue = || {
+        let ls = run_ok(oodlab(&home).args(["queue", "ls", "--format", "json"]));
+        serde_json::from_slice::<serde_json::Value>(&ls.stdout).unwrap()
+    };
+    wait_for("the busy grid to finish", || {
+        queue()["grids"].as_array().unwrap().iter().any(|g| g["experiment"] == "busy" && g["state"] != "queued")
+    });
+    assert!(try_statuses(&home, "busy").iter().all(|r| r["status"] == "done"));
+    let q = queue();
     let grids = q["grids"].as_array().unwrap();
     assert!(grids.iter().any(|g| g["experiment"] == "det2" && g["kind"] == "rescore" && g["state"] == "finished"), "{q}");
     assert!(grids.iter().any(|g| g["experiment"] == "busy" && g["kind"] == "train" && g["state"] == "finished"), "{q}");

@@ -235,6 +235,9 @@ pub async fn serve(
         if !cancelling {
             st.settle().await?;
             st.launch(&mut free, &cfg, &tx, slurm_tx.as_ref()).await?;
+            // A stage asked in `launch` may have said it is over: its grid ends now, not at the
+            // next tick (its last run is already on record as done).
+            st.settle().await?;
         }
         if st.running.is_empty() && (cancelling || (until == Until::QueueEmpty && st.grids.is_empty())) {
             // A message posted since the last read still counts.
