@@ -228,3 +228,26 @@ fn the_choice_never_reads_a_test_set_and_follows_the_validation_set() {
     let (_, s_choice, _) = run("swapped", &swapped);
     assert_ne!(s_choice[0]["trial"], choice[0]["trial"], "the choice follows the validation set: {s_choice:?} against {choice:?}");
 }
+
+#[test]
+fn a_search_comes_before_the_runs_of_a_grid_of_lower_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let spec = spec(dir.path());
+    // Queued first, at a lower priority: a plain grid whose runs are always ready.
+    let low_dir = dir.path().join("low");
+    std::fs::create_dir_all(&low_dir).unwrap();
+    let low = write_spec(&low_dir, &sized(spec_text("low", "  baseline: {method: ce}", "  seeds: [7, 8]", ""), 400, 3));
+    run_ok(oodlab(&home).args(["queue", "add"]).arg(&low).arg("--priority=-1"));
+    run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
+    let started = |sql: &str| query(&home, sql).iter().map(|r| r["started_at"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let trials = started("SELECT r.started_at FROM tune_trials t JOIN runs r ON r.id = t.run_id");
+    let tuned = started("SELECT r.started_at FROM experiment_runs e JOIN runs r ON r.id = e.run_id WHERE e.experiment = 't'");
+    let lower = started("SELECT r.started_at FROM experiment_runs e JOIN runs r ON r.id = e.run_id WHERE e.experiment = 'low'");
+    assert!(trials.len() >= 4 && tuned.len() == 4, "{trials:?} {tuned:?}");
+    // The slot went to the search's trials, then to the chosen entry's runs, and only then to
+    // the grid below: with the search asked only when no grid had a ready run, `low` took the
+    // slot as soon as the baselines were done.
+    let last_tuned = trials.iter().chain(&tuned).max().unwrap();
+    assert!(lower.iter().all(|s| s > last_tuned), "low started {lower:?}, before the search's last run at {last_tuned}");
+}

@@ -545,8 +545,9 @@ impl State<'_> {
         // Under Slurm, this round's runs go out together as job arrays.
         let mut batch = Vec::new();
         while !free.is_empty() {
-            let mut pick = None;
-            for (gi, g) in self.grids.iter().enumerate() {
+            let (mut pick, mut grew) = (None, false);
+            for gi in 0..self.grids.len() {
+                let g = &self.grids[gi];
                 if g.ended || g.max_slots.is_some_and(|m| g.running >= m) {
                     continue;
                 }
@@ -560,13 +561,18 @@ impl State<'_> {
                     pick = Some((gi, pos));
                     break;
                 }
-            }
-            let Some((gi, pos)) = pick else {
-                if self.grow(free.len()).await? {
-                    continue;
+                // Nothing ready here, but its stage may add runs: they come before any run of a
+                // grid of lower priority.
+                let id = g.id;
+                if self.grow(id, free.len()).await? {
+                    grew = true;
+                    break;
                 }
-                break;
-            };
+            }
+            if grew {
+                continue;
+            }
+            let Some((gi, pos)) = pick else { break };
             let g = &mut self.grids[gi];
             let run = g.pending.remove(pos).expect("index in range");
             g.running += 1;
@@ -594,50 +600,43 @@ impl State<'_> {
         Ok(())
     }
 
-    /// Asks the stages of the grids that may gain runs (by priority, then order added) for up to
-    /// `want` more; true when one gave any. A stage that fails, or has nothing to add while its
-    /// grid has nothing left to wait for, is over: its grid finishes with what it has (logged).
-    async fn grow(&mut self, want: usize) -> Result<bool, SchedError> {
+    /// Asks a grid's stage, if it may gain runs, for up to `want` more; true when it gave any. A
+    /// stage that fails, or has nothing to add while its grid has nothing left to wait for, is
+    /// over: its grid finishes with what it has (logged).
+    async fn grow(&mut self, id: i64, want: usize) -> Result<bool, SchedError> {
         let Some(stage) = self.stage.clone() else { return Ok(false) };
-        let asked: Vec<i64> = self
-            .grids
-            .iter()
-            .filter(|g| !g.ended && !g.stage_over && g.stage_dirty && g.max_slots.is_none_or(|m| g.running < m))
-            .map(|g| g.id)
-            .collect();
-        for id in asked {
-            let experiment = self.experiment_of(id);
-            let grown = stage.next(self.store, crate::StageGrid { id, experiment: &experiment, failed: &self.failed }, want).await;
-            let ids: Vec<String> = grown.as_ref().map_or(Vec::new(), |g| g.runs.iter().map(|r| r.run_id.clone()).collect());
-            let parents: Vec<String> = grown.as_ref().map_or(Vec::new(), |g| g.runs.iter().filter_map(|r| r.parent_id.clone()).collect());
-            let statuses = self.store.statuses(&[ids.clone(), parents.clone()].concat()).await?;
-            let dirs = self.store.run_dirs(&[ids.clone(), parents].concat()).await?;
-            let g = self.grid(id).expect("asked grids are served");
-            let idle = g.pending.is_empty() && g.running == 0;
-            let (runs, over) = match grown {
-                Ok(grown) => (grown.runs, grown.over),
-                Err(reason) => {
-                    tracing::error!("`{experiment}`: its tuning stage failed, and the runs that wait for it are not run: {reason}");
-                    (Vec::new(), true)
-                }
-            };
-            let (pending, already) = self.planned(runs, false, id, &statuses, &dirs)?;
-            self.summary.already_done += already;
-            let g = self.grid_mut(id).expect("asked grids are served");
-            // Asked again only when something changes, unless it gave all it was asked for.
-            g.stage_dirty = !over && pending.len() + already >= want.max(1);
-            g.stage_over = over;
-            if !over && pending.is_empty() && already == 0 && idle && !g.stage_dirty {
-                tracing::error!("`{experiment}`: its tuning stage waits for nothing; the grid ends with what it has");
-                g.stage_over = true;
-            }
-            let grew = !pending.is_empty();
-            g.pending.extend(pending);
-            if grew {
-                return Ok(true);
-            }
+        let g = self.grid(id).expect("asked grids are served");
+        if g.ended || g.stage_over || !g.stage_dirty || g.max_slots.is_some_and(|m| g.running >= m) {
+            return Ok(false);
         }
-        Ok(false)
+        let experiment = self.experiment_of(id);
+        let grown = stage.next(self.store, crate::StageGrid { id, experiment: &experiment, failed: &self.failed }, want).await;
+        let ids: Vec<String> = grown.as_ref().map_or(Vec::new(), |g| g.runs.iter().map(|r| r.run_id.clone()).collect());
+        let parents: Vec<String> = grown.as_ref().map_or(Vec::new(), |g| g.runs.iter().filter_map(|r| r.parent_id.clone()).collect());
+        let statuses = self.store.statuses(&[ids.clone(), parents.clone()].concat()).await?;
+        let dirs = self.store.run_dirs(&[ids.clone(), parents].concat()).await?;
+        let g = self.grid(id).expect("asked grids are served");
+        let idle = g.pending.is_empty() && g.running == 0;
+        let (runs, over) = match grown {
+            Ok(grown) => (grown.runs, grown.over),
+            Err(reason) => {
+                tracing::error!("`{experiment}`: its tuning stage failed, and the runs that wait for it are not run: {reason}");
+                (Vec::new(), true)
+            }
+        };
+        let (pending, already) = self.planned(runs, false, id, &statuses, &dirs)?;
+        self.summary.already_done += already;
+        let g = self.grid_mut(id).expect("asked grids are served");
+        // Asked again only when something changes, unless it gave all it was asked for.
+        g.stage_dirty = !over && pending.len() + already >= want.max(1);
+        g.stage_over = over;
+        if !over && pending.is_empty() && already == 0 && idle && !g.stage_dirty {
+            tracing::error!("`{experiment}`: its tuning stage waits for nothing; the grid ends with what it has");
+            g.stage_over = true;
+        }
+        let grew = !pending.is_empty();
+        g.pending.extend(pending);
+        Ok(grew)
     }
 
     /// Submits a round's runs to Slurm, one job array per grid with its own Slurm settings; a
