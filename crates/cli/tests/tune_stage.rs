@@ -251,3 +251,93 @@ fn a_search_comes_before_the_runs_of_a_grid_of_lower_priority() {
     let last_tuned = trials.iter().chain(&tuned).max().unwrap();
     assert!(lower.iter().all(|s| s > last_tuned), "low started {lower:?}, before the search's last run at {last_tuned}");
 }
+
+/// The shapes of the tensors in a safetensors file, read from its header.
+fn shapes(path: &Path) -> serde_json::Map<String, Value> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header.as_object().unwrap().iter().filter(|(k, _)| *k != "__metadata__").map(|(k, v)| (k.clone(), v["shape"].clone())).collect()
+}
+
+#[test]
+fn a_search_on_held_out_id_classes_trains_its_trials_and_their_parent_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let written = std::fs::read_to_string(spec(dir.path())).unwrap();
+    let from = "objective: {metric: auroc, score: msp, on: val_ood}";
+    assert!(written.contains(from));
+    let spec = write_spec(dir.path(), &written.replace(from, "objective: {metric: auroc, score: msp, on: {classes: 1}}"));
+    let out = run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
+    let said = text(&out.stderr);
+
+    // Every trial starts from one parent: the seed-0 baseline trained again without one class.
+    let parents = query(&home, "SELECT DISTINCT r.parent_id FROM tune_trials t JOIN runs r ON r.id = t.run_id WHERE t.rung = 0");
+    assert_eq!(parents.len(), 1, "{parents:?}");
+    let parent = parents[0]["parent_id"].as_str().unwrap();
+    let row = &query(&home, &format!("SELECT config, status FROM runs WHERE id = '{parent}'"))[0];
+    assert_eq!(row["status"], "done", "{said}");
+    let config: Value = serde_json::from_str(row["config"].as_str().unwrap()).unwrap();
+    let baselines = query(
+        &home,
+        "SELECT r.id, r.config FROM experiment_runs er JOIN runs r ON r.id = er.run_id WHERE er.experiment = 't' AND er.entry = 'baseline' AND r.seed = 0",
+    );
+    let baseline: Value = serde_json::from_str(baselines[0]["config"].as_str().unwrap()).unwrap();
+    assert_ne!(baselines[0]["id"], parent);
+    let held = config["classes"]["val_classes"].as_array().unwrap().clone();
+    assert_eq!(held.len(), 1);
+    let id_classes = baseline["classes"]["id_classes"].as_array().unwrap();
+    assert!(id_classes.contains(&held[0]) && !config["classes"]["id_classes"].as_array().unwrap().contains(&held[0]));
+    assert_eq!(config["classes"]["id_classes"].as_array().unwrap().len(), id_classes.len() - 1);
+    assert_eq!(config["settings"]["eval"]["validation_only"], true);
+    assert_eq!(config["settings"]["train"], baseline["settings"]["train"], "the baseline's training, on fewer classes");
+    // Neither it nor a trial has a test set's metric.
+    let sets = query(
+        &home,
+        &format!("SELECT DISTINCT ood_set FROM ood_metrics WHERE run_id = '{parent}' OR run_id IN (SELECT run_id FROM tune_trials)"),
+    );
+    assert_eq!(sets, vec![serde_json::json!({"ood_set": "val_ood"})]);
+
+    // A trial's validation OOD images are the ID training images of the held-out class: as many
+    // as the sample's training labels count of it (gzip and the IDX header read here).
+    let class = held[0].as_u64().unwrap() as u8;
+    let labels =
+        run_ok(std::process::Command::new("gzip").arg("-dc").arg(sample().join("fashion-mnist/train-labels-idx1-ubyte.gz"))).stdout;
+    let count = labels[8..].iter().filter(|&&l| l == class).count();
+    let trial = query(&home, "SELECT run_id FROM tune_trials ORDER BY trial, rung LIMIT 1")[0]["run_id"].as_str().unwrap().to_string();
+    let scores = shapes(&home.join("runs/t").join(&trial).join("scores.safetensors"));
+    assert_eq!(scores["val_ood.msp"], serde_json::json!([count.min(2000)]), "{scores:?}");
+    // Its logits are those of the classes it trained on: one fewer than the baseline's.
+    assert_eq!(scores["val_ood.logits"][1], serde_json::json!(id_classes.len() - 1));
+
+    // The final runs train on every ID class, from the written baselines.
+    let finals = query(
+        &home,
+        "SELECT r.parent_id, r.config FROM experiment_runs er JOIN runs r ON r.id = er.run_id WHERE er.experiment = 't' AND er.entry = 'oe'",
+    );
+    assert_eq!(finals.len(), 2);
+    for f in &finals {
+        let c: Value = serde_json::from_str(f["config"].as_str().unwrap()).unwrap();
+        assert!(c["classes"].get("val_classes").is_none() && c["classes"]["id_classes"].as_array().unwrap() == id_classes);
+        assert!(baselines
+            .iter()
+            .chain(&query(&home, "SELECT id FROM runs WHERE seed = 1 AND method = 'ce' AND parent_id IS NULL"))
+            .any(|b| b["id"] == f["parent_id"]));
+    }
+    assert_eq!(query(&home, CHOICE).len(), 1);
+    let plan = run_ok(oodlab(&home).arg("plan").arg(&spec));
+    assert!(
+        text(&plan.stdout).contains("on 1 of each split's ID classes (drawn with seed 0), held out of the trials' training"),
+        "{}",
+        text(&plan.stdout)
+    );
+
+    // The store lost and rebuilt: the parent trained for the search is there again, done.
+    let record = query(&home, RECORD);
+    std::fs::remove_file(home.join("oodlab.db")).unwrap();
+    run_ok(oodlab(&home).args(["store", "rebuild"]));
+    assert_eq!(query(&home, RECORD), record);
+    assert_eq!(query(&home, &format!("SELECT status FROM runs WHERE id = '{parent}'")), vec![serde_json::json!({"status": "done"})]);
+    let out = run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
+    assert!(text(&out.stderr).contains("all 4 runs of `t` are already done; nothing to run"), "{}", text(&out.stderr));
+}

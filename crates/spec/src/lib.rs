@@ -28,7 +28,7 @@ pub use mixing::{Noise, Pair, Stage};
 pub use oodlab_tune::{asha::Asha, Dist, Space};
 pub use plan::{RunConfig, RunId, SplitClasses};
 pub use position::{Position, PositionIndex};
-pub use tuning::TunePlan;
+pub use tuning::{HeldClasses, TunePlan};
 pub use types::*;
 
 use locate::Locator;

@@ -30,6 +30,10 @@ impl std::fmt::Display for RunId {
 pub struct SplitClasses {
     pub id_classes: Vec<u32>,
     pub heldout: Vec<u32>,
+    /// Classes of the split's ID set held out of this run's training as its validation OOD set
+    /// (a tuning trial judged `on: {classes: N}`, and its parents); empty for every other run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub val_classes: Vec<u32>,
 }
 
 /// Everything a worker needs to train and evaluate one run.
@@ -93,6 +97,10 @@ impl RunConfig {
             "train_limit": s.data.train_limit,
             "datasets": datasets,
         });
+        // Written only when set: every run before them keeps its id.
+        if !self.classes.val_classes.is_empty() {
+            data["val_classes"] = serde_json::json!(self.classes.val_classes);
+        }
         // The validation slice held out of the outliers changes what a fine-tune trains on (runs
         // made before it existed were trained on the whole pool and keep their ids); a run
         // that trains on no outliers is unchanged by it.
@@ -541,7 +549,7 @@ pub(crate) fn expand(
                 entry: entry_name.clone(),
                 seed: point.seed,
                 split: point.split,
-                classes: SplitClasses { id_classes: split.id_classes, heldout: split.heldout },
+                classes: SplitClasses { id_classes: split.id_classes, heldout: split.heldout, val_classes: Vec::new() },
                 settings,
                 datasets: used,
                 parent,

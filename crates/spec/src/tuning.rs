@@ -14,7 +14,7 @@ use serde_yaml::{Mapping, Value};
 
 use crate::error::{did_you_mean, Origin, SpecError};
 use crate::locate::Locator;
-use crate::plan::{RunConfig, RunId};
+use crate::plan::{RunConfig, RunId, SplitClasses};
 use crate::types::{DatasetSpec, RunSettings, Score, SpecFile, TuneBlock, TuneMetric};
 
 /// One entry's search, resolved: what the tuning stage runs before the entry's own runs.
@@ -32,9 +32,34 @@ pub struct TunePlan {
     /// A trial whose ID validation accuracy drops more than this below its parent's is never
     /// chosen (the entry's `eval.max_acc_drop`).
     pub max_acc_drop: f64,
+    /// `on: {classes: N}`: the validation OOD set is N of each split's ID classes, held out of
+    /// the trials' training and of their parents' (which are trained again without them).
+    pub held_classes: Option<HeldClasses>,
     /// The runs the choice replaces: the entry's, and those of entries that start from them.
     pub waiting: Vec<RunId>,
 }
+
+/// A fine-grained validation OOD set: `count` of a split's ID classes, drawn with `seed` (and
+/// the split's index), the same for every trial and every searched entry of that split.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldClasses {
+    pub count: u32,
+    pub seed: u64,
+}
+
+impl HeldClasses {
+    /// `classes` with `count` of its ID classes drawn out of them into `val_classes`.
+    pub fn apply(&self, classes: &SplitClasses, split: usize) -> SplitClasses {
+        let k = classes.id_classes.len();
+        let drawn = oodlab_data::order::subset(k, self.count as usize, self.seed ^ HELD_CLASSES_SEED ^ split as u64);
+        let val_classes: Vec<u32> = drawn.iter().map(|&i| classes.id_classes[i]).collect();
+        let id_classes = classes.id_classes.iter().copied().filter(|c| !val_classes.contains(c)).collect();
+        SplitClasses { id_classes, heldout: classes.heldout.clone(), val_classes }
+    }
+}
+
+/// Seed of the held-out validation classes' draw (xored with the spec's and the split's).
+const HELD_CLASSES_SEED: u64 = 0x0063_6c61_7373_6573;
 
 impl TunePlan {
     /// The search's name in the store: a hash of everything that decides its trials and choice
@@ -53,6 +78,11 @@ impl TunePlan {
             self.splits,
             self.max_acc_drop
         );
+        // Written only when set: the searches planned before it existed keep their names.
+        let identity = match self.held_classes {
+            Some(h) => format!("{identity}|{h:?}"),
+            None => identity,
+        };
         Sha256::digest(identity.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect()
     }
 
@@ -60,15 +90,58 @@ impl TunePlan {
     /// split the trials use) with the trial's `values` set, evaluated on validation data only,
     /// and trained to `epochs` of its schedule (an ASHA rung; the full `train.epochs` when equal).
     /// Its id is its own: a rung of it is another run, and a final run is never a trial.
-    pub fn trial_run(&self, base: &RunConfig, values: &[(String, serde_json::Value)], epochs: u32) -> Result<RunConfig, String> {
+    /// With `on: {classes: N}` it trains without those classes, from its parent trained again
+    /// without them (one of [`TunePlan::trial_parents`]); `runs` are the experiment's.
+    pub fn trial_run(
+        &self,
+        base: &RunConfig,
+        values: &[(String, serde_json::Value)],
+        epochs: u32,
+        runs: &[RunConfig],
+    ) -> Result<RunConfig, String> {
         if base.entry != self.entry {
             return Err(format!("run {} is of entry `{}`, not `{}`", base.run_id, base.entry, self.entry));
         }
-        let mut run = with_values(base, values)?;
-        run.settings.eval.validation_only = true;
+        let mut run = self.for_search(&with_values(base, values)?, runs)?;
         run.settings.train.stop_after = (epochs < run.settings.train.epochs).then_some(epochs);
         for (name, value) in values {
             run.grid.insert(format!("tune.{name}"), value.clone());
+        }
+        run.run_id = run.compute_id();
+        Ok(run)
+    }
+
+    /// The runs a trial of `base` starts from that the search trains itself, parents first:
+    /// with `on: {classes: N}`, `base`'s ancestors trained without the held-out classes (and
+    /// evaluated on validation data only); none otherwise.
+    pub fn trial_parents(&self, base: &RunConfig, runs: &[RunConfig]) -> Result<Vec<RunConfig>, String> {
+        if self.held_classes.is_none() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        let mut at = base.parent.clone();
+        while let Some(id) = at {
+            let parent =
+                runs.iter().find(|r| r.run_id == id).ok_or_else(|| format!("run {} has a parent {id} the plan lacks", base.run_id))?;
+            out.push(self.for_search(parent, runs)?);
+            at = parent.parent.clone();
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// `run` as the search trains it: evaluated on validation data only, and with `on: {classes:
+    /// N}` without those classes, from its parent so changed; its id recomputed.
+    fn for_search(&self, run: &RunConfig, runs: &[RunConfig]) -> Result<RunConfig, String> {
+        let mut run = run.clone();
+        run.settings.eval.validation_only = true;
+        if let Some(h) = self.held_classes {
+            run.classes = h.apply(&run.classes, run.split);
+            if let Some(id) = &run.parent {
+                let parent =
+                    runs.iter().find(|r| &r.run_id == id).ok_or_else(|| format!("run {} has a parent {id} the plan lacks", run.run_id))?;
+                run.parent = Some(self.for_search(parent, runs)?.run_id);
+            }
         }
         run.run_id = run.compute_id();
         Ok(run)
@@ -265,27 +338,7 @@ fn resolve(
 
     // What a trial is judged by: a validation OOD set, never a test set.
     let objective = b.objective.clone().unwrap_or_default();
-    let test_sets: Vec<&str> = ["test", "heldout", "id"].into_iter().chain(settings.data.ood.iter().map(String::as_str)).collect();
-    if objective.on != "val_ood" {
-        let message = if test_sets.contains(&objective.on.as_str()) {
-            format!(
-                "`{}` is a test set: a search is judged on validation data only, so that the test sets stay unseen until the final runs",
-                objective.on
-            )
-        } else {
-            format!("unknown objective set `{}`", objective.on)
-        };
-        return Err(at
-            .error("objective.on", message)
-            .with_hint("write `on: val_ood` (the ID validation images against eval.val_ood, or the slice held out of data.outliers)"));
-    }
-    if settings.eval.val_ood.is_none() && settings.data.outliers.is_none() {
-        return Err(at
-            .error("objective.on", format!("entry `{}`'s runs have no validation OOD set to judge a trial on", at.entry))
-            .with_hint(
-                "set eval.val_ood to a declared dataset that is no test set, or give the entry data.outliers (a slice is held out of them)",
-            ));
-    }
+    let held_classes = objective_set(&objective.on, settings, at)?;
     if !settings.eval.scores.contains(&objective.score) {
         return Err(at
             .error(
@@ -307,6 +360,20 @@ fn resolve(
     let seeds = subset(b.seeds.clone(), &entry_seeds, "seeds", "seed", at)?;
     let splits = subset(b.splits.clone(), &entry_splits, "splits", "split", at)?;
     let cells = (seeds.len() * splits.len()) as u64;
+    if let Some(v) = held_classes {
+        // Each split's trials train on its other ID classes: a classifier needs two of them.
+        for r in entry_runs.iter().filter(|r| splits.contains(&r.split)) {
+            let k = r.classes.id_classes.len();
+            if v.count as usize + 2 > k {
+                return Err(at
+                    .error(
+                        "objective.on.classes",
+                        format!("split {} has {k} ID classes: holding out {} would leave fewer than 2 to train on", r.split, v.count),
+                    )
+                    .with_hint(format!("hold out at most {} (1 is the usual choice)", k.saturating_sub(2))));
+            }
+        }
+    }
 
     let epochs = settings.train.epochs;
     let asha = match b.schedule {
@@ -374,8 +441,65 @@ fn resolve(
         seeds,
         splits,
         max_acc_drop: settings.eval.max_acc_drop,
+        held_classes,
         waiting: waiting(at.entry, runs),
     })
+}
+
+/// The validation OOD set an objective names: `val_ood` (None: the entry's `eval.val_ood`, or
+/// the slice held out of its outliers), or `{classes: N, seed: S}`: N of each split's ID classes.
+/// A test set, or anything else, is refused.
+fn objective_set(on: &Value, settings: &RunSettings, at: &Place) -> Result<Option<HeldClasses>, SpecError> {
+    let test_sets: Vec<&str> = ["test", "heldout", "id"].into_iter().chain(settings.data.ood.iter().map(String::as_str)).collect();
+    let hint = "write `on: val_ood` (the ID validation images against eval.val_ood, or the slice held out of data.outliers) or `on: {classes: 1}` (one of the split's ID classes held out of the trials' training)";
+    match on {
+        Value::String(name) if name == "val_ood" => {
+            if settings.eval.val_ood.is_none() && settings.data.outliers.is_none() {
+                return Err(at
+                    .error("objective.on", format!("entry `{}`'s runs have no validation OOD set to judge a trial on", at.entry))
+                    .with_hint(
+                        "set eval.val_ood to a declared dataset that is no test set, give the entry data.outliers (a slice is held out of them), or write `on: {classes: 1}`",
+                    ));
+            }
+            Ok(None)
+        }
+        Value::String(name) => {
+            let message = if test_sets.contains(&name.as_str()) {
+                format!("`{name}` is a test set: a search is judged on validation data only, so that the test sets stay unseen until the final runs")
+            } else {
+                format!("unknown objective set `{name}`")
+            };
+            Err(at.error("objective.on", message).with_hint(hint))
+        }
+        Value::Mapping(m) => {
+            for key in m.keys() {
+                if !matches!(key.as_str(), Some("classes" | "seed")) {
+                    let k = key.as_str().map_or_else(|| yaml_inline(key), str::to_string);
+                    return Err(at
+                        .key_error(&format!("objective.on.{k}"), format!("unknown field `{k}`, expected `classes` or `seed`"))
+                        .with_hint(hint));
+                }
+            }
+            let count = match m.get("classes") {
+                Some(Value::Number(n)) if n.as_u64().is_some_and(|c| c >= 1) => n.as_u64().expect("checked") as u32,
+                Some(v) => {
+                    return Err(at
+                        .error("objective.on.classes", format!("expected a whole number of classes ≥ 1, found {}", yaml_inline(v)))
+                        .with_hint("1 holds out one ID class of each split"))
+                }
+                None => return Err(at.error("objective.on", "`classes` is missing: how many ID classes to hold out").with_hint(hint)),
+            };
+            let seed = match m.get("seed") {
+                None => 0,
+                Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().expect("checked"),
+                Some(v) => return Err(at.error("objective.on.seed", format!("expected a whole number ≥ 0, found {}", yaml_inline(v)))),
+            };
+            Ok(Some(HeldClasses { count, seed }))
+        }
+        other => {
+            Err(at.error("objective.on", format!("expected `val_ood` or `{{classes: N}}`, found {}", yaml_inline(other))).with_hint(hint))
+        }
+    }
 }
 
 fn names(scores: &[Score]) -> String {

@@ -267,7 +267,7 @@ fn trials_and_final_runs_are_the_entrys_runs_with_the_values() {
     let plan = &exp.tuning[0];
     let base = exp.runs.iter().find(|r| r.entry == "oe" && r.seed == 0 && r.split == 0).unwrap();
     let values = vec![("method.weight".to_string(), serde_json::json!(1.0)), ("train.optimizer.lr".to_string(), serde_json::json!(0.01))];
-    let trial = plan.trial_run(base, &values, 1).unwrap();
+    let trial = plan.trial_run(base, &values, 1, &exp.runs).unwrap();
     assert_eq!(serde_json::to_value(&trial.settings.method).unwrap()["weight"], 1.0);
     assert_eq!(trial.settings.train.optimizer.lr, 0.01);
     assert!(trial.settings.eval.validation_only);
@@ -275,11 +275,11 @@ fn trials_and_final_runs_are_the_entrys_runs_with_the_values() {
     assert_eq!((trial.seed, trial.split, &trial.parent), (0, 0, &base.parent), "trained from the same baseline");
     assert_eq!(trial.grid["tune.method.weight"], 1.0);
     // The last rung trains the whole schedule: no stop_after, and still not a final run.
-    let last = plan.trial_run(base, &values, 9).unwrap();
+    let last = plan.trial_run(base, &values, 9, &exp.runs).unwrap();
     assert_eq!(last.settings.train.stop_after, None);
     let ids = [&base.run_id, &trial.run_id, &last.run_id];
     assert!(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2], "{ids:?}");
-    assert!(plan.trial_run(exp.runs.iter().find(|r| r.entry == "baseline").unwrap(), &values, 1).is_err());
+    assert!(plan.trial_run(exp.runs.iter().find(|r| r.entry == "baseline").unwrap(), &values, 1, &exp.runs).is_err());
 
     let finals = plan.final_runs(&exp.runs, &values).unwrap();
     assert_eq!(finals.len(), 12);
@@ -307,4 +307,87 @@ fn trials_and_final_runs_are_the_entrys_runs_with_the_values() {
     same.sort();
     waiting.sort();
     assert_eq!(same, waiting);
+}
+
+#[test]
+fn held_out_classes_as_the_validation_set_are_refused_when_wrong() {
+    let with = |on: &str| bad("      sampler: tpe", &format!("      sampler: tpe\n      objective: {{on: {on}}}"));
+    // Split 0 has 6 ID classes: holding out 5 leaves 1 to train on.
+    let (pos, field, msg) = with("{classes: 5}");
+    assert_eq!((pos, field.as_str()), (at(36, 33), "methods.oe.tune.objective.on.classes"));
+    assert!(msg.contains("split 0 has 6 ID classes: holding out 5 would leave fewer than 2") && msg.contains("at most 4"), "{msg}");
+    let (pos, field, msg) = with("{classes: 0}");
+    assert_eq!((pos, field.as_str()), (at(36, 33), "methods.oe.tune.objective.on.classes"));
+    assert!(msg.contains("expected a whole number of classes ≥ 1, found 0"), "{msg}");
+    let (pos, field, msg) = with("{clases: 1}");
+    assert_eq!((pos, field.as_str()), (at(36, 24), "methods.oe.tune.objective.on.clases"));
+    assert!(msg.contains("unknown field `clases`, expected `classes` or `seed`"), "{msg}");
+    let (_, field, msg) = with("{seed: 1}");
+    assert_eq!(field, "methods.oe.tune.objective.on");
+    assert!(msg.contains("`classes` is missing"), "{msg}");
+    let (_, _, msg) = with("{classes: 1, seed: -1}");
+    assert!(msg.contains("expected a whole number ≥ 0, found -1"), "{msg}");
+    let (_, _, msg) = with("3");
+    assert!(msg.contains("expected `val_ood` or `{classes: N}`, found 3"), "{msg}");
+}
+
+#[test]
+fn held_out_classes_make_the_trials_and_their_parents_train_without_them() {
+    let (_, res) = try_spec("      sampler: tpe", "      sampler: tpe\n      objective: {on: {classes: 1}}\n      splits: [0, 1]");
+    let exp = res.unwrap();
+    let plan = &exp.tuning[0];
+    assert_eq!(plan.held_classes, Some(oodlab_spec::HeldClasses { count: 1, seed: 0 }));
+    let values = vec![("method.weight".to_string(), serde_json::json!(1.0))];
+    let mut held_by_split = Vec::new();
+    for split in [0, 1] {
+        let base = exp.runs.iter().find(|r| r.entry == "oe" && r.seed == 0 && r.split == split).unwrap();
+        let trial = plan.trial_run(base, &values, 1, &exp.runs).unwrap();
+        let held = trial.classes.val_classes.clone();
+        // One of the split's ID classes, out of the trial's ID classes; the held-out test
+        // classes unchanged.
+        assert_eq!(held.len(), 1, "{held:?}");
+        assert!(base.classes.id_classes.contains(&held[0]) && !trial.classes.id_classes.contains(&held[0]));
+        let mut all = trial.classes.id_classes.clone();
+        all.extend(&held);
+        all.sort();
+        assert_eq!(all, base.classes.id_classes);
+        assert_eq!(trial.classes.heldout, base.classes.heldout);
+        // Its parent is the baseline trained again without that class, on validation data only.
+        let parents = plan.trial_parents(base, &exp.runs).unwrap();
+        assert_eq!(parents.len(), 1);
+        let p = &parents[0];
+        let written = exp.runs.iter().find(|r| Some(&r.run_id) == base.parent.as_ref()).unwrap();
+        assert_eq!(trial.parent.as_ref(), Some(&p.run_id));
+        assert_ne!(p.run_id, written.run_id);
+        assert_eq!((p.entry.as_str(), p.seed, p.split, p.parent.as_ref()), ("baseline", 0, split, None));
+        assert_eq!(p.classes, trial.classes);
+        assert!(p.settings.eval.validation_only && p.settings.train == written.settings.train);
+        // Every trial and rung of the split holds out the same class (and so shares the parent).
+        let other = plan.trial_run(base, &[("method.weight".to_string(), serde_json::json!(0.1))], 3, &exp.runs).unwrap();
+        assert_eq!((&other.classes, &other.parent), (&trial.classes, &trial.parent));
+        held_by_split.push(held);
+    }
+    // The final runs train on all the split's ID classes, from the written baselines.
+    let finals = plan.final_runs(&exp.runs, &values).unwrap();
+    for f in finals.iter().filter(|f| f.entry == "oe") {
+        assert!(f.classes.val_classes.is_empty() && !f.settings.eval.validation_only);
+        assert!(exp.runs.iter().any(|r| Some(&r.run_id) == f.parent.as_ref() && r.entry == "baseline"));
+    }
+    // Without held-out classes nothing changes: no parents trained for the search, and the
+    // search keeps its name.
+    let (_, res) = try_spec("name: t", "name: t");
+    let plain = res.unwrap();
+    let base = plain.runs.iter().find(|r| r.entry == "oe" && r.seed == 0 && r.split == 0).unwrap();
+    assert!(plain.tuning[0].trial_parents(base, &plain.runs).unwrap().is_empty());
+    assert_ne!(plain.tuning[0].id(), plan.id());
+    // The seed draws: among seeds 1 to 5, some hold out another class than seed 0's.
+    let held_with = |seed: u64| {
+        let (_, res) =
+            try_spec("      sampler: tpe", &format!("      sampler: tpe\n      objective: {{on: {{classes: 1, seed: {seed}}}}}"));
+        let exp = res.unwrap();
+        let base = exp.runs.iter().find(|r| r.entry == "oe" && r.seed == 0 && r.split == 0).unwrap();
+        exp.tuning[0].trial_run(base, &values, 1, &exp.runs).unwrap().classes.val_classes
+    };
+    assert_eq!(held_with(0), held_by_split[0]);
+    assert!((1..=5).any(|s| held_with(s) != held_by_split[0]), "the seed changes nothing");
 }

@@ -23,6 +23,10 @@ pub struct Manifest {
     pub spec_path: String,
     pub spec_yaml: String,
     pub runs: Vec<NewRun>,
+    /// The runs searches trained for their trials to start from (`on: {classes: N}`: the
+    /// parents trained again without the held-out classes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search_parents: Vec<NewRun>,
     /// The tuning stage's trial rungs with their runs, as queued (issue #33).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trials: Vec<TrialRungRecord>,
@@ -92,11 +96,13 @@ impl Store {
         // keeps the folder every manifest names for it, so the order changes nothing read.
         for m in &manifests {
             self.register(&m.experiment, &m.spec_path, &m.spec_yaml, &m.runs).await?;
-            self.restore_tuning(&m.trials, &m.choices).await?;
+            self.restore_tuning(&m.search_parents, &m.trials, &m.choices).await?;
             out.experiments.push(m.experiment.clone());
         }
-        // Every run a manifest names: the experiments' own, then the tuning trials'.
-        let all = |m: &Manifest| m.runs.iter().chain(m.trials.iter().flat_map(|t| &t.runs)).cloned().collect::<Vec<NewRun>>();
+        // Every run a manifest names: the experiments' own, the searches' parents, the trials'.
+        let all = |m: &Manifest| {
+            m.runs.iter().chain(&m.search_parents).chain(m.trials.iter().flat_map(|t| &t.runs)).cloned().collect::<Vec<NewRun>>()
+        };
         let named: Vec<NewRun> = manifests.iter().flat_map(all).collect();
         let mut seen = std::collections::HashSet::new();
         for r in &named {

@@ -105,6 +105,27 @@ impl Store {
         Ok(())
     }
 
+    /// Registers the runs a search trains for its trials to start from (their parents trained
+    /// without the held-out validation classes) and queues those not queued in grid `queue_id`
+    /// (nor ended), in one transaction. Returns the jobs queued now.
+    pub async fn add_search_parents(&self, queue_id: i64, runs: &[NewRun], jobs: &[QueuedRun]) -> R<Vec<QueuedRun>> {
+        let mut tx = self.pool.begin().await?;
+        let mut position: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position) + 1, 0) FROM queue_runs WHERE queue_id = ?1")
+            .bind(queue_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut queued = Vec::new();
+        for (r, job) in runs.iter().zip(jobs) {
+            insert_run(&mut tx, r).await?;
+            if queue_run(&mut tx, queue_id, position, job).await? {
+                position += 1;
+                queued.push(job.clone());
+            }
+        }
+        tx.commit().await?;
+        Ok(queued)
+    }
+
     /// Queues in grid `queue_id` the search's trial runs that have not ended (left pending,
     /// running or interrupted by a scheduler that stopped) and are not queued there, as their
     /// latest grid queued them: a spec queued again replaces its grid, and the search goes on
@@ -140,8 +161,17 @@ impl Store {
 
     /// Restores a search's record as a rebuild finds it in a manifest: the trial rungs' runs
     /// (registered in no experiment) with their rows, and the choices.
-    pub(crate) async fn restore_tuning(&self, rungs: &[crate::rebuild::TrialRungRecord], choices: &[ChoiceRow]) -> R<()> {
+    pub(crate) async fn restore_tuning(
+        &self,
+        parents: &[NewRun],
+        rungs: &[crate::rebuild::TrialRungRecord],
+        choices: &[ChoiceRow],
+    ) -> R<()> {
         let mut tx = self.pool.begin().await?;
+        // The runs the trials start from first: a trial names its parent.
+        for r in parents {
+            insert_run(&mut tx, r).await?;
+        }
         for t in rungs {
             for r in &t.runs {
                 insert_run(&mut tx, r).await?;

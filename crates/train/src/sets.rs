@@ -118,6 +118,17 @@ fn without(files: Vec<files::LabeledFile>, base: &std::path::Path, excluded: &[S
 /// evaluation and shared by the feature detectors' search and ODIN's.
 pub fn load_val_ood(cfg: &RunConfig) -> Result<Option<ImageSet>, TrainError> {
     let e = &cfg.settings.eval;
+    // A trial judged on held-out ID classes (`on: {classes: N}`): their training images, which
+    // neither it nor its parents trained on; never their test images.
+    if !cfg.classes.val_classes.is_empty() {
+        let held = &cfg.classes.val_classes;
+        let all = load_part(cfg, &cfg.settings.data.id, true, Some(held))?;
+        // (Image files are read for those classes only; an in-memory set is filtered here.)
+        let of_held: Vec<usize> = (0..all.len()).filter(|&i| held.contains(&all.labels[i])).collect();
+        let all = all.select(&of_held);
+        let idx = oodlab_data::order::subset(all.len(), e.val_ood_size, cfg.seed ^ VAL_OOD_SEED);
+        return Ok((!idx.is_empty()).then(|| all.select(&idx)));
+    }
     let Some(name) = e.val_ood.as_ref().or(cfg.settings.data.outliers.as_ref()) else { return Ok(None) };
     let has_train = cfg.datasets.get(name).is_some_and(|d| d.has_train());
     let all = load_part(cfg, name, has_train, None)?;

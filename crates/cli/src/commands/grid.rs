@@ -78,6 +78,7 @@ pub fn new_grid(
         spec_path: exp.path.display().to_string(),
         spec_yaml: exp.resolved_yaml.clone(),
         runs: runs.clone(),
+        search_parents: before.as_ref().map_or(Vec::new(), |m| m.search_parents.clone()),
         trials: before.as_ref().map_or(Vec::new(), |m| m.trials.clone()),
         choices: before.map_or(Vec::new(), |m| m.choices),
     };

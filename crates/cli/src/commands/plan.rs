@@ -97,8 +97,15 @@ fn print_tuning(exp: &oodlab_spec::Experiment) {
             "  {}: {} trials ({sampler}, seed {}), at most {} epochs in all; {schedule}; each on seeds {:?} × splits {:?}",
             t.entry, t.search.trials, t.search.seed, t.search.epoch_budget, t.seeds, t.splits
         );
+        let set = match t.held_classes {
+            Some(h) => format!(
+                "{} of each split's ID classes (drawn with seed {}), held out of the trials' training and of their parents', which the search trains again without them",
+                h.count, h.seed
+            ),
+            None => "the validation OOD set".into(),
+        };
         println!(
-            "    objective: {} of {} on the validation OOD set (never a test set); a trial whose ID accuracy drops more than {} points is not chosen",
+            "    objective: {} of {} on {set} (never a test set); a trial whose ID accuracy drops more than {} points is not chosen",
             t.metric.name(),
             t.score.name(),
             t.max_acc_drop

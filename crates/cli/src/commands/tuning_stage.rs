@@ -61,7 +61,10 @@ impl TuningStage {
                 continue; // its final runs are queued in this grid
             }
             if chosen.is_none() && first_ask {
-                // Trial runs a stopped scheduler left unfinished, queued by a grid this one replaced.
+                // The parents the trials start from that the search trains itself (held-out
+                // classes), then the trial runs a stopped scheduler left unfinished, queued by a
+                // grid this one replaced.
+                grown.extend(self.add_parents(store, grid, &exp, plan).await?);
                 grown.extend(store.requeue_trials(grid.id, &search).await.map_err(s)?);
             }
             while chosen.is_none() && grown.len() < want {
@@ -127,10 +130,10 @@ impl TuningStage {
         let earlier = rung.checked_sub(1).map(|k| plan.search.rungs()[k]);
         let (mut runs, mut jobs) = (Vec::new(), Vec::new());
         for base in cells(exp, plan) {
-            let run = plan.trial_run(base, &values, epochs)?;
+            let run = plan.trial_run(base, &values, epochs, &exp.runs)?;
             let after = match earlier {
                 Some(e) => {
-                    let before = plan.trial_run(base, &values, e)?;
+                    let before = plan.trial_run(base, &values, e, &exp.runs)?;
                     let dir = crate::settings::run_dir(&self.home, &exp.name, &before.run_id.0);
                     Some((before.run_id.0, dir))
                 }
@@ -161,6 +164,38 @@ impl TuningStage {
             }
         })?;
         Ok(jobs)
+    }
+
+    /// Registers and queues the runs the search's trials start from that it trains itself
+    /// (`on: {classes: N}`: each cell's parents without the held-out classes); none otherwise.
+    /// Those queued in this grid already, or ended, are not queued again.
+    async fn add_parents(&self, store: &Store, grid: StageGrid<'_>, exp: &Experiment, plan: &TunePlan) -> Result<Vec<QueuedRun>, String> {
+        let (mut runs, mut jobs) = (Vec::new(), Vec::new());
+        for base in cells(exp, plan) {
+            for p in plan.trial_parents(base, &exp.runs)? {
+                if runs.iter().any(|r: &oodlab_store::NewRun| r.id == p.run_id.0) {
+                    continue;
+                }
+                let label = format!(
+                    "{} seed={} split={} (without classes {:?}, for the search of {})",
+                    p.entry, p.seed, p.split, p.classes.val_classes, plan.entry
+                );
+                let (r, j) = queued(&self.home, &exp.name, exp.resources.stall_timeout, &p, label, None).map_err(|e| e.to_string())?;
+                runs.push(r);
+                jobs.push(j);
+            }
+        }
+        if runs.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A parent trained already (for another search of the split, or by an earlier grid) is
+        // queued all the same: the dispatcher counts it done.
+        let queued_now = store.add_search_parents(grid.id, &runs, &jobs).await.map_err(|e| e.to_string())?;
+        self.update_manifest(&exp.name, |m| {
+            let new: Vec<_> = runs.iter().filter(|r| m.search_parents.iter().all(|o| o.id != r.id)).cloned().collect();
+            m.search_parents.extend(new);
+        })?;
+        Ok(queued_now)
     }
 
     /// Records the choice (if new) and queues the runs that waited for it, with the chosen
@@ -322,6 +357,7 @@ mod tests {
             seeds: vec![0, 1],
             splits: vec![0],
             max_acc_drop: 5.0,
+            held_classes: None,
             waiting: Vec::new(),
         }
     }

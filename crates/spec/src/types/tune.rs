@@ -62,7 +62,10 @@ fn three() -> u32 {
 }
 
 /// What a trial is judged by: `metric` of `score`'s separation of the ID validation images from
-/// the validation OOD set. Only `on: val_ood` exists: the test sets are never an objective.
+/// a validation OOD set: `on: val_ood` (the entry's `eval.val_ood`, or the slice held out of its
+/// outliers) or `on: {classes: N, seed: S}` (N of the split's ID classes held out of the trials'
+/// training). Read as written, then checked where it is resolved (the test sets are never an
+/// objective).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectiveBlock {
@@ -71,14 +74,14 @@ pub struct ObjectiveBlock {
     #[serde(default = "msp")]
     pub score: Score,
     #[serde(default = "val_ood")]
-    pub on: String,
+    pub on: serde_yaml::Value,
 }
 
 fn msp() -> Score {
     Score::Msp
 }
-fn val_ood() -> String {
-    "val_ood".into()
+fn val_ood() -> serde_yaml::Value {
+    serde_yaml::Value::String("val_ood".into())
 }
 
 impl Default for ObjectiveBlock {
