@@ -15,7 +15,12 @@ home=${1:-$here/.oodlab}
 oodlab=${OODLAB:-$here/target/release/oodlab}
 out=$here/docs/results
 pairs=(--pair lmoe:oe --pair lmoe:mixoe-mixup --pair lmoe:mixoe-cutmix)
-for exp in paper-fmnist mixoe-protocol; do
+exps=(paper-fmnist mixoe-protocol)
+# The fairly tuned comparison (issue #33), once its grid has been queued on this home.
+if "$oodlab" --home "$home" status paper-fmnist-tuned >/dev/null 2>&1; then
+  exps+=(paper-fmnist-tuned)
+fi
+for exp in "${exps[@]}"; do
   rm -rf "${out:?}/$exp"
   "$oodlab" report "$here/experiments/$exp.yaml" --home "$home" --out "$out/$exp" \
     --baseline baseline "${pairs[@]}" --claims "$out/claims.yaml"
@@ -27,14 +32,23 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 # Results: does this benchmark support the LMOE abstract's claims?
 
 Each claim of the LMOE abstract (arXiv 2509.11892) is written as paired tests in
-[`claims.yaml`](claims.yaml) and checked by `oodlab report --claims` on the finished runs of two
-experiments on the Fashion-MNIST fine-grained benchmark (ID: 6 Fashion-MNIST classes;
+[`claims.yaml`](claims.yaml) and checked by `oodlab report --claims` on the finished runs of the
+experiments below, on the Fashion-MNIST fine-grained benchmark (ID: 6 Fashion-MNIST classes;
 fine-grained OOD `heldout`: the 4 held-out classes; coarse OOD: MNIST; outliers: Animal-MNIST):
 
 - [`paper-fmnist/`](paper-fmnist/report.md): [`experiments/paper-fmnist.yaml`](../../experiments/paper-fmnist.yaml),
   the benchmark's shortened fine-tune protocol, 3 seeds × 3 splits, with LMOE's ablations;
 - [`mixoe-protocol/`](mixoe-protocol/report.md): [`experiments/mixoe-protocol.yaml`](../../experiments/mixoe-protocol.yaml),
   MixOE's protocol exactly (all fine-tunes from the seed-0 baseline), seeds 0 and 1, split 0.
+HEAD
+  if [ "${#exps[@]}" -gt 2 ]; then
+    cat <<'TUNED'
+- [`paper-fmnist-tuned/`](paper-fmnist-tuned/report.md): [`experiments/paper-fmnist-tuned.yaml`](../../experiments/paper-fmnist-tuned.yaml),
+  paper-fmnist's methods each searched first with one equal budget on the validation OOD set
+  (never a test set), then compared over 3 seeds × 3 splits with the chosen settings.
+TUNED
+  fi
+  cat <<'HEAD'
 
 A test pairs two method entries over matched (seed, split) cells and supports the claim when the
 first is better with a two-sided Wilcoxon signed-rank p below 0.05; a claim is supported when all
@@ -51,11 +65,17 @@ HEAD
     cat "$out/what-changed.md"
   fi
   printf '\nMade by `scripts/publish-results.sh` on %s (%s), oodlab %s.\n' "$(date -u +%Y-%m-%d)" "$cpu" "$("$oodlab" --version | cut -d' ' -f2)"
-  for exp in paper-fmnist mixoe-protocol; do
+  for exp in "${exps[@]}"; do
     printf '\n## %s\n' "$exp"
     # How much of the grid the verdicts rest on (the report's own count): a grid still training
     # is published as such, never as if complete.
     printf '\nGrid: %s\n' "$(sed -n '/^## Grid$/{n;n;p;q}' "$out/$exp/report.md")"
+    # A tuned experiment's searches: what each entry was given and chose (the report's own
+    # "Tuning" section, up to the next section), before the claims that rest on them.
+    if grep -q '^## Tuning$' "$out/$exp/report.md"; then
+      printf '\n### Tuning\n'
+      sed -n '/^## Tuning$/,/^## /{/^## /d;p}' "$out/$exp/report.md" | sed 's/^### /#### /'
+    fi
     # claims.md without its title line; its headings one level down.
     tail -n +2 "$out/$exp/claims.md" | sed 's/^### /#### /; s/^## /### /'
     # The report's "Where to mix" (when the experiment has that ablation), its figures' paths
@@ -68,4 +88,4 @@ HEAD
     fi
   done
 } > "$out/README.md"
-echo "wrote $out/README.md and the reports in $out/paper-fmnist, $out/mixoe-protocol"
+echo "wrote $out/README.md and the reports in ${exps[*]/#/$out/}"
