@@ -25,6 +25,7 @@ impl Command {
         matches!(
             self,
             Command::Plan(_)
+                | Command::Audit(_)
                 | Command::Queue(_)
                 | Command::Store(_)
                 | Command::Status(_)
@@ -39,6 +40,9 @@ impl Command {
 pub enum Command {
     /// Validate a spec and list its runs with their status in the store.
     Plan(PlanArgs),
+    /// Find images that play two data roles (ID train/validation/test, held-out classes, outliers,
+    /// validation and test OOD sets): exact and near duplicates between every pair of roles.
+    Audit(AuditArgs),
     /// Run what is not done yet of a spec's plan.
     Run(RunArgs),
     /// The queue across grids: add a grid, list the queue, remove a grid's pending runs.
@@ -135,6 +139,18 @@ pub struct SpecArgs {
     /// Override a field, Hydra-style: --set train.epochs=3 (repeatable; values are YAML).
     #[arg(long = "set", value_name = "PATH=VALUE")]
     pub set: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Write each split's contact sheet (the closest pairs side by side, a PNG) into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub sheets: Option<std::path::PathBuf>,
+    /// `table` (default) or `json`.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
 }
 
 #[derive(Args, Debug)]

@@ -100,6 +100,12 @@ impl ImageSet {
         }
     }
 
+    /// Where image `i` is in the part it was loaded from (its index in the IDX file or array, or
+    /// in the part's sorted file list): what names it to a reader.
+    pub fn position(&self, i: usize) -> usize {
+        self.index[i]
+    }
+
     /// Every image decoded, one after another.
     pub fn to_bytes(&self) -> Result<Vec<u8>, DataError> {
         let mut out = Vec::with_capacity(self.len() * self.pixels_per_image());

@@ -50,6 +50,8 @@ pub struct Experiment {
     /// The entries searched before their runs (`tune:`), each with the runs that wait for its
     /// choice.
     pub tuning: Vec<TunePlan>,
+    /// How `oodlab audit` looks for images in two data roles.
+    pub audit: AuditSpec,
 }
 
 /// How many levels of anchors merging anchors a spec may chain.
@@ -219,6 +221,7 @@ pub fn load_text(path: &Path, text: &str, overrides: &[String], code_version: &s
     if let Some(n) = &spec.notify {
         check_notify(n, &loc)?;
     }
+    check_audit(&spec.audit, &spec, &loc)?;
     let runs = plan::expand(&spec, &written, &datasets, &loc, &base_dir, code_version)?;
     let tuning = tuning::plans(&spec, &runs, &datasets, &loc)?;
     Ok(Experiment {
@@ -230,7 +233,41 @@ pub fn load_text(path: &Path, text: &str, overrides: &[String], code_version: &s
         notify: spec.notify,
         runs,
         tuning,
+        audit: spec.audit,
     })
+}
+
+fn check_audit(a: &AuditSpec, spec: &SpecFile, loc: &Locator) -> Result<(), SpecError> {
+    if a.near_distance > MAX_NEAR_DISTANCE {
+        return Err(loc
+            .error("audit.near_distance", format!("must be between 0 and {MAX_NEAR_DISTANCE} bits of 64, found {}", a.near_distance))
+            .with_hint("10 is imagededup's default for its PHash; 0 finds only images whose hashes are equal"));
+    }
+    if !(a.near_correlation > 0.0 && a.near_correlation <= 1.0) {
+        return Err(loc
+            .error("audit.near_correlation", format!("must be in (0, 1], found {}", a.near_correlation))
+            .with_hint("the least correlation of two near duplicates' pixels; 1 keeps only pixel-for-pixel alike thumbnails"));
+    }
+    if a.show == 0 {
+        return Err(loc.error("audit.show", "must be at least 1").with_hint("the number of closest pairs listed; default 20"));
+    }
+    let ood: Vec<String> = spec
+        .data
+        .get("ood")
+        .and_then(|v| v.as_sequence())
+        .map_or(Vec::new(), |s| s.iter().filter_map(|v| v.as_str().map(String::from)).collect());
+    let known: Vec<String> = AUDIT_ROLES.iter().map(|r| r.to_string()).chain(ood).collect();
+    for (i, role) in a.roles.iter().flatten().enumerate() {
+        if !known.contains(role) {
+            let mut e = loc.error(&format!("audit.roles[{i}]"), format!("unknown role `{role}`"));
+            e = match did_you_mean(role, known.iter().map(String::as_str)) {
+                Some(m) => e.with_hint(format!("did you mean `{m}`? The roles: {}", known.join(", "))),
+                None => e.with_hint(format!("the roles: {}", known.join(", "))),
+            };
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 fn check_notify(n: &NotifySpec, loc: &Locator) -> Result<(), SpecError> {

@@ -1,6 +1,7 @@
 //! The typed experiment spec, a module per section of docs/spec.md. Defaults follow DESIGN.md's
 //! Fashion-MNIST protocol; every field is documented in docs/spec.md.
 
+mod audit;
 mod data;
 mod datasets;
 mod entries;
@@ -12,6 +13,7 @@ mod resources;
 mod train;
 mod tune;
 
+pub use audit::*;
 pub use data::*;
 pub use datasets::*;
 pub use entries::*;
@@ -58,6 +60,9 @@ pub struct SpecFile {
     /// The defaults of every entry's `tune:` block (read with each; docs/spec.md, "Tuning").
     #[serde(default)]
     pub tune: Option<Value>,
+    /// How `oodlab audit` looks for images in two data roles (docs/audit.md).
+    #[serde(default)]
+    pub audit: AuditSpec,
 }
 fn empty_map() -> Value {
     Value::Mapping(Default::default())

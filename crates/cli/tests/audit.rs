@@ -1,0 +1,179 @@
+//! `oodlab audit` (issue #34) on hand-made IDX datasets of noise images (no two alike by
+//! chance: 64-bit hashes of noise differ in ~32 bits) with duplicates planted across roles, one
+//! role pair each; the expected table is worked out here from where they were planted.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use serde_json::Value;
+
+const SIDE: usize = 28;
+
+/// A seeded noise image, pixels in [0, 200] (room to brighten without clipping).
+fn noise(seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..SIDE * SIDE)
+        .map(|_| {
+            // xorshift64*
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            ((x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) % 201) as u8
+        })
+        .collect()
+}
+
+/// Writes raw IDX image and label files `<name>-images` and `<name>-labels` into `dir`.
+fn write_idx(dir: &Path, name: &str, images: &[Vec<u8>], labels: &[u8]) {
+    let mut im = vec![0, 0, 8, 3];
+    for d in [images.len(), SIDE, SIDE] {
+        im.extend((d as u32).to_be_bytes());
+    }
+    images.iter().for_each(|i| im.extend(i));
+    std::fs::write(dir.join(format!("{name}-images")), im).unwrap();
+    let mut lb = vec![0, 0, 8, 1];
+    lb.extend((labels.len() as u32).to_be_bytes());
+    lb.extend(labels);
+    std::fs::write(dir.join(format!("{name}-labels")), lb).unwrap();
+}
+
+fn brighter(img: &[u8]) -> Vec<u8> {
+    img.iter().map(|&p| p + 10).collect()
+}
+
+#[test]
+fn planted_duplicates_are_counted_in_their_role_pairs_and_shown() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // The ID set: 4 classes; classes 0 and 1 are ID, 2 and 3 held out. Training 30 a class; test
+    // 10 a class, labels 0,1,2,3,0,1,... Test image 2 (class 2, held out) is a copy of test
+    // image 0 (class 0, ID): id_test × heldout, exact.
+    let train: Vec<Vec<u8>> = (0..120).map(|i| noise(1000 + i)).collect();
+    let train_labels: Vec<u8> = (0..120).map(|i| (i % 4) as u8).collect();
+    let mut test: Vec<Vec<u8>> = (0..40).map(|i| noise(2000 + i)).collect();
+    test[2] = test[0].clone();
+    let test_labels: Vec<u8> = (0..40).map(|i| (i % 4) as u8).collect();
+    write_idx(d, "id-train", &train, &train_labels);
+    write_idx(d, "id-test", &test, &test_labels);
+    // The outlier pool and the validation OOD set.
+    let pool: Vec<Vec<u8>> = (0..50).map(|i| noise(3000 + i)).collect();
+    let val: Vec<Vec<u8>> = (0..20).map(|i| noise(4000 + i)).collect();
+    write_idx(d, "pool", &pool, &[0; 50]);
+    write_idx(d, "val", &val, &[0; 20]);
+    // The test OOD set: image 0 is pool[5] (outliers × ood, exact), 1 is pool[7] brightened
+    // (outliers × ood, near), 2 is held-out test image 6 (class 2: heldout × ood, exact), 3 is
+    // val[3] brightened (val_ood × ood, near).
+    let mut ood: Vec<Vec<u8>> = (0..30).map(|i| noise(5000 + i)).collect();
+    ood[0] = pool[5].clone();
+    ood[1] = brighter(&pool[7]);
+    ood[2] = test[6].clone();
+    ood[3] = brighter(&val[3]);
+    write_idx(d, "ood", &ood, &[0; 30]);
+
+    let ds = |name: &str, part: &str, file: &str| {
+        format!("  {name}:\n    format: idx\n    classes: 4\n    {part}: {{images: {file}-images, labels: {file}-labels}}\n")
+    };
+    let spec = format!(
+        "name: planted\ndatasets:\n  idset:\n    format: idx\n    classes: 4\n    train: {{images: id-train-images, labels: id-train-labels}}\n    test: {{images: id-test-images, labels: id-test-labels}}\n{}{}{}data:\n  id: idset\n  splits: [{{classes: [0, 1]}}]\n  outliers: pool\n  ood: [oodset]\n  val_fraction: 0.2\neval: {{val_ood: valset}}\nmethods:\n  baseline: {{method: ce}}\n  oe: {{method: {{kind: oe, weight: 0.5}}, init_from: baseline}}\n",
+        ds("pool", "train", "pool"),
+        ds("valset", "train", "val"),
+        ds("oodset", "test", "ood"),
+    );
+    let spec_path = d.join("planted.yaml");
+    std::fs::write(&spec_path, spec).unwrap();
+    let home = d.join("home");
+
+    let out = run_ok(oodlab(&home).arg("audit").arg(&spec_path).args(["--format", "json"]));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let split = &v["splits"][0];
+    let roles: Vec<(String, u64)> =
+        split["roles"].as_array().unwrap().iter().map(|r| (r[0].as_str().unwrap().into(), r[1].as_u64().unwrap())).collect();
+    // 60 ID training images (classes 0, 1), 20% carved out for validation; 20 ID test and 20
+    // held-out test images; the whole pool (the validation set is another dataset).
+    let names: Vec<&str> = roles.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["id_train", "id_val", "id_test", "heldout", "outliers", "val_ood", "oodset"]);
+    let sizes: Vec<u64> = roles.iter().map(|r| r.1).collect();
+    assert_eq!(sizes, [48, 12, 20, 20, 50, 20, 30]);
+    let mut found: Vec<(String, String, u64, u64)> = split["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["exact_pairs"] != 0 || c["near_pairs"] != 0)
+        .map(|c| {
+            (
+                c["a"].as_str().unwrap().into(),
+                c["b"].as_str().unwrap().into(),
+                c["exact_pairs"].as_u64().unwrap(),
+                c["near_pairs"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    found.sort();
+    let expected = [("heldout", "oodset", 1, 0), ("id_test", "heldout", 1, 0), ("outliers", "oodset", 1, 1), ("val_ood", "oodset", 0, 1)];
+    let expected: Vec<(String, String, u64, u64)> = expected.iter().map(|(a, b, e, n)| (a.to_string(), b.to_string(), *e, *n)).collect();
+    assert_eq!(found, expected);
+    // The pairs named by their positions in their files: exact first.
+    let closest = split["closest"].as_array().unwrap();
+    assert_eq!(closest.len(), 5);
+    let named: Vec<(bool, String, u64, String, u64)> = closest
+        .iter()
+        .map(|p| {
+            (
+                p["exact"].as_bool().unwrap(),
+                p["a_role"].as_str().unwrap().into(),
+                p["a_position"].as_u64().unwrap(),
+                p["b_role"].as_str().unwrap().into(),
+                p["b_position"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for want in [
+        (true, "id_test", 0, "heldout", 2),
+        (true, "heldout", 6, "oodset", 2),
+        (true, "outliers", 5, "oodset", 0),
+        (false, "outliers", 7, "oodset", 1),
+        (false, "val_ood", 3, "oodset", 3),
+    ] {
+        assert!(named.contains(&(want.0, want.1.into(), want.2, want.3.into(), want.4)), "{want:?} not in {named:?}");
+    }
+    assert!(named[..3].iter().all(|p| p.0), "exact pairs first: {named:?}");
+
+    // The table and the contact sheet: 5 rows of 28 × 28 images drawn 3 × 3.
+    let out = run_ok(oodlab(&home).arg("audit").arg(&spec_path).arg("--sheets").arg(d.join("sheets")));
+    let table = text(&out.stdout);
+    assert!(table.contains("outliers") && table.contains("1 / 1"), "{table}");
+    let sheet = image::open(d.join("sheets/planted-split0.png")).unwrap();
+    assert_eq!((sheet.width(), sheet.height()), (2 * 84 + 12, 5 * (84 + 4) + 4));
+    // Nothing trained, no store written.
+    assert!(!home.join("oodlab.db").exists());
+
+    // Only some roles: the others are neither loaded nor counted.
+    let out = run_ok(oodlab(&home).arg("audit").arg(&spec_path).args(["--format", "json", "--set", "audit.roles=[outliers, oodset]"]));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["splits"][0]["cells"].as_array().unwrap().len(), 1);
+    assert_eq!(v["splits"][0]["cells"][0]["exact_pairs"], 1);
+}
+
+#[test]
+fn bad_audit_settings_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let base = spec_text("a", "  baseline: {method: ce}", "  seeds: [0]", "");
+    let fails = |audit: &str| {
+        let spec = write_spec(dir.path(), &format!("{base}audit: {audit}\n"));
+        let out = oodlab(&home).arg("audit").arg(&spec).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        text(&out.stderr)
+    };
+    let line = base.lines().count() + 1;
+    let e = fails("{near_distance: 40}");
+    assert!(e.contains(&format!("spec.yaml:{line}:")) && e.contains("audit.near_distance") && e.contains("between 0 and 24"), "{e}");
+    let e = fails("{near_correlation: 1.5}");
+    assert!(e.contains("audit.near_correlation") && e.contains("must be in (0, 1], found 1.5"), "{e}");
+    let e = fails("{roles: [outliers, mnsit]}");
+    assert!(e.contains("audit.roles[1]") && e.contains("unknown role `mnsit`") && e.contains("did you mean `mnist`?"), "{e}");
+    let e = fails("{treshold: 3}");
+    assert!(e.contains("audit.treshold") || e.contains("unknown field `treshold`"), "{e}");
+}
