@@ -26,6 +26,11 @@ for exp in "${exps[@]}"; do
     --baseline baseline "${pairs[@]}" --claims "$out/claims.yaml"
 done
 
+# The audit of the benchmark's data roles (docs/audit.md): the tables and contact sheets.
+rm -rf "${out:?}/audit"
+mkdir -p "$out/audit"
+"$oodlab" audit "$here/experiments/paper-fmnist.yaml" --sheets "$out/audit" > "$out/audit/audit.txt"
+
 cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
 {
   cat <<'HEAD'
@@ -87,5 +92,10 @@ HEAD
       tail -n +2 "$out/$exp/where-to-mix.md" | sed "s#](figures/#]($exp/figures/#g"
     fi
   done
+  printf '\n## Data roles: what `oodlab audit` finds in paper-fmnist\n\n'
+  printf 'Exact / near duplicate pairs between (and, on the diagonal, within) the data roles of each split\n'
+  printf '(docs/audit.md); the closest pairs are drawn in [`audit/`](audit/). Split 0:\n\n```\n'
+  sed -n '2,/^(the diagonal/p' "$out/audit/audit.txt" | sed '/^(the diagonal/d'
+  printf '```\n\nAll splits: [`audit/audit.txt`](audit/audit.txt).\n'
 } > "$out/README.md"
 echo "wrote $out/README.md and the reports in ${exps[*]/#/$out/}"

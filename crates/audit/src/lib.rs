@@ -101,7 +101,8 @@ pub struct Pair {
     pub exact: bool,
 }
 
-/// The counts between two roles (`a` listed before `b`).
+/// The counts between two roles (`a` listed before `b`), or within one (`a` = `b`: pairs of two
+/// of its images).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Cell {
     pub a: String,
@@ -122,7 +123,7 @@ pub struct Findings {
     /// The roles in order, with their sizes.
     pub roles: Vec<(String, usize)>,
     pub near: Near,
-    /// One cell per pair of roles, in the roles' order.
+    /// One cell per pair of roles and one per role with itself, in the roles' order.
     pub cells: Vec<Cell>,
     /// The closest cross-role pairs (exact ones first, then by distance), at most `show`.
     pub closest: Vec<Pair>,
@@ -131,7 +132,7 @@ pub struct Findings {
 impl Findings {
     /// Cross-role exact duplicates in all.
     pub fn exact_pairs(&self) -> usize {
-        self.cells.iter().map(|c| c.exact_pairs).sum()
+        self.cells.iter().filter(|c| c.a != c.b).map(|c| c.exact_pairs).sum()
     }
 }
 
@@ -142,12 +143,17 @@ pub fn audit(roles: &[(String, Hashed)], near: Near, show: usize, threads: usize
     let mut cells = Vec::new();
     let mut closest: Vec<Pair> = Vec::new();
     for (ai, (a, ha)) in roles.iter().enumerate() {
-        for (b, hb) in &roles[ai + 1..] {
+        // The role with itself first (a dataset's own duplicates, split between roles by chance
+        // once a slice is drawn), then with each later role.
+        for (b, hb) in &roles[ai..] {
             let (cell, pairs) = compare(a, ha, b, hb, near, show, threads);
             cells.push(cell);
-            closest.extend(pairs);
-            closest.sort_by(|p, q| order(p).partial_cmp(&order(q)).expect("correlations are numbers"));
-            closest.truncate(show);
+            // The closest pairs listed are the leaks: between two roles.
+            if a != b {
+                closest.extend(pairs);
+                closest.sort_by(|p, q| order(p).partial_cmp(&order(q)).expect("correlations are numbers"));
+                closest.truncate(show);
+            }
         }
     }
     Findings { roles: roles.iter().map(|(n, h)| (n.clone(), h.exact.len())).collect(), near, cells, closest }
@@ -158,8 +164,11 @@ fn order(p: &Pair) -> (bool, u32, f64, &str, usize, &str, usize) {
     (!p.exact, p.distance, -p.correlation, &p.a_role, p.a_index, &p.b_role, p.b_index)
 }
 
+/// The counts between roles `a` and `b`; a role with itself counts each pair of two of its
+/// images once.
 fn compare(a: &str, ha: &Hashed, b: &str, hb: &Hashed, near: Near, show: usize, threads: usize) -> (Cell, Vec<Pair>) {
     let n = ha.near.len();
+    let itself = a == b;
     let chunk = n.div_ceil(threads.max(1)).max(1);
     // Per thread: exact and near pair counts, the images of b matched each way, its closest pairs.
     type Part = (usize, usize, Vec<bool>, Vec<bool>, Vec<Pair>);
@@ -173,7 +182,8 @@ fn compare(a: &str, ha: &Hashed, b: &str, hb: &Hashed, near: Near, show: usize, 
                     let mut pairs = Vec::new();
                     for i in start..(start + chunk).min(n) {
                         let (pi, ei) = (ha.near[i], &ha.exact[i]);
-                        for (j, &pj) in hb.near.iter().enumerate() {
+                        let from = if itself { i + 1 } else { 0 };
+                        for (j, &pj) in hb.near.iter().enumerate().skip(from) {
                             let d = (pi ^ pj).count_ones();
                             if d > near.distance {
                                 continue;
@@ -263,7 +273,9 @@ mod tests {
         let a = hashed(&[0b0, 0b1111], &[1, 2]);
         let b = hashed(&[0b0, 0b0111, u64::MAX], &[1, 3, 4]);
         let f = audit(&[("a".into(), a.clone()), ("b".into(), b.clone())], near(3), 10, 2);
-        let c = &f.cells[0];
+        // Cells: a with itself, a with b, b with itself.
+        assert_eq!(f.cells.len(), 3);
+        let c = &f.cells[1];
         // Exact: (a0, b0). Near within 3 bits, pixels differing: (a0, b1) 3 bits, (a1, b0) 4 — no,
         // (a1, b1) 1 bit. So near pairs: (a0, b1), (a1, b1) = 2; b images near: b1 only.
         assert_eq!((c.exact_pairs, c.near_pairs, c.b_exact, c.b_near), (1, 2, 1, 1));
@@ -273,7 +285,7 @@ mod tests {
         assert_eq!((f.closest[0].a_position, f.closest[0].b_position), (100, 100));
         // At distance 0 only the exact pair is left; one thread gives the same as two.
         let f0 = audit(&[("a".into(), a.clone()), ("b".into(), b.clone())], near(0), 10, 1);
-        assert_eq!((f0.cells[0].exact_pairs, f0.cells[0].near_pairs), (1, 0));
+        assert_eq!((f0.cells[1].exact_pairs, f0.cells[1].near_pairs), (1, 0));
         assert_eq!(audit(&[("a".into(), a), ("b".into(), b)], near(3), 10, 1), f);
     }
 
@@ -285,7 +297,7 @@ mod tests {
         let f = audit(&[("a".into(), a), ("b".into(), b)], near(3), 2, 1);
         let shown: Vec<(usize, u32)> = f.closest.iter().map(|p| (p.a_index, p.distance)).collect();
         assert_eq!(shown, vec![(3, 0), (2, 1)]);
-        assert_eq!(f.cells[0].near_pairs, 4);
+        assert_eq!(f.cells[1].near_pairs, 4);
     }
 
     #[test]
@@ -295,10 +307,10 @@ mod tests {
         let mut b = hashed(&[7], &[2]);
         b.thumbs.reverse();
         let f = audit(&[("a".into(), a.clone()), ("b".into(), b.clone())], near(0), 5, 1);
-        assert_eq!((f.cells[0].near_pairs, f.closest.len()), (0, 0));
+        assert_eq!((f.cells[1].near_pairs, f.closest.len()), (0, 0));
         // Over the bar at -1: kept, with its correlation.
         let f = audit(&[("a".into(), a), ("b".into(), b)], Near { distance: 0, correlation: -1.0 }, 5, 1);
-        assert_eq!(f.cells[0].near_pairs, 1);
+        assert_eq!(f.cells[1].near_pairs, 1);
         assert!((f.closest[0].correlation + 1.0).abs() < 1e-12);
     }
 
@@ -307,6 +319,16 @@ mod tests {
         let r = |v: u64| hashed(&[v], &[v as u8]);
         let f = audit(&[("x".into(), r(1)), ("y".into(), r(1)), ("z".into(), r(1 << 40))], near(2), 5, 2);
         let cells: Vec<(&str, &str, usize)> = f.cells.iter().map(|c| (c.a.as_str(), c.b.as_str(), c.exact_pairs)).collect();
-        assert_eq!(cells, vec![("x", "y", 1), ("x", "z", 0), ("y", "z", 0)]);
+        assert_eq!(cells, vec![("x", "x", 0), ("x", "y", 1), ("x", "z", 0), ("y", "y", 0), ("y", "z", 0), ("z", "z", 0)]);
+        assert_eq!(f.exact_pairs(), 1);
+    }
+
+    #[test]
+    fn a_role_with_itself_counts_each_pair_once_and_lists_none() {
+        // Images 0, 2, 3 equal (3 pairs), image 1 another: 3 exact pairs; none between roles.
+        let a = hashed(&[5, 9, 5, 5], &[1, 2, 1, 1]);
+        let f = audit(&[("a".into(), a)], near(0), 5, 2);
+        assert_eq!((f.cells.len(), f.cells[0].exact_pairs, f.cells[0].near_pairs), (1, 3, 0));
+        assert!(f.closest.is_empty() && f.exact_pairs() == 0);
     }
 }

@@ -127,14 +127,15 @@ fn render(s: &SplitAudit) -> String {
     let names: Vec<&str> = f.roles.iter().map(|(n, _)| n.as_str()).collect();
     let width = names.iter().map(|n| n.len()).max().unwrap_or(4).max(11);
     out.push_str(&format!("{:width$}  {:>8}", "", "images"));
-    for n in &names[1..] {
+    for n in &names {
         out.push_str(&format!("  {n:>width$}"));
     }
     out.push('\n');
-    for (i, (a, size)) in f.roles.iter().enumerate().take(names.len() - 1) {
+    // The upper triangle; on the diagonal, a role's pairs with itself.
+    for (i, (a, size)) in f.roles.iter().enumerate() {
         out.push_str(&format!("{a:width$}  {size:>8}"));
-        for (j, b) in names.iter().enumerate().skip(1) {
-            let cell = if j <= i {
+        for (j, b) in names.iter().enumerate() {
+            let cell = if j < i {
                 String::new()
             } else {
                 let c = f.cells.iter().find(|c| c.a == *a && c.b == *b).expect("a cell per pair");
@@ -144,9 +145,7 @@ fn render(s: &SplitAudit) -> String {
         }
         out.push('\n');
     }
-    if let Some((last, size)) = f.roles.last() {
-        out.push_str(&format!("{last:width$}  {size:>8}\n"));
-    }
+    out.push_str("(the diagonal: pairs within one role, a dataset's own duplicates; the rest are leaks between roles)\n");
     if f.closest.is_empty() {
         out.push_str("no two roles share an image, exactly or nearly\n\n");
         return out;

@@ -21,9 +21,6 @@ pub struct AuditSpec {
     /// The closest cross-role pairs listed (and shown side by side).
     #[serde(default = "twenty")]
     pub show: usize,
-    /// Refuse to queue the spec while two roles share an exact duplicate.
-    #[serde(default)]
-    pub strict: bool,
 }
 
 fn ten() -> u32 {
@@ -33,12 +30,12 @@ fn twenty() -> usize {
     20
 }
 fn near_correlation() -> f64 {
-    0.95
+    0.99
 }
 
 impl Default for AuditSpec {
     fn default() -> Self {
-        AuditSpec { near_distance: ten(), near_correlation: near_correlation(), roles: None, show: twenty(), strict: false }
+        AuditSpec { near_distance: ten(), near_correlation: near_correlation(), roles: None, show: twenty() }
     }
 }
 
