@@ -149,6 +149,31 @@ fn planted_duplicates_are_counted_in_their_role_pairs_and_shown() {
     // Nothing trained, no store written.
     assert!(!home.join("oodlab.db").exists());
 
+    // The guard: `plan` warns with the exact pairs (3: id_test × heldout, heldout × oodset,
+    // outliers × oodset); with audit.strict, `run` queues nothing and leaves no store.
+    let out = run_ok(oodlab(&home).arg("plan").arg(&spec_path));
+    let said = text(&out.stderr);
+    assert!(said.contains("audit: 3 pair(s) of identical images shared by two data roles of `planted`"), "{said}");
+    for line in ["split 0: id_test × heldout: 1", "split 0: heldout × oodset: 1", "split 0: outliers × oodset: 1"] {
+        assert!(said.contains(line), "{line}: {said}");
+    }
+    let out = oodlab(&home).arg("run").arg(&spec_path).args(["--set", "audit.strict=true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("audit.strict is set: nothing is queued"), "{}", text(&out.stderr));
+    assert!(!home.join("oodlab.db").exists());
+    // Its counts are cached by the data's content: the same data is not read again, and changed
+    // data is. The test OOD set written again without its planted images: the pair within the
+    // ID test file is left.
+    let cached: Vec<_> = std::fs::read_dir(home.join("cache/audit")).unwrap().collect();
+    assert_eq!(cached.len(), 1);
+    let clean: Vec<Vec<u8>> = (0..30).map(|i| noise(5000 + i)).collect();
+    write_idx(d, "ood", &clean, &[0; 30]);
+    let out = run_ok(oodlab(&home).arg("plan").arg(&spec_path));
+    let said = text(&out.stderr);
+    assert!(said.contains("audit: 1 pair(s)") && said.contains("id_test × heldout: 1") && !said.contains("oodset"), "{said}");
+    assert_eq!(std::fs::read_dir(home.join("cache/audit")).unwrap().count(), 2);
+    write_idx(d, "ood", &ood, &[0; 30]);
+
     // Only some roles: the others are neither loaded nor counted.
     let out = run_ok(oodlab(&home).arg("audit").arg(&spec_path).args(["--format", "json", "--set", "audit.roles=[outliers, oodset]"]));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();

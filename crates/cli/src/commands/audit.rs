@@ -52,7 +52,7 @@ pub fn audit(a: AuditArgs) -> anyhow::Result<i32> {
 
 /// Per split, the run whose data roles stand for the split's: the first that trains on
 /// outliers (its pool is the one the methods see), else the first.
-fn representatives(exp: &Experiment) -> Vec<&RunConfig> {
+pub(super) fn representatives(exp: &Experiment) -> Vec<&RunConfig> {
     let mut splits: Vec<usize> = exp.runs.iter().map(|r| r.split).collect();
     splits.sort_unstable();
     splits.dedup();
@@ -67,9 +67,9 @@ fn representatives(exp: &Experiment) -> Vec<&RunConfig> {
 
 /// The roles of `run`'s data, in the audit's order, hashed; those `audit.roles` leaves out are
 /// not loaded.
-type Roles = Vec<(String, oodlab_data::ImageSet)>;
+pub(super) type Roles = Vec<(String, oodlab_data::ImageSet)>;
 
-fn hashed_roles(exp: &Experiment, run: &RunConfig, threads: usize) -> anyhow::Result<(Roles, Vec<(String, Hashed)>)> {
+pub(super) fn hashed_roles(exp: &Experiment, run: &RunConfig, threads: usize) -> anyhow::Result<(Roles, Vec<(String, Hashed)>)> {
     let wanted = |name: &str| exp.audit.roles.as_ref().is_none_or(|r| r.iter().any(|x| x == name));
     let mut cfg = run.clone();
     // Every role is read, validation and test alike.

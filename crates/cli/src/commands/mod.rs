@@ -1,6 +1,7 @@
 //! One file per command.
 
 mod audit;
+mod audit_guard;
 mod bench_load;
 mod bench_step;
 mod check_kernels;

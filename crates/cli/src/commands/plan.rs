@@ -25,6 +25,15 @@ struct PlanRow {
 
 pub async fn plan(home: &Path, args: PlanArgs) -> anyhow::Result<i32> {
     let exp = super::load_spec(&args.spec)?;
+    // The shared images are said on stderr (the plan itself on stdout stays as it was).
+    match super::audit_guard::exact_leaks(home, &exp, home.exists()) {
+        Ok(leaks) if !leaks.is_empty() => {
+            let strict = if exp.audit.strict { "\n  audit.strict is set: `oodlab run` would refuse to queue it" } else { "" };
+            eprintln!("warning: {}{strict}", super::audit_guard::describe(&exp, &leaks));
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: audit: the data roles could not be checked for shared images: {e}"),
+    }
     // Read-only: planning never creates or changes the store.
     let store = oodlab_store::Store::open_read_only(&crate::settings::db_path(home)).await?;
     let ids: Vec<String> = exp.runs.iter().map(|r| r.run_id.0.clone()).collect();

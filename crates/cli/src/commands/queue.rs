@@ -17,6 +17,7 @@ fn said(d: &Delivered, what: &str) -> String {
 
 pub async fn add(home: &Path, a: QueueAddArgs) -> anyhow::Result<i32> {
     let exp = super::load_spec(&a.spec)?;
+    super::audit_guard::check_before_queueing(home, &exp)?;
     std::fs::create_dir_all(home)?;
     // Its Slurm settings travel with it, for a scheduler on the Slurm backend.
     let machine = settings::Machine { jobs: a.jobs, threads: None, gpus: Some("none"), backend: Some("slurm") };

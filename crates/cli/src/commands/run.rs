@@ -19,6 +19,7 @@ pub async fn run(home: &Path, args: RunArgs) -> anyhow::Result<i32> {
     // Everything that can be wrong with the input is checked before the store is touched.
     let exp = super::load_spec(&args.spec)?;
     let placement = settings::placement(home, &(&args.machine).into(), &exp.resources)?;
+    super::audit_guard::check_before_queueing(home, &exp)?;
     std::fs::create_dir_all(home)?;
     let grid = super::grid::new_grid(
         home,

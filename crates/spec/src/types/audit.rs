@@ -21,6 +21,10 @@ pub struct AuditSpec {
     /// The closest cross-role pairs listed (and shown side by side).
     #[serde(default = "twenty")]
     pub show: usize,
+    /// `oodlab run` and `queue add` refuse to queue the spec while two of its data roles share
+    /// an image pixel for pixel (they warn otherwise).
+    #[serde(default)]
+    pub strict: bool,
 }
 
 fn ten() -> u32 {
@@ -35,7 +39,7 @@ fn near_correlation() -> f64 {
 
 impl Default for AuditSpec {
     fn default() -> Self {
-        AuditSpec { near_distance: ten(), near_correlation: near_correlation(), roles: None, show: twenty() }
+        AuditSpec { near_distance: ten(), near_correlation: near_correlation(), roles: None, show: twenty(), strict: false }
     }
 }
 
