@@ -235,7 +235,26 @@ pub(crate) fn plans(
         let at = Place { entry, loc, top: spec.tune.is_some() };
         let merged = merged_block(spec.tune.as_ref(), own);
         let block = read_block(&merged, &at.own(""), &|f, key| at.origin_of_full(f, key), loc)?;
-        out.push(resolve(&block, &at, &entry_runs, runs, datasets)?);
+        let plan = resolve(&block, &at, &entry_runs, runs, datasets)?;
+        // A search starts from its parents as written; one whose parents wait for another
+        // search's choice would wait for runs that are never queued as written.
+        if let Some(earlier) =
+            out.iter().find(|p: &&TunePlan| entry_runs.iter().any(|r| r.parent.as_ref().is_some_and(|id| p.waiting.contains(id))))
+        {
+            return Err(at
+                .key_error(
+                    "",
+                    format!(
+                        "entry `{entry}` starts from `{}`, which is searched too: a search of a search is not supported",
+                        earlier.entry
+                    ),
+                )
+                .with_hint(format!(
+                    "search `{entry}` from a parent that is not searched, or search `{}` first and write its choice into the spec",
+                    earlier.entry
+                )));
+        }
+        out.push(plan);
     }
     Ok(out)
 }

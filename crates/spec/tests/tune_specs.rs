@@ -391,3 +391,17 @@ fn held_out_classes_make_the_trials_and_their_parents_train_without_them() {
     assert_eq!(held_with(0), held_by_split[0]);
     assert!((1..=5).any(|s| held_with(s) != held_by_split[0]), "the seed changes nothing");
 }
+
+#[test]
+fn a_search_that_starts_from_a_searched_entry_is_refused() {
+    // oe-child starts from oe, which is searched: refused where oe-child's tune block is written.
+    let (pos, field, msg) = bad(
+        "  oe-child: {method: {kind: oe, weight: 1}, init_from: oe}",
+        "  oe-child:\n    method: {kind: oe, weight: 1}\n    init_from: oe\n    tune: {space: {method.weight: [1, 2]}}",
+    );
+    assert_eq!((pos, field.as_str()), (at(39, 5), "methods.oe-child.tune"));
+    assert!(
+        msg.contains("entry `oe-child` starts from `oe`, which is searched too") && msg.contains("write its choice into the spec"),
+        "{msg}"
+    );
+}
