@@ -229,3 +229,118 @@ fn bad_audit_settings_name_the_field() {
     let e = fails("{treshold: 3}");
     assert!(e.contains("audit.treshold") || e.contains("unknown field `treshold`"), "{e}");
 }
+
+/// The planted datasets of the first test again (less its near pairs' bookkeeping), with the ID
+/// training image 4 also in the validation OOD set, and `data` lines added: the spec's path.
+fn planted_with(d: &Path, data: &str) -> std::path::PathBuf {
+    let train: Vec<Vec<u8>> = (0..120).map(|i| noise(1000 + i)).collect();
+    let mut test: Vec<Vec<u8>> = (0..40).map(|i| noise(2000 + i)).collect();
+    test[2] = test[0].clone();
+    write_idx(d, "id-train", &train, &(0..120).map(|i| (i % 4) as u8).collect::<Vec<_>>());
+    write_idx(d, "id-test", &test, &(0..40).map(|i| (i % 4) as u8).collect::<Vec<_>>());
+    let pool: Vec<Vec<u8>> = (0..50).map(|i| noise(3000 + i)).collect();
+    let mut val: Vec<Vec<u8>> = (0..20).map(|i| noise(4000 + i)).collect();
+    val[7] = train[4].clone();
+    write_idx(d, "pool", &pool, &[0; 50]);
+    write_idx(d, "val", &val, &[0; 20]);
+    let mut ood: Vec<Vec<u8>> = (0..30).map(|i| noise(5000 + i)).collect();
+    ood[0] = pool[5].clone();
+    ood[1] = brighter(&pool[7]);
+    ood[2] = test[6].clone();
+    ood[3] = brighter(&val[3]);
+    write_idx(d, "ood", &ood, &[0; 30]);
+    let ds = |name: &str, part: &str, file: &str| {
+        format!("  {name}:\n    format: idx\n    classes: 4\n    {part}: {{images: {file}-images, labels: {file}-labels}}\n")
+    };
+    let spec = format!(
+        "name: planted\ndatasets:\n  idset:\n    format: idx\n    classes: 4\n    train: {{images: id-train-images, labels: id-train-labels}}\n    test: {{images: id-test-images, labels: id-test-labels}}\n{}{}{}data:\n  id: idset\n  splits: [{{classes: [0, 1]}}]\n  outliers: pool\n  ood: [oodset]\n  val_fraction: 0.2\n{data}model: {{channels: [4, 8, 8]}}\ntrain: {{epochs: 1, batch_size: 16}}\neval: {{val_ood: valset}}\nmethods:\n  baseline: {{method: ce}}\n  oe: {{method: {{kind: oe, weight: 0.5}}, init_from: baseline}}\n",
+        ds("pool", "train", "pool"),
+        ds("valset", "train", "val"),
+        ds("oodset", "test", "ood"),
+    );
+    let path = d.join("planted.yaml");
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+/// Each role's size, and each pair's exact count, of the first split's audit.
+fn audited(home: &Path, spec: &Path) -> (Vec<(String, u64)>, Vec<(String, String, u64)>) {
+    let out = run_ok(oodlab(home).arg("audit").arg(spec).args(["--format", "json"]));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let split = &v["splits"][0];
+    let roles = split["roles"].as_array().unwrap().iter().map(|r| (r[0].as_str().unwrap().into(), r[1].as_u64().unwrap())).collect();
+    let cells = split["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["exact_pairs"] != 0)
+        .map(|c| (c["a"].as_str().unwrap().into(), c["b"].as_str().unwrap().into(), c["exact_pairs"].as_u64().unwrap()))
+        .collect();
+    (roles, cells)
+}
+
+#[test]
+fn dedupe_removes_each_rules_side_of_the_shared_images_and_is_part_of_the_run_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let home = d.join("home");
+    let size = |roles: &[(String, u64)], name: &str| roles.iter().find(|r| r.0 == name).unwrap().1;
+    let pair = |cells: &[(String, String, u64)], a: &str, b: &str| cells.iter().any(|c| c.0 == a && c.1 == b);
+
+    // As planted: the pool's image 5 is in the test OOD set; the validation OOD set's image 7 is
+    // ID training image 4 (in id_train or id_val, as the seed carves).
+    let spec = planted_with(d, "");
+    let (roles, cells) = audited(&home, &spec);
+    assert_eq!((size(&roles, "outliers"), size(&roles, "val_ood"), size(&roles, "oodset")), (50, 20, 30));
+    assert!(pair(&cells, "outliers", "oodset") && (pair(&cells, "id_train", "val_ood") || pair(&cells, "id_val", "val_ood")), "{cells:?}");
+    let ids = |spec: &Path| -> Vec<(String, String)> {
+        let out = run_ok(oodlab(&home).arg("plan").arg(spec).args(["--format", "json"]));
+        let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+        rows.iter().map(|r| (r["entry"].as_str().unwrap().into(), r["run_id"].as_str().unwrap().into())).collect()
+    };
+    let plain = ids(&spec);
+
+    // `outliers`: the pool gives up image 5 (exact; the brightened image 7 is no exact copy).
+    let spec = planted_with(d, "  dedupe: [outliers]\n");
+    let (roles, cells) = audited(&home, &spec);
+    assert_eq!((size(&roles, "outliers"), size(&roles, "oodset")), (49, 30));
+    assert!(!pair(&cells, "outliers", "oodset"), "{cells:?}");
+    let with_outliers = ids(&spec);
+    assert_ne!(with_outliers, plain);
+
+    // `test_ood`: the test OOD set gives up its copy instead; the pair of two test sets stays.
+    let spec = planted_with(d, "  dedupe: [test_ood]\n");
+    let (roles, cells) = audited(&home, &spec);
+    assert_eq!((size(&roles, "outliers"), size(&roles, "oodset")), (50, 29));
+    assert!(!pair(&cells, "outliers", "oodset") && pair(&cells, "heldout", "oodset"), "{cells:?}");
+    // Every entry's id changes: the baseline is tested on the cleaned sets too.
+    let with_test = ids(&spec);
+    assert!(with_test.iter().zip(&plain).all(|(a, b)| a.1 != b.1), "{with_test:?} {plain:?}");
+
+    // `val_ood`: the validation set gives up the ID training image.
+    let spec = planted_with(d, "  dedupe: [val_ood]\n");
+    let (roles, cells) = audited(&home, &spec);
+    assert_eq!(size(&roles, "val_ood"), 19);
+    assert!(!pair(&cells, "id_train", "val_ood") && !pair(&cells, "id_val", "val_ood"), "{cells:?}");
+
+    // All three, trained and evaluated: the runs finish.
+    let spec = planted_with(d, "  dedupe: [outliers, val_ood, test_ood]\n");
+    run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
+    assert!(statuses(&home, "planted").iter().all(|r| r["status"] == "done"));
+
+    // The rule is named, and `outliers` needs a pool.
+    let bad = planted_with(d, "  dedupe: [outlier]\n");
+    let out = oodlab(&home).arg("plan").arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let e = text(&out.stderr);
+    assert!(e.contains("field `data.dedupe[0]`: unknown value `outlier`") && e.contains("did you mean `outliers`?"), "{e}");
+    let text_spec = std::fs::read_to_string(planted_with(d, "  dedupe: [outliers]\n")).unwrap();
+    std::fs::write(
+        d.join("nopool.yaml"),
+        text_spec.replace("  outliers: pool\n", "").replace("  oe: {method: {kind: oe, weight: 0.5}, init_from: baseline}\n", ""),
+    )
+    .unwrap();
+    let out = oodlab(&home).arg("plan").arg(d.join("nopool.yaml")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("`outliers` removes images from the outlier pool, and the run has none"), "{}", text(&out.stderr));
+}

@@ -97,6 +97,11 @@ impl RunConfig {
             "train_limit": s.data.train_limit,
             "datasets": datasets,
         });
+        // Written only when set, as the val_classes below. Which rules, and which pool the test
+        // sets are cleaned against (a run that trains on no outliers has none in its data).
+        if !s.data.dedupe.is_empty() {
+            data["dedupe"] = serde_json::json!({"rules": s.data.dedupe, "outliers": s.data.outliers});
+        }
         // Written only when set: every run before them keeps its id.
         if !self.classes.val_classes.is_empty() {
             data["val_classes"] = serde_json::json!(self.classes.val_classes);

@@ -113,6 +113,10 @@ pub(crate) fn run_settings(s: &RunSettings, datasets: &BTreeMap<String, DatasetS
     if s.data.loader.prefetch == 0 {
         return Some(problem("data.loader.prefetch", "must be at least 1".into(), "the default is 4 batches"));
     }
+    if s.data.outliers.is_none() && s.data.dedupe.contains(&crate::types::DedupeRule::Outliers) {
+        let msg = "`outliers` removes images from the outlier pool, and the run has none (data.outliers)".to_string();
+        return Some(problem("data.dedupe", msg, "set data.outliers, or leave `outliers` out of data.dedupe"));
+    }
     if s.data.train_limit == Some(0) {
         return Some(problem("data.train_limit", "must be at least 1 when given".into(), "remove it to use every image"));
     }

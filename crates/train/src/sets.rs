@@ -3,7 +3,10 @@
 use oodlab_data::format::{Opened, Source};
 use oodlab_data::split::ClassSplit;
 use oodlab_data::{files, order, ImageSet};
-use oodlab_spec::{LoaderSettings, RunConfig};
+use std::collections::HashSet;
+
+use oodlab_spec::{DedupeRule, LoaderSettings, RunConfig};
+use sha2::{Digest, Sha256};
 
 use crate::TrainError;
 
@@ -117,6 +120,24 @@ fn without(files: Vec<files::LabeledFile>, base: &std::path::Path, excluded: &[S
 /// images of it drawn with the run's seed. `None` when the run has neither. Loaded once per
 /// evaluation and shared by the feature detectors' search and ODIN's.
 pub fn load_val_ood(cfg: &RunConfig) -> Result<Option<ImageSet>, TrainError> {
+    let val = load_val_ood_as_drawn(cfg)?;
+    match val {
+        Some(v) if cfg.settings.data.dedupe.contains(&DedupeRule::ValOod) => {
+            // Less the images the run trains on: the ID training part and the outliers trained on.
+            let d = &cfg.settings.data;
+            let mut seen = digests(&load_part(cfg, &d.id, true, Some(&cfg.classes.id_classes))?)?;
+            if let Some(pool) = trained_pool(cfg)? {
+                seen.extend(digests(&pool)?);
+            }
+            let v = without_digests(&v, &seen)?;
+            Ok((!v.is_empty()).then_some(v))
+        }
+        other => Ok(other),
+    }
+}
+
+/// The validation OOD set as drawn, before `data.dedupe`.
+fn load_val_ood_as_drawn(cfg: &RunConfig) -> Result<Option<ImageSet>, TrainError> {
     let e = &cfg.settings.eval;
     // A trial judged on held-out ID classes (`on: {classes: N}`): their training images, which
     // neither it nor its parents trained on; never their test images.
@@ -161,7 +182,79 @@ fn pool_without(pool: &ImageSet, held_out: &[usize]) -> ImageSet {
     pool.select(&keep)
 }
 
+/// SHA-256 of each image's decoded pixels.
+fn digests(set: &ImageSet) -> Result<HashSet<[u8; 32]>, TrainError> {
+    (0..set.len()).map(|i| Ok(Sha256::digest(&set.image(i)?).into())).collect()
+}
+
+/// `set` less its images whose pixels are among `seen`.
+fn without_digests(set: &ImageSet, seen: &HashSet<[u8; 32]>) -> Result<ImageSet, TrainError> {
+    let mut keep = Vec::with_capacity(set.len());
+    for i in 0..set.len() {
+        let d: [u8; 32] = Sha256::digest(&set.image(i)?).into();
+        if !seen.contains(&d) {
+            keep.push(i);
+        }
+    }
+    Ok(set.select(&keep))
+}
+
+/// The outlier pool as an outlier-trained method of this run's data trains on it (less the
+/// validation slice when one is held out), whatever the run's own method; None without
+/// `data.outliers`.
+fn trained_pool(cfg: &RunConfig) -> Result<Option<ImageSet>, TrainError> {
+    let Some(name) = &cfg.settings.data.outliers else { return Ok(None) };
+    let pool = load_part(cfg, name, true, None)?;
+    Ok(Some(match cfg.settings.outlier_holdout() {
+        Some(size) => pool_without(&pool, &held_out_slice(pool.len(), size, cfg.seed)),
+        None => pool,
+    }))
+}
+
+/// `data.dedupe` on a run's sets: the pool loses what the evaluation sets hold (`outliers`), the
+/// test OOD sets lose what training holds (`test_ood`). Method-independent, so every entry of a
+/// spec trains and is tested on the same images.
+fn dedupe(cfg: &RunConfig, sets: &mut RunSets, validation_only: bool) -> Result<(), TrainError> {
+    let d = &cfg.settings.data;
+    if d.dedupe.contains(&DedupeRule::Outliers) {
+        if let Some(pool) = &sets.outliers {
+            // The ID dataset's test images (ID and held-out classes alike), the test OOD sets and
+            // the validation OOD set, read even for a run evaluated on validation data only, so
+            // that its pool is every other run's.
+            let read: Vec<u32> = cfg.classes.id_classes.iter().chain(&cfg.classes.heldout).copied().collect();
+            let mut seen = digests(&load_part(cfg, &d.id, false, Some(&read))?)?;
+            for name in &d.ood {
+                seen.extend(digests(&load_part(cfg, name, false, None)?)?);
+            }
+            if let Some(v) = load_val_ood_as_drawn(cfg)? {
+                seen.extend(digests(&v)?);
+            }
+            sets.outliers = Some(without_digests(pool, &seen)?);
+        }
+    }
+    if d.dedupe.contains(&DedupeRule::TestOod) && !validation_only {
+        let mut seen = digests(&sets.train)?;
+        seen.extend(digests(&sets.val)?);
+        if let Some(name) = &d.outliers {
+            seen.extend(digests(&load_part(cfg, name, true, None)?)?);
+        }
+        for (_, set) in &mut sets.ood {
+            *set = without_digests(set, &seen)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn load_sets(cfg: &RunConfig) -> Result<RunSets, TrainError> {
+    let mut sets = load_sets_as_drawn(cfg)?;
+    if !cfg.settings.data.dedupe.is_empty() {
+        dedupe(cfg, &mut sets, cfg.settings.eval.validation_only)?;
+    }
+    Ok(sets)
+}
+
+/// The run's sets as split and drawn, before `data.dedupe`.
+fn load_sets_as_drawn(cfg: &RunConfig) -> Result<RunSets, TrainError> {
     let d = &cfg.settings.data;
     let split = ClassSplit { id_classes: cfg.classes.id_classes.clone(), heldout: cfg.classes.heldout.clone() };
     let mut train_all = split.id_subset(&load_part(cfg, &d.id, true, Some(&split.id_classes))?);

@@ -27,6 +27,26 @@ pub struct DataSettings {
     /// How batches are built; changes speed and memory, never results (not in the run id).
     #[serde(default)]
     pub loader: LoaderSettings,
+    /// Images removed where they duplicate another role's, pixel for pixel (docs/audit.md,
+    /// "Removing them"); part of the run id when set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dedupe: Vec<DedupeRule>,
+}
+
+/// Which side of a shared image gives it up (`data.dedupe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DedupeRule {
+    /// The outlier pool the methods train on loses the images of the validation OOD set, the ID
+    /// dataset's test images and the test OOD sets.
+    Outliers,
+    /// The validation OOD set loses the images of the ID training images and the outliers
+    /// trained on.
+    ValOod,
+    /// The held-out classes' test images and the test OOD sets lose the images of the ID training
+    /// images and the whole outlier pool (whatever a run trains on: every method of a spec is
+    /// tested on the same images).
+    TestOod,
 }
 
 /// The loader: worker threads decode and augment batches ahead of the trainer, in order.
