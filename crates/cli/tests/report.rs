@@ -56,7 +56,10 @@ fn the_report_has_every_figure_of_every_entry_and_its_links_resolve() {
     for set in ["heldout", "mnist"] {
         expected.push(format!("roc-{set}"));
     }
-    assert!(text(&printed.stdout).contains(&format!("{} figures", expected.len())), "{}", text(&printed.stdout));
+    // And the contact sheet of the data roles' shared images (Animal-MNIST's pool holds copies).
+    assert!(text(&printed.stdout).contains(&format!("{} figures", expected.len() + 1)), "{}", text(&printed.stdout));
+    let sheet = image::open(out.join("figures/audit-split0.png")).unwrap();
+    assert_eq!(sheet.width(), 2 * 84 + 12);
     for stem in &expected {
         let svg = std::fs::read_to_string(out.join(format!("figures/{stem}.svg"))).unwrap_or_else(|e| panic!("{stem}.svg: {e}"));
         assert!(svg.starts_with("<svg") && svg.contains("<text"), "{stem}.svg");
@@ -70,7 +73,7 @@ fn the_report_has_every_figure_of_every_entry_and_its_links_resolve() {
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     for (name, doc) in [("report.md", &md), ("report.html", &html)] {
         let targets = links(doc);
-        assert_eq!(targets.iter().filter(|t| t.ends_with(".png")).count(), expected.len(), "{name}: {targets:?}");
+        assert_eq!(targets.iter().filter(|t| t.ends_with(".png")).count(), expected.len() + 1, "{name}: {targets:?}");
         for t in &targets {
             assert!(out.join(t).is_file(), "{name} links {t}, which is not there");
         }
@@ -92,6 +95,15 @@ fn the_report_has_every_figure_of_every_entry_and_its_links_resolve() {
     assert_eq!(strip(md_row), strip(&first_row));
     assert!(md.contains("### path.logit.jump_mean"), "path statistics are tabled when measured");
     assert!(md.contains("```yaml\nname: rep"), "the resolved spec is included");
+    // The data roles: the audit's table, as `oodlab audit` counts them.
+    let audit = run_ok(oodlab(&home).arg("audit").arg(&spec).args(["--format", "json"]));
+    let audit: serde_json::Value = serde_json::from_slice(&audit.stdout).unwrap();
+    let cell =
+        audit["splits"][0]["cells"].as_array().unwrap().iter().find(|c| c["a"] == "outliers" && c["b"] == "val_ood").unwrap().clone();
+    let roles = &md[md.find("## Data roles").expect("a Data roles section")..];
+    let row = roles.lines().find(|l| l.starts_with("| outliers |")).unwrap();
+    assert!(row.contains(&format!("| {} / {} |", cell["exact_pairs"], cell["near_pairs"])), "{row}");
+    assert!(cell["exact_pairs"].as_u64().unwrap() > 0);
 
     // Another score, and bad input.
     run_ok(oodlab(&home).arg("report").arg(&spec).arg("--out").arg(dir.path().join("energy")).args(["--score", "energy"]));

@@ -45,6 +45,7 @@ impl TextCell {
 /// A figure: its SVG (shown) and PNG (linked), paths relative to the document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Figure {
+    /// Empty for a figure that is a picture only (a contact sheet of images): its PNG is shown.
     pub svg: String,
     pub png: String,
     pub caption: String,
@@ -99,6 +100,10 @@ impl Document {
                     }
                     out.push('\n');
                 }
+                Block::Figure(f) if f.svg.is_empty() => {
+                    figure += 1;
+                    out += &format!("![Figure {figure}]({})\n\n*Figure {figure}.* {}\n\n", f.png, f.caption);
+                }
                 Block::Figure(f) => {
                     figure += 1;
                     out += &format!("![Figure {figure}]({})\n\n*Figure {figure}.* {} ([PNG]({}))\n\n", f.svg, f.caption, f.png);
@@ -142,6 +147,14 @@ impl Document {
                     if let Some(c) = &t.caption {
                         out += &format!("<p class=\"caption\">{}</p>\n", html_text(c));
                     }
+                }
+                Block::Figure(f) if f.svg.is_empty() => {
+                    figure += 1;
+                    out += &format!(
+                        "<figure>\n<img src=\"{}\" alt=\"Figure {figure}\">\n<figcaption><b>Figure {figure}.</b> {}</figcaption>\n</figure>\n",
+                        html_escape(&f.png),
+                        html_text(&f.caption)
+                    );
                 }
                 Block::Figure(f) => {
                     figure += 1;
@@ -203,5 +216,14 @@ mod tests {
         assert!(html.contains("<img src=\"figures/a.svg\" alt=\"Figure 1\">"), "{html}");
         assert!(html.contains("<a href=\"figures/a.png\">PNG</a>"), "{html}");
         assert!(!html.contains("http"), "nothing fetched");
+    }
+
+    #[test]
+    fn a_picture_only_figure_shows_its_png_without_a_second_link() {
+        let mut d = Document { title: "x".into(), blocks: Vec::new() };
+        d.push(Block::Figure(Figure { svg: String::new(), png: "figures/s.png".into(), caption: "Pairs.".into() }));
+        assert!(d.to_markdown().contains("![Figure 1](figures/s.png)\n\n*Figure 1.* Pairs.\n\n"), "{}", d.to_markdown());
+        let html = d.to_html();
+        assert!(html.contains("<img src=\"figures/s.png\" alt=\"Figure 1\">\n<figcaption><b>Figure 1.</b> Pairs.</figcaption>"), "{html}");
     }
 }

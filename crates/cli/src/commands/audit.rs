@@ -101,7 +101,7 @@ pub(super) fn hashed_roles(exp: &Experiment, run: &RunConfig, threads: usize) ->
 }
 
 /// The closest pairs' images side by side, in the listing's order, as a PNG at `path`.
-fn write_sheet(path: &std::path::Path, sets: &Roles, f: &Findings) -> anyhow::Result<()> {
+pub(super) fn write_sheet(path: &std::path::Path, sets: &Roles, f: &Findings) -> anyhow::Result<()> {
     let set = |role: &str| &sets.iter().find(|(n, _)| n == role).expect("a listed role was hashed").1;
     let mut pairs = Vec::new();
     for p in &f.closest {

@@ -13,6 +13,7 @@ mod metrics;
 mod plan;
 mod queue;
 mod report;
+mod report_audit;
 mod rescore;
 mod results;
 mod rm;

@@ -127,6 +127,12 @@ pub async fn report(home: &Path, args: ReportArgs) -> anyhow::Result<i32> {
         reps.push((entry.to_string(), Representative { row: first, done: done.len(), scores, analysis }));
     }
     let figures = stage_figures + figures_section(&mut doc, out, &reps, &entries, &score)?;
+    // Data that cannot be read any more (moved, deleted) costs the report this section only.
+    let figures = figures
+        + super::report_audit::section(&mut doc, out, &exp).unwrap_or_else(|e| {
+            doc.push(Block::Paragraph(format!("The data roles could not be audited: {e}.")));
+            0
+        });
 
     doc.push(Block::Heading(2, "Spec".into()));
     doc.push(Block::Paragraph(format!("`{}` as resolved (after `--set` overrides):", args.spec.spec.display())));
