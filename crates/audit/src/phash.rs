@@ -1,8 +1,9 @@
-//! The perceptual hash: imagededup's PHash (imagededup/methods/hashing.py, `PHash._hash_algo`):
-//! the image in grey, resized to 32 × 32, its 2-D DCT-II, the top-left 8 × 8 coefficients, one bit
-//! per coefficient at or above the median of the 63 that are not the DC term. Two images whose
-//! hashes differ in few bits look alike at that scale whatever their exact pixels (a re-encode, a
-//! small shift of brightness).
+//! The perceptual hash: imagededup's PHash (imagededup/methods/hashing.py, `PHash._hash_algo`,
+//! and `utils/image_utils.py` `preprocess_image`): the image resized to 32 × 32 with PIL's Lanczos
+//! filter, made grey, its 2-D DCT-II, the top-left 8 × 8 coefficients, one bit per coefficient at or
+//! above the median of the 63 that are not the DC term. Two images whose hashes differ in few bits
+//! look alike at that scale whatever their exact pixels (a re-encode, a small shift of brightness).
+//! Checked bit for bit against imagededup 0.3.3 and Pillow 13 (tests/imagededup.rs).
 
 /// Side of the resized image, and of the block of coefficients kept.
 const SIDE: usize = 32;
@@ -14,12 +15,14 @@ pub fn phash(pixels: &[u8], channels: usize, height: usize, width: usize) -> u64
     phash_and_thumbnail(pixels, channels, height, width).0
 }
 
-/// The hash, and the 32 × 32 grey image it was computed from (rounded to bytes): what a near
-/// pair's pixels are compared on.
+/// The hash, and the 32 × 32 grey image it was computed from: what a near pair's pixels are
+/// compared on. As imagededup: each channel resized with PIL's Lanczos filter (8-bit, fixed
+/// point), then the channels made grey as PIL's `convert("L")`.
 pub fn phash_and_thumbnail(pixels: &[u8], channels: usize, height: usize, width: usize) -> (u64, Vec<u8>) {
-    let grey = grey(pixels, channels, height * width);
-    let small = resize(&grey, height, width, SIDE, SIDE);
-    let thumb = small.iter().map(|v| v.round().clamp(0.0, 255.0) as u8).collect();
+    let plane = height * width;
+    let planes: Vec<Vec<u8>> = (0..channels).map(|c| resize(&pixels[c * plane..(c + 1) * plane], height, width, SIDE, SIDE)).collect();
+    let thumb = if channels == 1 { planes.into_iter().next().expect("one plane") } else { grey(&planes) };
+    let small: Vec<f64> = thumb.iter().map(|&v| f64::from(v)).collect();
     (hash_of(&small), thumb)
 }
 
@@ -51,51 +54,82 @@ fn hash_of(small: &[f64]) -> u64 {
     coef.iter().enumerate().fold(0u64, |h, (i, &c)| if c >= median { h | 1 << i } else { h })
 }
 
-/// Luminance as PIL's `convert("L")`: (299 R + 587 G + 114 B) / 1000, rounded.
-fn grey(pixels: &[u8], channels: usize, plane: usize) -> Vec<f64> {
-    if channels == 1 {
-        return pixels.iter().map(|&p| f64::from(p)).collect();
-    }
-    (0..plane)
+/// Luminance as PIL's `convert("L")` of RGB planes: (19595 R + 38470 G + 7471 B + 2¹⁵) >> 16.
+fn grey(planes: &[Vec<u8>]) -> Vec<u8> {
+    (0..planes[0].len())
         .map(|i| {
-            let (r, g, b) = (u32::from(pixels[i]), u32::from(pixels[plane + i]), u32::from(pixels[2 * plane + i]));
-            f64::from((r * 299 + g * 587 + b * 114 + 500) / 1000)
+            let (r, g, b) = (u32::from(planes[0][i]), u32::from(planes[1][i]), u32::from(planes[2][i]));
+            ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16) as u8
         })
         .collect()
 }
 
-/// A separable resample with PIL's bilinear filter (a triangle, widened by the scale when
-/// shrinking, so that every source pixel counts).
-fn resize(src: &[f64], h: usize, w: usize, out_h: usize, out_w: usize) -> Vec<f64> {
-    let cols = weights(w, out_w);
-    let rows = weights(h, out_h);
-    let mut across = vec![0.0; h * out_w];
-    for y in 0..h {
-        for (x, (start, ws)) in cols.iter().enumerate() {
-            across[y * out_w + x] = ws.iter().enumerate().map(|(k, wt)| wt * src[y * w + start + k]).sum();
-        }
+/// PIL's `resize(…, Image.LANCZOS)` of one 8-bit plane (Pillow's `Resample.c`): the horizontal
+/// pass, then the vertical one, each through an 8-bit image, with coefficients in fixed point.
+fn resize(src: &[u8], h: usize, w: usize, out_h: usize, out_w: usize) -> Vec<u8> {
+    let across = if out_w == w { src.to_vec() } else { pass(src, h, w, out_w, true) };
+    if out_h == h {
+        across
+    } else {
+        pass(&across, h, out_w, out_h, false)
     }
-    let mut out = vec![0.0; out_h * out_w];
-    for (y, (start, ws)) in rows.iter().enumerate() {
-        for x in 0..out_w {
-            out[y * out_w + x] = ws.iter().enumerate().map(|(k, wt)| wt * across[(start + k) * out_w + x]).sum();
-        }
-    }
-    out
 }
 
-/// For each output index: the first source index it reads and the normalized weights.
-fn weights(len: usize, out: usize) -> Vec<(usize, Vec<f64>)> {
+/// Bits of a coefficient's fraction (Pillow's PRECISION_BITS for 8-bit images).
+const PRECISION: u32 = 32 - 8 - 2;
+
+/// One resampling pass: along the rows (`horizontal`) to `out` columns, or down the columns to
+/// `out` rows.
+fn pass(src: &[u8], h: usize, w: usize, out: usize, horizontal: bool) -> Vec<u8> {
+    let coeffs = coefficients(if horizontal { w } else { h }, out);
+    let (oh, ow) = if horizontal { (h, out) } else { (out, w) };
+    let mut dst = vec![0u8; oh * ow];
+    for y in 0..oh {
+        for x in 0..ow {
+            let (i, o) = if horizontal { (x, y) } else { (y, x) };
+            let (start, ks) = &coeffs[i];
+            let mut ss: i64 = 1 << (PRECISION - 1);
+            for (k, c) in ks.iter().enumerate() {
+                let px = if horizontal { src[o * w + start + k] } else { src[(start + k) * w + o] };
+                ss += i64::from(px) * i64::from(*c);
+            }
+            dst[y * ow + x] = (ss >> PRECISION).clamp(0, 255) as u8;
+        }
+    }
+    dst
+}
+
+/// Lanczos with 3 lobes.
+fn lanczos(x: f64) -> f64 {
+    let sinc = |x: f64| if x == 0.0 { 1.0 } else { (x * std::f64::consts::PI).sin() / (x * std::f64::consts::PI) };
+    if (-3.0..3.0).contains(&x) {
+        sinc(x) * sinc(x / 3.0)
+    } else {
+        0.0
+    }
+}
+
+/// For each output index: the first input index it reads and its fixed-point coefficients
+/// (Pillow's `precompute_coeffs` and `normalize_coeffs_8bpc`).
+fn coefficients(len: usize, out: usize) -> Vec<(usize, Vec<i32>)> {
     let scale = len as f64 / out as f64;
-    let support = scale.max(1.0);
+    let filterscale = scale.max(1.0);
+    let support = 3.0 * filterscale;
     (0..out)
         .map(|i| {
             let center = (i as f64 + 0.5) * scale;
-            let lo = ((center - support).floor().max(0.0)) as usize;
-            let hi = ((center + support).ceil() as usize).min(len);
-            let ws: Vec<f64> = (lo..hi).map(|j| (1.0 - ((j as f64 + 0.5 - center) / support).abs()).max(0.0)).collect();
+            let lo = ((center - support + 0.5) as i64).max(0) as usize;
+            let hi = ((center + support + 0.5) as i64).min(len as i64) as usize;
+            let ws: Vec<f64> = (lo..hi).map(|j| lanczos((j as f64 - center + 0.5) / filterscale)).collect();
             let total: f64 = ws.iter().sum();
-            (lo, ws.into_iter().map(|v| v / total).collect())
+            let fixed = ws
+                .iter()
+                .map(|w| {
+                    let k = w / total * f64::from(1u32 << PRECISION);
+                    (if k < 0.0 { k - 0.5 } else { k + 0.5 }) as i32
+                })
+                .collect();
+            (lo, fixed)
         })
         .collect()
 }
@@ -136,8 +170,8 @@ mod tests {
 
     #[test]
     fn resizing_keeps_a_constant_and_a_same_size_copy() {
-        assert!(resize(&[3.0; 28 * 28], 28, 28, 32, 32).iter().all(|v| (v - 3.0).abs() < 1e-12));
-        let ramp: Vec<f64> = (0..SIDE * SIDE).map(|i| i as f64).collect();
+        assert!(resize(&[3; 28 * 28], 28, 28, 32, 32).iter().all(|&v| v == 3));
+        let ramp: Vec<u8> = (0..SIDE * SIDE).map(|i| (i % 256) as u8).collect();
         assert_eq!(resize(&ramp, SIDE, SIDE, SIDE, SIDE), ramp);
     }
 
@@ -152,9 +186,9 @@ mod tests {
 
     #[test]
     fn grey_is_pils_luminance() {
-        // Pure red, green, blue and white pixels in planes: 76, 150, 29, 255 (PIL's L values).
-        let planes = [255, 0, 0, 255, 0, 255, 0, 255, 0, 0, 255, 255];
-        assert_eq!(grey(&planes, 3, 4), vec![76.0, 150.0, 29.0, 255.0]);
+        // Pure red, green, blue and white pixels: 76, 150, 29, 255 (PIL's L values).
+        let planes = vec![vec![255, 0, 0, 255], vec![0, 255, 0, 255], vec![0, 0, 255, 255]];
+        assert_eq!(grey(&planes), vec![76, 150, 29, 255]);
     }
 
     #[test]
