@@ -223,7 +223,7 @@ fn bad_audit_settings_name_the_field() {
     let e = fails("{near_distance: 40}");
     assert!(e.contains(&format!("spec.yaml:{line}:")) && e.contains("audit.near_distance") && e.contains("between 0 and 24"), "{e}");
     let e = fails("{near_correlation: 1.5}");
-    assert!(e.contains("audit.near_correlation") && e.contains("must be in (0, 1], found 1.5"), "{e}");
+    assert!(e.contains("audit.near_correlation") && e.contains("must be in [-1, 1], found 1.5"), "{e}");
     let e = fails("{roles: [outliers, mnsit]}");
     assert!(e.contains("audit.roles[1]") && e.contains("unknown role `mnsit`") && e.contains("did you mean `mnist`?"), "{e}");
     let e = fails("{treshold: 3}");

@@ -243,10 +243,10 @@ fn check_audit(a: &AuditSpec, spec: &SpecFile, loc: &Locator) -> Result<(), Spec
             .error("audit.near_distance", format!("must be between 0 and {MAX_NEAR_DISTANCE} bits of 64, found {}", a.near_distance))
             .with_hint("10 is imagededup's default for its PHash; 0 finds only images whose hashes are equal"));
     }
-    if !(a.near_correlation > 0.0 && a.near_correlation <= 1.0) {
+    if !(-1.0..=1.0).contains(&a.near_correlation) {
         return Err(loc
-            .error("audit.near_correlation", format!("must be in (0, 1], found {}", a.near_correlation))
-            .with_hint("the least correlation of two near duplicates' pixels; 1 keeps only pixel-for-pixel alike thumbnails"));
+            .error("audit.near_correlation", format!("must be in [-1, 1], found {}", a.near_correlation))
+            .with_hint("the least correlation of two near duplicates' pixels; -1 leaves the hash alone to judge (imagededup's way)"));
     }
     if a.show == 0 {
         return Err(loc.error("audit.show", "must be at least 1").with_hint("the number of closest pairs listed; default 20"));

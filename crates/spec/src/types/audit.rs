@@ -11,7 +11,8 @@ pub struct AuditSpec {
     #[serde(default = "ten")]
     pub near_distance: u32,
     /// ... and whose 32 × 32 grey thumbnails' pixels correlate at least this much (Pearson's r):
-    /// on small images the hash alone calls two photos of one kind of thing alike.
+    /// on small images the hash alone calls two photos of one kind of thing alike (-1: the hash
+    /// alone judges, as imagededup does).
     #[serde(default = "near_correlation")]
     pub near_correlation: f64,
     /// The roles audited (default all): `id_train`, `id_val`, `id_test`, `heldout`, `outliers`,
