@@ -327,6 +327,13 @@ fn dedupe_removes_each_rules_side_of_the_shared_images_and_is_part_of_the_run_id
     let spec = planted_with(d, "  dedupe: [outliers, val_ood, test_ood]\n");
     run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
     assert!(statuses(&home, "planted").iter().all(|r| r["status"] == "done"));
+    // With a store in the home, the audit is recorded there for the dashboard: the latest only.
+    run_ok(oodlab(&home).arg("audit").arg(&spec));
+    run_ok(oodlab(&home).arg("audit").arg(&spec));
+    let out = run_ok(std::process::Command::new("sqlite3").arg(home.join("oodlab.db")).arg("SELECT experiment, split, run_id FROM audits"));
+    let recorded = text(&out.stdout);
+    assert_eq!(recorded.lines().count(), 1, "{recorded}");
+    assert!(recorded.starts_with("planted|0|"), "{recorded}");
 
     // The rule is named, and `outliers` needs a pool.
     let bad = planted_with(d, "  dedupe: [outlier]\n");

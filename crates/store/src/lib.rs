@@ -12,6 +12,7 @@
 //! # Ok(()) }
 //! ```
 
+mod audits;
 mod browse;
 mod maintenance;
 mod queries;
@@ -29,6 +30,7 @@ use nix::fcntl::{Flock, FlockArg};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use thiserror::Error;
 
+pub use audits::AuditRow;
 pub use browse::{is_field_path, ExperimentSummary, Progress, RunQuery, RunSort, DOCUMENTED_VIEWS, RUN_SORT_COLUMNS};
 pub use maintenance::{is_damaged, says_damaged, Integrity, RunFolder};
 pub use queue::{GridRow, NewGrid, QueueRow, QueuedRun, QueuedRunTime, RunningRow, SchedulerRow, SlurmTaskRow};

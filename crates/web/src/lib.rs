@@ -8,6 +8,7 @@
 //! bound parameters; files are served only from inside the home's `runs/`.
 
 mod api;
+mod audit;
 mod charts;
 pub mod dashboards;
 mod error;

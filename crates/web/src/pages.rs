@@ -227,6 +227,8 @@ pub async fn experiment(
     }
     // The tuned entries' searches (issue #33), when the experiment has any.
     body.push_str(&crate::tuning::section(&store.tuning_rungs(&name).await?, &store.choices(&name).await?));
+    // The latest audit of its data roles (issue #34), when `oodlab audit` has run on this home.
+    body.push_str(&crate::audit::section(&store.audits(&name).await?));
     body.push_str("<nav class=\"dashboards\">");
     for d in state.dashboards() {
         let current = dashboard.is_some_and(|x| x.name == d.name);

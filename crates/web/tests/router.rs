@@ -365,3 +365,42 @@ async fn a_tuned_entry_s_search_is_shown_on_the_experiment_page() {
     let (_, body) = get(&plain, "/experiments/exp").await;
     assert!(body.contains("<h1>exp</h1>") && !body.contains("id=\"tuning\""), "{body}");
 }
+
+#[tokio::test]
+async fn the_latest_audit_of_an_experiment_is_shown_on_its_page() {
+    use oodlab_audit::{audit, Hashed, Near};
+    // Findings made by the audit's own code: roles a (2 images) and b (1), b's image equal to
+    // a's first (exact), a's two images within 3 bits of each other but not equal (near, a with
+    // itself) — thumbnails alike so the pixel check passes.
+    let thumb: Vec<u8> = (0..1024).map(|i| (i % 256) as u8).collect();
+    let hashed = |near: &[u64], exact: &[u8]| Hashed {
+        exact: exact.iter().map(|&e| [e; 16]).collect(),
+        near: near.to_vec(),
+        thumbs: near.iter().flat_map(|_| thumb.clone()).collect(),
+        positions: (0..near.len()).map(|i| 10 + i).collect(),
+    };
+    let findings = audit(
+        &[("a".into(), hashed(&[0b0, 0b111], &[1, 2])), ("b".into(), hashed(&[0b0], &[1]))],
+        Near { distance: 3, correlation: 0.9 },
+        5,
+        1,
+    );
+    let (_dir, home, _) = router().await;
+    let store = oodlab_store::Store::open(&home.join("oodlab.db")).await.unwrap();
+    store.record_audit("exp", 0, 0, "r1", &serde_json::to_string(&findings).unwrap()).await.unwrap();
+    store.close().await;
+    let r = oodlab_web::router(AppState::open(&home, Some(&repo_dashboards())).await.unwrap());
+    let (status, body) = get(&r, "/experiments/exp").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.contains("<section id=\"audit\"><h2>Data roles</h2><h3>Split 0 <small>the data of run"), "{body}");
+    assert!(body.contains("hashes within 3 of 64 bits, pixels correlating ≥ 0.9"), "{body}");
+    // a with itself: 0 exact, 1 near (3 bits); a with b: 1 exact (marked) and 1 near (a's second
+    // image is 3 bits from b's); b alone.
+    assert!(body.contains("<tr><th>a</th><td>2</td><td>0 / 1</td><td class=\"leak\">1 / 1</td></tr>"), "{body}");
+    assert!(body.contains("<tr><th>b</th><td>1</td><td></td><td>0 / 0</td></tr>"), "{body}");
+    // The closest pairs between the roles, by position: a's 10 and b's 10 exact, then a's 11.
+    assert!(body.contains("<tr><td>exact</td><td>a</td><td>10</td><td>b</td><td>10</td></tr><tr><td>3 bits, r 1.000</td><td>a</td><td>11</td><td>b</td><td>10</td></tr>"), "{body}");
+    // An experiment never audited has no section.
+    let (_, body) = get(&r, "/experiments/other").await;
+    assert!(!body.contains("id=\"audit\""), "{body}");
+}

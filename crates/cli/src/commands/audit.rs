@@ -20,7 +20,7 @@ struct SplitAudit {
     sheet: Option<String>,
 }
 
-pub fn audit(a: AuditArgs) -> anyhow::Result<i32> {
+pub async fn audit(home: &std::path::Path, a: AuditArgs) -> anyhow::Result<i32> {
     let exp = super::load_spec(&a.spec)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = Vec::new();
@@ -35,6 +35,15 @@ pub fn audit(a: AuditArgs) -> anyhow::Result<i32> {
             sheet = Some(path.display().to_string());
         }
         out.push(SplitAudit { split: run.split, seed: run.seed, run_id: run.run_id.0.clone(), findings, sheet });
+    }
+    // The dashboard shows the latest audit: recorded where the home has a store (never made for
+    // it).
+    let db = crate::settings::db_path(home);
+    if db.exists() {
+        let store = oodlab_store::Store::open(&db).await?;
+        for s in &out {
+            store.record_audit(&exp.name, s.split as i64, s.seed as i64, &s.run_id, &serde_json::to_string(s)?).await?;
+        }
     }
     match a.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({"experiment": exp.name, "splits": out}))?),

@@ -38,7 +38,7 @@ use crate::CliError;
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Plan(a) => runtime()?.block_on(plan::plan(&cli.home, a)),
-        Command::Audit(a) => audit::audit(a),
+        Command::Audit(a) => runtime()?.block_on(audit::audit(&cli.home, a)),
         Command::Run(a) => runtime()?.block_on(run::run(&cli.home, a)),
         Command::Queue(QueueCommand::Add(a)) => runtime()?.block_on(queue::add(&cli.home, a)),
         Command::Queue(QueueCommand::Ls(a)) => runtime()?.block_on(queue::ls(&cli.home, a)),
