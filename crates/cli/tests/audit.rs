@@ -263,8 +263,11 @@ fn planted_with(d: &Path, data: &str) -> std::path::PathBuf {
     path
 }
 
+/// Role → images, and (role, role, exact pairs) where any.
+type Audited = (Vec<(String, u64)>, Vec<(String, String, u64)>);
+
 /// Each role's size, and each pair's exact count, of the first split's audit.
-fn audited(home: &Path, spec: &Path) -> (Vec<(String, u64)>, Vec<(String, String, u64)>) {
+fn audited(home: &Path, spec: &Path) -> Audited {
     let out = run_ok(oodlab(home).arg("audit").arg(spec).args(["--format", "json"]));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let split = &v["splits"][0];
