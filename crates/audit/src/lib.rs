@@ -8,14 +8,13 @@
 pub mod phash;
 pub mod sheet;
 
-use oodlab_data::{DataError, ImageSet};
+use oodlab_data::{pixel_digest, DataError, ImageSet, PixelDigest};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 /// One role's images, hashed: in the role's order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hashed {
-    pub exact: Vec<[u8; 16]>,
+    pub exact: Vec<PixelDigest>,
     pub near: Vec<u64>,
     /// The 32 × 32 grey thumbnails, one after another: a near pair is confirmed on them.
     pub thumbs: Vec<u8>,
@@ -46,7 +45,7 @@ pub fn hash_set(set: &ImageSet, threads: usize) -> Result<Hashed, DataError> {
     let n = set.len();
     let chunk = n.div_ceil(threads.max(1)).max(1);
     // Per thread: each image's pixel digest, perceptual hash and thumbnail.
-    type Part = Result<Vec<([u8; 16], u64, Vec<u8>)>, DataError>;
+    type Part = Result<Vec<(PixelDigest, u64, Vec<u8>)>, DataError>;
     let parts: Vec<Part> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..n)
             .step_by(chunk)
@@ -55,9 +54,7 @@ pub fn hash_set(set: &ImageSet, threads: usize) -> Result<Hashed, DataError> {
                     (start..(start + chunk).min(n))
                         .map(|i| {
                             let img = set.image(i)?;
-                            let digest = Sha256::digest(&img);
-                            let mut exact = [0u8; 16];
-                            exact.copy_from_slice(&digest[..16]);
+                            let exact = pixel_digest(&img);
                             let (near, thumb) = phash::phash_and_thumbnail(&img, set.channels, set.height, set.width);
                             Ok((exact, near, thumb))
                         })
@@ -81,6 +78,56 @@ pub fn hash_set(set: &ImageSet, threads: usize) -> Result<Hashed, DataError> {
         }
     }
     Ok(out)
+}
+
+/// Every image's [`PixelDigest`] alone (what the guard of `oodlab run` needs), on `threads`
+/// threads.
+pub fn exact_digests(set: &ImageSet, threads: usize) -> Result<Vec<PixelDigest>, DataError> {
+    let n = set.len();
+    let chunk = n.div_ceil(threads.max(1)).max(1);
+    let parts: Vec<Result<Vec<PixelDigest>, DataError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .step_by(chunk)
+            .map(|start| s.spawn(move || (start..(start + chunk).min(n)).map(|i| set.pixel_digest(i)).collect()))
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("a hashing thread panicked")).collect()
+    });
+    let mut out = Vec::with_capacity(n);
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
+}
+
+/// The exact pairs between each two roles (`(a, b, pairs)` with `a` before `b`, where any): the
+/// digests grouped, so linear in the images, not quadratic as [`audit`]'s near search.
+pub fn exact_cross_pairs(roles: &[(String, Vec<PixelDigest>)]) -> Vec<(String, String, usize)> {
+    let mut by_digest: std::collections::HashMap<&PixelDigest, Vec<usize>> = std::collections::HashMap::new();
+    for (r, (_, digests)) in roles.iter().enumerate() {
+        for d in digests {
+            by_digest.entry(d).or_default().push(r);
+        }
+    }
+    let n = roles.len();
+    let mut pairs = vec![0usize; n * n];
+    for members in by_digest.values().filter(|v| v.len() > 1) {
+        let mut per_role = vec![0usize; n];
+        members.iter().for_each(|&r| per_role[r] += 1);
+        for a in 0..n {
+            for b in a + 1..n {
+                pairs[a * n + b] += per_role[a] * per_role[b];
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for a in 0..n {
+        for b in a + 1..n {
+            if pairs[a * n + b] > 0 {
+                out.push((roles[a].0.clone(), roles[b].0.clone(), pairs[a * n + b]));
+            }
+        }
+    }
+    out
 }
 
 /// Two images of two roles found alike.
@@ -312,6 +359,26 @@ mod tests {
         let f = audit(&[("a".into(), a), ("b".into(), b)], Near { distance: 0, correlation: -1.0 }, 5, 1);
         assert_eq!(f.cells[1].near_pairs, 1);
         assert!((f.closest[0].correlation + 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn exact_cross_pairs_agree_with_the_audits_exact_counts() {
+        // x: digests 1, 1, 2; y: 1, 3; z: 2, 2. By hand: x×y 2 (two 1s × one 1), x×z 2 (one 2 ×
+        // two 2s), y×z 0.
+        let d = |v: &[u8]| v.iter().map(|&e| [e; 16]).collect::<Vec<_>>();
+        let roles = [("x".to_string(), d(&[1, 1, 2])), ("y".to_string(), d(&[1, 3])), ("z".to_string(), d(&[2, 2]))];
+        assert_eq!(exact_cross_pairs(&roles), vec![("x".into(), "y".into(), 2), ("x".into(), "z".into(), 2)]);
+        // The same through the brute-force audit (equal digests hash alike there).
+        let hashed: Vec<(String, Hashed)> = roles
+            .iter()
+            .map(|(n, ds)| {
+                (n.clone(), hashed(&ds.iter().map(|e| u64::from(e[0])).collect::<Vec<_>>(), &ds.iter().map(|e| e[0]).collect::<Vec<_>>()))
+            })
+            .collect();
+        let f = audit(&hashed, near(0), 10, 1);
+        let cross: Vec<(String, String, usize)> =
+            f.cells.iter().filter(|c| c.a != c.b && c.exact_pairs > 0).map(|c| (c.a.clone(), c.b.clone(), c.exact_pairs)).collect();
+        assert_eq!(cross, exact_cross_pairs(&roles));
     }
 
     #[test]

@@ -24,6 +24,18 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+/// What makes two images exact duplicates: SHA-256 of their decoded pixels, 128 bits kept.
+pub type PixelDigest = [u8; 16];
+
+/// The [`PixelDigest`] of one decoded image's bytes.
+pub fn pixel_digest(pixels: &[u8]) -> PixelDigest {
+    use sha2::{Digest, Sha256};
+    let full = Sha256::digest(pixels);
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&full[..16]);
+    out
+}
+
 /// Images of one size, planar (channel, row, column) bytes, with one class label each; the pixels
 /// are in memory, or in files decoded at each read when the set is too large to keep decoded
 /// (`data.loader.cache_mb`). A selection shares its source's pixels: splitting a set into classes,
@@ -104,6 +116,11 @@ impl ImageSet {
     /// in the part's sorted file list): what names it to a reader.
     pub fn position(&self, i: usize) -> usize {
         self.index[i]
+    }
+
+    /// Image `i`'s [`PixelDigest`].
+    pub fn pixel_digest(&self, i: usize) -> Result<PixelDigest, DataError> {
+        Ok(pixel_digest(&self.image(i)?))
     }
 
     /// Every image decoded, one after another.

@@ -2,11 +2,10 @@
 
 use oodlab_data::format::{Opened, Source};
 use oodlab_data::split::ClassSplit;
-use oodlab_data::{files, order, ImageSet};
+use oodlab_data::{files, order, ImageSet, PixelDigest};
 use std::collections::HashSet;
 
 use oodlab_spec::{DedupeRule, LoaderSettings, RunConfig};
-use sha2::{Digest, Sha256};
 
 use crate::TrainError;
 
@@ -182,17 +181,16 @@ fn pool_without(pool: &ImageSet, held_out: &[usize]) -> ImageSet {
     pool.select(&keep)
 }
 
-/// SHA-256 of each image's decoded pixels.
-fn digests(set: &ImageSet) -> Result<HashSet<[u8; 32]>, TrainError> {
-    (0..set.len()).map(|i| Ok(Sha256::digest(&set.image(i)?).into())).collect()
+/// Each image's pixel digest (what makes two images exact duplicates; the audit's too).
+fn digests(set: &ImageSet) -> Result<HashSet<PixelDigest>, TrainError> {
+    (0..set.len()).map(|i| Ok(set.pixel_digest(i)?)).collect()
 }
 
 /// `set` less its images whose pixels are among `seen`.
-fn without_digests(set: &ImageSet, seen: &HashSet<[u8; 32]>) -> Result<ImageSet, TrainError> {
+fn without_digests(set: &ImageSet, seen: &HashSet<PixelDigest>) -> Result<ImageSet, TrainError> {
     let mut keep = Vec::with_capacity(set.len());
     for i in 0..set.len() {
-        let d: [u8; 32] = Sha256::digest(&set.image(i)?).into();
-        if !seen.contains(&d) {
+        if !seen.contains(&set.pixel_digest(i)?) {
             keep.push(i);
         }
     }

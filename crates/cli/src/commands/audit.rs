@@ -74,11 +74,20 @@ pub(super) fn representatives(exp: &Experiment) -> Vec<&RunConfig> {
         .collect()
 }
 
-/// The roles of `run`'s data, in the audit's order, hashed; those `audit.roles` leaves out are
-/// not loaded.
+/// A split's roles, each with its images.
 pub(super) type Roles = Vec<(String, oodlab_data::ImageSet)>;
 
+/// The roles of `run`'s data, in the audit's order, hashed.
 pub(super) fn hashed_roles(exp: &Experiment, run: &RunConfig, threads: usize) -> anyhow::Result<(Roles, Vec<(String, Hashed)>)> {
+    let roles = load_roles(exp, run)?;
+    let hashed =
+        roles.iter().map(|(name, set)| Ok((name.clone(), oodlab_audit::hash_set(set, threads)?))).collect::<anyhow::Result<_>>()?;
+    Ok((roles, hashed))
+}
+
+/// The roles of `run`'s data, in the audit's order, without those `audit.roles` leaves out or
+/// that hold no image.
+pub(super) fn load_roles(exp: &Experiment, run: &RunConfig) -> anyhow::Result<Roles> {
     let wanted = |name: &str| exp.audit.roles.as_ref().is_none_or(|r| r.iter().any(|x| x == name));
     let mut cfg = run.clone();
     // Every role is read, validation and test alike.
@@ -104,9 +113,7 @@ pub(super) fn hashed_roles(exp: &Experiment, run: &RunConfig, threads: usize) ->
     }
     roles.extend(coarse);
     roles.retain(|(name, set)| wanted(name) && !set.is_empty());
-    let hashed =
-        roles.iter().map(|(name, set)| Ok((name.clone(), oodlab_audit::hash_set(set, threads)?))).collect::<anyhow::Result<_>>()?;
-    Ok((roles, hashed))
+    Ok(roles)
 }
 
 /// The closest pairs' images side by side, in the listing's order, as a PNG at `path`.

@@ -47,33 +47,12 @@ pub fn exact_leaks(home: &Path, exp: &Experiment, keep: bool) -> anyhow::Result<
 
 /// One split's exact cross-role pairs: the pixels' digests only (no perceptual hash).
 fn count(exp: &Experiment, run: &RunConfig, threads: usize) -> anyhow::Result<Vec<Leak>> {
-    let (_, hashed) = super::audit::hashed_roles(exp, run, threads)?;
-    let mut by_digest: std::collections::HashMap<[u8; 16], Vec<usize>> = std::collections::HashMap::new();
-    for (r, (_, h)) in hashed.iter().enumerate() {
-        for d in &h.exact {
-            by_digest.entry(*d).or_default().push(r);
-        }
-    }
-    let n = hashed.len();
-    let mut pairs = vec![0usize; n * n];
-    for roles in by_digest.values().filter(|v| v.len() > 1) {
-        let mut per_role = vec![0usize; n];
-        roles.iter().for_each(|&r| per_role[r] += 1);
-        for a in 0..n {
-            for b in a + 1..n {
-                pairs[a * n + b] += per_role[a] * per_role[b];
-            }
-        }
-    }
-    let mut out = Vec::new();
-    for a in 0..n {
-        for b in a + 1..n {
-            if pairs[a * n + b] > 0 {
-                out.push(Leak { split: run.split, a: hashed[a].0.clone(), b: hashed[b].0.clone(), pairs: pairs[a * n + b] });
-            }
-        }
-    }
-    Ok(out)
+    let roles = super::audit::load_roles(exp, run)?;
+    let digests = roles
+        .iter()
+        .map(|(name, set)| Ok((name.clone(), oodlab_audit::exact_digests(set, threads)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(oodlab_audit::exact_cross_pairs(&digests).into_iter().map(|(a, b, pairs)| Leak { split: run.split, a, b, pairs }).collect())
 }
 
 /// What decides a split's counts: its run's identity (data, classes, seed, method), the audited
