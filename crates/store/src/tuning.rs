@@ -91,15 +91,10 @@ impl Store {
     /// in one transaction. The runs are registered in no experiment's table of runs.
     pub async fn add_trial_rung(&self, queue_id: i64, rung: &NewTrialRung, runs: &[NewRun], jobs: &[QueuedRun]) -> R<()> {
         let mut tx = self.pool.begin().await?;
-        let mut position: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position) + 1, 0) FROM queue_runs WHERE queue_id = ?1")
-            .bind(queue_id)
-            .fetch_one(&mut *tx)
-            .await?;
         for (r, job) in runs.iter().zip(jobs) {
             insert_run(&mut tx, r).await?;
             insert_trial_row(&mut tx, rung, &r.id).await?;
-            queue_run(&mut tx, queue_id, position, job).await?;
-            position += 1;
+            queue_run(&mut tx, queue_id, job).await?;
         }
         tx.commit().await?;
         Ok(())
@@ -110,15 +105,10 @@ impl Store {
     /// (nor ended), in one transaction. Returns the jobs queued now.
     pub async fn add_search_parents(&self, queue_id: i64, runs: &[NewRun], jobs: &[QueuedRun]) -> R<Vec<QueuedRun>> {
         let mut tx = self.pool.begin().await?;
-        let mut position: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position) + 1, 0) FROM queue_runs WHERE queue_id = ?1")
-            .bind(queue_id)
-            .fetch_one(&mut *tx)
-            .await?;
         let mut queued = Vec::new();
         for (r, job) in runs.iter().zip(jobs) {
             insert_run(&mut tx, r).await?;
-            if queue_run(&mut tx, queue_id, position, job).await? {
-                position += 1;
+            if queue_run(&mut tx, queue_id, job).await? {
                 queued.push(job.clone());
             }
         }
@@ -144,14 +134,9 @@ impl Store {
         .bind(queue_id)
         .fetch_all(&mut *tx)
         .await?;
-        let mut position: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position) + 1, 0) FROM queue_runs WHERE queue_id = ?1")
-            .bind(queue_id)
-            .fetch_one(&mut *tx)
-            .await?;
         let mut queued = Vec::new();
         for job in left {
-            if queue_run(&mut tx, queue_id, position, &job).await? {
-                position += 1;
+            if queue_run(&mut tx, queue_id, &job).await? {
                 queued.push(job);
             }
         }
@@ -210,10 +195,6 @@ impl Store {
             .bind(&choice.experiment)
             .fetch_one(&mut *tx)
             .await?;
-        let mut position: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position) + 1, 0) FROM queue_runs WHERE queue_id = ?1")
-            .bind(queue_id)
-            .fetch_one(&mut *tx)
-            .await?;
         let mut queued = Vec::new();
         for (r, job) in runs.iter().zip(jobs) {
             insert_run(&mut tx, r).await?;
@@ -228,9 +209,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             er += added.rows_affected() as i64;
-            if queue_run(&mut tx, queue_id, position, job).await? {
+            if queue_run(&mut tx, queue_id, job).await? {
                 queued.push(r.id.clone());
-                position += 1;
             }
         }
         tx.commit().await?;
@@ -345,14 +325,16 @@ pub(crate) async fn insert_run(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, r: 
     Ok(())
 }
 
-/// Queues `job` in grid `queue_id` at `position`; false when it was queued there already.
-async fn queue_run(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, queue_id: i64, position: i64, job: &QueuedRun) -> R<bool> {
+/// Queues `job` at the end of grid `queue_id`; false when it was queued there already.
+async fn queue_run(tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>, queue_id: i64, job: &QueuedRun) -> R<bool> {
+    // At the grid's end, whatever was queued there before (in this transaction too).
     let done = sqlx::query(
-        "INSERT INTO queue_runs (queue_id, run_id, position, parent_id, label, job) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        "INSERT INTO queue_runs (queue_id, run_id, position, parent_id, label, job)
+         SELECT ?1, ?2, COALESCE(MAX(position) + 1, 0), ?3, ?4, ?5 FROM queue_runs WHERE queue_id = ?1
+         ON CONFLICT DO NOTHING",
     )
     .bind(queue_id)
     .bind(&job.run_id)
-    .bind(position)
     .bind(&job.parent_id)
     .bind(&job.label)
     .bind(&job.job)
