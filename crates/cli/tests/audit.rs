@@ -47,42 +47,7 @@ fn brighter(img: &[u8]) -> Vec<u8> {
 fn planted_duplicates_are_counted_in_their_role_pairs_and_shown() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    // The ID set: 4 classes; classes 0 and 1 are ID, 2 and 3 held out. Training 30 a class; test
-    // 10 a class, labels 0,1,2,3,0,1,... Test image 2 (class 2, held out) is a copy of test
-    // image 0 (class 0, ID): id_test × heldout, exact.
-    let train: Vec<Vec<u8>> = (0..120).map(|i| noise(1000 + i)).collect();
-    let train_labels: Vec<u8> = (0..120).map(|i| (i % 4) as u8).collect();
-    let mut test: Vec<Vec<u8>> = (0..40).map(|i| noise(2000 + i)).collect();
-    test[2] = test[0].clone();
-    let test_labels: Vec<u8> = (0..40).map(|i| (i % 4) as u8).collect();
-    write_idx(d, "id-train", &train, &train_labels);
-    write_idx(d, "id-test", &test, &test_labels);
-    // The outlier pool and the validation OOD set.
-    let pool: Vec<Vec<u8>> = (0..50).map(|i| noise(3000 + i)).collect();
-    let val: Vec<Vec<u8>> = (0..20).map(|i| noise(4000 + i)).collect();
-    write_idx(d, "pool", &pool, &[0; 50]);
-    write_idx(d, "val", &val, &[0; 20]);
-    // The test OOD set: image 0 is pool[5] (outliers × ood, exact), 1 is pool[7] brightened
-    // (outliers × ood, near), 2 is held-out test image 6 (class 2: heldout × ood, exact), 3 is
-    // val[3] brightened (val_ood × ood, near).
-    let mut ood: Vec<Vec<u8>> = (0..30).map(|i| noise(5000 + i)).collect();
-    ood[0] = pool[5].clone();
-    ood[1] = brighter(&pool[7]);
-    ood[2] = test[6].clone();
-    ood[3] = brighter(&val[3]);
-    write_idx(d, "ood", &ood, &[0; 30]);
-
-    let ds = |name: &str, part: &str, file: &str| {
-        format!("  {name}:\n    format: idx\n    classes: 4\n    {part}: {{images: {file}-images, labels: {file}-labels}}\n")
-    };
-    let spec = format!(
-        "name: planted\ndatasets:\n  idset:\n    format: idx\n    classes: 4\n    train: {{images: id-train-images, labels: id-train-labels}}\n    test: {{images: id-test-images, labels: id-test-labels}}\n{}{}{}data:\n  id: idset\n  splits: [{{classes: [0, 1]}}]\n  outliers: pool\n  ood: [oodset]\n  val_fraction: 0.2\neval: {{val_ood: valset}}\nmethods:\n  baseline: {{method: ce}}\n  oe: {{method: {{kind: oe, weight: 0.5}}, init_from: baseline}}\n",
-        ds("pool", "train", "pool"),
-        ds("valset", "train", "val"),
-        ds("oodset", "test", "ood"),
-    );
-    let spec_path = d.join("planted.yaml");
-    std::fs::write(&spec_path, spec).unwrap();
+    let (spec_path, ood) = planted(d, "", false);
     let home = d.join("home");
 
     let out = run_ok(oodlab(&home).arg("audit").arg(&spec_path).args(["--format", "json"]));
@@ -230,19 +195,29 @@ fn bad_audit_settings_name_the_field() {
     assert!(e.contains("audit.treshold") || e.contains("unknown field `treshold`"), "{e}");
 }
 
-/// The planted datasets of the first test again (less its near pairs' bookkeeping), with the ID
-/// training image 4 also in the validation OOD set, and `data` lines added: the spec's path.
-fn planted_with(d: &Path, data: &str) -> std::path::PathBuf {
+/// Noise datasets with duplicates planted across roles, and a spec over them with `data` lines
+/// added; `val_copies_train` also puts ID training image 4 into the validation OOD set (in
+/// id_train or id_val, as the seed carves). The spec's path and the test OOD set's images.
+fn planted(d: &Path, data: &str, val_copies_train: bool) -> (std::path::PathBuf, Vec<Vec<u8>>) {
+    // The ID set: 4 classes; classes 0 and 1 are ID, 2 and 3 held out. Training 30 a class; test
+    // 10 a class, labels 0,1,2,3,0,1,... Test image 2 (class 2, held out) is a copy of test
+    // image 0 (class 0, ID): id_test × heldout, exact.
     let train: Vec<Vec<u8>> = (0..120).map(|i| noise(1000 + i)).collect();
     let mut test: Vec<Vec<u8>> = (0..40).map(|i| noise(2000 + i)).collect();
     test[2] = test[0].clone();
     write_idx(d, "id-train", &train, &(0..120).map(|i| (i % 4) as u8).collect::<Vec<_>>());
     write_idx(d, "id-test", &test, &(0..40).map(|i| (i % 4) as u8).collect::<Vec<_>>());
+    // The outlier pool and the validation OOD set.
     let pool: Vec<Vec<u8>> = (0..50).map(|i| noise(3000 + i)).collect();
     let mut val: Vec<Vec<u8>> = (0..20).map(|i| noise(4000 + i)).collect();
-    val[7] = train[4].clone();
+    if val_copies_train {
+        val[7] = train[4].clone();
+    }
     write_idx(d, "pool", &pool, &[0; 50]);
     write_idx(d, "val", &val, &[0; 20]);
+    // The test OOD set: image 0 is pool[5] (outliers × ood, exact), 1 is pool[7] brightened
+    // (outliers × ood, near), 2 is held-out test image 6 (class 2: heldout × ood, exact), 3 is
+    // val[3] brightened (val_ood × ood, near).
     let mut ood: Vec<Vec<u8>> = (0..30).map(|i| noise(5000 + i)).collect();
     ood[0] = pool[5].clone();
     ood[1] = brighter(&pool[7]);
@@ -260,7 +235,7 @@ fn planted_with(d: &Path, data: &str) -> std::path::PathBuf {
     );
     let path = d.join("planted.yaml");
     std::fs::write(&path, spec).unwrap();
-    path
+    (path, ood)
 }
 
 /// Role → images, and (role, role, exact pairs) where any.
@@ -292,7 +267,7 @@ fn dedupe_removes_each_rules_side_of_the_shared_images_and_is_part_of_the_run_id
 
     // As planted: the pool's image 5 is in the test OOD set; the validation OOD set's image 7 is
     // ID training image 4 (in id_train or id_val, as the seed carves).
-    let spec = planted_with(d, "");
+    let spec = planted(d, "", true).0;
     let (roles, cells) = audited(&home, &spec);
     assert_eq!((size(&roles, "outliers"), size(&roles, "val_ood"), size(&roles, "oodset")), (50, 20, 30));
     assert!(pair(&cells, "outliers", "oodset") && (pair(&cells, "id_train", "val_ood") || pair(&cells, "id_val", "val_ood")), "{cells:?}");
@@ -304,7 +279,7 @@ fn dedupe_removes_each_rules_side_of_the_shared_images_and_is_part_of_the_run_id
     let plain = ids(&spec);
 
     // `outliers`: the pool gives up image 5 (exact; the brightened image 7 is no exact copy).
-    let spec = planted_with(d, "  dedupe: [outliers]\n");
+    let spec = planted(d, "  dedupe: [outliers]\n", true).0;
     let (roles, cells) = audited(&home, &spec);
     assert_eq!((size(&roles, "outliers"), size(&roles, "oodset")), (49, 30));
     assert!(!pair(&cells, "outliers", "oodset"), "{cells:?}");
@@ -312,7 +287,7 @@ fn dedupe_removes_each_rules_side_of_the_shared_images_and_is_part_of_the_run_id
     assert_ne!(with_outliers, plain);
 
     // `test_ood`: the test OOD set gives up its copy instead; the pair of two test sets stays.
-    let spec = planted_with(d, "  dedupe: [test_ood]\n");
+    let spec = planted(d, "  dedupe: [test_ood]\n", true).0;
     let (roles, cells) = audited(&home, &spec);
     assert_eq!((size(&roles, "outliers"), size(&roles, "oodset")), (50, 29));
     assert!(!pair(&cells, "outliers", "oodset") && pair(&cells, "heldout", "oodset"), "{cells:?}");
@@ -321,13 +296,13 @@ fn dedupe_removes_each_rules_side_of_the_shared_images_and_is_part_of_the_run_id
     assert!(with_test.iter().zip(&plain).all(|(a, b)| a.1 != b.1), "{with_test:?} {plain:?}");
 
     // `val_ood`: the validation set gives up the ID training image.
-    let spec = planted_with(d, "  dedupe: [val_ood]\n");
+    let spec = planted(d, "  dedupe: [val_ood]\n", true).0;
     let (roles, cells) = audited(&home, &spec);
     assert_eq!(size(&roles, "val_ood"), 19);
     assert!(!pair(&cells, "id_train", "val_ood") && !pair(&cells, "id_val", "val_ood"), "{cells:?}");
 
     // All three, trained and evaluated: the runs finish.
-    let spec = planted_with(d, "  dedupe: [outliers, val_ood, test_ood]\n");
+    let spec = planted(d, "  dedupe: [outliers, val_ood, test_ood]\n", true).0;
     run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
     assert!(statuses(&home, "planted").iter().all(|r| r["status"] == "done"));
     // With a store in the home, the audit is recorded there for the dashboard: the latest only.
@@ -339,12 +314,12 @@ fn dedupe_removes_each_rules_side_of_the_shared_images_and_is_part_of_the_run_id
     assert!(recorded.starts_with("planted|0|"), "{recorded}");
 
     // The rule is named, and `outliers` needs a pool.
-    let bad = planted_with(d, "  dedupe: [outlier]\n");
+    let bad = planted(d, "  dedupe: [outlier]\n", true).0;
     let out = oodlab(&home).arg("plan").arg(&bad).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     let e = text(&out.stderr);
     assert!(e.contains("field `data.dedupe[0]`: unknown value `outlier`") && e.contains("did you mean `outliers`?"), "{e}");
-    let text_spec = std::fs::read_to_string(planted_with(d, "  dedupe: [outliers]\n")).unwrap();
+    let text_spec = std::fs::read_to_string(planted(d, "  dedupe: [outliers]\n", true).0).unwrap();
     std::fs::write(
         d.join("nopool.yaml"),
         text_spec.replace("  outliers: pool\n", "").replace("  oe: {method: {kind: oe, weight: 0.5}, init_from: baseline}\n", ""),
