@@ -9,7 +9,7 @@ pub mod phash;
 pub mod sheet;
 
 use oodlab_data::{pixel_digest, DataError, ImageSet, PixelDigest};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One role's images, hashed: in the role's order.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,7 +34,7 @@ impl Hashed {
 /// How alike two images must be to be near duplicates: perceptual hashes within `distance`
 /// bits, then (the hash alone confuses small images of one kind of thing) thumbnails whose
 /// pixels correlate at least `correlation`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Near {
     pub distance: u32,
     pub correlation: f64,
@@ -131,7 +131,7 @@ pub fn exact_cross_pairs(roles: &[(String, Vec<PixelDigest>)]) -> Vec<(String, S
 }
 
 /// Two images of two roles found alike.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Pair {
     pub a_role: String,
     /// The image's index in its role, and its position in the part it was loaded from.
@@ -150,7 +150,7 @@ pub struct Pair {
 
 /// The counts between two roles (`a` listed before `b`), or within one (`a` = `b`: pairs of two
 /// of its images).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cell {
     pub a: String,
     pub b: String,
@@ -165,7 +165,7 @@ pub struct Cell {
 }
 
 /// The audit's findings.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Findings {
     /// The roles in order, with their sizes.
     pub roles: Vec<(String, usize)>,
@@ -177,6 +177,24 @@ pub struct Findings {
 }
 
 impl Findings {
+    /// The roles × roles table every reader shows: per role, its name, its images and, for each
+    /// role at or after it (the upper triangle and the diagonal), its cell; `None` below.
+    pub fn matrix(&self) -> Vec<(&str, usize, Vec<Option<&Cell>>)> {
+        self.roles
+            .iter()
+            .enumerate()
+            .map(|(i, (a, size))| {
+                let row = self
+                    .roles
+                    .iter()
+                    .enumerate()
+                    .map(|(j, (b, _))| if j < i { None } else { self.cells.iter().find(|c| c.a == *a && c.b == *b) })
+                    .collect();
+                (a.as_str(), *size, row)
+            })
+            .collect()
+    }
+
     /// Cross-role exact duplicates in all.
     pub fn exact_pairs(&self) -> usize {
         self.cells.iter().filter(|c| c.a != c.b).map(|c| c.exact_pairs).sum()
@@ -379,6 +397,18 @@ mod tests {
         let cross: Vec<(String, String, usize)> =
             f.cells.iter().filter(|c| c.a != c.b && c.exact_pairs > 0).map(|c| (c.a.clone(), c.b.clone(), c.exact_pairs)).collect();
         assert_eq!(cross, exact_cross_pairs(&roles));
+    }
+
+    #[test]
+    fn the_matrix_is_the_upper_triangle_with_the_diagonal() {
+        let r = |v: u64| hashed(&[v], &[v as u8]);
+        let f = audit(&[("x".into(), r(1)), ("y".into(), r(1))], near(2), 5, 1);
+        let m: Vec<(&str, usize, Vec<Option<(usize, usize)>>)> = f
+            .matrix()
+            .into_iter()
+            .map(|(n, size, row)| (n, size, row.iter().map(|c| c.map(|c| (c.exact_pairs, c.near_pairs))).collect()))
+            .collect();
+        assert_eq!(m, vec![("x", 1, vec![Some((0, 0)), Some((1, 0))]), ("y", 1, vec![None, Some((0, 0))])]);
     }
 
     #[test]

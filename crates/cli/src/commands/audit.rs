@@ -148,15 +148,10 @@ fn render(s: &SplitAudit) -> String {
     }
     out.push('\n');
     // The upper triangle; on the diagonal, a role's pairs with itself.
-    for (i, (a, size)) in f.roles.iter().enumerate() {
+    for (a, size, row) in f.matrix() {
         out.push_str(&format!("{a:width$}  {size:>8}"));
-        for (j, b) in names.iter().enumerate() {
-            let cell = if j < i {
-                String::new()
-            } else {
-                let c = f.cells.iter().find(|c| c.a == *a && c.b == *b).expect("a cell per pair");
-                format!("{} / {}", c.exact_pairs, c.near_pairs)
-            };
+        for cell in row {
+            let cell = cell.map_or(String::new(), |c| format!("{} / {}", c.exact_pairs, c.near_pairs));
             out.push_str(&format!("  {cell:>width$}"));
         }
         out.push('\n');

@@ -27,19 +27,14 @@ pub fn section(doc: &mut Document, out: &Path, exp: &oodlab_spec::Experiment) ->
         let mut header = vec!["role".to_string(), "images".to_string()];
         header.extend(names.iter().map(|n| n.to_string()));
         let rows = f
-            .roles
-            .iter()
-            .enumerate()
-            .map(|(i, (a, size))| {
-                let mut row = vec![TextCell::plain(a), TextCell::plain(&size.to_string())];
-                for (j, b) in names.iter().enumerate() {
-                    let cell = match f.cells.iter().find(|c| c.a == *a && c.b == *b) {
-                        Some(c) if j >= i => format!("{} / {}", c.exact_pairs, c.near_pairs),
-                        _ => String::new(),
-                    };
-                    row.push(TextCell::plain(&cell));
-                }
-                row
+            .matrix()
+            .into_iter()
+            .map(|(a, size, row)| {
+                let mut cells = vec![TextCell::plain(a), TextCell::plain(&size.to_string())];
+                cells.extend(
+                    row.iter().map(|c| TextCell::plain(&c.map_or(String::new(), |c| format!("{} / {}", c.exact_pairs, c.near_pairs)))),
+                );
+                cells
             })
             .collect();
         doc.push(Block::Table(Table { header, rows, caption: Some("Exact / near pairs of images.".into()) }));
