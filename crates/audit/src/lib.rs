@@ -403,7 +403,8 @@ mod tests {
     fn the_matrix_is_the_upper_triangle_with_the_diagonal() {
         let r = |v: u64| hashed(&[v], &[v as u8]);
         let f = audit(&[("x".into(), r(1)), ("y".into(), r(1))], near(2), 5, 1);
-        let m: Vec<(&str, usize, Vec<Option<(usize, usize)>>)> = f
+        type Row<'a> = (&'a str, usize, Vec<Option<(usize, usize)>>);
+        let m: Vec<Row> = f
             .matrix()
             .into_iter()
             .map(|(n, size, row)| (n, size, row.iter().map(|c| c.map(|c| (c.exact_pairs, c.near_pairs))).collect()))
