@@ -4,9 +4,10 @@
 //!
 //! Exact, by blocked f32 matrix products as faiss's flat index does: for unit vectors
 //! ‖q - t‖² = ‖q‖² + ‖t‖² - 2 q·t, the dot products of a block of queries with a tile of the
-//! training features in one product, the k smallest distances kept per query.
+//! training features in one product, the k smallest distances kept per query. The same scan
+//! gives each query its nearest training row ([`nearest`]): the audit's near duplicates by
+//! features (issue #34).
 
-use nalgebra::DMatrix;
 use rayon::prelude::*;
 
 use crate::{invalid, Result, Rows};
@@ -15,24 +16,29 @@ use crate::{invalid, Result, Rows};
 pub(crate) const DEFAULT_K: usize = 50;
 pub(crate) const K_GRID: [usize; 7] = [1, 5, 10, 20, 50, 100, 200];
 
-/// Queries per task, training features per product.
-const QUERIES: usize = 256;
-const TILE: usize = 4096;
+/// Queries per task, training features per product: a block's distances to a tile (512 × 1024
+/// f32, 2 MiB) stay in the core's cache while they are scanned, and the tile's rows are packed
+/// once per block. Measured on 50,000 × 512 against 6,000 queries (AMD EPYC Zen 4, 2 cores):
+/// 256 queries a block 4.6 s, 512 3.8 s, 768 and 1,024 3.5 s (fewer tasks to share out);
+/// tiles of 512 to 4,096 within noise.
+const QUERIES: usize = 512;
+const TILE: usize = 1024;
 
-/// Each row divided by its norm (computed in f64), as f32; a zero row stays zero (distance 1 to
-/// every unit vector) rather than NaN. With each row's squared norm after rounding.
-fn normalized(rows: Rows, range: std::ops::Range<usize>) -> (DMatrix<f32>, Vec<f64>) {
+/// Rows `range` of `rows`, each divided by its norm (computed in f64), as f32 row-major; a zero
+/// row stays zero (distance 1 to every unit vector) rather than NaN. With each row's squared
+/// norm after rounding.
+fn normalized(rows: Rows, range: std::ops::Range<usize>) -> (Vec<f32>, Vec<f64>) {
     let d = rows.dim();
-    let mut m = DMatrix::zeros(range.len(), d);
+    let mut m = Vec::with_capacity(range.len() * d);
     let mut norms = Vec::with_capacity(range.len());
-    for (r, i) in range.enumerate() {
+    for i in range {
         let x = rows.row(i);
         let norm = x.iter().map(|&v| v as f64 * v as f64).sum::<f64>().sqrt();
         let inv = if norm > 0.0 { 1.0 / norm } else { 0.0 };
         let mut n2 = 0.0;
-        for (j, &v) in x.iter().enumerate() {
+        for &v in x {
             let u = (v as f64 * inv) as f32;
-            m[(r, j)] = u;
+            m.push(u);
             n2 += u as f64 * u as f64;
         }
         norms.push(n2);
@@ -40,53 +46,154 @@ fn normalized(rows: Rows, range: std::ops::Range<usize>) -> (DMatrix<f32>, Vec<f
     (m, norms)
 }
 
+/// `dst` (m × n, row-major) = `a` (m × d, row-major) · `b`ᵀ (`b` n × d, row-major), with the
+/// `gemm` crate's f32 kernels (AVX-512 or AVX2, chosen at run time) on this thread: the scan runs
+/// one block per rayon task already.
+fn dots(a: &[f32], b: &[f32], d: usize, dst: &mut [f32]) {
+    let (m, n) = (a.len() / d, b.len() / d);
+    assert_eq!(dst.len(), m * n, "a product of {m} × {d} by {d} × {n}");
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: `a` and `b` hold m × d and n × d values row-major: element (i, p) of `a` is at
+    // i d + p (column stride 1, row stride d), element (p, j) of bᵀ is b's (j, p) at j d + p
+    // (column stride d, row stride 1); `dst` holds m × n, (i, j) at i n + j, and aliases neither.
+    #[allow(unsafe_code)]
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            d,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.as_ptr(),
+            1,
+            d as isize,
+            b.as_ptr(),
+            d as isize,
+            1,
+            0.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Every query against every training row: per block of queries (one rayon task each), per tile
+/// of training rows, `visit` is handed the query's state, the tile's first row and a
+/// [`Distances`] to the tile's rows; `end` turns each query's state into its result, in the
+/// queries' order.
+fn scan<S, R: Send>(
+    train: Rows,
+    queries: Rows,
+    new: impl Fn() -> S + Sync,
+    visit: impl Fn(&mut S, usize, Distances) + Sync,
+    end: impl Fn(S) -> R + Sync,
+) -> Vec<R> {
+    let d = train.dim();
+    let tiles: Vec<(usize, Vec<f32>, Vec<f64>)> = (0..train.len())
+        .step_by(TILE)
+        .map(|s| {
+            let (m, n) = normalized(train, s..(s + TILE).min(train.len()));
+            (s, m, n)
+        })
+        .collect();
+    let starts: Vec<usize> = (0..queries.len()).step_by(QUERIES).collect();
+    starts
+        .into_par_iter()
+        .flat_map_iter(|s| {
+            let (q, qn) = normalized(queries, s..(s + QUERIES).min(queries.len()));
+            let mut states: Vec<S> = qn.iter().map(|_| new()).collect();
+            let mut block = vec![0f32; qn.len() * TILE];
+            for (start, t, tn) in &tiles {
+                let n = tn.len();
+                let block = &mut block[..qn.len() * n];
+                dots(&q, t, d, block);
+                for ((state, dots), &qn) in states.iter_mut().zip(block.chunks_exact(n)).zip(&qn) {
+                    visit(state, *start, Distances { dots, qn, tn });
+                }
+            }
+            states.into_iter().map(&end).collect::<Vec<R>>()
+        })
+        .collect()
+}
+
+/// One query's squared distances to a tile's rows: f32 dot products (as faiss's), summed with
+/// the squared norms in f64 when read, so that a distance near 0 (a near duplicate) keeps its
+/// digits.
+struct Distances<'a> {
+    dots: &'a [f32],
+    qn: f64,
+    tn: &'a [f64],
+}
+
+impl Distances<'_> {
+    fn iter(&self) -> impl Iterator<Item = f64> + '_ {
+        self.dots.iter().zip(self.tn).map(|(&dot, tn)| (self.qn + tn - 2.0 * dot as f64).max(0.0))
+    }
+}
+
 pub fn knn(train: Rows, queries: Rows, k: usize) -> Result<Vec<f64>> {
     if k == 0 || k > train.len() {
         return invalid(format!("KNN needs 1 <= k <= {} (the training features), got k = {k}", train.len()));
     }
-    if train.dim() != queries.dim() {
-        return invalid(format!("training features of {} values but queries of {}", train.dim(), queries.dim()));
-    }
-    // The training features as columns, tile by tile.
-    let tiles: Vec<(DMatrix<f32>, Vec<f64>)> = (0..train.len())
-        .step_by(TILE)
-        .map(|s| {
-            let (m, n) = normalized(train, s..(s + TILE).min(train.len()));
-            (m.transpose(), n)
-        })
-        .collect();
-    let starts: Vec<usize> = (0..queries.len()).step_by(QUERIES).collect();
-    Ok(starts
-        .into_par_iter()
-        .flat_map_iter(|s| {
-            let (q, qn) = normalized(queries, s..(s + QUERIES).min(queries.len()));
-            // Per query: candidate distances, and a bound (the k-th smallest kept so far) that a
-            // new distance must beat to be kept at all.
-            let mut nearest: Vec<(Vec<f64>, f64)> = vec![(Vec::with_capacity(2 * k + 1), f64::INFINITY); q.nrows()];
-            for (t, tn) in &tiles {
-                // Transposed: each query's dot products one contiguous column.
-                let dots = (&q * t).transpose();
-                for ((kept, bound), (dots, qn)) in nearest.iter_mut().zip(dots.column_iter().zip(&qn)) {
-                    for (&dot, tn) in dots.iter().zip(tn) {
-                        let d = (qn + tn - 2.0 * dot as f64).max(0.0);
-                        if d < *bound {
-                            kept.push(d);
-                            if kept.len() == 2 * k {
-                                kept.select_nth_unstable_by(k - 1, |a, b| a.total_cmp(b));
-                                kept.truncate(k);
-                                *bound = kept[k - 1];
-                            }
-                        }
+    same_dim(train, queries)?;
+    // Per query: candidate distances, and a bound (the k-th smallest kept so far) that a new
+    // distance must beat to be kept at all.
+    Ok(scan(
+        train,
+        queries,
+        || (Vec::with_capacity(2 * k + 1), f64::INFINITY),
+        |(kept, bound): &mut (Vec<f64>, f64), _, row| {
+            for d in row.iter() {
+                if d < *bound {
+                    kept.push(d);
+                    if kept.len() == 2 * k {
+                        kept.select_nth_unstable_by(k - 1, |a, b| a.total_cmp(b));
+                        kept.truncate(k);
+                        *bound = kept[k - 1];
                     }
                 }
             }
-            nearest
-                .into_iter()
-                .map(|(mut kept, _)| {
-                    kept.select_nth_unstable_by(k - 1, |a, b| a.total_cmp(b));
-                    -kept[k - 1]
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect())
+        },
+        |(mut kept, _)| {
+            kept.select_nth_unstable_by(k - 1, |a, b| a.total_cmp(b));
+            -kept[k - 1]
+        },
+    ))
+}
+
+/// For each query, its nearest training row (the first of equals) and their squared distance
+/// once both are L2-normalized (2 − 2 cos: the cosine is 1 − d / 2). The scan of [`knn`] with k
+/// = 1 that keeps the row's index.
+pub fn nearest(train: Rows, queries: Rows) -> Result<Vec<(usize, f64)>> {
+    if train.is_empty() {
+        return invalid("the nearest training row of a query needs at least one training row");
+    }
+    same_dim(train, queries)?;
+    Ok(scan(
+        train,
+        queries,
+        || (0usize, f64::INFINITY),
+        |(best, bound): &mut (usize, f64), start, row| {
+            for (j, d) in row.iter().enumerate() {
+                if d < *bound {
+                    (*best, *bound) = (start + j, d);
+                }
+            }
+        },
+        |(best, d)| (best, d),
+    ))
+}
+
+fn same_dim(train: Rows, queries: Rows) -> Result<()> {
+    if train.dim() != queries.dim() {
+        return invalid(format!("training features of {} values but queries of {}", train.dim(), queries.dim()));
+    }
+    Ok(())
 }

@@ -30,7 +30,7 @@ use thiserror::Error;
 
 pub use detector::{score_sets, Detector, Query, Reference, NAMES};
 pub use gaussian::{mahalanobis, rmds, ClassGaussians};
-pub use knn::knn;
+pub use knn::{knn, nearest};
 pub use logits::{gen, Linear};
 pub use search::{search, Searched};
 pub use shaping::{ash, percentile, react, Ash};
