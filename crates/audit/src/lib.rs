@@ -5,6 +5,7 @@
 //! distance that are not exact. Loading the roles is the caller's (the CLI, with the loaders the
 //! runs use); this crate only hashes and compares, and never prints.
 
+pub mod features;
 pub mod phash;
 pub mod sheet;
 
@@ -174,6 +175,9 @@ pub struct Findings {
     pub cells: Vec<Cell>,
     /// The closest cross-role pairs (exact ones first, then by distance), at most `show`.
     pub closest: Vec<Pair>,
+    /// Near duplicates by a finished baseline's features, when the split has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<features::ByFeatures>,
 }
 
 impl Findings {
@@ -221,7 +225,7 @@ pub fn audit(roles: &[(String, Hashed)], near: Near, show: usize, threads: usize
             }
         }
     }
-    Findings { roles: roles.iter().map(|(n, h)| (n.clone(), h.exact.len())).collect(), near, cells, closest }
+    Findings { roles: roles.iter().map(|(n, h)| (n.clone(), h.exact.len())).collect(), near, cells, closest, features: None }
 }
 
 /// Closest first: exact pairs, then by distance, then the more correlated.

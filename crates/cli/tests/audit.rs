@@ -111,8 +111,10 @@ fn planted_duplicates_are_counted_in_their_role_pairs_and_shown() {
     assert!(table.contains("outliers") && table.contains("1 / 1"), "{table}");
     let sheet = image::open(d.join("sheets/planted-split0.png")).unwrap();
     assert_eq!((sheet.width(), sheet.height()), (2 * 84 + 12, 5 * (84 + 4) + 4));
-    // Nothing trained, no store written.
+    // Nothing trained, no store written: no baseline's features to compare by.
     assert!(!home.join("oodlab.db").exists());
+    assert!(split["features"].is_null(), "{split}");
+    assert!(table.contains("no finished baseline of this split and seed in the home"), "{table}");
 
     // The guard: `plan` warns with the exact pairs (3: id_test × heldout, heldout × oodset,
     // outliers × oodset); with audit.strict, `run` queues nothing and leaves no store.
@@ -189,10 +191,112 @@ fn bad_audit_settings_name_the_field() {
     assert!(e.contains(&format!("spec.yaml:{line}:")) && e.contains("audit.near_distance") && e.contains("between 0 and 24"), "{e}");
     let e = fails("{near_correlation: 1.5}");
     assert!(e.contains("audit.near_correlation") && e.contains("must be in [-1, 1], found 1.5"), "{e}");
+    let e = fails("{feature_cosine: 0}");
+    assert!(e.contains("audit.feature_cosine") && e.contains("must be in (0, 1], found 0"), "{e}");
     let e = fails("{roles: [outliers, mnsit]}");
     assert!(e.contains("audit.roles[1]") && e.contains("unknown role `mnsit`") && e.contains("did you mean `mnist`?"), "{e}");
     let e = fails("{treshold: 3}");
     assert!(e.contains("audit.treshold") || e.contains("unknown field `treshold`"), "{e}");
+}
+
+#[test]
+fn near_duplicates_by_a_finished_baselines_features() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let home = d.join("home");
+    let (spec, _) = planted(d, "", false);
+    run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
+    let out = run_ok(oodlab(&home).arg("plan").arg(&spec).args(["--format", "json"]));
+    let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let baseline = rows.iter().find(|r| r["entry"] == "baseline").unwrap()["run_id"].as_str().unwrap().to_string();
+
+    let out = run_ok(oodlab(&home).arg("audit").arg(&spec).args(["--format", "json"]));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by = &v["splits"][0]["features"];
+    assert_eq!(by["run_id"], baseline.as_str(), "{by}");
+    assert_eq!(by["cosine"], 0.9999);
+    // Every role the baseline saved features of (not the outlier pool), all its images (the ID
+    // training sample is the whole role here: 48 images, under eval.train_sample).
+    let roles: Vec<(String, u64)> =
+        by["roles"].as_array().unwrap().iter().map(|r| (r[0].as_str().unwrap().into(), r[1].as_u64().unwrap())).collect();
+    let want: Vec<(String, u64)> = [("id_train", 48), ("id_val", 12), ("id_test", 20), ("heldout", 20), ("val_ood", 20), ("oodset", 30)]
+        .iter()
+        .map(|(n, k)| (n.to_string(), *k))
+        .collect();
+    assert_eq!(roles, want);
+
+    // The counts by brute force in f64 from the file the baseline saved: each image of the later
+    // role, its largest cosine to the earlier role's, features centred on the ID training mean.
+    let dir_of = run_detail(&home, &baseline)["run_dir"].as_str().unwrap().to_string();
+    let saved = oodlab_train::features::RunFeatures::load(&Path::new(&dir_of).join("features.safetensors")).unwrap();
+    let dim = saved.dim;
+    let rows_of = |name: &str| -> Vec<Vec<f64>> {
+        let set = match name {
+            "id_train" => &saved.train,
+            "id_val" => &saved.val.as_ref().unwrap().0,
+            "val_ood" => &saved.val.as_ref().unwrap().1,
+            "id_test" => &saved.sets.iter().find(|s| s.0 == "id").unwrap().1,
+            other => &saved.sets.iter().find(|s| s.0 == other).unwrap().1,
+        };
+        set.features.chunks(dim).map(|r| r.iter().map(|&x| x as f64).collect()).collect()
+    };
+    let train = rows_of("id_train");
+    let mean: Vec<f64> = (0..dim).map(|j| train.iter().map(|r| r[j]).sum::<f64>() / train.len() as f64).collect();
+    let unit = |r: &Vec<f64>| {
+        let c: Vec<f64> = r.iter().zip(&mean).map(|(x, m)| x - m).collect();
+        let n = c.iter().map(|x| x * x).sum::<f64>().sqrt();
+        c.iter().map(|x| x / n).collect::<Vec<f64>>()
+    };
+    let names: Vec<&str> = want.iter().map(|(n, _)| n.as_str()).collect();
+    let mut expected = Vec::new();
+    for (i, a) in names.iter().enumerate() {
+        let ua: Vec<Vec<f64>> = rows_of(a).iter().map(unit).collect();
+        for b in &names[i + 1..] {
+            let near = rows_of(b)
+                .iter()
+                .map(unit)
+                .filter(|ub| ua.iter().map(|x| x.iter().zip(ub).map(|(p, q)| p * q).sum::<f64>()).fold(f64::MIN, f64::max) >= 0.9999)
+                .count();
+            expected.push((a.to_string(), b.to_string(), near as u64));
+        }
+    }
+    let cells: Vec<(String, String, u64)> = by["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["a"].as_str().unwrap().into(), c["b"].as_str().unwrap().into(), c["b_near"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(cells, expected);
+    // The planted copies are among them, at cosine 1: ID test image 0 as held-out image 2, and
+    // held-out image 6 as the test OOD set's image 2 (the same pixels give the same features).
+    let count = |a: &str, b: &str| cells.iter().find(|c| c.0 == a && c.1 == b).unwrap().2;
+    assert!(count("id_test", "heldout") >= 1 && count("heldout", "oodset") >= 1, "{cells:?}");
+    let pairs: Vec<(String, u64, String, u64, f64)> = by["closest"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["a_role"].as_str().unwrap().into(),
+                p["a_position"].as_u64().unwrap(),
+                p["b_role"].as_str().unwrap().into(),
+                p["b_position"].as_u64().unwrap(),
+                p["cosine"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    for (a, pa, b, pb) in [("id_test", 0, "heldout", 2), ("heldout", 6, "oodset", 2)] {
+        assert!(
+            pairs.iter().any(|p| p.0 == a && p.1 == pa && p.2 == b && p.3 == pb && p.4 > 0.999_999),
+            "{a} @{pa} ~ {b} @{pb} not in {pairs:?}"
+        );
+    }
+    // The terminal table and the sheet of the most alike pairs.
+    let out = run_ok(oodlab(&home).arg("audit").arg(&spec).arg("--sheets").arg(d.join("sheets")));
+    let said = text(&out.stdout);
+    assert!(said.contains(&format!("by the features of baseline run {baseline} (centred cosine ≥ 0.9999)")), "{said}");
+    let sheet = image::open(d.join("sheets/planted-split0-features.png")).unwrap();
+    assert_eq!(sheet.height() as usize, pairs.len() * (84 + 4) + 4);
 }
 
 /// Noise datasets with duplicates planted across roles, and a spec over them with `data` lines

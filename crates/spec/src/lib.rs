@@ -248,6 +248,11 @@ fn check_audit(a: &AuditSpec, spec: &SpecFile, loc: &Locator) -> Result<(), Spec
             .error("audit.near_correlation", format!("must be in [-1, 1], found {}", a.near_correlation))
             .with_hint("the least correlation of two near duplicates' pixels; -1 leaves the hash alone to judge (imagededup's way)"));
     }
+    if !(a.feature_cosine > 0.0 && a.feature_cosine <= 1.0) {
+        return Err(loc
+            .error("audit.feature_cosine", format!("must be in (0, 1], found {}", a.feature_cosine))
+            .with_hint("the least cosine of two near duplicates' centred features; 0.9999 by default (docs/audit.md)"));
+    }
     if a.show == 0 {
         return Err(loc.error("audit.show", "must be at least 1").with_hint("the number of closest pairs listed; default 20"));
     }

@@ -1,7 +1,10 @@
 //! The experiment page's "Data roles" section (issue #34): the latest `oodlab audit` of each
 //! split as the store records it — every pair of roles' exact / near counts (the diagonal: pairs
-//! within a role) and the closest pairs between two roles. Drawn from the recorded JSON alone.
+//! within a role) and the closest pairs between two roles; and, where a finished baseline's
+//! features were compared, that table and its most alike pairs. Drawn from the recorded JSON
+//! alone.
 
+use oodlab_audit::features::ByFeatures;
 use oodlab_audit::Findings;
 use oodlab_store::AuditRow;
 
@@ -62,7 +65,53 @@ pub fn section(audits: &[AuditRow]) -> String {
             }
             out.push_str("</table>");
         }
+        if let Some(by) = &f.features {
+            out.push_str(&features(by));
+        }
     }
     out.push_str("</section>");
+    out
+}
+
+/// The comparison by a finished baseline's features: per pair of roles, the images of the
+/// column's role whose nearest image of the row's role is that alike; the most alike pairs.
+fn features(by: &ByFeatures) -> String {
+    let mut out = format!(
+        "<p class=\"audit\">By the features of baseline run <a href=\"/runs/{}\">{}</a>: images of the column's role whose nearest image of the row's role has a centred cosine ≥ {}.</p>\
+         <table class=\"audit\"><tr><th>role</th><th>images</th>",
+        esc(&by.run_id),
+        esc(&by.run_id),
+        by.cosine
+    );
+    for (r, _) in &by.roles {
+        out.push_str(&format!("<th>{}</th>", esc(r)));
+    }
+    out.push_str("</tr>");
+    for (role, size, row) in by.matrix() {
+        out.push_str(&format!("<tr><th>{}</th><td>{size}</td>", esc(role)));
+        for cell in row {
+            match cell {
+                Some(c) if c.b_near > 0 => out.push_str(&format!("<td class=\"leak\">{}</td>", c.b_near)),
+                Some(c) => out.push_str(&format!("<td>{}</td>", c.b_near)),
+                None => out.push_str("<td></td>"),
+            }
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</table>");
+    if !by.closest.is_empty() {
+        out.push_str("<table class=\"audit-pairs\"><tr><th>cosine</th><th>role</th><th>position</th><th>role</th><th>position</th></tr>");
+        for p in &by.closest {
+            out.push_str(&format!(
+                "<tr><td>{:.5}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                p.cosine,
+                esc(&p.a_role),
+                p.a_position,
+                esc(&p.b_role),
+                p.b_position
+            ));
+        }
+        out.push_str("</table>");
+    }
     out
 }

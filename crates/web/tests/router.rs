@@ -379,11 +379,30 @@ async fn the_latest_audit_of_an_experiment_is_shown_on_its_page() {
         thumbs: near.iter().flat_map(|_| thumb.clone()).collect(),
         positions: (0..near.len()).map(|i| 10 + i).collect(),
     };
-    let findings = audit(
+    let mut findings = audit(
         &[("a".into(), hashed(&[0b0, 0b111], &[1, 2])), ("b".into(), hashed(&[0b0], &[1]))],
         Near { distance: 3, correlation: 0.9 },
         5,
         1,
+    );
+    // By features: a's rows (1, 0) and (0, 1), b's (1, 0.001) — cosine 0.9999995 with a's first
+    // (centred on nothing), at position 20 of b's file.
+    let role = |name: &str, features: Vec<f32>, positions: Vec<usize>| oodlab_audit::features::FeatureRole {
+        name: name.into(),
+        indices: (0..positions.len()).collect(),
+        features,
+        positions,
+    };
+    findings.features = Some(
+        oodlab_audit::features::by_features(
+            "base1",
+            &[role("a", vec![1.0, 0.0, 0.0, 1.0], vec![10, 11]), role("b", vec![1.0, 0.001], vec![20])],
+            2,
+            &[0.0, 0.0],
+            0.9999,
+            5,
+        )
+        .unwrap(),
     );
     let (_dir, home, _) = router().await;
     let store = oodlab_store::Store::open(&home.join("oodlab.db")).await.unwrap();
@@ -400,6 +419,13 @@ async fn the_latest_audit_of_an_experiment_is_shown_on_its_page() {
     assert!(body.contains("<tr><th>b</th><td>1</td><td></td><td>0 / 0</td></tr>"), "{body}");
     // The closest pairs between the roles, by position: a's 10 and b's 10 exact, then a's 11.
     assert!(body.contains("<tr><td>exact</td><td>a</td><td>10</td><td>b</td><td>10</td></tr><tr><td>3 bits, r 1.000</td><td>a</td><td>11</td><td>b</td><td>10</td></tr>"), "{body}");
+    // By features: b's one image is near a's first.
+    assert!(
+        body.contains("By the features of baseline run <a href=\"/runs/base1\">base1</a>") && body.contains("cosine ≥ 0.9999."),
+        "{body}"
+    );
+    assert!(body.contains("<tr><th>a</th><td>2</td><td></td><td class=\"leak\">1</td></tr>"), "{body}");
+    assert!(body.contains("<tr><td>1.00000</td><td>a</td><td>10</td><td>b</td><td>20</td></tr>"), "{body}");
     // An experiment never audited has no section.
     let (_, body) = get(&r, "/experiments/other").await;
     assert!(!body.contains("id=\"audit\""), "{body}");

@@ -3,8 +3,11 @@
 //! split's first run that trains on outliers, else its first run: its seed draws the validation
 //! carve-out and the outlier slice), hashed, and every pair of roles counted.
 
+use std::path::{Path, PathBuf};
+
+use oodlab_audit::features::FeatureRole;
 use oodlab_audit::{Findings, Hashed};
-use oodlab_spec::{Experiment, RunConfig};
+use oodlab_spec::{Experiment, Method, RunConfig};
 
 use crate::args::{AuditArgs, Format};
 
@@ -16,8 +19,10 @@ struct SplitAudit {
     run_id: String,
     #[serde(flatten)]
     findings: Findings,
-    /// The contact sheet of the closest pairs, when written.
+    /// The contact sheets of the closest pairs (by hashes, by features), when written.
     sheet: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    feature_sheet: Option<String>,
 }
 
 pub async fn audit(home: &std::path::Path, a: AuditArgs) -> anyhow::Result<i32> {
@@ -25,16 +30,21 @@ pub async fn audit(home: &std::path::Path, a: AuditArgs) -> anyhow::Result<i32> 
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut out = Vec::new();
     for run in representatives(&exp) {
-        let (sets, roles) = hashed_roles(&exp, run, threads)?;
-        let near = oodlab_audit::Near { distance: exp.audit.near_distance, correlation: exp.audit.near_correlation };
-        let findings = oodlab_audit::audit(&roles, near, exp.audit.show, threads);
-        let mut sheet = None;
-        if let (Some(dir), false) = (&a.sheets, findings.closest.is_empty()) {
-            let path = dir.join(format!("{}-split{}.png", exp.name, run.split));
-            write_sheet(&path, &sets, &findings)?;
-            sheet = Some(path.display().to_string());
+        let (sets, findings) = split_findings(home, &exp, run, exp.audit.show, threads).await?;
+        let (mut sheet, mut feature_sheet) = (None, None);
+        if let Some(dir) = &a.sheets {
+            if !findings.closest.is_empty() {
+                let path = dir.join(format!("{}-split{}.png", exp.name, run.split));
+                write_sheet(&path, &sets, &hash_pairs(&findings))?;
+                sheet = Some(path.display().to_string());
+            }
+            if let Some(f) = findings.features.as_ref().filter(|f| !f.closest.is_empty()) {
+                let path = dir.join(format!("{}-split{}-features.png", exp.name, run.split));
+                write_sheet(&path, &sets, &feature_pairs(f))?;
+                feature_sheet = Some(path.display().to_string());
+            }
         }
-        out.push(SplitAudit { split: run.split, seed: run.seed, run_id: run.run_id.0.clone(), findings, sheet });
+        out.push(SplitAudit { split: run.split, seed: run.seed, run_id: run.run_id.0.clone(), findings, sheet, feature_sheet });
     }
     // The dashboard shows the latest audit: recorded where the home has a store (never made for
     // it).
@@ -52,6 +62,9 @@ pub async fn audit(home: &std::path::Path, a: AuditArgs) -> anyhow::Result<i32> 
                 print!("{}", render(s));
                 if let Some(p) = &s.sheet {
                     println!("the closest pairs side by side, one a row in the order above: {p}\n");
+                }
+                if let Some(p) = &s.feature_sheet {
+                    println!("the most alike pairs by features side by side, in the order above: {p}\n");
                 }
             }
         }
@@ -85,6 +98,85 @@ pub(super) fn hashed_roles(exp: &Experiment, run: &RunConfig, threads: usize) ->
     Ok((roles, hashed))
 }
 
+/// A split's roles and what the audit finds in them: by hashes, and by features when the home
+/// holds a finished baseline of the split ([`baseline_features`]).
+pub(super) async fn split_findings(
+    home: &Path,
+    exp: &Experiment,
+    run: &RunConfig,
+    show: usize,
+    threads: usize,
+) -> anyhow::Result<(Roles, Findings)> {
+    let (sets, roles) = hashed_roles(exp, run, threads)?;
+    let near = oodlab_audit::Near { distance: exp.audit.near_distance, correlation: exp.audit.near_correlation };
+    let mut findings = oodlab_audit::audit(&roles, near, show, threads);
+    if let Some((baseline, file)) = baseline_features(home, exp, run).await? {
+        let saved = oodlab_train::features::RunFeatures::load(&file).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (features, centre) = feature_roles(&roles, baseline, &saved);
+        let f = oodlab_audit::features::by_features(&baseline.run_id.0, &features, saved.dim, &centre, exp.audit.feature_cosine, show)
+            .map_err(|e| anyhow::anyhow!("comparing the features of run {}: {e}", baseline.run_id))?;
+        findings.features = Some(f);
+    }
+    Ok((sets, findings))
+}
+
+/// The finished baseline of `run`'s split and seed (a `ce` entry trained from scratch: its
+/// seed drew the same validation carve-out and outlier slice), with the features file it saved,
+/// when the home's store has one.
+pub(super) async fn baseline_features<'a>(
+    home: &Path,
+    exp: &'a Experiment,
+    run: &RunConfig,
+) -> anyhow::Result<Option<(&'a RunConfig, PathBuf)>> {
+    let candidates: Vec<&RunConfig> = exp
+        .runs
+        .iter()
+        .filter(|r| r.split == run.split && r.seed == run.seed && r.parent.is_none() && matches!(r.settings.method, Method::Ce(_)))
+        .collect();
+    if candidates.is_empty() || !crate::settings::db_path(home).exists() {
+        return Ok(None);
+    }
+    let store = super::read_store(home).await?;
+    let ids: Vec<String> = candidates.iter().map(|r| r.run_id.0.clone()).collect();
+    let (statuses, dirs) = (store.statuses(&ids).await?, store.run_dirs(&ids).await?);
+    Ok(candidates.into_iter().find_map(|r| {
+        let done = statuses.get(&r.run_id.0) == Some(&oodlab_store::RunStatus::Done);
+        let file = Path::new(dirs.get(&r.run_id.0)?).join(oodlab_train::features::FEATURES);
+        (done && file.exists()).then_some((r, file))
+    }))
+}
+
+/// The baseline's saved sets matched to the audit's roles, in the roles' order, and the ID
+/// training sample's mean to centre them on. The file names them `id_train` (the baseline's
+/// sample of the role: `eval.train_sample` images drawn with its seed), `id_val`, `id` (the ID
+/// test set), `val_ood` and each OOD set (`heldout` among them); the outlier pool has none. A set
+/// whose rows are not its role's images in number (the data changed since the baseline ran) is
+/// left out rather than matched wrongly.
+fn feature_roles(
+    roles: &[(String, Hashed)],
+    baseline: &RunConfig,
+    saved: &oodlab_train::features::RunFeatures,
+) -> (Vec<FeatureRole>, Vec<f32>) {
+    let dim = saved.dim;
+    let mut out = Vec::new();
+    for (name, hashed) in roles {
+        let n = hashed.positions.len();
+        let (set, indices) = match name.as_str() {
+            "id_train" => (Some(&saved.train), oodlab_data::order::subset(n, baseline.settings.eval.train_sample, baseline.seed)),
+            "id_val" => (saved.val.as_ref().map(|v| &v.0), (0..n).collect()),
+            "val_ood" => (saved.val.as_ref().map(|v| &v.1), (0..n).collect()),
+            other => {
+                let key = if other == "id_test" { "id" } else { other };
+                (saved.sets.iter().find(|(k, _)| k == key).map(|(_, s)| s), (0..n).collect())
+            }
+        };
+        let Some(set) = set.filter(|s| s.labels.len() == indices.len()) else { continue };
+        let positions = indices.iter().map(|&i| hashed.positions[i]).collect();
+        out.push(FeatureRole { name: name.clone(), features: set.features.clone(), indices, positions });
+    }
+    (out, oodlab_audit::features::mean(&saved.train.features, dim))
+}
+
 /// The roles of `run`'s data, in the audit's order, without those `audit.roles` leaves out or
 /// that hold no image.
 pub(super) fn load_roles(exp: &Experiment, run: &RunConfig) -> anyhow::Result<Roles> {
@@ -116,17 +208,30 @@ pub(super) fn load_roles(exp: &Experiment, run: &RunConfig) -> anyhow::Result<Ro
     Ok(roles)
 }
 
-/// The closest pairs' images side by side, in the listing's order, as a PNG at `path`.
-pub(super) fn write_sheet(path: &std::path::Path, sets: &Roles, f: &Findings) -> anyhow::Result<()> {
-    let set = |role: &str| &sets.iter().find(|(n, _)| n == role).expect("a listed role was hashed").1;
-    let mut pairs = Vec::new();
-    for p in &f.closest {
-        pairs.push((set(&p.a_role).image(p.a_index)?.into_owned(), set(&p.b_role).image(p.b_index)?.into_owned()));
+/// Pairs of images to draw: (role, index in the role) twice.
+pub(super) type Drawn = Vec<(String, usize, String, usize)>;
+
+/// The closest pairs by hashes, in the listing's order.
+pub(super) fn hash_pairs(f: &Findings) -> Drawn {
+    f.closest.iter().map(|p| (p.a_role.clone(), p.a_index, p.b_role.clone(), p.b_index)).collect()
+}
+
+/// The most alike pairs by features, in the listing's order.
+pub(super) fn feature_pairs(f: &oodlab_audit::features::ByFeatures) -> Drawn {
+    f.closest.iter().map(|p| (p.a_role.clone(), p.a_index, p.b_role.clone(), p.b_index)).collect()
+}
+
+/// `pairs`' images side by side, one pair a row, as a PNG at `path`.
+pub(super) fn write_sheet(path: &std::path::Path, sets: &Roles, pairs: &Drawn) -> anyhow::Result<()> {
+    let set = |role: &str| &sets.iter().find(|(n, _)| n == role).expect("a listed role was loaded").1;
+    let mut images = Vec::new();
+    for (a, i, b, j) in pairs {
+        images.push((set(a).image(*i)?.into_owned(), set(b).image(*j)?.into_owned()));
     }
     let first = &sets[0].1;
     // Small images (28 × 28) drawn 3 × 3 a pixel; large ones as they are.
     let scale = if first.height <= 64 { 3 } else { 1 };
-    let sheet = oodlab_audit::sheet::contact_sheet(&pairs, first.channels, first.height, first.width, scale);
+    let sheet = oodlab_audit::sheet::contact_sheet(&images, first.channels, first.height, first.width, scale);
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
@@ -158,17 +263,56 @@ fn render(s: &SplitAudit) -> String {
     }
     out.push_str("(the diagonal: pairs within one role, a dataset's own duplicates; the rest are leaks between roles)\n");
     if f.closest.is_empty() {
-        out.push_str("no two roles share an image, exactly or nearly\n\n");
-        return out;
+        out.push_str("no two roles share an image, exactly or nearly\n");
     }
-    out.push_str("closest pairs (role #index in the role, @position in its dataset part):\n");
-    for p in &f.closest {
-        let kind = if p.exact { "exact".to_string() } else { format!("{} bits, r {:.3}", p.distance, p.correlation) };
-        out.push_str(&format!(
-            "  {kind:>16}  {} #{} @{}  ~  {} #{} @{}\n",
-            p.a_role, p.a_index, p.a_position, p.b_role, p.b_index, p.b_position
-        ));
+    if !f.closest.is_empty() {
+        out.push_str("closest pairs (role #index in the role, @position in its dataset part):\n");
+        for p in &f.closest {
+            let kind = if p.exact { "exact".to_string() } else { format!("{} bits, r {:.3}", p.distance, p.correlation) };
+            out.push_str(&format!(
+                "  {kind:>16}  {} #{} @{}  ~  {} #{} @{}\n",
+                p.a_role, p.a_index, p.a_position, p.b_role, p.b_index, p.b_position
+            ));
+        }
+    }
+    match &f.features {
+        Some(by) => out.push_str(&render_features(by, width)),
+        None => out.push_str("(no finished baseline of this split and seed in the home: no comparison by features)\n"),
     }
     out.push('\n');
+    out
+}
+
+/// The comparison by a baseline's features: per pair of roles, the images of the column's role
+/// whose nearest image of the row's role is that alike; then the most alike pairs.
+fn render_features(by: &oodlab_audit::features::ByFeatures, width: usize) -> String {
+    let mut out = format!(
+        "by the features of baseline run {} (centred cosine ≥ {}): images of the column's role whose nearest image of the row's role is that alike\n",
+        by.run_id, by.cosine
+    );
+    out.push_str(&format!("{:width$}  {:>8}", "", "images"));
+    for (n, _) in &by.roles {
+        out.push_str(&format!("  {n:>width$}"));
+    }
+    out.push('\n');
+    for (a, size, row) in by.matrix() {
+        out.push_str(&format!("{a:width$}  {size:>8}"));
+        for cell in row {
+            let cell = cell.map_or(String::new(), |c| c.b_near.to_string());
+            out.push_str(&format!("  {cell:>width$}"));
+        }
+        out.push('\n');
+    }
+    if by.closest.is_empty() {
+        out.push_str("no image of one role has so alike an image in another\n");
+    } else {
+        out.push_str("most alike by features:\n");
+        for p in &by.closest {
+            out.push_str(&format!(
+                "  cos {:.5}  {} #{} @{}  ~  {} #{} @{}\n",
+                p.cosine, p.a_role, p.a_index, p.a_position, p.b_role, p.b_index, p.b_position
+            ));
+        }
+    }
     out
 }

@@ -129,7 +129,7 @@ pub async fn report(home: &Path, args: ReportArgs) -> anyhow::Result<i32> {
     let figures = stage_figures + figures_section(&mut doc, out, &reps, &entries, &score)?;
     // Data that cannot be read any more (moved, deleted) costs the report this section only.
     let figures = figures
-        + super::report_audit::section(&mut doc, out, &exp).unwrap_or_else(|e| {
+        + super::report_audit::section(&mut doc, home, out, &exp).await.unwrap_or_else(|e| {
             doc.push(Block::Paragraph(format!("The data roles could not be audited: {e}.")));
             0
         });

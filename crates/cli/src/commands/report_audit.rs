@@ -9,7 +9,7 @@ use oodlab_report::document::{Block, Document, Figure, Table, TextCell};
 const LISTED: usize = 10;
 
 /// Appends the section; returns the contact sheets written into `out/figures`.
-pub fn section(doc: &mut Document, out: &Path, exp: &oodlab_spec::Experiment) -> anyhow::Result<usize> {
+pub async fn section(doc: &mut Document, home: &Path, out: &Path, exp: &oodlab_spec::Experiment) -> anyhow::Result<usize> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     doc.push(Block::Heading(2, "Data roles".into()));
     doc.push(Block::Paragraph(format!(
@@ -19,9 +19,7 @@ pub fn section(doc: &mut Document, out: &Path, exp: &oodlab_spec::Experiment) ->
     )));
     let mut sheets = 0;
     for run in super::audit::representatives(exp) {
-        let (sets, roles) = super::audit::hashed_roles(exp, run, threads)?;
-        let near = oodlab_audit::Near { distance: exp.audit.near_distance, correlation: exp.audit.near_correlation };
-        let f = oodlab_audit::audit(&roles, near, exp.audit.show.min(LISTED), threads);
+        let (sets, f) = super::audit::split_findings(home, exp, run, exp.audit.show.min(LISTED), threads).await?;
         doc.push(Block::Heading(3, format!("Split {} (the data of run `{}`, seed {})", run.split, run.run_id, run.seed)));
         let names: Vec<&str> = f.roles.iter().map(|(n, _)| n.as_str()).collect();
         let mut header = vec!["role".to_string(), "images".to_string()];
@@ -38,6 +36,9 @@ pub fn section(doc: &mut Document, out: &Path, exp: &oodlab_spec::Experiment) ->
             })
             .collect();
         doc.push(Block::Table(Table { header, rows, caption: Some("Exact / near pairs of images.".into()) }));
+        if let Some(by) = &f.features {
+            sheets += features_part(doc, out, run.split, &sets, by)?;
+        }
         if f.closest.is_empty() {
             doc.push(Block::Paragraph("No two roles share an image, exactly or nearly.".into()));
             continue;
@@ -68,7 +69,7 @@ pub fn section(doc: &mut Document, out: &Path, exp: &oodlab_spec::Experiment) ->
             caption: Some("The closest pairs between two roles (position: in the file the image was loaded from).".into()),
         }));
         let png = format!("figures/audit-split{}.png", run.split);
-        super::audit::write_sheet(&out.join(&png), &sets, &f)?;
+        super::audit::write_sheet(&out.join(&png), &sets, &super::audit::hash_pairs(&f))?;
         doc.push(Block::Figure(Figure {
             svg: String::new(),
             png,
@@ -77,4 +78,66 @@ pub fn section(doc: &mut Document, out: &Path, exp: &oodlab_spec::Experiment) ->
         sheets += 1;
     }
     Ok(sheets)
+}
+
+/// The comparison by a finished baseline's features: the table, the most alike pairs and their
+/// sheet; returns the sheets written.
+fn features_part(
+    doc: &mut Document,
+    out: &Path,
+    split: usize,
+    sets: &super::audit::Roles,
+    by: &oodlab_audit::features::ByFeatures,
+) -> anyhow::Result<usize> {
+    let mut header = vec!["role".to_string(), "images".to_string()];
+    header.extend(by.roles.iter().map(|(n, _)| n.clone()));
+    let rows = by
+        .matrix()
+        .into_iter()
+        .map(|(a, size, row)| {
+            let mut cells = vec![TextCell::plain(a), TextCell::plain(&size.to_string())];
+            cells.extend(row.iter().map(|c| TextCell::plain(&c.map_or(String::new(), |c| c.b_near.to_string()))));
+            cells
+        })
+        .collect();
+    doc.push(Block::Table(Table {
+        header,
+        rows,
+        caption: Some(format!(
+            "By the penultimate features of baseline run `{}`: images of the column's role whose nearest image of the row's role has a \
+             centred cosine ≥ {} (the outlier pool has no saved features).",
+            by.run_id, by.cosine
+        )),
+    }));
+    if by.closest.is_empty() {
+        return Ok(0);
+    }
+    let header = ["cosine", "role", "index", "position", "role", "index", "position"].iter().map(|h| h.to_string()).collect();
+    let rows = by
+        .closest
+        .iter()
+        .map(|p| {
+            [
+                format!("{:.5}", p.cosine),
+                p.a_role.clone(),
+                p.a_index.to_string(),
+                p.a_position.to_string(),
+                p.b_role.clone(),
+                p.b_index.to_string(),
+                p.b_position.to_string(),
+            ]
+            .iter()
+            .map(|c| TextCell::plain(c))
+            .collect()
+        })
+        .collect();
+    doc.push(Block::Table(Table { header, rows, caption: Some("The most alike pairs by features.".into()) }));
+    let png = format!("figures/audit-split{split}-features.png");
+    super::audit::write_sheet(&out.join(&png), sets, &super::audit::feature_pairs(by))?;
+    doc.push(Block::Figure(Figure {
+        svg: String::new(),
+        png,
+        caption: format!("Split {split}: the most alike pairs by features, side by side, in the table's order."),
+    }));
+    Ok(1)
 }

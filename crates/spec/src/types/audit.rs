@@ -15,6 +15,10 @@ pub struct AuditSpec {
     /// alone judges, as imagededup does).
     #[serde(default = "near_correlation")]
     pub near_correlation: f64,
+    /// With a finished baseline of the split: two images whose penultimate features (centred on
+    /// the ID training sample's mean) have at least this cosine are near duplicates by features.
+    #[serde(default = "feature_cosine")]
+    pub feature_cosine: f64,
     /// The roles audited (default all): `id_train`, `id_val`, `id_test`, `heldout`, `outliers`,
     /// `val_ood` and each `data.ood` set by its name.
     #[serde(default)]
@@ -37,10 +41,20 @@ fn twenty() -> usize {
 fn near_correlation() -> f64 {
     0.99
 }
+fn feature_cosine() -> f64 {
+    0.9999
+}
 
 impl Default for AuditSpec {
     fn default() -> Self {
-        AuditSpec { near_distance: ten(), near_correlation: near_correlation(), roles: None, show: twenty(), strict: false }
+        AuditSpec {
+            near_distance: ten(),
+            near_correlation: near_correlation(),
+            feature_cosine: feature_cosine(),
+            roles: None,
+            show: twenty(),
+            strict: false,
+        }
     }
 }
 
