@@ -71,6 +71,9 @@ pub enum Command {
     Compare(CompareArgs),
     /// Compute OOD metrics from two files of scores (one number a line, larger = more ID-like).
     Metrics(MetricsArgs),
+    /// Write an experiment's finished runs where curves are read: MLflow or TensorBoard.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Train and evaluate one run (started by the scheduler); writes JSON-lines events to stdout.
     Worker(WorkerArgs),
     /// Time training steps of a network on random inputs (images/s), for benchmarks.
@@ -213,6 +216,39 @@ pub enum StoreCommand {
 pub struct StoreBackupArgs {
     /// The copy to write (a new file; an existing one is refused).
     pub dest: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExportCommand {
+    /// Each finished (or failed) run as an MLflow run of the experiment of the same name: params
+    /// (the run's settings), epoch curves, OOD metrics, tags and artifacts. Exporting again
+    /// logs only what is new.
+    Mlflow(ExportMlflowArgs),
+    /// Each finished (or failed) run as a TensorBoard run (`<out>/<entry>/seed<S>-split<P>-<id>`)
+    /// of scalars: epoch curves and OOD metrics. Exporting again rewrites the same files.
+    Tensorboard(ExportTensorboardArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ExportMlflowArgs {
+    /// The experiment's name (or its spec file).
+    pub target: String,
+    /// A tracking server (`http://127.0.0.1:5000`) or a file store folder (`mlruns`,
+    /// `file:///abs/mlruns`).
+    #[arg(long, value_name = "DIR_OR_URL")]
+    pub tracking_uri: String,
+    /// Also log this report's figures (`oodlab report ... --out DIR`: its `figures/`) with every run.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExportTensorboardArgs {
+    /// The experiment's name (or its spec file).
+    pub target: String,
+    /// The log folder (`tensorboard --logdir DIR`); the experiment's runs go under `DIR/<experiment>/`.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

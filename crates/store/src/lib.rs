@@ -191,6 +191,11 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
+/// Milliseconds since the Unix epoch of a time as stored (RFC 3339); `None` if it is not one.
+pub fn millis(stamp: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(stamp).ok().map(|t| t.timestamp_millis())
+}
+
 /// Now in UTC for a file's name, sorting in time order: `20261207T124001Z`.
 pub fn file_stamp() -> String {
     chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string()

@@ -7,6 +7,7 @@ mod bench_step;
 mod check_kernels;
 mod compare;
 mod daemon;
+mod export;
 mod gc;
 mod grid;
 mod metrics;
@@ -32,7 +33,7 @@ use std::path::Path;
 use oodlab_protocol::exit_codes;
 use oodlab_spec::Experiment;
 
-use crate::args::{Cli, Command, QueueCommand, SpecArgs, StoreCommand};
+use crate::args::{Cli, Command, ExportCommand, QueueCommand, SpecArgs, StoreCommand};
 use crate::CliError;
 
 pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
@@ -55,6 +56,8 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<i32> {
         Command::Results(a) => runtime()?.block_on(results::results(&cli.home, a)),
         Command::Compare(a) => runtime()?.block_on(compare::compare(&cli.home, a)),
         Command::Metrics(a) => metrics::metrics(a),
+        Command::Export(ExportCommand::Mlflow(a)) => runtime()?.block_on(export::mlflow(&cli.home, a)),
+        Command::Export(ExportCommand::Tensorboard(a)) => runtime()?.block_on(export::tensorboard(&cli.home, a)),
         Command::Worker(a) => Ok(worker::worker(a)),
         Command::BenchStep(a) => bench_step::bench_step(a),
         Command::BenchLoad(a) => bench_load::bench_load(a),

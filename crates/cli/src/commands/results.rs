@@ -25,6 +25,11 @@ pub async fn results(home: &Path, args: ResultsArgs) -> anyhow::Result<i32> {
     let mut t = Table::new(vec![
         "run_id", "entry", "method", "seed", "split", "score", "ood_set", "id_acc", "auroc", "fpr95", "aupr_in", "aupr_out",
     ]);
+    // CSV is for programs (pandas, `oodlab.results`): every digit, so that a value read back is
+    // the stored one, and a missing ID accuracy empty; the other formats are for reading, at 4.
+    let csv = args.format == Format::Csv;
+    let value = |v: f64| if csv { v.to_string() } else { num(v) };
+    let maybe = |v: Option<f64>| if csv { v.map_or(String::new(), |v| v.to_string()) } else { opt_num(v) };
     for r in &rows {
         t.push(vec![
             r.run_id.clone(),
@@ -34,11 +39,11 @@ pub async fn results(home: &Path, args: ResultsArgs) -> anyhow::Result<i32> {
             r.split.to_string(),
             r.score.clone(),
             r.ood_set.clone(),
-            opt_num(r.id_acc),
-            num(r.auroc),
-            num(r.fpr95),
-            num(r.aupr_in),
-            num(r.aupr_out),
+            maybe(r.id_acc),
+            value(r.auroc),
+            value(r.fpr95),
+            value(r.aupr_in),
+            value(r.aupr_out),
         ]);
     }
     print!("{}", t.render(args.format));
