@@ -1,8 +1,9 @@
 //! The dashboard in a real browser: headless Chromium driven through WebDriver (Debian's
 //! `chromium` and `chromium-driver`, which .ci/run installs). The experiment page of the committed
 //! quickstart is opened while the grid runs; it must follow the grid live to the end without a
-//! reload, then show every run in its table, a drawn ROC chart and a drawn training curve. A
-//! screenshot is kept under the test's output folder.
+//! reload, then show every run in its table, a drawn ROC chart and a drawn training curve; at
+//! 1400 and 800 px wide, the comparison and the flagged runs above the fold and the panels laid
+//! out to the window. Screenshots are kept under the test's output folder.
 
 mod common;
 
@@ -143,6 +144,55 @@ fn the_experiment_page_follows_a_quickstart_live_and_draws_its_runs_roc_and_trai
         assert!(dots >= (2 * 5 + 8), "a dot per run and epoch: {training}");
 
         std::fs::write(&screenshot, client.screenshot().await.unwrap()).unwrap();
+
+        // The window used, at 1400 and at 800 px: the comparison and the flagged runs above the
+        // fold; the panels side by side when wide, one a row when narrow, never wider than the
+        // window. A screenshot of each.
+        for (width, columns_wide) in [(1400u32, true), (800, false)] {
+            client.set_window_size(width, 900).await.unwrap();
+            client.goto(&format!("{base}/experiments/quickstart")).await.unwrap();
+            let layout = js(
+                &client,
+                "const r = s => document.querySelector(s).getBoundingClientRect();
+                 const tops = [...document.querySelectorAll('section.panel')].map(p => Math.round(p.getBoundingClientRect().top));
+                 return {inner: [window.innerWidth, window.innerHeight], scroll: document.documentElement.scrollWidth,
+                         summary: r('#summary table.summary').bottom, summaryRows: document.querySelectorAll('#summary table.summary tbody tr').length,
+                         flags: r('#flags').bottom, panels: tops.length, rows: new Set(tops).size}",
+            )
+            .await;
+            let inner_h = layout["inner"][1].as_f64().unwrap();
+            let inner_w = layout["inner"][0].as_f64().unwrap();
+            assert!(layout["summary"].as_f64().unwrap() <= inner_h && layout["flags"].as_f64().unwrap() <= inner_h, "{width}: {layout}");
+            assert_eq!(layout["summaryRows"], json!(5), "one row per entry: {layout}");
+            assert!(layout["scroll"].as_f64().unwrap() <= inner_w + 1.0, "{width}: wider than the window: {layout}");
+            let (panels, rows) = (layout["panels"].as_i64().unwrap(), layout["rows"].as_i64().unwrap());
+            assert!(panels >= 2, "{layout}");
+            if columns_wide {
+                assert!(rows < panels, "{width}: panels side by side: {layout}");
+            } else {
+                assert_eq!(rows, panels, "{width}: one panel a row: {layout}");
+            }
+            let shot = client.screenshot().await.unwrap();
+            let png = image::load_from_memory(&shot).unwrap();
+            assert_eq!(png.width() as f64, inner_w, "the screenshot is the window");
+            std::fs::write(out_dir.join(format!("quickstart-experiment-{width}.png")), shot).unwrap();
+        }
+        // The landing page: each experiment's flagged count and best entry, the entry with the
+        // highest mean MSP AUROC, worked out here from `oodlab results`.
+        let res: Vec<Value> = serde_json::from_slice(&run_ok(oodlab(&home).args(["results", "quickstart", "--format", "json"])).stdout).unwrap();
+        let mut by_entry: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+        for r in res.iter().filter(|r| r["score"] == "msp") {
+            let e = by_entry.entry(r["entry"].as_str().unwrap().to_string()).or_default();
+            e.0 += r["auroc"].as_f64().unwrap();
+            e.1 += 1.0;
+        }
+        let best = by_entry.iter().max_by(|a, b| (a.1 .0 / a.1 .1).total_cmp(&(b.1 .0 / b.1 .1))).unwrap();
+        client.goto(&format!("{base}/")).await.unwrap();
+        let row = js(&client, "return [...document.querySelector('table.experiments tbody tr').cells].map(c => c.textContent)").await;
+        let flagged = run_ok(oodlab(&home).args(["status", "quickstart", "--format", "json"]));
+        let flagged = text(&flagged.stdout);
+        assert_eq!(row[5], json!(statuses(&home, "quickstart").iter().filter(|r| r["flags"].as_array().is_some_and(|f| !f.is_empty())).count().to_string()), "{row} {flagged}");
+        assert_eq!(row[6], json!(format!("{} {:.4}", best.0, best.1 .0 / best.1 .1)), "{row}");
 
         // A run's page from its link: its own ROC and curves.
         client.goto(&format!("{base}/runs/{}", ids[0])).await.unwrap();

@@ -88,6 +88,20 @@ pub struct ExperimentSummary {
     pub created_at: String,
     pub updated_at: String,
     pub progress: Progress,
+    /// Its finished runs the store flags (the `run_flags` view).
+    pub flagged: i64,
+    /// The entry with the highest mean MSP AUROC over its finished runs and OOD sets, with that
+    /// mean; `None` before any run has finished.
+    pub best: Option<BestEntry>,
+}
+
+/// An experiment's best entry by mean MSP AUROC.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BestEntry {
+    pub entry: String,
+    pub auroc: f64,
+    /// Its (run, OOD set) results averaged.
+    pub n: i64,
 }
 
 /// `json_extract` of a field path: the run's settings first, then its top level (seed, split).
@@ -104,6 +118,15 @@ impl Store {
         )
         .fetch_all(&self.pool)
         .await?;
+        let flagged: Vec<(String, i64)> =
+            sqlx::query_as("SELECT experiment, count(DISTINCT run_id) FROM run_flags GROUP BY experiment").fetch_all(&self.pool).await?;
+        // Per experiment, its entries by mean MSP AUROC, best first (ties by name).
+        let entries: Vec<(String, String, f64, i64)> = sqlx::query_as(
+            "SELECT experiment, entry, avg(auroc), count(*) FROM results WHERE score = 'msp'
+             GROUP BY experiment, entry ORDER BY experiment, avg(auroc) DESC, entry",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         Ok(experiments
             .into_iter()
             .map(|(name, created_at, updated_at)| {
@@ -111,7 +134,13 @@ impl Store {
                 for (_, status, n, last) in counts.iter().filter(|c| c.0 == name) {
                     progress.add(*status, *n, last.clone());
                 }
-                ExperimentSummary { name, created_at, updated_at, progress }
+                let flagged = flagged.iter().find(|f| f.0 == name).map_or(0, |f| f.1);
+                let best = entries.iter().find(|e| e.0 == name).map(|(_, entry, auroc, n)| BestEntry {
+                    entry: entry.clone(),
+                    auroc: *auroc,
+                    n: *n,
+                });
+                ExperimentSummary { name, created_at, updated_at, progress, flagged, best }
             })
             .collect())
     }

@@ -31,7 +31,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePo
 use thiserror::Error;
 
 pub use audits::AuditRow;
-pub use browse::{is_field_path, ExperimentSummary, Progress, RunQuery, RunSort, DOCUMENTED_VIEWS, RUN_SORT_COLUMNS};
+pub use browse::{is_field_path, BestEntry, ExperimentSummary, Progress, RunQuery, RunSort, DOCUMENTED_VIEWS, RUN_SORT_COLUMNS};
 pub use maintenance::{is_damaged, says_damaged, Integrity, RunFolder};
 pub use queue::{GridRow, NewGrid, QueueRow, QueuedRun, QueuedRunTime, RunningRow, SchedulerRow, SlurmTaskRow};
 pub use rebuild::{Manifest, Rebuilt, TrialRungRecord, MANIFEST};

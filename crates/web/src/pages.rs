@@ -54,10 +54,16 @@ pub async fn experiments(State(state): State<AppState>) -> Result<Html<String>, 
     if all.is_empty() {
         body.push_str("<p class=\"empty\">No experiment in this store yet: <code>oodlab run SPEC</code> records one.</p>");
     } else {
-        body.push_str("<table class=\"experiments\"><thead><tr><th>experiment</th><th>runs</th><th>done</th><th>running</th><th>failed</th><th>updated</th></tr></thead><tbody>");
+        body.push_str(
+            "<table class=\"experiments\"><thead><tr><th>experiment</th><th>runs</th><th>done</th><th>running</th><th>failed</th>\
+             <th>flagged</th><th title=\"the entry with the highest mean MSP AUROC over its finished runs and OOD sets\">best entry (MSP AUROC)</th>\
+             <th>updated</th></tr></thead><tbody>",
+        );
         for e in &all {
+            let flagged = if e.flagged > 0 { format!("<td class=\"flagged\">{}</td>", e.flagged) } else { "<td>0</td>".to_string() };
+            let best = e.best.as_ref().map_or(String::from("—"), |b| format!("{} <small>{:.4}</small>", esc(&b.entry), b.auroc));
             body.push_str(&format!(
-                "<tr><td><a href=\"/experiments/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td><a href=\"/experiments/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{flagged}<td class=\"best\">{best}</td><td>{}</td></tr>",
                 url(&e.name),
                 esc(&e.name),
                 e.progress.total,
@@ -210,10 +216,19 @@ pub async fn experiment(
     let (total, runs) = store.runs_page(&name, &q).await?;
     let flags = store.experiment_flags(&name).await?;
 
-    let mut body = format!("<h1>{}</h1>{}", esc(&name), progress_html(&name, &progress));
-    if !flags.is_empty() {
-        // Collapse is never silent: finished runs the store flags, above everything else.
-        body.push_str("<section id=\"flags\"><h2>Flagged runs</h2><ul class=\"flags\">");
+    // The overview, above the fold: progress and the comparison (MSP AUROC per entry and OOD
+    // set) beside the flagged runs; one column on a narrow window.
+    let mut body =
+        format!("<h1>{}</h1><div class=\"overview\"><div class=\"overview-main\">{}", esc(&name), progress_html(&name, &progress));
+    body.push_str(&summary_table(&state, &name).await?);
+    body.push_str("</div>");
+    if flags.is_empty() {
+        body.push_str(
+            "<aside id=\"flags\" class=\"none\"><h2>Flagged runs</h2><p class=\"empty\">None: no finished run is flagged.</p></aside>",
+        );
+    } else {
+        // Collapse is never silent: finished runs the store flags, beside the comparison.
+        body.push_str(&format!("<aside id=\"flags\"><h2>Flagged runs <small>({})</small></h2><ul class=\"flags\">", flags.len()));
         for f in &flags {
             body.push_str(&format!(
                 "<li><a href=\"/runs/{}\">{}</a> <span class=\"flag\">{}</span> {}</li>",
@@ -223,12 +238,9 @@ pub async fn experiment(
                 esc(&f.detail)
             ));
         }
-        body.push_str("</ul></section>");
+        body.push_str("</ul></aside>");
     }
-    // The tuned entries' searches (issue #33), when the experiment has any.
-    body.push_str(&crate::tuning::section(&store.tuning_rungs(&name).await?, &store.choices(&name).await?));
-    // The latest audit of its data roles (issue #34), when `oodlab audit` has run on this home.
-    body.push_str(&crate::audit::section(&store.audits(&name).await?));
+    body.push_str("</div>");
     body.push_str("<nav class=\"dashboards\">");
     for d in state.dashboards() {
         let current = dashboard.is_some_and(|x| x.name == d.name);
@@ -240,11 +252,12 @@ pub async fn experiment(
         ));
     }
     body.push_str(&format!("<a href=\"/experiments/{}/compare\">Comparison table</a></nav>", url(&name)));
+    // The dashboard's description above its grid of panels, not in one of its cells.
+    if let Some(desc) = dashboard.and_then(|d| d.description.as_ref()) {
+        body.push_str(&format!("<p class=\"description\">{}</p>", esc(desc)));
+    }
     body.push_str("<section id=\"panels\">");
     if let Some(d) = dashboard {
-        if let Some(desc) = &d.description {
-            body.push_str(&format!("<p class=\"description\">{}</p>", esc(desc)));
-        }
         // Panels are independent reads: evaluated concurrently (the reader pool has a connection
         // per core), drawn in the file's order.
         let mut tasks = tokio::task::JoinSet::new();
@@ -261,8 +274,51 @@ pub async fn experiment(
         body.extend(drawn.into_iter().map(|(_, html)| html));
     }
     body.push_str("</section>");
+    // The tuned entries' searches (issue #33), when the experiment has any.
+    body.push_str(&crate::tuning::section(&store.tuning_rungs(&name).await?, &store.choices(&name).await?));
+    // The latest audit of its data roles (issue #34), when `oodlab audit` has run on this home.
+    body.push_str(&crate::audit::section(&store.audits(&name).await?));
     body.push_str(&runs_table(&name, &q, &pairs, total, &runs, &flags));
     Ok(Html(page(&name, &body)))
+}
+
+/// The experiment page's comparison: the comparison page's default table (MSP AUROC, mean ± std
+/// per entry and OOD set, best marked), compact, with a link to the full page.
+async fn summary_table(state: &AppState, name: &str) -> Result<String, Error> {
+    let table = compare_table(state, name, &compare_query(&[])?).await?;
+    let t = oodlab_report::render::text_table(&table, NumberStyle::default());
+    let mut out = format!(
+        "<section id=\"summary\"><h2>Comparison <small>MSP AUROC — <a href=\"/experiments/{}/compare\">other metrics and scores</a></small></h2>",
+        url(name)
+    );
+    if t.rows.is_empty() {
+        out.push_str("<p class=\"empty\">No finished run yet.</p></section>");
+        return Ok(out);
+    }
+    out.push_str(&table_html("compare summary", &t));
+    out.push_str("</section>");
+    Ok(out)
+}
+
+/// A rendered comparison table as HTML (bold where the renderer marks the best).
+fn table_html(class: &str, t: &oodlab_report::document::Table) -> String {
+    let mut out = format!("<table class=\"{class}\"><thead><tr>");
+    for h in &t.header {
+        out.push_str(&format!("<th>{}</th>", esc(h)));
+    }
+    out.push_str("</tr></thead><tbody>");
+    for row in &t.rows {
+        out.push_str("<tr>");
+        for c in row {
+            out.push_str(&if c.bold { format!("<td><b>{}</b></td>", esc(&c.text)) } else { format!("<td>{}</td>", esc(&c.text)) });
+        }
+        out.push_str("</tr>");
+    }
+    out.push_str("</tbody></table>");
+    if let Some(caption) = &t.caption {
+        out.push_str(&format!("<p class=\"caption\">{}</p>", esc(caption)));
+    }
+    out
 }
 
 pub async fn compare(State(state): State<AppState>, Path(name): Path<String>, RawQuery(raw): RawQuery) -> Result<Response, PageError> {
@@ -293,22 +349,7 @@ pub async fn compare(State(state): State<AppState>, Path(name): Path<String>, Ra
         esc(&q.rows),
     );
     let t = oodlab_report::render::text_table(&table, NumberStyle::default());
-    body.push_str("<table class=\"compare\"><thead><tr>");
-    for h in &t.header {
-        body.push_str(&format!("<th>{}</th>", esc(h)));
-    }
-    body.push_str("</tr></thead><tbody>");
-    for row in &t.rows {
-        body.push_str("<tr>");
-        for c in row {
-            body.push_str(&if c.bold { format!("<td><b>{}</b></td>", esc(&c.text)) } else { format!("<td>{}</td>", esc(&c.text)) });
-        }
-        body.push_str("</tr>");
-    }
-    body.push_str("</tbody></table>");
-    if let Some(caption) = &t.caption {
-        body.push_str(&format!("<p class=\"caption\">{}</p>", esc(caption)));
-    }
+    body.push_str(&table_html("compare", &t));
     body.push_str("<p class=\"export\">Export: ");
     for f in ["csv", "markdown", "latex", "json"] {
         body.push_str(&format!("<a href=\"?{}\">{f}</a> ", esc(&with(&pairs, &[("format", f)]))));

@@ -257,8 +257,18 @@ async fn a_collapsed_fine_tune_is_flagged_on_every_page() {
     let detail = "ID accuracy 50.1% is 43.9 points below its parent&#39;s 94.0% (eval.max_acc_drop 5)";
     let (status, body) = get(&r, "/experiments/flags").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(body.contains("<h2>Flagged runs</h2>") && body.contains(detail), "{body}");
+    assert!(body.contains("<h2>Flagged runs <small>(1)</small></h2>") && body.contains(detail), "{body}");
     assert!(body.contains("<td class=\"flags\"><span class=\"flag\""), "the runs table's flags column");
+    // Above the fold, beside the comparison, which marks the flagged run's cells.
+    let (overview, rest) = body.split_once("<nav class=\"dashboards\">").unwrap();
+    assert!(
+        overview.contains("<aside id=\"flags\">") && overview.contains("<section id=\"summary\">") && overview.contains("(1) ‡"),
+        "{overview}"
+    );
+    assert!(!rest.contains("id=\"flags\""), "once");
+    // The landing page: one flagged run; both entries at 0.7, the tie to the first by name.
+    let (_, body) = get(&r, "/").await;
+    assert!(body.contains("<td class=\"flagged\">1</td><td class=\"best\">baseline <small>0.7000</small></td>"), "{body}");
     let (_, body) = get(&r, "/runs/c1").await;
     assert!(body.contains("<th>flagged</th><td>acc-drop: ID accuracy 50.1%"), "{body}");
     let (_, body) = get(&r, "/runs/p1").await;
