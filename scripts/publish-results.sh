@@ -26,6 +26,17 @@ for exp in "${exps[@]}"; do
     --baseline baseline "${pairs[@]}" --claims "$out/claims.yaml"
 done
 
+# The data-role ablation (issue #34): its report, and both experiments' results for its table.
+dedupe=
+if "$oodlab" --home "$home" status paper-fmnist-dedupe >/dev/null 2>&1; then
+  rm -rf "${out:?}/paper-fmnist-dedupe"
+  "$oodlab" report "$here/experiments/paper-fmnist-dedupe.yaml" --home "$home" --out "$out/paper-fmnist-dedupe" --baseline baseline
+  dedupe=$(mktemp -d)
+  trap 'rm -rf "$dedupe"' EXIT
+  "$oodlab" --home "$home" results paper-fmnist --format csv > "$dedupe/as-is.csv"
+  "$oodlab" --home "$home" results paper-fmnist-dedupe --format csv > "$dedupe/dedupe.csv"
+fi
+
 # The audit of the benchmark's data roles (docs/audit.md): the tables and contact sheets.
 rm -rf "${out:?}/audit"
 mkdir -p "$out/audit"
@@ -97,5 +108,13 @@ HEAD
   printf '(docs/audit.md); the closest pairs are drawn in [`audit/`](audit/). Split 0:\n\n```\n'
   sed -n '2,/^(the diagonal/p' "$out/audit/audit.txt" | sed '/^(the diagonal/d'
   printf '```\n\nAll splits: [`audit/audit.txt`](audit/audit.txt).\n'
+  # The labelled ablation of that finding (issue #34, point 4), once its grid is on the home.
+  if [ -n "$dedupe" ]; then
+    printf '\n### The finding as an ablation: `data.dedupe: [val_ood]`\n\n'
+    printf '[`experiments/paper-fmnist-dedupe.yaml`](../../experiments/paper-fmnist-dedupe.yaml): paper-fmnist'"'"'s main entries on split 0, seed 0,\n'
+    printf 'with the validation OOD slice cleaned of the images it shares with the training outliers (the detectors choose their\n'
+    printf 'settings on that slice). Against the published runs of the same cell ([report](paper-fmnist-dedupe/report.md)):\n\n'
+    python3 "$here/scripts/results/dedupe_table.py" "$dedupe/as-is.csv" "$dedupe/dedupe.csv"
+  fi
 } > "$out/README.md"
 echo "wrote $out/README.md and the reports in ${exps[*]/#/$out/}"
