@@ -67,6 +67,22 @@ fn points(run: &RunRecord) -> Vec<(String, f64, i64, i64)> {
     out
 }
 
+/// MLflow's longest param value (`MAX_PARAM_VAL_LENGTH`): a longer one (a long list in the
+/// settings) is cut there, marked, rather than the server refusing the whole batch.
+const PARAM_VALUE: usize = 6000;
+
+fn param_value(v: &str) -> String {
+    if v.len() <= PARAM_VALUE {
+        return v.to_string();
+    }
+    let mark = " … (cut)";
+    let mut end = PARAM_VALUE - mark.len();
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{mark}", &v[..end])
+}
+
 fn tags(run: &RunRecord) -> BTreeMap<String, String> {
     let mut t = run.tags.clone();
     t.insert(RUN_TAG.into(), run.run_id.clone());
@@ -178,7 +194,7 @@ impl FileStore {
             );
             write(&dir.join("meta.yaml"), meta.as_bytes())?;
             for (k, v) in &run.params {
-                write(&dir.join("params").join(k), v.as_bytes())?;
+                write(&dir.join("params").join(k), param_value(v).as_bytes())?;
                 done.params += 1;
             }
             for (k, v) in tags(run) {
@@ -365,8 +381,12 @@ impl Server {
                     }
                 }
             };
-            let params: Vec<Value> =
-                run.params.iter().filter(|(k, _)| !has_params.contains(*k)).map(|(k, v)| json!({"key": k, "value": v})).collect();
+            let params: Vec<Value> = run
+                .params
+                .iter()
+                .filter(|(k, _)| !has_params.contains(*k))
+                .map(|(k, v)| json!({"key": k, "value": param_value(v)}))
+                .collect();
             let metrics: Vec<Value> = points(run)
                 .into_iter()
                 .filter(|(k, ..)| !has_metrics.contains(k))
@@ -448,6 +468,14 @@ mod tests {
         assert_eq!(yaml_field(t, "artifact_location").as_deref(), Some("file:///x"));
         assert_eq!(yaml_field(t, "lifecycle_stage").as_deref(), Some("active"));
         assert_eq!(yaml_field(t, "nothing"), None);
+    }
+
+    #[test]
+    fn long_param_values_are_cut_at_mlflows_limit() {
+        assert_eq!(param_value("short"), "short");
+        let long = "é".repeat(4000); // 8,000 bytes
+        let cut = param_value(&long);
+        assert!(cut.len() <= PARAM_VALUE && cut.ends_with(" … (cut)") && cut.starts_with("éé"), "{}", cut.len());
     }
 
     #[test]
