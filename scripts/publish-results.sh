@@ -114,7 +114,7 @@ HEAD
     printf '[`experiments/paper-fmnist-dedupe.yaml`](../../experiments/paper-fmnist-dedupe.yaml): paper-fmnist'"'"'s main entries on split 0, seed 0,\n'
     printf 'with the validation OOD slice cleaned of the images it shares with the training outliers (the detectors choose their\n'
     printf 'settings on that slice). Against the published runs of the same cell ([report](paper-fmnist-dedupe/report.md)):\n\n'
-    python3 "$here/scripts/results/dedupe_table.py" "$dedupe/as-is.csv" "$dedupe/dedupe.csv"
+    python3 "$here/scripts/results/dedupe_table.py" "$dedupe/as-is.csv" "$dedupe/dedupe.csv" "$home/oodlab.db"
   fi
 } > "$out/README.md"
 echo "wrote $out/README.md and the reports in ${exps[*]/#/$out/}"

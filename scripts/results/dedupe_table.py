@@ -2,12 +2,14 @@
 """The data-role ablation's table for docs/results (issue #34, point 4): paper-fmnist's main
 entries as published (split 0, seed 0) against experiments/paper-fmnist-dedupe.yaml (the same
 runs with the validation OOD set cleaned of the images it shares with the training outliers).
-Reads two `oodlab results --format csv` files; prints Markdown. Standard library only.
+Reads two `oodlab results --format csv` files, and with the store (read-only) the settings each
+detector chose and its validation AUROC; prints Markdown. Standard library only.
 
-    python3 scripts/results/dedupe_table.py AS_IS.csv DEDUPE.csv
+    python3 scripts/results/dedupe_table.py AS_IS.csv DEDUPE.csv [HOME/oodlab.db]
 """
 
 import csv
+import sqlite3
 import sys
 
 ENTRIES = ["baseline", "oe", "energy-oe", "mixoe-mixup", "mixoe-cutmix", "lmoe", "lmoe-authors-code"]
@@ -25,6 +27,51 @@ def read(path, split0_seed0):
                 continue
             rows[(r["entry"], r["score"], r["ood_set"])] = r
     return rows
+
+
+def chosen(db, experiment, split0_seed0):
+    """(entry, detector) -> ({setting: value}, validation AUROC) of the experiment's runs."""
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    rows = con.execute(
+        "SELECT er.entry, m.name, m.value FROM run_metrics m JOIN experiment_runs er ON er.run_id = m.run_id"
+        " JOIN runs r ON r.id = m.run_id WHERE er.experiment = ? AND m.name LIKE 'detector.%'"
+        + (" AND r.seed = 0 AND r.split = 0" if split0_seed0 else ""),
+        (experiment,),
+    ).fetchall()
+    out = {}
+    for entry, name, value in rows:
+        parts = name.split(".")
+        detector, key = parts[1], ".".join(parts[2:])
+        if key in ("candidates", "train_features") or key.startswith("no_effect"):
+            continue
+        settings, val = out.setdefault((entry, detector), ({}, None))
+        if key == "val_auroc":
+            out[(entry, detector)] = (settings, value)
+        else:
+            settings[key] = value
+    return out
+
+
+def settings_part(db, entries):
+    before, after = chosen(db, "paper-fmnist", True), chosen(db, "paper-fmnist-dedupe", False)
+    pairs = [k for k in after if k[0] in entries and k in before]
+    if not pairs:
+        return
+    same = [k for k in pairs if before[k][0] == after[k][0]]
+    changed = [k for k in pairs if before[k][0] != after[k][0]]
+    moves = [after[k][1] - before[k][1] for k in pairs if before[k][1] is not None and after[k][1] is not None]
+    print(
+        f"The settings each detector chose on the validation slice (KNN's k, ReAct's and ASH's percentiles, GEN's gamma and M, "
+        f"ViM's dimension, ODIN's temperature and noise): the same in {len(same)} of {len(pairs)} (entry, detector) pairs"
+        + (": " + ", ".join(f"{e} {d} {before[(e, d)][0]} → {after[(e, d)][0]}" for e, d in changed) if changed else "")
+        + "."
+    )
+    if moves:
+        print(
+            f"Their validation AUROC (on the slice each was chosen on) moved by {min(moves):+.4f} to {max(moves):+.4f} "
+            "from the full slice to the cleaned one."
+        )
+    print()
 
 
 def main():
@@ -49,6 +96,8 @@ def main():
            if same_training else "**not identical** with and without the cleaning: something a method trains on changed, which the rule should not do — investigate.")
     )
     print()
+    if len(sys.argv) > 3:
+        settings_part(sys.argv[3], entries)
     for ood in ("heldout", "mnist"):
         print(f"AUROC on `{ood}`, as published → with `data.dedupe: [val_ood]` (detectors whose settings the validation OOD set chooses):")
         print()
