@@ -52,6 +52,10 @@ def chosen(db, experiment, split0_seed0):
     return out
 
 
+def show(settings):
+    return ", ".join(f"{k} {v:g}" for k, v in sorted(settings.items()))
+
+
 def settings_part(db, entries):
     before, after = chosen(db, "paper-fmnist", True), chosen(db, "paper-fmnist-dedupe", False)
     pairs = [k for k in after if k[0] in entries and k in before]
@@ -63,7 +67,7 @@ def settings_part(db, entries):
     print(
         f"The settings each detector chose on the validation slice (KNN's k, ReAct's and ASH's percentiles, GEN's gamma and M, "
         f"ViM's dimension, ODIN's temperature and noise): the same in {len(same)} of {len(pairs)} (entry, detector) pairs"
-        + (": " + ", ".join(f"{e} {d} {before[(e, d)][0]} → {after[(e, d)][0]}" for e, d in changed) if changed else "")
+        + (": " + "; ".join(f"{e}'s {d} {show(before[(e, d)][0])} → {show(after[(e, d)][0])}" for e, d in changed) if changed else "")
         + "."
     )
     if moves:
