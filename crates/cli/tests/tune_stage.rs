@@ -33,7 +33,7 @@ fn spec(dir: &Path) -> std::path::PathBuf {
     let extra = ANIMAL.replace('@', sample().to_str().unwrap());
     let text = sized(spec_text("t", methods, "  seeds: [0, 1]", &extra), 400, 3)
         .replace("  ood: [mnist]", "  ood: [mnist]\n  outliers: animal")
-        .replace("methods:\n", "eval: {max_acc_drop: 100}\nmethods:\n");
+        .replace("methods:\n", "eval: {max_acc_drop: 100, scores: [msp, knn]}\nmethods:\n");
     write_spec(dir, &text)
 }
 
@@ -168,6 +168,17 @@ fn a_search_runs_its_trials_as_runs_chooses_on_validation_ood_and_queues_the_ent
     assert!(tuning.contains(&format!("{spent} of 12 epochs spent, 4 trial(s), grid sampler")), "{tuning}");
     assert!(tuning.contains(&format!("Chosen: trial {trial}, method.weight=")), "{tuning}");
     assert_eq!(tuning.matches("| done | 1/1 |").count(), record.len(), "{tuning}");
+    // A searched entry whose search has not run (added to the spec after the grid, as a grid
+    // still training has them): the report still comes out, without tables for that entry.
+    let more = std::fs::read_to_string(&spec).unwrap().replace(
+        "grid:\n",
+        "  oe2:\n    method: {kind: oe, weight: 1.0}\n    init_from: baseline\n    tune:\n      space: {method.weight: [0.5, 1]}\n      sampler: grid\n      objective: {metric: auroc, score: msp, on: val_ood}\ngrid:\n",
+    );
+    let spec2 = dir.path().join("t2.yaml");
+    std::fs::write(&spec2, more).unwrap();
+    run_ok(oodlab(&home).arg("report").arg(&spec2).arg("--out").arg(dir.path().join("report2")));
+    let report2 = std::fs::read_to_string(dir.path().join("report2/report.md")).unwrap();
+    assert!(report2.contains("## Scores and post-hoc detectors") && report2.contains("### oe\n") && !report2.contains("### oe2\n"), "{report2}");
 
     // Queued again: the choice is reused, nothing trains.
     let out = run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
@@ -223,7 +234,7 @@ fn the_choice_never_reads_a_test_set_and_follows_the_validation_set() {
     // The poison as the validation OOD set instead (a dataset no run trains on, and no test set).
     let swapped = clean
         .replace("  animal:\n", &format!("  poison:\n    format: idx\n    classes: 10\n    {poison}\n  animal:\n"))
-        .replace("eval: {max_acc_drop: 100}", "eval: {max_acc_drop: 100, val_ood: poison}");
+        .replace("eval: {max_acc_drop: 100, scores: [msp, knn]}", "eval: {max_acc_drop: 100, scores: [msp, knn], val_ood: poison}");
     let run = |name: &str, yaml: &str| {
         let home = dir.path().join(name);
         let folder = dir.path().join(format!("{name}-spec"));

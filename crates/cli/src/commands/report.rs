@@ -291,6 +291,11 @@ async fn detectors_section(
         }
     }
     for entry in entries {
+        // An entry of the spec with no result yet (a searched entry whose search has not ended)
+        // has no table, rather than failing the report of a grid still training.
+        if !results.iter().any(|r| r.entry == entry) {
+            continue;
+        }
         let options = oodlab_report::from_store::Options {
             metric: Metric::Auroc,
             score,
