@@ -178,7 +178,10 @@ fn a_search_runs_its_trials_as_runs_chooses_on_validation_ood_and_queues_the_ent
     std::fs::write(&spec2, more).unwrap();
     run_ok(oodlab(&home).arg("report").arg(&spec2).arg("--out").arg(dir.path().join("report2")));
     let report2 = std::fs::read_to_string(dir.path().join("report2/report.md")).unwrap();
-    assert!(report2.contains("## Scores and post-hoc detectors") && report2.contains("### oe\n") && !report2.contains("### oe2\n"), "{report2}");
+    assert!(
+        report2.contains("## Scores and post-hoc detectors") && report2.contains("### oe\n") && !report2.contains("### oe2\n"),
+        "{report2}"
+    );
 
     // Queued again: the choice is reused, nothing trains.
     let out = run_ok(oodlab(&home).arg("run").arg(&spec).args(["--jobs", "1"]));
