@@ -84,7 +84,16 @@ pub async fn report(home: &Path, args: ReportArgs) -> anyhow::Result<i32> {
     )));
 
     let flags = store.experiment_flags(&exp.name).await?;
-    grid_section(&mut doc, &rows, &flags);
+    // Searched entries whose search has not chosen yet: their runs are not in the store, so the
+    // grid's count says they are missing rather than reading as complete.
+    let chosen: Vec<String> = store.choices(&exp.name).await?.into_iter().map(|c| c.entry).collect();
+    let waiting: Vec<(String, usize)> = exp
+        .tuning
+        .iter()
+        .filter(|p| !chosen.contains(&p.entry))
+        .map(|p| (p.entry.clone(), exp.runs.iter().filter(|r| r.entry == p.entry).count()))
+        .collect();
+    grid_section(&mut doc, &rows, &flags, &waiting);
     flags_section(&mut doc, &flags);
     if let Some(path) = &args.claims {
         let file = oodlab_report::claims::read(path).map_err(crate::invalid)?;
@@ -203,14 +212,24 @@ fn flags_section(doc: &mut Document, flags: &[oodlab_store::FlagRow]) {
     doc.push(Block::Table(Table { header: vec!["run".into(), "flag".into(), "why".into()], rows, caption: None }));
 }
 
-fn grid_section(doc: &mut Document, rows: &[StatusRow], flags: &[oodlab_store::FlagRow]) {
+fn grid_section(doc: &mut Document, rows: &[StatusRow], flags: &[oodlab_store::FlagRow], waiting: &[(String, usize)]) {
     doc.push(Block::Heading(2, "Grid".into()));
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for r in rows {
         *counts.entry(r.status.as_str()).or_default() += 1;
     }
     let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    doc.push(Block::Paragraph(format!("{} runs: {}.", rows.len(), summary.join(", "))));
+    let not_yet = if waiting.is_empty() {
+        String::new()
+    } else {
+        let each: Vec<String> = waiting.iter().map(|(e, n)| format!("{n} of `{e}`")).collect();
+        format!(
+            "; not planned yet, their entries' searches not ended: {} runs ({})",
+            waiting.iter().map(|w| w.1).sum::<usize>(),
+            each.join(", ")
+        )
+    };
+    doc.push(Block::Paragraph(format!("{} runs: {}{not_yet}.", rows.len(), summary.join(", "))));
     let table_rows = rows
         .iter()
         .map(|r| {
