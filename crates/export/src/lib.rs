@@ -44,6 +44,9 @@ pub struct Epoch {
     pub seconds: f64,
 }
 
+/// Scalars logged together: (ms since the Unix epoch, step, (name, value)s).
+pub type Logged<'a> = (f64, i64, Vec<(&'a str, f64)>);
+
 /// One run of an experiment, as the exports need it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRecord {
@@ -75,25 +78,31 @@ impl RunRecord {
         format!("{} seed {} split {}", self.entry, self.seed, self.split)
     }
 
-    /// Each epoch's scalars by name (`train/loss`, `train/accuracy`, `val/accuracy`,
-    /// `train/lr`, `epoch/seconds`), with the epoch as the step.
-    pub fn epoch_scalars(&self) -> Vec<(&'static str, i64, f64)> {
-        let mut out = Vec::new();
-        for e in &self.epochs {
-            out.push(("train/loss", e.epoch, e.train_loss));
-            out.push(("train/accuracy", e.epoch, e.train_acc));
-            if let Some(v) = e.val_acc {
-                out.push(("val/accuracy", e.epoch, v));
-            }
-            out.push(("train/lr", e.epoch, e.lr));
-            out.push(("epoch/seconds", e.epoch, e.seconds));
-        }
-        out
-    }
-
     /// The step the final metrics are logged at: the last epoch (0 without any).
     pub fn last_step(&self) -> i64 {
         self.epochs.last().map_or(0, |e| e.epoch)
+    }
+
+    /// What both exports log, in time order: each epoch's scalars at the time it ended (the start
+    /// plus the seconds of the epochs so far, in ms since the Unix epoch), then the final metrics
+    /// at the run's end, at the last step. (ms, step, scalars).
+    pub fn timeline(&self) -> Vec<Logged<'_>> {
+        let mut t = self.started_ms.unwrap_or(0) as f64;
+        let mut out = Vec::new();
+        for e in &self.epochs {
+            t += e.seconds * 1000.0;
+            let mut values = vec![("train/loss", e.train_loss), ("train/accuracy", e.train_acc)];
+            if let Some(v) = e.val_acc {
+                values.push(("val/accuracy", v));
+            }
+            values.extend([("train/lr", e.lr), ("epoch/seconds", e.seconds)]);
+            out.push((t, e.epoch, values));
+        }
+        if !self.metrics.is_empty() {
+            let end = self.ended_ms.map_or(t, |ms| ms as f64);
+            out.push((end, self.last_step(), self.metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect()));
+        }
+        out
     }
 }
 

@@ -50,19 +50,9 @@ pub fn export(tracking_uri: &str, experiment: &str, runs: &[RunRecord]) -> Resul
 
 /// The metric points of a run: (key, value, timestamp in ms, step).
 fn points(run: &RunRecord) -> Vec<(String, f64, i64, i64)> {
-    let start = run.started_ms.unwrap_or(0);
     let mut out = Vec::new();
-    let mut t = start as f64;
-    let scalars = run.epoch_scalars();
-    for e in &run.epochs {
-        t += e.seconds * 1000.0;
-        for (k, step, v) in scalars.iter().filter(|s| s.1 == e.epoch) {
-            out.push((k.to_string(), *v, t as i64, *step));
-        }
-    }
-    let end = run.ended_ms.unwrap_or(t as i64);
-    for (k, v) in &run.metrics {
-        out.push((k.clone(), *v, end, run.last_step()));
+    for (ms, step, values) in run.timeline() {
+        out.extend(values.into_iter().map(|(k, v)| (k.to_string(), v, ms as i64, step)));
     }
     out
 }

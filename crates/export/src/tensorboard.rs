@@ -39,18 +39,9 @@ pub fn events(run: &RunRecord) -> Vec<u8> {
     let start = run.started_ms.unwrap_or(0) as f64 / 1000.0;
     let mut out = Vec::new();
     record(&mut out, &event(start, 0, Payload::FileVersion("brain.Event:2")));
-    // An epoch's points at the time it ended (the start plus the seconds of the epochs so far).
-    let mut t = start;
-    let scalars = run.epoch_scalars();
-    for e in &run.epochs {
-        t += e.seconds;
-        let values: Vec<(&str, f32)> = scalars.iter().filter(|s| s.1 == e.epoch).map(|s| (s.0, s.2 as f32)).collect();
-        record(&mut out, &event(t, e.epoch, Payload::Scalars(&values)));
-    }
-    if !run.metrics.is_empty() {
-        let end = run.ended_ms.map_or(t, |ms| ms as f64 / 1000.0);
-        let values: Vec<(&str, f32)> = run.metrics.iter().map(|(k, v)| (k.as_str(), *v as f32)).collect();
-        record(&mut out, &event(end, run.last_step(), Payload::Scalars(&values)));
+    for (ms, step, values) in run.timeline() {
+        let values: Vec<(&str, f32)> = values.into_iter().map(|(k, v)| (k, v as f32)).collect();
+        record(&mut out, &event(ms / 1000.0, step, Payload::Scalars(&values)));
     }
     out
 }
