@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export TINY=1
-for bench in metrics detectors train-step dashboard loader store allocator tune audit; do
+for bench in metrics detectors train-step dashboard loader store allocator tune tune-paper audit; do
   echo "== scripts/bench/$bench.sh (tiny)"
   start=$SECONDS
   if ! bash "scripts/bench/$bench.sh" > "target/bench-$bench-tiny.log" 2>&1; then

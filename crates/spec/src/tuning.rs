@@ -79,10 +79,15 @@ impl TunePlan {
             self.max_acc_drop
         );
         // Written only when set: the searches planned before it existed keep their names.
-        let identity = match self.held_classes {
+        let mut identity = match self.held_classes {
             Some(h) => format!("{identity}|{h:?}"),
             None => identity,
         };
+        // The grid sampler once tried its points in order: a search recorded then must not be
+        // taken up with trial numbers that now name other points, so it is another search.
+        if self.search.sampler == Sampler::Grid {
+            identity.push_str("|grid in seeded order");
+        }
         Sha256::digest(identity.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect()
     }
 

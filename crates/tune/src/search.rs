@@ -16,7 +16,7 @@ use crate::{Point, Space};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Sampler {
-    /// Every combination of the listed values, in order (choices only).
+    /// Every combination of the listed values once, in a seeded random order (choices only).
     Grid,
     /// Independent seeded draws.
     Random,
@@ -142,12 +142,12 @@ impl Search {
         best.map(|(i, _)| i)
     }
 
-    /// The point of trial `n`: the grid's n-th, a seeded draw, or TPE's suggestion from the
+    /// The point of trial `n`: the n-th of the grid's seeded order, a seeded draw, or TPE's suggestion from the
     /// trials with an objective (each at the highest rung it finished, as Optuna's TPE reads a
     /// pruned trial's last reported value). None past the grid's end.
     fn point(&self, n: usize, record: &[TrialRecord]) -> Option<Point> {
         match self.sampler {
-            Sampler::Grid => crate::grid::points(&self.space).ok()?.into_iter().nth(n),
+            Sampler::Grid => crate::grid::shuffled(&self.space, self.seed).ok()?.into_iter().nth(n),
             Sampler::Random => Some(crate::random::draw(&self.space, self.seed, n as u64)),
             Sampler::Tpe => {
                 let history: Vec<Observation> = record
@@ -183,11 +183,13 @@ mod tests {
     #[test]
     fn a_grid_without_asha_starts_each_point_then_chooses_the_best() {
         let s = search(Sampler::Grid, 3, 27, None);
-        assert_eq!(s.next(&[]), Step::Start { trial: 0, point: vec![0.0], epochs: 9 });
-        let mut record = vec![TrialRecord { point: vec![0.0], rungs: vec![Rung::Running] }];
-        assert_eq!(s.next(&record), Step::Start { trial: 1, point: vec![1.0], epochs: 9 });
-        record.push(TrialRecord { point: vec![1.0], rungs: vec![Rung::Running] });
-        record.push(TrialRecord { point: vec![2.0], rungs: vec![Rung::Running] });
+        let order = crate::grid::shuffled(&s.space, s.seed).unwrap();
+        assert_eq!(s.next(&[]), Step::Start { trial: 0, point: order[0].clone(), epochs: 9 });
+        let mut record = vec![TrialRecord { point: order[0].clone(), rungs: vec![Rung::Running] }];
+        assert_eq!(s.next(&record), Step::Start { trial: 1, point: order[1].clone(), epochs: 9 });
+        record.push(TrialRecord { point: order[1].clone(), rungs: vec![Rung::Running] });
+        assert_eq!(s.next(&record), Step::Start { trial: 2, point: order[2].clone(), epochs: 9 });
+        record.push(TrialRecord { point: order[2].clone(), rungs: vec![Rung::Running] });
         assert_eq!(s.spent(&record), 27);
         assert_eq!(s.next(&record), Step::Wait, "three trials, all running");
         let record = vec![done(0.0, &[0.7]), done(1.0, &[0.9]), done(2.0, &[0.9])];
@@ -196,9 +198,10 @@ mod tests {
         let guarded = vec![done(0.0, &[0.7]), TrialRecord { point: vec![1.0], rungs: vec![Rung::Done(None)] }];
         let s2 = search(Sampler::Grid, 2, 18, None);
         assert_eq!(s2.next(&guarded), Step::Done { chosen: Some(0) });
+        let order2 = crate::grid::shuffled(&s2.space, s2.seed).unwrap();
         assert_eq!(
-            s2.next(&[TrialRecord { point: vec![1.0], rungs: vec![Rung::Done(None)] }]),
-            Step::Start { trial: 1, point: vec![1.0], epochs: 9 }
+            s2.next(&[TrialRecord { point: order2[0].clone(), rungs: vec![Rung::Done(None)] }]),
+            Step::Start { trial: 1, point: order2[1].clone(), epochs: 9 }
         );
     }
 
