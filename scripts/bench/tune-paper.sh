@@ -102,7 +102,8 @@ measure() { # name
   sqlite3 "$home/oodlab.db" "SELECT COUNT(*), SUM((julianday(ended_at) - julianday(started_at)) * 86400) FROM runs WHERE status = 'done' AND id NOT IN ($done_before)" > "$work/$1.ran"
   awk -v a="$start" -v b="$end" 'BEGIN { print b - a }' > "$work/$1.wall"
 }
-# SEARCHES=asha measures that one again, reading the other from WORK as an earlier run left it.
+# SEARCHES=asha measures that one again, reading the other from WORK as an earlier run left it
+# (SEARCHES=" ": none, only the summary).
 pids=()
 for s in ${SEARCHES:-exhaustive asha}; do
   measure "$s" &

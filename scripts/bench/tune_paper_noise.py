@@ -10,7 +10,7 @@ Every trial of both searches is judged on the same images (split 0's ID validati
 the validation OOD slice), so two settings are compared by a *paired* bootstrap: the same
 resampled images score both, and the spread of their AUROC difference is the noise of that
 comparison. Each AUROC is recomputed from the trial's saved scores (Mann–Whitney, ties counted
-half) and checked against the store's before it is used.
+half) and checked against the store's (to 1e-6: the saved scores are f32) before it is used.
 """
 
 from __future__ import annotations
@@ -82,8 +82,10 @@ def main(exhaustive_home: str, asha_home: str, also: list[str]) -> None:
     for t in exhaustive:
         s = oodlab.scores(t["run"], home=exhaustive_home)
         id_msp, ood_msp = s["id_val"]["msp"].astype(np.float64), s["val_ood"]["msp"].astype(np.float64)
+        # The saved scores are f32, the store's AUROC was computed before they were rounded:
+        # near an MSP of 1 the rounding makes ties, so the two agree to about 1e-7, not exactly.
         mine = auroc(id_msp, ood_msp)
-        assert abs(mine - t["auroc"]) < 1e-9, (t, mine)
+        assert abs(mine - t["auroc"]) < 1e-6, (t, mine)
         scored.append((t, id_msp, ood_msp))
     n_id, n_ood = len(scored[0][1]), len(scored[0][2])
     rng = np.random.default_rng(0)
@@ -114,7 +116,7 @@ def main(exhaustive_home: str, asha_home: str, also: list[str]) -> None:
             assert len(s[part]["msp"]) == len(best_scores[part]["msp"]), f"{name}: other {part} images"
         id_msp, ood_msp = s["id_val"]["msp"].astype(np.float64), s["val_ood"]["msp"].astype(np.float64)
         a, acc = stored(home, run)
-        assert abs(auroc(id_msp, ood_msp) - a) < 1e-9, (name, a)
+        assert abs(auroc(id_msp, ood_msp) - a) < 1e-6, (name, a)
         diff = best_boot - np.array([auroc(id_msp[i], ood_msp[j]) for i, j in picks])
         print(f"| {name}: run {run} | {acc:.4f} | {a:.4f} | {best[0]['auroc'] - a:.4f} | {diff.std(ddof=1):.4f} | {(diff <= 0).mean():.3f} |")
     # ASHA's trials that reached the full 3 epochs went on from their 1-epoch checkpoints; each
