@@ -231,3 +231,51 @@ fn same_dim(train: Rows, queries: Rows) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every distance of the scan kept, then the k-th smallest: what [`knn`] computed before the
+    /// floor skipped rows, on the same f32 products and f64 sums.
+    fn keep_all(train: Rows, queries: Rows, k: usize) -> Vec<f64> {
+        scan(
+            train,
+            queries,
+            Vec::new,
+            |all: &mut Vec<f64>, _, row| all.extend(row.iter()),
+            |mut all| {
+                all.select_nth_unstable_by(k - 1, |a, b| a.total_cmp(b));
+                -all[k - 1]
+            },
+        )
+    }
+
+    #[test]
+    fn the_floor_skips_only_rows_that_could_not_be_kept() {
+        // Rows that tie and nearly tie: each training row repeated 3 times, some scaled (the same
+        // unit vector, norms that differ in the last bits), a zero row, and queries that are
+        // training rows (distance 0, where the floor is closest to the dots) or near them.
+        let d = 16;
+        let base: Vec<f32> = (0..700 * d).map(|i| ((i as f64 * 0.37).sin() + 0.5 * (i as f64 * 0.011).cos()) as f32).collect();
+        let mut train = Vec::new();
+        for (r, row) in base.chunks(d).enumerate() {
+            for copy in 0..3 {
+                let scale = [1.0f32, 3.0, 0.1][(r + copy) % 3];
+                train.extend(row.iter().map(|&v| v * scale));
+            }
+        }
+        train.extend(std::iter::repeat_n(0.0f32, d));
+        let mut queries: Vec<f32> = train[..300 * d].to_vec();
+        queries.extend(train[300 * d..600 * d].iter().enumerate().map(|(i, &v)| v + 1e-4 * ((i % 7) as f32 - 3.0)));
+        queries.extend(std::iter::repeat_n(0.0f32, d));
+        let (t, q) = (Rows::new(&train, d).unwrap(), Rows::new(&queries, d).unwrap());
+        assert!(t.len() > 2 * TILE && q.len() > QUERIES, "several tiles and blocks");
+        for k in [1, 2, 3, 4, 50, 200] {
+            let (got, want) = (knn(t, q, k).unwrap(), keep_all(t, q, k));
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert_eq!(g.to_bits(), w.to_bits(), "k {k}, query {i}: {g} against {w} keeping every distance");
+            }
+        }
+    }
+}
