@@ -136,32 +136,42 @@ struct Distances<'a> {
 }
 
 impl Distances<'_> {
-    fn iter(&self) -> impl Iterator<Item = f64> + '_ {
-        self.dots.iter().zip(self.tn).map(|(&dot, tn)| self.at_dot(dot, *tn))
-    }
-
-    fn at_dot(&self, dot: f32, tn: f64) -> f64 {
-        (self.qn + tn - 2.0 * dot as f64).max(0.0)
-    }
-
     /// Row `j`'s distance.
     fn at(&self, j: usize) -> f64 {
-        self.at_dot(self.dots[j], self.tn[j])
+        (self.qn + self.tn[j] - 2.0 * self.dots[j] as f64).max(0.0)
     }
 
     /// An f32 floor under which no row's dot product can make a distance below `bound`: a row
     /// with `dot <= floor` has qn + tn - 2 dot >= qn + tn_min - 2 floor > bound (the 1e-6 taken
     /// off covers the f32 rounding of the floor, ≤ 2.4e-7 for the |floor| ≤ 2 of unit vectors,
-    /// and the f64 rounding of the distance, ~1e-15). So skipping those rows keeps exactly the
-    /// rows the distance itself would keep, with one f32 comparison for each skipped row
-    /// instead of a distance in f64: after the first tiles nearly all rows are skipped.
+    /// and the f64 rounding of the distance, ~1e-15).
     fn floor(&self, bound: f64) -> f32 {
         ((self.qn + self.tn_min - bound) / 2.0 - 1e-6) as f32
     }
+
+    /// Hands `keep` each row (its index in the tile, its distance) closer than `bound`, in order;
+    /// `keep` returns the bound from then on. Rows whose dot product is at or under the bound's
+    /// [`Distances::floor`] are skipped without their f64 distance — exactly those the distance
+    /// would not keep — 16 at a time by a branch-free comparison the compiler vectorizes: after
+    /// the first tiles nearly every row is.
+    fn closer(&self, mut bound: f64, mut keep: impl FnMut(usize, f64) -> f64) {
+        let mut floor = self.floor(bound);
+        for (c, chunk) in self.dots.chunks(CHUNK).enumerate() {
+            if !chunk.iter().fold(false, |any, &dot| any | (dot > floor)) {
+                continue;
+            }
+            for j in c * CHUNK..c * CHUNK + chunk.len() {
+                let d = self.at(j);
+                if d < bound {
+                    bound = keep(j, d);
+                    floor = self.floor(bound);
+                }
+            }
+        }
+    }
 }
 
-/// Rows compared against a floor at once: a chunk is looked into only when one of its dot
-/// products is above the floor (a branch-free comparison the compiler vectorizes).
+/// Rows compared against a floor at once.
 const CHUNK: usize = 16;
 
 pub fn knn(train: Rows, queries: Rows, k: usize) -> Result<Vec<f64>> {
@@ -176,24 +186,15 @@ pub fn knn(train: Rows, queries: Rows, k: usize) -> Result<Vec<f64>> {
         queries,
         || (Vec::with_capacity(2 * k + 1), f64::INFINITY),
         |(kept, bound): &mut (Vec<f64>, f64), _, row| {
-            let mut floor = row.floor(*bound);
-            for (c, chunk) in row.dots.chunks(CHUNK).enumerate() {
-                if !chunk.iter().fold(false, |any, &dot| any | (dot > floor)) {
-                    continue;
+            row.closer(*bound, |_, d| {
+                kept.push(d);
+                if kept.len() == 2 * k {
+                    kept.select_nth_unstable_by(k - 1, |a, b| a.total_cmp(b));
+                    kept.truncate(k);
+                    *bound = kept[k - 1];
                 }
-                for j in c * CHUNK..c * CHUNK + chunk.len() {
-                    let d = row.at(j);
-                    if d < *bound {
-                        kept.push(d);
-                        if kept.len() == 2 * k {
-                            kept.select_nth_unstable_by(k - 1, |a, b| a.total_cmp(b));
-                            kept.truncate(k);
-                            *bound = kept[k - 1];
-                            floor = row.floor(*bound);
-                        }
-                    }
-                }
-            }
+                *bound
+            })
         },
         |(mut kept, _)| {
             kept.select_nth_unstable_by(k - 1, |a, b| a.total_cmp(b));
@@ -215,11 +216,10 @@ pub fn nearest(train: Rows, queries: Rows) -> Result<Vec<(usize, f64)>> {
         queries,
         || (0usize, f64::INFINITY),
         |(best, bound): &mut (usize, f64), start, row| {
-            for (j, d) in row.iter().enumerate() {
-                if d < *bound {
-                    (*best, *bound) = (start + j, d);
-                }
-            }
+            row.closer(*bound, |j, d| {
+                (*best, *bound) = (start + j, d);
+                d
+            })
         },
         |(best, d)| (best, d),
     ))
@@ -243,7 +243,7 @@ mod tests {
             train,
             queries,
             Vec::new,
-            |all: &mut Vec<f64>, _, row| all.extend(row.iter()),
+            |all: &mut Vec<f64>, _, row| all.extend((0..row.dots.len()).map(|j| row.at(j))),
             |mut all| {
                 all.select_nth_unstable_by(k - 1, |a, b| a.total_cmp(b));
                 -all[k - 1]
@@ -276,6 +276,17 @@ mod tests {
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert_eq!(g.to_bits(), w.to_bits(), "k {k}, query {i}: {g} against {w} keeping every distance");
             }
+        }
+        // The nearest row: the first of the smallest distances, by every distance.
+        let all = scan(
+            t,
+            q,
+            Vec::new,
+            |all: &mut Vec<(usize, f64)>, start, row| all.extend((0..row.dots.len()).map(|j| (start + j, row.at(j)))),
+            |all| all.into_iter().fold((0, f64::INFINITY), |best, (j, d)| if d < best.1 { (j, d) } else { best }),
+        );
+        for (i, (g, w)) in nearest(t, q).unwrap().iter().zip(&all).enumerate() {
+            assert!(g.0 == w.0 && g.1.to_bits() == w.1.to_bits(), "query {i}: {g:?} against {w:?} by every distance");
         }
     }
 }
