@@ -29,12 +29,12 @@ bin=${OODLAB:-target/release/oodlab}
 [ -x "$bin" ] || cargo build --release -p oodlab-cli
 command -v sqlite3 >/dev/null || { echo "error: sqlite3 is needed (apt-get install sqlite3)" >&2; exit 1; }
 [ -n "${TINY:-}" ] || [ -f datasets/full/fashion-mnist/train-images-idx3-ubyte.gz ] || bash scripts/fetch-data.sh
-# The noise script reads the homes with python/oodlab (NumPy and pandas).
+# The noise script reads the homes with python/oodlab (NumPy, pandas) and scikit-learn's AUROC.
 python=${PYTHON:-$here/.venv-bench/bin/python}
-if ! "$python" -c "import numpy, pandas" 2>/dev/null; then
-  [ -n "${PYTHON:-}" ] && { echo "error: $python lacks numpy or pandas" >&2; exit 1; }
+if ! "$python" -c "import numpy, pandas, sklearn" 2>/dev/null; then
+  [ -n "${PYTHON:-}" ] && { echo "error: $python lacks numpy, pandas or scikit-learn" >&2; exit 1; }
   [ -x "$python" ] || python3 -m venv "$here/.venv-bench"
-  "$python" -m pip install -q numpy pandas
+  "$python" -m pip install -q numpy pandas scikit-learn
 fi
 if [ -n "${WORK:-}" ]; then work=$WORK; mkdir -p "$work"; else work=$(mktemp -d /tmp/oodlab-bench-tune-paper.XXXXXX); trap 'rm -rf "$work"' EXIT; fi
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
@@ -110,8 +110,8 @@ for s in ${SEARCHES:-exhaustive asha}; do
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p"; done
-for s in exhaustive asha; do # one measured by an earlier run, maybe still finishing
-  while [ ! -f "$work/$s.wall" ]; do sleep 30; done
+for s in exhaustive asha; do
+  [ -f "$work/$s.wall" ] || { echo "error: $work has no finished $s search (SEARCHES=$s measures it)" >&2; exit 1; }
 done
 
 for s in exhaustive asha; do
